@@ -1,0 +1,958 @@
+/**
+ * Raw, ICMP-datagram and UDP sockets through `Deno.dlopen` bindings to libc:
+ * the only FFI in the project.
+ *
+ * - Waiting never blocks the event loop: a receive first tries `recvmsg` with
+ *   `MSG_DONTWAIT`, and only when nothing is queued waits in `poll()` declared
+ *   `nonblocking: true` (on a worker thread), together with an `eventfd` that
+ *   `close()` signals so a pending wait ends at once.
+ * - `errno` is read through `__errno_location()` right after each
+ *   synchronous call, on the thread that made it.
+ * - Receive times come from the kernel (`SO_TIMESTAMPNS`), so a busy event
+ *   loop does not inflate a measured round trip.
+ * - ICMP errors for datagram sockets are read from the error queue
+ *   (`IP_RECVERR` / `IPV6_RECVERR`, `MSG_ERRQUEUE`), which is what lets
+ *   unprivileged ping and traceroute work.
+ *
+ * Linux with glibc only; elsewhere the first use throws a clear error.
+ *
+ * @example An ICMP echo to the loopback address
+ * ```ts ignore
+ * import { openSocket } from "./rawsock.ts";
+ * import { buildEcho } from "./icmp.ts";
+ * using sock = openSocket({ kind: "icmp", family: 4 });
+ * sock.send(buildEcho({ family: 4, id: 1, seq: 1 }), { family: 4, address: "127.0.0.1", port: 0 });
+ * const reply = await sock.receive({ timeoutMs: 1000 });
+ * ```
+ *
+ * @module
+ */
+import {
+  AF_INET,
+  AF_INET6,
+  decodeSockaddr,
+  encodeSockaddr,
+  type Family,
+  SOCKADDR_STORAGE_SIZE,
+  type SocketAddress,
+} from "./sockaddr.ts";
+
+export type { Family, SocketAddress } from "./sockaddr.ts";
+
+/**
+ * The libc symbols used by the project, with their C prototypes. Loaded once,
+ * on first use.
+ */
+const SYMBOLS = {
+  // int socket(int domain, int type, int protocol);
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int bind(int fd, const struct sockaddr *addr, socklen_t len);
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int connect(int fd, const struct sockaddr *addr, socklen_t len);
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int setsockopt(int fd, int level, int name, const void *val, socklen_t len);
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  // int getsockopt(int fd, int level, int name, void *val, socklen_t *len);
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  // int getsockname(int fd, struct sockaddr *addr, socklen_t *len);
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t len);
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  // ssize_t recvmsg(int fd, struct msghdr *msg, int flags);
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (runs on a worker thread)
+  poll_wait: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (timeout 0 only: never blocks)
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  // int close(int fd);
+  close: { parameters: ["i32"], result: "i32" },
+  // int *__errno_location(void);
+  __errno_location: { parameters: [], result: "pointer" },
+  // char *strerror(int errnum);
+  strerror: { parameters: ["i32"], result: "pointer" },
+  // int eventfd(unsigned int initval, int flags);
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // ssize_t write(int fd, const void *buf, size_t n);
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // ssize_t read(int fd, void *buf, size_t n);
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // int open(const char *path, int flags);
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  // int setns(int fd, int nstype);
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  // unsigned int if_nametoindex(const char *ifname);
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  // int clock_gettime(clockid_t clk, struct timespec *tp);
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let libc: Libc | undefined;
+let errnoView: Deno.UnsafePointerView | undefined;
+
+function lib(): Libc {
+  if (libc) return libc;
+  if (Deno.build.os !== "linux") {
+    throw new Error(
+      `Raw sockets are not supported on ${Deno.build.os}: this module binds Linux glibc`,
+    );
+  }
+  try {
+    libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  } catch (err) {
+    throw new Error(
+      `Raw sockets are not supported here: cannot load glibc "libc.so.6" (${
+        err instanceof Error ? err.message : String(err)
+      }); a Linux system with glibc is required`,
+    );
+  }
+  const ptr = libc.__errno_location();
+  if (ptr === null) throw new Error("Cannot locate errno: __errno_location() returned NULL");
+  errnoView = new Deno.UnsafePointerView(ptr);
+  return libc;
+}
+
+/** The `errno` of the last synchronous libc call on this thread. */
+function errno(): number {
+  return errnoView?.getInt32() ?? 0;
+}
+
+// Linux constants (identical on x86_64 and aarch64).
+const SOCK_DGRAM = 2;
+const SOCK_RAW = 3;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+const IPPROTO_IP = 0;
+const IPPROTO_ICMP = 1;
+const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
+const IPPROTO_IPV6 = 41;
+const IPPROTO_ICMPV6 = 58;
+const SOL_SOCKET = 1;
+const SO_TIMESTAMPNS = 35;
+const SOL_RAW = 255;
+const ICMP_FILTER = 1;
+const ICMP6_FILTER = 1;
+const SO_BINDTODEVICE = 25;
+const SO_RCVBUF = 8;
+const IP_TTL = 2;
+const IP_RECVERR = 11;
+const IP_RECVTTL = 12;
+const IPV6_UNICAST_HOPS = 16;
+const IPV6_RECVERR = 25;
+const IPV6_RECVHOPLIMIT = 51;
+const IPV6_HOPLIMIT = 52;
+const MSG_DONTWAIT = 0x40;
+const MSG_TRUNC = 0x20;
+const MSG_ERRQUEUE = 0x2000;
+const POLLIN = 0x1;
+const POLLERR = 0x8;
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+const CLONE_NEWNET = 0x40000000;
+const CLOCK_REALTIME = 0;
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  4: "EINTR",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  19: "ENODEV",
+  22: "EINVAL",
+  24: "EMFILE",
+  64: "ENONET",
+  71: "EPROTO",
+  88: "ENOTSOCK",
+  89: "EDESTADDRREQ",
+  90: "EMSGSIZE",
+  91: "EPROTOTYPE",
+  92: "ENOPROTOOPT",
+  93: "EPROTONOSUPPORT",
+  94: "ESOCKTNOSUPPORT",
+  95: "EOPNOTSUPP",
+  97: "EAFNOSUPPORT",
+  98: "EADDRINUSE",
+  99: "EADDRNOTAVAIL",
+  100: "ENETDOWN",
+  101: "ENETUNREACH",
+  103: "ECONNABORTED",
+  104: "ECONNRESET",
+  105: "ENOBUFS",
+  106: "EISCONN",
+  107: "ENOTCONN",
+  110: "ETIMEDOUT",
+  111: "ECONNREFUSED",
+  112: "EHOSTDOWN",
+  113: "EHOSTUNREACH",
+};
+const EAGAIN = 11;
+const EINTR = 4;
+
+/**
+ * The name of an errno value, e.g. `errnoName(13) === "EACCES"`.
+ *
+ * @param code The errno value.
+ * @returns Its symbolic name, or `"E<code>"` for an unknown one.
+ *
+ * @example
+ * ```ts
+ * import { errnoName } from "./rawsock.ts";
+ * console.assert(errnoName(113) === "EHOSTUNREACH");
+ * ```
+ */
+export function errnoName(code: number): string {
+  return ERRNO_NAMES[code] ?? `E${code}`;
+}
+
+function strerror(code: number): string {
+  try {
+    const ptr = lib().strerror(code);
+    if (ptr !== null) return Deno.UnsafePointerView.getCString(ptr);
+  } catch {
+    // Fall through to the bare name.
+  }
+  return errnoName(code);
+}
+
+/**
+ * A failed socket system call, with the errno name and the call.
+ *
+ * @example Telling a permission problem apart
+ * ```ts
+ * import { SocketError } from "./rawsock.ts";
+ * const err = new SocketError(13, "socket");
+ * console.assert(err.code === "EACCES" && err.syscall === "socket");
+ * ```
+ */
+export class SocketError extends Error {
+  /** The errno value. */
+  readonly errno: number;
+  /** The errno name, such as `"EPERM"`. */
+  readonly code: string;
+  /** The system call that failed, such as `"sendto"`. */
+  readonly syscall: string;
+
+  /**
+   * Creates the error; the message is `syscall: strerror (CODE)` plus a hint
+   * when one helps.
+   *
+   * @param errnoValue The errno value.
+   * @param syscall The failing call.
+   * @param hint Extra advice appended to the message.
+   */
+  constructor(errnoValue: number, syscall: string, hint?: string) {
+    const code = errnoName(errnoValue);
+    super(`${syscall}: ${strerror(errnoValue)} (${code})${hint ? `. ${hint}` : ""}`);
+    this.name = "SocketError";
+    this.errno = errnoValue;
+    this.code = code;
+    this.syscall = syscall;
+  }
+}
+
+/** The message for EPERM/EACCES when creating a socket that needs privilege. */
+const PERMISSION_HINT = "Raw sockets need privilege: run as root, or grant the capability with " +
+  '`setcap cap_net_raw+ep "$(which deno)"`; for ICMP datagram sockets, widen ' +
+  '`net.ipv4.ping_group_range` (e.g. `sysctl -w net.ipv4.ping_group_range="0 2147483647"`)';
+
+/** The kinds of socket this module opens. */
+export type SocketKind = "icmp" | "icmp-raw" | "tcp-raw" | "udp-raw" | "udp";
+
+/** Options for {@linkcode openSocket}. */
+export interface OpenOptions {
+  /** The kind of socket: an ICMP datagram socket ("ping socket", no root needed where `ping_group_range` allows), raw ICMP, raw TCP or UDP (IP header supplied by the kernel), or a plain UDP socket. */
+  kind: SocketKind;
+  /** The IP version. */
+  family: Family;
+  /**
+   * Queue ICMP errors about this socket's packets (`IP_RECVERR` /
+   * `IPV6_RECVERR`) so {@linkcode Socket.receiveError} and
+   * {@linkcode Socket.receive} report them.
+   * @default {true for "icmp" and "udp", false for raw kinds (they receive ICMP errors as data)}
+   */
+  receiveErrors?: boolean;
+  /** Ask the kernel for receive timestamps (`SO_TIMESTAMPNS`). @default {true} */
+  timestamps?: boolean;
+  /** Report the TTL / hop limit of received packets. @default {true} */
+  receiveTtl?: boolean;
+  /** Create the socket inside this network namespace (a name under `/run/netns`, as `ip netns` makes). @default {undefined (the current one)} */
+  netns?: string;
+  /** Receive buffer size in bytes (`SO_RCVBUF`). @default {undefined (the system default)} */
+  receiveBufferSize?: number;
+}
+
+/** A datagram received by {@linkcode Socket.receive}. */
+export interface Datagram {
+  /** Discriminates data from an error report. */
+  type: "data";
+  /** The bytes. For raw IPv4 sockets they start with the IP header. */
+  data: Uint8Array;
+  /** The sender. */
+  from: SocketAddress;
+  /** The kernel's receive time (`SO_TIMESTAMPNS`, CLOCK_REALTIME) in nanoseconds, when available. */
+  timestampNs?: bigint;
+  /** The TTL (IPv4) or hop limit (IPv6) the packet arrived with, when available. */
+  ttl?: number;
+  /** The datagram was larger than the receive buffer and was cut. */
+  truncated: boolean;
+}
+
+/** Where an error-queue report came from (`SO_EE_ORIGIN_*`). */
+export type ErrorOrigin = "none" | "local" | "icmp" | "icmp6" | "txstatus" | "zerocopy";
+
+const ORIGINS: ErrorOrigin[] = ["none", "local", "icmp", "icmp6", "txstatus", "zerocopy"];
+
+/** An error report from the socket's error queue (`struct sock_extended_err`). */
+export interface ErrorReport {
+  /** Discriminates an error report from data. */
+  type: "error";
+  /** The errno the error maps to, e.g. 113 (EHOSTUNREACH) for a host unreachable. */
+  errno: number;
+  /** The errno name. */
+  code: string;
+  /** Who produced the error. */
+  origin: ErrorOrigin;
+  /** The ICMP type (for ICMP origins). */
+  icmpType: number;
+  /** The ICMP code (for ICMP origins). */
+  icmpCode: number;
+  /** `ee_info`: the MTU for "fragmentation needed" / "packet too big". */
+  info: number;
+  /** `ee_data`. */
+  data: number;
+  /** The node that sent the ICMP error (`SO_EE_OFFENDER`). */
+  offender?: SocketAddress;
+  /** The quoted original: the payload of the packet that caused the error, as this socket sent it (the ICMP message for ICMP sockets, the UDP payload for UDP ones). */
+  original: Uint8Array;
+  /** The destination the original packet was sent to (the `msg_name` of the report). */
+  destination?: SocketAddress;
+  /** The kernel's time of the error in nanoseconds, when available. */
+  timestampNs?: bigint;
+}
+
+/** Options for {@linkcode Socket.receive}. */
+export interface ReceiveOptions {
+  /** How long to wait, in milliseconds. @default {Infinity} */
+  timeoutMs?: number;
+  /** Stop waiting when aborted (the promise then resolves to `null`). @default {undefined} */
+  signal?: AbortSignal;
+}
+
+const MAX_DATAGRAM = 65535;
+const CONTROL_SIZE = 512;
+
+function check(result: number | bigint, syscall: string, hint?: string): number {
+  const n = Number(result);
+  if (n < 0) throw new SocketError(errno(), syscall, hint);
+  return n;
+}
+
+function int32(value: number): Uint8Array {
+  const buf = new Uint8Array(4);
+  new DataView(buf.buffer).setInt32(0, value, true);
+  return buf;
+}
+
+function cString(text: string): Uint8Array {
+  return new TextEncoder().encode(`${text}\0`);
+}
+
+function pointerValue(buf: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+}
+
+/**
+ * Runs `fn` with this thread in the network namespace `name`, then returns
+ * to the original one. Sockets keep the namespace they were created in.
+ */
+function inNetns<T>(name: string, fn: () => T): T {
+  const c = lib();
+  if (name.includes("/")) throw new TypeError(`Invalid network namespace name "${name}"`);
+  const original = check(
+    c.open(cString("/proc/thread-self/ns/net"), O_RDONLY | O_CLOEXEC),
+    "open",
+  );
+  try {
+    const target = c.open(cString(`/run/netns/${name}`), O_RDONLY | O_CLOEXEC);
+    if (target < 0) {
+      throw new SocketError(errno(), "open", `network namespace "${name}" does not exist`);
+    }
+    try {
+      check(c.setns(target, CLONE_NEWNET), "setns");
+    } finally {
+      c.close(target);
+    }
+    try {
+      return fn();
+    } finally {
+      check(c.setns(original, CLONE_NEWNET), "setns");
+    }
+  } finally {
+    c.close(original);
+  }
+}
+
+/**
+ * The current CLOCK_REALTIME in nanoseconds: the clock of kernel receive
+ * timestamps, so differences between the two are round-trip times.
+ *
+ * @returns Nanoseconds since the epoch.
+ *
+ * @example
+ * ```ts
+ * import { realtimeNs } from "./rawsock.ts";
+ * const ms = Number(realtimeNs() / 1_000_000n);
+ * console.assert(Math.abs(ms - Date.now()) < 1000);
+ * ```
+ */
+export function realtimeNs(): bigint {
+  check(lib().clock_gettime(CLOCK_REALTIME, timespecBuf), "clock_gettime");
+  return timespecView.getBigInt64(0, true) * 1_000_000_000n + timespecView.getBigInt64(8, true);
+}
+const timespecBuf = new Uint8Array(16);
+const timespecView = new DataView(timespecBuf.buffer);
+
+/**
+ * The index of a network interface, e.g. for an IPv6 scope id.
+ *
+ * @param name The interface name, such as `"lo"`.
+ * @returns The index.
+ * @throws {SocketError} ENODEV when there is no such interface.
+ *
+ * @example
+ * ```ts ignore
+ * import { interfaceIndex } from "./rawsock.ts";
+ * console.assert(interfaceIndex("lo") > 0);
+ * ```
+ */
+export function interfaceIndex(name: string): number {
+  const index = lib().if_nametoindex(cString(name));
+  if (index === 0) throw new SocketError(19, "if_nametoindex", `no interface named "${name}"`);
+  return index;
+}
+
+/**
+ * Opens a socket.
+ *
+ * @param options The kind, the family and the receive options.
+ * @returns The socket; close it with `close()` or `using`.
+ * @throws {SocketError} When the kernel refuses; EPERM/EACCES explain how to get the permission.
+ *
+ * @example A ping socket to the loopback address
+ * ```ts ignore
+ * import { openSocket } from "./rawsock.ts";
+ * using sock = openSocket({ kind: "icmp", family: 6 });
+ * ```
+ */
+export function openSocket(options: OpenOptions): Socket {
+  const c = lib();
+  const { kind, family } = options;
+  if (family !== 4 && family !== 6) {
+    throw new TypeError(`Invalid address family ${String(family)}: expected 4 or 6`);
+  }
+  const domain = family === 4 ? AF_INET : AF_INET6;
+  const icmp = family === 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+  const [type, protocol] = ({
+    "icmp": [SOCK_DGRAM, icmp],
+    "icmp-raw": [SOCK_RAW, icmp],
+    "tcp-raw": [SOCK_RAW, IPPROTO_TCP],
+    "udp-raw": [SOCK_RAW, IPPROTO_UDP],
+    "udp": [SOCK_DGRAM, IPPROTO_UDP],
+  } as const)[kind] ?? [undefined, undefined];
+  if (type === undefined) throw new TypeError(`Invalid socket kind "${kind}"`);
+  const create = () => c.socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  const fd = options.netns === undefined ? create() : inNetns(options.netns, create);
+  if (fd < 0) {
+    const e = errno();
+    const hint = e === 1 || e === 13 ? PERMISSION_HINT : undefined;
+    throw new SocketError(e, "socket", hint);
+  }
+  const sock = new Socket(fd, family, kind);
+  try {
+    const raw = kind !== "icmp" && kind !== "udp";
+    if (options.timestamps ?? true) sock.setOption(SOL_SOCKET, SO_TIMESTAMPNS, 1);
+    if (options.receiveTtl ?? true) {
+      if (family === 4) sock.setOption(IPPROTO_IP, IP_RECVTTL, 1);
+      else sock.setOption(IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1);
+    }
+    if (options.receiveErrors ?? !raw) {
+      sock.errorQueue = true;
+      if (family === 4) sock.setOption(IPPROTO_IP, IP_RECVERR, 1);
+      else sock.setOption(IPPROTO_IPV6, IPV6_RECVERR, 1);
+    }
+    if (options.receiveBufferSize !== undefined) {
+      sock.setOption(SOL_SOCKET, SO_RCVBUF, options.receiveBufferSize);
+    }
+  } catch (err) {
+    sock.close();
+    throw err;
+  }
+  return sock;
+}
+
+/**
+ * A socket over a libc file descriptor. Close it once done; `close()` may be
+ * called twice, and `using` closes it.
+ */
+export class Socket implements Disposable {
+  /** The IP version. */
+  readonly family: Family;
+  /** The kind of socket. */
+  readonly kind: SocketKind;
+  /** Whether ICMP errors are queued for this socket (set by {@linkcode openSocket}). */
+  errorQueue = false;
+  #fd: number;
+  #wakeFd = -1;
+  #pending: Promise<number> | undefined;
+  // Buffers reused by every receive: kept referenced for as long as the socket lives.
+  #data = new Uint8Array(MAX_DATAGRAM);
+  #name = new Uint8Array(SOCKADDR_STORAGE_SIZE);
+  #control = new Uint8Array(CONTROL_SIZE);
+  #iov = new Uint8Array(16);
+  #msg = new Uint8Array(56);
+  #msgView = new DataView(this.#msg.buffer);
+  #controlView = new DataView(this.#control.buffer);
+  #pollFds = new Uint8Array(16);
+  #pollView = new DataView(this.#pollFds.buffer);
+  #wakeBuf = new Uint8Array(8);
+  #closedFd = -1;
+
+  /**
+   * Wraps an open descriptor; use {@linkcode openSocket} instead.
+   *
+   * @param fd The descriptor, already non-blocking.
+   * @param family The IP version.
+   * @param kind The kind of socket.
+   */
+  constructor(fd: number, family: Family, kind: SocketKind) {
+    this.#fd = fd;
+    this.family = family;
+    this.kind = kind;
+    const iov = new DataView(this.#iov.buffer);
+    iov.setBigUint64(0, pointerValue(this.#data), true);
+    iov.setBigUint64(8, BigInt(this.#data.length), true);
+    this.#msgView.setBigUint64(16, pointerValue(this.#iov), true);
+    this.#msgView.setBigUint64(24, 1n, true);
+  }
+
+  /** The file descriptor, or -1 once closed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  #open(syscall: string): number {
+    if (this.#fd < 0) throw new SocketError(9, syscall, "the socket is closed");
+    return this.#fd;
+  }
+
+  /**
+   * Sets an integer or byte-string socket option (`setsockopt`).
+   *
+   * @param level The option level (`SOL_SOCKET`, `IPPROTO_IP`, …).
+   * @param name The option name.
+   * @param value An integer, or the raw option bytes.
+   */
+  setOption(level: number, name: number, value: number | Uint8Array): void {
+    const fd = this.#open("setsockopt");
+    const buf = typeof value === "number" ? int32(value) : value;
+    check(lib().setsockopt(fd, level, name, buf, buf.length), "setsockopt");
+  }
+
+  /**
+   * Reads an integer socket option (`getsockopt`).
+   *
+   * @param level The option level.
+   * @param name The option name.
+   * @returns The option's value.
+   */
+  getOption(level: number, name: number): number {
+    const fd = this.#open("getsockopt");
+    const buf = new Uint8Array(4);
+    const len = int32(4);
+    check(lib().getsockopt(fd, level, name, buf, len), "getsockopt");
+    return new DataView(buf.buffer).getInt32(0, true);
+  }
+
+  /**
+   * Sets the TTL of outgoing packets; on an IPv6 socket, the hop limit.
+   *
+   * @param ttl 1 to 255.
+   */
+  setTtl(ttl: number): void {
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255) {
+      throw new RangeError(`Invalid TTL ${ttl}: must be an integer from 1 to 255`);
+    }
+    if (this.family === 6) this.setHopLimit(ttl);
+    else this.setOption(IPPROTO_IP, IP_TTL, ttl);
+  }
+
+  /**
+   * Sets the hop limit of outgoing IPv6 packets; on an IPv4 socket, the TTL.
+   *
+   * @param hops 1 to 255.
+   */
+  setHopLimit(hops: number): void {
+    if (!Number.isInteger(hops) || hops < 1 || hops > 255) {
+      throw new RangeError(`Invalid hop limit ${hops}: must be an integer from 1 to 255`);
+    }
+    if (this.family === 4) this.setOption(IPPROTO_IP, IP_TTL, hops);
+    else this.setOption(IPPROTO_IPV6, IPV6_UNICAST_HOPS, hops);
+  }
+
+  /**
+   * Lets only the given ICMP types reach a raw ICMP socket (`ICMP_FILTER`,
+   * `ICMP6_FILTER`), as iputils does: the kernel then drops, for example, the
+   * copies of our own echo requests that loopback would otherwise deliver.
+   *
+   * @param types The ICMP (or ICMPv6) types to receive.
+   */
+  setIcmpFilter(types: readonly number[]): void {
+    if (this.kind !== "icmp-raw") {
+      throw new TypeError(`An ICMP filter needs a raw ICMP socket, not "${this.kind}"`);
+    }
+    if (this.family === 4) {
+      // A set bit blocks that type (types 0–31 only).
+      let mask = 0xffffffff;
+      for (const t of types) if (t < 32) mask &= ~(1 << t);
+      const buf = new Uint8Array(4);
+      new DataView(buf.buffer).setUint32(0, mask >>> 0, true);
+      this.setOption(SOL_RAW, ICMP_FILTER, buf);
+    } else {
+      const buf = new Uint8Array(32).fill(0xff);
+      for (const t of types) buf[t >> 3] = (buf[t >> 3] ?? 0) & ~(1 << (t & 7));
+      this.setOption(IPPROTO_ICMPV6, ICMP6_FILTER, buf);
+    }
+  }
+
+  /**
+   * Binds the socket to a local address (`bind`).
+   *
+   * @param address The local address; port 0 lets the kernel choose.
+   */
+  bind(address: SocketAddress): void {
+    const fd = this.#open("bind");
+    const sa = this.#sockaddr(address);
+    check(lib().bind(fd, sa, sa.length), "bind");
+  }
+
+  /**
+   * Restricts the socket to one network interface (`SO_BINDTODEVICE`).
+   *
+   * @param name The interface name.
+   */
+  bindToDevice(name: string): void {
+    this.setOption(SOL_SOCKET, SO_BINDTODEVICE, cString(name));
+  }
+
+  /**
+   * Connects the socket (`connect`): sends default to that peer, and for
+   * datagram sockets only its packets are received.
+   *
+   * @param address The peer.
+   */
+  connect(address: SocketAddress): void {
+    const fd = this.#open("connect");
+    const sa = this.#sockaddr(address);
+    check(lib().connect(fd, sa, sa.length), "connect");
+  }
+
+  /**
+   * The local address (`getsockname`). For an ICMP datagram socket the port
+   * is the echo identifier the kernel uses.
+   *
+   * @returns The address.
+   */
+  localAddress(): SocketAddress {
+    const fd = this.#open("getsockname");
+    const buf = new Uint8Array(SOCKADDR_STORAGE_SIZE);
+    const len = int32(buf.length);
+    check(lib().getsockname(fd, buf, len), "getsockname");
+    const addr = decodeSockaddr(buf, new DataView(len.buffer).getInt32(0, true));
+    if (!addr) throw new SocketError(97, "getsockname", "unexpected address family");
+    return addr;
+  }
+
+  #sockaddr(address: SocketAddress): Uint8Array {
+    if (address.family !== this.family) {
+      throw new TypeError(
+        `Cannot use IPv${address.family} address ${address.address} on an IPv${this.family} socket`,
+      );
+    }
+    return encodeSockaddr(address);
+  }
+
+  /**
+   * Sends one datagram (`sendto` with `MSG_DONTWAIT`). Never waits.
+   *
+   * @param bytes The datagram: for ICMP an ICMP message, for raw TCP a TCP
+   *   segment; at most 65,535 bytes.
+   * @param address The destination; omit on a connected socket.
+   * @returns The number of bytes sent.
+   * @throws {SocketError} EAGAIN when the send buffer is full, EMSGSIZE, …
+   */
+  send(bytes: Uint8Array, address?: SocketAddress): number {
+    const fd = this.#open("sendto");
+    if (bytes.length > MAX_DATAGRAM) {
+      throw new RangeError(`Cannot send ${bytes.length} bytes: a datagram holds at most 65535`);
+    }
+    const sa = address ? this.#sockaddr(address) : null;
+    const n = lib().sendto(fd, bytes, BigInt(bytes.length), MSG_DONTWAIT, sa, sa ? sa.length : 0);
+    return check(n, "sendto");
+  }
+
+  /**
+   * Reads one queued datagram or error report without waiting.
+   *
+   * @returns The datagram, an error report (when error reporting is on), or
+   *   `null` when nothing is queued.
+   */
+  tryReceive(): Datagram | ErrorReport | null {
+    const fd = this.#open("recvmsg");
+    const n = this.#recvmsg(fd, MSG_DONTWAIT);
+    if (n >= 0) return this.#datagram(n);
+    const e = errno();
+    if (e === EAGAIN || e === EINTR) return this.errorQueue ? this.receiveError() : null;
+    // A pending socket error (from an ICMP error with IP_RECVERR) surfaces
+    // here; the details are in the error queue.
+    const report = this.receiveError();
+    if (report) return report;
+    if (e === 111 || e === 113 || e === 101 || e === 90 || e === 112 || e === 64) return null;
+    throw new SocketError(e, "recvmsg");
+  }
+
+  /**
+   * Reads one report from the error queue (`MSG_ERRQUEUE`), without waiting.
+   *
+   * @returns The report, or `null` when the queue is empty.
+   */
+  receiveError(): ErrorReport | null {
+    const fd = this.#open("recvmsg");
+    const n = this.#recvmsg(fd, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (n < 0) {
+      const e = errno();
+      if (e === EAGAIN || e === EINTR) return null;
+      throw new SocketError(e, "recvmsg");
+    }
+    const destination = this.#msgName();
+    const report: ErrorReport = {
+      type: "error",
+      errno: 0,
+      code: "",
+      origin: "none",
+      icmpType: 0,
+      icmpCode: 0,
+      info: 0,
+      data: 0,
+      original: this.#data.slice(0, n),
+    };
+    if (destination) report.destination = destination;
+    this.#eachCmsg((level, type, offset, length) => {
+      const v = this.#controlView;
+      if (
+        (level === IPPROTO_IP && type === IP_RECVERR) ||
+        (level === IPPROTO_IPV6 && type === IPV6_RECVERR)
+      ) {
+        report.errno = v.getUint32(offset, true);
+        report.code = errnoName(report.errno);
+        report.origin = ORIGINS[v.getUint8(offset + 4)] ?? "none";
+        report.icmpType = v.getUint8(offset + 5);
+        report.icmpCode = v.getUint8(offset + 6);
+        report.info = v.getUint32(offset + 8, true);
+        report.data = v.getUint32(offset + 12, true);
+        if (length > 16) {
+          const offender = decodeSockaddr(
+            this.#control.subarray(offset + 16, offset + length),
+            length - 16,
+          );
+          if (offender) report.offender = offender;
+        }
+      } else if (level === SOL_SOCKET && type === SO_TIMESTAMPNS) {
+        report.timestampNs = this.#timespec(offset);
+      }
+    });
+    return report;
+  }
+
+  /**
+   * Receives one datagram or error report, waiting up to `timeoutMs`.
+   * The wait runs on a worker thread, so the event loop stays free.
+   *
+   * @param options The timeout and an abort signal.
+   * @returns The datagram or error report, or `null` on timeout, abort or close.
+   */
+  async receive(options: ReceiveOptions = {}): Promise<Datagram | ErrorReport | null> {
+    const timeoutMs = options.timeoutMs ?? Infinity;
+    const deadline = performance.now() + timeoutMs;
+    const signal = options.signal;
+    for (;;) {
+      if (this.#fd < 0 || signal?.aborted) return null;
+      const got = this.tryReceive();
+      if (got) return got;
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) return null;
+      await this.wait({ timeoutMs: remaining, ...(signal ? { signal } : {}) });
+    }
+  }
+
+  /**
+   * Waits until the socket has a datagram or an error queued, the timeout
+   * passes, the signal aborts or the socket closes.
+   *
+   * @param options The timeout and an abort signal.
+   * @returns `true` when something is queued.
+   */
+  async wait(options: ReceiveOptions = {}): Promise<boolean> {
+    const c = lib();
+    const fd = this.#open("poll");
+    if (this.#pending) throw new Error("Cannot wait on a socket twice at once");
+    if (this.#wakeFd < 0) this.#wakeFd = check(c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd");
+    const timeoutMs = options.timeoutMs ?? Infinity;
+    const v = this.#pollView;
+    v.setInt32(0, fd, true);
+    v.setInt16(4, POLLIN, true);
+    v.setInt16(6, 0, true);
+    v.setInt32(8, this.#wakeFd, true);
+    v.setInt16(12, POLLIN, true);
+    v.setInt16(14, 0, true);
+    // Poll rounds up to whole milliseconds so that a short remainder still waits.
+    const ms = Number.isFinite(timeoutMs)
+      ? Math.min(Math.max(Math.ceil(timeoutMs), 0), 2 ** 31 - 1)
+      : -1;
+    const onAbort = () => this.#wake();
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      this.#pending = c.poll_wait(this.#pollFds, 2n, ms);
+      const n = await this.#pending;
+      if (n < 0) return false;
+      return (v.getInt16(6, true) & (POLLIN | POLLERR)) !== 0;
+    } finally {
+      this.#pending = undefined;
+      options.signal?.removeEventListener("abort", onAbort);
+      this.#drainWake();
+      if (this.#fd < 0) this.#release();
+    }
+  }
+
+  /**
+   * Tells, without waiting, whether a datagram or an error is queued.
+   *
+   * @returns `true` when a receive would not wait.
+   */
+  ready(): boolean {
+    const fd = this.#open("poll");
+    const buf = new Uint8Array(8);
+    const v = new DataView(buf.buffer);
+    v.setInt32(0, fd, true);
+    v.setInt16(4, POLLIN, true);
+    return check(lib().poll(buf, 1n, 0), "poll") > 0;
+  }
+
+  #wake(): void {
+    if (this.#wakeFd >= 0) lib().write(this.#wakeFd, ONE_U64, 8n);
+  }
+
+  #drainWake(): void {
+    // The eventfd is nonblocking: reading resets its counter, or fails with
+    // EAGAIN when nothing woke us.
+    if (this.#wakeFd >= 0) lib().read(this.#wakeFd, this.#wakeBuf, 8n);
+  }
+
+  #recvmsg(fd: number, flags: number): number {
+    const m = this.#msgView;
+    m.setBigUint64(0, pointerValue(this.#name), true);
+    m.setUint32(8, this.#name.length, true);
+    m.setBigUint64(32, pointerValue(this.#control), true);
+    m.setBigUint64(40, BigInt(this.#control.length), true);
+    m.setInt32(48, 0, true);
+    return Number(lib().recvmsg(fd, this.#msg, flags));
+  }
+
+  #msgName(): SocketAddress | undefined {
+    return decodeSockaddr(this.#name, this.#msgView.getUint32(8, true));
+  }
+
+  #eachCmsg(fn: (level: number, type: number, offset: number, length: number) => void): void {
+    const total = Number(this.#msgView.getBigUint64(40, true));
+    const v = this.#controlView;
+    let off = 0;
+    while (off + 16 <= total) {
+      const len = Number(v.getBigUint64(off, true));
+      if (len < 16 || off + len > total) break;
+      fn(v.getInt32(off + 8, true), v.getInt32(off + 12, true), off + 16, len - 16);
+      off += (len + 7) & ~7;
+    }
+  }
+
+  #timespec(offset: number): bigint {
+    const v = this.#controlView;
+    return v.getBigInt64(offset, true) * 1_000_000_000n + v.getBigInt64(offset + 8, true);
+  }
+
+  #datagram(n: number): Datagram {
+    const flags = this.#msgView.getInt32(48, true);
+    const from = this.#msgName() ?? { family: this.family, address: "", port: 0 };
+    const d: Datagram = {
+      type: "data",
+      data: this.#data.slice(0, Math.min(n, this.#data.length)),
+      from,
+      truncated: (flags & MSG_TRUNC) !== 0,
+    };
+    this.#eachCmsg((level, type, offset) => {
+      if (level === SOL_SOCKET && type === SO_TIMESTAMPNS) d.timestampNs = this.#timespec(offset);
+      else if (
+        (level === IPPROTO_IP && type === IP_TTL) ||
+        (level === IPPROTO_IPV6 && type === IPV6_HOPLIMIT)
+      ) d.ttl = this.#controlView.getInt32(offset, true);
+    });
+    return d;
+  }
+
+  /**
+   * Closes the socket. Safe to call more than once; a pending wait ends.
+   */
+  close(): void {
+    if (this.#fd < 0) return;
+    // A wait on a worker thread may still be polling the descriptor: wake it
+    // and let it close the descriptor when it returns, so the number is never
+    // reused under a running poll().
+    this.#closedFd = this.#fd;
+    this.#fd = -1;
+    if (this.#pending) this.#wake();
+    else this.#release();
+  }
+
+  #release(): void {
+    if (this.#closedFd >= 0) {
+      lib().close(this.#closedFd);
+      this.#closedFd = -1;
+    }
+    if (this.#wakeFd >= 0) {
+      lib().close(this.#wakeFd);
+      this.#wakeFd = -1;
+    }
+  }
+
+  /** Closes the socket (for `using`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+const ONE_U64 = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);

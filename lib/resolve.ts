@@ -1,0 +1,190 @@
+/**
+ * Name resolution as the system does it (the C library's `getaddrinfo` and
+ * `getnameinfo`, so `/etc/hosts`, nsswitch and DNS in the configured order),
+ * and a cache of concurrent reverse lookups that never holds up a caller.
+ *
+ * @module
+ */
+import { lookup, lookupService } from "node:dns/promises";
+import { type Family, ipFamily, splitZone } from "./sockaddr.ts";
+
+/**
+ * A failed forward lookup. `code` is the resolver's (`ENOTFOUND` for no such
+ * name, `EAI_AGAIN` for a temporary failure, `ENODATA` for a name without an
+ * address of the wanted family).
+ *
+ * @example
+ * ```ts
+ * import { ResolveError } from "./resolve.ts";
+ * const err = new ResolveError("nowhere.invalid", "ENOTFOUND");
+ * console.assert(err.message === 'Cannot resolve host "nowhere.invalid": no such name');
+ * ```
+ */
+export class ResolveError extends Error {
+  /** The name that failed. */
+  readonly host: string;
+  /** The resolver's error code. */
+  readonly code: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param host The name that failed.
+   * @param code The resolver's error code.
+   */
+  constructor(host: string, code: string) {
+    const why = code === "ENOTFOUND"
+      ? "no such name"
+      : code === "EAI_AGAIN"
+      ? "temporary failure in name resolution"
+      : code === "ENODATA"
+      ? "no address of the requested family"
+      : code;
+    super(`Cannot resolve host "${host}": ${why}`);
+    this.name = "ResolveError";
+    this.host = host;
+    this.code = code;
+  }
+}
+
+/** A resolved address. */
+export interface Resolved {
+  /** The address in text form. */
+  address: string;
+  /** Its IP version. */
+  family: Family;
+  /** The name as given (or the address itself for a numeric host). */
+  host: string;
+  /** Whether the host was given as an address, so no lookup happened. */
+  numeric: boolean;
+}
+
+/** Options for {@linkcode resolveHost}. */
+export interface ResolveOptions {
+  /** Only this IP version. @default {undefined (the system's preferred order)} */
+  family?: Family;
+}
+
+/**
+ * Resolves a host name or address text to one address, as `ping` does.
+ *
+ * @param host A name or an IPv4/IPv6 address.
+ * @param options The wanted family.
+ * @returns The first address the system gives.
+ * @throws {ResolveError} When the name cannot be resolved.
+ *
+ * @example
+ * ```ts
+ * import { resolveHost } from "./resolve.ts";
+ * const r = await resolveHost("127.0.0.1");
+ * console.assert(r.family === 4 && r.numeric);
+ * ```
+ */
+export async function resolveHost(host: string, options: ResolveOptions = {}): Promise<Resolved> {
+  const numericFamily = ipFamily(host);
+  if (numericFamily !== undefined) {
+    if (options.family !== undefined && options.family !== numericFamily) {
+      throw new ResolveError(host, "EAI_ADDRFAMILY");
+    }
+    return { address: splitZone(host).address, family: numericFamily, host, numeric: true };
+  }
+  if (host === "" || host.length > 253) throw new ResolveError(host, "ENOTFOUND");
+  try {
+    const r = await lookup(host, { family: options.family ?? 0, verbatim: true });
+    return { address: r.address, family: r.family === 6 ? 6 : 4, host, numeric: false };
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? "ENOTFOUND";
+    throw new ResolveError(host, code);
+  }
+}
+
+/**
+ * Finds the name of an address (reverse lookup through `getnameinfo`).
+ *
+ * @param address An IPv4 or IPv6 address.
+ * @returns The name, or `undefined` when there is none.
+ *
+ * @example
+ * ```ts
+ * import { reverseLookup } from "./resolve.ts";
+ * const name = await reverseLookup("127.0.0.1"); // "localhost" on most systems
+ * ```
+ */
+export async function reverseLookup(address: string): Promise<string | undefined> {
+  try {
+    const { hostname } = await lookupService(address, 0);
+    return hostname && hostname !== address ? hostname : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A cache of reverse lookups. {@linkcode ReverseCache.peek} never waits: it
+ * answers from the cache and starts a lookup in the background, so printing
+ * or probing is never held up by DNS.
+ *
+ * @example
+ * ```ts
+ * import { ReverseCache } from "./resolve.ts";
+ * const names = new ReverseCache();
+ * const name = await names.get("127.0.0.1");
+ * console.assert(names.peek("127.0.0.1") === name);
+ * ```
+ */
+export class ReverseCache {
+  #done = new Map<string, string | undefined>();
+  #pending = new Map<string, Promise<string | undefined>>();
+  #lookup: (address: string) => Promise<string | undefined>;
+
+  /**
+   * Creates an empty cache.
+   *
+   * @param lookupFn The lookup to use. @default {reverseLookup}
+   */
+  constructor(lookupFn: (address: string) => Promise<string | undefined> = reverseLookup) {
+    this.#lookup = lookupFn;
+  }
+
+  /**
+   * The name of an address, looked up once and then cached.
+   *
+   * @param address The address.
+   * @returns The name, or `undefined` when there is none.
+   */
+  get(address: string): Promise<string | undefined> {
+    if (this.#done.has(address)) return Promise.resolve(this.#done.get(address));
+    let p = this.#pending.get(address);
+    if (!p) {
+      p = this.#lookup(address).then((name) => {
+        this.#done.set(address, name);
+        this.#pending.delete(address);
+        return name;
+      });
+      this.#pending.set(address, p);
+    }
+    return p;
+  }
+
+  /**
+   * The cached name of an address, without waiting; starts a lookup when
+   * there is none yet.
+   *
+   * @param address The address.
+   * @returns The name if already known; otherwise `undefined`.
+   */
+  peek(address: string): string | undefined {
+    if (this.#done.has(address)) return this.#done.get(address);
+    void this.get(address);
+    return undefined;
+  }
+
+  /**
+   * Waits for every lookup started so far.
+   *
+   * @returns When all are done.
+   */
+  async settle(): Promise<void> {
+    await Promise.all(this.#pending.values());
+  }
+}
