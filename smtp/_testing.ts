@@ -1,0 +1,337 @@
+/**
+ * Test helpers for smtp/: real servers (aiosmtpd, smtp-server) on loopback,
+ * throw-away certificates made with openssl, and a CLI runner.
+ *
+ * @module
+ */
+
+const here = new URL(".", import.meta.url).pathname;
+const decoder = new TextDecoder();
+
+/** A server child process that prints `READY <port>` and stops when its stdin closes. */
+class ServerProcess implements AsyncDisposable {
+  readonly port: number;
+  readonly #child: Deno.ChildProcess;
+  readonly #lines: ReadableStreamDefaultReader<string>;
+  readonly #events: string[] = [];
+  #pump: Promise<void>;
+  readonly #cleanup: () => Promise<void>;
+
+  private constructor(
+    child: Deno.ChildProcess,
+    lines: ReadableStreamDefaultReader<string>,
+    port: number,
+    cleanup: () => Promise<void>,
+  ) {
+    this.#child = child;
+    this.#lines = lines;
+    this.port = port;
+    this.#cleanup = cleanup;
+    this.#pump = this.#drain();
+  }
+
+  static async start(
+    command: string,
+    args: string[],
+    cleanup: () => Promise<void> = async () => {},
+  ): Promise<ServerProcess> {
+    const child = new Deno.Command(command, {
+      args,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(lineSplitter())
+      .getReader();
+    while (true) {
+      const { done, value } = await lines.read();
+      if (done) {
+        await child.stdin.close();
+        await child.status;
+        throw new Error(`Cannot start test server ${args.join(" ")}: it exited`);
+      }
+      const match = /^READY (\d+)$/.exec(value);
+      if (match) return new ServerProcess(child, lines, Number(match[1]), cleanup);
+    }
+  }
+
+  async #drain(): Promise<void> {
+    while (true) {
+      const { done, value } = await this.#lines.read();
+      if (done) return;
+      this.#events.push(value);
+    }
+  }
+
+  /** The JSON event lines seen so far. */
+  events(): Array<Record<string, unknown>> {
+    return this.#events.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  }
+
+  /** Waits until an event matches, or fails after `ms`. */
+  async waitFor(
+    predicate: (event: Record<string, unknown>) => boolean,
+    ms = 5000,
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      const found = this.events().find(predicate);
+      if (found) return found;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error("test server: expected event did not come");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#child.stdin.close();
+    await this.#pump;
+    await this.#child.status;
+    await this.#cleanup();
+  }
+}
+
+function lineSplitter(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop() ?? "";
+      for (const p of parts) controller.enqueue(p);
+    },
+    flush(controller) {
+      if (rest) controller.enqueue(rest);
+    },
+  });
+}
+
+/** A running aiosmtpd fixture, with the messages it delivered. */
+export interface Aiosmtpd extends AsyncDisposable {
+  /** The port on 127.0.0.1. */
+  port: number;
+  /** Paths of the delivered `.eml` files, in order. */
+  delivered(): Promise<string[]>;
+  /** The envelope of delivered message `n` (1-based). */
+  envelope(n: number): Promise<Record<string, unknown>>;
+}
+
+/** Starts aiosmtpd (Debian python3-aiosmtpd) through smtp/testdata/aiosmtpd_server.py. */
+export async function startAiosmtpd(
+  options: {
+    mode?: "plain" | "starttls" | "implicit";
+    certs?: Certs;
+    cert?: "good" | "wrong";
+    user?: string;
+    password?: string;
+  } = {},
+): Promise<Aiosmtpd> {
+  const dir = await Deno.makeTempDir({ prefix: "smtp_aiosmtpd_" });
+  const args = [
+    `${here}testdata/aiosmtpd_server.py`,
+    "--dir",
+    dir,
+    "--mode",
+    options.mode ?? "plain",
+  ];
+  if (options.certs) {
+    const which = options.cert === "wrong" ? options.certs.wrong : options.certs.good;
+    args.push("--cert", which.cert, "--key", which.key);
+  }
+  if (options.user !== undefined) args.push("--user", options.user);
+  if (options.password !== undefined) args.push("--password", options.password);
+  const server = await ServerProcess.start(
+    "/usr/bin/python3",
+    args,
+    () => Deno.remove(dir, { recursive: true }),
+  );
+  return {
+    port: server.port,
+    async delivered() {
+      const names: string[] = [];
+      for await (const entry of Deno.readDir(dir)) {
+        if (entry.name.endsWith(".eml")) names.push(entry.name);
+      }
+      return names.sort((a, b) => parseInt(a) - parseInt(b)).map((n) => `${dir}/${n}`);
+    },
+    async envelope(n: number) {
+      return JSON.parse(await Deno.readTextFile(`${dir}/${n}.json`));
+    },
+    [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
+  };
+}
+
+/** Configuration of the smtp-server fixture (see testdata/smtp_server.ts). */
+export interface SmtpServerConfig {
+  size?: number;
+  hideSize?: boolean;
+  dsn?: boolean;
+  hidePipelining?: boolean;
+  authMethods?: string[];
+  users?: Record<string, string>;
+  refuse?: { phase: string; code: number; message: string };
+  refuseRecipients?: string[];
+  enhanced?: boolean;
+}
+
+/** A running smtp-server fixture. */
+export type NodemailerServer = ServerProcess;
+
+/** Starts nodemailer's smtp-server (npm:smtp-server under Deno) with a configuration. */
+export function startSmtpServer(config: SmtpServerConfig = {}): Promise<NodemailerServer> {
+  return ServerProcess.start(Deno.execPath(), [
+    "run",
+    "-A",
+    "--quiet",
+    `${here}testdata/smtp_server.ts`,
+    JSON.stringify(config),
+  ]);
+}
+
+/** What Python's `email` package makes of a message (testdata/parse_message.py). */
+export interface ParsedMessage {
+  headers: Record<string, string[]>;
+  defects: string[];
+  tree: MimeNode;
+}
+
+/** One MIME part as parse_message.py reports it. */
+export interface MimeNode {
+  content_type: string;
+  filename: string | null;
+  disposition: string | null;
+  transfer_encoding: string | null;
+  parts?: MimeNode[];
+  sha256?: string;
+  size?: number;
+  text?: string;
+}
+
+/** Parses a message file with Python's `email` package. */
+export async function parseWithPython(path: string): Promise<ParsedMessage> {
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [`${here}testdata/parse_message.py`, path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`parse_message.py failed: ${decoder.decode(out.stderr)}`);
+  return JSON.parse(decoder.decode(out.stdout));
+}
+
+/** A key pair in PEM files. */
+export interface KeyPair {
+  cert: string;
+  key: string;
+}
+
+/** A test CA and two server certificates: one for 127.0.0.1, one for another name. */
+export interface Certs extends AsyncDisposable {
+  /** The CA certificate (PEM file) to pass to --tls-ca. */
+  ca: string;
+  /** Valid for IP 127.0.0.1 and DNS localhost. */
+  good: KeyPair;
+  /** Valid only for DNS mismatch.invalid. */
+  wrong: KeyPair;
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
+    .output();
+  if (!out.success) {
+    throw new Error(`openssl ${args[0]} failed: ${decoder.decode(out.stderr)}`);
+  }
+}
+
+/** Makes a throw-away CA and server certificates with openssl. */
+export async function makeCerts(): Promise<Certs> {
+  const dir = await Deno.makeTempDir({ prefix: "smtp_certs_" });
+  await openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=netkit test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+  ], dir);
+  for (
+    const [name, san] of [["good", "IP:127.0.0.1,DNS:localhost"], ["wrong", "DNS:mismatch.invalid"]]
+  ) {
+    await openssl([
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+      "-subj",
+      `/CN=${name}`,
+    ], dir);
+    await Deno.writeTextFile(
+      `${dir}/${name}.ext`,
+      `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
+    );
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`,
+    ], dir);
+  }
+  return {
+    ca: `${dir}/ca.pem`,
+    good: { cert: `${dir}/good.pem`, key: `${dir}/good.key` },
+    wrong: { cert: `${dir}/wrong.pem`, key: `${dir}/wrong.key` },
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+/** The outcome of one CLI run. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deno run -A smtp/main.ts ...args`. */
+export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", `${here}main.ts`, ...args],
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** SHA-256 of a file, hex. */
+export async function sha256File(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,371 @@
+/**
+ * `smtp`: send a message over SMTP from the command line, with options like
+ * swaks'. See smtp/README.md for the options and the exit codes.
+ *
+ * @module
+ */
+import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import {
+  type Credentials,
+  type DsnOptions,
+  type SendResult,
+  SmtpError,
+  type SmtpPhase,
+  SmtpSession,
+} from "./client.ts";
+import {
+  type Attachment,
+  type ComposedMessage,
+  composeMessage,
+  messageFromFile,
+  parseMailbox,
+} from "./mime.ts";
+
+/** Exit codes, one per failing phase; the numbers follow swaks where swaks has one. */
+const EXIT: Record<SmtpPhase | "partial" | "message", number> = {
+  partial: 1,
+  message: 3,
+  connect: 20,
+  greeting: 21,
+  ehlo: 22,
+  mail: 23,
+  rcpt: 24,
+  data: 25,
+  auth: 28,
+  tls: 29,
+  quit: 0,
+};
+
+const USAGE = `Usage: smtp [options]
+  -s, --server HOST[:PORT]   server (default localhost; port 25, or 465 with --tls-on-connect)
+  -p, --port PORT            port (overrides the one in --server)
+  -f, --from ADDRESS         sender (header From and envelope sender)
+  -t, --to ADDRESS           recipient (repeatable, or comma-separated)
+      --cc ADDRESS           copy recipient (repeatable)
+      --bcc ADDRESS          blind copy recipient: envelope only (repeatable)
+      --subject TEXT         subject
+      --body TEXT|@FILE      plain-text body
+      --html TEXT|@FILE      HTML body (with --body: multipart/alternative)
+      --attach @FILE[;type=TYPE][;name=NAME]   attachment (repeatable)
+      --header 'NAME: VALUE' extra header, replaces a generated one (repeatable)
+      --data @FILE.eml       send this ready message as it is
+      --auth [MECHANISM]     authenticate: PLAIN, LOGIN, CRAM-MD5, XOAUTH2 (default: best offered)
+      --auth-user USER       user name (implies --auth)
+      --auth-password PASS   password or XOAUTH2 token (else $SMTP_PASSWORD, else a prompt on a TTY)
+      --tls                  require STARTTLS
+      --tls-optional         use STARTTLS when offered
+      --tls-on-connect       implicit TLS (port 465)
+      --tls-ca FILE          trust this CA certificate (PEM) too
+      --insecure             do not check the certificate's name (the chain is still verified)
+      --ehlo NAME            name to send in EHLO (default: this host's name)
+      --pipeline             use PIPELINING when the server offers it
+      --quit-after PHASE     CONNECT, EHLO, TLS, AUTH, MAIL or RCPT
+      --dsn-notify LIST      DSN NOTIFY: NEVER or SUCCESS,FAILURE,DELAY
+      --dsn-ret FULL|HDRS    DSN RET
+      --dsn-envid ID         DSN ENVID
+      --timeout SECONDS      time limit for each reply (default 30)
+      --dump                 print the message instead of sending it
+  -v, --verbose              print the transcript (-> sent, <- received); AUTH secrets masked
+  -h, --help                 this help
+Exit codes: 0 sent, 1 sent but some recipients refused, 2 usage, 3 message refused before sending
+(header injection, unreadable file), 20 connect, 21 greeting, 22 EHLO, 23 MAIL, 24 RCPT,
+25 DATA, 28 AUTH, 29 TLS.`;
+
+const MECHANISMS = ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"] as const;
+const QUIT_AFTER = ["CONNECT", "EHLO", "TLS", "AUTH", "MAIL", "RCPT"] as const;
+
+/** `--auth` takes an optional value: give it "ANY" when no mechanism follows. */
+function normaliseAuthFlag(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--auth") {
+      const next = args[i + 1]?.toUpperCase();
+      if (next !== undefined && (MECHANISMS as readonly string[]).includes(next)) {
+        out.push(`--auth=${next}`);
+        i++;
+      } else out.push("--auth=ANY");
+    } else out.push(arg);
+  }
+  return out;
+}
+
+function splitServer(text: string): { hostname: string; port?: number } {
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  if (bracket) {
+    return bracket[2]
+      ? { hostname: bracket[1]!, port: parseNumber("--server", bracket[2], portRange) }
+      : { hostname: bracket[1]! };
+  }
+  const colons = text.split(":").length - 1;
+  if (colons === 1) {
+    const [host = "", port = ""] = text.split(":");
+    return { hostname: host, port: parseNumber("--server", port, portRange) };
+  }
+  return { hostname: text };
+}
+
+const portRange = { min: 1, max: 65535, integer: true };
+
+async function textOrFile(option: string, value: string): Promise<string> {
+  if (!value.startsWith("@")) return value;
+  try {
+    return await Deno.readTextFile(value.slice(1));
+  } catch (err) {
+    throw new CliError(
+      `Cannot read ${option} file "${value.slice(1)}": ${err instanceof Error ? err.message : err}`,
+      EXIT.message,
+    );
+  }
+}
+
+function parseAttach(spec: string): Attachment {
+  const [path = "", ...params] = spec.replace(/^@/, "").split(";");
+  const attachment: Attachment = { path };
+  for (const param of params) {
+    const [key = "", ...rest] = param.split("=");
+    const value = rest.join("=").trim();
+    if (key.trim().toLowerCase() === "type") attachment.contentType = value;
+    else if (key.trim().toLowerCase() === "name") attachment.filename = value;
+    else throw new CliError(`invalid argument for --attach: unknown parameter "${key}"`);
+  }
+  if (path === "") throw new CliError("invalid argument for --attach: no file");
+  return attachment;
+}
+
+/** Splits comma-separated addresses, leaving commas inside quotes or angle brackets alone. */
+function list(values: string[] | undefined): string[] {
+  return (values ?? []).flatMap((v) => v.match(/(?:"(?:[^"\\]|\\.)*"|<[^>]*>|[^,])+/g) ?? [])
+    .map((v) => v.trim()).filter((v) => v !== "");
+}
+
+/** Reads a password from the terminal without echoing it. */
+async function promptPassword(): Promise<string> {
+  // Raw mode first: a password typed as soon as the prompt shows must not be echoed.
+  Deno.stdin.setRaw(true);
+  await Deno.stderr.write(new TextEncoder().encode("Password: "));
+  const bytes: number[] = [];
+  try {
+    const buf = new Uint8Array(1);
+    while (true) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null || buf[0] === 13 || buf[0] === 10) break;
+      if (buf[0] === 3) throw new CliError("interrupted", 130);
+      if (buf[0] === 127 || buf[0] === 8) bytes.pop();
+      else bytes.push(buf[0]!);
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+    await Deno.stderr.write(new TextEncoder().encode("\n"));
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs(normaliseAuthFlag(args), {
+    server: { type: "string", short: "s" },
+    port: { type: "string", short: "p" },
+    from: { type: "string", short: "f" },
+    to: { type: "string", short: "t", multiple: true },
+    cc: { type: "string", multiple: true },
+    bcc: { type: "string", multiple: true },
+    subject: { type: "string" },
+    body: { type: "string" },
+    html: { type: "string" },
+    attach: { type: "string", multiple: true },
+    header: { type: "string", multiple: true },
+    data: { type: "string" },
+    auth: { type: "string" },
+    "auth-user": { type: "string" },
+    "auth-password": { type: "string" },
+    tls: { type: "boolean" },
+    "tls-optional": { type: "boolean" },
+    "tls-on-connect": { type: "boolean" },
+    "tls-ca": { type: "string" },
+    insecure: { type: "boolean" },
+    ehlo: { type: "string" },
+    pipeline: { type: "boolean" },
+    "quit-after": { type: "string" },
+    "dsn-notify": { type: "string" },
+    "dsn-ret": { type: "string" },
+    "dsn-envid": { type: "string" },
+    timeout: { type: "string" },
+    dump: { type: "boolean" },
+    verbose: { type: "boolean", short: "v" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length > 0) throw new CliError(`unexpected argument: ${positionals[0]}`);
+
+  const from = values.from;
+  const to = list(values.to);
+  const cc = list(values.cc);
+  const bcc = list(values.bcc);
+  if (from === undefined) throw new CliError("missing --from");
+
+  // Build the message first: a refused header or an unreadable file fails before any traffic.
+  let message: ComposedMessage;
+  let envelope: { from: string; to: string[] };
+  try {
+    envelope = {
+      from: parseMailbox(from).address,
+      to: [...to, ...cc, ...bcc].map((a) => parseMailbox(a).address),
+    };
+    if (values.data !== undefined) {
+      message = await messageFromFile(values.data.replace(/^@/, ""));
+    } else {
+      const headers: Array<[string, string]> = (values.header ?? []).map((h) => {
+        const colon = h.indexOf(":");
+        if (colon <= 0) {
+          throw new CliError(`invalid argument for --header: "${h}" is not NAME: VALUE`);
+        }
+        return [h.slice(0, colon).trim(), h.slice(colon + 1).trimStart()];
+      });
+      const options: Parameters<typeof composeMessage>[0] = {
+        from,
+        to,
+        cc,
+        headers,
+        attachments: (values.attach ?? []).map(parseAttach),
+      };
+      if (values.subject !== undefined) options.subject = values.subject;
+      if (values.body !== undefined) options.text = await textOrFile("--body", values.body);
+      if (values.html !== undefined) options.html = await textOrFile("--html", values.html);
+      message = await composeMessage(options);
+    }
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(err instanceof Error ? err.message : String(err), EXIT.message);
+  }
+
+  if (values.dump) {
+    await message.stream().pipeTo(Deno.stdout.writable, { preventClose: true });
+    return 0;
+  }
+  if (to.length + cc.length + bcc.length === 0) throw new CliError("missing --to");
+
+  const { hostname, port: serverPort } = splitServer(values.server ?? "localhost");
+  const port = values.port !== undefined
+    ? parseNumber("--port", values.port, portRange)
+    : serverPort;
+  const timeout = values.timeout !== undefined
+    ? parseNumber("--timeout", values.timeout, { min: 0.001 }) * 1000
+    : 30_000;
+  const quitAfter = values["quit-after"]?.toUpperCase();
+  if (quitAfter !== undefined && !(QUIT_AFTER as readonly string[]).includes(quitAfter)) {
+    throw new CliError(`invalid argument for --quit-after: '${values["quit-after"]}'`);
+  }
+  const implicitTls = values["tls-on-connect"] ?? false;
+  const tlsPolicy = values.tls ? "required" : values["tls-optional"] ? "opportunistic" : "none";
+
+  let credentials: Credentials | undefined;
+  if (values.auth !== undefined || values["auth-user"] !== undefined) {
+    const user = values["auth-user"];
+    if (user === undefined) throw new CliError("--auth needs --auth-user");
+    let password = values["auth-password"] ?? (Deno.env.get("SMTP_PASSWORD") || undefined);
+    if (password === undefined) {
+      if (!Deno.stdin.isTerminal()) {
+        throw new CliError("--auth needs a password: --auth-password, SMTP_PASSWORD or a TTY");
+      }
+      password = await promptPassword();
+    }
+    credentials = { user, password };
+    if (values.auth !== undefined && values.auth !== "ANY") {
+      const mechanism = values.auth.toUpperCase();
+      if (!(MECHANISMS as readonly string[]).includes(mechanism)) {
+        throw new CliError(`invalid argument for --auth: '${values.auth}'`);
+      }
+      credentials.mechanism = mechanism as Credentials["mechanism"] & string;
+    }
+  }
+  let caCerts: string[] = [];
+  if (values["tls-ca"] !== undefined) {
+    try {
+      caCerts = [await Deno.readTextFile(values["tls-ca"])];
+    } catch (err) {
+      throw new CliError(
+        `Cannot read --tls-ca "${values["tls-ca"]}": ${err instanceof Error ? err.message : err}`,
+      );
+    }
+  }
+  const dsn: DsnOptions = {};
+  if (values["dsn-notify"] !== undefined) {
+    const notify = list([values["dsn-notify"].toUpperCase()]);
+    const valid = ["NEVER", "SUCCESS", "FAILURE", "DELAY"];
+    if (notify.some((n) => !valid.includes(n))) {
+      throw new CliError(`invalid argument for --dsn-notify: '${values["dsn-notify"]}'`);
+    }
+    dsn.notify = notify as DsnOptions["notify"] & string[];
+  }
+  if (values["dsn-ret"] !== undefined) {
+    const ret = values["dsn-ret"].toUpperCase();
+    if (ret !== "FULL" && ret !== "HDRS") {
+      throw new CliError(`invalid argument for --dsn-ret: '${values["dsn-ret"]}'`);
+    }
+    dsn.ret = ret;
+  }
+  if (values["dsn-envid"] !== undefined) dsn.envid = values["dsn-envid"];
+
+  const verbose = values.verbose ?? false;
+  let session: SmtpSession | undefined;
+  try {
+    session = await SmtpSession.connect({
+      hostname,
+      ...(port !== undefined ? { port } : {}),
+      implicitTls,
+      caCerts,
+      skipNameCheck: values.insecure ?? false,
+      ...(values.ehlo !== undefined ? { ehloName: values.ehlo } : {}),
+      timeouts: { connect: timeout, command: timeout, data: Math.max(timeout, 600_000) },
+      ...(verbose
+        ? { onTranscript: (dir: string, line: string) => console.log(`${dir} ${line}`) }
+        : {}),
+    });
+    if (quitAfter === "CONNECT") return 0;
+    await session.hello();
+    if (quitAfter === "EHLO") return 0;
+    if (!session.secure && tlsPolicy !== "none") {
+      if (session.capabilities.has("STARTTLS")) await session.startTls();
+      else if (tlsPolicy === "required") {
+        throw new SmtpError("Cannot start TLS: the server does not offer STARTTLS", "tls");
+      }
+    }
+    if (quitAfter === "TLS") return 0;
+    if (credentials) await session.authenticate(credentials);
+    if (quitAfter === "AUTH") return 0;
+    const result: SendResult = await session.send(envelope, message, {
+      pipelining: values.pipeline ?? false,
+      dsn,
+      ...(quitAfter === "MAIL" ? { stopAfter: "mail" as const } : {}),
+      ...(quitAfter === "RCPT" ? { stopAfter: "rcpt" as const } : {}),
+    });
+    for (const { recipient, reply } of result.rejected) {
+      console.error(
+        `smtp: recipient <${recipient}> refused: ${reply.code} ${
+          reply.enhanced ? `${reply.enhanced} ` : ""
+        }${reply.lines.join(" ")}`,
+      );
+    }
+    if (quitAfter === undefined && !verbose) {
+      console.log(
+        `sent to ${result.accepted.length} recipient(s): ${result.reply.code} ${
+          result.reply.enhanced ? `${result.reply.enhanced} ` : ""
+        }${result.reply.lines.join(" ")}`,
+      );
+    }
+    return result.rejected.length > 0 ? EXIT.partial : 0;
+  } catch (err) {
+    if (err instanceof SmtpError) throw new CliError(err.message, EXIT[err.phase]);
+    if (err instanceof TypeError) throw new CliError(err.message, EXIT.message);
+    throw err;
+  } finally {
+    await session?.quit();
+  }
+}
+
+if (import.meta.main) {
+  await runMain("smtp", () => main(Deno.args));
+}
