@@ -95,7 +95,27 @@ type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 let libc: Libc | undefined;
 let errnoView: Deno.UnsafePointerView | undefined;
+// Open libraries stay referenced for the life of the process.
+const handles: Deno.DynamicLibrary<Deno.ForeignLibraryInterface>[] = [];
 
+function bindSymbol(name: keyof typeof SYMBOLS): unknown {
+  try {
+    const handle = Deno.dlopen("libc.so.6", { [name]: SYMBOLS[name] });
+    handles.push(handle);
+    return handle.symbols[name];
+  } catch (err) {
+    throw new Error(
+      `Raw sockets are not supported here: cannot bind "${name}" from glibc "libc.so.6" (${
+        err instanceof Error ? err.message : String(err)
+      }); a Linux system with glibc is required`,
+    );
+  }
+}
+
+/**
+ * The libc bindings. Each symbol is bound on first use: binding costs about
+ * half a millisecond of start-up per symbol, and most tools use only a few.
+ */
 function lib(): Libc {
   if (libc) return libc;
   if (Deno.build.os !== "linux") {
@@ -103,18 +123,22 @@ function lib(): Libc {
       `Raw sockets are not supported on ${Deno.build.os}: this module binds Linux glibc`,
     );
   }
-  try {
-    libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  } catch (err) {
-    throw new Error(
-      `Raw sockets are not supported here: cannot load glibc "libc.so.6" (${
-        err instanceof Error ? err.message : String(err)
-      }); a Linux system with glibc is required`,
-    );
+  const table = {} as Libc;
+  for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) {
+    Object.defineProperty(table, name, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const value = bindSymbol(name);
+        Object.defineProperty(table, name, { value, enumerable: true });
+        return value;
+      },
+    });
   }
-  const ptr = libc.__errno_location();
+  const ptr = table.__errno_location();
   if (ptr === null) throw new Error("Cannot locate errno: __errno_location() returned NULL");
   errnoView = new Deno.UnsafePointerView(ptr);
+  libc = table;
   return libc;
 }
 

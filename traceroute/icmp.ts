@@ -1,0 +1,221 @@
+/**
+ * The ICMP echo probe method (`-I`). As Butskoy traceroute does, it tries a
+ * raw ICMP socket first and falls back to an ICMP datagram ("ping") socket,
+ * whose ICMP errors arrive through the error queue (`IP_RECVERR`).
+ *
+ * Probes carry a constant identifier and sequence numbers `base + n`. In
+ * Paris mode the first two bytes of the payload compensate the sequence
+ * number, so the ICMP checksum, which per-flow load balancers hash with the
+ * identifier, is the same for every probe.
+ *
+ * @module
+ */
+import { buildEcho, parseIcmp, parseIpv4Header, parseQuoted } from "../lib/icmp.ts";
+import { realtimeNs, type Socket } from "../lib/rawsock.ts";
+import {
+  applyLocal,
+  classifyIcmp,
+  type Flow,
+  type MethodOptions,
+  openProbeSocket,
+  payload,
+  type ProbeMethod,
+  type ProbeReply,
+  sendProbe,
+  sourceAddressFor,
+} from "./probe.ts";
+
+const ICMP_HEADER = 8;
+
+/**
+ * Opens the ICMP echo probe method.
+ *
+ * @param options Destination, first sequence number, packet length, Paris mode.
+ * @returns The method; dispose of it to close its socket.
+ * @throws {Deno.errors.PermissionDenied} When neither a raw nor a datagram ICMP socket is allowed.
+ *
+ * @example
+ * ```ts ignore
+ * import { openIcmpMethod } from "./icmp.ts";
+ * using m = openIcmpMethod({ family: 4, destination: "127.0.0.1", port: 1, packetLength: 60, paris: false, queries: 3 });
+ * ```
+ */
+export function openIcmpMethod(options: MethodOptions): ProbeMethod {
+  return new IcmpMethod(options);
+}
+
+class IcmpMethod implements ProbeMethod {
+  readonly name = "icmp" as const;
+  readonly packetLength: number;
+  #o: MethodOptions;
+  #sock: Socket;
+  #raw: boolean;
+  #id = 0;
+  #dataLength: number;
+  #flow: Flow | undefined;
+
+  constructor(o: MethodOptions) {
+    this.#o = o;
+    const ipHeader = o.family === 4 ? 20 : 40;
+    this.packetLength = Math.max(o.packetLength, ipHeader + ICMP_HEADER + (o.paris ? 2 : 0));
+    this.#dataLength = this.packetLength - ipHeader - ICMP_HEADER;
+    if (o.sourcePort !== undefined) {
+      throw new TypeError("Cannot use a source port with ICMP probes: ICMP has no ports");
+    }
+    let sock: Socket;
+    try {
+      sock = openProbeSocket({ kind: "icmp-raw", family: o.family, receiveBufferSize: 1 << 20 });
+      this.#raw = true;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.PermissionDenied)) throw err;
+      sock = openProbeSocket({ kind: "icmp", family: o.family, receiveErrors: true });
+      this.#raw = false;
+    }
+    this.#sock = sock;
+    try {
+      if (this.#raw) {
+        sock.setIcmpFilter(o.family === 4 ? [0, 3, 11] : [129, 1, 2, 3]);
+        this.#id = crypto.getRandomValues(new Uint16Array(1))[0]!;
+      } else {
+        this.#id = 0;
+      }
+      applyLocal(sock, o);
+      if (!this.#raw) {
+        // A ping socket's identifier is its local port, chosen at bind.
+        if (o.source === undefined) {
+          sock.bind({ family: o.family, address: anyAddress(o), port: 0 });
+        }
+        this.#id = sock.localAddress().port;
+      }
+      if (o.paris) {
+        const first = buildEcho({
+          family: o.family,
+          id: this.#id,
+          seq: 0,
+          payload: this.#payload(0, 0),
+        });
+        this.#flow = {
+          protocol: "icmp",
+          source: o.source ?? sourceAddressFor(o.family, o.destination, o.device),
+          destination: o.destination,
+          sourcePort: this.#id,
+          destinationPort: o.family === 4 ? (first[2]! << 8) | first[3]! : 0,
+        };
+      }
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+  }
+
+  #payload(index: number, seq: number): Uint8Array {
+    const data = payload(this.#dataLength, index);
+    if (this.#o.paris) {
+      // RFC 1071: adding the one's complement of seq cancels it in the sum,
+      // so every probe's checksum equals that of seq 0.
+      const comp = 0xffff - seq;
+      data[0] = comp >>> 8;
+      data[1] = comp & 0xff;
+    }
+    return data;
+  }
+
+  #seq(index: number): number {
+    return (this.#o.port + index) & 0xffff;
+  }
+
+  send(index: number, ttl: number): bigint {
+    const o = this.#o;
+    this.#sock.setTtl(ttl);
+    const seq = this.#seq(index);
+    const msg = buildEcho({
+      family: o.family,
+      id: this.#id,
+      seq,
+      payload: this.#payload(index, seq),
+    });
+    return sendProbe(this.#sock, msg, { family: o.family, address: o.destination, port: 0 });
+  }
+
+  #index(seq: number): number {
+    return (seq - this.#o.port) & 0xffff;
+  }
+
+  drain(): ProbeReply[] {
+    const replies: ProbeReply[] = [];
+    const o = this.#o;
+    for (;;) {
+      const got = this.#sock.tryReceive();
+      if (got === null) break;
+      const receivedNs = got.timestampNs ?? realtimeNs();
+      if (got.type === "error") {
+        // Datagram sockets: the report quotes our echo request as sent.
+        if (got.origin !== "icmp" && got.origin !== "icmp6") continue;
+        if (got.offender === undefined || got.original.length < 8) continue;
+        if (got.destination !== undefined && got.destination.address !== o.destination) continue;
+        const seq = (got.original[6]! << 8) | got.original[7]!;
+        const annotation = classifyIcmp(o.family, got.icmpType, got.icmpCode, got.info);
+        replies.push({
+          index: this.#index(seq),
+          from: got.offender.address,
+          receivedNs,
+          final: annotation !== null,
+          annotation: annotation ?? "",
+        });
+        continue;
+      }
+      try {
+        let bytes = got.data;
+        let from = got.from.address;
+        if (this.#raw && o.family === 4) {
+          const ip = parseIpv4Header(bytes);
+          from = ip.src;
+          bytes = bytes.subarray(ip.headerLength);
+        }
+        const msg = parseIcmp(bytes, o.family);
+        if (msg.kind === "echo") {
+          if (msg.request || (this.#raw && msg.id !== this.#id)) continue;
+          if (from !== o.destination) continue;
+          replies.push({
+            index: this.#index(msg.seq),
+            from,
+            receivedNs,
+            final: true,
+            annotation: "",
+          });
+        } else if (msg.kind === "error") {
+          const q = parseQuoted(msg.quoted, o.family);
+          const t = q.transport;
+          if (t?.kind !== "icmp" || t.id !== this.#id || q.dst !== o.destination) continue;
+          const annotation = classifyIcmp(o.family, msg.type, msg.code, msg.mtu ?? 0);
+          replies.push({
+            index: this.#index(t.seq),
+            from,
+            receivedNs,
+            final: annotation !== null,
+            annotation: annotation ?? "",
+          });
+        }
+      } catch {
+        // A truncated or malformed packet answers nothing of ours.
+      }
+    }
+    return replies;
+  }
+
+  async wait(timeoutMs: number): Promise<void> {
+    await this.#sock.wait({ timeoutMs });
+  }
+
+  flow(): Flow | undefined {
+    return this.#flow;
+  }
+
+  [Symbol.dispose](): void {
+    this.#sock.close();
+  }
+}
+
+function anyAddress(o: MethodOptions): string {
+  return o.family === 4 ? "0.0.0.0" : "::";
+}

@@ -1,0 +1,340 @@
+/**
+ * What every probe method (UDP, ICMP echo, TCP SYN) provides to the trace
+ * engine, and the classification of ICMP replies into Butskoy traceroute's
+ * annotations.
+ *
+ * @module
+ */
+import type { Family, SocketAddress } from "../lib/sockaddr.ts";
+import {
+  type OpenOptions,
+  openSocket,
+  realtimeNs,
+  type Socket,
+  SocketError,
+} from "../lib/rawsock.ts";
+
+/** A reply matched to the probe that caused it. */
+export interface ProbeReply {
+  /** The index of the probe, as given to {@linkcode ProbeMethod.send}. */
+  index: number;
+  /** The address that answered. */
+  from: string;
+  /** When the reply arrived (CLOCK_REALTIME nanoseconds, the kernel's time when known). */
+  receivedNs: bigint;
+  /** The trace ends at this probe's hop: the destination answered, or an unreachable came back. */
+  final: boolean;
+  /** Butskoy's annotation, such as `"!H"`; empty when there is none. */
+  annotation: string;
+}
+
+/** The constant flow of a Paris trace: what every probe carried. */
+export interface Flow {
+  /** The transport protocol. */
+  protocol: "udp" | "icmp" | "tcp";
+  /** The source address. */
+  source: string;
+  /** The destination address. */
+  destination: string;
+  /** Source port (UDP, TCP) or echo identifier (ICMP). */
+  sourcePort: number;
+  /** Destination port (UDP, TCP) or the constant ICMP checksum. */
+  destinationPort: number;
+}
+
+/** What the engine needs from a probe method. */
+export interface ProbeMethod extends Disposable {
+  /** The method's name. */
+  readonly name: "udp" | "icmp" | "tcp";
+  /** The size of the probe packets, IP header included. */
+  readonly packetLength: number;
+  /**
+   * Sends probe `index` with the given TTL.
+   *
+   * @returns The send time in CLOCK_REALTIME nanoseconds.
+   */
+  send(index: number, ttl: number): bigint;
+  /** Reads every queued reply without waiting; unmatched ones are dropped. */
+  drain(): ProbeReply[];
+  /** Waits until a reply may be queued, at most `timeoutMs`. */
+  wait(timeoutMs: number): Promise<void>;
+  /** The constant flow of a Paris trace, once known. */
+  flow(): Flow | undefined;
+}
+
+/** Settings shared by the probe methods. */
+export interface MethodOptions {
+  /** The IP version. */
+  family: Family;
+  /** The destination address. */
+  destination: string;
+  /** UDP: first destination port; ICMP: first sequence; TCP: destination port. */
+  port: number;
+  /** Total packet length asked for (IP header included). */
+  packetLength: number;
+  /** Keep the flow identifier constant (Paris traceroute). */
+  paris: boolean;
+  /** Probes per hop, for Butskoy's numbering of ports and sequences. */
+  queries: number;
+  /** Source address to bind to. */
+  source?: string;
+  /** Source port (`--sport`; UDP and TCP). */
+  sourcePort?: number;
+  /** Interface to send through (`SO_BINDTODEVICE`). */
+  device?: string;
+}
+
+const V4_UNREACH: Record<number, string> = {
+  0: "!N",
+  1: "!H",
+  2: "!P",
+  3: "",
+  5: "!S",
+  6: "!N",
+  7: "!H",
+  8: "!N",
+  9: "!X",
+  10: "!X",
+  11: "!N",
+  12: "!H",
+  13: "!X",
+  14: "!V",
+  15: "!C",
+};
+
+const V6_UNREACH: Record<number, string> = {
+  0: "!N",
+  1: "!X",
+  2: "!H",
+  3: "!H",
+  4: "",
+};
+
+/**
+ * Classifies an ICMP error as Butskoy traceroute does: a time exceeded in
+ * transit is an intermediate hop; every other error ends the trace, with
+ * `!H` `!N` `!P` `!S` `!X` `!V` `!C` `!F-mtu` or `!<code>` (a port
+ * unreachable, from the destination, has no annotation).
+ *
+ * @param family The IP version.
+ * @param type The ICMP type.
+ * @param code The ICMP code.
+ * @param mtu The MTU of a "fragmentation needed" / "packet too big".
+ * @returns `null` for an intermediate hop, else the annotation of a final reply.
+ *
+ * @example
+ * ```ts
+ * import { classifyIcmp } from "./probe.ts";
+ * console.assert(classifyIcmp(4, 11, 0, 0) === null);
+ * console.assert(classifyIcmp(4, 3, 13, 0) === "!X");
+ * console.assert(classifyIcmp(6, 1, 4, 0) === "");
+ * ```
+ */
+export function classifyIcmp(
+  family: Family,
+  type: number,
+  code: number,
+  mtu: number,
+): string | null {
+  if (family === 4) {
+    if (type === 11 && code === 0) return null;
+    if (type === 3) {
+      if (code === 4) return `!F-${mtu}`;
+      return V4_UNREACH[code] ?? `!<${code}>`;
+    }
+  } else {
+    if (type === 3 && code === 0) return null;
+    if (type === 1) return V6_UNREACH[code] ?? `!<${code}>`;
+    if (type === 2) return `!F-${mtu}`;
+  }
+  return `!<${type}-${code}>`;
+}
+
+/**
+ * Whether an ICMP type is one a probe can cause (time exceeded, destination
+ * unreachable, packet too big).
+ *
+ * @param family The IP version.
+ * @param type The ICMP type.
+ * @returns `true` for the error types traceroute listens to.
+ *
+ * @example
+ * ```ts
+ * import { isTraceError } from "./probe.ts";
+ * console.assert(isTraceError(4, 11) && !isTraceError(4, 0));
+ * ```
+ */
+export function isTraceError(family: Family, type: number): boolean {
+  return family === 4 ? type === 3 || type === 11 : type === 1 || type === 2 || type === 3;
+}
+
+/**
+ * Probe payload bytes after the transport header: the probe index as a
+ * 16-bit number at the start (so a quoted payload names its probe), then
+ * Butskoy's filler `0x40, 0x41, …`.
+ *
+ * @param length The payload length.
+ * @param index The probe index.
+ * @returns The payload.
+ *
+ * @example
+ * ```ts
+ * import { payload } from "./probe.ts";
+ * console.assert(payload(4, 258)[1] === 2);
+ * ```
+ */
+export function payload(length: number, index: number): Uint8Array {
+  const data = new Uint8Array(Math.max(length, 2));
+  for (let i = 0; i < data.length; i++) data[i] = 0x40 + (i & 0x3f);
+  data[0] = (index >>> 8) & 0xff;
+  data[1] = index & 0xff;
+  return data;
+}
+
+/**
+ * Waits on several sockets at once: resolves when any has something queued
+ * or the timeout passes, and ends the other waits before resolving.
+ *
+ * @param sockets The sockets.
+ * @param timeoutMs How long to wait at most.
+ * @returns When done.
+ *
+ * @example
+ * ```ts ignore
+ * await waitAny([icmpSocket, tcpSocket], 5);
+ * ```
+ */
+export async function waitAny(
+  sockets: readonly { wait(o: { timeoutMs: number; signal?: AbortSignal }): Promise<boolean> }[],
+  timeoutMs: number,
+): Promise<void> {
+  if (sockets.length === 1) {
+    await sockets[0]!.wait({ timeoutMs });
+    return;
+  }
+  const ac = new AbortController();
+  const waits = sockets.map((s) => s.wait({ timeoutMs, signal: ac.signal }));
+  await Promise.race(waits);
+  ac.abort();
+  await Promise.allSettled(waits);
+}
+
+/**
+ * The source address the system would use towards a destination: a UDP
+ * socket connected there (no packet is sent) tells it.
+ *
+ * @param family The IP version.
+ * @param destination The destination address.
+ * @param device An interface to send through.
+ * @returns The source address.
+ *
+ * @example
+ * ```ts
+ * import { sourceAddressFor } from "./probe.ts";
+ * console.assert(sourceAddressFor(4, "127.0.0.1") === "127.0.0.1");
+ * ```
+ */
+export function sourceAddressFor(family: Family, destination: string, device?: string): string {
+  using sock = openSocket({ kind: "udp", family, timestamps: false, receiveTtl: false });
+  if (device !== undefined) sock.bindToDevice(device);
+  sock.connect({ family, address: destination, port: 9 });
+  return sock.localAddress().address;
+}
+
+/**
+ * Opens a socket, turning a permission failure into Butskoy's message.
+ *
+ * @param options The socket to open.
+ * @returns The socket.
+ * @throws {Deno.errors.PermissionDenied} Without the privilege the kind needs.
+ *
+ * @example
+ * ```ts
+ * import { openProbeSocket } from "./probe.ts";
+ * using sock = openProbeSocket({ kind: "udp", family: 4 });
+ * ```
+ */
+export function openProbeSocket(options: OpenOptions): Socket {
+  try {
+    return openSocket(options);
+  } catch (err) {
+    if (err instanceof SocketError && (err.code === "EPERM" || err.code === "EACCES")) {
+      throw new Deno.errors.PermissionDenied(PRIVILEGE_MESSAGE, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** Butskoy's message when a method needs privileges the user lacks. */
+export const PRIVILEGE_MESSAGE = "You do not have enough privileges to use this traceroute method.";
+
+/**
+ * Applies `-s` and `-i` to a probe socket.
+ *
+ * @param sock The socket.
+ * @param options The method options.
+ *
+ * @example
+ * ```ts
+ * import { applyLocal, openProbeSocket } from "./probe.ts";
+ * using sock = openProbeSocket({ kind: "udp", family: 4 });
+ * applyLocal(sock, { family: 4, destination: "127.0.0.1", port: 1, packetLength: 60, paris: false, queries: 3, source: "127.0.0.1" });
+ * ```
+ */
+export function applyLocal(sock: Socket, options: MethodOptions): void {
+  if (options.device !== undefined) sock.bindToDevice(options.device);
+  if (options.source !== undefined || options.sourcePort !== undefined) {
+    const any = options.family === 4 ? "0.0.0.0" : "::";
+    sock.bind({
+      family: options.family,
+      address: options.source ?? any,
+      port: options.sourcePort ?? 0,
+    });
+  }
+}
+
+const SOL_SOCKET = 1;
+const SO_ERROR = 4;
+const PENDING: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EPROTO",
+  "EACCES",
+  "EHOSTDOWN",
+  "ENONET",
+]);
+
+/**
+ * Sends a probe on a datagram socket with error reporting. One socket
+ * carries every probe, so an ICMP error to an earlier probe leaves a pending
+ * socket error that the next `sendto()` returns (and clears); the report
+ * itself stays in the error queue. That error is read (and so cleared)
+ * first; a send that still fails with it is tried again.
+ *
+ * @param sock The socket.
+ * @param data The probe.
+ * @param to The destination, unless the socket is connected.
+ * @returns The send time (CLOCK_REALTIME nanoseconds).
+ *
+ * @example
+ * ```ts
+ * import { openProbeSocket, sendProbe } from "./probe.ts";
+ * using sock = openProbeSocket({ kind: "udp", family: 4 });
+ * sendProbe(sock, new Uint8Array(4), { family: 4, address: "127.0.0.1", port: 33434 });
+ * ```
+ */
+export function sendProbe(sock: Socket, data: Uint8Array, to?: SocketAddress): bigint {
+  // Reading SO_ERROR clears the pending error without the cost of a failed
+  // send (and the exception it turns into).
+  sock.getOption(SOL_SOCKET, SO_ERROR);
+  for (let attempt = 0;; attempt++) {
+    const sent = realtimeNs();
+    try {
+      sock.send(data, to);
+      return sent;
+    } catch (err) {
+      if (!(err instanceof SocketError) || !PENDING.has(err.code) || attempt >= 3) throw err;
+    }
+  }
+}
