@@ -1,0 +1,203 @@
+/**
+ * The web server against nginx, side by side in the same run, with wrk:
+ *
+ * - 1 KiB file, keep-alive, `-t2 -c64`: requests/s (target: ratio ≥ 1.0);
+ * - 1 MiB file, `-t2 -c16`: throughput (target: ratio ≥ 0.7);
+ * - peak resident memory (VmHWM) of our server, and of nginx (master + workers).
+ *
+ * nginx is Debian's nginx-light with workers = cores, sendfile on, access log
+ * off; ours runs `web_server/main.ts --no-log` (both without access logs).
+ * Each case alternates the servers for several rounds and reports the median.
+ *
+ * Run: `deno run -A bench/web_wrk.ts [--duration 5] [--rounds 3] [--workers N] [--json]`
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { startNginx } from "../web_server/_nginx.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    duration: { type: "string", default: "5" },
+    rounds: { type: "string", default: "3" },
+    json: { type: "boolean", default: false },
+    workers: { type: "string", default: String(navigator.hardwareConcurrency) },
+  },
+});
+const duration = Number(values.duration);
+const rounds = Number(values.rounds);
+
+interface WrkResult {
+  requestsPerSecond: number;
+  bytesPerSecond: number;
+}
+
+const UNITS: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
+
+async function wrk(url: string, connections: number, seconds: number): Promise<WrkResult> {
+  const out = await new Deno.Command("wrk", {
+    args: ["-t2", `-c${connections}`, `-d${seconds}s`, url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  const tps = /Transfer\/sec:\s+([\d.]+)(\w+)/.exec(text);
+  if (!out.success || rps === null || tps === null) {
+    throw new Error(`Cannot run wrk on ${url}: ${text}${new TextDecoder().decode(out.stderr)}`);
+  }
+  if (/Non-2xx|Socket errors/.test(text)) console.error(`warning: ${url}:\n${text}`);
+  return {
+    requestsPerSecond: Number(rps[1]),
+    bytesPerSecond: Number(tps[1]) * (UNITS[tps[2]!] ?? 1),
+  };
+}
+
+function vmHwmKiB(pid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(/\s+/)
+      .filter((s) => s !== "").map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** User + system CPU seconds used so far by the processes (clock ticks are 1/100 s on Linux). */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Gone.
+    }
+  }
+  return ticks / 100;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+const root = await Deno.makeTempDir({ prefix: "netkit_webbench_" });
+await Deno.chmod(root, 0o755);
+const kib = new Uint8Array(1024).map((_, i) => (i * 31) & 0xff);
+const mib = new Uint8Array(1 << 20).map((_, i) => (i * 17) & 0xff);
+await Deno.writeFile(`${root}/1k.bin`, kib);
+await Deno.writeFile(`${root}/1m.bin`, mib);
+
+const portProbe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+const ourPort = (portProbe.addr as Deno.NetAddr).port;
+portProbe.close();
+const ours = new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    "-A",
+    new URL("../web_server/main.ts", import.meta.url).pathname,
+    "--no-log",
+    "--workers",
+    values.workers,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(ourPort),
+    root,
+  ],
+  stdout: "piped",
+  stderr: "inherit",
+}).spawn();
+const reader = ours.stdout.getReader();
+await reader.read(); // The "Listening on" line.
+reader.releaseLock();
+await using nginx = await startNginx(root);
+
+const cases = [
+  { name: "1 KiB, -c64", path: "/1k.bin", connections: 64, metric: "requestsPerSecond" as const },
+  { name: "1 MiB, -c16", path: "/1m.bin", connections: 16, metric: "bytesPerSecond" as const },
+];
+const results = [];
+try {
+  for (const c of cases) {
+    const mine: WrkResult[] = [];
+    const theirs: WrkResult[] = [];
+    // Warm both (JIT, page cache, our response cache).
+    await wrk(`http://127.0.0.1:${ourPort}${c.path}`, c.connections, 1);
+    await wrk(`http://127.0.0.1:${nginx.port}${c.path}`, c.connections, 1);
+    const nginxPids = [nginx.pid, ...childrenOf(nginx.pid)];
+    let cpuMine = 0;
+    let cpuTheirs = 0;
+    for (let r = 0; r < rounds; r++) {
+      let before = cpuSeconds([ours.pid]);
+      mine.push(await wrk(`http://127.0.0.1:${ourPort}${c.path}`, c.connections, duration));
+      cpuMine += cpuSeconds([ours.pid]) - before;
+      before = cpuSeconds(nginxPids);
+      theirs.push(await wrk(`http://127.0.0.1:${nginx.port}${c.path}`, c.connections, duration));
+      cpuTheirs += cpuSeconds(nginxPids) - before;
+    }
+    // Requests per CPU-second: a fairer view than req/s when other jobs share the cores.
+    const sum = (xs: WrkResult[]) => xs.reduce((n, x) => n + x.requestsPerSecond * duration, 0);
+    const perCpu = { ours: sum(mine) / cpuMine, nginx: sum(theirs) / cpuTheirs };
+    const m = {
+      requestsPerSecond: median(mine.map((x) => x.requestsPerSecond)),
+      bytesPerSecond: median(mine.map((x) => x.bytesPerSecond)),
+    };
+    const n = {
+      requestsPerSecond: median(theirs.map((x) => x.requestsPerSecond)),
+      bytesPerSecond: median(theirs.map((x) => x.bytesPerSecond)),
+    };
+    results.push({
+      case: c.name,
+      ours: m,
+      nginx: n,
+      ratio: m[c.metric] / n[c.metric],
+      requestsPerCpuSecond: perCpu,
+    });
+  }
+} finally {
+  const peakOurs = vmHwmKiB(ours.pid);
+  const nginxPids = [nginx.pid, ...childrenOf(nginx.pid)];
+  const peakNginx = nginxPids.reduce((sum, pid) => sum + vmHwmKiB(pid), 0);
+  ours.kill("SIGTERM");
+  await ours.status;
+  await ours.stdout.cancel().catch(() => {});
+  await Deno.remove(root, { recursive: true });
+  if (values.json) {
+    console.log(JSON.stringify({ results, peakRssKiB: { ours: peakOurs, nginx: peakNginx } }));
+  } else {
+    const fmt = (x: number) => x.toFixed(0).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    const gb = (x: number) => `${(x / 1e9).toFixed(2)} GB/s`;
+    console.log(
+      `web server (${values.workers} loops) vs nginx (${navigator.hardwareConcurrency} workers), ` +
+        `wrk -t2, ${duration}s × ${rounds}, median`,
+    );
+    for (const r of results) {
+      console.log(
+        `${r.case.padEnd(12)} ours ${fmt(r.ours.requestsPerSecond).padStart(8)} req/s ${
+          gb(r.ours.bytesPerSecond).padStart(11)
+        }   nginx ${fmt(r.nginx.requestsPerSecond).padStart(8)} req/s ${
+          gb(r.nginx.bytesPerSecond).padStart(11)
+        }   ratio ${r.ratio.toFixed(2)}   req per CPU-second: ours ${
+          fmt(r.requestsPerCpuSecond.ours)
+        }, nginx ${fmt(r.requestsPerCpuSecond.nginx)}`,
+      );
+    }
+    console.log(
+      `peak RSS (VmHWM): ours ${(peakOurs / 1024).toFixed(1)} MiB, nginx master+workers ${
+        (peakNginx / 1024).toFixed(1)
+      } MiB`,
+    );
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * Web Worker entry of `startCluster`: one more server loop on the shared port.
+ *
+ * @module
+ */
+import { type Running, type ServerConfig, startServer } from "./cluster.ts";
+
+type Message = { type: "start"; config: ServerConfig } | { type: "stop" };
+
+// The default lib types `self` as a Window; inside a worker it is the worker scope.
+const scope = self as unknown as {
+  onmessage: (e: MessageEvent<Message>) => void;
+  postMessage(message: unknown): void;
+};
+
+let running: Running | undefined;
+
+scope.onmessage = async (e) => {
+  try {
+    if (e.data.type === "start") running = await startServer(e.data.config);
+    else await running?.stop();
+    scope.postMessage({ ok: true });
+  } catch (err) {
+    scope.postMessage({ ok: false, error: err instanceof Error ? err.message : String(err) });
+  }
+};

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { serveHttp } from "./engine.ts";
+import { serveDir } from "./serve.ts";
+
+const PUBLIC = fileURLToPath(new URL("./public/", import.meta.url));
+const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
+
+Deno.test({
+  name: "a real browser shows the index page, a listing, and follows a link",
+  // Playwright keeps pipes and timers of its own around the browser process.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const root = await Deno.makeTempDir({ prefix: "netkit_browser_" });
+    await Deno.mkdir(`${root}/files/sub`, { recursive: true });
+    for await (const e of Deno.readDir(PUBLIC)) {
+      if (e.isFile) await Deno.copyFile(`${PUBLIC}/${e.name}`, `${root}/${e.name}`);
+    }
+    await Deno.writeTextFile(`${root}/files/notes & <ideas>.txt`, "plain notes\n");
+    await Deno.writeTextFile(
+      `${root}/files/sub/page.html`,
+      "<title>Sub page</title><p id=x>deep</p>",
+    );
+    const server = serveHttp((req) => serveDir(req, { fsRoot: root }), {
+      hostname: "127.0.0.1",
+      port: 0,
+      cacheRoot: root,
+    });
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    const browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      await Deno.mkdir(ARTIFACTS, { recursive: true });
+      await t.step("the index page renders with its title and tool list", async () => {
+        const res = await page.goto(base + "/");
+        assert.equal(res?.status(), 200);
+        assert.match(await page.title(), /netkit/);
+        const text = await page.locator("body").innerText();
+        for (const tool of ["ping", "traceroute", "UDP pinger", "web server", "proxy", "SMTP"]) {
+          assert.ok(text.toLowerCase().includes(tool.toLowerCase()), `mentions ${tool}`);
+        }
+        await page.screenshot({ path: `${ARTIFACTS}/web_server_index.png`, fullPage: true });
+      });
+      await t.step("a directory listing shows escaped names", async () => {
+        await page.goto(base + "/files/");
+        assert.equal(await page.title(), "Index of /files/");
+        const names = await page.locator("tbody td:first-child a").allInnerTexts();
+        assert.deepEqual(names, ["../", "sub/", "notes & <ideas>.txt"]);
+        await page.screenshot({ path: `${ARTIFACTS}/web_server_listing.png` });
+      });
+      await t.step("following links reaches the files", async () => {
+        await page.click("text=sub/");
+        assert.equal(new URL(page.url()).pathname, "/files/sub/");
+        await page.click("text=page.html");
+        assert.equal(await page.title(), "Sub page");
+        assert.equal(await page.locator("#x").innerText(), "deep");
+        await page.goBack();
+        await page.goBack();
+        await page.click("text=notes & <ideas>.txt");
+        assert.equal((await page.locator("body").innerText()).trim(), "plain notes");
+      });
+      await t.step("sorting by size reorders the listing", async () => {
+        await page.goto(base + "/files/");
+        await page.click("text=Size");
+        assert.match(page.url(), /\?sort=size&order=asc$/);
+      });
+    } finally {
+      await browser.close();
+      await server.shutdown();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});

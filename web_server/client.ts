@@ -1,0 +1,361 @@
+/**
+ * `deno task webclient [options] URL...`: a curl-like HTTP/1.1 client on the
+ * project's own codec. The transfers happen in {@linkcode HttpClient}
+ * (`http_client.ts`); this file parses options, writes the output and exits
+ * with the documented codes (see CLIENT.md; they are curl's).
+ *
+ * @module
+ */
+import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import { writeAll } from "../lib/http1.ts";
+import {
+  type ClientResponse,
+  EXIT_CODES,
+  HttpClient,
+  HttpClientError,
+  type Timing,
+} from "./http_client.ts";
+
+const USAGE = `Usage: deno task webclient [options] URL...
+
+Fetches each URL over HTTP/1.1 (http or https); URLs to the same origin
+share one keep-alive connection.
+
+Options:
+  -X, --request METHOD     method to use (default GET, or POST with -d)
+  -H, --header 'N: v'      add a request field (repeatable); 'N:' removes a default
+  -d, --data DATA|@FILE    send DATA (or FILE's bytes) as the body (repeatable, joined with &)
+  -o, --output FILE        write the body of the next URL to FILE (repeatable)
+  -I, --head               send HEAD and print the response head
+  -i, --include            print the response head before the body
+  -L, --location           follow redirects
+      --max-redirs N       redirect limit with -L (default 50)
+  -f, --fail               exit 22 without output when the status is 400 or more
+  -m, --max-time SECONDS   limit each transfer's total time (exit 28)
+      --connect-timeout S  limit resolving and connecting (default 30, exit 28)
+      --cacert FILE        trust the CA certificates in FILE (PEM) for https
+  -A, --user-agent NAME    User-Agent to send
+  -v, --verbose            show connection events and the request and response heads on stderr
+      --timing             show DNS, connect, TLS, first byte and total times on stderr
+  -s, --silent             no progress bar
+  -h, --help               show this help
+
+Exit codes: 0 ok, 1 unsupported protocol, 2 usage, 3 bad URL, 6 DNS, 7 connect,
+8 bad reply, 18 partial body, 22 HTTP error with --fail, 23 write error,
+26 cannot read -d @file, 28 timeout, 35 TLS, 47 too many redirects,
+52 empty reply, 56 receive error, 60 certificate not trusted.`;
+
+const OPTIONS = {
+  request: { type: "string", short: "X" },
+  header: { type: "string", short: "H", multiple: true },
+  data: { type: "string", short: "d", multiple: true },
+  output: { type: "string", short: "o", multiple: true },
+  head: { type: "boolean", short: "I" },
+  include: { type: "boolean", short: "i" },
+  location: { type: "boolean", short: "L" },
+  "max-redirs": { type: "string" },
+  fail: { type: "boolean", short: "f" },
+  "max-time": { type: "string", short: "m" },
+  "connect-timeout": { type: "string" },
+  cacert: { type: "string" },
+  "user-agent": { type: "string", short: "A" },
+  verbose: { type: "boolean", short: "v" },
+  timing: { type: "boolean" },
+  silent: { type: "boolean", short: "s" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const encoder = new TextEncoder();
+
+/**
+ * Parses a `-H` argument as curl does: `"Name: value"` adds a field,
+ * `"Name:"` removes a default field, `"Name;"` sends an empty value.
+ *
+ * @param text The argument.
+ * @returns The field to send, or `{ omit: name }` for a removal.
+ * @throws {CliError} When there is no colon or semicolon.
+ *
+ * @example
+ * ```ts
+ * import { parseHeaderOption } from "./client.ts";
+ * console.assert(JSON.stringify(parseHeaderOption("X-A:  1 ")) === '{"field":["X-A","1"]}');
+ * console.assert(JSON.stringify(parseHeaderOption("Accept:")) === '{"omit":"Accept"}');
+ * ```
+ */
+export function parseHeaderOption(text: string): { field: [string, string] } | { omit: string } {
+  const colon = text.indexOf(":");
+  if (colon > 0) {
+    const name = text.slice(0, colon).trim();
+    const value = text.slice(colon + 1).trim();
+    return value === "" ? { omit: name } : { field: [name, value] };
+  }
+  if (text.endsWith(";") && text.length > 1) return { field: [text.slice(0, -1).trim(), ""] };
+  throw new CliError(`invalid header "${text}": expected "Name: value"`);
+}
+
+/**
+ * Formats a byte count for humans, as 1024-based units.
+ *
+ * @param n Bytes.
+ * @returns E.g. `"1.5 MiB"`.
+ *
+ * @example
+ * ```ts
+ * import { formatBytes } from "./client.ts";
+ * console.assert(formatBytes(1536) === "1.5 KiB" && formatBytes(12) === "12 B");
+ * ```
+ */
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} ${units[0]}` : `${n.toFixed(1)} ${units[u]}`;
+}
+
+/**
+ * Renders one progress-bar line: a bar and percentage when the total size is
+ * known, then bytes so far and the rate.
+ *
+ * @param done Bytes received.
+ * @param total Expected bytes, or `null` when unknown.
+ * @param elapsedMs Time since the transfer started.
+ * @param width Columns of the bar itself.
+ * @returns The line, without a newline.
+ *
+ * @example
+ * ```ts
+ * import { formatProgress } from "./client.ts";
+ * console.assert(formatProgress(512, 1024, 1000, 10) === "[#####     ]  50%  512 B / 1.0 KiB  512 B/s");
+ * ```
+ */
+export function formatProgress(
+  done: number,
+  total: number | null,
+  elapsedMs: number,
+  width = 30,
+): string {
+  const rate = elapsedMs > 0 ? Math.round(done / (elapsedMs / 1000)) : 0;
+  const speed = `${formatBytes(rate)}/s`;
+  if (total === null || total <= 0) return `${formatBytes(done)}  ${speed}`;
+  const frac = Math.min(1, done / total);
+  const filled = Math.round(frac * width);
+  const pct = String(Math.floor(frac * 100)).padStart(3);
+  return `[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${pct}%  ${formatBytes(done)} / ${
+    formatBytes(total)
+  }  ${speed}`;
+}
+
+/**
+ * Formats a timing breakdown (cumulative milliseconds, as curl's `-w`
+ * `time_*` variables) as lines for stderr.
+ *
+ * @param timing The marks of one transfer.
+ * @param reused Whether the connection was reused.
+ * @returns The lines.
+ *
+ * @example
+ * ```ts
+ * import { formatTiming } from "./client.ts";
+ * const lines = formatTiming({ dns: 1, connect: 2, tls: 0, firstByte: 3, total: 4 }, false);
+ * console.assert(lines[0] === "*   dns           1.000 ms" && lines.length === 5);
+ * ```
+ */
+export function formatTiming(timing: Timing, reused: boolean): string[] {
+  const row = (name: string, ms: number) => `*   ${name.padEnd(11)}${ms.toFixed(3).padStart(8)} ms`;
+  return [
+    row("dns", timing.dns),
+    row("connect", timing.connect),
+    row("tls", timing.tls),
+    row("first byte", timing.firstByte),
+    row("total", timing.total) + (reused ? "  (connection reused)" : ""),
+  ];
+}
+
+/** Writes a progress line to a TTY at most every 100 ms. */
+class Progress {
+  #out: { writeSync(p: Uint8Array): number };
+  #start = performance.now();
+  #last = 0;
+  #shown = false;
+  #total: number | null;
+
+  constructor(out: { writeSync(p: Uint8Array): number }, total: number | null) {
+    this.#out = out;
+    this.#total = total;
+  }
+
+  update(done: number): void {
+    const now = performance.now();
+    // Small transfers finish before the bar would be worth drawing.
+    if (now - this.#start < 250 || now - this.#last < 100) return;
+    this.#last = now;
+    this.#shown = true;
+    const line = formatProgress(done, this.#total, now - this.#start);
+    this.#out.writeSync(encoder.encode(`\r${line}\x1b[K`));
+  }
+
+  end(): void {
+    if (this.#shown) this.#out.writeSync(encoder.encode("\r\x1b[K"));
+  }
+}
+
+function headText(res: ClientResponse): string {
+  let text = `${res.head.version} ${res.status} ${res.head.reason}`.trimEnd() + "\r\n";
+  for (const [n, v] of res.headers) text += `${n}: ${v}\r\n`;
+  return text + "\r\n";
+}
+
+async function readData(values: string[]): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for (const v of values) {
+    if (v.startsWith("@")) {
+      try {
+        parts.push(await Deno.readFile(v.slice(1)));
+      } catch (err) {
+        throw new CliError(
+          `Cannot read data file "${v.slice(1)}": ${(err as Error).message}`,
+          EXIT_CODES.read,
+        );
+      }
+    } else {
+      parts.push(encoder.encode(v));
+    }
+  }
+  // curl joins several -d values with "&".
+  const total = parts.reduce((n, p) => n + p.length, 0) + Math.max(0, parts.length - 1);
+  const out = new Uint8Array(total);
+  let off = 0;
+  parts.forEach((p, i) => {
+    if (i > 0) out[off++] = 0x26;
+    out.set(p, off);
+    off += p.length;
+  });
+  return out;
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs(args, OPTIONS);
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length === 0) throw new CliError("no URL specified (try --help)");
+  const seconds = (name: string, text: string | undefined) =>
+    text === undefined ? undefined : parseNumber(name, text, { min: 0.001 }) * 1000;
+  const maxTime = seconds("--max-time", values["max-time"]);
+  const connectTimeout = seconds("--connect-timeout", values["connect-timeout"]);
+  const maxRedirs = values["max-redirs"] === undefined
+    ? 50
+    : parseNumber("--max-redirs", values["max-redirs"], { min: 0, integer: true });
+  const headers: [string, string][] = [];
+  const omitHeaders: string[] = [];
+  for (const h of (values.header ?? []).map(parseHeaderOption)) {
+    if ("omit" in h) omitHeaders.push(h.omit);
+    else headers.push(h.field);
+  }
+  const body = values.data !== undefined ? await readData(values.data) : undefined;
+  const method = values.request ?? (values.head ? "HEAD" : body !== undefined ? "POST" : "GET");
+  let caCerts: string[] | undefined;
+  if (values.cacert !== undefined) {
+    try {
+      caCerts = [await Deno.readTextFile(values.cacert)];
+    } catch (err) {
+      throw new CliError(`Cannot read CA file "${values.cacert}": ${(err as Error).message}`, 77);
+    }
+  }
+  const stderrTty = Deno.stderr.isTerminal();
+  const errLine = (line: string) => Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  await using client = new HttpClient({
+    ...(caCerts !== undefined ? { caCerts } : {}),
+    ...(connectTimeout !== undefined ? { connectTimeout } : {}),
+    ...(values.verbose ? { trace: errLine } : {}),
+    ...(values["user-agent"] !== undefined ? { userAgent: values["user-agent"] } : {}),
+  });
+  const outputs = values.output ?? [];
+  let exitCode = 0;
+  for (const [i, url] of positionals.entries()) {
+    const outFile = outputs[i];
+    try {
+      const res = await client.request(url, {
+        method,
+        headers,
+        omitHeaders,
+        ...(body !== undefined ? { body } : {}),
+        ...(maxTime !== undefined ? { timeout: maxTime } : {}),
+        maxRedirects: values.location ? maxRedirs : 0,
+        onRedirect: (r) => {
+          if (values.head || values.include) {
+            writeStdout(encoder.encode(headText(r)));
+          }
+        },
+      });
+      if (values.fail && res.status >= 400) {
+        await res.discard().catch(() => {});
+        throw new HttpClientError("http", `The requested URL returned error: ${res.status}`);
+      }
+      if (values.head || values.include) await writeOut(undefined, encoder.encode(headText(res)));
+      let file: Deno.FsFile | undefined;
+      if (outFile !== undefined && outFile !== "-") {
+        try {
+          file = await Deno.open(outFile, { write: true, create: true, truncate: true });
+        } catch (err) {
+          await res.discard().catch(() => {});
+          throw new HttpClientError(
+            "write",
+            `Cannot open output file "${outFile}": ${(err as Error).message}`,
+          );
+        }
+      }
+      try {
+        const kind = res.bodyKind;
+        const total = kind.type === "length" ? kind.length : null;
+        const progress = stderrTty && !values.silent && !values.verbose &&
+            (file !== undefined || !Deno.stdout.isTerminal())
+          ? new Progress(Deno.stderr, total)
+          : undefined;
+        let done = 0;
+        try {
+          for await (const piece of res.body()) {
+            await writeOut(file, piece);
+            done += piece.length;
+            progress?.update(done);
+          }
+        } finally {
+          progress?.end();
+        }
+      } finally {
+        file?.close();
+      }
+      if (values.timing) {
+        for (const line of formatTiming(res.timing, res.reused)) errLine(line);
+      }
+    } catch (err) {
+      if (!(err instanceof HttpClientError)) throw err;
+      errLine(`client: ${err.message}`);
+      exitCode = err.exitCode;
+    }
+  }
+  return exitCode;
+}
+
+function writeStdout(data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) off += Deno.stdout.writeSync(data.subarray(off));
+}
+
+async function writeOut(file: Deno.FsFile | undefined, data: Uint8Array): Promise<void> {
+  try {
+    await writeAll(file ?? Deno.stdout, data);
+  } catch (err) {
+    throw new HttpClientError("write", `Cannot write output: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+if (import.meta.main) {
+  await runMain("client", () => main(Deno.args));
+}

@@ -1,0 +1,417 @@
+import { makeTestCa, rawServer } from "../lib/testdata/http1_peers.ts";
+import { formatBytes, formatProgress, formatTiming, parseHeaderOption } from "./client.ts";
+
+function assert(cond: unknown, message = "assertion failed"): asserts cond {
+  if (!cond) throw new Error(message);
+}
+
+function assertEquals<T>(actual: T, expected: T, message = ""): void {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${message}${message ? ": " : ""}expected ${e}, got ${a}`);
+}
+
+const CLIENT = new URL("./client.ts", import.meta.url).pathname;
+const dec = new TextDecoder();
+
+interface Run {
+  code: number;
+  stdout: Uint8Array;
+  stderr: string;
+}
+
+/** Runs the client CLI as `deno task webclient` does, optionally under `unshare -n`. */
+async function client(args: string[], options: { isolated?: boolean } = {}): Promise<Run> {
+  const deno = Deno.execPath();
+  const argv = [deno, "run", "-A", CLIENT, ...args];
+  const cmd = options.isolated
+    ? new Deno.Command("unshare", { args: ["-n", ...argv] })
+    : new Deno.Command(deno, { args: argv.slice(1) });
+  const out = await cmd.output();
+  return { code: out.code, stdout: out.stdout, stderr: dec.decode(out.stderr) };
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
+/**
+ * Starts a real nginx (Debian nginx-light) on a random loopback port serving
+ * a temporary directory. The access log records nginx's connection serial
+ * number, so tests can count connections.
+ */
+async function startNginx() {
+  const dir = await Deno.makeTempDir({ prefix: "client_nginx_" });
+  const root = `${dir}/root`;
+  await Deno.mkdir(root);
+  const port = freePort();
+  const conf = `
+user root;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 128; }
+http {
+  log_format conn '$connection $connection_requests $request_method $uri $status';
+  access_log ${dir}/access.log conn;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 1000;
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+    location = /go { return 302 /small.txt; }
+    location = /loop { return 301 /loop; }
+    location = /chunked { default_type text/plain; return 200 "dynamic"; }
+  }
+}
+`;
+  await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
+  const child = new Deno.Command("nginx", {
+    args: ["-e", `${dir}/error.log`, "-c", `${dir}/nginx.conf`, "-g", "daemon off;"],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  // Wait until it accepts connections.
+  for (let i = 0;; i++) {
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      c.close();
+      break;
+    } catch (err) {
+      if (i > 200) throw new Error("nginx did not start", { cause: err });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return {
+    port,
+    root,
+    url: `http://127.0.0.1:${port}`,
+    /** The access-log lines written so far. */
+    async log(): Promise<string[]> {
+      // nginx writes the log line after the response; give it a moment.
+      await new Promise((r) => setTimeout(r, 50));
+      const text = await Deno.readTextFile(`${dir}/access.log`).catch(() => "");
+      return text.split("\n").filter((l) => l !== "");
+    },
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      await child.stderr.cancel();
+      await child.status;
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** Deterministic bytes, so a comparison proves the body went through intact. */
+function pattern(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = 12345;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+Deno.test("client fetches from a real nginx: bodies, -o, keep-alive, -L, -I, --fail", async (t) => {
+  await using nginx = await startNginx();
+  const big = pattern(3 * 1024 * 1024 + 17);
+  await Deno.writeFile(`${nginx.root}/big.bin`, big);
+  await Deno.writeTextFile(`${nginx.root}/small.txt`, "small file\n");
+  await Deno.writeTextFile(`${nginx.root}/a.txt`, "A");
+  await Deno.writeTextFile(`${nginx.root}/b.txt`, "B");
+  const outDir = await Deno.makeTempDir({ prefix: "client_out_" });
+  try {
+    await t.step("a small file to stdout", async () => {
+      const r = await client([`${nginx.url}/small.txt`]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(dec.decode(r.stdout), "small file\n");
+    });
+
+    await t.step("-o writes a 3 MiB file byte for byte", async () => {
+      const r = await client(["-o", `${outDir}/big.bin`, `${nginx.url}/big.bin`]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout.length, 0);
+      assert(sameBytes(await Deno.readFile(`${outDir}/big.bin`), big), "file differs");
+    });
+
+    await t.step("several URLs share one keep-alive connection", async () => {
+      const before = (await nginx.log()).length;
+      const r = await client([
+        "--timing",
+        `${nginx.url}/a.txt`,
+        `${nginx.url}/b.txt`,
+        `${nginx.url}/small.txt`,
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(dec.decode(r.stdout), "ABsmall file\n");
+      const lines = (await nginx.log()).slice(before);
+      assertEquals(lines.length, 3);
+      const connections = new Set(lines.map((l) => l.split(" ")[0]));
+      assertEquals(connections.size, 1, lines.join("\n"));
+      assertEquals(lines.map((l) => l.split(" ")[1]), ["1", "2", "3"]);
+      // --timing reports the reuse too.
+      assertEquals(r.stderr.match(/connection reused/g)?.length, 2, r.stderr);
+    });
+
+    await t.step("-o per URL, in order", async () => {
+      const r = await client([
+        "-o",
+        `${outDir}/a`,
+        "-o",
+        `${outDir}/b`,
+        `${nginx.url}/a.txt`,
+        `${nginx.url}/b.txt`,
+        `${nginx.url}/small.txt`,
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(await Deno.readTextFile(`${outDir}/a`), "A");
+      assertEquals(await Deno.readTextFile(`${outDir}/b`), "B");
+      assertEquals(dec.decode(r.stdout), "small file\n");
+    });
+
+    await t.step("-L follows nginx's 302 on the same connection", async () => {
+      const before = (await nginx.log()).length;
+      const r = await client(["-L", `${nginx.url}/go`]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(dec.decode(r.stdout), "small file\n");
+      const lines = (await nginx.log()).slice(before);
+      assertEquals(lines.map((l) => l.split(" ").slice(3).join(" ")), [
+        "/go 302",
+        "/small.txt 200",
+      ]);
+      assertEquals(new Set(lines.map((l) => l.split(" ")[0])).size, 1);
+    });
+
+    await t.step("without -L the redirect body is printed", async () => {
+      const r = await client([`${nginx.url}/go`]);
+      assertEquals(r.code, 0);
+      assert(dec.decode(r.stdout).includes("302 Found"), "nginx's redirect page");
+    });
+
+    await t.step("-L on a redirect loop stops at --max-redirs with 47", async () => {
+      const r = await client(["-L", "--max-redirs", "3", `${nginx.url}/loop`]);
+      assertEquals(r.code, 47);
+      assert(r.stderr.includes("more than 3 redirects"), r.stderr);
+    });
+
+    await t.step("-I prints the head only", async () => {
+      const r = await client(["-I", `${nginx.url}/small.txt`]);
+      assertEquals(r.code, 0);
+      const text = dec.decode(r.stdout);
+      assert(text.startsWith("HTTP/1.1 200 OK\r\n"), text);
+      assert(/\r\nContent-Length: 11\r\n/.test(text), text);
+      assert(text.endsWith("\r\n\r\n"), "head ends with an empty line");
+    });
+
+    await t.step("-i prints the head, then the body", async () => {
+      const r = await client(["-i", `${nginx.url}/a.txt`]);
+      const text = dec.decode(r.stdout);
+      assert(text.startsWith("HTTP/1.1 200 OK\r\n") && text.endsWith("\r\n\r\nA"), text);
+    });
+
+    await t.step("a 404 is output normally without --fail, exit 22 with it", async () => {
+      const plain = await client([`${nginx.url}/missing`]);
+      assertEquals(plain.code, 0);
+      assert(dec.decode(plain.stdout).includes("404 Not Found"));
+      const failed = await client(["--fail", `${nginx.url}/missing`]);
+      assertEquals(failed.code, 22);
+      assertEquals(failed.stdout.length, 0);
+      assert(failed.stderr.includes("returned error: 404"), failed.stderr);
+    });
+
+    await t.step("-v shows both heads on stderr", async () => {
+      const r = await client(["-v", `${nginx.url}/a.txt`]);
+      assertEquals(r.code, 0);
+      assertEquals(dec.decode(r.stdout), "A");
+      for (const want of ["> GET /a.txt HTTP/1.1", "> Host: 127.0.0.1:", "< HTTP/1.1 200 OK"]) {
+        assert(r.stderr.includes(want), `missing "${want}" in:\n${r.stderr}`);
+      }
+    });
+
+    await t.step("--timing shows the five marks in order", async () => {
+      const r = await client(["--timing", `${nginx.url}/a.txt`]);
+      const marks = [
+        ...r.stderr.matchAll(/^\*\s+(dns|connect|tls|first byte|total)\s+([\d.]+) ms/gm),
+      ];
+      assertEquals(marks.map((m) => m[1]), ["dns", "connect", "tls", "first byte", "total"]);
+      const [dns, connect, , first, total] = marks.map((m) => Number(m[2]));
+      assert(dns! <= connect! && connect! <= first! && first! <= total!, r.stderr);
+    });
+
+    await t.step("HEAD and POST reach nginx", async () => {
+      const before = (await nginx.log()).length;
+      await client(["-X", "HEAD", `${nginx.url}/a.txt`]);
+      await client(["-d", "x=1", `${nginx.url}/a.txt`]);
+      const lines = (await nginx.log()).slice(before);
+      // nginx answers a POST to a static file with 405.
+      assertEquals(lines.map((l) => l.split(" ").slice(2).join(" ")), [
+        "HEAD /a.txt 200",
+        "POST /a.txt 405",
+      ]);
+    });
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("client sends -X, -H and -d @file as asked", async () => {
+  await using server = rawServer((req) =>
+    `HTTP/1.1 200 OK\r\nContent-Length: ${req.body.length}\r\n\r\n${req.body}`
+  );
+  const dir = await Deno.makeTempDir({ prefix: "client_data_" });
+  try {
+    await Deno.writeTextFile(`${dir}/body.json`, '{"a": 1}\n');
+    const r = await client([
+      "-X",
+      "PUT",
+      "-H",
+      "Content-Type: application/json",
+      "-H",
+      "Accept:",
+      "-H",
+      "X-Empty;",
+      "-A",
+      "agent/1",
+      "-d",
+      `@${dir}/body.json`,
+      `${server.url}/put`,
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(dec.decode(r.stdout), '{"a": 1}\n');
+    const h = server.received[0]!.head;
+    assertEquals(h.method, "PUT");
+    assertEquals(h.headers.get("content-type"), "application/json");
+    assertEquals(h.headers.get("content-length"), "9");
+    assertEquals(h.headers.has("accept"), false);
+    assertEquals(h.headers.get("x-empty"), "");
+    assertEquals(h.headers.get("user-agent"), "agent/1");
+    const joined = await client(["-d", "a=1", "-d", "b=2", `${server.url}/post`]);
+    assertEquals(dec.decode(joined.stdout), "a=1&b=2");
+    assertEquals(server.received[1]!.head.method, "POST");
+    const missing = await client(["-d", `@${dir}/nope`, `${server.url}/`]);
+    assertEquals(missing.code, 26);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client exits with the documented code per failure class", async (t) => {
+  await t.step("usage → 2", async () => {
+    assertEquals((await client([])).code, 2);
+    assertEquals((await client(["--bogus", "http://127.0.0.1/"])).code, 2);
+    assertEquals((await client(["-m", "soon", "http://127.0.0.1/"])).code, 2);
+  });
+  await t.step("unsupported protocol → 1, malformed URL → 3", async () => {
+    assertEquals((await client(["ftp://127.0.0.1/"])).code, 1);
+    assertEquals((await client(["http://[::1/"])).code, 3);
+  });
+  await t.step("DNS failure → 6 (in a network namespace with no resolver)", async () => {
+    const r = await client(["http://nowhere.invalid/"], { isolated: true });
+    assertEquals(r.code, 6, r.stderr);
+    assert(r.stderr.includes('Cannot resolve host "nowhere.invalid"'), r.stderr);
+  });
+  await t.step("connection refused → 7", async () => {
+    const r = await client([`http://127.0.0.1:${freePort()}/`]);
+    assertEquals(r.code, 7, r.stderr);
+    assert(r.stderr.includes("Cannot connect to 127.0.0.1"), r.stderr);
+  });
+  await t.step("timeout → 28", async () => {
+    await using server = rawServer(() => new Promise<null>((r) => setTimeout(() => r(null), 1000)));
+    const r = await client(["-m", "0.3", server.url]);
+    assertEquals(r.code, 28, r.stderr);
+  });
+  await t.step("empty reply → 52, bad reply → 8", async () => {
+    await using empty = rawServer(() => null);
+    assertEquals((await client([empty.url])).code, 52);
+    await using bad = rawServer(() => "SMTP ready\r\n\r\n");
+    assertEquals((await client([bad.url])).code, 8);
+  });
+  await t.step("the last failure's code wins, and later URLs still run", async () => {
+    await using server = rawServer(() => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    const r = await client([`http://127.0.0.1:${freePort()}/`, server.url]);
+    assertEquals(r.code, 7);
+    assertEquals(dec.decode(r.stdout), "ok");
+  });
+});
+
+Deno.test("client speaks HTTPS with --cacert and exits 60 for an untrusted certificate", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "client_tls_" });
+  try {
+    const ca = await makeTestCa(dir);
+    using listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: ca.cert, key: ca.key });
+    const serve = (async () => {
+      for (let k = 0; k < 2; k++) {
+        const conn = await listener.accept();
+        try {
+          const buf = new Uint8Array(4096);
+          await conn.read(buf);
+          await conn.write(
+            new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nTLS"),
+          );
+        } catch {
+          // The untrusting client aborts the handshake.
+        } finally {
+          conn.close();
+        }
+      }
+    })();
+    const url = `https://localhost:${listener.addr.port}/`;
+    const ok = await client(["--cacert", ca.caPath, "--timing", url]);
+    assertEquals(ok.code, 0, ok.stderr);
+    assertEquals(dec.decode(ok.stdout), "TLS");
+    const tls = Number(ok.stderr.match(/^\*\s+tls\s+([\d.]+) ms/m)?.[1]);
+    assert(tls > 0, ok.stderr);
+    const untrusted = await client([url]);
+    assertEquals(untrusted.code, 60, untrusted.stderr);
+    await serve;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client formatting helpers", async (t) => {
+  await t.step("parseHeaderOption follows curl's -H forms", () => {
+    assertEquals(parseHeaderOption("X: 1"), { field: ["X", "1"] });
+    assertEquals(parseHeaderOption("X:"), { omit: "X" });
+    assertEquals(parseHeaderOption("X;"), { field: ["X", ""] });
+    let threw = false;
+    try {
+      parseHeaderOption("nonsense");
+    } catch {
+      threw = true;
+    }
+    assert(threw);
+  });
+  await t.step("formatBytes", () => {
+    assertEquals(
+      [0, 1023, 1024, 1536, 5 * 1024 * 1024].map((n) => formatBytes(n)),
+      ["0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 MiB"],
+    );
+  });
+  await t.step("formatProgress with and without a known size", () => {
+    assertEquals(
+      formatProgress(1024 * 1024, 4 * 1024 * 1024, 2000, 8),
+      "[##      ]  25%  1.0 MiB / 4.0 MiB  512.0 KiB/s",
+    );
+    assertEquals(formatProgress(2048, null, 1000), "2.0 KiB  2.0 KiB/s");
+    assertEquals(formatProgress(10, 5, 1000, 4), "[####] 100%  10 B / 5 B  10 B/s");
+  });
+  await t.step("formatTiming", () => {
+    const lines = formatTiming({ dns: 0.5, connect: 1, tls: 0, firstByte: 2.25, total: 3 }, true);
+    assertEquals(lines.length, 5);
+    assertEquals(lines[3], "*   first byte    2.250 ms");
+    assert(lines[4]!.endsWith("(connection reused)"));
+  });
+});
