@@ -1,0 +1,118 @@
+/*
+ * udp_blaster: a closed-loop load generator for the UDP ping server.
+ *
+ * Keeps WINDOW requests ("Ping <seq> 0.000000", padded to SIZE bytes) in
+ * flight on one connected UDP socket, sends with sendmmsg and receives with
+ * recvmmsg, and counts the replies. After a one-second warm-up it measures
+ * for DURATION seconds and prints one JSON line:
+ *   {"sent":N,"received":N,"seconds":S,"rps":R,"stalls":N}
+ * A stall is 20 ms without any reply; the window is then refilled (requests
+ * dropped by the server are not waited for).
+ *
+ * Build: gcc -O2 -o udp_blaster udp_blaster.c
+ * Usage: udp_blaster HOST PORT [DURATION=5] [WINDOW=64] [SIZE=32]
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+#define MAXSIZE 1472
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s HOST PORT [DURATION] [WINDOW] [SIZE]\n", argv[0]);
+    return 2;
+  }
+  double duration = argc > 3 ? atof(argv[3]) : 5;
+  int window = argc > 4 ? atoi(argv[4]) : 64;
+  int size = argc > 5 ? atoi(argv[5]) : 32;
+  if (window < 1 || window > 4096 || size < 1 || size > MAXSIZE) return 2;
+
+  struct addrinfo hints = {0}, *ai;
+  hints.ai_socktype = SOCK_DGRAM;
+  if (getaddrinfo(argv[1], argv[2], &hints, &ai) != 0) {
+    fprintf(stderr, "cannot resolve %s\n", argv[1]);
+    return 2;
+  }
+  int fd = socket(ai->ai_family, SOCK_DGRAM, 0);
+  if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+    perror("socket/connect");
+    return 1;
+  }
+  int buf = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+
+  static char out[BATCH][MAXSIZE], in[BATCH][MAXSIZE];
+  struct mmsghdr smsg[BATCH], rmsg[BATCH];
+  struct iovec siov[BATCH], riov[BATCH];
+  memset(smsg, 0, sizeof smsg);
+  memset(rmsg, 0, sizeof rmsg);
+  for (int i = 0; i < BATCH; i++) {
+    siov[i].iov_base = out[i];
+    smsg[i].msg_hdr.msg_iov = &siov[i];
+    smsg[i].msg_hdr.msg_iovlen = 1;
+    riov[i].iov_base = in[i];
+    riov[i].iov_len = MAXSIZE;
+    rmsg[i].msg_hdr.msg_iov = &riov[i];
+    rmsg[i].msg_hdr.msg_iovlen = 1;
+  }
+
+  unsigned long long seq = 0, sent = 0, received = 0, stalls = 0;
+  long inflight = 0;
+  double start = now(), measure = start + 1.0, end = measure + duration;
+  int measuring = 0;
+  for (;;) {
+    double t = now();
+    if (!measuring && t >= measure) {
+      measuring = 1;
+      sent = received = stalls = 0;
+    }
+    if (t >= end) break;
+    while (inflight < window) {
+      int n = window - inflight < BATCH ? window - inflight : BATCH;
+      for (int i = 0; i < n; i++) {
+        int len = snprintf(out[i], MAXSIZE, "Ping %llu 0.000000", ++seq);
+        if (len < size) {
+          memset(out[i] + len, 'x', size - len);
+          out[i][len] = ' ';
+          len = size;
+        }
+        siov[i].iov_len = len;
+      }
+      int k = sendmmsg(fd, smsg, n, 0);
+      if (k <= 0) break;
+      inflight += k;
+      sent += k;
+    }
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 20) == 0) {
+      stalls++;
+      inflight = 0;
+      continue;
+    }
+    int k = recvmmsg(fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
+    if (k > 0) {
+      received += k;
+      inflight -= k;
+      if (inflight < 0) inflight = 0;
+    }
+  }
+  printf("{\"sent\":%llu,\"received\":%llu,\"seconds\":%.3f,\"rps\":%.0f,\"stalls\":%llu}\n", sent,
+         received, duration, received / duration, stalls);
+  return 0;
+}

@@ -1,0 +1,408 @@
+import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
+import { serve } from "./server.ts";
+import { formatEvent, formatMs, parseDuration, splitHostPort, udpPing } from "./client.ts";
+import { encodePing } from "./protocol.ts";
+
+const SERVER = new URL("./server.ts", import.meta.url).pathname;
+const CLIENT = new URL("./client.ts", import.meta.url).pathname;
+const PY_SERVER = new URL("./testdata/UDPPingerServer.py", import.meta.url).pathname;
+const PY_CLIENT = new URL("./testdata/UDPPingerClient.py", import.meta.url).pathname;
+const PYTHON = "/usr/bin/python3";
+
+/** Runs a command to completion and returns its exit code and output. */
+async function run(
+  cmd: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+function deno(
+  file: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(Deno.execPath(), ["run", "-A", "--unstable-net", file, ...args]);
+}
+
+/** Reads lines from a stream until one matches, and returns the match. */
+async function waitForLine(
+  stream: ReadableStream<Uint8Array>,
+  pattern: RegExp,
+): Promise<{ match: RegExpExecArray; rest: () => Promise<string> }> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`stream ended before a line matching ${pattern}: ${buffered}`);
+    buffered += value;
+    const match = pattern.exec(buffered);
+    if (match) {
+      return {
+        match,
+        async rest() {
+          for (;;) {
+            const r = await reader.read();
+            if (r.done) return buffered;
+            buffered += r.value;
+          }
+        },
+      };
+    }
+  }
+}
+
+Deno.test("udpPing() pings our server on loopback over IPv4 and IPv6", async (t) => {
+  for (const hostname of ["127.0.0.1", "::1"]) {
+    await t.step(hostname, async () => {
+      await using server = serve({ hostname, port: 0, quiet: true });
+      const events: string[] = [];
+      const summary = await udpPing(hostname, {
+        port: server.addr.port,
+        count: 5,
+        interval: 20,
+        size: 64,
+        onEvent: (e) => events.push(formatEvent(e) ?? ""),
+      });
+      assertEquals(summary.address, hostname);
+      assertEquals([summary.sent, summary.received, summary.lossPercent], [5, 5, 0]);
+      assertEquals(summary.server, { rx: 5, dup: 0, drop: 0, tx: 5, extra: 0, held: 0 });
+      assertEquals([summary.upstreamLoss, summary.downstreamLoss], [0, 0]);
+      assertEquals(summary.rtt.count, 5);
+      assert(summary.rtt.min > 0 && summary.rtt.min <= summary.rtt.median);
+      assertEquals(summary.rtt.ipdv.count, 4);
+      assertEquals(events[0], `UDP PING ${hostname} (${hostname}) port ${server.addr.port}`);
+      for (let seq = 1; seq <= 5; seq++) {
+        assertMatch(
+          events[seq]!,
+          new RegExp(`^64 bytes from ${hostname}: seq=${seq} time=[\\d.]+ ms$`),
+        );
+      }
+    });
+  }
+});
+
+Deno.test("udpPing() loss equals the server's seeded drop count over 1000 pings", async () => {
+  const log: string[] = [];
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    loss: 0.3,
+    seed: 2026,
+    log: (l) => log.push(l),
+  });
+  let timeouts = 0;
+  let summary;
+  try {
+    summary = await udpPing("127.0.0.1", {
+      port: server.addr.port,
+      count: 1000,
+      // Fast, but not so fast that a stalled event loop's catch-up burst
+      // could overflow a socket buffer, which would be real loss.
+      interval: 3,
+      timeout: 2000,
+      onEvent: (e) => {
+        if (e.type === "timeout") timeouts++;
+      },
+    });
+  } finally {
+    await server.close();
+  }
+  const dropped = Number(/ (\d+) dropped/.exec(log.join("\n"))?.[1]);
+  assert(dropped > 200 && dropped < 400, `server dropped ${dropped}`);
+  const context = JSON.stringify({ ...summary, rtt: undefined });
+  assertEquals(summary.sent, 1000);
+  // A reply delayed past -W by a stalled machine is late, not lost: count
+  // both, so the test checks the protocol and not the scheduler.
+  assertEquals(summary.sent - summary.received - summary.late, dropped, context);
+  assertEquals(timeouts, dropped + summary.late, context);
+  assertEquals(summary.server?.drop, dropped, context);
+  assertEquals([summary.upstreamLoss, summary.downstreamLoss], [0, 0], context);
+});
+
+Deno.test("the server keeps serving after malformed and oversized datagrams", async () => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    const junk = [
+      new Uint8Array(0),
+      new TextEncoder().encode("hello"),
+      new Uint8Array(65507).fill(0xff),
+      new Uint8Array(1500).map((_, i) => i * 7),
+      new TextEncoder().encode("Ping not-a-number"),
+    ];
+    for (const data of junk) await conn.send(data, server.addr);
+    // A maximum-size ping is answered whole: same size, no more.
+    await conn.send(encodePing(1, 0, { size: 65507 }), server.addr);
+    const [reply] = await conn.receive(new Uint8Array(70000));
+    assertEquals(reply.length, 65507);
+  } finally {
+    conn.close();
+  }
+  const summary = await udpPing("127.0.0.1", { port: server.addr.port, count: 3, interval: 10 });
+  assertEquals(summary.received, 3);
+  assertEquals(server.service.malformed, 5);
+});
+
+Deno.test("a heartbeat client that stops is logged as gone", async () => {
+  const log: string[] = [];
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    deadAfter: 3,
+    log: (l) => log.push(l),
+  });
+  const summary = await udpPing("127.0.0.1", {
+    port: server.addr.port,
+    count: 5,
+    interval: 50,
+    heartbeat: true,
+  });
+  assertEquals([summary.sent, summary.received], [5, 0]);
+  const isFinal = (l: string) => / gone: .* last seq 5,/.test(l);
+  for (let i = 0; i < 200 && !log.some(isFinal); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // On a stalled machine a gap can already look like death (and be logged);
+  // the last line must still be the client gone after its fifth beat.
+  const gone = log.findLast((l) => l.includes(" gone: "));
+  assert(gone !== undefined, `no "gone" line in ${JSON.stringify(log)}`);
+  assertMatch(
+    gone,
+    /^127\.0\.0\.1:\d+ gone: no heartbeat for \d+ beats \(\d+ ms, --dead-after 3\); \d+ beats, 0 lost, last seq 5,/,
+  );
+});
+
+Deno.test("our client works against the course's original Python server", async (t) => {
+  for (const hostname of ["127.0.0.1", "::1"]) {
+    await t.step(hostname, async () => {
+      const child = new Deno.Command(PYTHON, {
+        args: ["-u", PY_SERVER, "0", hostname],
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      try {
+        const { match } = await waitForLine(child.stdout, /^(\d+)\n/);
+        const events: string[] = [];
+        const summary = await udpPing(hostname, {
+          port: Number(match[1]),
+          count: 20,
+          interval: 10,
+          timeout: 300,
+          onEvent: (e) => events.push(e.type),
+        });
+        assertEquals(summary.sent, 20);
+        // The original drops 4 of 11 at random; all 20 lost has odds of 1e-9.
+        assert(summary.received > 0 && summary.received < 20 || summary.received === 20);
+        assertEquals(events.filter((e) => e === "reply").length, summary.received);
+        assertEquals(events.filter((e) => e === "timeout").length, 20 - summary.received);
+        // It echoes the stats request instead of answering: no counters.
+        assertEquals(summary.server, undefined);
+      } finally {
+        child.kill();
+        await child.status;
+      }
+    });
+  }
+});
+
+Deno.test("the course's original Python client works against our server CLI", async (t) => {
+  for (const hostname of ["127.0.0.1", "::1"]) {
+    await t.step(hostname, async () => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--unstable-net", SERVER, "--host", hostname, "--port", "0"],
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      try {
+        const { match, rest } = await waitForLine(
+          child.stderr,
+          /listening on \[?[\d.:a-f]+\]?:(\d+)\n/,
+        );
+        const py = await run(PYTHON, [PY_CLIENT, hostname, match[1]!]);
+        assertEquals(py.code, 0, py.stderr);
+        const lines = py.stdout.trim().split("\n");
+        assertEquals(lines.length, 20);
+        for (let seq = 1; seq <= 10; seq++) {
+          assertMatch(lines[2 * seq - 2]!, new RegExp(`^PING ${seq} \\d+\\.\\d+$`));
+          assertMatch(lines[2 * seq - 1]!, /^RTT: \d+\.\d{6} seconds$/);
+        }
+        child.kill("SIGTERM");
+        const log = await rest();
+        assertEquals((await child.status).code, 0);
+        // One line per client session, on stderr.
+        assertMatch(log, /session ended \(server stopped\): 10 pings, 10 replied, 0 dropped/);
+      } finally {
+        try {
+          child.kill();
+        } catch {
+          // Already exited.
+        }
+        await child.status;
+      }
+    });
+  }
+});
+
+Deno.test("the client CLI prints ping-like lines, JSON, and exit codes", async (t) => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  const target = `127.0.0.1:${server.addr.port}`;
+  await t.step("text output", async () => {
+    const r = await deno(CLIENT, ["-c", "3", "-i", "10ms", "-s", "100", target]);
+    assertEquals(r.code, 0, r.stderr);
+    const lines = r.stdout.split("\n");
+    assertEquals(lines[0], `UDP PING 127.0.0.1 (127.0.0.1) port ${server.addr.port}`);
+    assertMatch(lines[1]!, /^100 bytes from 127\.0\.0\.1: seq=1 time=\d+\.\d+ ms$/);
+    assertEquals(lines[5], "--- 127.0.0.1 udp ping statistics ---");
+    assertMatch(
+      lines[6]!,
+      /^3 packets transmitted, 3 received, 0% packet loss, 0 duplicates, 0 late, 0 reordered, time \d+ms$/,
+    );
+    assertMatch(
+      lines[7]!,
+      /^rtt min\/avg\/median\/max\/mdev = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms$/,
+    );
+    assertMatch(
+      r.stdout,
+      /server: 3 received, 0 dropped by server, 3 replied, 0 duplicate requests; loss upstream 0, downstream 0/,
+    );
+  });
+  await t.step("--json: one object per line, then a summary", async () => {
+    const r = await deno(CLIENT, ["--json", "-c", "3", "-i", "0.01", target]);
+    assertEquals(r.code, 0, r.stderr);
+    const objects = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(objects.map((o) => o.type), ["start", "reply", "reply", "reply", "summary"]);
+    const summary = objects.at(-1);
+    assertEquals([summary.sent, summary.received, summary.server.tx], [3, 3, 3]);
+    assert(typeof summary.rtt.median === "number" && typeof summary.rtt.jitter === "number");
+    assertEquals(objects[1].seq, 1);
+  });
+  await t.step("exit 1 when nothing answers", async () => {
+    const silent = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    const port = (silent.addr as Deno.NetAddr).port;
+    try {
+      const r = await deno(CLIENT, [
+        "-c",
+        "2",
+        "-i",
+        "0.05",
+        "-W",
+        "0.1",
+        "--no-stats",
+        `127.0.0.1:${port}`,
+      ]);
+      assertEquals(r.code, 1, r.stderr);
+      assertMatch(r.stdout, /Request timed out \(seq=1\)\nRequest timed out \(seq=2\)/);
+      assertMatch(r.stdout, /2 packets transmitted, 0 received, 100% packet loss/);
+    } finally {
+      silent.close();
+    }
+  });
+  for (
+    const args of [["-c", "0", target], ["-i", "abc", target], [], ["--bogus", target], [
+      "-s",
+      "70000",
+      target,
+    ], [
+      "-4",
+      "::1",
+    ]]
+  ) {
+    await t.step(`exit 2 on bad input: ${args.join(" ")}`, async () => {
+      const r = await deno(CLIENT, args);
+      assertEquals(r.code, 2, r.stdout);
+      assertMatch(r.stderr, /^udp-ping: /);
+    });
+  }
+});
+
+Deno.test("the server CLI rejects bad options with exit 2", async (t) => {
+  for (const args of [["--loss", "1.5"], ["--delay", "x"], ["--port", "70000"], ["--nope"]]) {
+    await t.step(args.join(" "), async () => {
+      const r = await deno(SERVER, args);
+      assertEquals(r.code, 2);
+      assertMatch(r.stderr, /^udp-server: /);
+    });
+  }
+});
+
+Deno.test("client helpers parse targets and durations and format times", async (t) => {
+  await t.step("splitHostPort()", () => {
+    const table: [string, { host: string; port: number }][] = [
+      ["localhost", { host: "localhost", port: 12000 }],
+      ["localhost:9", { host: "localhost", port: 9 }],
+      ["::1", { host: "::1", port: 12000 }],
+      ["[::1]:7", { host: "::1", port: 7 }],
+      ["10.0.0.1:65535", { host: "10.0.0.1", port: 65535 }],
+    ];
+    for (const [input, want] of table) assertEquals(splitHostPort(input, 12000), want);
+  });
+  await t.step("parseDuration()", () => {
+    const table: [string, number][] = [["1", 1000], ["0.2", 200], ["1ms", 1], ["1s", 1000], [
+      "500us",
+      0.5,
+    ]];
+    for (const [input, want] of table) assertEquals(parseDuration("-i", input), want);
+  });
+  await t.step("formatMs() follows iputils' precision", () => {
+    const table: [number, string][] = [[0.0456, "0.046"], [1.234, "1.23"], [12.34, "12.3"], [
+      123.4,
+      "123",
+    ]];
+    for (const [input, want] of table) assertEquals(formatMs(input), want);
+  });
+});
+
+Deno.test("-4 and -6 pick the address family and refuse the other family's literal", async (t) => {
+  await t.step("-4 localhost", async () => {
+    await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+    const summary = await udpPing("localhost", { port: server.addr.port, count: 1, family: 4 });
+    assertEquals([summary.address, summary.received], ["127.0.0.1", 1]);
+  });
+  for (const [family, literal] of [[6, "127.0.0.1"], [4, "::1"]] as const) {
+    await t.step(`-${family} ${literal}`, async () => {
+      const err = await udpPing(literal, { count: 1, family }).catch((e) => e);
+      assert(err instanceof TypeError, String(err));
+      assertEquals(
+        err.message,
+        `Cannot ping ${literal} over IPv${family}: it is an IPv${10 - family} address`,
+      );
+    });
+  }
+});
+
+Deno.test("udpPing() counts duplicated and late replies from the server's --duplicate and --delay", async (t) => {
+  await t.step("--duplicate 1: every reply twice, one counted, one a duplicate", async () => {
+    await using server = serve({ hostname: "127.0.0.1", port: 0, duplicate: 1, quiet: true });
+    const dups: number[] = [];
+    const summary = await udpPing("127.0.0.1", {
+      port: server.addr.port,
+      count: 5,
+      interval: 20,
+      onEvent: (e) => {
+        if (e.type === "reply" && e.duplicate) dups.push(e.seq);
+      },
+    });
+    assertEquals([summary.received, summary.duplicates, summary.server?.extra], [5, 5, 5]);
+    assertEquals(dups.toSorted(), [1, 2, 3, 4, 5]);
+    assertEquals(summary.downstreamLoss, 0);
+  });
+  await t.step("--delay beyond -W: replies come late or are still held, none lost", async () => {
+    await using server = serve({ hostname: "127.0.0.1", port: 0, delay: 100, quiet: true });
+    const summary = await udpPing("127.0.0.1", {
+      port: server.addr.port,
+      count: 3,
+      interval: 100,
+      timeout: 50,
+    });
+    const c = summary.server!;
+    assertEquals([summary.received, summary.lossPercent, c.rx, c.drop], [0, 100, 3, 0]);
+    // Ping 1's echo (at 100 ms) beats ping 3's timeout (at 250 ms); the
+    // last one may still be held when the client asks for the counters.
+    assert(summary.late >= 1, JSON.stringify(summary));
+    assertEquals(c.tx + c.held, 3);
+    assertEquals(summary.late, c.tx);
+    assertEquals([summary.upstreamLoss, summary.downstreamLoss], [0, 0]);
+  });
+});

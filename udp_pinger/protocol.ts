@@ -1,0 +1,353 @@
+/**
+ * The UDP pinger's wire format: the course's `Ping <seq> <time>` text,
+ * echoed upper-cased, plus compatible extensions.
+ *
+ * Every message is one ASCII line in one datagram, fields separated by single
+ * spaces:
+ *
+ * | message | sender | format |
+ * |---|---|---|
+ * | ping | client | `Ping <seq> <time>[ <padding>]` |
+ * | echo | server | the ping, ASCII upper-cased, byte for byte (same length) |
+ * | stats request | client | `Stats <nonce> ` then spaces up to {@linkcode STATS_REQUEST_SIZE} |
+ * | stats reply | server | `STATS <nonce> rx=N dup=N drop=N tx=N extra=N held=N` (lower-case keys) |
+ * | heartbeat | client | `Heartbeat <seq> <time> <interval-ms>`; never answered |
+ *
+ * `<time>` is the sender's wall clock in seconds since the Unix epoch with a
+ * fraction, as Python's `time.time()` prints it; the server only reads it
+ * for heartbeats. Padding is lower-case letters, so the echo shows the
+ * upper-casing and keeps the length.
+ *
+ * Why the extensions leave the original scripts unaffected: the original
+ * server echoes a stats request upper-cased, keys and all, so a reply
+ * without lower-case `rx=` means "no counters"; a heartbeat to it gets an
+ * echo that the client ignores; the original client never sends either.
+ * A stats reply is never longer than its request (it is dropped rather than
+ * sent when it would be), so nothing here can amplify traffic.
+ *
+ * @example A ping, its echo, and the parse of both
+ * ```ts
+ * import { encodePing, parseMessage, toUpperAscii } from "./protocol.ts";
+ * const ping = encodePing(3, 1700000000.25, { size: 40 });
+ * console.assert(ping.length === 40);
+ * const echo = toUpperAscii(ping);
+ * const parsed = parseMessage(echo);
+ * console.assert(parsed?.kind === "ping" && parsed.seq === 3);
+ * ```
+ *
+ * @module
+ */
+
+/** The course's server port. */
+export const DEFAULT_PORT = 12000;
+
+/** Size the client pads a stats request to, so the reply fits without amplification. */
+export const STATS_REQUEST_SIZE = 256;
+
+/** The largest UDP payload over IPv4 (65535 − 8 − 20), the cap for `-s`. */
+export const MAX_PAYLOAD = 65507;
+
+/** Per-client counters the server keeps and reports in a stats reply. */
+export interface ServerCounters {
+  /** Distinct pings (by sequence number) received. */
+  rx: number;
+  /** Pings received again with a sequence number already seen. */
+  dup: number;
+  /** Distinct pings dropped on purpose (`--loss`). */
+  drop: number;
+  /** Distinct pings answered (replies handed to the socket). */
+  tx: number;
+  /** Extra replies sent on purpose (`--duplicate`). */
+  extra: number;
+  /** Replies still held back by `--delay` when the counters were read (not yet in `tx`). */
+  held: number;
+}
+
+/** A parsed message; see the module documentation for the formats. */
+export type Message =
+  | { kind: "ping"; seq: number; time: number | undefined }
+  | { kind: "stats"; nonce: string }
+  | { kind: "stats-reply"; nonce: string; counters: ServerCounters }
+  | { kind: "heartbeat"; seq: number; time: number; interval: number };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const PADDING = "abcdefghijklmnopqrstuvwxyz";
+// Sequence numbers are decimal and at most 15 digits, so they stay exact in a double.
+const SEQ = /^\d{1,15}$/;
+const COUNTER_KEYS = ["rx", "dup", "drop", "tx", "extra", "held"] as const;
+
+/**
+ * Upper-cases the ASCII letters of a datagram and leaves every other byte
+ * alone, as Python's `bytes.upper()` does, so the echo has the request's
+ * exact length even for non-ASCII bytes.
+ *
+ * @param data The request.
+ * @returns A new array of the same length.
+ *
+ * @example
+ * ```ts
+ * import { toUpperAscii } from "./protocol.ts";
+ * const out = toUpperAscii(new TextEncoder().encode("Ping 1 é"));
+ * console.assert(new TextDecoder().decode(out) === "PING 1 é");
+ * ```
+ */
+export function toUpperAscii(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < data.length; i++) {
+    const b = data[i]!;
+    out[i] = b >= 0x61 && b <= 0x7a ? b - 0x20 : b;
+  }
+  return out;
+}
+
+/**
+ * Formats a wall-clock time as the seconds-with-fraction text the protocol carries.
+ *
+ * @param epochMs Milliseconds since the Unix epoch (e.g. `Date.now()`).
+ * @returns Seconds with six decimals, like Python's `repr(time.time())`.
+ *
+ * @example
+ * ```ts
+ * import { formatTime } from "./protocol.ts";
+ * console.assert(formatTime(1700000000250) === "1700000000.250000");
+ * ```
+ */
+export function formatTime(epochMs: number): string {
+  return (epochMs / 1000).toFixed(6);
+}
+
+/**
+ * Encodes a ping, padded with lower-case letters after the text up to
+ * `size` bytes. The text is never shortened, so a datagram is at least as
+ * long as `Ping <seq> <time>`.
+ *
+ * @param seq The sequence number (a non-negative integer).
+ * @param epochSeconds The send time in seconds since the Unix epoch.
+ * @param options The padded size.
+ * @returns The datagram.
+ * @throws {RangeError} If `seq` is not a non-negative safe integer or `size` exceeds {@linkcode MAX_PAYLOAD}.
+ *
+ * @example
+ * ```ts
+ * import { encodePing } from "./protocol.ts";
+ * const text = new TextDecoder().decode(encodePing(1, 1.5));
+ * console.assert(text === "Ping 1 1.500000");
+ * ```
+ */
+export function encodePing(
+  seq: number,
+  epochSeconds: number,
+  options: {
+    /**
+     * Total datagram size in bytes; 0 or less than the text means no padding.
+     * @default {0}
+     */
+    size?: number;
+  } = {},
+): Uint8Array {
+  checkSeq(seq);
+  const size = options.size ?? 0;
+  if (!(size >= 0 && size <= MAX_PAYLOAD)) {
+    throw new RangeError(`Cannot encode a ping of ${size} bytes: the limit is ${MAX_PAYLOAD}`);
+  }
+  const text = `Ping ${seq} ${epochSeconds.toFixed(6)}`;
+  if (size <= text.length + 1) return encoder.encode(text);
+  const out = new Uint8Array(size);
+  encoder.encodeInto(text, out);
+  out[text.length] = 0x20;
+  for (let i = text.length + 1; i < size; i++) {
+    out[i] = PADDING.charCodeAt((i - text.length - 1) % PADDING.length);
+  }
+  return out;
+}
+
+/**
+ * Encodes a stats request, padded with spaces to {@linkcode STATS_REQUEST_SIZE}
+ * bytes so that the server's reply fits in the same size.
+ *
+ * @param nonce A token (letters and digits) the reply repeats, to match it.
+ * @returns The datagram.
+ * @throws {RangeError} If the nonce is not 1 to 32 letters and digits.
+ *
+ * @example
+ * ```ts
+ * import { encodeStatsRequest, parseMessage } from "./protocol.ts";
+ * const req = parseMessage(encodeStatsRequest("ab12"));
+ * console.assert(req?.kind === "stats" && req.nonce === "ab12");
+ * ```
+ */
+export function encodeStatsRequest(nonce: string): Uint8Array {
+  checkNonce(nonce);
+  const out = new Uint8Array(STATS_REQUEST_SIZE).fill(0x20);
+  encoder.encodeInto(`Stats ${nonce}`, out);
+  return out;
+}
+
+/**
+ * Encodes the server's stats reply, or returns `undefined` when it would be
+ * longer than the request it answers (the server then stays silent rather
+ * than amplify).
+ *
+ * @param nonce The request's nonce.
+ * @param counters The client's counters.
+ * @param options The request's size.
+ * @returns The datagram, or `undefined` if it does not fit.
+ *
+ * @example
+ * ```ts
+ * import { encodeStatsReply, parseMessage } from "./protocol.ts";
+ * const counters = { rx: 9, dup: 0, drop: 2, tx: 7, extra: 0, held: 0 };
+ * const reply = encodeStatsReply("n1", counters, { maxSize: 256 })!;
+ * const parsed = parseMessage(reply);
+ * console.assert(parsed?.kind === "stats-reply" && parsed.counters.drop === 2);
+ * ```
+ */
+export function encodeStatsReply(
+  nonce: string,
+  counters: ServerCounters,
+  options: {
+    /**
+     * The largest reply allowed: the request's length.
+     * @default {STATS_REQUEST_SIZE}
+     */
+    maxSize?: number;
+  } = {},
+): Uint8Array | undefined {
+  const maxSize = options.maxSize ?? STATS_REQUEST_SIZE;
+  const fields = COUNTER_KEYS.map((k) => `${k}=${counters[k]}`).join(" ");
+  const out = encoder.encode(`STATS ${nonce.toUpperCase()} ${fields}`);
+  return out.length <= maxSize ? out : undefined;
+}
+
+/**
+ * Encodes a heartbeat: sequence number, send time and the sender's interval,
+ * from which the server tells a lost beat from a client that is gone.
+ *
+ * @param seq The beat's sequence number.
+ * @param epochSeconds The send time in seconds since the Unix epoch.
+ * @param intervalMs The interval between beats in milliseconds.
+ * @returns The datagram.
+ * @throws {RangeError} If `seq` is not a non-negative safe integer.
+ *
+ * @example
+ * ```ts
+ * import { encodeHeartbeat, parseMessage } from "./protocol.ts";
+ * const beat = parseMessage(encodeHeartbeat(4, 1700000000, 1000));
+ * console.assert(beat?.kind === "heartbeat" && beat.interval === 1000);
+ * ```
+ */
+export function encodeHeartbeat(seq: number, epochSeconds: number, intervalMs: number): Uint8Array {
+  checkSeq(seq);
+  return encoder.encode(`Heartbeat ${seq} ${epochSeconds.toFixed(6)} ${intervalMs}`);
+}
+
+/**
+ * Parses any message of the protocol, in either case (a ping and its echo
+ * parse alike). Anything else, including a datagram that is not ASCII text,
+ * gives `undefined`: the server ignores it.
+ *
+ * A ping needs only `Ping <seq>`; its time field is optional and free-form
+ * (students' clients send `time.time()`, `time.ctime()` and more), and is
+ * read as a number when it is one.
+ *
+ * @param data The datagram.
+ * @returns The message, or `undefined` if it is not one.
+ *
+ * @example
+ * ```ts
+ * import { parseMessage } from "./protocol.ts";
+ * const text = new TextEncoder();
+ * console.assert(parseMessage(text.encode("PING 7 1700000000.5"))?.kind === "ping");
+ * console.assert(parseMessage(text.encode("hello")) === undefined);
+ * ```
+ */
+export function parseMessage(data: Uint8Array): Message | undefined {
+  const ping = parsePingBytes(data);
+  if (ping !== null) return ping;
+  // Only the head matters; reading at most 200 bytes keeps a large padded
+  // ping from costing a large decode.
+  const head = decoder.decode(data.subarray(0, 200));
+  const parts = head.split(" ", 8);
+  const verb = parts[0]?.toLowerCase();
+  const a = parts[1] ?? "";
+  switch (verb) {
+    // "ping " was handled by parsePingBytes.
+    case "stats": {
+      if (!/^[A-Za-z0-9]{1,32}$/.test(a)) return undefined;
+      const rest = parts.slice(2).filter((p) => p !== "");
+      if (rest.length === 0 || !rest[0]!.includes("=")) return { kind: "stats", nonce: a };
+      const counters: Partial<ServerCounters> = {};
+      for (const field of rest) {
+        const m = /^([a-z]+)=(\d{1,15})$/.exec(field);
+        if (m && (COUNTER_KEYS as readonly string[]).includes(m[1]!)) {
+          counters[m[1] as keyof ServerCounters] = Number(m[2]);
+        }
+      }
+      if (COUNTER_KEYS.some((k) => counters[k] === undefined)) return undefined;
+      return { kind: "stats-reply", nonce: a, counters: counters as ServerCounters };
+    }
+    case "heartbeat": {
+      const time = Number(parts[2]), interval = Number(parts[3]);
+      if (!SEQ.test(a) || !Number.isFinite(time) || !(interval > 0)) return undefined;
+      return { kind: "heartbeat", seq: Number(a), time, interval };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Bytes of "ping " with the ASCII case bit (0x20) set. */
+const PING = [0x70, 0x69, 0x6e, 0x67];
+
+/**
+ * Parses a ping straight from the bytes, without decoding text: the server's
+ * hot path. Returns `null` when the datagram does not start with `ping `
+ * (any case), so that the text parser handles the other verbs.
+ */
+function parsePingBytes(data: Uint8Array): Message | undefined | null {
+  if (data.length < 5 || data[4] !== 0x20) return null;
+  for (let i = 0; i < 4; i++) if ((data[i]! | 0x20) !== PING[i]) return null;
+  let i = 5, seq = 0;
+  for (; i < data.length && i < 20; i++) {
+    const d = data[i]! - 0x30;
+    if (d < 0 || d > 9) break;
+    seq = seq * 10 + d;
+  }
+  const digits = i - 5;
+  if (digits === 0 || digits > 15 || (i < data.length && data[i] !== 0x20)) return undefined;
+  return { kind: "ping", seq, time: i < data.length ? parseTimeBytes(data, i + 1) : undefined };
+}
+
+/**
+ * Reads `<digits>[.<digits>]` at `start` up to a space or the end, without
+ * decoding text; anything else (e.g. a `time.ctime()` string) is `undefined`.
+ * `int + frac / 10^n` equals `Number(text)` for the 6-decimal times sent.
+ */
+function parseTimeBytes(data: Uint8Array, start: number): number | undefined {
+  let int = 0, frac = 0, scale = 1, dot = false, digits = 0, i = start;
+  for (; i < data.length && data[i] !== 0x20; i++) {
+    const c = data[i]!;
+    if (c === 0x2e && !dot) dot = true;
+    else if (c >= 0x30 && c <= 0x39 && digits < 30) {
+      digits++;
+      if (dot) {
+        frac = frac * 10 + (c - 0x30);
+        scale *= 10;
+      } else int = int * 10 + (c - 0x30);
+    } else return undefined;
+  }
+  return digits === 0 ? undefined : int + frac / scale;
+}
+
+function checkSeq(seq: number): void {
+  if (!Number.isSafeInteger(seq) || seq < 0 || seq > 999_999_999_999_999) {
+    throw new RangeError(`Cannot encode sequence number ${seq}: it must be an integer >= 0`);
+  }
+}
+
+function checkNonce(nonce: string): void {
+  if (!/^[A-Za-z0-9]{1,32}$/.test(nonce)) {
+    throw new RangeError(`Cannot use stats nonce "${nonce}": it must be 1 to 32 letters or digits`);
+  }
+}

@@ -1,0 +1,720 @@
+/**
+ * The UDP ping server: the course's UDPPingerServer (echo `Ping <seq> <time>`
+ * upper-cased on port 12000, dropping some at random), made safe and
+ * measurable: seeded loss, delay and duplication, per-client counters with a
+ * stats request, heartbeat monitoring, bounded memory and no amplification.
+ *
+ * The serving logic is {@linkcode PingService}, a function from a datagram to
+ * the replies, tested without a socket; {@linkcode serve} puts it on a
+ * `Deno.listenDatagram` socket. Run as a CLI:
+ *
+ * ```sh
+ * deno run -A udp_pinger/server.ts [--port 12000] [--host ADDR] [--loss P] \
+ *   [--delay MS[,JITTER]] [--duplicate P] [--seed N] [--dead-after N] \
+ *   [--session-timeout S] [--max-clients N] [--quiet]
+ * ```
+ *
+ * @example Serving on an ephemeral loopback port
+ * ```ts
+ * import { serve } from "./server.ts";
+ * await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+ * console.assert(server.addr.port > 0);
+ * ```
+ *
+ * @module
+ */
+import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import {
+  DEFAULT_PORT,
+  encodeStatsReply,
+  type Message,
+  parseMessage,
+  type ServerCounters,
+  toUpperAscii,
+} from "./protocol.ts";
+
+/** Behaviour of a {@linkcode PingService}. */
+export interface PingServiceOptions {
+  /**
+   * Probability (0 to 1) of dropping a ping on purpose, as the course's
+   * server does with `randint(0, 10) < 4`.
+   * @default {0}
+   */
+  loss?: number;
+  /**
+   * Delay before each reply, in milliseconds.
+   * @default {0}
+   */
+  delay?: number;
+  /**
+   * Uniform random variation of the delay, ± this many milliseconds (never below 0).
+   * @default {0}
+   */
+  jitter?: number;
+  /**
+   * Probability (0 to 1) of sending a reply twice.
+   * @default {0}
+   */
+  duplicate?: number;
+  /**
+   * PRNG seed: with the same seed, the same pings (by order of arrival) are
+   * dropped, delayed and duplicated. Without one, a random seed.
+   */
+  seed?: number;
+  /**
+   * Most clients tracked at once; beyond it the least recently seen is
+   * forgotten (and logged), so memory stays bounded.
+   * @default {10000}
+   */
+  maxClients?: number;
+  /**
+   * A client silent for this many milliseconds has its session logged and forgotten.
+   * @default {30000}
+   */
+  sessionTimeout?: number;
+  /**
+   * A heartbeat client is logged as gone after this many missed beats.
+   * @default {3}
+   */
+  deadAfter?: number;
+  /**
+   * Where session log lines go.
+   * @default {() => {}}
+   */
+  log?: (line: string) => void;
+}
+
+/** A reply the service wants sent. */
+export interface Outgoing {
+  /** The datagram. */
+  data: Uint8Array;
+  /** How long to wait before sending it, in milliseconds (0: now). */
+  delay: number;
+  /**
+   * A delayed first reply, counted as `held` until the caller reports it
+   * sent (or given up) with {@linkcode PingService.release}.
+   */
+  held?: boolean;
+}
+
+/** Where a datagram came from: a client's address and port. */
+export interface Peer {
+  /** The address, as text. */
+  hostname: string;
+  /** The UDP port. */
+  port: number;
+}
+
+interface Heartbeat {
+  interval: number;
+  beats: number;
+  lost: number;
+  lastSeq: number;
+  lastAt: number;
+  oneWayMin: number;
+  oneWayMax: number;
+  oneWaySum: number;
+}
+
+interface Session {
+  key: string;
+  firstSeen: number;
+  lastSeen: number;
+  counters: ServerCounters;
+  malformed: number;
+  // Duplicate detection over a sliding window of sequence numbers, as the
+  // RFC 4303 §3.4.3 anti-replay window: memory per client is fixed.
+  highest: number;
+  window: Uint8Array;
+  heartbeat: Heartbeat | undefined;
+}
+
+/** Sequence numbers remembered per client for duplicate detection. */
+const WINDOW = 1024;
+
+/**
+ * Creates a seeded pseudo-random generator of numbers in [0, 1): SplitMix32
+ * to spread the seed, then Mulberry32. Not for cryptography; for
+ * reproducible loss.
+ *
+ * @param seed Any integer.
+ * @returns A function giving the next number.
+ *
+ * @example The same seed gives the same sequence
+ * ```ts
+ * import { createRandom } from "./server.ts";
+ * const a = createRandom(7), b = createRandom(7);
+ * console.assert(a() === b() && a() === b());
+ * ```
+ */
+export function createRandom(seed: number): () => number {
+  let z = (seed | 0) + 0x9e3779b9;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  let state = (z ^ (z >>> 16)) >>> 0;
+  return function next(): number {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function peerKey(peer: Peer): string {
+  return peer.hostname.includes(":")
+    ? `[${peer.hostname}]:${peer.port}`
+    : `${peer.hostname}:${peer.port}`;
+}
+
+function fmtMs(ms: number): string {
+  return ms.toFixed(3);
+}
+
+/**
+ * The server's logic, without a socket: give it each datagram with its
+ * sender and the time, and it returns the replies to send. Time is passed in
+ * (milliseconds on a monotonic clock) so tests drive it directly.
+ *
+ * @example Echoing a ping, ignoring junk
+ * ```ts
+ * import { PingService } from "./server.ts";
+ * const service = new PingService();
+ * const peer = { hostname: "127.0.0.1", port: 5000 };
+ * const out = service.handle(new TextEncoder().encode("Ping 1 2.5"), peer, 0);
+ * console.assert(new TextDecoder().decode(out[0]!.data) === "PING 1 2.5");
+ * console.assert(service.handle(new Uint8Array([1, 2]), peer, 1).length === 0);
+ * ```
+ */
+export class PingService {
+  #loss: number;
+  #delay: number;
+  #jitter: number;
+  #duplicate: number;
+  #maxClients: number;
+  #sessionTimeout: number;
+  #deadAfter: number;
+  #log: (line: string) => void;
+  // Separate streams, so that changing --delay or --duplicate does not move
+  // which pings --loss drops for a given seed.
+  #lossRandom: () => number;
+  #delayRandom: () => number;
+  #dupRandom: () => number;
+  #sessions = new Map<string, Session>();
+  #malformed = 0;
+
+  /**
+   * Creates the service.
+   *
+   * @param options Loss, delay, duplication, limits and the log sink.
+   * @throws {RangeError} If a probability is outside 0..1 or a limit is not positive.
+   */
+  constructor(options: PingServiceOptions = {}) {
+    this.#loss = probability("loss", options.loss ?? 0);
+    this.#duplicate = probability("duplicate", options.duplicate ?? 0);
+    this.#delay = nonNegative("delay", options.delay ?? 0);
+    this.#jitter = nonNegative("jitter", options.jitter ?? 0);
+    this.#maxClients = positive("maxClients", options.maxClients ?? 10000);
+    this.#sessionTimeout = positive("sessionTimeout", options.sessionTimeout ?? 30000);
+    this.#deadAfter = positive("deadAfter", options.deadAfter ?? 3);
+    this.#log = options.log ?? (() => {});
+    const seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!;
+    this.#lossRandom = createRandom(seed);
+    this.#delayRandom = createRandom(seed + 1);
+    this.#dupRandom = createRandom(seed + 2);
+  }
+
+  /** Datagrams ignored because they were not messages of the protocol. */
+  get malformed(): number {
+    return this.#malformed;
+  }
+
+  /** How many clients are tracked now. */
+  get clients(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Returns a copy of one client's counters.
+   *
+   * @param peer The client.
+   * @returns Its counters, or `undefined` if it is not tracked.
+   */
+  counters(peer: Peer): ServerCounters | undefined {
+    const s = this.#sessions.get(peerKey(peer));
+    return s && { ...s.counters };
+  }
+
+  /**
+   * Handles one datagram.
+   *
+   * @param data The datagram.
+   * @param peer Its sender.
+   * @param now The receive time, in milliseconds on a monotonic clock.
+   * @param options The wall clock, for heartbeat one-way delays.
+   * @returns The replies to send, each never longer than `data`.
+   */
+  handle(
+    data: Uint8Array,
+    peer: Peer,
+    now: number,
+    options: {
+      /**
+       * Milliseconds since the Unix epoch at receipt.
+       * @default {Date.now()}
+       */
+      wallClock?: number;
+      /**
+       * Upper-case a ping's echo in `data` itself instead of a copy, saving
+       * an allocation per reply (a large share of the per-packet cost); the
+       * caller then must not reuse `data` until the echo is sent.
+       * @default {false}
+       */
+      inPlace?: boolean;
+    } = {},
+  ): Outgoing[] {
+    const message = parseMessage(data);
+    if (message === undefined || message.kind === "stats-reply") {
+      this.#malformed++;
+      const s = this.#sessions.get(peerKey(peer));
+      if (s) s.malformed++;
+      return [];
+    }
+    const session = this.#touch(peer, now);
+    switch (message.kind) {
+      case "ping":
+        return this.#ping(session, message.seq, data, options.inPlace ?? false);
+      case "stats": {
+        const reply = encodeStatsReply(message.nonce, session.counters, { maxSize: data.length });
+        return reply ? [{ data: reply, delay: 0 }] : [];
+      }
+      case "heartbeat":
+        this.#heartbeat(session, message, now, options.wallClock ?? Date.now());
+        return [];
+    }
+  }
+
+  /**
+   * Logs and forgets idle sessions and heartbeat clients that are gone. Call
+   * it periodically (the socket server does, every 100 ms).
+   *
+   * @param now The time, in milliseconds on the same clock as {@linkcode PingService.handle}.
+   */
+  sweep(now: number): void {
+    for (const s of this.#sessions.values()) {
+      const hb = s.heartbeat;
+      if (hb) {
+        const silence = now - hb.lastAt;
+        if (silence > this.#deadAfter * hb.interval) {
+          const avg = hb.beats > 0 ? hb.oneWaySum / hb.beats : NaN;
+          this.#log(
+            `${s.key} gone: no heartbeat for ${Math.floor(silence / hb.interval)} beats ` +
+              `(${silence.toFixed(0)} ms, --dead-after ${this.#deadAfter}); ` +
+              `${hb.beats} beats, ${hb.lost} lost, last seq ${hb.lastSeq}, one-way delay ` +
+              `min/avg/max ${fmtMs(hb.oneWayMin)}/${fmtMs(avg)}/${fmtMs(hb.oneWayMax)} ms`,
+          );
+          this.#sessions.delete(s.key);
+        }
+      } else if (now - s.lastSeen > this.#sessionTimeout) {
+        this.#end(s, "idle", now);
+      }
+    }
+  }
+
+  /**
+   * Logs every open session and forgets them, as at shutdown.
+   *
+   * @param now The time, in milliseconds on the same clock as {@linkcode PingService.handle}.
+   */
+  finish(now: number): void {
+    for (const s of [...this.#sessions.values()]) this.#end(s, "server stopped", now);
+  }
+
+  #touch(peer: Peer, now: number): Session {
+    const key = peerKey(peer);
+    let s = this.#sessions.get(key);
+    if (s) {
+      // Re-insert so the Map's order is least recently seen first.
+      this.#sessions.delete(key);
+    } else {
+      if (this.#sessions.size >= this.#maxClients) {
+        const oldest = this.#sessions.values().next().value;
+        if (oldest) this.#end(oldest, "evicted: too many clients", now);
+      }
+      s = {
+        key,
+        firstSeen: now,
+        lastSeen: now,
+        counters: { rx: 0, dup: 0, drop: 0, tx: 0, extra: 0, held: 0 },
+        malformed: 0,
+        highest: -1,
+        window: new Uint8Array(WINDOW),
+        heartbeat: undefined,
+      };
+    }
+    s.lastSeen = now;
+    this.#sessions.set(key, s);
+    return s;
+  }
+
+  #end(s: Session, reason: string, now: number): void {
+    const c = s.counters;
+    const secs = ((now - s.firstSeen) / 1000).toFixed(1);
+    const beats = s.heartbeat ? `, ${s.heartbeat.beats} heartbeats` : "";
+    this.#log(
+      `${s.key} session ended (${reason}): ${c.rx} pings, ${c.tx} replied, ${c.drop} dropped, ` +
+        `${c.dup} duplicate, ${c.extra} extra replies, ${s.malformed} malformed${beats}, ${secs} s`,
+    );
+    this.#sessions.delete(s.key);
+  }
+
+  /** Marks `seq` seen; returns false when it was already seen (a duplicate). */
+  #firstTime(s: Session, seq: number): boolean {
+    if (seq > s.highest) {
+      const advance = s.highest < 0 ? WINDOW : seq - s.highest;
+      if (advance >= WINDOW) s.window.fill(0);
+      else for (let q = s.highest + 1; q < seq; q++) s.window[q % WINDOW] = 0;
+      s.highest = seq;
+      s.window[seq % WINDOW] = 1;
+      return true;
+    }
+    // Older than the window: cannot tell, so count it as new (as IPsec's
+    // window would reject it; here counting is the safer error).
+    if (s.highest - seq >= WINDOW) return true;
+    const i = seq % WINDOW;
+    if (s.window[i]) return false;
+    s.window[i] = 1;
+    return true;
+  }
+
+  #ping(s: Session, seq: number, data: Uint8Array, inPlace: boolean): Outgoing[] {
+    const c = s.counters;
+    if (!this.#firstTime(s, seq)) {
+      // A duplicated request is answered (the echo is what a pinger
+      // measures) but not counted again, and draws no random numbers, so a
+      // duplicating network does not shift the seeded drop pattern.
+      c.dup++;
+      return [{ data: upper(data, inPlace), delay: this.#delay }];
+    }
+    c.rx++;
+    if (this.#loss > 0 && this.#lossRandom() < this.#loss) {
+      c.drop++;
+      return [];
+    }
+    const echo = upper(data, inPlace);
+    const delay = this.#nextDelay();
+    const out: Outgoing[] = [{ data: echo, delay }];
+    // A reply counts in tx once handed to the socket, so that a client
+    // asking for the counters while replies are still held back by --delay
+    // does not take them for downstream loss.
+    if (delay > 0) {
+      c.held++;
+      out[0]!.held = true;
+    } else c.tx++;
+    if (this.#duplicate > 0 && this.#dupRandom() < this.#duplicate) {
+      c.extra++;
+      out.push({ data: echo, delay: this.#nextDelay() });
+    }
+    return out;
+  }
+
+  /**
+   * Reports that a held reply (see {@linkcode Outgoing.held}) left: sent,
+   * counted in `tx`; or given up (too many pending), counted in `drop`.
+   *
+   * @param peer The client it was for.
+   * @param sent Whether it was handed to the socket.
+   */
+  release(peer: Peer, sent: boolean): void {
+    const s = this.#sessions.get(peerKey(peer));
+    if (s === undefined || s.counters.held === 0) return;
+    s.counters.held--;
+    if (sent) s.counters.tx++;
+    else s.counters.drop++;
+  }
+
+  #nextDelay(): number {
+    if (this.#jitter === 0) return this.#delay;
+    return Math.max(0, this.#delay + (this.#delayRandom() * 2 - 1) * this.#jitter);
+  }
+
+  #heartbeat(s: Session, m: Extract<Message, { kind: "heartbeat" }>, now: number, wall: number) {
+    const oneWay = wall - m.time * 1000;
+    let hb = s.heartbeat;
+    if (hb === undefined) {
+      hb = {
+        interval: m.interval,
+        beats: 0,
+        lost: 0,
+        lastSeq: m.seq - 1,
+        lastAt: now,
+        oneWayMin: Infinity,
+        oneWayMax: -Infinity,
+        oneWaySum: 0,
+      };
+      s.heartbeat = hb;
+    }
+    hb.interval = m.interval;
+    if (m.seq > hb.lastSeq) {
+      const missing = m.seq - hb.lastSeq - 1;
+      if (missing > 0) {
+        hb.lost += missing;
+        this.#log(
+          `${s.key} heartbeat: ${missing} lost (seq ${hb.lastSeq + 1}..${m.seq - 1}), ` +
+            `gap ${(now - hb.lastAt).toFixed(0)} ms`,
+        );
+      }
+      hb.lastSeq = m.seq;
+    }
+    hb.beats++;
+    hb.lastAt = now;
+    hb.oneWaySum += oneWay;
+    if (oneWay < hb.oneWayMin) hb.oneWayMin = oneWay;
+    if (oneWay > hb.oneWayMax) hb.oneWayMax = oneWay;
+  }
+}
+
+function upper(data: Uint8Array, inPlace: boolean): Uint8Array {
+  if (!inPlace) return toUpperAscii(data);
+  for (let i = 0; i < data.length; i++) {
+    const b = data[i]!;
+    if (b >= 0x61 && b <= 0x7a) data[i] = b - 0x20;
+  }
+  return data;
+}
+
+function probability(name: string, p: number): number {
+  if (!(p >= 0 && p <= 1)) throw new RangeError(`Cannot use ${name} ${p}: it must be 0 to 1`);
+  return p;
+}
+
+function nonNegative(name: string, v: number): number {
+  if (!(v >= 0 && Number.isFinite(v))) {
+    throw new RangeError(`Cannot use ${name} ${v}: it must be a number >= 0`);
+  }
+  return v;
+}
+
+function positive(name: string, v: number): number {
+  if (!(v > 0 && Number.isFinite(v))) {
+    throw new RangeError(`Cannot use ${name} ${v}: it must be a number > 0`);
+  }
+  return v;
+}
+
+/** Options of {@linkcode serve}: the socket, then the service's behaviour. */
+export interface ServeOptions extends PingServiceOptions {
+  /**
+   * Address to bind.
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /**
+   * UDP port to bind; 0 picks a free one.
+   * @default {12000}
+   */
+  port?: number;
+  /**
+   * Do not log sessions (overrides `log`).
+   * @default {false}
+   */
+  quiet?: boolean;
+  /**
+   * Most delayed replies waiting at once; more are not sent, so memory stays bounded.
+   * @default {10000}
+   */
+  maxPending?: number;
+  /**
+   * Receive operations kept in flight. Each `receive()` is one async op; with
+   * several pending, one event-loop turn collects several datagrams, which
+   * measured faster under load than one at a time (see bench/udp_e2e.ts).
+   * @default {8}
+   */
+  receivers?: number;
+}
+
+/** A running server; dispose of it (or call `close()`) to stop it. */
+export interface UdpPingServer extends AsyncDisposable {
+  /** The bound address. */
+  readonly addr: Deno.NetAddr;
+  /** The service, for its counters. */
+  readonly service: PingService;
+  /** Stops serving, logs open sessions, and resolves when the socket is closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves the UDP ping protocol on a `Deno.listenDatagram` socket.
+ *
+ * @param options Address, port and the service's behaviour.
+ * @returns The running server.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./server.ts";
+ * const server = serve({ hostname: "::1", port: 0, loss: 0.3, seed: 1, quiet: true });
+ * await server.close();
+ * ```
+ */
+export function serve(options: ServeOptions = {}): UdpPingServer {
+  const log = options.quiet ? () => {} : options.log ?? ((line: string) => console.error(line));
+  const service = new PingService({ ...options, log });
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: options.hostname ?? "0.0.0.0",
+    port: options.port ?? DEFAULT_PORT,
+  });
+  const maxPending = options.maxPending ?? 10000;
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  let closed = false;
+
+  function send(data: Uint8Array, addr: Deno.NetAddr): Promise<unknown> {
+    // A failed send (e.g. the socket closed meanwhile) is a lost reply, which UDP allows.
+    return conn.send(data, addr).catch(() => {});
+  }
+
+  async function loop(): Promise<void> {
+    const buf = new Uint8Array(65536);
+    while (!closed) {
+      let data: Uint8Array, addr: Deno.Addr;
+      try {
+        [data, addr] = await conn.receive(buf);
+      } catch (err) {
+        if (closed || err instanceof Deno.errors.BadResource) return;
+        if (err instanceof Deno.errors.Interrupted) return;
+        // Anything else concerns one datagram (an ICMP error for an earlier
+        // reply surfacing as ECONNREFUSED, a truncation): keep serving.
+        continue;
+      }
+      const peer = addr as Deno.NetAddr;
+      // The echo is built in this loop's receive buffer, so an immediate
+      // reply is awaited before the buffer is reused; the other receive
+      // loops keep the socket busy meanwhile. A delayed reply gets a copy.
+      const now = performance.now();
+      // timeOrigin + now rather than Date.now(): sub-millisecond, like the
+      // client's stamp, for heartbeat one-way delays.
+      const wallClock = performance.timeOrigin + now;
+      for (const out of service.handle(data, peer, now, { inPlace: true, wallClock })) {
+        if (out.delay <= 0) await send(out.data, peer);
+        else if (timers.size < maxPending) {
+          const copy = out.data.slice();
+          const id = setTimeout(() => {
+            timers.delete(id);
+            send(copy, peer);
+            if (out.held) service.release(peer, true);
+          }, out.delay);
+          timers.add(id);
+        } else if (out.held) service.release(peer, false);
+      }
+    }
+  }
+
+  const sweeper = setInterval(() => service.sweep(performance.now()), 100);
+  const receivers = Math.max(1, options.receivers ?? 8);
+  const done = Promise.all(Array.from({ length: receivers }, loop)).then(() => {});
+  async function close(): Promise<void> {
+    if (closed) return done;
+    closed = true;
+    clearInterval(sweeper);
+    for (const id of timers) clearTimeout(id);
+    timers.clear();
+    conn.close();
+    await done;
+    service.finish(performance.now());
+  }
+  return {
+    addr: conn.addr as Deno.NetAddr,
+    service,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+const HELP = `Usage: udp-server [options]
+Echo the UDP pinger's "Ping <seq> <time>" upper-cased (the course's UDPPingerServer).
+
+  --port N              UDP port (default ${DEFAULT_PORT})
+  --host ADDR           address to bind (default 0.0.0.0; "::" for IPv6)
+  --loss P              drop pings with probability P, 0 to 1 (default 0)
+  --delay MS[,JITTER]   delay replies by MS ± JITTER milliseconds (default 0)
+  --duplicate P         send a reply twice with probability P (default 0)
+  --seed N              seed for loss, delay and duplication (same seed, same drops)
+  --dead-after N        log a heartbeat client as gone after N missed beats (default 3)
+  --session-timeout S   forget a silent client after S seconds (default 30)
+  --max-clients N       clients tracked at once (default 10000)
+  -q, --quiet           no session log lines on stderr
+  -h, --help            this help
+`;
+
+/**
+ * The CLI: parses arguments, serves until SIGINT or SIGTERM.
+ *
+ * @param args The command-line arguments.
+ * @returns The exit code.
+ */
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs(args, {
+    port: { type: "string" },
+    host: { type: "string" },
+    loss: { type: "string" },
+    delay: { type: "string" },
+    duplicate: { type: "string" },
+    seed: { type: "string" },
+    "dead-after": { type: "string" },
+    "session-timeout": { type: "string" },
+    "max-clients": { type: "string" },
+    quiet: { type: "boolean", short: "q" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length > 0) throw new CliError(`unexpected argument: ${positionals[0]}`);
+  const [delayText = "0", jitterText = "0", ...extra] = (values.delay ?? "0").split(",");
+  if (extra.length > 0) throw new CliError(`invalid argument for --delay: '${values.delay}'`);
+  const options: ServeOptions = {
+    hostname: values.host ?? "0.0.0.0",
+    port: parseNumber("--port", values.port ?? String(DEFAULT_PORT), {
+      min: 0,
+      max: 65535,
+      integer: true,
+    }),
+    loss: parseNumber("--loss", values.loss ?? "0", { min: 0, max: 1 }),
+    delay: parseNumber("--delay", delayText, { min: 0, max: 60000 }),
+    jitter: parseNumber("--delay jitter", jitterText, { min: 0, max: 60000 }),
+    duplicate: parseNumber("--duplicate", values.duplicate ?? "0", { min: 0, max: 1 }),
+    deadAfter: parseNumber("--dead-after", values["dead-after"] ?? "3", { min: 1, integer: true }),
+    sessionTimeout: 1000 *
+      parseNumber("--session-timeout", values["session-timeout"] ?? "30", { min: 0.001 }),
+    maxClients: parseNumber("--max-clients", values["max-clients"] ?? "10000", {
+      min: 1,
+      integer: true,
+    }),
+    quiet: values.quiet ?? false,
+  };
+  if (values.seed !== undefined) {
+    options.seed = parseNumber("--seed", values.seed, { integer: true });
+  }
+  let server: UdpPingServer;
+  try {
+    server = serve(options);
+  } catch (err) {
+    throw new CliError(
+      `Cannot listen on ${options.hostname} port ${options.port}: ${(err as Error).message}`,
+      1,
+    );
+  }
+  if (!options.quiet) {
+    const a = server.addr;
+    console.error(`udp-server: listening on ${peerKey({ hostname: a.hostname, port: a.port })}`);
+  }
+  const { promise, resolve } = Promise.withResolvers<void>();
+  Deno.addSignalListener("SIGINT", resolve);
+  Deno.addSignalListener("SIGTERM", resolve);
+  await promise;
+  await server.close();
+  return 0;
+}
+
+if (import.meta.main) await runMain("udp-server", () => main(Deno.args));

@@ -1,0 +1,182 @@
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { createRandom, PingService } from "./server.ts";
+import { encodeHeartbeat, encodePing, encodeStatsRequest, parseMessage } from "./protocol.ts";
+
+const peer = { hostname: "192.0.2.1", port: 5000 };
+const text = new TextEncoder();
+
+function droppedSeqs(service: PingService, n: number): number[] {
+  const dropped: number[] = [];
+  for (let seq = 1; seq <= n; seq++) {
+    if (service.handle(encodePing(seq, 0), peer, seq).length === 0) dropped.push(seq);
+  }
+  return dropped;
+}
+
+Deno.test("PingService drops the same pings for the same seed", async (t) => {
+  await t.step("same seed, same drops, whatever the other options", () => {
+    const a = droppedSeqs(new PingService({ loss: 0.3, seed: 42 }), 1000);
+    const b = droppedSeqs(new PingService({ loss: 0.3, seed: 42, delay: 5, jitter: 2 }), 1000);
+    assertEquals(a, b);
+    // 30% of 1000 with a binomial spread (sd ≈ 14.5): far outside is a broken PRNG.
+    assert(a.length > 220 && a.length < 380, `dropped ${a.length}`);
+  });
+  await t.step("another seed, other drops", () => {
+    const a = droppedSeqs(new PingService({ loss: 0.3, seed: 42 }), 200);
+    const b = droppedSeqs(new PingService({ loss: 0.3, seed: 43 }), 200);
+    assert(JSON.stringify(a) !== JSON.stringify(b));
+  });
+  await t.step("the counters add up", () => {
+    const service = new PingService({ loss: 0.3, seed: 7 });
+    const dropped = droppedSeqs(service, 1000).length;
+    assertEquals(service.counters(peer), {
+      rx: 1000,
+      dup: 0,
+      drop: dropped,
+      tx: 1000 - dropped,
+      extra: 0,
+      held: 0,
+    });
+  });
+  await t.step("createRandom() stays in [0, 1)", () => {
+    const next = createRandom(1);
+    for (let i = 0; i < 10000; i++) {
+      const x = next();
+      assert(x >= 0 && x < 1);
+    }
+  });
+});
+
+Deno.test("PingService ignores malformed datagrams and never replies larger than the request", async (t) => {
+  const service = new PingService({ duplicate: 0.5, seed: 1 });
+  await t.step("junk is counted and not answered", () => {
+    for (
+      const junk of [
+        "",
+        "hello",
+        "Ping",
+        "Ping x",
+        "STATS AB rx=1 dup=0 drop=0 tx=1 extra=0 held=0",
+      ]
+    ) {
+      assertEquals(service.handle(text.encode(junk), peer, 0), []);
+    }
+    assertEquals(service.malformed, 5);
+    assertEquals(service.clients, 0, "junk creates no client state");
+  });
+  await t.step("random datagrams: every reply is at most the request's size", () => {
+    const next = createRandom(99);
+    for (let i = 0; i < 5000; i++) {
+      const size = Math.floor(next() * 300);
+      const data = new Uint8Array(size).map(() => Math.floor(next() * 256));
+      // Half of them start like real messages, to reach the reply paths.
+      const prefix = ["Ping 1 ", "Stats x ", "Heartbeat 1 2 3", ""][i % 4]!;
+      const input = new Uint8Array([...text.encode(prefix), ...data]);
+      for (const out of service.handle(input, { ...peer, port: 6000 + (i % 10) }, i)) {
+        assert(
+          out.data.length <= input.length,
+          `reply ${out.data.length} > request ${input.length}`,
+        );
+      }
+    }
+  });
+  await t.step("a short stats request gets no reply rather than a larger one", () => {
+    assertEquals(service.handle(text.encode("Stats a"), peer, 0), []);
+    const [reply] = service.handle(encodeStatsRequest("a"), peer, 0);
+    assertEquals(parseMessage(reply!.data)?.kind, "stats-reply");
+  });
+});
+
+Deno.test("PingService counts a repeated sequence number as a duplicate and still echoes it", () => {
+  const service = new PingService();
+  assertEquals(service.handle(encodePing(1, 0), peer, 0).length, 1);
+  assertEquals(service.handle(encodePing(1, 0), peer, 1).length, 1);
+  assertEquals(service.handle(encodePing(2, 0), peer, 2).length, 1);
+  // Far beyond the window, then an old one inside it.
+  service.handle(encodePing(5000, 0), peer, 3);
+  service.handle(encodePing(4999, 0), peer, 4);
+  service.handle(encodePing(4999, 0), peer, 5);
+  assertEquals(service.counters(peer), { rx: 4, dup: 2, drop: 0, tx: 4, extra: 0, held: 0 });
+});
+
+Deno.test("PingService applies delay, jitter and duplication", async (t) => {
+  await t.step("delay ± jitter stays in range", () => {
+    const service = new PingService({ delay: 10, jitter: 4, seed: 3 });
+    for (let seq = 1; seq <= 500; seq++) {
+      const [out] = service.handle(encodePing(seq, 0), peer, seq);
+      assert(out!.delay >= 6 && out!.delay <= 14, `delay ${out!.delay}`);
+    }
+  });
+  await t.step("a delayed reply is held, then counted as sent or dropped on release", () => {
+    const service = new PingService({ delay: 50 });
+    const [out] = service.handle(encodePing(1, 0), peer, 0);
+    service.handle(encodePing(2, 0), peer, 1);
+    assertEquals(out!.held, true);
+    assertEquals(service.counters(peer), { rx: 2, dup: 0, drop: 0, tx: 0, extra: 0, held: 2 });
+    service.release(peer, true);
+    service.release(peer, false);
+    assertEquals(service.counters(peer), { rx: 2, dup: 0, drop: 1, tx: 1, extra: 0, held: 0 });
+  });
+  await t.step("duplicate 1 answers every ping twice", () => {
+    const service = new PingService({ duplicate: 1 });
+    assertEquals(service.handle(encodePing(1, 0), peer, 0).length, 2);
+    assertEquals(service.counters(peer)?.extra, 1);
+  });
+});
+
+Deno.test("PingService keeps bounded per-client state and logs one line per session", async (t) => {
+  await t.step("the least recently seen client is evicted beyond maxClients", () => {
+    const log: string[] = [];
+    const service = new PingService({ maxClients: 3, log: (l) => log.push(l) });
+    for (let port = 1; port <= 5; port++) service.handle(encodePing(1, 0), { ...peer, port }, port);
+    assertEquals(service.clients, 3);
+    assertEquals(log.length, 2);
+    assert(log[0]!.startsWith("192.0.2.1:1 session ended (evicted: too many clients): 1 pings"));
+  });
+  await t.step("an idle session is logged and forgotten", () => {
+    const log: string[] = [];
+    const service = new PingService({ sessionTimeout: 1000, log: (l) => log.push(l) });
+    const v6 = { hostname: "2001:db8::1", port: 7 };
+    for (let seq = 1; seq <= 3; seq++) service.handle(encodePing(seq, 0), v6, seq * 10);
+    service.sweep(500);
+    assertEquals(log.length, 0);
+    service.sweep(1031);
+    assertEquals(service.clients, 0);
+    assertEquals(log.length, 1);
+    assert(log[0]!.startsWith("[2001:db8::1]:7 session ended (idle): 3 pings, 3 replied"), log[0]);
+  });
+  await t.step("finish() logs the open sessions", () => {
+    const log: string[] = [];
+    const service = new PingService({ log: (l) => log.push(l) });
+    service.handle(encodePing(1, 0), peer, 0);
+    service.finish(2000);
+    assertEquals(log.length, 1);
+    assert(log[0]!.includes("(server stopped)"));
+  });
+});
+
+Deno.test("PingService reports lost heartbeats and a client that stops as gone", () => {
+  const log: string[] = [];
+  const service = new PingService({ deadAfter: 3, log: (l) => log.push(l) });
+  const wall = 1_700_000_000_000;
+  for (const seq of [1, 2, 3, 6, 7]) {
+    const now = seq * 100;
+    const out = service.handle(encodeHeartbeat(seq, (wall + now - 2) / 1000, 100), peer, now, {
+      wallClock: wall + now,
+    });
+    assertEquals(out, [], "heartbeats are not answered");
+  }
+  assertEquals(log, ["192.0.2.1:5000 heartbeat: 2 lost (seq 4..5), gap 300 ms"]);
+  service.sweep(1000); // 300 ms after the last beat: 3 beats, not more than 3
+  assertEquals(log.length, 1);
+  service.sweep(1001);
+  assertEquals(log.length, 2);
+  assert(
+    log[1]!.startsWith(
+      "192.0.2.1:5000 gone: no heartbeat for 3 beats (301 ms, --dead-after 3); 5 beats, 2 lost",
+    ),
+    log[1],
+  );
+  assert(log[1]!.includes("one-way delay min/avg/max 2.000/2.000/2.000 ms"), log[1]);
+  assertEquals(service.clients, 0);
+});
