@@ -89,57 +89,96 @@ const SYMBOLS = {
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   // int clock_gettime(clockid_t clk, struct timespec *tp);
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  // void *dlsym(void *handle, const char *symbol);
+  dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-let libc: Libc | undefined;
-let errnoView: Deno.UnsafePointerView | undefined;
-// Open libraries stay referenced for the life of the process.
-const handles: Deno.DynamicLibrary<Deno.ForeignLibraryInterface>[] = [];
-
-function bindSymbol(name: keyof typeof SYMBOLS): unknown {
-  try {
-    const handle = Deno.dlopen("libc.so.6", { [name]: SYMBOLS[name] });
-    handles.push(handle);
-    return handle.symbols[name];
-  } catch (err) {
-    throw new Error(
-      `Raw sockets are not supported here: cannot bind "${name}" from glibc "libc.so.6" (${
-        err instanceof Error ? err.message : String(err)
-      }); a Linux system with glibc is required`,
-    );
-  }
-}
-
 /**
- * The libc bindings. Each symbol is bound on first use: binding costs about
- * half a millisecond of start-up per symbol, and most tools use only a few.
+ * The symbols every socket uses, bound with `Deno.dlopen` when this module
+ * loads. Binding costs about half a millisecond of start-up per symbol, so
+ * the rest are looked up with `dlsym` on first use and called through
+ * `Deno.UnsafeFnPointer`. Binding at load time also keeps the library handle
+ * out of any one test's resource accounting.
  */
-function lib(): Libc {
-  if (libc) return libc;
+const CORE = [
+  "socket",
+  "setsockopt",
+  "sendto",
+  "recvmsg",
+  "poll_wait",
+  "close",
+  "__errno_location",
+  "clock_gettime",
+  "eventfd",
+  "read",
+  "write",
+  "dlsym",
+] as const satisfies readonly (keyof typeof SYMBOLS)[];
+
+let libc: Libc | undefined;
+let loadError: Error | undefined;
+let errnoView: Deno.UnsafePointerView | undefined;
+
+function loadCore(): void {
   if (Deno.build.os !== "linux") {
-    throw new Error(
+    loadError = new Error(
       `Raw sockets are not supported on ${Deno.build.os}: this module binds Linux glibc`,
     );
+    return;
   }
-  const table = {} as Libc;
+  const wanted = Object.fromEntries(CORE.map((name) => [name, SYMBOLS[name]]));
+  let core: Record<string, unknown>;
+  try {
+    core = Deno.dlopen("libc.so.6", wanted).symbols;
+  } catch (err) {
+    loadError = err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+      ? new Error(`Raw sockets need FFI permission: run Deno with --allow-ffi (or -A)`)
+      : new Error(
+        `Raw sockets are not supported here: cannot load glibc "libc.so.6" (${
+          err instanceof Error ? err.message : String(err)
+        }); a Linux system with glibc is required`,
+      );
+    return;
+  }
+  const dlsym = core.dlsym as Libc["dlsym"];
+  const table = { ...core } as Libc;
   for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) {
+    if (name in core) continue;
     Object.defineProperty(table, name, {
       configurable: true,
       enumerable: true,
       get() {
-        const value = bindSymbol(name);
-        Object.defineProperty(table, name, { value, enumerable: true });
-        return value;
+        const definition: Deno.UnsafeCallbackDefinition & { name?: string } = SYMBOLS[name];
+        const ptr = dlsym(null, new TextEncoder().encode(`${definition.name ?? name}\0`));
+        if (ptr === null) throw new Error(`Cannot find "${name}" in glibc "libc.so.6"`);
+        const fn = new Deno.UnsafeFnPointer(
+          ptr as Deno.PointerObject<typeof definition>,
+          definition,
+        ) as unknown as {
+          call(...args: unknown[]): unknown;
+        };
+        const call = (...args: unknown[]) => fn.call(...args);
+        Object.defineProperty(table, name, { value: call, enumerable: true });
+        return call;
       },
     });
   }
   const ptr = table.__errno_location();
-  if (ptr === null) throw new Error("Cannot locate errno: __errno_location() returned NULL");
+  if (ptr === null) {
+    loadError = new Error("Cannot locate errno: __errno_location() returned NULL");
+    return;
+  }
   errnoView = new Deno.UnsafePointerView(ptr);
   libc = table;
-  return libc;
+}
+loadCore();
+
+/** The libc bindings, or the reason there are none. */
+function lib(): Libc {
+  if (libc) return libc;
+  throw loadError ?? new Error("Raw sockets are not supported here");
 }
 
 /** The `errno` of the last synchronous libc call on this thread. */
