@@ -1,6 +1,6 @@
 // Micro-benchmarks of the UDP pinger's per-packet work (`deno bench -A bench/udp_bench.ts`):
 // what the server spends per request outside the socket, and the client's
-// statistics. The end-to-end figures against irtt are in bench/udp_e2e.ts.
+// statistics. The end-to-end figures against irtt are in bench/udp.ts.
 import { PingService } from "../udp_pinger/server.ts";
 import { encodePing, parseMessage, toUpperAscii } from "../udp_pinger/protocol.ts";
 import { RttStats } from "../lib/stats.ts";

@@ -1,7 +1,7 @@
 /**
  * Micro-benchmarks of the web server's handler (no socket): the per-request
  * cost the engine pays on a cache miss. The wrk comparison with nginx is
- * `deno run -A bench/web_wrk.ts`.
+ * `deno run -A bench/web.ts`.
  *
  * @module
  */

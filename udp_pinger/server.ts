@@ -527,7 +527,7 @@ export interface ServeOptions extends PingServiceOptions {
   /**
    * Receive operations kept in flight. Each `receive()` is one async op; with
    * several pending, one event-loop turn collects several datagrams, which
-   * measured faster under load than one at a time (see bench/udp_e2e.ts).
+   * measured faster under load than one at a time (see bench/udp.ts).
    * @default {8}
    */
   receivers?: number;

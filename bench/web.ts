@@ -9,7 +9,7 @@
  * off; ours runs `web_server/main.ts --no-log` (both without access logs).
  * Each case alternates the servers for several rounds and reports the median.
  *
- * Run: `deno run -A bench/web_wrk.ts [--duration 5] [--rounds 3] [--workers N] [--json]`
+ * Run: `deno run -A bench/web.ts [--duration 5] [--rounds 3] [--workers N] [--json]`
  *
  * @module
  */

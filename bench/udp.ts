@@ -13,7 +13,7 @@
  *    it cannot take the same generator; it is measured under irtt's own
  *    client at its fastest interval, as a labelled reference.
  *
- * Run: `deno run -A --unstable-net bench/udp_e2e.ts [--json] [--nice]`. Needs gcc and
+ * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice]`. Needs gcc and
  * irtt. On a shared machine `--nice` runs every measured process (ours and
  * irtt's alike) under `nice -n -19`, to keep other load from dominating.
  * Run it on a quiet machine: every figure here is a latency under the OS

@@ -16,7 +16,7 @@
  * `times`), which a loaded machine inflates far less than wall time, and a
  * baseline: `deno run` of an empty module (Deno's own start-up).
  *
- * Run as root: `deno run -A bench/traceroute_bench.ts [rounds]` (default 15).
+ * Run as root: `deno run -A bench/traceroute.ts [rounds]` (default 15).
  *
  * @module
  */

@@ -2,7 +2,7 @@
  * End-to-end benchmark of the caching proxy against nginx `proxy_cache` and
  * Squid, side by side in one run, with wrk. Run:
  *
- *     deno run -A bench/proxy_bench.ts [--duration 10] [--json]
+ *     deno run -A bench/proxy.ts [--duration 10] [--json]
  *
  * Measures:
  * 1. cache-hit requests/s for a 1 KiB object (wrk -t2 -c64, three rounds), all three in

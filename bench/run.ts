@@ -1,0 +1,44 @@
+/**
+ * `deno task bench [NAME...]`: runs the micro-benchmarks (`deno bench` over
+ * the `*_bench.ts` files) and then the end-to-end comparisons in `bench/`,
+ * each of which runs our tool and its reference tool in the same process
+ * tree and prints medians and ratios. With names, runs only those suites.
+ *
+ * Suites: micro, ping, traceroute, udp, web, proxy, smtp. The network ones
+ * need root (raw sockets, network namespaces) and the Debian peers that
+ * `.ci/run` installs (iputils, traceroute, irtt, nginx, squid, wrk, swaks).
+ *
+ * @module
+ */
+const here = new URL(".", import.meta.url).pathname;
+const root = new URL("..", import.meta.url).pathname;
+
+const SUITES: Record<string, string[]> = {
+  micro: ["bench", "-A", "--no-check=remote"],
+  ping: ["run", "-A", `${here}ping.ts`],
+  traceroute: ["run", "-A", `${here}traceroute.ts`, "9"],
+  udp: ["run", "-A", `${here}udp.ts`],
+  web: ["run", "-A", `${here}web.ts`, "--duration", "4", "--rounds", "3"],
+  proxy: ["run", "-A", `${here}proxy.ts`, "--duration", "5"],
+  smtp: ["run", "-A", `${here}smtp.ts`],
+};
+
+const names = Deno.args.length > 0 ? Deno.args : Object.keys(SUITES);
+const unknown = names.filter((name) => !(name in SUITES));
+if (unknown.length > 0) {
+  console.error(
+    `bench: unknown suite ${unknown.join(", ")}; known: ${Object.keys(SUITES).join(", ")}`,
+  );
+  Deno.exit(2);
+}
+const failed: string[] = [];
+for (const name of names) {
+  console.log(`\n=== ${name} ===`);
+  const { code } = await new Deno.Command(Deno.execPath(), { args: SUITES[name]!, cwd: root })
+    .spawn().status;
+  if (code !== 0) failed.push(name);
+}
+if (failed.length > 0) {
+  console.error(`\nbench: ${failed.join(", ")} failed`);
+  Deno.exit(1);
+}
