@@ -1,0 +1,203 @@
+import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
+
+const MAIN = new URL("./main.ts", import.meta.url).pathname;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(cmd: string[], args: string[]): Promise<Run> {
+  const out = await new Deno.Command(cmd[0]!, {
+    args: [...cmd.slice(1), ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+/** Our ping. */
+export function ours(args: string[]): Promise<Run> {
+  return run([Deno.execPath(), "run", "-A", MAIN], args);
+}
+
+/** iputils ping. */
+function iputils(args: string[]): Promise<Run> {
+  return run(["ping"], args);
+}
+
+/**
+ * Masks what legitimately differs between two runs: round-trip times, the
+ * elapsed time, `-D` timestamps and the ipg/ewma figures.
+ */
+export function mask(text: string): string {
+  return text
+    .replace(/time=[\d.]+ ms/g, "time=T ms")
+    .replace(/time \d+ms/g, "time Tms")
+    .replace(/= [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms/g, "= R ms")
+    .replace(/ipg\/ewma [\d.]+\/[\d.]+ ms/g, "ipg/ewma I ms")
+    .replace(/^\[\d+\.\d{6}\] /gm, "[TS] ");
+}
+
+Deno.test("ping CLI rejects bad input with one iputils-like line and exit code 2", async (t) => {
+  const table: [string[], string][] = [
+    [
+      ["-c", "0", "127.0.0.1"],
+      "ping: invalid argument: '0': out of range: 1 <= value <= 9223372036854775807",
+    ],
+    [["-c", "abc", "127.0.0.1"], "ping: invalid argument: 'abc'"],
+    [["-i", "abc", "127.0.0.1"], "ping: bad timing interval: abc"],
+    [["-i", "-1", "127.0.0.1"], "ping: bad timing interval: -1"],
+    [["-W", "-1", "127.0.0.1"], "ping: bad linger time: -1"],
+    [["-w", "abc", "127.0.0.1"], "ping: invalid argument: 'abc'"],
+    [
+      ["-s", "70000", "127.0.0.1"],
+      "ping: invalid argument: '70000': out of range: 0 <= value <= 65507",
+    ],
+    [["-s", "-1", "127.0.0.1"], "ping: invalid argument: '-1': out of range: 0 <= value <= 65507"],
+    [["-t", "0", "127.0.0.1"], "ping: cannot set unicast time-to-live: Invalid argument"],
+    [["-t", "256", "127.0.0.1"], "ping: invalid argument: '256': out of range: 0 <= value <= 255"],
+    [["-p", "zz", "127.0.0.1"], "ping: patterns must be specified as hex digits: zz"],
+    [["nowhere.invalid"], "ping: nowhere.invalid: Name or service not known"],
+    [["-4", "::1"], "ping: ::1: Address family for hostname not supported"],
+    [["-6", "127.0.0.1"], "ping: 127.0.0.1: Address family for hostname not supported"],
+    [["-X", "127.0.0.1"], "ping: invalid option -- 'X'"],
+    [["127.0.0.1", "-c"], "ping: option requires an argument -- 'c'"],
+    [[], "ping: usage error: Destination address required"],
+    [
+      ["-I", "nosuchif0", "-c", "1", "127.0.0.1"],
+      "ping: SO_BINDTODEVICE nosuchif0: No such device",
+    ],
+    [["-I", "192.0.2.77", "-c", "1", "127.0.0.1"], "ping: bind: Cannot assign requested address"],
+  ];
+  for (const [args, line] of table) {
+    await t.step(`ping ${args.join(" ")}`, async () => {
+      const r = await ours(args);
+      assertEquals(r.code, 2);
+      assertEquals(r.stderr, `${line}\n`);
+      assertEquals(r.stdout, "");
+    });
+  }
+  await t.step("the same words as iputils where iputils also refuses", async () => {
+    for (
+      const args of [
+        ["-p", "zz", "127.0.0.1"],
+        ["nowhere.invalid"],
+        ["-4", "::1"],
+        ["-W", "-1", "127.0.0.1"],
+        ["-I", "nosuchif0", "-c", "1", "127.0.0.1"],
+      ]
+    ) {
+      const [a, b] = await Promise.all([ours(args), iputils(args)]);
+      // iputils names itself as it was invoked (e.g. /usr/bin/ping).
+      const first = b.stderr.split("\n")[0]!.replace(/^\S*ping: /, "ping: ");
+      assertEquals(a.stderr, `${first}\n`, args.join(" "));
+      assertEquals(a.code, b.code, args.join(" "));
+    }
+  });
+});
+
+Deno.test("ping CLI prints what iputils prints on loopback, times aside", async (t) => {
+  const cases: string[][] = [
+    ["-c", "2", "-i", "0.2", "127.0.0.1"],
+    ["-c", "2", "-i", "0.2", "localhost"],
+    ["-c", "2", "-i", "0.2", "-n", "localhost"],
+    ["-c", "2", "-i", "0.2", "::1"],
+    ["-c", "1", "-s", "0", "127.0.0.1"],
+    ["-c", "1", "-s", "20", "-p", "abcdef0102", "127.0.0.1"],
+    ["-q", "-c", "2", "-i", "0.2", "127.0.0.1"],
+    ["-q", "-c", "1", "-p", "ab", "127.0.0.1"],
+    ["-D", "-c", "2", "-i", "0.2", "127.0.0.1"],
+    ["-c", "3", "-i", "0", "127.0.0.1"],
+    ["-c", "2", "-i", "0.2", "-w", "5", "127.0.0.1"],
+    ["-c", "1", "-s", "65507", "127.0.0.1"],
+  ];
+  for (const args of cases) {
+    await t.step(`ping ${args.join(" ")}`, async () => {
+      const a = await ours(args);
+      const b = await iputils(args);
+      assertEquals(mask(a.stdout), mask(b.stdout));
+      assertEquals(a.code, b.code);
+      assertEquals(a.stderr, "");
+    });
+  }
+});
+
+Deno.test("ping CLI --json prints one object per line, ending with a summary per host", async () => {
+  const r = await ours(["--json", "-c", "3", "-i", "0.05", "127.0.0.1", "::1"]);
+  assertEquals(r.code, 0);
+  const objects = r.stdout.trim().split("\n").map((line) => JSON.parse(line));
+  assertEquals(objects.filter((o) => o.type === "start").length, 2);
+  const replies = objects.filter((o) => o.type === "reply");
+  assertEquals(replies.length, 6);
+  for (const o of replies) {
+    assertEquals(o.bytes, 64);
+    assert(typeof o.rttMs === "number" && o.rttMs >= 0, "rttMs is a number");
+  }
+  const summaries = objects.filter((o) => o.type === "summary");
+  assertEquals(summaries.map((s) => [s.host, s.transmitted, s.received, s.lossPercent]), [
+    ["127.0.0.1", 3, 3, 0],
+    ["::1", 3, 3, 0],
+  ]);
+  for (const s of summaries) {
+    assert(s.rtt.min <= s.rtt.avg && s.rtt.avg <= s.rtt.max, "min <= avg <= max");
+    assertEquals(s.exitCode, 0);
+  }
+});
+
+Deno.test("ping CLI pings several hosts concurrently and summarises each like fping", async () => {
+  const r = await ours(["-c", "2", "-i", "0.05", "127.0.0.1", "::1"]);
+  assertEquals(r.code, 0);
+  assertMatch(
+    r.stdout,
+    /^PING 127\.0\.0\.1 \(127\.0\.0\.1\) 56\(84\) bytes of data\.\nPING ::1\(::1\) 56 data bytes\n/,
+  );
+  assertMatch(r.stdout, /--- 127\.0\.0\.1 ping statistics ---\n2 packets transmitted, 2 received/);
+  assertMatch(r.stdout, /--- ::1 ping statistics ---\n2 packets transmitted, 2 received/);
+  assertMatch(
+    r.stdout,
+    /\n127\.0\.0\.1 : xmt\/rcv\/%loss = 2\/2\/0%, min\/avg\/max = [\d.]+\/[\d.]+\/[\d.]+\n/,
+  );
+  assertMatch(
+    r.stdout,
+    /\n::1 : xmt\/rcv\/%loss = 2\/2\/0%, min\/avg\/max = [\d.]+\/[\d.]+\/[\d.]+\n$/,
+  );
+});
+
+Deno.test("ping CLI prints statistics and exits on SIGINT, and the status line on SIGQUIT", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "-i", "0.05", "127.0.0.1"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const d = new TextDecoder();
+  let out = "";
+  while ((out.match(/bytes from/g) ?? []).length < 3) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += d.decode(value);
+  }
+  child.kill("SIGQUIT");
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  child.kill("SIGINT");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += d.decode(value);
+  }
+  const status = await child.status;
+  const err = d.decode(await new Response(child.stderr).arrayBuffer());
+  assertEquals(status.code, 0);
+  assertMatch(
+    out,
+    /\n--- 127\.0\.0\.1 ping statistics ---\n(\d+) packets transmitted, \d+ received/,
+  );
+  assertMatch(out, /rtt min\/avg\/max\/mdev = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms\n$/);
+  assertMatch(
+    err,
+    /^\r\d+\/\d+ packets, \d+% loss, min\/avg\/ewma\/max = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms\n$/,
+  );
+});

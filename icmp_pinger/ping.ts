@@ -1,0 +1,1062 @@
+/**
+ * ICMP echo ("ping") as a library: {@linkcode ping} resolves a host, opens an
+ * ICMP socket and returns a {@linkcode PingSession}, an async iterable of
+ * events (replies, ICMP errors, requests left unanswered) that ends with a
+ * {@linkcode PingSummary}.
+ *
+ * It behaves as iputils `ping` 20221126 does:
+ * - it opens an ICMP datagram socket ("ping socket", no privilege needed
+ *   where `net.ipv4.ping_group_range` allows), else a raw ICMP socket with an
+ *   ICMP filter, where only replies with our identifier count;
+ * - each request carries its send time (CLOCK_REALTIME, 16 bytes where
+ *   iputils puts a `struct timeval`), and the receive time is the kernel's
+ *   (`SO_TIMESTAMPNS`), so a busy event loop never inflates a round trip;
+ * - requests go out at t0 + k·interval, without drift; while a reply is due
+ *   the loop stays on the synchronous receive path instead of waiting on a
+ *   worker thread, which costs tens of microseconds per wake-up;
+ * - ICMP errors are read from the socket's error queue, as iputils does for
+ *   both kinds of socket;
+ * - counts, duplicates, the "pipe" and the exit conditions follow iputils'
+ *   `main_loop()`, `gather_statistics()` and `__schedule_exit()`.
+ *
+ * @example Three pings to the loopback address
+ * ```ts ignore
+ * import { ping } from "./ping.ts";
+ * await using session = await ping("127.0.0.1", { count: 3, intervalMs: 200 });
+ * for await (const event of session) {
+ *   if (event.type === "reply") console.log(event.seq, event.rttUs);
+ * }
+ * const summary = await session.summary;
+ * console.log(`${summary.received}/${summary.transmitted}`);
+ * ```
+ *
+ * @module
+ */
+import {
+  type Datagram,
+  type ErrorReport,
+  openSocket,
+  realtimeNs,
+  type Socket,
+  SocketError,
+} from "../lib/rawsock.ts";
+import { ipFamily, type SocketAddress, splitZone } from "../lib/sockaddr.ts";
+import {
+  addRtt,
+  describeError,
+  newRttAccumulator,
+  type RttAccumulator,
+  rttFigures,
+} from "./format.ts";
+
+/** Options of {@linkcode ping}. */
+export interface PingOptions {
+  /** Stop after this many requests (`-c`); with `deadlineMs`, after this many replies. @default {Infinity} */
+  count?: number;
+  /** Milliseconds between requests (`-i`). @default {1000, or 0 in flood mode} */
+  intervalMs?: number;
+  /** Milliseconds to wait for a reply after the last request when none has come at all (`-W`). @default {10000} */
+  timeoutMs?: number;
+  /** Stop after this many milliseconds whatever happens (`-w`). @default {undefined (no deadline)} */
+  deadlineMs?: number;
+  /** Data bytes per request (`-s`); 16 or more carry the send time. @default {56} */
+  size?: number;
+  /** TTL / hop limit of requests (`-t`). @default {undefined (the system's)} */
+  ttl?: number;
+  /** Flood mode (`-f`): send as soon as the reply arrives, or every 10 ms. @default {false} */
+  flood?: boolean;
+  /** Bytes repeated through the data (`-p`), at most 16. @default {undefined (0, 1, 2 … as iputils)} */
+  pattern?: Uint8Array;
+  /** Source address or interface name (`-I`). @default {undefined} */
+  interface?: string;
+  /** IP version (`-4`, `-6`). @default {undefined (the first address the system gives)} */
+  family?: 4 | 6;
+  /** Which socket: `"auto"` tries a datagram socket, then a raw one. @default {"auto"} */
+  socket?: "auto" | "datagram" | "raw";
+  /** Stops the session (like SIGINT): the summary still comes. @default {undefined} */
+  signal?: AbortSignal;
+  /** Emit a `sent` event for each request (flood mode's dots need them). @default {true} */
+  reportSends?: boolean;
+  /**
+   * Stay on the synchronous receive path while a reply is due (up to 1 ms
+   * after a request, or until the next one in flood mode). Turn it off when
+   * several sessions share the event loop. @default {true}
+   */
+  spin?: boolean;
+}
+
+/** A request went out. */
+export interface SentEvent {
+  /** Discriminant. */
+  type: "sent";
+  /** The host as given. */
+  host: string;
+  /** The sequence number. */
+  seq: number;
+  /** When, in milliseconds since the epoch. */
+  timestamp: number;
+}
+
+/** An echo reply arrived. */
+export interface ReplyEvent {
+  /** Discriminant. */
+  type: "reply";
+  /** The host as given. */
+  host: string;
+  /** The sequence number. */
+  seq: number;
+  /** ICMP bytes received (8-byte header included). */
+  bytes: number;
+  /** The address it came from. */
+  from: string;
+  /** Its TTL or hop limit, when known. */
+  ttl?: number;
+  /** Round trip in whole microseconds, when the request carried its send time. */
+  rttUs?: number;
+  /** A copy of a reply already counted. */
+  duplicate: boolean;
+  /** The ICMP checksum did not verify (raw IPv4 sockets only; the kernel checks the others). */
+  badChecksum: boolean;
+  /** Shorter than the request. */
+  truncated: boolean;
+  /** Kernel receive time, in milliseconds since the epoch. */
+  timestamp: number;
+}
+
+/** An ICMP error about one of our requests arrived. */
+export interface IcmpErrorEvent {
+  /** Discriminant. */
+  type: "error";
+  /** The host as given. */
+  host: string;
+  /** The sequence number of the request it quotes. */
+  seq: number;
+  /** The router or host that sent it. */
+  from: string;
+  /** 4 or 6. */
+  family: 4 | 6;
+  /** ICMP type. */
+  icmpType: number;
+  /** ICMP code. */
+  icmpCode: number;
+  /** The MTU (fragmentation needed, packet too big) or pointer; 0 otherwise. */
+  info: number;
+  /** iputils' words for it, e.g. `Time to live exceeded`. */
+  message: string;
+  /** When, in milliseconds since the epoch. */
+  timestamp: number;
+}
+
+/** A local error: the kernel refused or reported a request (e.g. too big for the MTU). */
+export interface LocalErrorEvent {
+  /** Discriminant. */
+  type: "local-error";
+  /** The host as given. */
+  host: string;
+  /** iputils' text, e.g. `local error: message too long, mtu=65535` or `sendmsg: Network is unreachable`. */
+  message: string;
+  /** The errno name. */
+  code: string;
+  /** Whether it counts in the `+N errors` figure. */
+  counted: boolean;
+  /** When, in milliseconds since the epoch. */
+  timestamp: number;
+}
+
+/** A request still unanswered when the next one went out (`-O`'s "no answer yet"). */
+export interface TimeoutEvent {
+  /** Discriminant. */
+  type: "timeout";
+  /** The host as given. */
+  host: string;
+  /** The sequence number, as iputils prints it (the count of requests modulo 65536). */
+  seq: number;
+  /** When, in milliseconds since the epoch. */
+  timestamp: number;
+}
+
+/** Anything a {@linkcode PingSession} reports. */
+export type PingEvent = SentEvent | ReplyEvent | IcmpErrorEvent | LocalErrorEvent | TimeoutEvent;
+
+/** Round-trip figures in milliseconds, with iputils' truncation (microsecond resolution). */
+export interface RttSummary {
+  /** Smallest. */
+  min: number;
+  /** Mean. */
+  avg: number;
+  /** Largest. */
+  max: number;
+  /** iputils' mdev (population standard deviation). */
+  mdev: number;
+  /** iputils' moving average. */
+  ewma: number;
+}
+
+/** The outcome of a session. */
+export interface PingSummary {
+  /** The host as given. */
+  host: string;
+  /** The address pinged. */
+  address: string;
+  /** 4 or 6. */
+  family: 4 | 6;
+  /** Requests sent. */
+  transmitted: number;
+  /** Distinct replies. */
+  received: number;
+  /** Extra copies of replies. */
+  duplicates: number;
+  /** Replies with a bad checksum. */
+  corrupted: number;
+  /** ICMP errors and counted local errors. */
+  errors: number;
+  /** `(transmitted − received) / transmitted × 100`, 0 when nothing was sent. */
+  lossPercent: number;
+  /** From the start to the last request, in milliseconds (rounded). */
+  timeMs: number;
+  /** The same span in whole microseconds. */
+  elapsedUs: number;
+  /** Round-trip figures, when a timed reply arrived. */
+  rtt?: RttSummary;
+  /** The raw microsecond accumulator behind `rtt` (for iputils' exact text). */
+  rttAccumulator: RttAccumulator;
+  /** Whether requests carried their send time. */
+  timing: boolean;
+  /** The most requests outstanding at once, as iputils' "pipe". */
+  pipe: number;
+  /** Whether iputils would print `ipg/ewma` (interval 0 or flood). */
+  showIpg: boolean;
+  /** The kind of socket used. */
+  socket: "datagram" | "raw";
+}
+
+/** A snapshot for the `SIGQUIT` status line. */
+export interface PingStatus {
+  /** Requests sent so far. */
+  transmitted: number;
+  /** Distinct replies so far. */
+  received: number;
+  /** The round trips so far. */
+  rtt: RttAccumulator;
+  /** Whether requests carry their send time. */
+  timing: boolean;
+}
+
+// ICMP types (RFC 792, RFC 4443).
+const ECHO_REQUEST_V4 = 8;
+const ECHO_REPLY_V4 = 0;
+const ECHO_REQUEST_V6 = 128;
+const ECHO_REPLY_V6 = 129;
+// iputils' ICMP_FILTER: replies and the errors that can concern a request.
+const FILTER_V4 = [0, 3, 4, 5, 11, 12];
+const FILTER_V6 = [129, 1, 2, 3, 4];
+/** Bytes of the send time at the start of the data (iputils' `struct timeval`). */
+const TIME_BYTES = 16;
+/** iputils' MININTERVAL: with nothing coming back, flood mode sends every 10 ms. */
+const FLOOD_IDLE_MS = 10;
+const EMSGSIZE = 90;
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const EAGAIN = 11;
+const ENOBUFS = 105;
+
+/** The largest `-s` for each family: 65535 minus the IP and ICMP headers. */
+export const MAX_SIZE: Readonly<Record<4 | 6, number>> = { 4: 65507, 6: 65527 };
+
+function strerror(errno: number): string {
+  // SocketError's message is "<syscall>: <strerror> (<CODE>)".
+  return new SocketError(errno, "").message.replace(/^: /, "").replace(/ \(E\w+\)$/, "");
+}
+
+/**
+ * Resolves `host`, opens the socket and returns a session; iterate it to
+ * send the requests and read the events, then read its `summary`.
+ *
+ * @param host A name or an IPv4/IPv6 address.
+ * @param options Count, interval, size and the other `ping` options.
+ * @returns The session, not started until iterated.
+ * @throws {ResolveError} When the host does not resolve (from `lib/resolve.ts`).
+ * @throws {SocketError} When no ICMP socket can be opened (EPERM/EACCES), the interface does not exist, or the source address is not ours.
+ * @throws {RangeError} On an option out of range.
+ *
+ * @example Pinging the loopback address once
+ * ```ts ignore
+ * import { ping } from "./ping.ts";
+ * await using session = await ping("127.0.0.1", { count: 1 });
+ * for await (const e of session) if (e.type === "reply") console.log(`${e.rttUs} µs`);
+ * ```
+ */
+export async function ping(host: string, options: PingOptions = {}): Promise<PingSession> {
+  const size = options.size ?? 56;
+  const resolved = await resolve(host, options.family);
+  const family = resolved.family;
+  if (!Number.isInteger(size) || size < 0 || size > MAX_SIZE[family]) {
+    throw new RangeError(
+      `Invalid packet size ${size}: expected 0 to ${MAX_SIZE[family]} data bytes`,
+    );
+  }
+  if (
+    options.ttl !== undefined &&
+    (!Number.isInteger(options.ttl) || options.ttl < 1 || options.ttl > 255)
+  ) {
+    throw new RangeError(`Invalid TTL ${options.ttl}: expected 1 to 255`);
+  }
+  const target: SocketAddress = { family, address: resolved.address, port: 0 };
+  const iface = options.interface;
+  const sourceIsAddress = iface !== undefined && ipLike(iface);
+  // Like iputils, find the source address for `-I` with a connected UDP
+  // socket first (without -I, the ICMP socket's connect() below fails as
+  // fast on an unreachable network, and start-up is shorter).
+  const source = iface !== undefined ? probeSource(target, iface, sourceIsAddress) : undefined;
+  const { sock, kind } = openIcmpSocket(family, options.socket ?? "auto");
+  try {
+    if (kind === "raw") sock.setIcmpFilter(family === 4 ? FILTER_V4 : FILTER_V6);
+    if (iface !== undefined) {
+      if (sourceIsAddress) sock.bind({ family, address: iface, port: 0 });
+      else sock.bindToDevice(iface);
+    }
+    if (options.ttl !== undefined) sock.setTtl(options.ttl);
+    warmSend(sock);
+    // Connected, the socket sends without encoding an address each time.
+    sock.connect(target);
+  } catch (err) {
+    sock.close();
+    throw err;
+  }
+  return new PingSession(sock, kind, {
+    host,
+    address: resolved.address,
+    family,
+    numeric: resolved.numeric,
+    size,
+    options,
+    ...(iface !== undefined ? { source, device: sourceIsAddress ? "" : iface } : {}),
+  });
+}
+
+/**
+ * Resolves like `lib/resolve.ts`, which is only loaded for names: its
+ * `node:dns` costs start-up time that a numeric target does not need.
+ */
+async function resolve(
+  host: string,
+  family: 4 | 6 | undefined,
+): Promise<{ address: string; family: 4 | 6; numeric: boolean }> {
+  const numeric = ipFamily(host);
+  if (numeric === undefined || (family !== undefined && family !== numeric)) {
+    const { resolveHost, ResolveError } = await import("../lib/resolve.ts");
+    try {
+      return await resolveHost(host, family ? { family } : {});
+    } catch (err) {
+      // A name with addresses of the other family only: say so, as
+      // getaddrinfo's EAI_ADDRFAMILY does for iputils.
+      if (family === undefined || !(err instanceof ResolveError) || err.code === "EAI_ADDRFAMILY") {
+        throw err;
+      }
+      const other = await resolveHost(host).catch(() => undefined);
+      throw other ? new ResolveError(host, "EAI_ADDRFAMILY") : err;
+    }
+  }
+  return { address: splitZone(host).address, family: numeric, numeric: true };
+}
+
+function ipLike(text: string): boolean {
+  return /^[\d.]+$/.test(text) || text.includes(":");
+}
+
+function probeSource(
+  target: SocketAddress,
+  iface: string | undefined,
+  sourceIsAddress: boolean,
+): string {
+  using probe = openSocket({
+    kind: "udp",
+    family: target.family,
+    timestamps: false,
+    receiveTtl: false,
+    receiveErrors: false,
+  });
+  if (iface !== undefined) {
+    if (sourceIsAddress) {
+      probe.bind({ family: target.family, address: iface, port: 0 });
+    } else {
+      try {
+        probe.bindToDevice(iface);
+      } catch (err) {
+        if (err instanceof SocketError) {
+          throw new SocketError(err.errno, `SO_BINDTODEVICE ${iface}`);
+        }
+        throw err;
+      }
+    }
+  }
+  probe.connect({ ...target, port: 1025 });
+  return probe.localAddress().address;
+}
+
+/**
+ * Warms the sendto() path (FFI trampoline, lazy compilation) while nothing is
+ * timed: unconnected and without an address, the call fails with
+ * EDESTADDRREQ and sends nothing. Otherwise the first request's round trip
+ * would include a few hundred microseconds of start-up.
+ */
+function warmSend(sock: Socket): void {
+  const empty = new Uint8Array(8);
+  for (let k = 0; k < 4; k++) {
+    try {
+      sock.send(empty);
+    } catch {
+      // Expected: EDESTADDRREQ.
+    }
+  }
+}
+
+function openIcmpSocket(
+  family: 4 | 6,
+  which: "auto" | "datagram" | "raw",
+): { sock: Socket; kind: "datagram" | "raw" } {
+  if (which !== "raw") {
+    try {
+      return { sock: openSocket({ kind: "icmp", family, receiveErrors: true }), kind: "datagram" };
+    } catch (err) {
+      // No ping socket for this group (EACCES), or none in this kernel:
+      // fall back to a raw socket, as iputils does.
+      if (which === "datagram" || !(err instanceof SocketError)) throw err;
+    }
+  }
+  return { sock: openSocket({ kind: "icmp-raw", family, receiveErrors: true }), kind: "raw" };
+}
+
+interface SessionInit {
+  host: string;
+  address: string;
+  family: 4 | 6;
+  numeric: boolean;
+  size: number;
+  options: PingOptions;
+  source?: string | undefined;
+  device?: string;
+}
+
+/**
+ * A running or finished ping: iterate it for events; `summary` resolves when
+ * it ends. Created by {@linkcode ping}.
+ */
+export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
+  /** The host as given. */
+  readonly host: string;
+  /** The address pinged. */
+  readonly address: string;
+  /** 4 or 6. */
+  readonly family: 4 | 6;
+  /** Whether the host was given as an address. */
+  readonly numeric: boolean;
+  /** Data bytes per request. */
+  readonly dataBytes: number;
+  /** The source address, when an interface or source was given. */
+  readonly source: string | undefined;
+  /** The interface name given, or `""` when a source address was given. */
+  readonly device: string | undefined;
+  /** The kind of socket in use. */
+  readonly socketKind: "datagram" | "raw";
+  /** Resolves with the summary once the session ends. */
+  readonly summary: Promise<PingSummary>;
+
+  #sock: Socket;
+  #opts: PingOptions;
+  #count: number;
+  #intervalMs: number;
+  #timing: boolean;
+  #replyType: number;
+  #requestType: number;
+  #packet: Uint8Array;
+  #view: DataView;
+  #words: Uint16Array;
+  #offsetMs = 0;
+  #sink = 0;
+  #spinChunk = 1000;
+  #reportSends: boolean;
+  #calibratedAt = 0;
+  #id: number;
+  #received = new Uint8Array(65536);
+  #transmitted = 0;
+  #nreceived = 0;
+  #duplicates = 0;
+  #corrupted = 0;
+  #errors = 0;
+  #acked = 0;
+  #pipe = 1;
+  #rtt = newRttAccumulator();
+  #startMs = 0;
+  #lastSendMs = 0;
+  #queue: PingEvent[] = [];
+  #head = 0;
+  #wake: (() => void) | undefined;
+  #ended = false;
+  #failure: unknown;
+  #started = false;
+  #stop = new AbortController();
+  #resolveSummary!: (s: PingSummary) => void;
+  #rejectSummary!: (e: unknown) => void;
+  #running: Promise<void> | undefined;
+
+  /**
+   * Wraps an open, connected socket; use {@linkcode ping} instead.
+   *
+   * @param sock The socket.
+   * @param kind Its kind.
+   * @param init The target and options.
+   */
+  constructor(sock: Socket, kind: "datagram" | "raw", init: SessionInit) {
+    this.#sock = sock;
+    this.socketKind = kind;
+    this.host = init.host;
+    this.address = init.address;
+    this.family = init.family;
+    this.numeric = init.numeric;
+    this.dataBytes = init.size;
+    this.source = init.source;
+    this.device = init.device;
+    this.#opts = init.options;
+    this.#reportSends = init.options.reportSends ?? true;
+    this.#count = init.options.count ?? Infinity;
+    this.#intervalMs = init.options.intervalMs ?? (init.options.flood ? 0 : 1000);
+    this.#timing = init.size >= TIME_BYTES;
+    this.#requestType = init.family === 4 ? ECHO_REQUEST_V4 : ECHO_REQUEST_V6;
+    this.#replyType = init.family === 4 ? ECHO_REPLY_V4 : ECHO_REPLY_V6;
+    // A raw socket's identifier is ours to choose (iputils picks at random);
+    // a datagram socket's is the local port, which the kernel fills in.
+    this.#id = kind === "raw" ? crypto.getRandomValues(new Uint16Array(1))[0]! : 0;
+    this.#packet = buildRequest(this.#requestType, this.#id, init.size, init.options.pattern);
+    this.#view = new DataView(this.#packet.buffer);
+    this.#words = new Uint16Array(this.#packet.buffer, 0, this.#packet.length >> 1);
+    // Run the stamping code once so the first request is not timed through
+    // lazy compilation.
+    this.#calibrate(performance.now(), 8);
+    for (let k = 0; k < 50; k++) this.#stamp(0);
+    this.summary = new Promise((resolve, reject) => {
+      this.#resolveSummary = resolve;
+      this.#rejectSummary = reject;
+    });
+    // A caller that never reads the summary must not see an unhandled rejection.
+    this.summary.catch(() => {});
+    init.options.signal?.addEventListener("abort", () => this.stop(), { once: true });
+  }
+
+  /** Stops the session as SIGINT stops iputils: no more requests, then the summary. */
+  stop(): void {
+    this.#stop.abort();
+  }
+
+  /**
+   * The counts so far, for the `SIGQUIT` status line.
+   *
+   * @returns A snapshot.
+   */
+  status(): PingStatus {
+    return {
+      transmitted: this.#transmitted,
+      received: this.#nreceived,
+      rtt: { ...this.#rtt },
+      timing: this.#timing,
+    };
+  }
+
+  /**
+   * Starts the session (if not yet) and yields its events in order.
+   *
+   * @returns The events.
+   */
+  async *[Symbol.asyncIterator](): AsyncGenerator<PingEvent> {
+    this.#start();
+    try {
+      for (;;) {
+        while (this.#head < this.#queue.length) {
+          const event = this.#queue[this.#head++]!;
+          if (this.#head > 4096) {
+            this.#queue = this.#queue.slice(this.#head);
+            this.#head = 0;
+          }
+          yield event;
+        }
+        if (this.#ended) break;
+        await new Promise<void>((resolve) => this.#wake = resolve);
+      }
+      if (this.#failure !== undefined) throw this.#failure;
+    } finally {
+      if (!this.#ended) this.stop();
+      await this.#running;
+    }
+  }
+
+  /** Stops the session, waits for it to end and closes the socket. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.stop();
+    if (this.#running) await this.#running;
+    this.#sock.close();
+  }
+
+  #start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.#running = this.#run().then(
+      () => this.#resolveSummary(this.#summary()),
+      (err) => {
+        this.#failure = err;
+        this.#rejectSummary(err);
+      },
+    ).finally(() => {
+      this.#ended = true;
+      this.#sock.close();
+      this.#notify();
+    });
+  }
+
+  #emit(event: PingEvent): void {
+    this.#queue.push(event);
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    if (wake) {
+      this.#wake = undefined;
+      wake();
+    }
+  }
+
+  #inFlight(): number {
+    const d = (this.#transmitted - this.#acked) & 0xffff;
+    return d <= 0x7fff ? d : 0;
+  }
+
+  // iputils' acknowledge(): tracks the newest answered request and the pipe.
+  #acknowledge(seq: number): void {
+    const diff = (this.#transmitted - seq) & 0xffff;
+    if (diff <= 0x7fff) {
+      if (diff + 1 > this.#pipe) this.#pipe = diff + 1;
+      if (
+        (((seq - this.#acked) << 16) >> 16) > 0 ||
+        ((this.#transmitted - this.#acked) & 0xffff) > 0x7fff
+      ) {
+        this.#acked = seq;
+      }
+    }
+  }
+
+  async #run(): Promise<void> {
+    const o = this.#opts;
+    const interval = this.#intervalMs;
+    const count = this.#count;
+    const hasDeadline = o.deadlineMs !== undefined && o.deadlineMs > 0;
+    const spinAllowed = o.spin ?? true;
+    const stop = this.#stop.signal;
+    const start = performance.now();
+    this.#startMs = start;
+    this.#lastSendMs = start;
+    const deadlineAt = hasDeadline ? start + o.deadlineMs! : Infinity;
+    let nextSendAt = start;
+    let lastSendAt = -Infinity;
+    let exitAt = Infinity;
+    let lastYield = start;
+    for (;;) {
+      let now = performance.now();
+      if (stop.aborted || now >= deadlineAt || now >= exitAt) break;
+      if (this.#nreceived + this.#errors >= count) break;
+      if (hasDeadline && this.#errors > 0) break;
+      const canSend = hasDeadline || this.#transmitted < count;
+      // With interval 0 (flood), iputils keeps one request in flight and
+      // sends the next when its reply is in, or after 10 ms.
+      const dueAt = !canSend
+        ? Infinity
+        : interval === 0
+        ? (this.#inFlight() === 0 ? now : lastSendAt + FLOOD_IDLE_MS)
+        : nextSendAt;
+      if (now >= dueAt) {
+        if (!this.#send()) {
+          // EAGAIN/ENOBUFS: the queue is full; iputils retries 10 ms later.
+          nextSendAt = now + FLOOD_IDLE_MS;
+        } else {
+          lastSendAt = now;
+          nextSendAt = start + this.#transmitted * interval;
+          // Never catch up with a burst after a stall: iputils' token bucket
+          // holds one request.
+          if (nextSendAt < now - interval) nextSendAt = now;
+          if (!hasDeadline && this.#transmitted >= count) {
+            // iputils' __schedule_exit(): wait twice the longest round trip
+            // (at least one interval), or -W when nothing came back at all.
+            const wait = this.#nreceived
+              ? Math.max((2 * this.#rtt.maxUs) / 1000, interval)
+              : (o.timeoutMs ?? 10000);
+            exitAt = now + wait;
+          }
+        }
+      }
+      this.#drain();
+      // Flood mode with the reply in: straight back to sending (each clock
+      // reading costs about a microsecond).
+      if (interval === 0 && canSend && this.#inFlight() === 0) continue;
+      now = performance.now();
+      const nextDue = !canSend || (!hasDeadline && this.#transmitted >= count)
+        ? Infinity
+        : interval === 0
+        ? (this.#inFlight() === 0 ? now : lastSendAt + FLOOD_IDLE_MS)
+        : nextSendAt;
+      const wakeAt = Math.min(nextDue, exitAt, deadlineAt);
+      if (this.#nreceived + this.#errors >= count) continue;
+      const remaining = wakeAt - now;
+      if (remaining <= 0) continue;
+      // iputils' main_loop(): when the next request is due within 10 ms
+      // (1000/HZ), it spins instead of sleeping, and so do we: a process
+      // woken from poll() pays tens of microseconds inside its next
+      // sendto(), which is when the round trip through the routers happens.
+      // While a reply is due we also stay synchronous: it is usually queued
+      // by the time sendto() returns.
+      const replyDue = this.#inFlight() > 0 && (interval === 0 || now - lastSendAt < 1);
+      if ((spinAllowed && (replyDue || remaining <= FLOOD_IDLE_MS)) || remaining < 1) {
+        // Let timers, signals and the consumer run now and then.
+        if (now - lastYield > 20) {
+          lastYield = now;
+          // A timer turn, not a zero wait on the socket: that one hops to a
+          // worker thread, and the round trips measured after it were longer.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        } else if (!replyDue) {
+          // Nothing expected: spin without system calls or allocations
+          // (a garbage collection between stamping a request and sending it
+          // would count in its round trip); look at the socket again within
+          // a millisecond.
+          this.#spinUntil(Math.min(wakeAt, now + 1));
+        }
+        continue;
+      }
+      lastYield = now;
+      await this.#sock.wait({
+        timeoutMs: Math.floor(remaining - (spinAllowed ? FLOOD_IDLE_MS : 0)),
+        signal: stop,
+      });
+    }
+  }
+
+  /**
+   * Busy-waits until `until` (a `performance.now()` time) on arithmetic,
+   * reading the clock only every ~10 µs: measured in the lab, spinning on
+   * `performance.now()` itself left the next round trip about 20 µs longer
+   * (as a C loop that sweeps memory does: it evicts the kernel's cache
+   * lines), while a loop on registers matched iputils.
+   */
+  #spinUntil(until: number): void {
+    let sink = this.#sink;
+    let chunk = this.#spinChunk;
+    let last = performance.now();
+    while (last < until) {
+      for (let i = 0; i < chunk; i++) sink = (sink + i) | 0;
+      const t = performance.now();
+      // Keep each chunk near 10 µs as the JIT speeds the loop up.
+      if (t - last < 0.005) chunk *= 2;
+      else if (t - last > 0.02 && chunk > 1000) chunk >>= 1;
+      last = t;
+    }
+    this.#sink = sink;
+    this.#spinChunk = chunk;
+  }
+
+  /** Sends the next request; `false` when the kernel had no room (EAGAIN, ENOBUFS). */
+  #send(): boolean {
+    const seq = (this.#transmitted + 1) & 0xffff;
+    // The "timeout" event is iputils' -O check: is the previous request answered?
+    if (this.#transmitted > 0) {
+      const last = this.#transmitted & 0xffff;
+      if (!this.#received[last]) {
+        this.#emit({
+          type: "timeout",
+          host: this.host,
+          seq: this.#transmitted % 65536,
+          timestamp: Date.now(),
+        });
+      }
+    }
+    this.#received[seq] = 0;
+    const sentAt = this.#stamp(seq);
+    try {
+      this.#sock.send(this.#packet);
+    } catch (err) {
+      if (!(err instanceof SocketError)) throw err;
+      if (err.errno === EAGAIN || err.errno === ENOBUFS) return false;
+      // iputils: a hard local error counts as sent; the details are in the
+      // error queue when the kernel queued them (with IP_RECVERR).
+      this.#advance(sentAt);
+      const report = this.#sock.receiveError();
+      if (report) this.#handleError(report);
+      else {
+        this.#emit({
+          type: "local-error",
+          host: this.host,
+          message: `sendmsg: ${strerror(err.errno)}`,
+          code: err.code,
+          counted: false,
+          timestamp: sentAt,
+        });
+      }
+      return true;
+    }
+    this.#advance(sentAt);
+    return true;
+  }
+
+  /**
+   * Measures the offset between CLOCK_REALTIME (the kernel's receive
+   * timestamps) and `performance.now()`, so that stamping a request needs no
+   * BigInt: an allocation between taking the send time and sendto() can
+   * start a garbage collection, which then lands inside the round trip.
+   * Recalibrated every 100 ms, so clock slewing cannot build up.
+   */
+  #calibrate(now: number, samples = 3): void {
+    // Keep the tightest of a few samples: a pair of readings taken around a
+    // slow call (the very first one, or one interrupted) would be off by half
+    // its duration.
+    let best = Infinity;
+    for (let k = 0; k < samples; k++) {
+      const before = performance.now();
+      const realUs = Number(realtimeNs() / 1000n);
+      const after = performance.now();
+      if (after - before < best) {
+        best = after - before;
+        this.#offsetMs = realUs / 1000 - (before + after) / 2;
+      }
+    }
+    this.#calibratedAt = now;
+  }
+
+  /**
+   * Fills in the sequence number, the send time (a `struct timespec`, 16
+   * bytes, where iputils puts its `struct timeval`) and the checksum.
+   *
+   * @returns The send time in milliseconds since the epoch.
+   */
+  #stamp(seq: number): number {
+    const v = this.#view;
+    v.setUint16(6, seq);
+    // The send time goes in as late as possible: right before the checksum and sendto().
+    const t = performance.now() + this.#offsetMs;
+    if (this.#timing) {
+      const sec = Math.floor(t / 1000);
+      const nsec = Math.min(Math.round((t - sec * 1000) * 1e6), 999_999_999);
+      v.setUint32(8, sec >>> 0, true);
+      v.setUint32(12, Math.floor(sec / 2 ** 32), true);
+      v.setUint32(16, nsec, true);
+      v.setUint32(20, 0, true);
+    }
+    if (this.family === 4 && this.socketKind === "raw") {
+      v.setUint16(2, 0);
+      v.setUint16(2, this.#checksum());
+    }
+    return t;
+  }
+
+  /** RFC 1071 checksum of the request, without allocating (see #calibrate). */
+  #checksum(): number {
+    const words = this.#words;
+    let sum = 0;
+    for (let k = 0; k < words.length; k++) sum += words[k]!;
+    if (this.#packet.length & 1) {
+      const last = this.#packet[this.#packet.length - 1]!;
+      sum += LITTLE_ENDIAN ? last : last << 8;
+    }
+    while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+    // The words were added in machine order; RFC 1071 §2(B) lets us swap once.
+    if (LITTLE_ENDIAN) sum = ((sum & 0xff) << 8) | (sum >>> 8);
+    return ~sum & 0xffff;
+  }
+
+  #advance(timestamp: number): void {
+    this.#transmitted++;
+    // The stamp's clock reading, back on the performance.now() scale.
+    const now = timestamp - this.#offsetMs;
+    this.#lastSendMs = now;
+    if (now - this.#calibratedAt > 100) this.#calibrate(now);
+    if (this.#reportSends) {
+      this.#emit({ type: "sent", host: this.host, seq: this.#transmitted & 0xffff, timestamp });
+    }
+  }
+
+  #drain(): void {
+    // Right after a request the reply is usually queued already (on veth
+    // and loopback the whole round trip runs inside sendto()), so read at
+    // once; otherwise a poll() tells cheaply whether anything is queued (an
+    // empty receive costs two recvmsg() calls).
+    let expected = this.#inFlight() > 0;
+    for (;;) {
+      // iputils stops reading as soon as the count is reached, so a copy
+      // still queued behind the last reply is neither read nor counted.
+      if (this.#nreceived + this.#errors >= this.#count) return;
+      if (!expected && !this.#sock.ready()) return;
+      const got = this.#sock.tryReceive();
+      if (got === null) return;
+      if (got.type === "data") this.#handleData(got);
+      else this.#handleError(got);
+      // As iputils' main_loop(): with nothing in flight, back to sending;
+      // anything else queued is read on the next round.
+      if (this.#inFlight() === 0) return;
+      expected = false;
+    }
+  }
+
+  #handleData(d: Datagram): void {
+    let icmp = d.data;
+    let ttl = d.ttl;
+    if (this.family === 4 && this.socketKind === "raw") {
+      // A raw IPv4 socket delivers the IP header (RFC 791 §3.1).
+      if (icmp.length < 20) return;
+      const ihl = (icmp[0]! & 0x0f) * 4;
+      ttl = icmp[8];
+      icmp = icmp.subarray(ihl);
+    }
+    if (icmp.length < 8 || icmp[0] !== this.#replyType) return;
+    // ICMP errors come from the error queue, as in iputils; their copies on
+    // a raw socket are ignored here.
+    const id = (icmp[4]! << 8) | icmp[5]!;
+    if (this.socketKind === "raw" && id !== this.#id) return;
+    const seq = (icmp[6]! << 8) | icmp[7]!;
+    const badChecksum = this.family === 4 && this.socketKind === "raw" && !checksumOk(icmp);
+    this.#nreceived++;
+    if (!badChecksum) this.#acknowledge(seq);
+    let rttUs: number | undefined;
+    const receivedNs = d.timestampNs ?? realtimeNs();
+    if (this.#timing && icmp.length >= 8 + TIME_BYTES) {
+      const v = new DataView(icmp.buffer, icmp.byteOffset, icmp.length);
+      const sentUs = (v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32) * 1e6 +
+        Math.floor(v.getUint32(16, true) / 1000);
+      // Whole microseconds on both sides, as iputils subtracts two timevals.
+      rttUs = Number(receivedNs / 1000n) - sentUs;
+      if (rttUs < 0) rttUs = 0;
+      if (!badChecksum) addRtt(this.#rtt, rttUs);
+    }
+    let duplicate = false;
+    if (badChecksum) {
+      this.#corrupted++;
+      this.#nreceived--;
+    } else if (this.#received[seq]) {
+      this.#duplicates++;
+      this.#nreceived--;
+      duplicate = true;
+    } else {
+      this.#received[seq] = 1;
+    }
+    const event: ReplyEvent = {
+      type: "reply",
+      host: this.host,
+      seq,
+      bytes: icmp.length,
+      from: d.from.address,
+      duplicate,
+      badChecksum,
+      truncated: icmp.length < this.dataBytes + 8,
+      timestamp: Number(receivedNs) / 1e6,
+    };
+    if (ttl !== undefined) event.ttl = ttl;
+    if (rttUs !== undefined) event.rttUs = rttUs;
+    this.#emit(event);
+  }
+
+  #handleError(r: ErrorReport): void {
+    const timestamp = r.timestampNs !== undefined ? Number(r.timestampNs) / 1e6 : Date.now();
+    if (r.origin === "local") {
+      this.#errors++;
+      this.#emit({
+        type: "local-error",
+        host: this.host,
+        message: r.errno === EMSGSIZE
+          ? `local error: message too long, mtu=${r.info}`
+          : `local error: ${strerror(r.errno)}`,
+        code: r.code,
+        counted: true,
+        timestamp,
+      });
+      return;
+    }
+    if (r.origin !== "icmp" && r.origin !== "icmp6") return;
+    const q = r.original;
+    if (q.length < 8 || q[0] !== this.#requestType) return;
+    const id = (q[4]! << 8) | q[5]!;
+    if (this.socketKind === "raw" && id !== this.#id) return;
+    const seq = (q[6]! << 8) | q[7]!;
+    this.#acknowledge(seq);
+    this.#errors++;
+    const info = { family: this.family, type: r.icmpType, code: r.icmpCode, info: r.info };
+    this.#emit({
+      type: "error",
+      host: this.host,
+      seq,
+      from: r.offender?.address ?? "",
+      family: this.family,
+      icmpType: r.icmpType,
+      icmpCode: r.icmpCode,
+      info: r.info,
+      message: describeError(info),
+      timestamp,
+    });
+  }
+
+  #summary(): PingSummary {
+    const figures = this.#timing ? rttFigures(this.#rtt) : undefined;
+    const s: PingSummary = {
+      host: this.host,
+      address: this.address,
+      family: this.family,
+      transmitted: this.#transmitted,
+      received: this.#nreceived,
+      duplicates: this.#duplicates,
+      corrupted: this.#corrupted,
+      errors: this.#errors,
+      lossPercent: this.#transmitted
+        ? ((this.#transmitted - this.#nreceived) * 100) / this.#transmitted
+        : 0,
+      timeMs: Math.round(this.#lastSendMs - this.#startMs),
+      elapsedUs: Math.trunc((this.#lastSendMs - this.#startMs) * 1000),
+      rttAccumulator: { ...this.#rtt },
+      timing: this.#timing,
+      pipe: this.#pipe,
+      showIpg: this.#intervalMs === 0 || (this.#opts.flood ?? false),
+      socket: this.socketKind,
+    };
+    if (figures && this.#nreceived) {
+      s.rtt = {
+        min: figures.minUs / 1000,
+        avg: figures.avgUs / 1000,
+        max: figures.maxUs / 1000,
+        mdev: figures.mdevUs / 1000,
+        ewma: Math.trunc(this.#rtt.ewma8 / 8) / 1000,
+      };
+    }
+    return s;
+  }
+}
+
+/**
+ * Verifies an RFC 1071 checksum (the sum of the message, checksum included,
+ * is 0xffff). Local rather than lib/icmp.ts's, to keep that module out of
+ * the start-up path: only replies on raw IPv4 sockets need it.
+ */
+function checksumOk(bytes: Uint8Array): boolean {
+  let sum = 0;
+  const n = bytes.length & ~1;
+  for (let k = 0; k < n; k += 2) sum += (bytes[k]! << 8) | bytes[k + 1]!;
+  if (bytes.length & 1) sum += bytes[bytes.length - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  return sum === 0xffff;
+}
+
+/**
+ * Builds the echo request template: iputils fills the data with 0, 1, 2 …
+ * (or the `-p` pattern), and the first 16 bytes are overwritten by the send
+ * time on each request.
+ */
+function buildRequest(type: number, id: number, size: number, pattern?: Uint8Array): Uint8Array {
+  const p = new Uint8Array(8 + size);
+  p[0] = type;
+  p[4] = id >> 8;
+  p[5] = id & 0xff;
+  for (let i = 0; i < size; i++) {
+    p[8 + i] = pattern && pattern.length > 0 ? pattern[i % pattern.length]! : i & 0xff;
+  }
+  return p;
+}
