@@ -68,6 +68,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { concat } from "./bytes.ts";
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -1849,19 +1850,9 @@ export async function readBody(
     return out;
   }
   const pieces: Uint8Array[] = [];
-  let total = 0;
-  for await (const p of bodyReader(reader, kind, options)) {
-    pieces.push(p);
-    total += p.length;
-  }
+  for await (const p of bodyReader(reader, kind, options)) pieces.push(p);
   if (pieces.length === 1) return pieces[0]!;
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of pieces) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
+  return concat(pieces);
 }
 
 /**

@@ -23,16 +23,7 @@ import {
   type ResponseHeadOptions,
   writeAll,
 } from "./http1.ts";
-
-function assert(cond: unknown, message = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(message);
-}
-
-function assertEquals<T>(actual: T, expected: T, message = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message}${message ? ": " : ""}expected ${e}, got ${a}`);
-}
+import { assert, assertEquals } from "./testing/assert.ts";
 
 async function assertRejects(
   fn: () => Promise<unknown>,

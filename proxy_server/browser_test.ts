@@ -1,5 +1,5 @@
-import { chromium } from "playwright-core";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { launchChromium } from "../lib/testing/browser.ts";
 import { startOrigin } from "./_test_util.ts";
 import { startProxy } from "./proxy.ts";
 
@@ -23,21 +23,7 @@ Deno.test("a headless Chromium loads a page through the proxy twice; the second 
   });
   const log: string[] = [];
   await using proxy = await startProxy({ port: 0, log: (l) => log.push(l) });
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--proxy-server=http://127.0.0.1:${proxy.port}`,
-      "--proxy-bypass-list=<-loopback>",
-    ],
-  });
+  const browser = await launchChromium({ proxy: `http://127.0.0.1:${proxy.port}` });
   try {
     const statuses: string[][] = [];
     for (let load = 0; load < 2; load++) {

@@ -505,8 +505,12 @@ export function validatorFields(stored: FieldReader): Array<[string, string]> {
   return out;
 }
 
-/** Hop-by-hop fields (RFC 9110 §7.6.1) plus those a 304 must not change (RFC 9111 §3.2). */
-const NOT_UPDATED_BY_304 = new Set([
+/**
+ * Fields that describe one connection, not the message (RFC 9110 §7.6.1),
+ * plus the proxy's own credentials: a proxy never forwards or stores them.
+ * Lower-case names.
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -514,10 +518,12 @@ const NOT_UPDATED_BY_304 = new Set([
   "trailer",
   "transfer-encoding",
   "upgrade",
-  "content-length",
   "proxy-authenticate",
   "proxy-authorization",
 ]);
+
+/** Hop-by-hop fields plus those a 304 must not change (RFC 9111 §3.2). */
+const NOT_UPDATED_BY_304: ReadonlySet<string> = new Set([...HOP_BY_HOP, "content-length"]);
 
 /**
  * Merges a 304 (Not Modified) response's fields into a stored response's

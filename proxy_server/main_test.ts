@@ -1,15 +1,9 @@
 import { writeAll } from "../lib/http1.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { freePort } from "../lib/testing/ports.ts";
 import { rawRequest } from "./_test_util.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = l.addr.port;
-  l.close();
-  return p;
-}
 
 async function waitFor(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {

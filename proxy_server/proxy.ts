@@ -31,11 +31,13 @@ import {
   type ResponseHead,
   writeAll,
 } from "../lib/http1.ts";
+import { concat } from "../lib/bytes.ts";
 import {
   type CacheStatusParams,
   currentAge,
   formatCacheStatus,
   freshnessLifetime,
+  HOP_BY_HOP,
   invalidatedUris,
   isNotModified,
   mayServeStaleOnError,
@@ -166,19 +168,6 @@ interface Memo {
 }
 
 const encoder = new TextEncoder();
-
-/** Fields a proxy never forwards (RFC 9110 §7.6.1), plus proxy credentials. */
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "proxy-authorization",
-  "proxy-authenticate",
-]);
 
 /** Parsed CIDR. */
 interface Cidr {
@@ -583,7 +572,7 @@ class ProxyServer implements Proxy {
     if (!keepAlive) fields.push(["Connection", "close"]);
     const head = encodeResponseHead({ status, headers: fields });
     try {
-      await writeAll(conn, concat(head, body));
+      await writeAll(conn, concat([head, body]));
     } catch {
       return 0;
     }
@@ -771,17 +760,17 @@ class ProxyServer implements Proxy {
         fields.append(n, v);
       }
       fields.append("Via", this.#via);
-      const bytes = concat(
+      const bytes = concat([
         encodeResponseHead({ status: 304, headers: fields }).subarray(0, -2),
         encoder.encode(extra + "\r\n"),
-      );
+      ]);
       await writeAll(conn, bytes);
       x.status = 304;
       if (x.code === "TCP_MEM_HIT" || x.code === "TCP_HIT") x.code = "TCP_IMS_HIT";
       x.bytes = bytes.length;
       return head.keepAlive;
     }
-    const headBytes = concat(memo.prefix, encoder.encode(extra + "\r\n"));
+    const headBytes = concat([memo.prefix, encoder.encode(extra + "\r\n")]);
     let body: Uint8Array | ReadableStream<Uint8Array> | undefined = entry.body ?? undefined;
     if (body === undefined && head.method === "GET") {
       body = await this.store.openBody(entry.meta.key);
@@ -804,7 +793,7 @@ class ProxyServer implements Proxy {
       return head.keepAlive;
     }
     if (body instanceof Uint8Array) {
-      const all = concat(headBytes, body);
+      const all = concat([headBytes, body]);
       await writeAll(conn, all);
       x.bytes = all.length;
       return head.keepAlive;
@@ -1294,14 +1283,14 @@ class ProxyServer implements Proxy {
       for await (const chunk of bodyReader(up.reader, res.body)) {
         if (conn !== null) {
           const data = clientChunked ? encodeChunk(chunk) : chunk;
-          await writeAll(conn, pending === null ? data : concat(pending, data));
+          await writeAll(conn, pending === null ? data : concat([pending, data]));
           pending = null;
           x.bytes += chunk.length;
         }
         if (writer !== null && !(await writer.write(chunk))) writer = null;
       }
       if (pending !== null && conn !== null) {
-        await writeAll(conn, clientChunked ? concat(pending, LAST_CHUNK) : pending);
+        await writeAll(conn, clientChunked ? concat([pending, LAST_CHUNK]) : pending);
         if (clientChunked) x.bytes += LAST_CHUNK.length;
         clientChunked = false;
         pending = null;
@@ -1437,13 +1426,6 @@ class ProxyServer implements Proxy {
     }
     return false;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 function originForm(url: string): string {

@@ -1,5 +1,6 @@
 import { writeAll } from "../lib/http1.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { makeTestCa } from "../lib/testing/tls.ts";
 import { curl, get, rawRequest, startOrigin } from "./_test_util.ts";
 import { parseCidr, startProxy } from "./proxy.ts";
 import { CacheStore } from "./store.ts";
@@ -470,34 +471,12 @@ Deno.test("proxy cache survives a restart (disk tier)", async () => {
 });
 
 Deno.test("proxy tunnels CONNECT to an HTTPS origin and refuses other ports", async (t) => {
-  const dir = await Deno.makeTempDir();
-  const gen = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  assert(gen.success, "openssl failed");
+  await using ca = await makeTestCa({ prefix: "proxy_tls_" });
   const server = Deno.serve({
     hostname: "127.0.0.1",
     port: 0,
-    cert: await Deno.readTextFile(`${dir}/cert.pem`),
-    key: await Deno.readTextFile(`${dir}/key.pem`),
+    cert: ca.cert,
+    key: ca.key,
     onListen() {},
   }, () => new Response("secret over tls"));
   try {
@@ -510,7 +489,7 @@ Deno.test("proxy tunnels CONNECT to an HTTPS origin and refuses other ports", as
     });
     const px = `http://127.0.0.1:${proxy.port}`;
     await t.step("the TLS session passes through untouched", async () => {
-      const r = await curl(["-x", px, "--cacert", `${dir}/cert.pem`, `https://127.0.0.1:${port}/`]);
+      const r = await curl(["-x", px, "--cacert", ca.caPath, `https://127.0.0.1:${port}/`]);
       assertEquals(r.code, 0, r.stderr);
       assertEquals(r.replies.at(-1)?.body, "secret over tls");
       // The tunnel is logged when both directions have closed.
@@ -529,7 +508,6 @@ Deno.test("proxy tunnels CONNECT to an HTTPS origin and refuses other ports", as
     });
   } finally {
     await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 

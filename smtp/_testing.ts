@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { makeTestCa } from "../lib/testing/tls.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -159,16 +160,25 @@ export async function startAiosmtpd(
   };
 }
 
-/** Configuration of the smtp-server fixture (see testdata/smtp_server.ts). */
+/** What the smtp-server fixture (testdata/smtp_server.ts) can be told to do. */
 export interface SmtpServerConfig {
+  /** SIZE limit to advertise and enforce (0: none). */
   size?: number;
+  /** Advertise SIZE without a limit, and refuse oversized data only after DATA. */
   hideSize?: boolean;
+  /** Offer DSN. */
   dsn?: boolean;
+  /** Hide PIPELINING. */
   hidePipelining?: boolean;
+  /** Offer these SASL mechanisms; none: no AUTH. */
   authMethods?: string[];
+  /** Accepted user → password (or XOAUTH2 token). */
   users?: Record<string, string>;
+  /** Refuse at a phase: connect, auth, mail, rcpt, data. */
   refuse?: { phase: string; code: number; message: string };
+  /** Recipients to refuse with 550. */
   refuseRecipients?: string[];
+  /** Enhanced status codes on replies. */
   enhanced?: boolean;
 }
 
@@ -232,83 +242,21 @@ export interface Certs extends AsyncDisposable {
   wrong: KeyPair;
 }
 
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
-    .output();
-  if (!out.success) {
-    throw new Error(`openssl ${args[0]} failed: ${decoder.decode(out.stderr)}`);
-  }
-}
-
-/** Makes a throw-away CA and server certificates with openssl. */
+/** Makes a throw-away CA and server certificates with openssl (lib/testing/tls.ts). */
 export async function makeCerts(): Promise<Certs> {
-  const dir = await Deno.makeTempDir({ prefix: "smtp_certs_" });
-  await openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=netkit test CA",
-    "-addext",
-    "basicConstraints=critical,CA:TRUE",
-    "-addext",
-    "keyUsage=critical,keyCertSign",
-  ], dir);
-  for (
-    const [name, san] of [["good", "IP:127.0.0.1,DNS:localhost"], ["wrong", "DNS:mismatch.invalid"]]
-  ) {
-    await openssl([
-      "req",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      `/CN=${name}`,
-    ], dir);
-    await Deno.writeTextFile(
-      `${dir}/${name}.ext`,
-      `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`,
-    );
-    await openssl([
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      `${name}.pem`,
-      "-days",
-      "2",
-      "-extfile",
-      `${name}.ext`,
-    ], dir);
+  const ca = await makeTestCa({ hosts: ["127.0.0.1", "localhost"], prefix: "smtp_certs_" });
+  try {
+    const wrong = await ca.issue(["mismatch.invalid"]);
+    return {
+      ca: ca.caPath,
+      good: { cert: ca.certPath, key: ca.keyPath },
+      wrong: { cert: wrong.certPath, key: wrong.keyPath },
+      [Symbol.asyncDispose]: () => ca[Symbol.asyncDispose](),
+    };
+  } catch (err) {
+    await ca[Symbol.asyncDispose]();
+    throw err;
   }
-  return {
-    ca: `${dir}/ca.pem`,
-    good: { cert: `${dir}/good.pem`, key: `${dir}/good.key` },
-    wrong: { cert: `${dir}/wrong.pem`, key: `${dir}/wrong.key` },
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-  };
 }
 
 /** The outcome of one CLI run. */

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { freePort } from "../lib/testing/ports.ts";
 
 /** A running nginx, stopped by disposal. */
 export interface Nginx extends AsyncDisposable {
@@ -10,11 +11,6 @@ export interface Nginx extends AsyncDisposable {
   port: number;
   /** The master's process id (the workers are its children). */
   pid: number;
-}
-
-function freePort(): number {
-  using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return (l.addr as Deno.NetAddr).port;
 }
 
 /**

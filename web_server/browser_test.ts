@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { artifactPath, launchChromium } from "../lib/testing/browser.ts";
 import { serveHttp } from "./engine.ts";
 import { serveDir } from "./serve.ts";
 
 const PUBLIC = fileURLToPath(new URL("./public/", import.meta.url));
-const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 
 Deno.test({
   name: "a real browser shows the index page, a listing, and follows a link",
@@ -29,22 +28,9 @@ Deno.test({
       cacheRoot: root,
     });
     const base = `http://127.0.0.1:${server.addr.port}`;
-    const browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
-      await Deno.mkdir(ARTIFACTS, { recursive: true });
       await t.step("the index page renders with its title and tool list", async () => {
         const res = await page.goto(base + "/");
         assert.equal(res?.status(), 200);
@@ -53,14 +39,14 @@ Deno.test({
         for (const tool of ["ping", "traceroute", "UDP pinger", "web server", "proxy", "SMTP"]) {
           assert.ok(text.toLowerCase().includes(tool.toLowerCase()), `mentions ${tool}`);
         }
-        await page.screenshot({ path: `${ARTIFACTS}/web_server_index.png`, fullPage: true });
+        await page.screenshot({ path: await artifactPath("web_server_index.png"), fullPage: true });
       });
       await t.step("a directory listing shows escaped names", async () => {
         await page.goto(base + "/files/");
         assert.equal(await page.title(), "Index of /files/");
         const names = await page.locator("tbody td:first-child a").allInnerTexts();
         assert.deepEqual(names, ["../", "sub/", "notes & <ideas>.txt"]);
-        await page.screenshot({ path: `${ARTIFACTS}/web_server_listing.png` });
+        await page.screenshot({ path: await artifactPath("web_server_listing.png") });
       });
       await t.step("following links reaches the files", async () => {
         await page.click("text=sub/");

@@ -1,15 +1,8 @@
-import { makeTestCa, rawServer } from "../lib/testdata/http1_peers.ts";
+import { rawServer } from "../lib/testdata/http1_peers.ts";
+import { makeTestCa } from "../lib/testing/tls.ts";
+import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { freePort } from "../lib/testing/ports.ts";
 import { formatBytes, formatProgress, formatTiming, parseHeaderOption } from "./client.ts";
-
-function assert(cond: unknown, message = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(message);
-}
-
-function assertEquals<T>(actual: T, expected: T, message = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message}${message ? ": " : ""}expected ${e}, got ${a}`);
-}
 
 const CLIENT = new URL("./client.ts", import.meta.url).pathname;
 const dec = new TextDecoder();
@@ -29,13 +22,6 @@ async function client(args: string[], options: { isolated?: boolean } = {}): Pro
     : new Deno.Command(deno, { args: argv.slice(1) });
   const out = await cmd.output();
   return { code: out.code, stdout: out.stdout, stderr: dec.decode(out.stderr) };
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
 }
 
 /**
@@ -347,38 +333,33 @@ Deno.test("client exits with the documented code per failure class", async (t) =
 });
 
 Deno.test("client speaks HTTPS with --cacert and exits 60 for an untrusted certificate", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "client_tls_" });
-  try {
-    const ca = await makeTestCa(dir);
-    using listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: ca.cert, key: ca.key });
-    const serve = (async () => {
-      for (let k = 0; k < 2; k++) {
-        const conn = await listener.accept();
-        try {
-          const buf = new Uint8Array(4096);
-          await conn.read(buf);
-          await conn.write(
-            new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nTLS"),
-          );
-        } catch {
-          // The untrusting client aborts the handshake.
-        } finally {
-          conn.close();
-        }
+  await using ca = await makeTestCa({ prefix: "client_tls_" });
+  using listener = Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: ca.cert, key: ca.key });
+  const serve = (async () => {
+    for (let k = 0; k < 2; k++) {
+      const conn = await listener.accept();
+      try {
+        const buf = new Uint8Array(4096);
+        await conn.read(buf);
+        await conn.write(
+          new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nTLS"),
+        );
+      } catch {
+        // The untrusting client aborts the handshake.
+      } finally {
+        conn.close();
       }
-    })();
-    const url = `https://localhost:${listener.addr.port}/`;
-    const ok = await client(["--cacert", ca.caPath, "--timing", url]);
-    assertEquals(ok.code, 0, ok.stderr);
-    assertEquals(dec.decode(ok.stdout), "TLS");
-    const tls = Number(ok.stderr.match(/^\*\s+tls\s+([\d.]+) ms/m)?.[1]);
-    assert(tls > 0, ok.stderr);
-    const untrusted = await client([url]);
-    assertEquals(untrusted.code, 60, untrusted.stderr);
-    await serve;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    }
+  })();
+  const url = `https://localhost:${listener.addr.port}/`;
+  const ok = await client(["--cacert", ca.caPath, "--timing", url]);
+  assertEquals(ok.code, 0, ok.stderr);
+  assertEquals(dec.decode(ok.stdout), "TLS");
+  const tls = Number(ok.stderr.match(/^\*\s+tls\s+([\d.]+) ms/m)?.[1]);
+  assert(tls > 0, ok.stderr);
+  const untrusted = await client([url]);
+  assertEquals(untrusted.code, 60, untrusted.stderr);
+  await serve;
 });
 
 Deno.test("client formatting helpers", async (t) => {

@@ -34,8 +34,9 @@ import {
   type RequestHead,
   writeAll,
 } from "../lib/http1.ts";
-import { encodeChunk } from "../lib/http1.ts";
-import { inMemoryBody, isCacheable } from "./serve.ts";
+import { encodeChunk, reasonPhrase } from "../lib/http1.ts";
+import { concat } from "../lib/bytes.ts";
+import { inMemoryBody, isCacheable, plainResponse } from "./serve.ts";
 
 /** What a handler learns about the connection besides the request. */
 export interface RequestInfo {
@@ -380,7 +381,7 @@ export class HttpServer implements AsyncDisposable {
   }
 
   async #sendError(conn: Deno.Conn, status: number, remote: Deno.NetAddr): Promise<void> {
-    const body = encoder.encode(`${status} ${statusText(status)}\n`);
+    const body = encoder.encode(`${status} ${reasonPhrase(status) || "Error"}\n`);
     const head = encodeResponseHead({
       status,
       headers: [
@@ -390,7 +391,7 @@ export class HttpServer implements AsyncDisposable {
         ["Connection", "close"],
       ],
     });
-    await writeAll(conn, concat(head, body));
+    await writeAll(conn, concat([head, body]));
     this.#options.onLog?.({
       remoteAddr: remote.hostname,
       time: new Date(),
@@ -512,7 +513,7 @@ export class HttpServer implements AsyncDisposable {
     const generation = this.#generation;
     let response: Response;
     if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
-      response = textResponse(405, { allow: "GET, HEAD" });
+      response = plainResponse(405, { allow: "GET, HEAD" });
     } else {
       let request: Request | undefined;
       try {
@@ -526,13 +527,13 @@ export class HttpServer implements AsyncDisposable {
         request = undefined;
       }
       if (request === undefined) {
-        response = textResponse(400);
+        response = plainResponse(400);
         keepAlive = false;
       } else {
         try {
           response = await this.#handler(request, { remoteAddr: remote });
         } catch {
-          response = textResponse(500);
+          response = plainResponse(500);
         }
       }
     }
@@ -584,7 +585,7 @@ export class HttpServer implements AsyncDisposable {
       // One buffer, one write: a separate small head write costs the client an
       // extra wakeup per response. Cached entries pay the copy once.
       small = body.length <= SMALL_BODY || store;
-      if (small) all = concat(headBytes, body);
+      if (small) all = concat([headBytes, body]);
       if (store) this.#store(key!, all, null, headBytes.length, status);
     }
     // Requests waiting for this response may go on before we write to a possibly slow client.
@@ -666,38 +667,6 @@ export class HttpServer implements AsyncDisposable {
       userAgent: head.headers.get("user-agent"),
     });
   }
-}
-
-function statusText(status: number): string {
-  return {
-    400: "Bad Request",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    414: "URI Too Long",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    505: "HTTP Version Not Supported",
-  }[status] ?? "Error";
-}
-
-function textResponse(status: number, headers: Record<string, string> = {}): Response {
-  const body = encoder.encode(`${status} ${statusText(status)}\n`);
-  return new Response(body, {
-    status,
-    headers: {
-      "content-type": "text/plain; charset=utf-8",
-      "content-length": String(body.length),
-      ...headers,
-    },
-  });
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /**

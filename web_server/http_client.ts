@@ -29,6 +29,7 @@ import {
   type ResponseHead,
   writeAll,
 } from "../lib/http1.ts";
+import { concat } from "../lib/bytes.ts";
 
 export type { BodyKind, FieldList, HttpVersion, ResponseHead } from "../lib/http1.ts";
 
@@ -449,18 +450,8 @@ export class ClientResponse {
    */
   async bytes(): Promise<Uint8Array> {
     const pieces: Uint8Array[] = [];
-    let total = 0;
-    for await (const p of this.body()) {
-      pieces.push(p);
-      total += p.length;
-    }
-    const out = new Uint8Array(total);
-    let off = 0;
-    for (const p of pieces) {
-      out.set(p, off);
-      off += p.length;
-    }
-    return out;
+    for await (const p of this.body()) pieces.push(p);
+    return concat(pieces);
   }
 
   /**
@@ -721,7 +712,7 @@ export class HttpClient implements AsyncDisposable {
     } catch (err) {
       throw new HttpClientError("url", `Cannot build the request: ${(err as Error).message}`);
     }
-    const wire = body !== undefined && body.length <= 65536 ? concat(headBytes, body) : headBytes;
+    const wire = body !== undefined && body.length <= 65536 ? concat([headBytes, body]) : headBytes;
     const requestHead = new TextDecoder().decode(headBytes);
     const start = performance.now();
 
@@ -874,11 +865,4 @@ export class HttpClient implements AsyncDisposable {
     this.close();
     return Promise.resolve();
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

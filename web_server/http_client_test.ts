@@ -1,16 +1,8 @@
 import { BufferedReader, readRequestHead, writeAll } from "../lib/http1.ts";
-import { makeTestCa, rawServer } from "../lib/testdata/http1_peers.ts";
+import { rawServer } from "../lib/testdata/http1_peers.ts";
+import { makeTestCa } from "../lib/testing/tls.ts";
+import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { HttpClient, HttpClientError } from "./http_client.ts";
-
-function assert(cond: unknown, message = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(message);
-}
-
-function assertEquals<T>(actual: T, expected: T, message = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message}${message ? ": " : ""}expected ${e}, got ${a}`);
-}
 
 async function assertFails(p: Promise<unknown>, kind: string, exitCode: number): Promise<void> {
   try {
@@ -311,49 +303,44 @@ Deno.test("HttpClient classifies failures with curl's exit codes", async (t) => 
 });
 
 Deno.test("HttpClient speaks HTTPS with a trusted CA and refuses an unknown one", async (t) => {
-  const dir = await Deno.makeTempDir({ prefix: "http_client_tls_" });
-  try {
-    const ca = await makeTestCa(dir);
-    using listener = Deno.listenTls({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: ca.cert,
-      key: ca.key,
-    });
-    const serve = (async () => {
-      for (let k = 0; k < 2; k++) {
-        const conn = await listener.accept();
-        try {
-          const reader = new BufferedReader(conn);
-          const head = await readRequestHead(reader);
-          if (head !== null) {
-            await writeAll(conn, enc.encode(ok("secure", "Connection: close\r\n")));
-          }
-        } catch {
-          // The untrusting client aborts the handshake.
-        } finally {
-          conn.close();
+  await using ca = await makeTestCa({ prefix: "http_client_tls_" });
+  using listener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: ca.cert,
+    key: ca.key,
+  });
+  const serve = (async () => {
+    for (let k = 0; k < 2; k++) {
+      const conn = await listener.accept();
+      try {
+        const reader = new BufferedReader(conn);
+        const head = await readRequestHead(reader);
+        if (head !== null) {
+          await writeAll(conn, enc.encode(ok("secure", "Connection: close\r\n")));
         }
+      } catch {
+        // The untrusting client aborts the handshake.
+      } finally {
+        conn.close();
       }
-    })();
-    await t.step("trusted: body and a TLS timing mark", async () => {
-      await using client = new HttpClient({ caCerts: [ca.caCert] });
-      const res = await client.request(`https://localhost:${listener.addr.port}/`);
-      assertEquals(await res.text(), "secure");
-      assert(res.timing.tls >= res.timing.connect && res.timing.tls > 0, "tls mark");
-      assert(res.timing.firstByte >= res.timing.tls, "first byte after TLS");
-      assert(res.timing.total >= res.timing.firstByte, "total last");
-    });
-    await t.step("unknown CA → 60", async () => {
-      await using client = new HttpClient();
-      await assertFails(
-        client.request(`https://localhost:${listener.addr.port}/`),
-        "certificate",
-        60,
-      );
-    });
-    await serve;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    }
+  })();
+  await t.step("trusted: body and a TLS timing mark", async () => {
+    await using client = new HttpClient({ caCerts: [ca.caCert] });
+    const res = await client.request(`https://localhost:${listener.addr.port}/`);
+    assertEquals(await res.text(), "secure");
+    assert(res.timing.tls >= res.timing.connect && res.timing.tls > 0, "tls mark");
+    assert(res.timing.firstByte >= res.timing.tls, "first byte after TLS");
+    assert(res.timing.total >= res.timing.firstByte, "total last");
+  });
+  await t.step("unknown CA → 60", async () => {
+    await using client = new HttpClient();
+    await assertFails(
+      client.request(`https://localhost:${listener.addr.port}/`),
+      "certificate",
+      60,
+    );
+  });
+  await serve;
 });

@@ -25,6 +25,8 @@
  */
 import zlib from "node:zlib";
 import { promisify } from "node:util";
+import { concat } from "../lib/bytes.ts";
+import { reasonPhrase } from "../lib/http1.ts";
 import { contentType, isCompressible } from "./mime_types.ts";
 
 /** Options of {@linkcode serveDir}. */
@@ -165,10 +167,10 @@ export async function serveDir(request: Request, options: ServeDirOptions = {}):
     if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
       response = await notFound(request, options);
     } else if (err instanceof Deno.errors.PermissionDenied) {
-      response = plain(403, "Forbidden");
+      response = plainResponse(403);
     } else {
       // Never leak internals (paths, stacks) to the client: the log has the status.
-      response = plain(500, "Internal Server Error");
+      response = plainResponse(500);
     }
   }
   return finish(request, response, options);
@@ -191,8 +193,23 @@ function finish(request: Request, response: Response, options: ServeDirOptions):
   return response;
 }
 
-function plain(status: number, text: string, headers: Record<string, string> = {}): Response {
-  const body = new TextEncoder().encode(`${status} ${text}\n`);
+/**
+ * Builds the short plain-text response (`404 Not Found\n`) that the server
+ * and its engine send for errors and redirects.
+ *
+ * @param status The status code; the body names it with its RFC 9110 reason phrase.
+ * @param headers Extra header fields (e.g. `location`, `allow`).
+ * @returns The response, with Content-Type and Content-Length set.
+ *
+ * @example
+ * ```ts
+ * import { plainResponse } from "./serve.ts";
+ * const res = plainResponse(405, { allow: "GET, HEAD" });
+ * console.assert((await res.text()) === "405 Method Not Allowed\n");
+ * ```
+ */
+export function plainResponse(status: number, headers: Record<string, string> = {}): Response {
+  const body = new TextEncoder().encode(`${status} ${reasonPhrase(status) || "Error"}\n`);
   return new Response(body, {
     status,
     headers: {
@@ -219,11 +236,11 @@ async function notFound(request: Request, options: ServeDirOptions): Promise<Res
       // No custom page: the plain one below.
     }
   }
-  return plain(404, "Not Found");
+  return plainResponse(404);
 }
 
 function redirect(location: string): Response {
-  const res = plain(301, "Moved Permanently", { location });
+  const res = plainResponse(301, { location });
   return res;
 }
 
@@ -277,13 +294,13 @@ async function route(request: Request, options: ServeDirOptions): Promise<Respon
     });
   }
   if (method !== "GET" && method !== "HEAD") {
-    return plain(405, "Method Not Allowed", {
+    return plainResponse(405, {
       allow: options.cors ? `${METHODS}, OPTIONS` : METHODS,
     });
   }
   const url = new URL(request.url);
   const segments = decodeSegments(url.pathname);
-  if (segments === undefined || segments[0] !== "") return plain(400, "Bad Request");
+  if (segments === undefined || segments[0] !== "") return plainResponse(400);
   const names = segments.slice(1);
   // Collapse empty segments ("//") with a redirect, as std's file_server does,
   // so every file has one URL (and one cache entry).
@@ -309,7 +326,7 @@ async function route(request: Request, options: ServeDirOptions): Promise<Respon
     }
     throw err;
   }
-  if (!within(rootReal, real)) return plain(403, "Forbidden");
+  if (!within(rootReal, real)) return plainResponse(403);
   const info = await Deno.stat(real);
   const trailing = url.pathname.endsWith("/");
   if (info.isDirectory) {
@@ -319,10 +336,10 @@ async function route(request: Request, options: ServeDirOptions): Promise<Respon
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
-    if (options.showDirListing === false) return plain(403, "Forbidden");
+    if (options.showDirListing === false) return plainResponse(403);
     return serveListing(request, real, url, options);
   }
-  if (!info.isFile) return plain(403, "Forbidden");
+  if (!info.isFile) return plainResponse(403);
   if (trailing) return redirect(url.pathname.slice(0, -1) + url.search);
   return serveFile(request, real, options, info);
 }
@@ -513,16 +530,6 @@ async function readRanges(path: string, ranges: ByteRange[]): Promise<Uint8Array
   return out;
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
-}
-
 async function serveFile(
   request: Request,
   path: string,
@@ -583,11 +590,11 @@ async function serveFile(
   // RFC 9110 §13.2.2 evaluation order.
   const ifMatch = request.headers.get("if-match");
   if (ifMatch !== null) {
-    if (!strongMatch(ifMatch, etag)) return plain(412, "Precondition Failed");
+    if (!strongMatch(ifMatch, etag)) return plainResponse(412);
   } else {
     const since = httpDate(request.headers.get("if-unmodified-since"));
     if (since !== undefined && mtime !== undefined && Math.floor(mtime / 1000) * 1000 > since) {
-      return plain(412, "Precondition Failed");
+      return plainResponse(412);
     }
   }
   const ifNoneMatch = request.headers.get("if-none-match");
@@ -648,7 +655,7 @@ async function serveFile(
       ranges = undefined;
     }
     if (ranges !== undefined && ranges.length === 0) {
-      return plain(416, "Range Not Satisfiable", { "content-range": `bytes */${size}` });
+      return plainResponse(416, { "content-range": `bytes */${size}` });
     }
     if (ranges !== undefined) return serveRanges(path, type, size, ranges, headers, options);
   }

@@ -1,7 +1,7 @@
 /**
  * Test peers for the HTTP/1.1 codec's users (client, server, proxy tests): a
- * loopback server that answers with exact bytes, and a throw-away CA with a
- * localhost certificate made by openssl (Debian `openssl`).
+ * loopback server that answers with exact bytes. Throw-away TLS certificates
+ * are in lib/testing/tls.ts.
  *
  * @module
  */
@@ -78,75 +78,5 @@ export function rawServer(
       await loop;
       await Promise.all(tasks);
     },
-  };
-}
-
-/** Makes a throw-away CA and a localhost certificate with openssl (Debian `openssl`). */
-export async function makeTestCa(
-  dir: string,
-): Promise<{ caCert: string; cert: string; key: string; caPath: string }> {
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", { args, cwd: dir, stderr: "piped" }).output();
-    if (!out.success) {
-      throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
-    }
-  };
-  await run(
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=netkit client test CA",
-  );
-  await run(
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    "leaf.key",
-    "-out",
-    "leaf.csr",
-    "-subj",
-    "/CN=localhost",
-  );
-  await Deno.writeTextFile(
-    `${dir}/ext.cnf`,
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-  );
-  await run(
-    "x509",
-    "-req",
-    "-in",
-    "leaf.csr",
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "leaf.crt",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
-  );
-  return {
-    caCert: await Deno.readTextFile(`${dir}/ca.crt`),
-    cert: await Deno.readTextFile(`${dir}/leaf.crt`),
-    key: await Deno.readTextFile(`${dir}/leaf.key`),
-    caPath: `${dir}/ca.crt`,
   };
 }

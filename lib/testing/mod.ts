@@ -1,9 +1,13 @@
 /**
  * Test support: the network lab (namespaces, veth links, routers and
- * nftables rules; see {@linkcode Lab} and {@linkcode labTest}) and minimal
- * assertions.
+ * nftables rules; see {@linkcode Lab} and {@linkcode labTest}), minimal
+ * assertions, throw-away TLS certificates ({@linkcode makeTestCa}) and
+ * {@linkcode freePort}. A headless Chromium for page tests is in
+ * `lib/testing/browser.ts`.
  *
  * @module
  */
 export * from "./lab.ts";
 export * from "./assert.ts";
+export * from "./tls.ts";
+export * from "./ports.ts";

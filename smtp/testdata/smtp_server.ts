@@ -10,28 +10,7 @@
  * @module
  */
 import { SMTPServer } from "smtp-server";
-
-/** What the fixture can be told to do. */
-interface Config {
-  /** SIZE limit to advertise and enforce (0: none). */
-  size?: number;
-  /** Advertise SIZE without a limit, and refuse oversized data only after DATA. */
-  hideSize?: boolean;
-  /** Offer DSN. */
-  dsn?: boolean;
-  /** Hide PIPELINING. */
-  hidePipelining?: boolean;
-  /** Offer these SASL mechanisms; none: no AUTH. */
-  authMethods?: string[];
-  /** Accepted user → password (or XOAUTH2 token). */
-  users?: Record<string, string>;
-  /** Refuse at a phase: connect, auth, mail, rcpt, data. */
-  refuse?: { phase: string; code: number; message: string };
-  /** Recipients to refuse with 550. */
-  refuseRecipients?: string[];
-  /** Enhanced status codes on replies. */
-  enhanced?: boolean;
-}
+import type { SmtpServerConfig as Config } from "../_testing.ts";
 
 const config: Config = JSON.parse(Deno.args[0] ?? "{}");
 const emit = (event: Record<string, unknown>) => console.log(JSON.stringify(event));
