@@ -200,6 +200,12 @@ export interface ConnectOptions {
   transport?: SmtpTransport;
   /** Receives each transcript line; AUTH secrets are masked. @default none */
   onTranscript?: (direction: TranscriptDirection, line: string) => void;
+  /**
+   * Send PLAIN, LOGIN or XOAUTH2 credentials over an unencrypted connection
+   * to a host other than the loopback one. Off, they are refused before any
+   * byte of them is sent, as msmtp refuses them. @default false
+   */
+  allowPlaintextAuth?: boolean;
 }
 
 /** Credentials for {@linkcode SmtpSession.authenticate}. */
@@ -511,6 +517,20 @@ export class SmtpSession implements AsyncDisposable {
         `Cannot authenticate with ${mechanism}: the server offers only ${
           offered.join(" ") || "no AUTH"
         }`,
+        "auth",
+      );
+    }
+    // Safe by default: a password in clear text on the network is refused
+    // unless asked for. CRAM-MD5 never sends the password itself, and on the
+    // loopback interface nothing leaves the machine.
+    const hostname = this.#options.hostname;
+    if (
+      !this.#tls && mechanism !== "CRAM-MD5" && !this.#options.allowPlaintextAuth &&
+      !isLoopbackHost(hostname)
+    ) {
+      throw new SmtpError(
+        `Refusing to send ${mechanism} credentials to ${hostname} over an unencrypted connection: ` +
+          "use --tls or --tls-on-connect, or --allow-plaintext-auth",
         "auth",
       );
     }
@@ -906,6 +926,12 @@ function tlsOptions(options: ConnectOptions): TlsOptions {
 
 function reason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return host === "localhost" || host.endsWith(".localhost") || host === "::1" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 function isTlsError(err: unknown): boolean {

@@ -146,6 +146,7 @@ Deno.test("SmtpSession masks AUTH secrets in the transcript", async () => {
     await using session = await SmtpSession.connect({
       hostname: "fake",
       transport: fakeTransport(conn),
+      allowPlaintextAuth: true,
       onTranscript: (dir: TranscriptDirection, line: string) => transcript.push(`${dir} ${line}`),
     });
     await session.hello();
@@ -153,6 +154,44 @@ Deno.test("SmtpSession masks AUTH secrets in the transcript", async () => {
     const text = transcript.join("\n");
     assert(!text.includes(btoa("s3cret")) && !text.includes(btoa("\0user\0s3cret")), text);
     assert(text.includes("****"));
+  }
+});
+
+Deno.test("SmtpSession refuses clear-text credentials to a remote host unless allowed", async (t) => {
+  const script = (line: string) => {
+    if (line.startsWith("EHLO")) return "250-x\r\n250 AUTH PLAIN LOGIN CRAM-MD5\r\n";
+    if (line.startsWith("AUTH PLAIN")) return "235 ok\r\n";
+    if (line === "AUTH CRAM-MD5") return `334 ${btoa("<1.2@x>")}\r\n`;
+    if (line.startsWith(btoa("user ").slice(0, 4))) return "235 ok\r\n";
+    return "221 bye\r\n";
+  };
+  const cases = [
+    { host: "mail.example.test", mechanism: "PLAIN", allow: false, refused: true },
+    { host: "mail.example.test", mechanism: "PLAIN", allow: true, refused: false },
+    { host: "mail.example.test", mechanism: "CRAM-MD5", allow: false, refused: false },
+    { host: "127.0.0.1", mechanism: "PLAIN", allow: false, refused: false },
+    { host: "localhost", mechanism: "PLAIN", allow: false, refused: false },
+    { host: "[::1]", mechanism: "PLAIN", allow: false, refused: false },
+  ] as const;
+  for (const { host, mechanism, allow, refused } of cases) {
+    await t.step(`${mechanism} to ${host}${allow ? " (allowed)" : ""}`, async () => {
+      const conn = new FakeConn("220 hi\r\n", script);
+      await using session = await SmtpSession.connect({
+        hostname: host,
+        transport: fakeTransport(conn),
+        allowPlaintextAuth: allow,
+      });
+      await session.hello();
+      const attempt = session.authenticate({ user: "user", password: "s3cret", mechanism });
+      if (refused) {
+        const err = await assertRejects(() => attempt, SmtpError);
+        assertEquals(err.phase, "auth");
+        assert(err.message.startsWith(`Refusing to send PLAIN credentials to ${host}`));
+        assert(!conn.sent.some((line) => line.startsWith("AUTH")), conn.sent.join("\n"));
+      } else {
+        assertEquals((await attempt).code, 235);
+      }
+    });
   }
 });
 

@@ -57,6 +57,7 @@ const USAGE = `Usage: smtp [options]
       --tls-on-connect       implicit TLS (port 465)
       --tls-ca FILE          trust this CA certificate (PEM) too
       --insecure             do not check the certificate's name (the chain is still verified)
+      --allow-plaintext-auth send PLAIN/LOGIN/XOAUTH2 credentials without TLS to a remote host
       --ehlo NAME            name to send in EHLO (default: this host's name)
       --pipeline             use PIPELINING when the server offers it
       --quit-after PHASE     CONNECT, EHLO, TLS, AUTH, MAIL or RCPT
@@ -183,6 +184,7 @@ async function main(args: string[]): Promise<number> {
     "tls-on-connect": { type: "boolean" },
     "tls-ca": { type: "string" },
     insecure: { type: "boolean" },
+    "allow-plaintext-auth": { type: "boolean" },
     ehlo: { type: "string" },
     pipeline: { type: "boolean" },
     "quit-after": { type: "string" },
@@ -318,6 +320,7 @@ async function main(args: string[]): Promise<number> {
       implicitTls,
       caCerts,
       skipNameCheck: values.insecure ?? false,
+      allowPlaintextAuth: values["allow-plaintext-auth"] ?? false,
       ...(values.ehlo !== undefined ? { ehloName: values.ehlo } : {}),
       timeouts: { connect: timeout, command: timeout, data: Math.max(timeout, 600_000) },
       ...(verbose
