@@ -14,9 +14,14 @@
  * Besides the median wall-clock time it reports the fastest run of each
  * (the least disturbed by other load) and CPU time (user + system, from bash's
  * `times`), which a loaded machine inflates far less than wall time, and a
- * baseline: `deno run` of an empty module (Deno's own start-up).
+ * baseline: `deno run` of an empty module (Deno's own start-up). The last
+ * column, our fastest run less the fastest empty-module run, is the tool's
+ * own cost on top of Deno, the figure to watch when the machine is noisy.
  *
- * Run as root: `deno run -A bench/traceroute.ts [rounds]` (default 15).
+ * Run as root: `deno run -A bench/traceroute.ts [rounds] [other main.ts]`
+ * (default 15 rounds). With a second `main.ts` (say, a copy of an earlier
+ * version), that one also runs in every round, so a change is measured
+ * against its predecessor under the same load.
  *
  * @module
  */
@@ -25,6 +30,7 @@ import { Lab } from "../lib/testing/lab.ts";
 const rounds = Number(Deno.args[0] ?? 15);
 const main = new URL("../traceroute/main.ts", import.meta.url).pathname;
 const ours = [Deno.execPath(), "run", "-A", main];
+const other = Deno.args[1] === undefined ? undefined : [Deno.execPath(), "run", "-A", Deno.args[1]];
 const butskoy = ["traceroute"];
 
 function median(xs: number[]): number {
@@ -65,14 +71,17 @@ for (let i = 0; i < rounds; i++) {
 }
 await Deno.remove(empty);
 const rows: string[] = [];
+const otherRows: string[] = [];
 let silence: Awaited<ReturnType<Lab["silence"]>> | undefined;
 for (const s of scenarios) {
   if (s.silent && !silence) silence = await lab.silence("r2");
   // One warm-up each (page cache, Deno's code cache).
   await timed(lab, [...butskoy, ...s.args]);
   await timed(lab, [...ours, ...s.args]);
+  if (other) await timed(lab, [...other, ...s.args]);
   const a = { wall: [] as number[], cpu: [] as number[] };
   const b = { wall: [] as number[], cpu: [] as number[] };
+  const c = { wall: [] as number[], cpu: [] as number[] };
   for (let i = 0; i < rounds; i++) {
     const x = await timed(lab, [...butskoy, ...s.args]);
     const y = await timed(lab, [...ours, ...s.args]);
@@ -80,6 +89,19 @@ for (const s of scenarios) {
     a.cpu.push(x.cpu);
     b.wall.push(y.wall);
     b.cpu.push(y.cpu);
+    if (other) {
+      const z = await timed(lab, [...other, ...s.args]);
+      c.wall.push(z.wall);
+      c.cpu.push(z.cpu);
+    }
+  }
+  if (other) {
+    const [wa, wc] = [median(a.wall), median(c.wall)];
+    otherRows.push(
+      `| ${s.name} | ${wa.toFixed(1)} | ${wc.toFixed(1)} | +${(wc - wa).toFixed(1)} | ${
+        (median(b.wall) - wc).toFixed(1)
+      } | ${median(c.cpu).toFixed(0)} |`,
+    );
   }
   const [wa, wb, ca, cb] = [median(a.wall), median(b.wall), median(a.cpu), median(b.cpu)];
   const [ma, mb] = [Math.min(...a.wall), Math.min(...b.wall)];
@@ -88,7 +110,7 @@ for (const s of scenarios) {
       (wb / wa).toFixed(2)
     } | ${wb - wa <= 40 ? "yes" : "NO"} | ${ma.toFixed(1)} | ${mb.toFixed(1)} | +${
       (mb - ma).toFixed(1)
-    } | ${ca.toFixed(0)} | ${cb.toFixed(0)} |`,
+    } | ${ca.toFixed(0)} | ${cb.toFixed(0)} | +${(mb - Math.min(...baseline.wall)).toFixed(1)} |`,
   );
 }
 const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
@@ -101,7 +123,13 @@ console.log(
   }), CPU ${median(baseline.cpu).toFixed(0)}\n`,
 );
 console.log(
-  "| scenario | Butskoy wall | ours wall | difference | ratio | ≤ +40 ms | Butskoy min | ours min | min difference | Butskoy CPU | ours CPU |",
+  "| scenario | Butskoy wall | ours wall | difference | ratio | ≤ +40 ms | Butskoy min | ours min | min difference | Butskoy CPU | ours CPU | ours min − Deno start-up min |",
 );
-console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) console.log(r);
+if (other) {
+  console.log(`\nThe other version (${Deno.args[1]}), same rounds:\n`);
+  console.log("| scenario | Butskoy wall | other wall | difference | ours − other | other CPU |");
+  console.log("|---|---|---|---|---|---|");
+  for (const r of otherRows) console.log(r);
+}

@@ -10,17 +10,21 @@
  *
  * @module
  */
-import { buildEcho, parseIcmp, parseIpv4Header, parseQuoted } from "../lib/icmp.ts";
+import { buildEcho, parseIcmp, parseQuoted } from "../lib/icmp.ts";
 import { realtimeNs, type Socket } from "../lib/rawsock.ts";
 import {
   applyLocal,
+  classifiedReply,
   classifyIcmp,
   type Flow,
+  isIcmpReportFor,
   type MethodOptions,
   openProbeSocket,
   payload,
   type ProbeMethod,
   type ProbeReply,
+  probeSize,
+  rawPayload,
   sendProbe,
   sourceAddressFor,
 } from "./probe.ts";
@@ -51,31 +55,46 @@ class IcmpMethod implements ProbeMethod {
   #sock: Socket;
   #raw: boolean;
   #id = 0;
+  #ttl = 0;
   #dataLength: number;
   #flow: Flow | undefined;
 
   constructor(o: MethodOptions) {
     this.#o = o;
-    const ipHeader = o.family === 4 ? 20 : 40;
-    this.packetLength = Math.max(o.packetLength, ipHeader + ICMP_HEADER + (o.paris ? 2 : 0));
-    this.#dataLength = this.packetLength - ipHeader - ICMP_HEADER;
+    const size = probeSize(o, ICMP_HEADER);
+    this.packetLength = size.packetLength;
+    this.#dataLength = size.dataLength;
     if (o.sourcePort !== undefined) {
       throw new TypeError("Cannot use a source port with ICMP probes: ICMP has no ports");
     }
     let sock: Socket;
     try {
-      sock = openProbeSocket({ kind: "icmp-raw", family: o.family, receiveBufferSize: 1 << 20 });
+      // No IP_RECVTTL on either kind: nothing reads the TTL of a reply.
+      sock = openProbeSocket({
+        kind: "icmp-raw",
+        family: o.family,
+        receiveBufferSize: 1 << 20,
+        receiveTtl: false,
+      });
       this.#raw = true;
     } catch (err) {
       if (!(err instanceof Deno.errors.PermissionDenied)) throw err;
-      sock = openProbeSocket({ kind: "icmp", family: o.family, receiveErrors: true });
+      sock = openProbeSocket({
+        kind: "icmp",
+        family: o.family,
+        receiveErrors: true,
+        receiveTtl: false,
+      });
       this.#raw = false;
     }
     this.#sock = sock;
     try {
       if (this.#raw) {
         sock.setIcmpFilter(o.family === 4 ? [0, 3, 11] : [129, 1, 2, 3]);
-        this.#id = crypto.getRandomValues(new Uint16Array(1))[0]!;
+        // Any identifier unlikely to clash will do (Butskoy's is random as
+        // well); Math.random() spares start-up the first-use cost of the Web
+        // Crypto RNG (about 0.2 ms).
+        this.#id = Math.floor(Math.random() * 0x10000);
       } else {
         this.#id = 0;
       }
@@ -126,7 +145,11 @@ class IcmpMethod implements ProbeMethod {
 
   send(index: number, ttl: number): bigint {
     const o = this.#o;
-    this.#sock.setTtl(ttl);
+    // Probes of a hop share a TTL: set it only when it changes.
+    if (ttl !== this.#ttl) {
+      this.#sock.setTtl(ttl);
+      this.#ttl = ttl;
+    }
     const seq = this.#seq(index);
     const msg = buildEcho({
       family: o.family,
@@ -134,7 +157,13 @@ class IcmpMethod implements ProbeMethod {
       seq,
       payload: this.#payload(index, seq),
     });
-    return sendProbe(this.#sock, msg, { family: o.family, address: o.destination, port: 0 });
+    const to = { family: o.family, address: o.destination, port: 0 };
+    if (!this.#raw) return sendProbe(this.#sock, msg, to);
+    // An unconnected raw socket without IP_RECVERR never holds a pending
+    // error (Linux raw_err(), rawv6_err()), so nothing needs clearing first.
+    const sent = realtimeNs();
+    this.#sock.send(msg, to);
+    return sent;
   }
 
   #index(seq: number): number {
@@ -150,28 +179,19 @@ class IcmpMethod implements ProbeMethod {
       const receivedNs = got.timestampNs ?? realtimeNs();
       if (got.type === "error") {
         // Datagram sockets: the report quotes our echo request as sent.
-        if (got.origin !== "icmp" && got.origin !== "icmp6") continue;
-        if (got.offender === undefined || got.original.length < 8) continue;
-        if (got.destination !== undefined && got.destination.address !== o.destination) continue;
+        if (!isIcmpReportFor(got, o.destination) || got.original.length < 8) continue;
         const seq = (got.original[6]! << 8) | got.original[7]!;
-        const annotation = classifyIcmp(o.family, got.icmpType, got.icmpCode, got.info);
-        replies.push({
-          index: this.#index(seq),
-          from: got.offender.address,
-          receivedNs,
-          final: annotation !== null,
-          annotation: annotation ?? "",
-        });
+        replies.push(classifiedReply(
+          { index: this.#index(seq), from: got.offender.address, receivedNs },
+          classifyIcmp(o.family, got.icmpType, got.icmpCode, got.info),
+        ));
         continue;
       }
       try {
-        let bytes = got.data;
-        let from = got.from.address;
-        if (this.#raw && o.family === 4) {
-          const ip = parseIpv4Header(bytes);
-          from = ip.src;
-          bytes = bytes.subarray(ip.headerLength);
-        }
+        // A datagram ICMP socket delivers the ICMP message alone.
+        const { from, bytes } = this.#raw
+          ? rawPayload(got, o.family)
+          : { from: got.from.address, bytes: got.data };
         const msg = parseIcmp(bytes, o.family);
         if (msg.kind === "echo") {
           if (msg.request || (this.#raw && msg.id !== this.#id)) continue;
@@ -187,14 +207,10 @@ class IcmpMethod implements ProbeMethod {
           const q = parseQuoted(msg.quoted, o.family);
           const t = q.transport;
           if (t?.kind !== "icmp" || t.id !== this.#id || q.dst !== o.destination) continue;
-          const annotation = classifyIcmp(o.family, msg.type, msg.code, msg.mtu ?? 0);
-          replies.push({
-            index: this.#index(t.seq),
-            from,
-            receivedNs,
-            final: annotation !== null,
-            annotation: annotation ?? "",
-          });
+          replies.push(classifiedReply(
+            { index: this.#index(t.seq), from, receivedNs },
+            classifyIcmp(o.family, msg.type, msg.code, msg.mtu ?? 0),
+          ));
         }
       } catch {
         // A truncated or malformed packet answers nothing of ours.

@@ -5,8 +5,10 @@
  *
  * @module
  */
-import type { Family, SocketAddress } from "../lib/sockaddr.ts";
+import { type Family, formatIPv4, type SocketAddress } from "../lib/sockaddr.ts";
 import {
+  type Datagram,
+  type ErrorReport,
   type OpenOptions,
   openSocket,
   realtimeNs,
@@ -267,6 +269,119 @@ export function openProbeSocket(options: OpenOptions): Socket {
 
 /** Butskoy's message when a method needs privileges the user lacks. */
 export const PRIVILEGE_MESSAGE = "You do not have enough privileges to use this traceroute method.";
+
+/**
+ * Sizes a UDP or ICMP probe as Butskoy traceroute does: the asked-for
+ * length, raised to the smallest packet that holds the IP and transport
+ * headers and, in Paris mode, the two payload bytes that tell probes apart.
+ *
+ * @param options The method options (family, packet length, Paris mode).
+ * @param transportHeader The transport header's length in bytes.
+ * @returns The whole packet's length and its payload's.
+ *
+ * @example
+ * ```ts
+ * import { probeSize } from "./probe.ts";
+ * const s = probeSize({ family: 4, packetLength: 20, paris: true }, 8);
+ * console.assert(s.packetLength === 30 && s.dataLength === 2);
+ * ```
+ */
+export function probeSize(
+  options: Pick<MethodOptions, "family" | "packetLength" | "paris">,
+  transportHeader: number,
+): { packetLength: number; dataLength: number } {
+  const ipHeader = options.family === 4 ? 20 : 40;
+  const packetLength = Math.max(
+    options.packetLength,
+    ipHeader + transportHeader + (options.paris ? 2 : 0),
+  );
+  return { packetLength, dataLength: packetLength - ipHeader - transportHeader };
+}
+
+/**
+ * Completes a reply with what {@linkcode classifyIcmp} made of the ICMP
+ * message that carried it.
+ *
+ * @param reply The probe's index, the responder and the arrival time.
+ * @param annotation The classification: `null` for an intermediate hop.
+ * @returns The reply, final unless the annotation is `null`.
+ *
+ * @example
+ * ```ts
+ * import { classifiedReply } from "./probe.ts";
+ * const r = classifiedReply({ index: 0, from: "10.0.0.1", receivedNs: 0n }, "!H");
+ * console.assert(r.final && r.annotation === "!H");
+ * ```
+ */
+export function classifiedReply(
+  reply: Pick<ProbeReply, "index" | "from" | "receivedNs">,
+  annotation: string | null,
+): ProbeReply {
+  return { ...reply, final: annotation !== null, annotation: annotation ?? "" };
+}
+
+/**
+ * Tells whether an error-queue report is an ICMP error, from a known node,
+ * about a packet sent to `destination` (a report without the destination is
+ * kept: connected sockets do not get one).
+ *
+ * @param got What the socket received.
+ * @param destination The traced address.
+ * @returns `true` when the report answers one of this trace's probes.
+ *
+ * @example
+ * ```ts
+ * import { isIcmpReportFor } from "./probe.ts";
+ * const data = { type: "data", data: new Uint8Array(), from: { family: 4, address: "127.0.0.1", port: 0 }, truncated: false } as const;
+ * console.assert(!isIcmpReportFor(data, "127.0.0.1"));
+ * ```
+ */
+export function isIcmpReportFor(
+  got: Datagram | ErrorReport,
+  destination: string,
+): got is ErrorReport & { offender: SocketAddress } {
+  return got.type === "error" && (got.origin === "icmp" || got.origin === "icmp6") &&
+    got.offender !== undefined &&
+    (got.destination === undefined || got.destination.address === destination);
+}
+
+/**
+ * Splits a packet from a raw socket into its sender and the transport
+ * bytes: raw IPv4 sockets deliver the IP header, raw IPv6 sockets do not
+ * (RFC 3542 §3), so the sender of an IPv4 packet is read from its header.
+ *
+ * @param got The datagram.
+ * @param family The socket's IP version.
+ * @returns The sender and the bytes after the IP header.
+ * @throws {RangeError} When an IPv4 header is truncated.
+ *
+ * @example
+ * ```ts
+ * import { rawPayload } from "./probe.ts";
+ * const got = { type: "data", data: new Uint8Array([1, 2]), from: { family: 6, address: "::1", port: 0 }, truncated: false } as const;
+ * console.assert(rawPayload(got, 6).from === "::1");
+ * ```
+ */
+export function rawPayload(got: Datagram, family: Family): { from: string; bytes: Uint8Array } {
+  if (family === 6) return { from: got.from.address, bytes: got.data };
+  // Only the header length and the source are needed (RFC 791 §3.1): read
+  // here rather than with lib/icmp.ts's full parser, which the UDP method
+  // would otherwise load at start-up for nothing.
+  const data = got.data;
+  const version = (data[0] ?? 0) >>> 4;
+  const headerLength = ((data[0] ?? 0) & 0x0f) * 4;
+  const why = data.length < 20
+    ? `${data.length} bytes are fewer than the 20 of a header`
+    : version !== 4
+    ? `the version field is ${version}, not 4`
+    : headerLength < 20
+    ? `IHL ${headerLength / 4} is below the minimum 5`
+    : data.length < headerLength
+    ? `${data.length} bytes are fewer than the header's ${headerLength}`
+    : undefined;
+  if (why !== undefined) throw new RangeError(`Cannot parse IPv4 header: ${why}`);
+  return { from: formatIPv4(data.subarray(12, 16)), bytes: data.subarray(headerLength) };
+}
 
 /**
  * Applies `-s` and `-i` to a probe socket.

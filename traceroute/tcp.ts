@@ -11,15 +11,17 @@
  *
  * @module
  */
-import { checksum, parseIcmp, parseIpv4Header, parseQuoted, pseudoHeaderSum } from "../lib/icmp.ts";
+import { checksum, parseIcmp, parseQuoted, pseudoHeaderSum } from "../lib/icmp.ts";
 import { realtimeNs, type Socket } from "../lib/rawsock.ts";
 import {
+  classifiedReply,
   classifyIcmp,
   type Flow,
   type MethodOptions,
   openProbeSocket,
   type ProbeMethod,
   type ProbeReply,
+  rawPayload,
   sourceAddressFor,
   waitAny,
 } from "./probe.ts";
@@ -57,6 +59,7 @@ class TcpMethod implements ProbeMethod {
   #baseSeq: number;
   #pseudo: number;
   #constant = false;
+  #ttl = 0;
 
   constructor(o: MethodOptions) {
     this.#o = o;
@@ -69,12 +72,15 @@ class TcpMethod implements ProbeMethod {
       kind: "tcp-raw",
       family: o.family,
       receiveBufferSize: 1 << 20,
+      // Nothing reads the TTL of a reply; every option set is start-up time.
+      receiveTtl: false,
     });
     try {
       this.#icmp = openProbeSocket({
         kind: "icmp-raw",
         family: o.family,
         receiveBufferSize: 1 << 20,
+        receiveTtl: false,
       });
     } catch (err) {
       this.#tcp.close();
@@ -88,13 +94,15 @@ class TcpMethod implements ProbeMethod {
       }
       this.#source = o.source ?? sourceAddressFor(o.family, o.destination, o.device);
       if (o.source !== undefined) this.#tcp.bind({ family: o.family, address: o.source, port: 0 });
-      const rnd = crypto.getRandomValues(new Uint32Array(2));
+      // Probes only need values unlikely to clash with other traffic, not
+      // secret ones: Math.random() spares start-up the first-use cost of the
+      // Web Crypto RNG (about 0.2 ms).
       // Ephemeral range (Linux default 32768–60999), leaving room for the
       // per-probe ports of classic mode.
-      this.#basePort = o.sourcePort ?? 32768 + (rnd[0]! % 25000);
+      this.#basePort = o.sourcePort ?? 32768 + Math.floor(Math.random() * 25000);
       // A fixed source port (--sport) means probes differ by sequence only.
       this.#constant = o.paris || o.sourcePort !== undefined;
-      this.#baseSeq = rnd[1]!;
+      this.#baseSeq = Math.floor(Math.random() * 0x1_0000_0000) >>> 0;
       this.#pseudo = pseudoHeaderSum(this.#source, o.destination, 6, SYN_LENGTH);
     } catch (err) {
       this.#tcp.close();
@@ -126,7 +134,11 @@ class TcpMethod implements ProbeMethod {
     seg[21] = 4;
     v.setUint16(22, this.#o.family === 4 ? 1460 : 1440);
     v.setUint16(16, checksum(seg, this.#pseudo));
-    this.#tcp.setTtl(ttl);
+    // Probes of a hop share a TTL: set it only when it changes.
+    if (ttl !== this.#ttl) {
+      this.#tcp.setTtl(ttl);
+      this.#ttl = ttl;
+    }
     const sent = realtimeNs();
     this.#tcp.send(seg, { family: this.#o.family, address: this.#o.destination, port: 0 });
     return sent;
@@ -144,13 +156,7 @@ class TcpMethod implements ProbeMethod {
       if (got === null) break;
       if (got.type !== "data") continue;
       try {
-        let seg = got.data;
-        let from = got.from.address;
-        if (o.family === 4) {
-          const ip = parseIpv4Header(seg);
-          from = ip.src;
-          seg = seg.subarray(ip.headerLength);
-        }
+        const { from, bytes: seg } = rawPayload(got, o.family);
         if (from !== o.destination || seg.length < 20) continue;
         const v = new DataView(seg.buffer, seg.byteOffset, seg.length);
         const flags = seg[13]!;
@@ -180,13 +186,7 @@ class TcpMethod implements ProbeMethod {
       if (got === null) break;
       if (got.type !== "data") continue;
       try {
-        let bytes = got.data;
-        let from = got.from.address;
-        if (o.family === 4) {
-          const ip = parseIpv4Header(bytes);
-          from = ip.src;
-          bytes = bytes.subarray(ip.headerLength);
-        }
+        const { from, bytes } = rawPayload(got, o.family);
         const msg = parseIcmp(bytes, o.family);
         if (msg.kind !== "error") continue;
         const q = parseQuoted(msg.quoted, o.family);
@@ -196,14 +196,10 @@ class TcpMethod implements ProbeMethod {
           ? (t.seq - this.#baseSeq) >>> 0
           : this.#indexFromPort(t.srcPort);
         if (t.srcPort !== this.#sport(index) || t.seq !== this.#seq(index)) continue;
-        const annotation = classifyIcmp(o.family, msg.type, msg.code, msg.mtu ?? 0);
-        replies.push({
-          index,
-          from,
-          receivedNs: got.timestampNs ?? realtimeNs(),
-          final: annotation !== null,
-          annotation: annotation ?? "",
-        });
+        replies.push(classifiedReply(
+          { index, from, receivedNs: got.timestampNs ?? realtimeNs() },
+          classifyIcmp(o.family, msg.type, msg.code, msg.mtu ?? 0),
+        ));
       } catch {
         // A truncated or malformed packet answers nothing of ours.
       }

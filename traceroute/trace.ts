@@ -418,8 +418,7 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
       for (let n = start; n < end && inflight < sim; n++) {
         const s = slots[n]!;
         if (s.sentNs !== 0n) continue;
-        const t = realtimeNs();
-        if (gapNs > 0n && lastSendNs !== 0n && t - lastSendNs < gapNs) {
+        if (gapNs > 0n && lastSendNs !== 0n && realtimeNs() - lastSendNs < gapNs) {
           const due = lastSendNs + gapNs;
           if (next < 0n || due < next) next = due;
           break;

@@ -14,13 +14,16 @@
 import { realtimeNs, type Socket } from "../lib/rawsock.ts";
 import {
   applyLocal,
+  classifiedReply,
   classifyIcmp,
   type Flow,
+  isIcmpReportFor,
   type MethodOptions,
   openProbeSocket,
   payload,
   type ProbeMethod,
   type ProbeReply,
+  probeSize,
   sendProbe,
 } from "./probe.ts";
 
@@ -48,15 +51,23 @@ class UdpMethod implements ProbeMethod {
   readonly packetLength: number;
   #o: MethodOptions;
   #sock: Socket;
-  #dataLength: number;
+  #data: Uint8Array;
+  #ttl = 0;
   #flow: Flow | undefined;
 
   constructor(o: MethodOptions) {
     this.#o = o;
-    const ipHeader = o.family === 4 ? 20 : 40;
-    this.packetLength = Math.max(o.packetLength, ipHeader + UDP_HEADER + (o.paris ? 2 : 0));
-    this.#dataLength = this.packetLength - ipHeader - UDP_HEADER;
-    this.#sock = openProbeSocket({ kind: "udp", family: o.family, receiveErrors: true });
+    const size = probeSize(o, UDP_HEADER);
+    this.packetLength = size.packetLength;
+    // No IP_RECVTTL: nothing reads the TTL of a reply, and every option
+    // set is a call at start-up.
+    this.#sock = openProbeSocket({
+      kind: "udp",
+      family: o.family,
+      receiveErrors: true,
+      receiveTtl: false,
+    });
+    this.#data = payload(size.dataLength, 0);
     try {
       applyLocal(this.#sock, o);
       if (o.paris) {
@@ -78,8 +89,16 @@ class UdpMethod implements ProbeMethod {
 
   send(index: number, ttl: number): bigint {
     const o = this.#o;
-    this.#sock.setTtl(ttl);
-    const data = payload(this.#dataLength, index);
+    // Probes of a hop go out back to back with the same TTL (as Butskoy's
+    // sequence): set it only when it changes.
+    if (ttl !== this.#ttl) {
+      this.#sock.setTtl(ttl);
+      this.#ttl = ttl;
+    }
+    // One buffer for every probe: sendto() copies it before returning.
+    const data = this.#data;
+    data[0] = (index >>> 8) & 0xff;
+    data[1] = index & 0xff;
     const to = o.paris
       ? undefined
       : { family: o.family, address: o.destination, port: (o.port + index) & 0xffff };
@@ -93,11 +112,7 @@ class UdpMethod implements ProbeMethod {
       if (got === null) break;
       // A datagram back from the destination is not part of the protocol:
       // only ICMP errors answer a probe.
-      if (got.type !== "error" || (got.origin !== "icmp" && got.origin !== "icmp6")) continue;
-      if (got.offender === undefined) continue;
-      if (got.destination !== undefined && got.destination.address !== this.#o.destination) {
-        continue;
-      }
+      if (!isIcmpReportFor(got, this.#o.destination)) continue;
       let index: number;
       if (this.#o.paris) {
         if (got.original.length < 2) continue;
@@ -106,14 +121,10 @@ class UdpMethod implements ProbeMethod {
         if (got.destination === undefined) continue;
         index = (got.destination.port - this.#o.port) & 0xffff;
       }
-      const annotation = classifyIcmp(this.#o.family, got.icmpType, got.icmpCode, got.info);
-      replies.push({
-        index,
-        from: got.offender.address,
-        receivedNs: got.timestampNs ?? realtimeNs(),
-        final: annotation !== null,
-        annotation: annotation ?? "",
-      });
+      replies.push(classifiedReply(
+        { index, from: got.offender.address, receivedNs: got.timestampNs ?? realtimeNs() },
+        classifyIcmp(this.#o.family, got.icmpType, got.icmpCode, got.info),
+      ));
     }
     return replies;
   }
