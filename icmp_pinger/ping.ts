@@ -33,7 +33,7 @@
  * @module
  */
 import {
-  type Datagram,
+  DatagramInfo,
   type ErrorReport,
   openSocket,
   realtimeNs,
@@ -77,6 +77,13 @@ export interface PingOptions {
   signal?: AbortSignal;
   /** Emit a `sent` event for each request (flood mode's dots need them). @default {true} */
   reportSends?: boolean;
+  /**
+   * Emit a `reply` event for each distinct reply that verifies. A caller
+   * that only wants the summary (`-q`) turns it off, and a flood then spends
+   * nothing per reply on events. Duplicates and corrupted replies are still
+   * reported. @default {true}
+   */
+  reportReplies?: boolean;
   /**
    * Stay on the synchronous receive path while a reply is due (up to 1 ms
    * after a request, or until the next one in flood mode). Turn it off when
@@ -255,7 +262,6 @@ const TIME_BYTES = 16;
 /** iputils' MININTERVAL: with nothing coming back, flood mode sends every 10 ms. */
 const FLOOD_IDLE_MS = 10;
 const EMSGSIZE = 90;
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const EAGAIN = 11;
 const ENOBUFS = 105;
 
@@ -401,12 +407,11 @@ function probeSource(
  */
 function warmSend(sock: Socket): void {
   const empty = new Uint8Array(8);
-  for (let k = 0; k < 4; k++) {
-    try {
-      sock.send(empty);
-    } catch {
-      // Expected: EDESTADDRREQ.
-    }
+  // Once is enough to compile the path; each failure costs ~60 µs.
+  try {
+    sock.send(empty);
+  } catch {
+    // Expected: EDESTADDRREQ.
   }
 }
 
@@ -414,7 +419,13 @@ function openIcmpSocket(
   family: 4 | 6,
   which: "auto" | "datagram" | "raw",
 ): { sock: Socket; kind: "datagram" | "raw" } {
-  if (which !== "raw") {
+  // An empty net.ipv4.ping_group_range (the kernel's default, "1 0") admits
+  // no group, so the datagram socket would fail with EACCES: skip straight to
+  // the raw one, as that failure (and its error) costs start-up time.
+  if (which === "raw" || (which === "auto" && pingGroupsEmpty())) {
+    return openRaw(family);
+  }
+  {
     try {
       return { sock: openSocket({ kind: "icmp", family, receiveErrors: true }), kind: "datagram" };
     } catch (err) {
@@ -423,7 +434,28 @@ function openIcmpSocket(
       if (which === "datagram" || !(err instanceof SocketError)) throw err;
     }
   }
-  return { sock: openSocket({ kind: "icmp-raw", family, receiveErrors: true }), kind: "raw" };
+  return openRaw(family);
+}
+
+function openRaw(family: 4 | 6): { sock: Socket; kind: "raw" } {
+  // A raw IPv4 socket gets the TTL from the IP header, so the kernel need
+  // not add it as a control message to every reply.
+  return {
+    sock: openSocket({ kind: "icmp-raw", family, receiveErrors: true, receiveTtl: family === 6 }),
+    kind: "raw",
+  };
+}
+
+/** Whether this network namespace's `ping_group_range` admits no group at all. */
+function pingGroupsEmpty(): boolean {
+  try {
+    const [low, high] = Deno.readTextFileSync("/proc/sys/net/ipv4/ping_group_range")
+      .trim().split(/\s+/).map(Number);
+    return low !== undefined && high !== undefined && low > high;
+  } catch {
+    // Unreadable (no --allow-read, no /proc): just try the socket.
+    return false;
+  }
 }
 
 interface SessionInit {
@@ -470,14 +502,19 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   #requestType: number;
   #packet: Uint8Array;
   #view: DataView;
-  #words: Uint16Array;
+  #fixedSum: number;
   #offsetMs = 0;
   #sink = 0;
   #spinChunk = 1000;
   #reportSends: boolean;
+  #reportReplies: boolean;
   #calibratedAt = 0;
   #id: number;
   #received = new Uint8Array(65536);
+  // The receive buffer and its details, reused for every reply.
+  #rx = new Uint8Array(65536 + 60);
+  #rxView = new DataView(this.#rx.buffer);
+  #rxInfo = new DatagramInfo();
   #transmitted = 0;
   #nreceived = 0;
   #duplicates = 0;
@@ -494,10 +531,15 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   #ended = false;
   #failure: unknown;
   #started = false;
-  #stop = new AbortController();
+  // Created on the first wait: an AbortController's first use costs about
+  // 0.45 ms of start-up (measured), which a `-c 1` that never waits skips.
+  #stop: AbortController | undefined;
+  #stopped = false;
   #resolveSummary!: (s: PingSummary) => void;
   #rejectSummary!: (e: unknown) => void;
   #running: Promise<void> | undefined;
+  #channel: MessageChannel | undefined;
+  #turnDone: (() => void) | undefined;
 
   /**
    * Wraps an open, connected socket; use {@linkcode ping} instead.
@@ -518,6 +560,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     this.device = init.device;
     this.#opts = init.options;
     this.#reportSends = init.options.reportSends ?? true;
+    this.#reportReplies = init.options.reportReplies ?? true;
     this.#count = init.options.count ?? Infinity;
     this.#intervalMs = init.options.intervalMs ?? (init.options.flood ? 0 : 1000);
     this.#timing = init.size >= TIME_BYTES;
@@ -525,10 +568,12 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     this.#replyType = init.family === 4 ? ECHO_REPLY_V4 : ECHO_REPLY_V6;
     // A raw socket's identifier is ours to choose (iputils picks at random);
     // a datagram socket's is the local port, which the kernel fills in.
-    this.#id = kind === "raw" ? crypto.getRandomValues(new Uint16Array(1))[0]! : 0;
+    // (Math.random, not crypto: the identifier only tells our replies apart,
+    // and the crypto module's first use costs start-up time.)
+    this.#id = kind === "raw" ? Math.floor(Math.random() * 0x10000) : 0;
     this.#packet = buildRequest(this.#requestType, this.#id, init.size, init.options.pattern);
     this.#view = new DataView(this.#packet.buffer);
-    this.#words = new Uint16Array(this.#packet.buffer, 0, this.#packet.length >> 1);
+    this.#fixedSum = this.#sumFixedWords();
     // Run the stamping code once so the first request is not timed through
     // lazy compilation.
     this.#calibrate(performance.now(), 8);
@@ -544,7 +589,8 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
 
   /** Stops the session as SIGINT stops iputils: no more requests, then the summary. */
   stop(): void {
-    this.#stop.abort();
+    this.#stopped = true;
+    this.#stop?.abort();
   }
 
   /**
@@ -607,6 +653,10 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     ).finally(() => {
       this.#ended = true;
       this.#sock.close();
+      // An open port would keep the process (and a test) waiting.
+      this.#channel?.port1.close();
+      this.#channel?.port2.close();
+      this.#channel = undefined;
       this.#notify();
     });
   }
@@ -649,7 +699,6 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     const count = this.#count;
     const hasDeadline = o.deadlineMs !== undefined && o.deadlineMs > 0;
     const spinAllowed = o.spin ?? true;
-    const stop = this.#stop.signal;
     const start = performance.now();
     this.#startMs = start;
     this.#lastSendMs = start;
@@ -658,9 +707,13 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     let lastSendAt = -Infinity;
     let exitAt = Infinity;
     let lastYield = start;
+    let reuseNow = false;
     for (;;) {
-      let now = performance.now();
-      if (stop.aborted || now >= deadlineAt || now >= exitAt) break;
+      // In a flood, the clock reading taken when the last request was
+      // stamped, a few microseconds ago, serves again (each costs ~0.3 µs).
+      let now = reuseNow ? this.#lastSendMs : performance.now();
+      reuseNow = false;
+      if (this.#stopped || now >= deadlineAt || now >= exitAt) break;
       if (this.#nreceived + this.#errors >= count) break;
       if (hasDeadline && this.#errors > 0) break;
       const canSend = hasDeadline || this.#transmitted < count;
@@ -694,7 +747,10 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       this.#drain();
       // Flood mode with the reply in: straight back to sending (each clock
       // reading costs about a microsecond).
-      if (interval === 0 && canSend && this.#inFlight() === 0) continue;
+      if (interval === 0 && canSend && this.#inFlight() === 0) {
+        reuseNow = true;
+        continue;
+      }
       now = performance.now();
       const nextDue = !canSend || (!hasDeadline && this.#transmitted >= count)
         ? Infinity
@@ -713,12 +769,11 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       // by the time sendto() returns.
       const replyDue = this.#inFlight() > 0 && (interval === 0 || now - lastSendAt < 1);
       if ((spinAllowed && (replyDue || remaining <= FLOOD_IDLE_MS)) || remaining < 1) {
-        // Let timers, signals and the consumer run now and then.
-        if (now - lastYield > 20) {
+        // Let timers, signals and the consumer run now and then, preferably
+        // not right before a request is due.
+        if (now - lastYield > 20 && (remaining > 0.25 || now - lastYield > 100)) {
           lastYield = now;
-          // A timer turn, not a zero wait on the socket: that one hops to a
-          // worker thread, and the round trips measured after it were longer.
-          await new Promise((resolve) => setTimeout(resolve, 0));
+          await this.#turn();
         } else if (!replyDue) {
           // Nothing expected: spin without system calls or allocations
           // (a garbage collection between stamping a request and sending it
@@ -731,9 +786,34 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       lastYield = now;
       await this.#sock.wait({
         timeoutMs: Math.floor(remaining - (spinAllowed ? FLOOD_IDLE_MS : 0)),
-        signal: stop,
+        signal: (this.#stop ??= new AbortController()).signal,
       });
     }
+  }
+
+  /**
+   * One turn of the event loop, so signals, timers and I/O callbacks run.
+   * Not `setTimeout(0)`: that sleeps a millisecond or two here (measured),
+   * and the request sent after such a sleep took 90 µs through the routers
+   * instead of 20 (cold caches); nor a zero wait on the socket, which hops
+   * to a worker thread. A message to ourselves is queued at once, so the
+   * turn does not sleep (about 16 µs).
+   */
+  #turn(): Promise<void> {
+    let channel = this.#channel;
+    if (channel === undefined) {
+      channel = this.#channel = new MessageChannel();
+      channel.port1.onmessage = () => {
+        const done = this.#turnDone;
+        this.#turnDone = undefined;
+        done?.();
+      };
+    }
+    const port = channel.port2;
+    return new Promise((resolve) => {
+      this.#turnDone = resolve;
+      port.postMessage(null);
+    });
   }
 
   /**
@@ -852,19 +932,35 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     return t;
   }
 
-  /** RFC 1071 checksum of the request, without allocating (see #calibrate). */
+  /**
+   * RFC 1071 checksum of the request, without allocating (see #calibrate),
+   * and incrementally (RFC 1624's idea): the sum of the words that never
+   * change is kept, so only the sequence number and the send time are added
+   * between stamping a request and sending it.
+   */
   #checksum(): number {
-    const words = this.#words;
-    let sum = 0;
-    for (let k = 0; k < words.length; k++) sum += words[k]!;
-    if (this.#packet.length & 1) {
-      const last = this.#packet[this.#packet.length - 1]!;
-      sum += LITTLE_ENDIAN ? last : last << 8;
+    const v = this.#view;
+    let sum = this.#fixedSum + v.getUint16(6);
+    if (this.#timing) {
+      for (let k = 8; k < 8 + TIME_BYTES; k += 2) sum += v.getUint16(k);
     }
-    while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
-    // The words were added in machine order; RFC 1071 §2(B) lets us swap once.
-    if (LITTLE_ENDIAN) sum = ((sum & 0xff) << 8) | (sum >>> 8);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
     return ~sum & 0xffff;
+  }
+
+  /** The folded sum of the request's words other than checksum, sequence and send time. */
+  #sumFixedWords(): number {
+    const p = this.#packet;
+    const timeEnd = this.#timing ? 8 + TIME_BYTES : 8;
+    let sum = 0;
+    for (let k = 0; k + 1 < p.length; k += 2) {
+      if (k === 2 || k === 6 || (k >= 8 && k < timeEnd)) continue;
+      sum += (p[k]! << 8) | p[k + 1]!;
+      if (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    }
+    if (p.length & 1) sum += p[p.length - 1]! << 8;
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    return sum;
   }
 
   #advance(timestamp: number): void {
@@ -889,10 +985,15 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       // still queued behind the last reply is neither read nor counted.
       if (this.#nreceived + this.#errors >= this.#count) return;
       if (!expected && !this.#sock.ready()) return;
-      const got = this.#sock.tryReceive();
-      if (got === null) return;
-      if (got.type === "data") this.#handleData(got);
-      else this.#handleError(got);
+      // The lean receive: straight into a reused buffer, details into a
+      // reused object, so a flood allocates next to nothing per reply.
+      const n = this.#sock.receiveInto(this.#rx, this.#rxInfo);
+      if (n >= 0) this.#handleData(n);
+      else {
+        const report = this.#sock.receiveError();
+        if (report === null) return;
+        this.#handleError(report);
+      }
       // As iputils' main_loop(): with nothing in flight, back to sending;
       // anything else queued is read on the next round.
       if (this.#inFlight() === 0) return;
@@ -900,33 +1001,43 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     }
   }
 
-  #handleData(d: Datagram): void {
-    let icmp = d.data;
-    let ttl = d.ttl;
+  /** Handles the `n` bytes just received into `#rx` (details in `#rxInfo`). */
+  #handleData(n: number): void {
+    const rx = this.#rx;
+    const info = this.#rxInfo;
+    let start = 0;
+    let ttl: number | undefined = info.ttl >= 0 ? info.ttl : undefined;
     if (this.family === 4 && this.socketKind === "raw") {
       // A raw IPv4 socket delivers the IP header (RFC 791 §3.1).
-      if (icmp.length < 20) return;
-      const ihl = (icmp[0]! & 0x0f) * 4;
-      ttl = icmp[8];
-      icmp = icmp.subarray(ihl);
+      if (n < 20) return;
+      start = (rx[0]! & 0x0f) * 4;
+      ttl = rx[8];
     }
-    if (icmp.length < 8 || icmp[0] !== this.#replyType) return;
+    const length = n - start;
+    if (length < 8 || rx[start] !== this.#replyType) return;
     // ICMP errors come from the error queue, as in iputils; their copies on
     // a raw socket are ignored here.
-    const id = (icmp[4]! << 8) | icmp[5]!;
+    const id = (rx[start + 4]! << 8) | rx[start + 5]!;
     if (this.socketKind === "raw" && id !== this.#id) return;
-    const seq = (icmp[6]! << 8) | icmp[7]!;
-    const badChecksum = this.family === 4 && this.socketKind === "raw" && !checksumOk(icmp);
+    const seq = (rx[start + 6]! << 8) | rx[start + 7]!;
+    const badChecksum = this.family === 4 && this.socketKind === "raw" &&
+      !checksumOk(rx, start, n);
     this.#nreceived++;
     if (!badChecksum) this.#acknowledge(seq);
     let rttUs: number | undefined;
-    const receivedNs = d.timestampNs ?? realtimeNs();
-    if (this.#timing && icmp.length >= 8 + TIME_BYTES) {
-      const v = new DataView(icmp.buffer, icmp.byteOffset, icmp.length);
-      const sentUs = (v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32) * 1e6 +
-        Math.floor(v.getUint32(16, true) / 1000);
+    let receivedUs: number;
+    if (info.timestampSec >= 0) {
+      receivedUs = info.timestampSec * 1e6 + Math.floor(info.timestampNsec / 1000);
+    } else {
+      receivedUs = Number(realtimeNs() / 1000n);
+    }
+    if (this.#timing && length >= 8 + TIME_BYTES) {
+      const v = this.#rxView;
+      const t = start + 8;
+      const sentUs = (v.getUint32(t, true) + v.getUint32(t + 4, true) * 2 ** 32) * 1e6 +
+        Math.floor(v.getUint32(t + 8, true) / 1000);
       // Whole microseconds on both sides, as iputils subtracts two timevals.
-      rttUs = Number(receivedNs / 1000n) - sentUs;
+      rttUs = receivedUs - sentUs;
       if (rttUs < 0) rttUs = 0;
       if (!badChecksum) addRtt(this.#rtt, rttUs);
     }
@@ -940,17 +1051,18 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       duplicate = true;
     } else {
       this.#received[seq] = 1;
+      if (!this.#reportReplies) return;
     }
     const event: ReplyEvent = {
       type: "reply",
       host: this.host,
       seq,
-      bytes: icmp.length,
-      from: d.from.address,
+      bytes: length,
+      from: this.#sock.lastSender()?.address ?? "",
       duplicate,
       badChecksum,
-      truncated: icmp.length < this.dataBytes + 8,
-      timestamp: Number(receivedNs) / 1e6,
+      truncated: length < this.dataBytes + 8,
+      timestamp: receivedUs / 1000,
     };
     if (ttl !== undefined) event.ttl = ttl;
     if (rttUs !== undefined) event.rttUs = rttUs;
@@ -1036,11 +1148,11 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
  * is 0xffff). Local rather than lib/icmp.ts's, to keep that module out of
  * the start-up path: only replies on raw IPv4 sockets need it.
  */
-function checksumOk(bytes: Uint8Array): boolean {
+function checksumOk(bytes: Uint8Array, start: number, end: number): boolean {
   let sum = 0;
-  const n = bytes.length & ~1;
-  for (let k = 0; k < n; k += 2) sum += (bytes[k]! << 8) | bytes[k + 1]!;
-  if (bytes.length & 1) sum += bytes[bytes.length - 1]! << 8;
+  const n = start + ((end - start) & ~1);
+  for (let k = start; k < n; k += 2) sum += (bytes[k]! << 8) | bytes[k + 1]!;
+  if ((end - start) & 1) sum += bytes[end - 1]! << 8;
   while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
   return sum === 0xffff;
 }

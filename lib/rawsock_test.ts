@@ -10,6 +10,7 @@ import {
 } from "./icmp.ts";
 import {
   type Datagram,
+  DatagramInfo,
   type ErrorReport,
   type Family,
   openSocket,
@@ -304,4 +305,33 @@ Deno.test("a UDP socket sends to itself and reports the sender and receive time"
   assertEquals(got.from, self);
   assertEquals(got.ttl, 64);
   assert(got.timestampNs !== undefined && got.timestampNs >= before);
+});
+
+Deno.test("receiveInto() fills the caller's buffer and a reused DatagramInfo", async (t) => {
+  for (const family of [4, 6] as const) {
+    await t.step(`IPv${family}`, async () => {
+      using sock = openSocket({ kind: "udp", family });
+      sock.bind({ family, address: LOOPBACK[family], port: 0 });
+      const self = sock.localAddress();
+      const buffer = new Uint8Array(8);
+      const info = new DatagramInfo();
+      // Nothing queued: -1, and the info is left as it was.
+      assertEquals(sock.receiveInto(buffer, info), -1);
+      const before = realtimeNs();
+      sock.send(new TextEncoder().encode("hello"), self);
+      await sock.wait({ timeoutMs: 1000 });
+      assertEquals(sock.receiveInto(buffer, info), 5);
+      assertEquals(new TextDecoder().decode(buffer.subarray(0, 5)), "hello");
+      assertEquals([info.length, info.truncated, info.ttl], [5, false, 64]);
+      const stamp = BigInt(info.timestampSec) * 1_000_000_000n + BigInt(info.timestampNsec);
+      assert(stamp >= before && stamp <= realtimeNs(), "kernel timestamp out of order");
+      assertEquals(sock.lastSender(), self);
+      // A datagram longer than the buffer is cut and says so.
+      sock.send(new TextEncoder().encode("a longer datagram"), self);
+      await sock.wait({ timeoutMs: 1000 });
+      assertEquals(sock.receiveInto(buffer, info), 8);
+      assertEquals([info.length, info.truncated], [8, true]);
+      assertEquals(new TextDecoder().decode(buffer), "a longer");
+    });
+  }
 });
