@@ -3,9 +3,14 @@
  * `getnameinfo`, so `/etc/hosts`, nsswitch and DNS in the configured order),
  * and a cache of concurrent reverse lookups that never holds up a caller.
  *
+ * The calls go through `lib/rawsock.ts` on a worker thread: loading
+ * `node:dns` instead cost 13–17 ms of start-up, more than a whole trace.
+ * Where the libc bindings are unavailable, `node:dns` (which wraps the same
+ * C calls) is the fallback.
+ *
  * @module
  */
-import { lookup, lookupService } from "node:dns/promises";
+import { lookupHost, lookupName } from "./rawsock.ts";
 import { type Family, ipFamily, splitZone } from "./sockaddr.ts";
 
 /**
@@ -89,13 +94,23 @@ export async function resolveHost(host: string, options: ResolveOptions = {}): P
     return { address: splitZone(host).address, family: numericFamily, host, numeric: true };
   }
   if (host === "" || host.length > 253) throw new ResolveError(host, "ENOTFOUND");
+  let first: { family: Family; address: string } | undefined;
   try {
-    const r = await lookup(host, { family: options.family ?? 0, verbatim: true });
-    return { address: r.address, family: r.family === 6 ? 6 : 4, host, numeric: false };
+    [first] = await lookupHost(host, options.family);
   } catch (err) {
-    const code = (err as { code?: string }).code ?? "ENOTFOUND";
-    throw new ResolveError(host, code);
+    if (!isUnavailable(err)) {
+      throw new ResolveError(host, (err as { code?: string }).code ?? "ENOTFOUND");
+    }
+    const { lookup } = await import("node:dns/promises");
+    try {
+      const r = await lookup(host, { family: options.family ?? 0, verbatim: true });
+      first = { address: r.address, family: r.family === 6 ? 6 : 4 };
+    } catch (err) {
+      throw new ResolveError(host, (err as { code?: string }).code ?? "ENOTFOUND");
+    }
   }
+  if (!first) throw new ResolveError(host, "ENODATA");
+  return { address: first.address, family: first.family, host, numeric: false };
 }
 
 /**
@@ -112,11 +127,22 @@ export async function resolveHost(host: string, options: ResolveOptions = {}): P
  */
 export async function reverseLookup(address: string): Promise<string | undefined> {
   try {
+    return await lookupName(address);
+  } catch (err) {
+    if (!isUnavailable(err)) return undefined;
+  }
+  try {
+    const { lookupService } = await import("node:dns/promises");
     const { hostname } = await lookupService(address, 0);
     return hostname && hostname !== address ? hostname : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Whether an error says the libc bindings cannot be used here (not a lookup failure). */
+function isUnavailable(err: unknown): boolean {
+  return err instanceof Error && err.name !== "LookupError" && !("code" in err);
 }
 
 /**
