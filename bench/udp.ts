@@ -13,9 +13,10 @@
  *    it cannot take the same generator; it is measured under irtt's own
  *    client at its fastest interval, as a labelled reference.
  *
- * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice]`. Needs gcc and
- * irtt. On a shared machine `--nice` runs every measured process (ours and
- * irtt's alike) under `nice -n -19`, to keep other load from dominating.
+ * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice]`. Needs gcc,
+ * irtt and /usr/bin/time (Debian `time`, for the generator's CPU time). On a
+ * shared machine `--nice` runs every measured process (ours and irtt's alike)
+ * under `nice -n -19`, to keep other load from dominating.
  * Run it on a quiet machine: every figure here is a latency under the OS
  * scheduler.
  *
@@ -171,12 +172,45 @@ async function buildBlaster(): Promise<string> {
   return exe;
 }
 
-async function ourThroughput(blaster: string, seconds: number): Promise<number> {
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the parenthesised command name: utime is 14th, stime 15th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
+}
+
+/** Busy and total jiffies of the whole machine, from /proc/stat. */
+async function machineJiffies(): Promise<{ busy: number; total: number }> {
+  const cpu = (await Deno.readTextFile("/proc/stat")).split("\n")[0]!.trim().split(/\s+/)
+    .slice(1).map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  return { busy: total - cpu[3]! - (cpu[4] ?? 0), total };
+}
+
+interface Throughput {
+  rps: number;
+  /** Cores the server used during the run (1 = one core fully busy). */
+  serverCores: number;
+  /** Cores the load generator used, user + system (its send and receive syscalls). */
+  blasterCores: number;
+  /** Cores the whole machine used: the rest is other load. */
+  machineCores: number;
+}
+
+async function ourThroughput(blaster: string, seconds: number): Promise<Throughput> {
   const port = freePort();
   const server = start([...DENO, SERVER, "--host", "127.0.0.1", "--port", String(port), "--quiet"]);
   try {
     await sleep(1500);
+    const cpu0 = await cpuSeconds(server.pid);
+    const m0 = await machineJiffies();
+    const t0 = performance.now();
+    // /usr/bin/time reports the generator's own CPU time on stderr.
     const r = await output([
+      "/usr/bin/time",
+      "-f",
+      "%U %S",
       ...NICE,
       blaster,
       "127.0.0.1",
@@ -185,7 +219,16 @@ async function ourThroughput(blaster: string, seconds: number): Promise<number> 
       "64",
       "32",
     ]);
-    return JSON.parse(r.stdout).rps;
+    const wall = (performance.now() - t0) / 1000;
+    const cpu1 = await cpuSeconds(server.pid);
+    const m1 = await machineJiffies();
+    const [user = NaN, sys = NaN] = r.stderr.trim().split("\n").at(-1)!.split(" ").map(Number);
+    return {
+      rps: JSON.parse(r.stdout).rps,
+      serverCores: (cpu1 - cpu0) / wall,
+      blasterCores: (user + sys) / wall,
+      machineCores: ((m1.busy - m0.busy) / (m1.total - m0.total)) * navigator.hardwareConcurrency,
+    };
   } finally {
     await stop(server);
   }
@@ -235,7 +278,15 @@ if (import.meta.main) {
     load,
     nice: NICE.length > 0,
     precision: { ours, irtt },
-    throughput: { ours: ourRps, irttUnderIrttClient: irttRps },
+    throughput: {
+      ours: ourRps.rps,
+      irttUnderIrttClient: irttRps,
+      cpuCores: {
+        server: ourRps.serverCores,
+        blaster: ourRps.blasterCores,
+        machine: ourRps.machineCores,
+      },
+    },
   };
   if (json) console.log(JSON.stringify(result));
   else {
@@ -265,7 +316,14 @@ if (import.meta.main) {
       } on time`,
     );
     console.log("server throughput on loopback (replies/s):");
-    console.log(`  udp-server under udp_blaster (64 in flight): ${ourRps.toFixed(0)}`);
+    console.log(
+      `  udp-server under udp_blaster (64 in flight): ${ourRps.rps.toFixed(0)} ` +
+        `(CPU: server ${ourRps.serverCores.toFixed(2)}, udp_blaster ${
+          ourRps.blasterCores.toFixed(2)
+        }, whole machine ${
+          ourRps.machineCores.toFixed(2)
+        } of ${navigator.hardwareConcurrency} cores)`,
+    );
     console.log(
       `  irtt server under irtt client -i 1us (reference, other generator): ${irttRps.toFixed(0)}`,
     );

@@ -2,7 +2,8 @@
  * udp_blaster: a closed-loop load generator for the UDP ping server.
  *
  * Keeps WINDOW requests ("Ping <seq> 0.000000", padded to SIZE bytes) in
- * flight on one connected UDP socket, sends with sendmmsg and receives with
+ * flight, spread over SOCKETS connected UDP sockets (each its own source port,
+ * i.e. its own client to the server), sends with sendmmsg and receives with
  * recvmmsg, and counts the replies. After a one-second warm-up it measures
  * for DURATION seconds and prints one JSON line:
  *   {"sent":N,"received":N,"seconds":S,"rps":R,"stalls":N}
@@ -10,7 +11,7 @@
  * dropped by the server are not waited for).
  *
  * Build: gcc -O2 -o udp_blaster udp_blaster.c
- * Usage: udp_blaster HOST PORT [DURATION=5] [WINDOW=64] [SIZE=32]
+ * Usage: udp_blaster HOST PORT [DURATION=5] [WINDOW=64] [SIZE=32] [SOCKETS=1]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,6 +26,7 @@
 
 #define BATCH 64
 #define MAXSIZE 1472
+#define MAXSOCKETS 64
 
 static double now(void) {
   struct timespec ts;
@@ -34,13 +36,15 @@ static double now(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s HOST PORT [DURATION] [WINDOW] [SIZE]\n", argv[0]);
+    fprintf(stderr, "usage: %s HOST PORT [DURATION] [WINDOW] [SIZE] [SOCKETS]\n", argv[0]);
     return 2;
   }
   double duration = argc > 3 ? atof(argv[3]) : 5;
   int window = argc > 4 ? atoi(argv[4]) : 64;
   int size = argc > 5 ? atoi(argv[5]) : 32;
+  int nsock = argc > 6 ? atoi(argv[6]) : 1;
   if (window < 1 || window > 4096 || size < 1 || size > MAXSIZE) return 2;
+  if (nsock < 1 || nsock > MAXSOCKETS || nsock > window) return 2;
 
   struct addrinfo hints = {0}, *ai;
   hints.ai_socktype = SOCK_DGRAM;
@@ -48,14 +52,23 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cannot resolve %s\n", argv[1]);
     return 2;
   }
-  int fd = socket(ai->ai_family, SOCK_DGRAM, 0);
-  if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-    perror("socket/connect");
-    return 1;
+  int fds[MAXSOCKETS];
+  struct pollfd pfd[MAXSOCKETS];
+  long inflight[MAXSOCKETS] = {0}, share[MAXSOCKETS];
+  for (int s = 0; s < nsock; s++) {
+    int fd = socket(ai->ai_family, SOCK_DGRAM, 0);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+      perror("socket/connect");
+      return 1;
+    }
+    int buf = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    fds[s] = fd;
+    pfd[s].fd = fd;
+    pfd[s].events = POLLIN;
+    share[s] = window / nsock + (s < window % nsock);
   }
-  int buf = 4 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
 
   static char out[BATCH][MAXSIZE], in[BATCH][MAXSIZE];
   struct mmsghdr smsg[BATCH], rmsg[BATCH];
@@ -73,7 +86,6 @@ int main(int argc, char **argv) {
   }
 
   unsigned long long seq = 0, sent = 0, received = 0, stalls = 0;
-  long inflight = 0;
   double start = now(), measure = start + 1.0, end = measure + duration;
   int measuring = 0;
   for (;;) {
@@ -83,33 +95,37 @@ int main(int argc, char **argv) {
       sent = received = stalls = 0;
     }
     if (t >= end) break;
-    while (inflight < window) {
-      int n = window - inflight < BATCH ? window - inflight : BATCH;
-      for (int i = 0; i < n; i++) {
-        int len = snprintf(out[i], MAXSIZE, "Ping %llu 0.000000", ++seq);
-        if (len < size) {
-          memset(out[i] + len, 'x', size - len);
-          out[i][len] = ' ';
-          len = size;
+    for (int s = 0; s < nsock; s++) {
+      while (inflight[s] < share[s]) {
+        int n = share[s] - inflight[s] < BATCH ? share[s] - inflight[s] : BATCH;
+        for (int i = 0; i < n; i++) {
+          int len = snprintf(out[i], MAXSIZE, "Ping %llu 0.000000", ++seq);
+          if (len < size) {
+            memset(out[i] + len, 'x', size - len);
+            out[i][len] = ' ';
+            len = size;
+          }
+          siov[i].iov_len = len;
         }
-        siov[i].iov_len = len;
+        int k = sendmmsg(fds[s], smsg, n, 0);
+        if (k <= 0) break;
+        inflight[s] += k;
+        sent += k;
       }
-      int k = sendmmsg(fd, smsg, n, 0);
-      if (k <= 0) break;
-      inflight += k;
-      sent += k;
     }
-    struct pollfd p = {fd, POLLIN, 0};
-    if (poll(&p, 1, 20) == 0) {
+    if (poll(pfd, nsock, 20) == 0) {
       stalls++;
-      inflight = 0;
+      for (int s = 0; s < nsock; s++) inflight[s] = 0;
       continue;
     }
-    int k = recvmmsg(fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
-    if (k > 0) {
-      received += k;
-      inflight -= k;
-      if (inflight < 0) inflight = 0;
+    for (int s = 0; s < nsock; s++) {
+      if (!(pfd[s].revents & POLLIN)) continue;
+      int k = recvmmsg(fds[s], rmsg, BATCH, MSG_DONTWAIT, NULL);
+      if (k > 0) {
+        received += k;
+        inflight[s] -= k;
+        if (inflight[s] < 0) inflight[s] = 0;
+      }
     }
   }
   printf("{\"sent\":%llu,\"received\":%llu,\"seconds\":%.3f,\"rps\":%.0f,\"stalls\":%llu}\n", sent,

@@ -24,9 +24,16 @@ export interface IdleTicker extends Disposable {
    * @param t0 The schedule's origin, on the `performance.now()` clock.
    * @param interval Milliseconds between ticks.
    * @param onTick Called once per tick.
+   * @param options `lead`: deliver each tick this many milliseconds early, so
+   *   that the caller can spin to the exact time on its own thread (default 0).
    * @returns The running ticker.
    */
-  start(t0: number, interval: number, onTick: (k: number, scheduled: number) => void): Ticker;
+  start(
+    t0: number,
+    interval: number,
+    onTick: (k: number, scheduled: number) => void,
+    options?: { lead?: number },
+  ): Ticker;
   /** Ends the worker thread. Safe to call twice. */
   stop(): void;
 }
@@ -67,11 +74,12 @@ export async function loadTicker(): Promise<IdleTicker> {
     throw err;
   }
   return {
-    start(origin, every, callback) {
+    start(origin, every, callback, options = {}) {
       t0 = origin;
       interval = every;
       onTick = callback;
-      worker.postMessage({ start: performance.timeOrigin + t0, interval, control });
+      const lead = options.lead ?? 0;
+      worker.postMessage({ start: performance.timeOrigin + t0 - lead, interval, control });
       return { stop, [Symbol.dispose]: stop };
     },
     stop,

@@ -36,6 +36,9 @@ import {
 } from "./protocol.ts";
 import { type IdleTicker, loadTicker } from "./_ticker.ts";
 
+// Re-exported: the summary's RTT statistics are part of this module's API.
+export type { IpdvSummary, RttSummary } from "../lib/stats.ts";
+
 /** Options of {@linkcode udpPing}. */
 export interface UdpPingOptions {
   /**
@@ -70,6 +73,15 @@ export interface UdpPingOptions {
    * @default {false}
    */
   heartbeat?: boolean;
+  /**
+   * Milliseconds before each send that the timer thread wakes this one, which
+   * then busy-waits to the exact time (capped at a quarter of the interval):
+   * the main thread's own wake-up is what is late. 0 sends on the timer's wake-up.
+   * On loopback at `-i 1ms` it took the median send-time error from about
+   * 55 µs to 0 (bench/udp.ts).
+   * @default {0.3}
+   */
+  spin?: number;
   /**
    * Ask the server for its counters at the end, for upstream/downstream loss.
    * @default {true}
@@ -224,6 +236,9 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
   const timeout = options.timeout ?? 1000;
   const size = options.size ?? 0;
   const heartbeat = options.heartbeat ?? false;
+  // At most a quarter of the interval is spun, so replies are still read
+  // between sends.
+  const spin = Math.min(Math.max(0, options.spin ?? 0.3), interval / 4);
   const emit = options.onEvent ?? (() => {});
   if (!(count >= 1)) throw new RangeError(`Cannot send ${count} pings: the count must be >= 1`);
   if (!(interval > 0)) throw new RangeError(`Cannot use interval ${interval} ms: it must be > 0`);
@@ -341,7 +356,10 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
   }
 
   function sendOne(seq: number, scheduled: number): void {
-    const now = performance.now();
+    let now = performance.now();
+    // The ticker wakes us up `spin` ms early; the rest is spun here, on the
+    // thread that sends, whose own wake-up from the timer is the late part.
+    while (now < scheduled) now = performance.now();
     const data = heartbeat
       ? encodeHeartbeat(seq, (performance.timeOrigin + now) / 1000, interval)
       : encodePing(seq, (performance.timeOrigin + now) / 1000, { size });
@@ -405,7 +423,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         ticker!.start(t0, interval, (k, scheduled) => {
           sendOne(k + 1, scheduled);
           if (k + 1 >= count) sendingDone();
-        });
+        }, { lead: spin });
       } else sendingDone();
       await sendingFinished;
     }

@@ -83,6 +83,24 @@ Deno.test("udpPing() pings our server on loopback over IPv4 and IPv6", async (t)
   }
 });
 
+Deno.test("udpPing() never sends before the scheduled time, with or without the spin", async (t) => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  for (const spin of [0, 0.3]) {
+    await t.step(`spin ${spin} ms`, async () => {
+      const summary = await udpPing("127.0.0.1", {
+        port: server.addr.port,
+        count: 20,
+        interval: 2,
+        spin,
+        serverStats: false,
+      });
+      assertEquals([summary.sent, summary.received], [20, 20]);
+      // Woken early by `spin`, the send still waits for its time.
+      assert(summary.sendError.median >= 0 && summary.sendError.mean >= 0);
+    });
+  }
+});
+
 Deno.test("udpPing() loss equals the server's seeded drop count over 1000 pings", async () => {
   const log: string[] = [];
   const server = serve({

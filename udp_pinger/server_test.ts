@@ -133,6 +133,22 @@ Deno.test("PingService keeps bounded per-client state and logs one line per sess
     assertEquals(log.length, 2);
     assert(log[0]!.startsWith("192.0.2.1:1 session ended (evicted: too many clients): 1 pings"));
   });
+  await t.step("a run of pings from one client keeps it most recently seen", () => {
+    // Exercises the fast path for the newest client: runs from one client,
+    // then another, then the first again; the eviction must still pick the
+    // least recently seen.
+    const log: string[] = [];
+    const service = new PingService({ maxClients: 2, log: (l) => log.push(l) });
+    const order = [1, 1, 2, 2, 1, 1, 3]; // port of each ping; 2 is then least recent
+    order.forEach((port, i) => service.handle(encodePing(i + 1, 0), { ...peer, port }, i));
+    assertEquals(log.length, 1);
+    assert(log[0]!.startsWith("192.0.2.1:2 session ended (evicted: too many clients): 2 pings"));
+    assertEquals(service.counters({ ...peer, port: 1 })?.rx, 4);
+    // A forgotten client that comes back starts a new session.
+    service.finish(10);
+    service.handle(encodePing(99, 0), { ...peer, port: 3 }, 11);
+    assertEquals(service.counters({ ...peer, port: 3 })?.rx, 1);
+  });
   await t.step("an idle session is logged and forgotten", () => {
     const log: string[] = [];
     const service = new PingService({ sessionTimeout: 1000, log: (l) => log.push(l) });
