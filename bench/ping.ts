@@ -13,18 +13,13 @@
  * @module
  */
 import { Lab } from "../lib/testing/lab.ts";
+import { median } from "../lib/stats.ts";
 
 const rounds = Number(Deno.args[0] ?? 5);
 const main = new URL("../icmp_pinger/main.ts", import.meta.url).pathname;
 const config = new URL("../deno.json", import.meta.url).pathname;
 const ours = [Deno.execPath(), "run", "-A", "--config", config, main];
 const iputils = ["ping"];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function parseStats(out: string): { transmitted: number; timeMs: number; avgMs: number } {
   const counts = out.match(/(\d+) packets transmitted.*time (\d+)ms/);

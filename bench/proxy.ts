@@ -15,6 +15,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { freePort } from "../lib/testing/ports.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -23,13 +24,6 @@ const { values } = parseArgs({
 const DURATION = Number(values.duration);
 const ROOT = new URL("..", import.meta.url).pathname;
 const enc = new TextEncoder();
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const p = l.addr.port;
-  l.close();
-  return p;
-}
 
 // ---- origin: a minimal keep-alive responder, so the origin is never the bottleneck ----
 const BODY = "x".repeat(1024);

@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import { openSession } from "../smtp/client.ts";
 import { composeMessage } from "../smtp/mime.ts";
 import { startSmtpServer } from "../smtp/_testing.ts";
+import { median } from "../lib/stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -70,11 +71,6 @@ async function measure(cmd: string, args: string[]): Promise<Measure> {
   await sampler;
   if (!result.success) throw new Error(`${cmd} failed (${result.code}): ${stderr}`);
   return { ms, hwmKiB };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 function peakMiB(ms: Measure[]): number {

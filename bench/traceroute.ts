@@ -26,18 +26,13 @@
  * @module
  */
 import { Lab } from "../lib/testing/lab.ts";
+import { median } from "../lib/stats.ts";
 
 const rounds = Number(Deno.args[0] ?? 15);
 const main = new URL("../traceroute/main.ts", import.meta.url).pathname;
 const ours = [Deno.execPath(), "run", "-A", main];
 const other = Deno.args[1] === undefined ? undefined : [Deno.execPath(), "run", "-A", Deno.args[1]];
 const butskoy = ["traceroute"];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** Runs a command in the client namespace; returns wall and CPU milliseconds. */
 async function timed(lab: Lab, cmd: string[]): Promise<{ wall: number; cpu: number }> {

@@ -15,6 +15,7 @@
  */
 import { parseArgs } from "node:util";
 import { startNginx } from "../web_server/_nginx.ts";
+import { median } from "../lib/stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -85,11 +86,6 @@ function cpuSeconds(pids: number[]): number {
     }
   }
   return ticks / 100;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 const root = await Deno.makeTempDir({ prefix: "netkit_webbench_" });

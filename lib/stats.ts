@@ -91,6 +91,23 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /**
+ * Returns the median of samples in any order (the mean of the two middle
+ * values for an even count).
+ *
+ * @param values The samples.
+ * @returns The median, or `NaN` for no samples.
+ *
+ * @example
+ * ```ts
+ * import { median } from "./stats.ts";
+ * console.assert(median([3, 1, 2]) === 2 && median([4, 1, 3, 2]) === 2.5);
+ * ```
+ */
+export function median(values: readonly number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+/**
  * Accumulates round-trip times and summarises them.
  *
  * Samples are kept (8 bytes each, plus the sequence number when given) so
