@@ -81,7 +81,11 @@ export function addRtt(acc: RttAccumulator, rttUs: number): void {
   acc.sumSquaresUs += rttUs * rttUs;
   if (rttUs < acc.minUs) acc.minUs = rttUs;
   if (rttUs > acc.maxUs) acc.maxUs = rttUs;
-  acc.ewma8 = acc.ewma8 === 0 ? rttUs * 8 : acc.ewma8 + rttUs - Math.trunc(acc.ewma8 / 8);
+  // Both computed on every call (cheap), so that the JIT has seen both
+  // when a flood that primed it starts afresh with an empty accumulator.
+  const seed = rttUs * 8;
+  const moved = acc.ewma8 + rttUs - Math.trunc(acc.ewma8 / 8);
+  acc.ewma8 = acc.ewma8 === 0 ? seed : moved;
 }
 
 /** The rtt figures iputils prints, in integer microseconds. */

@@ -274,3 +274,58 @@ labTest("ping --json parses and its summary equals the text summary", async (t, 
     });
   }
 });
+
+labTest(
+  "a fast ping primes its JIT on loopback only and counts only its own requests",
+  async (t, lab) => {
+    const target = lab.host("target").v4;
+    for (const args of [["-q", "-c", "150", "-i", "0.002"], ["-c", "100", "-i", "0.005"]]) {
+      await t.step(args.join(" "), async () => {
+        const toTarget = await lab.counter("client", {
+          chain: "output",
+          match: `ip daddr ${target} icmp type echo-request`,
+        });
+        const toLoopback = await lab.counter("client", {
+          chain: "output",
+          match: "ip daddr 127.0.0.1 icmp type echo-request",
+        });
+        try {
+          const r = await ours(lab, [...args, target]);
+          assertEquals(r.code, 0, r.stderr);
+          const c = counts(r.stdout);
+          const count = Number(args[args.indexOf("-c") + 1]);
+          // The priming flood went to the loopback address, none of it to the
+          // target, and none of it shows in the statistics.
+          assertEquals((await toTarget.counters()).packets, count);
+          assert((await toLoopback.counters()).packets > 0, "the session primed on loopback");
+          assertEquals(c, { transmitted: count, received: count });
+          assertMatch(r.stdout, /rtt min\/avg\/max\/mdev = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms/);
+        } finally {
+          await toTarget.delete();
+          await toLoopback.delete();
+        }
+      });
+    }
+    await t.step("a slow, short or flood ping does not prime", async () => {
+      const toLoopback = await lab.counter("client", {
+        chain: "output",
+        match: "ip daddr 127.0.0.1 icmp type echo-request",
+      });
+      try {
+        for (
+          const args of [["-c", "3", "-i", "0.05"], ["-c", "50", "-i", "0.002"], [
+            "-f",
+            "-c",
+            "500",
+          ]]
+        ) {
+          const r = await ours(lab, ["-q", ...args, target]);
+          assertEquals(r.code, 0, r.stderr);
+        }
+        assertEquals((await toLoopback.counters()).packets, 0);
+      } finally {
+        await toLoopback.delete();
+      }
+    });
+  },
+);

@@ -527,6 +527,33 @@ const timespecBuf = new Uint8Array(16);
 const timespecView = new DataView(timespecBuf.buffer);
 
 /**
+ * Writes the time of `CLOCK_REALTIME` (the clock of the kernel's receive
+ * timestamps) as a `struct timespec` (64-bit seconds, then nanoseconds,
+ * little-endian) into the first 16 bytes of `target`, straight from
+ * `clock_gettime()`: no arithmetic and no allocation between reading the
+ * clock and the caller's next step, which is what a send time stamped into
+ * a packet needs.
+ *
+ * @param target At least 16 bytes, e.g. a `subarray()` of the packet.
+ * @throws {RangeError} When `target` is shorter than 16 bytes.
+ *
+ * @example
+ * ```ts
+ * import { realtimeInto } from "./rawsock.ts";
+ * const packet = new Uint8Array(64);
+ * realtimeInto(packet.subarray(8, 24));
+ * const seconds = new DataView(packet.buffer).getUint32(8, true);
+ * console.assert(Math.abs(seconds - Date.now() / 1000) < 5);
+ * ```
+ */
+export function realtimeInto(target: Uint8Array): void {
+  if (target.length < 16) {
+    throw new RangeError(`A struct timespec needs 16 bytes, not ${target.length}`);
+  }
+  check(lib().clock_gettime(CLOCK_REALTIME, target), "clock_gettime");
+}
+
+/**
  * The index of a network interface, e.g. for an IPv6 scope id.
  *
  * @param name The interface name, such as `"lo"`.
@@ -1001,6 +1028,30 @@ export class Socket implements Disposable {
   }
 
   /**
+   * Points {@linkcode Socket.receiveInto} at `buffer` ahead of time.
+   * `receiveInto` does this itself whenever its buffer changes; a hot loop
+   * calls this first, so that the branch never runs inside it (code the JIT
+   * optimized without ever seeing that branch would be thrown away there).
+   *
+   * @param buffer The buffer later passed to `receiveInto`.
+   *
+   * @example
+   * ```ts
+   * import { DatagramInfo, openSocket } from "./rawsock.ts";
+   * using sock = openSocket({ kind: "udp", family: 4 });
+   * const buffer = new Uint8Array(2048);
+   * sock.useReceiveBuffer(buffer);
+   * console.assert(sock.receiveInto(buffer, new DatagramInfo()) === -1);
+   * ```
+   */
+  useReceiveBuffer(buffer: Uint8Array): void {
+    const iov = new DataView(this.#intoIov.buffer);
+    iov.setBigUint64(0, pointerValue(buffer), true);
+    iov.setBigUint64(8, BigInt(buffer.length), true);
+    this.#intoBuffer = buffer;
+  }
+
+  /**
    * Reads one queued datagram straight into `buffer`, without waiting and
    * without allocating: the lean path for hot loops such as a flood ping.
    * The kernel's receive time, the TTL and the truncation flag go into
@@ -1035,12 +1086,7 @@ export class Socket implements Disposable {
    */
   receiveInto(buffer: Uint8Array, info: DatagramInfo): number {
     const fd = this.#open("recvmsg");
-    if (buffer !== this.#intoBuffer) {
-      const iov = new DataView(this.#intoIov.buffer);
-      iov.setBigUint64(0, pointerValue(buffer), true);
-      iov.setBigUint64(8, BigInt(buffer.length), true);
-      this.#intoBuffer = buffer;
-    }
+    if (buffer !== this.#intoBuffer) this.useReceiveBuffer(buffer);
     const m = this.#msgView;
     m.setBigUint64(16, this.#intoIovPointer, true);
     m.setUint32(8, SOCKADDR_STORAGE_SIZE, true);
