@@ -327,7 +327,6 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
   const source = iface !== undefined ? probeSource(target, iface, sourceIsAddress) : undefined;
   const { sock, kind } = openIcmpSocket(family, options.socket ?? "auto");
   try {
-    if (kind === "raw") sock.setIcmpFilter(family === 4 ? FILTER_V4 : FILTER_V6);
     if (iface !== undefined) {
       if (sourceIsAddress) sock.bind({ family, address: iface, port: 0 });
       else sock.bindToDevice(iface);
@@ -452,10 +451,20 @@ function openIcmpSocket(
 function openRaw(family: 4 | 6): { sock: Socket; kind: "raw" } {
   // A raw IPv4 socket gets the TTL from the IP header, so the kernel need
   // not add it as a control message to every reply.
-  return {
-    sock: openSocket({ kind: "icmp-raw", family, receiveErrors: true, receiveTtl: family === 6 }),
-    kind: "raw",
-  };
+  const sock = openSocket({
+    kind: "icmp-raw",
+    family,
+    receiveErrors: true,
+    receiveTtl: family === 6,
+  });
+  try {
+    // iputils' ICMP_FILTER: only replies and errors reach the socket.
+    sock.setIcmpFilter(family === 4 ? FILTER_V4 : FILTER_V6);
+  } catch (err) {
+    sock.close();
+    throw err;
+  }
+  return { sock, kind: "raw" };
 }
 
 /** Whether this network namespace's `ping_group_range` admits no group at all. */
@@ -711,12 +720,13 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
 
   async #run(): Promise<void> {
     const o = this.#opts;
+    const spin = o.spin ?? true;
     this.#sock.useReceiveBuffer(this.#rx);
     if (
-      (o.spin ?? true) && this.#intervalMs > 0 && this.#intervalMs < PRIME_BELOW_MS &&
+      spin && this.#intervalMs > 0 && this.#intervalMs < PRIME_BELOW_MS &&
       this.#count >= PRIME_MIN_COUNT && !this.#stopped
     ) await this.#prime();
-    await this.#loop(this.#count, this.#intervalMs, o.deadlineMs ?? 0, o.spin ?? true);
+    await this.#loop(this.#count, this.#intervalMs, o.deadlineMs ?? 0, spin);
   }
 
   /**
@@ -740,7 +750,6 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     let sock: Socket;
     try {
       sock = openIcmpSocket(this.family, this.socketKind).sock;
-      if (this.socketKind === "raw") sock.setIcmpFilter(this.family === 4 ? FILTER_V4 : FILTER_V6);
       sock.connect({
         family: this.family,
         address: this.family === 4 ? "127.0.0.1" : "::1",
@@ -945,12 +954,13 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       }
     }
     this.#received[seq] = 0;
-    const sentAt = this.#stamp(seq);
+    this.#stamp(seq);
     try {
       this.#sock.send(this.#packet);
     } catch (err) {
       if (!(err instanceof SocketError)) throw err;
       if (err.errno === EAGAIN || err.errno === ENOBUFS) return false;
+      const sentAt = this.#sentAt();
       // iputils: a hard local error counts as sent; the details are in the
       // error queue when the kernel queued them (with IP_RECVERR).
       this.#advance(sentAt);
@@ -968,17 +978,15 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       }
       return true;
     }
-    this.#advance(sentAt);
+    this.#advance(this.#sentAt());
     return true;
   }
 
   /**
    * Fills in the sequence number, the send time (a `struct timespec`, 16
    * bytes, where iputils puts its `struct timeval`) and the checksum.
-   *
-   * @returns The send time in milliseconds since the epoch.
    */
-  #stamp(seq: number): number {
+  #stamp(seq: number): void {
     const v = this.#view;
     v.setUint16(6, seq);
     const time = this.#timeField;
@@ -989,10 +997,17 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       v.setUint16(2, 0);
       v.setUint16(2, this.#checksum());
     }
-    return time
-      ? (v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32) * 1000 +
-        v.getUint32(16, true) / 1e6
-      : performance.timeOrigin + performance.now();
+  }
+
+  /**
+   * The send time of the request just sent, in milliseconds since the epoch
+   * (read back after sendto(), so the stamp-to-send window stays minimal).
+   */
+  #sentAt(): number {
+    if (!this.#timeField) return performance.timeOrigin + performance.now();
+    const v = this.#view;
+    return (v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32) * 1000 +
+      v.getUint32(16, true) / 1e6;
   }
 
   /**

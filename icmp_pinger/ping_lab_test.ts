@@ -312,13 +312,8 @@ labTest(
         match: "ip daddr 127.0.0.1 icmp type echo-request",
       });
       try {
-        for (
-          const args of [["-c", "3", "-i", "0.05"], ["-c", "50", "-i", "0.002"], [
-            "-f",
-            "-c",
-            "500",
-          ]]
-        ) {
+        const runs = [["-c", "3", "-i", "0.05"], ["-c", "50", "-i", "0.002"], ["-f", "-c", "500"]];
+        for (const args of runs) {
           const r = await ours(lab, ["-q", ...args, target]);
           assertEquals(r.code, 0, r.stderr);
         }

@@ -230,7 +230,7 @@ export function checksum(bytes: Uint8Array, initial = 0): number {
  * import { buildEcho, verifyChecksum } from "./icmp.ts";
  * const packet = buildEcho({ type: "request", id: 1, seq: 1 });
  * console.assert(verifyChecksum(packet));
- * packet[9]! ^= 1;
+ * packet[5]! ^= 1; // flip a bit of the identifier
  * console.assert(!verifyChecksum(packet));
  * ```
  */

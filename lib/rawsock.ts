@@ -520,7 +520,7 @@ function inNetns<T>(name: string, fn: () => T): T {
  * ```
  */
 export function realtimeNs(): bigint {
-  check(lib().clock_gettime(CLOCK_REALTIME, timespecBuf), "clock_gettime");
+  realtimeInto(timespecBuf);
   return timespecView.getBigInt64(0, true) * 1_000_000_000n + timespecView.getBigInt64(8, true);
 }
 const timespecBuf = new Uint8Array(16);
