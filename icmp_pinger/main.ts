@@ -292,10 +292,12 @@ async function main(args: string[]): Promise<number> {
       );
     }
   }
+  // The header goes out at once, as iputils' does, even when a flood
+  // batches what follows.
+  out.flush();
   // iputils refuses intervals under 2 ms to users, after its header line.
   const effectiveInterval = interval ?? (flood ? 0 : 1);
   if (effectiveInterval < 0.002 && Deno.uid() !== 0) {
-    out.flush();
     for (const s of sessions) await s[Symbol.asyncDispose]();
     throw new CliError("cannot flood; minimal interval allowed for user is 2ms");
   }

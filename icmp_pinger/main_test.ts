@@ -201,3 +201,45 @@ Deno.test("ping CLI prints statistics and exits on SIGINT, and the status line o
     /^\r\d+\/\d+ packets, \d+% loss, min\/avg\/ewma\/max = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms\n$/,
   );
 });
+
+Deno.test("a flood whose replies are always in at once still stops on SIGINT", async () => {
+  // On loopback every reply is queued by the time sendto() returns, so the
+  // flood never has to wait: it must still let the signal in.
+  for (const args of [["-f", "-q"], ["-q", "-i", "0.002"]]) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args, "127.0.0.1"],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    let out = "";
+    const d = new TextDecoder();
+    while (!out.includes("bytes of data.")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += d.decode(value);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const sentAt = performance.now();
+    child.kill("SIGINT");
+    // A flood deaf to the signal fails the test rather than hanging it.
+    const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    const status = await child.status;
+    clearTimeout(killer);
+    const stoppedAfter = performance.now() - sentAt;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += d.decode(value);
+    }
+    await child.stderr.cancel();
+    assertEquals(status.code, 0, args.join(" "));
+    assertMatch(out, /\n(\d+) packets transmitted, \1 received, 0% packet loss/);
+    // iputils stops at once; 1 s leaves room for a loaded machine (before
+    // the fix, the signal waited for the runtime's I/O poll: seconds).
+    assert(
+      stoppedAfter < 1000,
+      `${args.join(" ")}: stopped ${stoppedAfter.toFixed(0)} ms after SIGINT`,
+    );
+  }
+});

@@ -306,13 +306,19 @@ labTest(
         }
       });
     }
-    await t.step("a slow, short or flood ping does not prime", async () => {
+    await t.step("a slow, short, flood or interface-bound ping does not prime", async () => {
       const toLoopback = await lab.counter("client", {
         chain: "output",
         match: "ip daddr 127.0.0.1 icmp type echo-request",
       });
       try {
-        const runs = [["-c", "3", "-i", "0.05"], ["-c", "50", "-i", "0.002"], ["-f", "-c", "500"]];
+        const runs = [
+          ["-c", "3", "-i", "0.05"],
+          ["-c", "50", "-i", "0.002"],
+          ["-f", "-c", "500"],
+          // Bound to an interface, the socket has no way to the loopback.
+          ["-c", "150", "-i", "0.002", "-I", lab.iface("client", "r1")],
+        ];
         for (const args of runs) {
           const r = await ours(lab, ["-q", ...args, target]);
           assertEquals(r.code, 0, r.stderr);
