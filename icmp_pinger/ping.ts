@@ -866,18 +866,28 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         }
       }
       this.#drain();
-      // Flood mode with the reply in: straight back to sending.
-      if (interval === 0 && canSend && this.#inFlight() === 0) {
-        // Replies that always come back at once must not keep signals and
-        // timers waiting: let the event loop run every 20 ms.
-        if (this.#lastSendMs - lastYield > YIELD_EVERY_MS) {
-          lastYield = this.#lastSendMs;
-          await this.#yield(lastYield);
+      // Flood mode with the reply in: straight back to sending, a burst at
+      // a time (see #floodBurst), the last request through this loop, which
+      // schedules the exit after it.
+      if (
+        interval === 0 && canSend && this.#inFlight() === 0 &&
+        this.#lastSendMs - lastYield < PARK_EVERY_MS
+      ) {
+        if (!hasDeadline) {
+          this.#floodBurst(count - 1, count);
+          lastSendAt = this.#lastSendMs;
         }
         reuseNow = true;
         continue;
       }
       now = performance.now();
+      // However busy (replies that always come back at once never make a
+      // flood wait), let signals and timers in every 100 ms.
+      if (now - lastYield > PARK_EVERY_MS) {
+        lastYield = now;
+        await this.#yield(now);
+        continue;
+      }
       const nextDue = !canSend || (!hasDeadline && this.#transmitted >= count)
         ? Infinity
         : interval === 0
@@ -914,6 +924,25 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         timeoutMs: Math.floor(remaining - (spinAllowed ? FLOOD_IDLE_MS : 0)),
         signal: (this.#stop ??= new AbortController()).signal,
       });
+    }
+  }
+
+  /**
+   * Flood mode's inner loop: send, read the reply, send again, while each
+   * reply is in by the time `sendto()` returns (on veth and loopback the
+   * whole round trip runs inside it), for at most 64 requests, and not past
+   * `sendLimit` requests or `count` replies; anything else is left to
+   * {@linkcode #loop}. A plain function called again and again, V8 optimizes
+   * it as a whole and keeps that code, where the async loop's own optimized
+   * code is left at each await (every 100 ms, for signals) and would run
+   * slowly for thousands of requests after each (measured: 6% of the rate).
+   */
+  #floodBurst(sendLimit: number, count: number): void {
+    for (let k = 0; k < 64; k++) {
+      if (this.#transmitted >= sendLimit || this.#nreceived + this.#errors >= count) return;
+      if (this.#stopped || !this.#send()) return;
+      this.#drain();
+      if (this.#inFlight() !== 0) return;
     }
   }
 
