@@ -265,7 +265,7 @@ const FLOOD_IDLE_MS = 10;
 /** A busy loop lets the event loop run (signals, timers) at least this often. */
 const YIELD_EVERY_MS = 20;
 /** … and waits for real (so that signals come in) at least this often. */
-const PARK_EVERY_MS = 100;
+const PARK_EVERY_MS = 250;
 /**
  * Sessions with an interval below this many milliseconds (but not 0: see
  * #prime) prime the JIT first.
@@ -882,7 +882,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       }
       now = performance.now();
       // However busy (replies that always come back at once never make a
-      // flood wait), let signals and timers in every 100 ms.
+      // flood wait), let signals and timers in every 250 ms.
       if (now - lastYield > PARK_EVERY_MS) {
         lastYield = now;
         await this.#yield(now);
@@ -934,7 +934,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
    * `sendLimit` requests or `count` replies; anything else is left to
    * {@linkcode #loop}. A plain function called again and again, V8 optimizes
    * it as a whole and keeps that code, where the async loop's own optimized
-   * code is left at each await (every 100 ms, for signals) and would run
+   * code is left at each await (every 250 ms, for signals) and would run
    * slowly for thousands of requests after each (measured: 6% of the rate).
    */
   #floodBurst(sendLimit: number, count: number): void {
@@ -948,10 +948,12 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
 
   /**
    * Lets the event loop run from a busy loop: usually one quick turn
-   * ({@linkcode #turn}), but every 100 ms a real wait (of 0 ms, on a worker
+   * ({@linkcode #turn}), but every 250 ms a real wait (of 0 ms, on a worker
    * thread), because only when the runtime has nothing ready does it look
    * at signals: with turns alone, a flood on loopback took 1.6 s to see a
-   * SIGINT (measured).
+   * SIGINT (measured). Not more often: the request after such a wait goes
+   * out through colder caches, and at every 100 ms the average round trip
+   * at `-i 0.002` grew by about 1 µs (measured).
    */
   async #yield(now: number): Promise<void> {
     if (now - this.#parkedAt < PARK_EVERY_MS) return await this.#turn();
