@@ -167,6 +167,64 @@ labTest("ping marks duplicated replies (DUP!) and counts them as iputils", async
   }
 });
 
+labTest("a quiet flood (its fast path) counts as iputils does", async (t, lab) => {
+  const target = lab.host("target");
+  for (const [family, address] of [[4, target.v4], [6, target.v6]] as const) {
+    await t.step(`IPv${family}: 3,000 requests, all answered, the same text`, async () => {
+      const a = await sameAsIputils(lab, ["-f", "-q", "-c", "3000", address]);
+      assertEquals(counts(a.stdout), { transmitted: 3000, received: 3000 });
+    });
+    await t.step(`IPv${family}: errors, with -O's "no answer yet"`, async () => {
+      await sameAsIputils(lab, ["-f", "-O", "-c", "5", "-t", "2", address]);
+      await sameAsIputils(lab, ["-f", "-q", "-c", "5", "-t", "2", address]);
+    });
+  }
+  await t.step("20% loss: transmitted − received is the drop count", async () => {
+    const rule = await lab.drop("r2", { percent: 20, match: "icmp type echo-request" });
+    try {
+      for (const run of [ours, iputils]) {
+        const before = (await rule.counters()).packets;
+        const r = await run(lab, ["-f", "-q", "-c", "500", target.v4]);
+        const dropped = (await rule.counters()).packets - before;
+        const c = counts(r.stdout);
+        assertEquals(c.transmitted, 500, `${run.name}: ${r.stdout}`);
+        assertEquals(c.transmitted - c.received, dropped, `${run.name}: ${r.stdout}`);
+        assert(dropped > 0, "some requests were dropped");
+      }
+    } finally {
+      await rule.delete();
+    }
+  });
+  await t.step("every reply duplicated: +N duplicates, as iputils", async () => {
+    const rule = await lab.duplicate("r1", { family: 4, match: "icmp type echo-reply" });
+    try {
+      for (const run of [ours, iputils]) {
+        const r = await run(lab, ["-f", "-q", "-c", "500", target.v4]);
+        const m = r.stdout.match(/500 packets transmitted, 500 received, \+(\d+) duplicates/);
+        assert(m, `${run.name}: ${r.stdout}`);
+        // Each copy is read before the next request goes out, but the last
+        // one may still be queued when the count is reached.
+        assert(Number(m[1]) >= 499, `${run.name}: ${r.stdout}`);
+      }
+    } finally {
+      await rule.delete();
+    }
+  });
+  await t.step("two floods at once each count only their own replies", async () => {
+    const args = ["-f", "-q", "-c", "3000", target.v4];
+    const runs = await Promise.all([ours(lab, args), ours(lab, args), iputils(lab, args)]);
+    for (const [k, r] of runs.entries()) {
+      assertEquals(r.code, 0, r.stderr);
+      // Three floods on two cores: the lab's queues may drop a packet or
+      // two (iputils too, measured), but nobody counts another's replies.
+      const m = r.stdout.match(
+        /\n3000 packets transmitted, (\d+) received, [\d.]+% packet loss, time/,
+      );
+      assert(m && Number(m[1]) <= 3000 && Number(m[1]) >= 2990, `run ${k}: ${r.stdout}`);
+    }
+  });
+});
+
 labTest("ping verifies checksums: a corrupted reply is marked and not counted", async (t, lab) => {
   // r1 rewrites a data byte of each echo reply without fixing the checksum.
   const nft = ["nft", "add", "rule", "inet", "lab", "forward", "icmp", "type", "echo-reply"];
@@ -276,10 +334,15 @@ labTest("ping --json parses and its summary equals the text summary", async (t, 
 });
 
 labTest(
-  "a fast ping primes its JIT on loopback only and counts only its own requests",
+  "a fast ping or a long flood primes its JIT on loopback only and counts only its own requests",
   async (t, lab) => {
     const target = lab.host("target").v4;
-    for (const args of [["-q", "-c", "150", "-i", "0.002"], ["-c", "100", "-i", "0.005"]]) {
+    const runs = [
+      ["-q", "-c", "150", "-i", "0.002"],
+      ["-c", "100", "-i", "0.005"],
+      ["-f", "-q", "-c", "10000"],
+    ];
+    for (const args of runs) {
       await t.step(args.join(" "), async () => {
         const toTarget = await lab.counter("client", {
           chain: "output",
@@ -306,27 +369,30 @@ labTest(
         }
       });
     }
-    await t.step("a slow, short, flood or interface-bound ping does not prime", async () => {
-      const toLoopback = await lab.counter("client", {
-        chain: "output",
-        match: "ip daddr 127.0.0.1 icmp type echo-request",
-      });
-      try {
-        const runs = [
-          ["-c", "3", "-i", "0.05"],
-          ["-c", "50", "-i", "0.002"],
-          ["-f", "-c", "500"],
-          // Bound to an interface, the socket has no way to the loopback.
-          ["-c", "150", "-i", "0.002", "-I", lab.iface("client", "r1")],
-        ];
-        for (const args of runs) {
-          const r = await ours(lab, ["-q", ...args, target]);
-          assertEquals(r.code, 0, r.stderr);
+    await t.step(
+      "a slow, short or interface-bound ping or a short flood does not prime",
+      async () => {
+        const toLoopback = await lab.counter("client", {
+          chain: "output",
+          match: "ip daddr 127.0.0.1 icmp type echo-request",
+        });
+        try {
+          const runs = [
+            ["-c", "3", "-i", "0.05"],
+            ["-c", "50", "-i", "0.002"],
+            ["-f", "-c", "500"],
+            // Bound to an interface, the socket has no way to the loopback.
+            ["-c", "150", "-i", "0.002", "-I", lab.iface("client", "r1")],
+          ];
+          for (const args of runs) {
+            const r = await ours(lab, ["-q", ...args, target]);
+            assertEquals(r.code, 0, r.stderr);
+          }
+          assertEquals((await toLoopback.counters()).packets, 0);
+        } finally {
+          await toLoopback.delete();
         }
-        assertEquals((await toLoopback.counters()).packets, 0);
-      } finally {
-        await toLoopback.delete();
-      }
-    });
+      },
+    );
   },
 );
