@@ -883,6 +883,21 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         : interval === 0
         ? (this.#inFlight() === 0 ? now : lastSendAt + FLOOD_IDLE_MS)
         : nextSendAt;
+      if (
+        now >= dueAt && interval === 0 && !hasDeadline && this.#transmitted < count - 1 &&
+        now - lastYield < PARK_EVERY_MS
+      ) {
+        // A flood with nothing in flight: straight into a burst, which
+        // leaves the last request (after which the exit is scheduled), any
+        // reply still due and everything unusual to the rest of this loop.
+        const before = this.#transmitted;
+        this.#floodBurst(count - 1, count);
+        if (this.#transmitted !== before) {
+          lastSendAt = this.#lastSendMs;
+          reuseNow = true;
+          continue;
+        }
+      }
       if (now >= dueAt) {
         if (!this.#send()) {
           // EAGAIN/ENOBUFS: the queue is full; iputils retries 10 ms later.
