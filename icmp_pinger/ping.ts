@@ -294,10 +294,7 @@ const BPF_LDX_MSH = 0xb1;
 const BPF_JEQ_K = 0x15;
 const BPF_RET_K = 0x06;
 const MSG_DONTWAIT = 0x40;
-const MSG_TRUNC = 0x20;
 const CLOCK_REALTIME = 0;
-const SOL_SOCKET = 1;
-const SO_TIMESTAMPNS = 35;
 const EAGAIN = 11;
 const ENOBUFS = 105;
 
@@ -1010,8 +1007,6 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     const rx = this.#rx;
     const direct = sock.directReceive(rx);
     const message = direct.message;
-    const words = direct.words;
-    const control = direct.control;
     const packet = this.#packet;
     const length = this.#packetLength;
     const received = this.#received;
@@ -1059,13 +1054,13 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       // Nothing yet, or an error pending: #drain() sorts it out.
       if (n < 0) break;
       const at = raw4 ? (rx[0]! & 0x0f) * 4 : 0;
-      const end = n < rx.length ? n : rx.length;
+      // recvmsg() returns what it wrote, and the buffer holds any datagram.
+      const end = n;
+      const receivedUs = direct.timestampUs();
       // An answer to the request just sent, to count and nothing more?
-      let plain = plainAllowed && end - at >= minLength && rx[at] === replyType &&
-        ((rx[at + 6]! << 8) | rx[at + 7]!) === seq &&
-        (id < 0 || ((rx[at + 4]! << 8) | rx[at + 5]!) === id) &&
-        words[10]! >= 32 && control[2] === SOL_SOCKET && control[3] === SO_TIMESTAMPNS &&
-        (words[12]! & MSG_TRUNC) === 0;
+      let plain = plainAllowed && receivedUs >= 0 && end - at >= minLength &&
+        rx[at] === replyType && ((rx[at + 6]! << 8) | rx[at + 7]!) === seq &&
+        (id < 0 || ((rx[at + 4]! << 8) | rx[at + 5]!) === id);
       if (plain && raw4) {
         let sum = 0;
         for (let j = at; j + 1 < end; j += 2) sum += (rx[j]! << 8) | rx[j + 1]!;
@@ -1080,24 +1075,22 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         if (this.#inFlight() !== 0) break;
         continue;
       }
-      this.#countPlain(seq, at + 8, control);
+      this.#countPlain(seq, at + 8, receivedUs);
     }
     if (transmitted !== start) this.#lastSendMs = performance.now();
   }
 
   /**
    * #floodBurst() received a plain answer to request `seq`, its send time
-   * at `t` in the buffer and its receive time first in `control`: as
+   * at `t` in the buffer, at `receivedUs` (the kernel's time): as
    * #handleData() for it, which leaves nothing in flight.
    */
-  #countPlain(seq: number, t: number, control: Uint32Array): void {
+  #countPlain(seq: number, t: number, receivedUs: number): void {
     this.#nreceived++;
     this.#acknowledge(seq);
     this.#received[seq] = 1;
     if (this.#timing) {
       const rx = this.#rx;
-      const receivedUs = (control[4]! + control[5]! * 2 ** 32) * 1e6 +
-        Math.floor(control[6]! / 1000);
       const sentUs = (uint32(rx, t) + uint32(rx, t + 4) * 2 ** 32) * 1e6 +
         Math.floor(uint32(rx, t + 8) / 1000);
       const rttUs = receivedUs - sentUs;

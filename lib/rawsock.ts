@@ -647,6 +647,13 @@ export interface DirectReceive {
   readonly controlSize: number;
   /** Sets the three fields the kernel overwrites back to their sizes and 0. */
   rearm(): void;
+  /**
+   * The kernel's receive time (`SO_TIMESTAMPNS`) of the datagram last
+   * received, in whole microseconds since the epoch, when it came first in
+   * the control data (the kernel puts it ahead of the others); otherwise
+   * -1: read it with {@linkcode Socket.readControl} then.
+   */
+  timestampUs(): number;
 }
 
 /**
@@ -1214,6 +1221,8 @@ export class Socket implements Disposable {
    * const info = new DatagramInfo();
    * sock.readControl(n, buffer, info);
    * console.assert(n === 3 && info.timestampSec > 0 && buffer[2] === 3);
+   * const us = info.timestampSec * 1e6 + Math.floor(info.timestampNsec / 1000);
+   * console.assert(direct.timestampUs() === us);
    * ```
    */
   directReceive(buffer: Uint8Array): DirectReceive {
@@ -1222,16 +1231,25 @@ export class Socket implements Disposable {
     let direct = this.#direct;
     if (direct === undefined) {
       const words = new Uint32Array(this.#msg.buffer);
+      const control = new Uint32Array(this.#control.buffer);
       direct = this.#direct = {
         message: this.#msg,
         words,
-        control: new Uint32Array(this.#control.buffer),
+        control,
         nameSize: SOCKADDR_STORAGE_SIZE,
         controlSize: CONTROL_SIZE,
         rearm() {
           words[2] = SOCKADDR_STORAGE_SIZE;
           words[10] = CONTROL_SIZE;
           words[12] = 0;
+        },
+        timestampUs() {
+          // struct cmsghdr: cmsg_len (8 bytes), level, type; then the
+          // struct timespec (two 8-byte fields).
+          if (words[10]! < 32 || control[2] !== SOL_SOCKET || control[3] !== SO_TIMESTAMPNS) {
+            return -1;
+          }
+          return (control[4]! + control[5]! * 2 ** 32) * 1e6 + Math.floor(control[6]! / 1000);
         },
       };
     }
