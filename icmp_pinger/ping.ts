@@ -37,7 +37,6 @@ import {
   DatagramInfo,
   directCalls,
   type ErrorReport,
-  lastErrno,
   openSocket,
   realtimeInto,
   realtimeNs,
@@ -1044,7 +1043,8 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         packet[3] = sum & 0xff;
       }
       if (calls.sendto(fd, packet, length, MSG_DONTWAIT, null, 0) < 0) {
-        this.#sendFailedInBurst(lastErrno());
+        // errno read before any call (see DirectCalls.errno).
+        this.#sendFailedInBurst(calls.errno[0]!);
         return;
       }
       this.#transmitted = ++transmitted;

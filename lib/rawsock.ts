@@ -134,7 +134,14 @@ const CORE = [
 
 let libc: Libc | undefined;
 let loadError: Error | undefined;
-let errnoView: Deno.UnsafePointerView | undefined;
+/**
+ * This thread's `errno`, read in place. Read `errnoCell[0]` right after the
+ * libc call that failed, in the same function and before calling or
+ * returning from any: V8 may do its own work at those points (installing
+ * optimized code, for one), and that work can change errno (seen: a
+ * failed recvmsg() read back as ENOENT about once in 60 runs).
+ */
+let errnoCell = new Int32Array(1);
 
 function loadCore(): void {
   if (Deno.build.os !== "linux") {
@@ -185,7 +192,7 @@ function loadCore(): void {
     loadError = new Error("Cannot locate errno: __errno_location() returned NULL");
     return;
   }
-  errnoView = new Deno.UnsafePointerView(ptr);
+  errnoCell = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(ptr, 4));
   libc = table;
 }
 loadCore();
@@ -194,11 +201,6 @@ loadCore();
 function lib(): Libc {
   if (libc) return libc;
   throw loadError ?? new Error("Raw sockets are not supported here");
-}
-
-/** The `errno` of the last synchronous libc call on this thread. */
-function errno(): number {
-  return errnoView?.getInt32() ?? 0;
 }
 
 // Linux constants (identical on x86_64 and aarch64).
@@ -456,9 +458,14 @@ export interface ReceiveOptions {
 const MAX_DATAGRAM = 65535;
 const CONTROL_SIZE = 512;
 
-function check(result: number | bigint, syscall: string, hint?: string): number {
+/**
+ * `result`, or a SocketError for `errno` when it is negative. Pass errno
+ * read right after the call (`check(r = c.f(), errnoCell[0]!, "f")`): the
+ * arguments are evaluated before V8 enters this function.
+ */
+function check(result: number | bigint, e: number, syscall: string, hint?: string): number {
   const n = Number(result);
-  if (n < 0) throw new SocketError(errno(), syscall, hint);
+  if (n < 0) throw new SocketError(e, syscall, hint);
   return n;
 }
 
@@ -483,24 +490,22 @@ function pointerValue(buf: Uint8Array): bigint {
 function inNetns<T>(name: string, fn: () => T): T {
   const c = lib();
   if (name.includes("/")) throw new TypeError(`Invalid network namespace name "${name}"`);
-  const original = check(
-    c.open(cString("/proc/thread-self/ns/net"), O_RDONLY | O_CLOEXEC),
-    "open",
-  );
+  const path = cString("/proc/thread-self/ns/net");
+  const original = check(c.open(path, O_RDONLY | O_CLOEXEC), errnoCell[0]!, "open");
   try {
     const target = c.open(cString(`/run/netns/${name}`), O_RDONLY | O_CLOEXEC);
     if (target < 0) {
-      throw new SocketError(errno(), "open", `network namespace "${name}" does not exist`);
+      throw new SocketError(errnoCell[0]!, "open", `network namespace "${name}" does not exist`);
     }
     try {
-      check(c.setns(target, CLONE_NEWNET), "setns");
+      check(c.setns(target, CLONE_NEWNET), errnoCell[0]!, "setns");
     } finally {
       c.close(target);
     }
     try {
       return fn();
     } finally {
-      check(c.setns(original, CLONE_NEWNET), "setns");
+      check(c.setns(original, CLONE_NEWNET), errnoCell[0]!, "setns");
     }
   } finally {
     c.close(original);
@@ -551,7 +556,7 @@ export function realtimeInto(target: Uint8Array): void {
   if (target.length < 16) {
     throw new RangeError(`A struct timespec needs 16 bytes, not ${target.length}`);
   }
-  check(lib().clock_gettime(CLOCK_REALTIME, target), "clock_gettime");
+  check(lib().clock_gettime(CLOCK_REALTIME, target), errnoCell[0]!, "clock_gettime");
 }
 
 /**
@@ -565,7 +570,7 @@ export type BpfInstruction = readonly [code: number, jt: number, jf: number, k: 
 /**
  * The libc calls a datagram loop makes per datagram, as bound with
  * `Deno.dlopen` (see {@linkcode directCalls}). Each returns -1 on failure,
- * with the reason in {@linkcode lastErrno}.
+ * with the reason in `errno[0]`.
  */
 export interface DirectCalls {
   /** `sendto(2)`: `length` as a BigInt (a `size_t`); `to` null on a connected socket. */
@@ -581,6 +586,13 @@ export interface DirectCalls {
   recvmsg(fd: number, message: Uint8Array, flags: number): number;
   /** `clock_gettime(2)` into a 16-byte `struct timespec`. */
   clock_gettime(clock: number, timespec: Uint8Array): number;
+  /**
+   * This thread's `errno`, in place. Read `errno[0]` right after the call
+   * that failed, in the same function and before calling or returning from
+   * any other: V8 may do its own work at those points (installing optimized
+   * code, for one), and that work can change errno.
+   */
+  readonly errno: Int32Array;
 }
 
 /**
@@ -597,33 +609,27 @@ export interface DirectCalls {
  *
  * @returns The bound functions.
  *
- * @example Stamping a buffer with the time
+ * @example Stamping a buffer with the time, and a failed call's errno
  * ```ts
  * import { directCalls } from "./rawsock.ts";
+ * const calls = directCalls();
  * const timespec = new Uint8Array(16);
- * console.assert(directCalls().clock_gettime(0, timespec) === 0);
+ * console.assert(calls.clock_gettime(0, timespec) === 0);
+ * const failed = calls.recvmsg(-1, new Uint8Array(56), 0);
+ * const e = calls.errno[0];
+ * console.assert(failed === -1 && e === 9); // EBADF
  * ```
  */
 export function directCalls(): DirectCalls {
-  return lib() as unknown as DirectCalls;
+  const c = lib();
+  return direct ??= {
+    sendto: c.sendto,
+    recvmsg: c.recvmsg,
+    clock_gettime: c.clock_gettime,
+    errno: errnoCell,
+  } as unknown as DirectCalls;
 }
-
-/**
- * The `errno` left by the last failed call through {@linkcode directCalls}
- * on this thread. Read it at once: any other libc call may change it.
- *
- * @returns The error number, such as 11 (EAGAIN).
- *
- * @example
- * ```ts
- * import { directCalls, lastErrno } from "./rawsock.ts";
- * console.assert(directCalls().recvmsg(-1, new Uint8Array(56), 0) === -1);
- * console.assert(lastErrno() === 9); // EBADF
- * ```
- */
-export function lastErrno(): number {
-  return errno();
-}
+let direct: DirectCalls | undefined;
 
 /**
  * A socket's own `struct msghdr`, aimed at a caller's buffer, for
@@ -824,7 +830,7 @@ export function openSocket(options: OpenOptions): Socket {
   const create = () => c.socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
   const fd = options.netns === undefined ? create() : inNetns(options.netns, create);
   if (fd < 0) {
-    const e = errno();
+    const e = errnoCell[0]!;
     const hint = e === 1 || e === 13 ? PERMISSION_HINT : undefined;
     throw new SocketError(e, "socket", hint);
   }
@@ -874,6 +880,8 @@ export class Socket implements Disposable {
   #msgView = new DataView(this.#msg.buffer);
   #controlView = new DataView(this.#control.buffer);
   #direct: DirectReceive | undefined;
+  /** errno after the last #recvmsg(), read there at once. */
+  #recvErrno = 0;
   #pollFds = new Uint8Array(16);
   #pollView = new DataView(this.#pollFds.buffer);
   #readyFds = new Uint8Array(8);
@@ -948,7 +956,7 @@ export class Socket implements Disposable {
   setOption(level: number, name: number, value: number | Uint8Array): void {
     const fd = this.#open("setsockopt");
     const buf = typeof value === "number" ? int32(value) : value;
-    check(lib().setsockopt(fd, level, name, buf, buf.length), "setsockopt");
+    check(lib().setsockopt(fd, level, name, buf, buf.length), errnoCell[0]!, "setsockopt");
   }
 
   /**
@@ -962,7 +970,7 @@ export class Socket implements Disposable {
     const fd = this.#open("getsockopt");
     const buf = new Uint8Array(4);
     const len = int32(4);
-    check(lib().getsockopt(fd, level, name, buf, len), "getsockopt");
+    check(lib().getsockopt(fd, level, name, buf, len), errnoCell[0]!, "getsockopt");
     return new DataView(buf.buffer).getInt32(0, true);
   }
 
@@ -1025,7 +1033,7 @@ export class Socket implements Disposable {
   bind(address: SocketAddress): void {
     const fd = this.#open("bind");
     const sa = this.#sockaddr(address);
-    check(lib().bind(fd, sa, sa.length), "bind");
+    check(lib().bind(fd, sa, sa.length), errnoCell[0]!, "bind");
   }
 
   /**
@@ -1046,7 +1054,7 @@ export class Socket implements Disposable {
   connect(address: SocketAddress): void {
     const fd = this.#open("connect");
     const sa = this.#sockaddr(address);
-    check(lib().connect(fd, sa, sa.length), "connect");
+    check(lib().connect(fd, sa, sa.length), errnoCell[0]!, "connect");
   }
 
   /**
@@ -1059,7 +1067,7 @@ export class Socket implements Disposable {
     const fd = this.#open("getsockname");
     const buf = new Uint8Array(SOCKADDR_STORAGE_SIZE);
     const len = int32(buf.length);
-    check(lib().getsockname(fd, buf, len), "getsockname");
+    check(lib().getsockname(fd, buf, len), errnoCell[0]!, "getsockname");
     const addr = decodeSockaddr(buf, new DataView(len.buffer).getInt32(0, true));
     if (!addr) throw new SocketError(97, "getsockname", "unexpected address family");
     return addr;
@@ -1108,7 +1116,7 @@ export class Socket implements Disposable {
       this.#sendLengthBig = BigInt(bytes.length);
     }
     const n = lib().sendto(fd, bytes, this.#sendLengthBig, MSG_DONTWAIT, sa, sa ? sa.length : 0);
-    return n < 0 ? check(n, "sendto") : n;
+    return n < 0 ? check(n, errnoCell[0]!, "sendto") : n;
   }
 
   /**
@@ -1121,7 +1129,7 @@ export class Socket implements Disposable {
     const fd = this.#open("recvmsg");
     const n = this.#recvmsg(fd, MSG_DONTWAIT);
     if (n >= 0) return this.#datagram(n);
-    const e = errno();
+    const e = this.#recvErrno;
     if (e === EAGAIN || e === EINTR) return this.errorQueue ? this.receiveError() : null;
     // A pending socket error (from an ICMP error with IP_RECVERR) surfaces
     // here; the details are in the error queue.
@@ -1300,7 +1308,7 @@ export class Socket implements Disposable {
     m.setInt32(48, 0, true);
     const n = lib().recvmsg(fd, this.#msg, MSG_DONTWAIT);
     if (n < 0) {
-      const e = errno();
+      const e = errnoCell[0]!;
       // EAGAIN: nothing queued. Otherwise, with IP_RECVERR, the errno of an
       // ICMP error (EHOSTUNREACH, EACCES for "administratively prohibited",
       // EMSGSIZE, …) is pending, and its details wait in the error queue.
@@ -1382,7 +1390,7 @@ export class Socket implements Disposable {
     const fd = this.#open("recvmsg");
     const n = this.#recvmsg(fd, MSG_ERRQUEUE | MSG_DONTWAIT);
     if (n < 0) {
-      const e = errno();
+      const e = this.#recvErrno;
       if (e === EAGAIN || e === EINTR) return null;
       throw new SocketError(e, "recvmsg");
     }
@@ -1458,7 +1466,9 @@ export class Socket implements Disposable {
     const c = lib();
     const fd = this.#open("poll");
     if (this.#pending) throw new Error("Cannot wait on a socket twice at once");
-    if (this.#wakeFd < 0) this.#wakeFd = check(c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd");
+    if (this.#wakeFd < 0) {
+      this.#wakeFd = check(c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), errnoCell[0]!, "eventfd");
+    }
     const timeoutMs = options.timeoutMs ?? Infinity;
     const v = this.#pollView;
     v.setInt32(0, fd, true);
@@ -1495,7 +1505,7 @@ export class Socket implements Disposable {
     const fd = this.#open("poll");
     this.#readyView.setInt32(0, fd, true);
     const n = lib().poll(this.#readyFds, 1n, 0);
-    return n < 0 ? check(n, "poll") > 0 : n > 0;
+    return n < 0 ? check(n, errnoCell[0]!, "poll") > 0 : n > 0;
   }
 
   #wake(): void {
@@ -1516,7 +1526,9 @@ export class Socket implements Disposable {
     m.setUint32(40, CONTROL_SIZE, true);
     m.setUint32(44, 0, true);
     m.setInt32(48, 0, true);
-    return lib().recvmsg(fd, this.#msg, flags);
+    const n = lib().recvmsg(fd, this.#msg, flags);
+    this.#recvErrno = n < 0 ? errnoCell[0]! : 0;
+    return n;
   }
 
   #msgName(): SocketAddress | undefined {
