@@ -1111,7 +1111,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
 
   /** #floodBurst() received `n` bytes (`end` in the buffer) that need the general path. */
   #receivedInBurst(n: number, end: number): void {
-    this.#sock.readControl(n, this.#rx, this.#rxInfo);
+    this.#sock.readControl(n, this.#rxInfo);
     this.#handleData(end);
   }
 

@@ -1227,7 +1227,7 @@ export class Socket implements Disposable {
    * direct.rearm();
    * const n = directCalls().recvmsg(sock.fd, direct.message, 0x40);
    * const info = new DatagramInfo();
-   * sock.readControl(n, buffer, info);
+   * sock.readControl(n, info);
    * console.assert(n === 3 && info.timestampSec > 0 && buffer[2] === 3);
    * const us = info.timestampSec * 1e6 + Math.floor(info.timestampNsec / 1000);
    * console.assert(direct.timestampUs() === us);
@@ -1318,24 +1318,24 @@ export class Socket implements Disposable {
       ) return -1;
       throw new SocketError(e, "recvmsg");
     }
-    return this.readControl(n, buffer, info);
+    return this.readControl(n, info);
   }
 
   /**
-   * Fills `info` in from the last receive into `buffer` (the flags and
-   * control data it left in the socket's header): what
-   * {@linkcode Socket.receiveInto} does after its `recvmsg()`, for one made
-   * through {@linkcode directCalls} and {@linkcode Socket.directReceive}.
+   * Fills `info` in from the last receive into the buffer given to
+   * {@linkcode Socket.directReceive} (from the flags and control data it
+   * left in the socket's header): what {@linkcode Socket.receiveInto} does
+   * after its `recvmsg()`, for one made through {@linkcode directCalls}.
    *
    * @param n What `recvmsg()` returned (not -1).
-   * @param buffer The buffer it received into.
    * @param info Receives the details.
-   * @returns The number of bytes in `buffer`.
+   * @returns The number of bytes in the buffer.
    */
-  readControl(n: number, buffer: Uint8Array, info: DatagramInfo): number {
+  readControl(n: number, info: DatagramInfo): number {
     const m = this.#msgView;
+    const size = this.#intoBuffer?.length ?? 0;
     info.length = n;
-    info.truncated = (m.getInt32(48, true) & MSG_TRUNC) !== 0 || n > buffer.length;
+    info.truncated = (m.getInt32(48, true) & MSG_TRUNC) !== 0 || n > size;
     info.timestampSec = -1;
     info.timestampNsec = 0;
     info.ttl = -1;
@@ -1358,7 +1358,7 @@ export class Socket implements Disposable {
       ) info.ttl = v.getInt32(off + 16, true);
       off += (len + 7) & ~7;
     }
-    return Math.min(n, buffer.length);
+    return Math.min(n, size);
   }
 
   /**
