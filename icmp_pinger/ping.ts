@@ -559,7 +559,6 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   #packetLength: bigint;
   // The receive buffer and its details, reused for every reply.
   #rx = new Uint8Array(65536 + 60);
-  #rxView = new DataView(this.#rx.buffer);
   #rxInfo = new DatagramInfo();
   #transmitted = 0;
   #nreceived = 0;
@@ -1090,10 +1089,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     this.#acknowledge(seq);
     this.#received[seq] = 1;
     if (this.#timing) {
-      const rx = this.#rx;
-      const sentUs = (uint32(rx, t) + uint32(rx, t + 4) * 2 ** 32) * 1e6 +
-        Math.floor(uint32(rx, t + 8) / 1000);
-      const rttUs = receivedUs - sentUs;
+      const rttUs = receivedUs - sentTimeUs(this.#rx, t);
       addRtt(this.#rtt, rttUs < 0 ? 0 : rttUs);
     }
   }
@@ -1360,12 +1356,8 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       receivedUs = Number(realtimeNs() / 1000n);
     }
     if (this.#timing && length >= 8 + TIME_BYTES) {
-      const v = this.#rxView;
-      const t = start + 8;
-      const sentUs = (v.getUint32(t, true) + v.getUint32(t + 4, true) * 2 ** 32) * 1e6 +
-        Math.floor(v.getUint32(t + 8, true) / 1000);
       // Whole microseconds on both sides, as iputils subtracts two timevals.
-      rttUs = receivedUs - sentUs;
+      rttUs = receivedUs - sentTimeUs(rx, start + 8);
       if (rttUs < 0) rttUs = 0;
       if (!badChecksum) addRtt(this.#rtt, rttUs);
     }
@@ -1501,7 +1493,16 @@ function echoIdFilter(family: 4 | 6, id: number): BpfInstruction[] {
   ];
 }
 
-/** The little-endian 32-bit word at `at` (a `struct timespec` half, as the sender's host wrote it). */
+/**
+ * The send time a reply carries at `at` (our `struct timespec`, as this
+ * host wrote it), in whole microseconds since the epoch.
+ */
+function sentTimeUs(bytes: Uint8Array, at: number): number {
+  return (uint32(bytes, at) + uint32(bytes, at + 4) * 2 ** 32) * 1e6 +
+    Math.floor(uint32(bytes, at + 8) / 1000);
+}
+
+/** The little-endian 32-bit word at `at`. */
 function uint32(bytes: Uint8Array, at: number): number {
   return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) + bytes[at + 3]! * 0x1000000;
 }

@@ -459,8 +459,8 @@ const MAX_DATAGRAM = 65535;
 const CONTROL_SIZE = 512;
 
 /**
- * `result`, or a SocketError for `errno` when it is negative. Pass errno
- * read right after the call (`check(r = c.f(), errnoCell[0]!, "f")`): the
+ * `result`, or a SocketError for `e` when it is negative. Pass errno read
+ * right after the call, as `check(c.f(), errnoCell[0]!, "f")`: the
  * arguments are evaluated before V8 enters this function.
  */
 function check(result: number | bigint, e: number, syscall: string, hint?: string): number {
@@ -634,24 +634,15 @@ let direct: DirectCalls | undefined;
 /**
  * A socket's own `struct msghdr`, aimed at a caller's buffer, for
  * `recvmsg()` calls made through {@linkcode directCalls}: from
- * {@linkcode Socket.directReceive}. Before each call, set `words[2]` to
- * `nameSize`, `words[10]` to `controlSize` and `words[12]` to 0 (the
- * kernel overwrites them), as {@linkcode DirectReceive.rearm} does;
- * afterwards, read the control data with {@linkcode Socket.readControl},
- * or, in a hot loop, straight from `control`.
+ * {@linkcode Socket.directReceive}. Call {@linkcode DirectReceive.rearm}
+ * before each call; afterwards, read the details with
+ * {@linkcode Socket.readControl}, or just the receive time with
+ * {@linkcode DirectReceive.timestampUs}.
  */
 export interface DirectReceive {
   /** The `struct msghdr` to pass to `recvmsg`. */
   readonly message: Uint8Array;
-  /** The same 56 bytes as 32-bit words: msg_namelen at 2, msg_controllen at 10, msg_flags at 12. */
-  readonly words: Uint32Array;
-  /** The control buffer as 32-bit words: a first `struct cmsghdr` has its level at 2, its type at 3 and its data from 4. */
-  readonly control: Uint32Array;
-  /** The size of the name buffer, for `words[2]`. */
-  readonly nameSize: number;
-  /** The size of the control buffer, for `words[10]`. */
-  readonly controlSize: number;
-  /** Sets the three fields the kernel overwrites back to their sizes and 0. */
+  /** Sets the header's lengths and flags, which the kernel overwrites, back for the next call. */
   rearm(): void;
   /**
    * The kernel's receive time (`SO_TIMESTAMPNS`) of the datagram last
@@ -1242,10 +1233,7 @@ export class Socket implements Disposable {
       const control = new Uint32Array(this.#control.buffer);
       direct = this.#direct = {
         message: this.#msg,
-        words,
-        control,
-        nameSize: SOCKADDR_STORAGE_SIZE,
-        controlSize: CONTROL_SIZE,
+        // msg_namelen, msg_controllen and msg_flags, as 32-bit words.
         rearm() {
           words[2] = SOCKADDR_STORAGE_SIZE;
           words[10] = CONTROL_SIZE;
@@ -1299,13 +1287,7 @@ export class Socket implements Disposable {
    */
   receiveInto(buffer: Uint8Array, info: DatagramInfo): number {
     const fd = this.#open("recvmsg");
-    if (buffer !== this.#intoBuffer) this.useReceiveBuffer(buffer);
-    const m = this.#msgView;
-    m.setBigUint64(16, this.#intoIovPointer, true);
-    m.setUint32(8, SOCKADDR_STORAGE_SIZE, true);
-    m.setUint32(40, CONTROL_SIZE, true);
-    m.setUint32(44, 0, true);
-    m.setInt32(48, 0, true);
+    this.directReceive(buffer).rearm();
     const n = lib().recvmsg(fd, this.#msg, MSG_DONTWAIT);
     if (n < 0) {
       const e = errnoCell[0]!;
