@@ -15,7 +15,7 @@ const root = new URL("..", import.meta.url).pathname;
 
 const SUITES: Record<string, string[]> = {
   micro: ["bench", "-A", "--no-check=remote"],
-  ping: ["run", "-A", `${here}ping.ts`],
+  ping: ["run", "-A", `${here}ping.ts`, "11"],
   traceroute: ["run", "-A", `${here}traceroute.ts`, "9"],
   udp: ["run", "-A", `${here}udp.ts`],
   web: ["run", "-A", `${here}web.ts`, "--duration", "4", "--rounds", "3"],

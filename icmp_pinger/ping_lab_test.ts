@@ -2,14 +2,13 @@
  * icmp_pinger against iputils ping on the same lab path:
  * client -- r1 -- r2 -- r3 -- target.
  */
-import { type ExecResult, type Lab, labTest } from "../lib/testing/mod.ts";
+import { type ExecResult, type Lab, labTest, taskCommand } from "../lib/testing/mod.ts";
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { addRtt, newRttAccumulator, rttFigures } from "./format.ts";
 
-const MAIN = new URL("./main.ts", import.meta.url).pathname;
-
+/** As `deno task ping` runs it, V8 flags included. */
 function oursCmd(args: string[]): string[] {
-  return [Deno.execPath(), "run", "-A", MAIN, ...args];
+  return taskCommand("ping", args);
 }
 
 function ours(lab: Lab, args: string[], user?: "nobody"): Promise<ExecResult> {
