@@ -1227,6 +1227,11 @@ export class Socket implements Disposable {
   directReceive(buffer: Uint8Array): DirectReceive {
     this.useReceiveBuffer(buffer);
     this.#msgView.setBigUint64(16, this.#intoIovPointer, true);
+    return this.#header();
+  }
+
+  /** The socket's `struct msghdr` with its re-arm and timestamp readers, made once. */
+  #header(): DirectReceive {
     let direct = this.#direct;
     if (direct === undefined) {
       const words = new Uint32Array(this.#msg.buffer);
@@ -1501,13 +1506,9 @@ export class Socket implements Disposable {
   }
 
   #recvmsg(fd: number, flags: number): number {
-    const m = this.#msgView;
-    m.setBigUint64(16, this.#iovPointer, true);
+    this.#msgView.setBigUint64(16, this.#iovPointer, true);
     // recvmsg() writes back the lengths and flags; the pointers stay.
-    m.setUint32(8, SOCKADDR_STORAGE_SIZE, true);
-    m.setUint32(40, CONTROL_SIZE, true);
-    m.setUint32(44, 0, true);
-    m.setInt32(48, 0, true);
+    this.#header().rearm();
     const n = lib().recvmsg(fd, this.#msg, flags);
     this.#recvErrno = n < 0 ? errnoCell[0]! : 0;
     return n;
