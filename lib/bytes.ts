@@ -29,3 +29,28 @@ export function concat(pieces: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
   }
   return out;
 }
+/**
+ * Writes all of `data`, looping over partial writes (`Deno.Conn.write` may
+ * write less than asked).
+ *
+ * @param writer A `Deno.Conn` or anything with `write(p)`.
+ * @param data The bytes.
+ * @returns Resolves when everything was written.
+ *
+ * @example
+ * ```ts
+ * import { writeAll } from "./bytes.ts";
+ * const seen: number[] = [];
+ * await writeAll({ write: (p) => (seen.push(p.length), Promise.resolve(Math.min(2, p.length))) }, new Uint8Array(5));
+ * console.assert(seen.join() === "5,3,1");
+ * ```
+ */
+export async function writeAll(
+  writer: { write(p: Uint8Array): Promise<number> },
+  data: Uint8Array,
+): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    off += await writer.write(off === 0 ? data : data.subarray(off));
+  }
+}

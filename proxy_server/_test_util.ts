@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { BufferedReader, readBody, readResponseHead } from "../lib/http1.ts";
+import { BufferedReader, readBody, readResponseHead } from "../lib/http/mod.ts";
 
 /** A parsed response as the tests see it. */
 export interface Reply {

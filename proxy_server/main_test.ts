@@ -1,4 +1,4 @@
-import { writeAll } from "../lib/http1.ts";
+import { writeAll } from "../lib/http/mod.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { freePort } from "../lib/testing/ports.ts";
 import { rawRequest } from "./_test_util.ts";

@@ -1,6 +1,6 @@
 /**
  * A caching HTTP/1.1 proxy on `Deno.listen` and the shared codec
- * `lib/http1.ts`: forward mode (absolute-form requests and CONNECT tunnels)
+ * `lib/http/`: forward mode (absolute-form requests and CONNECT tunnels)
  * or reverse mode (`upstream`), keep-alive on both sides with a bounded
  * upstream pool per origin, streaming bodies, and an RFC 9111 shared cache
  * ({@link ./cache.ts} for the policy, {@link ./store.ts} for the storage).
@@ -30,7 +30,7 @@ import {
   type RequestHead,
   type ResponseHead,
   writeAll,
-} from "../lib/http1.ts";
+} from "../lib/http/mod.ts";
 import { concat } from "../lib/bytes.ts";
 import {
   type CacheStatusParams,

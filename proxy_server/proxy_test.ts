@@ -1,4 +1,4 @@
-import { writeAll } from "../lib/http1.ts";
+import { writeAll } from "../lib/http/mod.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { curl, get, rawRequest, startOrigin } from "./_test_util.ts";
@@ -263,7 +263,7 @@ Deno.test("proxy streams chunked uploads, Expect: 100-continue and until-close r
   const serving = (async () => {
     for await (const conn of listener) {
       (async () => {
-        const { BufferedReader, readRequestHead, readBody } = await import("../lib/http1.ts");
+        const { BufferedReader, readRequestHead, readBody } = await import("../lib/http/mod.ts");
         const r = new BufferedReader(conn);
         try {
           const head = await readRequestHead(r);

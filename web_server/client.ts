@@ -7,7 +7,7 @@
  * @module
  */
 import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
-import { writeAll } from "../lib/http1.ts";
+import { writeAll } from "../lib/http/mod.ts";
 import {
   type ClientResponse,
   EXIT_CODES,

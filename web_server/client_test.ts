@@ -1,4 +1,4 @@
-import { rawServer } from "../lib/testdata/http1_peers.ts";
+import { rawServer } from "../lib/http/testdata/peers.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { freePort } from "../lib/testing/ports.ts";

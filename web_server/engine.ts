@@ -1,7 +1,7 @@
 /**
  * The web server's HTTP/1.1 engine: an accept loop on `Deno.listen` /
  * `Deno.listenTls` that parses requests with the project's codec
- * (`lib/http1.ts`), calls a `(Request) => Response` handler such as
+ * (`lib/http/`), calls a `(Request) => Response` handler such as
  * {@linkcode serveDir}, and writes the response.
  *
  * Why not `Deno.serve`: measured here with wrk (1 KiB file, 64 keep-alive
@@ -33,8 +33,8 @@ import {
   readRequestHead,
   type RequestHead,
   writeAll,
-} from "../lib/http1.ts";
-import { encodeChunk, reasonPhrase } from "../lib/http1.ts";
+} from "../lib/http/mod.ts";
+import { encodeChunk, reasonPhrase } from "../lib/http/mod.ts";
 import { concat } from "../lib/bytes.ts";
 import { inMemoryBody, isCacheable, plainResponse } from "./serve.ts";
 

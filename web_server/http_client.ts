@@ -1,6 +1,6 @@
 /**
  * A small HTTP/1.1 client on `Deno.connect` / `Deno.startTls` and the
- * project's codec (`lib/http1.ts`): keep-alive connection reuse per origin,
+ * project's codec (`lib/http/`): keep-alive connection reuse per origin,
  * redirects, timeouts, a timing breakdown (DNS, connect, TLS, first byte,
  * total) and failures classified like curl's exit codes.
  *
@@ -28,10 +28,10 @@ import {
   readResponseHead,
   type ResponseHead,
   writeAll,
-} from "../lib/http1.ts";
+} from "../lib/http/mod.ts";
 import { concat } from "../lib/bytes.ts";
 
-export type { BodyKind, FieldList, HttpVersion, ResponseHead } from "../lib/http1.ts";
+export type { BodyKind, FieldList, HttpVersion, ResponseHead } from "../lib/http/mod.ts";
 
 /**
  * Exit codes per failure class. They are curl's (`man curl`, EXIT CODES), so

@@ -1,5 +1,5 @@
-import { BufferedReader, readRequestHead, writeAll } from "../lib/http1.ts";
-import { rawServer } from "../lib/testdata/http1_peers.ts";
+import { BufferedReader, readRequestHead, writeAll } from "../lib/http/mod.ts";
+import { rawServer } from "../lib/http/testdata/peers.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { HttpClient, HttpClientError } from "./http_client.ts";

@@ -5,7 +5,7 @@ import {
   readBody,
   readResponseHead,
   writeAll,
-} from "../lib/http1.ts";
+} from "../lib/http/mod.ts";
 import { serveHttp } from "./engine.ts";
 import { serveDir } from "./serve.ts";
 import { startNginx } from "./_nginx.ts";

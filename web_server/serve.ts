@@ -26,7 +26,7 @@
 import zlib from "node:zlib";
 import { promisify } from "node:util";
 import { concat } from "../lib/bytes.ts";
-import { reasonPhrase } from "../lib/http1.ts";
+import { reasonPhrase } from "../lib/http/mod.ts";
 import { contentType, isCompressible } from "./mime_types.ts";
 
 /** Options of {@linkcode serveDir}. */

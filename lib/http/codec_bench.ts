@@ -6,7 +6,7 @@ import {
   readChunked,
   readRequestHead,
   readResponseHead,
-} from "./http1.ts";
+} from "./mod.ts";
 
 const typical = new TextEncoder().encode(
   "GET /static/app.js?v=3 HTTP/1.1\r\n" +

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { BufferedReader, readBody, readRequestHead, type RequestHead, writeAll } from "../http1.ts";
+import { BufferedReader, readBody, readRequestHead, type RequestHead, writeAll } from "../mod.ts";
 
 const enc = new TextEncoder();
 

@@ -22,8 +22,8 @@ import {
   type RequestHeadOptions,
   type ResponseHeadOptions,
   writeAll,
-} from "./http1.ts";
-import { assert, assertEquals } from "./testing/assert.ts";
+} from "./mod.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
 
 async function assertRejects(
   fn: () => Promise<unknown>,
@@ -71,7 +71,7 @@ interface CorpusCase {
 }
 
 const corpus: CorpusCase[] = JSON.parse(
-  await Deno.readTextFile(new URL("./testdata/http1_requests.json", import.meta.url)),
+  await Deno.readTextFile(new URL("./testdata/requests.json", import.meta.url)),
 );
 
 /** Parses one request (head and body) and returns 200 or the error status. */

@@ -1,0 +1,52 @@
+// Byte classes and small scanners shared by the HTTP/1.1 parsers and encoders (RFC 9110 §5.6.2,
+// RFC 9112 §5). Private to lib/http.
+import { Buffer } from "node:buffer";
+
+export const CR = 13;
+export const LF = 10;
+export const SP = 32;
+export const HTAB = 9;
+export const COLON = 58;
+export const SEMI = 59;
+export const EQ = 61;
+export const DQUOTE = 34;
+export const BACKSLASH = 92;
+
+/** tchar (RFC 9110 §5.6.2): 1 where the byte may appear in a token. */
+export const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+  TCHAR[c.charCodeAt(0)] = 1;
+}
+/** Bytes allowed inside a field value (§5.5): HTAB, SP, VCHAR, obs-text. */
+export const FIELD_VALUE = new Uint8Array(256);
+FIELD_VALUE[HTAB] = 1;
+for (let c = 0x20; c < 0x100; c++) if (c !== 0x7f) FIELD_VALUE[c] = 1;
+/** Bytes allowed in a request-target: visible ASCII (RFC 3986 chars are a subset). */
+export const TARGET = new Uint8Array(256);
+for (let c = 0x21; c < 0x7f; c++) TARGET[c] = 1;
+/** Hex digit values, -1 where not a hex digit. */
+export const HEX = new Int8Array(256).fill(-1);
+for (let c = 0; c < 10; c++) HEX[48 + c] = c;
+for (let c = 0; c < 6; c++) HEX[65 + c] = HEX[97 + c] = 10 + c;
+
+export const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+// Node's Latin-1 decoder works on any Uint8Array and is the fastest exact
+// one-char-per-byte decoder here (about 0.2 µs for a 500-byte head, against
+// 0.35 µs for TextDecoder, which would also mangle obs-text).
+const latin1Slice = Buffer.prototype.latin1Slice as (
+  this: Uint8Array,
+  start: number,
+  end: number,
+) => string;
+
+/** Decodes bytes as ISO-8859-1 (one char per byte). */
+export function latin1(buf: Uint8Array, from: number, to: number): string {
+  return latin1Slice.call(buf, from, to);
+}
+
+/** Index of the first LF in `buf[from..to)`, or -1. A plain loop: TypedArray#indexOf costs ~0.7 µs a call here. */
+export function findLf(buf: Uint8Array, from: number, to: number): number {
+  for (let i = from; i < to; i++) if (buf[i] === LF) return i;
+  return -1;
+}

@@ -1,0 +1,295 @@
+/**
+ * Header and trailer field lists that keep wire order and names, and the
+ * list-value splitter (RFC 9110 §5.3, §5.6.1).
+ *
+ * @module
+ */
+
+/** Something {@linkcode FieldList} can be built from. */
+export type FieldsInit =
+  | FieldList
+  | Headers
+  | Iterable<readonly [string, string]>
+  | Record<string, string>;
+
+/**
+ * An ordered list of header (or trailer) fields, keeping the names as they
+ * were on the wire, with case-insensitive lookup. Unlike `Headers`, repeated
+ * fields stay separate and order is kept, which a proxy needs to forward a
+ * message faithfully.
+ *
+ * @example
+ * ```ts
+ * import { FieldList } from "./mod.ts";
+ * const f = new FieldList([["Host", "a"], ["Accept", "text/html"], ["accept", "*\/*"]]);
+ * console.assert(f.get("ACCEPT") === "text/html, *\/*" && f.getAll("accept").length === 2);
+ * ```
+ */
+export class FieldList implements Iterable<[string, string]> {
+  #names: string[];
+  #values: string[];
+  #lower: (string | undefined)[] = [];
+
+  /**
+   * Creates a field list.
+   *
+   * @param init Initial fields: pairs, a `Headers`, a record or another list.
+   */
+  constructor(init?: FieldsInit) {
+    this.#names = [];
+    this.#values = [];
+    if (init === undefined) return;
+    if (init instanceof FieldList) {
+      this.#names = init.#names.slice();
+      this.#values = init.#values.slice();
+      this.#lower = init.#lower.slice();
+    } else if (Symbol.iterator in init) {
+      for (const [name, value] of init as Iterable<readonly [string, string]>) {
+        this.#names.push(name);
+        this.#values.push(value);
+      }
+    } else {
+      for (const [name, value] of Object.entries(init)) {
+        this.#names.push(name);
+        this.#values.push(value);
+      }
+    }
+  }
+
+  /**
+   * Builds a list from parallel arrays of names and values, taking ownership
+   * of them (no copy; the parser uses this).
+   *
+   * @param names Field names as on the wire.
+   * @param values Field values, trimmed.
+   * @returns The list.
+   *
+   * @example
+   * ```ts
+   * import { FieldList } from "./mod.ts";
+   * console.assert(FieldList.fromArrays(["A"], ["1"]).get("a") === "1");
+   * ```
+   */
+  static fromArrays(names: string[], values: string[]): FieldList {
+    const list = new FieldList();
+    list.#names = names;
+    list.#values = values;
+    return list;
+  }
+
+  /** The number of field lines. */
+  get size(): number {
+    return this.#names.length;
+  }
+
+  /**
+   * The name of the `i`-th field line, as it was on the wire.
+   *
+   * @param i The index.
+   * @returns The name, or `undefined` past the end.
+   */
+  nameAt(i: number): string | undefined {
+    return this.#names[i];
+  }
+
+  /**
+   * The value of the `i`-th field line.
+   *
+   * @param i The index.
+   * @returns The value, or `undefined` past the end.
+   */
+  valueAt(i: number): string | undefined {
+    return this.#values[i];
+  }
+
+  #lowerAt(i: number): string {
+    let l = this.#lower[i];
+    if (l === undefined) l = this.#lower[i] = this.#names[i]!.toLowerCase();
+    return l;
+  }
+
+  #indexOf(lower: string, from: number): number {
+    const names = this.#names;
+    const len = lower.length;
+    for (let i = from; i < names.length; i++) {
+      if (names[i]!.length === len && this.#lowerAt(i) === lower) return i;
+    }
+    return -1;
+  }
+
+  /**
+   * Returns the value of a field, several lines joined with `", "` (RFC 9110
+   * §5.3), or `null` when absent.
+   *
+   * @param name The field name, any case.
+   * @returns The combined value or `null`.
+   */
+  get(name: string): string | null {
+    const lower = name.toLowerCase();
+    let i = this.#indexOf(lower, 0);
+    if (i < 0) return null;
+    let value = this.#values[i]!;
+    while ((i = this.#indexOf(lower, i + 1)) >= 0) value += ", " + this.#values[i]!;
+    return value;
+  }
+
+  /**
+   * Returns every value of a field, one per field line (use this for
+   * `Set-Cookie`, which cannot be combined).
+   *
+   * @param name The field name, any case.
+   * @returns The values, possibly empty.
+   */
+  getAll(name: string): string[] {
+    const lower = name.toLowerCase();
+    const out: string[] = [];
+    for (let i = this.#indexOf(lower, 0); i >= 0; i = this.#indexOf(lower, i + 1)) {
+      out.push(this.#values[i]!);
+    }
+    return out;
+  }
+
+  /**
+   * Tells whether a field is present.
+   *
+   * @param name The field name, any case.
+   * @returns `true` when at least one line has that name.
+   */
+  has(name: string): boolean {
+    return this.#indexOf(name.toLowerCase(), 0) >= 0;
+  }
+
+  /**
+   * Tells whether a comma-separated list field (Connection, Transfer-Encoding,
+   * Expect, Cache-Control…) holds a token, compared case-insensitively.
+   * Parameters after `;` or `=` are ignored.
+   *
+   * @param name The field name, any case.
+   * @param token The token, lower case.
+   * @returns `true` when one element of the list is that token.
+   *
+   * @example
+   * ```ts
+   * import { FieldList } from "./mod.ts";
+   * const f = new FieldList([["Connection", "Upgrade, Close"]]);
+   * console.assert(f.hasToken("connection", "close"));
+   * ```
+   */
+  hasToken(name: string, token: string): boolean {
+    for (const value of this.getAll(name)) {
+      if (listTokens(value).includes(token)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Replaces every line of a field with one line (appended at the end when
+   * absent, in place of the first one otherwise).
+   *
+   * @param name The field name as it should be sent.
+   * @param value The value.
+   */
+  set(name: string, value: string): void {
+    const lower = name.toLowerCase();
+    const i = this.#indexOf(lower, 0);
+    if (i < 0) {
+      this.append(name, value);
+      return;
+    }
+    this.#names[i] = name;
+    this.#lower[i] = lower;
+    this.#values[i] = value;
+    for (let j = this.#indexOf(lower, i + 1); j >= 0; j = this.#indexOf(lower, j)) {
+      this.#removeAt(j);
+    }
+  }
+
+  /**
+   * Adds a field line at the end.
+   *
+   * @param name The field name as it should be sent.
+   * @param value The value.
+   */
+  append(name: string, value: string): void {
+    this.#names.push(name);
+    this.#values.push(value);
+  }
+
+  /**
+   * Removes every line of a field.
+   *
+   * @param name The field name, any case.
+   * @returns How many lines were removed.
+   */
+  delete(name: string): number {
+    const lower = name.toLowerCase();
+    let removed = 0;
+    for (let i = this.#indexOf(lower, 0); i >= 0; i = this.#indexOf(lower, i)) {
+      this.#removeAt(i);
+      removed++;
+    }
+    return removed;
+  }
+
+  #removeAt(i: number): void {
+    this.#names.splice(i, 1);
+    this.#values.splice(i, 1);
+    if (this.#lower.length > i) this.#lower.splice(i, 1);
+  }
+
+  /**
+   * Copies the list.
+   *
+   * @returns An independent copy.
+   */
+  clone(): FieldList {
+    return new FieldList(this);
+  }
+
+  /**
+   * Converts to a Fetch `Headers` (names lower-cased, repeated fields combined).
+   *
+   * @returns A new `Headers`.
+   */
+  toHeaders(): Headers {
+    const h = new Headers();
+    for (let i = 0; i < this.#names.length; i++) h.append(this.#names[i]!, this.#values[i]!);
+    return h;
+  }
+
+  /**
+   * Iterates over `[name, value]` pairs in wire order.
+   *
+   * @returns An iterator of pairs.
+   */
+  *[Symbol.iterator](): Iterator<[string, string]> {
+    for (let i = 0; i < this.#names.length; i++) yield [this.#names[i]!, this.#values[i]!];
+  }
+}
+
+/**
+ * Splits a comma-separated list field value into lower-case elements,
+ * dropping empty elements and parameters (RFC 9110 §5.6.1).
+ *
+ * @param value A field value such as `"gzip, chunked"`.
+ * @returns The lower-case tokens, e.g. `["gzip", "chunked"]`.
+ *
+ * @example
+ * ```ts
+ * import { listTokens } from "./mod.ts";
+ * console.assert(listTokens(" Keep-Alive ,, close").join() === "keep-alive,close");
+ * ```
+ */
+export function listTokens(value: string): string[] {
+  const out: string[] = [];
+  for (const part of value.split(",")) {
+    let t = part;
+    const semi = t.indexOf(";");
+    if (semi >= 0) t = t.slice(0, semi);
+    const eq = t.indexOf("=");
+    if (eq >= 0) t = t.slice(0, eq);
+    t = t.trim().toLowerCase();
+    if (t !== "") out.push(t);
+  }
+  return out;
+}
