@@ -44,7 +44,7 @@
  * sender costs O(n) in total), decoded once as Latin-1 and sliced; framing
  * fields are recognised from bytes without lower-casing every name. On this
  * 2-core machine a typical 11-field browser request head parses in about
- * 3 µs of CPU and a wrk-style one in about 1 µs (`lib/http/codec_bench.ts`).
+ * 3 µs of CPU and a wrk-style one in about 1 µs (`lib/http/heads_bench.ts`).
  * Serialisers validate and encode in one pass; the `*Into` variants write
  * into a caller's buffer, because allocating a fresh `Uint8Array` costs
  * about as much as encoding a small head.

@@ -1,60 +1,15 @@
-import {
-  bodyKind,
-  bodyStream,
-  BufferedReader,
-  ChunkedEncoderStream,
-  discardBody,
-  encodeChunk,
-  encodeRequestHead,
-  encodeRequestHeadInto,
-  encodeResponseHead,
-  encodeResponseHeadInto,
-  FieldList,
-  httpDate,
-  HttpError,
-  LAST_CHUNK,
-  listTokens,
-  readBody,
-  readChunked,
-  readFixed,
-  readRequestHead,
-  readResponseHead,
-  type RequestHeadOptions,
-  type ResponseHeadOptions,
-  writeAll,
-} from "./mod.ts";
+import { bodyKind, readRequestHead, readResponseHead } from "./heads.ts";
+import type { RequestHeadOptions, ResponseHeadOptions } from "./heads.ts";
+import { readBody } from "./bodies.ts";
+import { FieldList } from "./fields.ts";
+import { HttpError } from "./errors.ts";
+import type { BufferedReader } from "./reader.ts";
+import { assertRejects, bytes, readerOf } from "./_test_util.ts";
 import { assert, assertEquals } from "../testing/assert.ts";
-
-async function assertRejects(
-  fn: () => Promise<unknown>,
-  check: (err: unknown) => boolean,
-  message: string,
-): Promise<void> {
-  try {
-    await fn();
-  } catch (err) {
-    if (!check(err)) throw new Error(`${message}: wrong error ${err}`, { cause: err });
-    return;
-  }
-  throw new Error(`${message}: did not throw`);
-}
-
-/** Latin-1 bytes of a string (the corpus holds bytes as \u00XX escapes). */
-function bytes(text: string): Uint8Array {
-  return Uint8Array.from(text, (c) => c.charCodeAt(0));
-}
 
 const decoder = new TextDecoder();
 
-/** A reader over `data`, delivered in pieces of `pieceSize` bytes. */
-function readerOf(data: Uint8Array | string, pieceSize = Infinity): BufferedReader {
-  const all = typeof data === "string" ? bytes(data) : data;
-  const pieces: Uint8Array[] = [];
-  const step = Math.min(pieceSize, Math.max(all.length, 1));
-  for (let i = 0; i < all.length; i += step) pieces.push(all.slice(i, i + step));
-  return new BufferedReader(ReadableStream.from(pieces).getReader());
-}
-
+/** The status an error stands for: `HttpError`'s, or -1 for a truncated message. */
 function httpStatus(err: unknown): number {
   if (err instanceof HttpError) return err.status;
   if (err instanceof Deno.errors.UnexpectedEof) return -1;
@@ -103,7 +58,7 @@ Deno.test("readRequestHead() answers the malformed-request and smuggling corpus"
   }
 });
 
-Deno.test("readRequestHead() enforces head, field-count and target limits", async (t) => {
+Deno.test("readRequestHead() enforces head, field-count and target limits and honours allowBareLf and requireHost", async (t) => {
   const table: { name: string; wire: string; options?: RequestHeadOptions; status: number }[] = [
     {
       name: "target over maxTargetLength → 414",
@@ -164,7 +119,7 @@ Deno.test("readRequestHead() enforces head, field-count and target limits", asyn
   }
 });
 
-Deno.test("readRequestHead() returns null on a clean close and throws on a truncated head", async () => {
+Deno.test("readRequestHead() returns null on a clean close; a truncated head, body or chunk throws UnexpectedEof", async () => {
   assertEquals(await readRequestHead(readerOf("")), null);
   await assertRejects(
     () => readRequestHead(readerOf("GET / HTTP/1.1\r\nHost: a\r\n")),
@@ -183,7 +138,7 @@ Deno.test("readRequestHead() returns null on a clean close and throws on a trunc
   );
 });
 
-Deno.test("readRequestHead() reports keep-alive, Expect and target form", async (t) => {
+Deno.test("readRequestHead() reports keep-alive, Expect, target form and the fields as received", async (t) => {
   const table = [
     { wire: "GET / HTTP/1.1\r\nHost: a\r\n\r\n", keepAlive: true },
     { wire: "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", keepAlive: false },
@@ -257,7 +212,7 @@ Deno.test("readRequestHead() leaves pipelined requests in the buffer", async (t)
   });
 });
 
-Deno.test("readResponseHead() frames bodies per RFC 9112 §6.3", async (t) => {
+Deno.test("readResponseHead() frames bodies per RFC 9112 §6.3, reports keep-alive and reason, and answers a malformed head with 502", async (t) => {
   const table: {
     name: string;
     wire: string;
@@ -426,234 +381,6 @@ Deno.test("bodyKind() re-derives framing after fields change", async (t) => {
     h.append("Content-Length", "0");
     assertEquals(bodyKind(head), { type: "length", length: 0 });
   });
-});
-
-Deno.test("body readers enforce maxBytes with 413", async (t) => {
-  const table: { name: string; wire: string; kind: Parameters<typeof readBody>[1] }[] = [
-    { name: "fixed", wire: "abcdef", kind: { type: "length", length: 6 } },
-    { name: "chunked", wire: "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n", kind: { type: "chunked" } },
-    { name: "until close", wire: "abcdef", kind: { type: "close" } },
-  ];
-  for (const c of table) {
-    await t.step(c.name, async () => {
-      assertEquals((await readBody(readerOf(c.wire), c.kind, { maxBytes: 6 })).length, 6);
-      await assertRejects(
-        () => readBody(readerOf(c.wire, 2), c.kind, { maxBytes: 5 }),
-        (e) => e instanceof HttpError && e.status === 413,
-        c.name,
-      );
-    });
-  }
-  await t.step("trailer section over maxTrailerBytes → 431", async () => {
-    const wire = `0\r\nX: ${"a".repeat(100)}\r\n\r\n`;
-    await assertRejects(
-      () => readBody(readerOf(wire), { type: "chunked" }, { maxTrailerBytes: 50 }),
-      (e) => e instanceof HttpError && e.status === 431,
-      "trailers",
-    );
-  });
-  await t.step("chunk line over maxChunkLineBytes → 400", async () => {
-    const wire = `1;${"a".repeat(100)}\r\nx\r\n0\r\n\r\n`;
-    await assertRejects(
-      () => readBody(readerOf(wire, 10), { type: "chunked" }, { maxChunkLineBytes: 50 }),
-      (e) => e instanceof HttpError && e.status === 400,
-      "chunk line",
-    );
-  });
-});
-
-Deno.test("encodeChunk() and ChunkedEncoderStream round-trip through readChunked()", async (t) => {
-  // A deterministic mix of sizes, including ones that straddle read pieces.
-  const sizes = [1, 15, 16, 255, 256, 4095, 65536, 70000, 3];
-  const parts = sizes.map((n, k) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + k) & 0xff));
-  const expected = parts.flatMap((p) => [...p]);
-  await t.step("encodeChunk", async () => {
-    const wire = new Uint8Array([...parts.flatMap((p) => [...encodeChunk(p)]), ...LAST_CHUNK]);
-    for (const piece of [Infinity, 1000, 3]) {
-      const got: number[] = [];
-      for await (const p of readChunked(readerOf(wire, piece))) got.push(...p);
-      assertEquals(got.length, expected.length);
-      assert(got.every((b, i) => b === expected[i]), "bytes differ");
-    }
-  });
-  await t.step("ChunkedEncoderStream", async () => {
-    const encoded = ReadableStream.from(parts).pipeThrough(new ChunkedEncoderStream());
-    const wire = new Uint8Array(await new Response(encoded).arrayBuffer());
-    const body = await readBody(readerOf(wire, 4096), { type: "chunked" });
-    assert(body.every((b, i) => b === expected[i]) && body.length === expected.length);
-  });
-  await t.step("empty chunk encodes to nothing", () => {
-    assertEquals(encodeChunk(new Uint8Array(0)).length, 0);
-    assertEquals(decoder.decode(encodeChunk(new Uint8Array(26))).slice(0, 4), "1a\r\n");
-  });
-  await t.step("trailers reach onTrailers", async () => {
-    let trailers: [string, string][] = [];
-    await readBody(readerOf("1\r\nx\r\n0\r\nA: 1\r\nB: 2\r\n\r\n"), { type: "chunked" }, {
-      onTrailers: (f) => (trailers = [...f]),
-    });
-    assertEquals(trailers, [["A", "1"], ["B", "2"]]);
-  });
-});
-
-Deno.test("encodeRequestHead() and encodeResponseHead() serialise and refuse injection", async (t) => {
-  await t.step("request round trip", async () => {
-    const wire = encodeRequestHead({
-      method: "POST",
-      target: "/x?y=1",
-      headers: new FieldList([["Host", "h"], ["Content-Length", "2"], ["X-Multi", "a"], [
-        "x-multi",
-        "b",
-      ]]),
-    });
-    const r = readerOf(new Uint8Array([...wire, 104, 105]));
-    const head = await readRequestHead(r);
-    assertEquals(head?.method, "POST");
-    assertEquals(head?.headers.getAll("x-multi"), ["a", "b"]);
-    assertEquals(decoder.decode(await readBody(r, head!.body)), "hi");
-  });
-  await t.step("response with reason table and headers forms", () => {
-    assertEquals(
-      decoder.decode(encodeResponseHead({ status: 431, headers: { "Content-Length": "0" } })),
-      "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n",
-    );
-    assertEquals(
-      decoder.decode(
-        encodeResponseHead({ status: 200, reason: "Fine", version: "HTTP/1.0", headers: [] }),
-      ),
-      "HTTP/1.0 200 Fine\r\n\r\n",
-    );
-    const h = new Headers({ "X-A": "1" });
-    assertEquals(
-      decoder.decode(encodeResponseHead({ status: 299, headers: h })),
-      "HTTP/1.1 299 \r\nx-a: 1\r\n\r\n",
-    );
-  });
-  await t.step("the *Into variants write into a caller buffer", () => {
-    const buf = new Uint8Array(64).fill(0x2e);
-    const end = encodeResponseHeadInto({ status: 200, headers: [["A", " b "]] }, buf, {
-      offset: 2,
-    });
-    assertEquals(decoder.decode(buf.subarray(0, end + 1)), "..HTTP/1.1 200 OK\r\nA: b\r\n\r\n.");
-    const req = encodeRequestHeadInto({ method: "GET", target: "/", headers: { H: "1" } }, buf);
-    assertEquals(decoder.decode(buf.subarray(0, req)), "GET / HTTP/1.1\r\nH: 1\r\n\r\n");
-    let range = false;
-    try {
-      encodeResponseHeadInto({ status: 200, headers: [["X", "y".repeat(100)]] }, buf);
-    } catch (err) {
-      range = err instanceof RangeError;
-    }
-    assert(range, "RangeError when the head does not fit");
-  });
-  await t.step("injection attempts throw TypeError", () => {
-    const bad: (() => unknown)[] = [
-      () => encodeRequestHead({ method: "GET /", target: "/" }),
-      () => encodeRequestHead({ method: "GET", target: "/ HTTP/1.1\r\nX: y" }),
-      () => encodeRequestHead({ method: "GET", target: "" }),
-      () => encodeRequestHead({ method: "GET", target: "/", headers: { "X\r\nY": "1" } }),
-      () => encodeRequestHead({ method: "GET", target: "/", headers: { "X": "1\r\nY: 2" } }),
-      () => encodeRequestHead({ method: "GET", target: "/", headers: { "X": "a\0b" } }),
-      () => encodeRequestHead({ method: "GET", target: "/", headers: { "X": "\u2603" } }),
-      () => encodeResponseHead({ status: 99 }),
-      () => encodeResponseHead({ status: 200, reason: "OK\r\nX: y" }),
-    ];
-    for (const [i, fn] of bad.entries()) {
-      let ok = false;
-      try {
-        fn();
-      } catch (err) {
-        ok = err instanceof TypeError;
-      }
-      assert(ok, `case ${i} did not throw TypeError`);
-    }
-  });
-});
-
-Deno.test("FieldList looks up case-insensitively and edits in place", () => {
-  const f = new FieldList({ "Content-Type": "text/plain" });
-  f.append("Set-Cookie", "a=1");
-  f.append("set-cookie", "b=2");
-  assertEquals(f.getAll("SET-COOKIE"), ["a=1", "b=2"]);
-  assert(f.has("content-type") && !f.has("content"));
-  assertEquals(f.get("missing"), null);
-  f.set("Set-Cookie", "c=3");
-  assertEquals([...f], [["Content-Type", "text/plain"], ["Set-Cookie", "c=3"]]);
-  assertEquals(f.delete("content-type"), 1);
-  assertEquals(f.size, 1);
-  const copy = f.clone();
-  copy.append("X", "1");
-  assertEquals(f.size, 1);
-  assertEquals(copy.toHeaders().get("x"), "1");
-  assertEquals(f.nameAt(0), "Set-Cookie");
-  assertEquals(f.valueAt(0), "c=3");
-  assert(new FieldList([["Connection", "keep-alive, Upgrade"]]).hasToken("connection", "upgrade"));
-  assertEquals(listTokens("gzip;q=1, , Chunked"), ["gzip", "chunked"]);
-});
-
-Deno.test("httpDate() formats IMF-fixdate", () => {
-  assertEquals(httpDate(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-  assertEquals(httpDate(784111777999), "Sun, 06 Nov 1994 08:49:37 GMT");
-  assertEquals(httpDate(784111777000), "Sun, 06 Nov 1994 08:49:37 GMT");
-});
-
-Deno.test("BufferedReader parses pipelined requests from a real TCP connection", async () => {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const wire = bytes(
-    "POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" +
-      "4\r\nwiki\r\n5;x=y\r\npedia\r\n0\r\n\r\n" +
-      "GET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-  );
-  const client = (async () => {
-    using conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-    // Odd-sized writes so heads and chunks straddle reads.
-    for (let i = 0; i < wire.length; i += 11) {
-      await writeAll(conn, wire.subarray(i, i + 11));
-    }
-    const reply = await new Response(conn.readable).text();
-    return reply;
-  })();
-  {
-    using conn = await listener.accept();
-    const r = new BufferedReader(conn, { bufferSize: 32 });
-    const h1 = await readRequestHead(r);
-    const body = await new Response(bodyStream(r, h1!.body)).text();
-    const h2 = await readRequestHead(r);
-    assertEquals(await discardBody(r, h2!.body), 0);
-    assertEquals([h1!.target, body, h2!.target, String(h2!.keepAlive)], [
-      "/a",
-      "wikipedia",
-      "/b",
-      "false",
-    ]);
-    await writeAll(
-      conn,
-      encodeResponseHead({ status: 200, headers: { "Content-Length": "2" } }),
-    );
-    await writeAll(conn, bytes("ok"));
-  }
-  const reply = await client;
-  const rr = readerOf(reply);
-  const head = await readResponseHead(rr);
-  assertEquals(head?.status, 200);
-  assertEquals(decoder.decode(await readBody(rr, head!.body)), "ok");
-});
-
-Deno.test("BufferedReader in stream mode keeps only the remainder of a big chunk", async () => {
-  const big = new Uint8Array(1 << 20).map((_, i) => i & 0xff);
-  const r = new BufferedReader(ReadableStream.from([big]).getReader(), { bufferSize: 1024 });
-  const p = new Uint8Array(300_000);
-  assertEquals(await r.read(p), 300_000);
-  assertEquals(r.buffered, (1 << 20) - 300_000);
-  const rest = await readBody(r, { type: "close" });
-  assertEquals(rest.length, (1 << 20) - 300_000);
-  assertEquals(rest[0], 300_000 & 0xff);
-  assertEquals(await r.read(p), null);
-});
-
-Deno.test("readFixed() yields pieces the consumer may keep", async () => {
-  const r = readerOf("abcdefgh", 3);
-  const kept: Uint8Array[] = [];
-  for await (const p of readFixed(r, 8, { readSize: 2 })) kept.push(p);
-  assertEquals(kept.map((p) => decoder.decode(p)).join(""), "abcdefgh");
 });
 
 Deno.test("the parsers fail only with HttpError or UnexpectedEof on mutated input", async () => {

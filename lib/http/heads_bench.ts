@@ -1,12 +1,8 @@
-import {
-  BufferedReader,
-  encodeResponseHead,
-  encodeResponseHeadInto,
-  FieldList,
-  readChunked,
-  readRequestHead,
-  readResponseHead,
-} from "./mod.ts";
+import { BufferedReader } from "./reader.ts";
+import { FieldList } from "./fields.ts";
+import { readRequestHead, readResponseHead } from "./heads.ts";
+import { encodeResponseHead, encodeResponseHeadInto } from "./encoder.ts";
+import { readChunked } from "./bodies.ts";
 
 const typical = new TextEncoder().encode(
   "GET /static/app.js?v=3 HTTP/1.1\r\n" +
