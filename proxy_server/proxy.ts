@@ -14,24 +14,21 @@
  *
  * @module
  */
+import { concat, writeAll } from "../lib/bytes.ts";
+import { Deadline, delay } from "../lib/deadline.ts";
+import { type ClientResponse, HttpClient, HttpClientError } from "../lib/http/client.ts";
+import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "../lib/http/encoder.ts";
+import { HttpError } from "../lib/http/errors.ts";
+import { FieldList } from "../lib/http/fields.ts";
+import type { RequestHead, ResponseHead } from "../lib/http/heads.ts";
+import { defaultMaxConnections } from "../lib/http/limits.ts";
 import {
-  bodyReader,
-  BufferedReader,
-  discardBody,
-  encodeChunk,
-  encodeRequestHead,
-  encodeResponseHead,
-  FieldList,
-  HttpError,
-  LAST_CHUNK,
-  readRequestHead,
-  readResponseHead,
-  reasonPhrase,
-  type RequestHead,
-  type ResponseHead,
-  writeAll,
-} from "../lib/http/mod.ts";
-import { concat } from "../lib/bytes.ts";
+  type AccessLogEntry,
+  HttpServer,
+  type ServerConnection,
+  type ServerOptions,
+} from "../lib/http/server.ts";
+import { reasonPhrase } from "../lib/http/status.ts";
 import {
   type CacheStatusParams,
   currentAge,
@@ -50,8 +47,20 @@ import {
 } from "./cache.ts";
 import { CacheStore, type Entry, type EntryMeta, type StoreOptions } from "./store.ts";
 
-/** Options of {@linkcode startProxy}. */
-export interface ProxyOptions {
+/** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
+export interface ProxyOptions extends
+  Pick<
+    ServerOptions,
+    | "headerTimeout"
+    | "keepAliveTimeout"
+    | "bodyTimeout"
+    | "sendTimeout"
+    | "tunnelTimeout"
+    | "lingerTime"
+    | "lingerTimeout"
+    | "maxConnectionsPerIp"
+    | "onWarning"
+  > {
   /**
    * Address to listen on.
    * @default {"127.0.0.1"}
@@ -63,11 +72,21 @@ export interface ProxyOptions {
    */
   port?: number;
   /**
-   * Reverse mode: the origin to accelerate, such as `http://127.0.0.1:8080`.
-   * Without it the proxy runs in forward mode.
+   * Reverse mode: the origin to accelerate, such as `http://127.0.0.1:8080`
+   * or `https://origin.example`. Without it the proxy runs in forward mode.
    * @default {undefined}
    */
   upstream?: string;
+  /**
+   * Extra CA certificates (PEM) trusted for `https://` upstreams, besides the system's.
+   * @default {[]}
+   */
+  upstreamCaCerts?: string[];
+  /**
+   * Client connections open at once; each may hold an upstream connection too.
+   * @default {defaultMaxConnections(2)}
+   */
+  maxConnections?: number;
   /**
    * Client networks allowed to use the proxy, as CIDRs. Loopback is always
    * allowed; nothing else is unless listed, so it never becomes an open proxy.
@@ -110,7 +129,7 @@ export interface ProxyOptions {
    */
   log?: (line: string) => void;
   /**
-   * Upstream connect and response-head timeout in ms (→ 504).
+   * Upstream connect, response-head and body-read timeout in ms (→ 504).
    * @default {30000}
    */
   timeout?: number;
@@ -144,15 +163,11 @@ export interface Proxy extends AsyncDisposable {
   readonly port: number;
   /** The cache store. */
   readonly store: CacheStore;
-  /** Stops listening, closes every connection and waits for handlers. */
+  /**
+   * Stops accepting, lets requests in flight finish (within a grace
+   * period), then closes every connection and the upstream pool.
+   */
   close(): Promise<void>;
-}
-
-interface Upstream {
-  conn: Deno.TcpConn;
-  reader: BufferedReader;
-  key: string;
-  peer: string;
 }
 
 interface Memo {
@@ -272,46 +287,27 @@ function escapeHtml(s: string): string {
   );
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-class TimeoutError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "TimeoutError";
-  }
-}
-
-/** Squid's native access log line (`logformat squid`). */
-function squidLine(
-  start: number,
-  client: string,
-  code: string,
-  status: number,
-  bytes: number,
-  method: string,
-  url: string,
-  hier: string,
-  type: string | null,
-): string {
-  const elapsed = String(Date.now() - start).padStart(6);
-  return `${(start / 1000).toFixed(3)} ${elapsed} ${client} ${code}/${
-    String(status).padStart(3, "0")
-  } ${bytes} ${method} ${url} - ${hier} ${type ?? "-"}`;
-}
-
-/** Per-request facts gathered for the log and Cache-Status. */
+/** What the proxy attaches to each access-log record: Squid's result code, hierarchy, type and URL. */
 interface Exchange {
-  start: number;
-  client: string;
-  method: string;
-  url: string;
   code: string;
-  status: number;
-  bytes: number;
   hier: string;
   type: string | null;
+  url: string;
+}
+
+/**
+ * Squid's native access log line (`logformat squid`): time, elapsed ms,
+ * client, code/status, bytes, method, URL, user, hierarchy, type.
+ */
+function squidLine(e: AccessLogEntry): string {
+  const x = e.extra as Exchange | undefined;
+  const start = e.time.getTime();
+  const elapsed = String(e.duration).padStart(6);
+  const code = x?.code ?? "NONE_NONE";
+  const url = x?.url ?? e.target ?? "error:invalid-request";
+  return `${(start / 1000).toFixed(3)} ${elapsed} ${e.remoteAddr} ${code}/${
+    String(e.status).padStart(3, "0")
+  } ${e.sent} ${e.method ?? "NONE"} ${url} - ${x?.hier ?? "HIER_NONE/-"} ${x?.type ?? "-"}`;
 }
 
 /**
@@ -332,48 +328,41 @@ export async function startProxy(options: ProxyOptions = {}): Promise<Proxy> {
   return new ProxyServer(options, store);
 }
 
+/** Per-connection verdicts, taken once at the first request. */
+interface ClientState {
+  allowed: boolean;
+  drop: boolean;
+}
+
 class ProxyServer implements Proxy {
   readonly hostname: string;
   readonly port: number;
   readonly store: CacheStore;
-  #listener: Deno.TcpListener;
+  #server: HttpServer;
+  #client: HttpClient;
   #upstream: URL | undefined;
   #allow: Cidr[];
   #connectPorts: Set<number>;
   #random: () => number;
   #dropRate: number;
   #delay: number;
-  #log: ((line: string) => void) | undefined;
+  #logging: boolean;
   #timeout: number;
-  #maxBody: number;
-  #poolSize: number;
-  #maxPerOrigin: number;
   #name: string;
   #via: string;
-  #conns = new Set<Deno.Conn>();
-  #tasks = new Set<Promise<void>>();
-  #idle = new Map<string, Upstream[]>();
-  #active = new Map<string, number>();
-  #waiters = new Map<string, Array<() => void>>();
+  #clients = new WeakMap<ServerConnection, ClientState>();
   #urlMemo = new Map<string, string>();
   #revalidating = new Set<string>();
-  #closed = false;
-  #acceptLoop: Promise<void>;
+  #closed: Promise<void> | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
     this.store = store;
-    this.#listener = Deno.listen({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? 8888,
-    });
-    const addr = this.#listener.addr;
-    this.hostname = addr.hostname;
-    this.port = addr.port;
     if (options.upstream !== undefined) {
       const u = new URL(options.upstream);
-      if (u.protocol !== "http:") {
-        this.#listener.close();
-        throw new TypeError(`Cannot use upstream "${options.upstream}": only http: is supported`);
+      if (u.protocol !== "http:" && u.protocol !== "https:") {
+        throw new TypeError(
+          `Cannot use upstream "${options.upstream}": only http: and https: are supported`,
+        );
       }
       this.#upstream = u;
     }
@@ -386,178 +375,105 @@ class ProxyServer implements Proxy {
     this.#random = mulberry32(options.seed ?? Date.now());
     this.#dropRate = options.dropRate ?? 0;
     this.#delay = options.delay ?? 0;
-    this.#log = options.log;
     this.#timeout = options.timeout ?? 30000;
-    this.#maxBody = options.maxBodySize ?? 1 << 30;
-    this.#poolSize = options.poolSize ?? 16;
-    this.#maxPerOrigin = options.maxConnectionsPerOrigin ?? 256;
     this.#name = options.name ?? "netkit";
+    const log = options.log;
+    this.#logging = log !== undefined;
+    this.#client = new HttpClient({
+      connectTimeout: this.#timeout,
+      headTimeout: this.#timeout,
+      bodyTimeout: this.#timeout,
+      maxIdlePerOrigin: options.poolSize ?? 16,
+      maxConnectionsPerOrigin: options.maxConnectionsPerOrigin ?? 256,
+      ...(options.upstreamCaCerts !== undefined ? { caCerts: options.upstreamCaCerts } : {}),
+    });
+    const { log: _log, ...rest } = options;
+    this.#server = new HttpServer((head, conn) => this.#handle(head, conn), {
+      ...pick(rest),
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? 8888,
+      maxBodySize: options.maxBodySize ?? 1 << 30,
+      maxConnections: options.maxConnections ?? defaultMaxConnections(2),
+      errorResponse: (status, message) => this.#errorPage(status, message, "bypass", false),
+      ...(log !== undefined ? { onLog: (entry: AccessLogEntry) => log(squidLine(entry)) } : {}),
+    });
+    const addr = this.#server.addr;
+    this.hostname = addr.hostname;
+    this.port = addr.port;
     // received-by = pseudonym ":" port (RFC 9110 §7.6.3): the port tells two
     // chained instances apart, so loop detection does not mistake one for the other.
     this.#via = `1.1 ${this.#name}:${this.port}`;
-    this.#acceptLoop = this.#accept();
   }
 
-  async #accept(): Promise<void> {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch {
-        return;
-      }
-      try {
-        conn.setNoDelay(true);
-      } catch {
-        // Already closed by the peer.
-      }
-      this.#conns.add(conn);
-      const task = this.#serve(conn).catch(() => {}).finally(() => {
-        this.#conns.delete(conn);
-        try {
-          conn.close();
-        } catch {
-          // Already closed.
-        }
-        this.#tasks.delete(task);
-      });
-      this.#tasks.add(task);
-    }
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#listener.close();
-    await this.#acceptLoop;
-    for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch {
-        // Already closed.
-      }
-    }
-    for (const list of this.#idle.values()) for (const u of list) this.#destroy(u);
-    this.#idle.clear();
-    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
-    for (const list of this.#idle.values()) for (const u of list) this.#destroy(u);
-    this.#idle.clear();
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.#server.shutdown();
+      this.#client.close();
+    })();
+    return this.#closed;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
 
-  #emit(x: Exchange): void {
-    if (this.#log === undefined) return;
-    this.#log(
-      squidLine(x.start, x.client, x.code, x.status, x.bytes, x.method, x.url, x.hier, x.type),
-    );
+  #clientState(conn: ServerConnection): ClientState {
+    let st = this.#clients.get(conn);
+    if (st === undefined) {
+      const ip = normaliseClientIp(conn.remoteAddr.hostname);
+      st = {
+        allowed: ip !== undefined && this.#allow.some((c) => inCidr(ip, c)),
+        drop: this.#dropRate > 0 && this.#random() < this.#dropRate,
+      };
+      this.#clients.set(conn, st);
+    }
+    return st;
   }
 
-  async #serve(conn: Deno.TcpConn): Promise<void> {
-    const client = conn.remoteAddr.hostname;
-    const ip = normaliseClientIp(client);
-    const reader = new BufferedReader(conn);
-    const drop = this.#dropRate > 0 && this.#random() < this.#dropRate;
-    if (ip === undefined || !this.#allow.some((c) => inCidr(ip, c))) {
-      const start = Date.now();
-      const head = await readRequestHead(reader).catch(() => null);
-      const bytes = await this.#sendError(
+  /** Answers one client request; returns whether the connection may be kept. */
+  async #handle(head: RequestHead, conn: ServerConnection): Promise<boolean> {
+    const st = this.#clientState(conn);
+    const x: Exchange = { code: "TCP_MISS", hier: "HIER_NONE/-", type: null, url: head.target };
+    if (this.#logging) conn.logExtra = x;
+    if (!st.allowed) {
+      x.code = "TCP_DENIED";
+      x.type = "text/html";
+      await this.#sendError(
         conn,
         403,
         "Access denied: your address may not use this proxy.",
         "bypass",
         false,
       );
-      this.#emit({
-        start,
-        client,
-        method: head?.method ?? "-",
-        url: head?.target ?? "-",
-        code: "TCP_DENIED",
-        status: 403,
-        bytes,
-        hier: "HIER_NONE/-",
-        type: "text/html",
-      });
-      return;
+      return false;
     }
-    for (;;) {
-      const start = Date.now();
-      let head: RequestHead | null;
-      try {
-        head = await readRequestHead(reader);
-      } catch (err) {
-        if (err instanceof HttpError) {
-          const bytes = await this.#sendError(conn, err.status, err.message, "bypass", false);
-          this.#emit({
-            start,
-            client,
-            method: "NONE",
-            url: "error:invalid-request",
-            code: "NONE_NONE",
-            status: err.status,
-            bytes,
-            hier: "HIER_NONE/-",
-            type: "text/html",
-          });
-        }
-        return;
+    if (st.drop) {
+      // The simulated loss: the client gets no answer at all, as when a packet
+      // train is lost; the connection is closed without a response.
+      x.code = "NONE_ABORTED";
+      return false;
+    }
+    try {
+      return await this.#dispatch(conn, head, x);
+    } catch (err) {
+      // A malformed request or client body: the core answers it when nothing
+      // was sent yet. Anything else (a client or upstream gone): close.
+      if (err instanceof HttpError && conn.sent === 0) {
+        x.code = "NONE_NONE";
+        throw err;
       }
-      if (head === null) return;
-      if (drop) {
-        // The simulated loss: the client gets no answer at all, as when a packet
-        // train is lost; the connection is closed without a response.
-        this.#emit({
-          start,
-          client,
-          method: head.method,
-          url: head.target,
-          code: "NONE_ABORTED",
-          status: 0,
-          bytes: 0,
-          hier: "HIER_NONE/-",
-          type: null,
-        });
-        return;
-      }
-      const x: Exchange = {
-        start,
-        client,
-        method: head.method,
-        url: head.target,
-        code: "TCP_MISS",
-        status: 0,
-        bytes: 0,
-        hier: "HIER_NONE/-",
-        type: null,
-      };
-      let keep: boolean;
-      try {
-        keep = await this.#handle(conn, reader, head, x);
-      } catch (err) {
-        if (err instanceof HttpError && x.status === 0) {
-          x.bytes += await this.#sendError(conn, err.status, err.message, "bypass", false);
-          x.status = err.status;
-          x.code = "NONE_NONE";
-        }
-        keep = false;
-      }
-      this.#emit(x);
-      if (!keep || !head.keepAlive) return;
+      return false;
     }
   }
 
-  /** Builds and sends a short HTML error page; returns the bytes sent. */
-  async #sendError(
-    conn: Deno.Conn,
+  /** Builds a short HTML error page (head and body). */
+  #errorPage(
     status: number,
     message: string,
     fwd: NonNullable<CacheStatusParams["fwd"]>,
     keepAlive: boolean,
     detail?: string,
-  ): Promise<number> {
+  ): Uint8Array {
     const title = `${status} ${reasonPhrase(status)}`;
     const body = encoder.encode(
       `<!DOCTYPE html>\n<html><head><title>${title}</title></head><body><h1>${title}</h1>` +
@@ -570,13 +486,20 @@ class ProxyServer implements Proxy {
       ["Via", this.#via],
     ];
     if (!keepAlive) fields.push(["Connection", "close"]);
-    const head = encodeResponseHead({ status, headers: fields });
-    try {
-      await writeAll(conn, concat([head, body]));
-    } catch {
-      return 0;
-    }
-    return head.length + body.length;
+    return concat([encodeResponseHead({ status, headers: fields }), body]);
+  }
+
+  /** Sends an error page. */
+  async #sendError(
+    conn: ServerConnection,
+    status: number,
+    message: string,
+    fwd: NonNullable<CacheStatusParams["fwd"]>,
+    keepAlive: boolean,
+    detail?: string,
+  ): Promise<void> {
+    conn.status = status;
+    await conn.write(this.#errorPage(status, message, fwd, keepAlive, detail));
   }
 
   /** Resolves the absolute URI (cache key) of a request, or throws a 400. */
@@ -625,47 +548,43 @@ class ProxyServer implements Proxy {
     return href;
   }
 
-  async #handle(
-    conn: Deno.TcpConn,
-    reader: BufferedReader,
-    head: RequestHead,
-    x: Exchange,
-  ): Promise<boolean> {
-    if (head.method === "CONNECT") return await this.#tunnel(conn, reader, head, x);
+  async #dispatch(conn: ServerConnection, head: RequestHead, x: Exchange): Promise<boolean> {
+    if (head.method === "CONNECT") return await this.#tunnel(conn, head, x);
+    const keepAlive = head.keepAlive && !conn.closing;
     const via = head.headers.get("via");
     if (via !== null && via.split(",").some((v) => v.trim() === this.#via)) {
-      x.status = 508;
       x.code = "TCP_DENIED";
-      x.bytes = await this.#sendError(conn, 508, "Forwarding loop detected.", "bypass", false);
+      await this.#sendError(conn, 508, "Forwarding loop detected.", "bypass", false);
       return false;
     }
     const url = this.#targetUrl(head);
     x.url = url;
     const isGet = head.method === "GET";
     if (!isGet && head.method !== "HEAD") {
-      return await this.#forward(conn, reader, head, x, url, null);
+      return await this.#forward(conn, head, x, url, null);
     }
-    if (head.body.type !== "none") {
-      await discardBody(reader, head.body, { maxBytes: this.#maxBody });
+    // A body on GET or HEAD has no meaning (RFC 9110 §9.3.1): read and drop it.
+    for await (const _ of conn.body(head)) {
+      // Dropped.
     }
     const vary = this.store.varyOf(url);
-    if (vary === undefined) return await this.#miss(conn, reader, head, x, url, "uri-miss");
+    if (vary === undefined) return await this.#miss(conn, head, x, url, "uri-miss");
     let key = url;
     if (vary !== "") {
       const vk = varyKey(vary, head.headers);
-      if (vk === null) return await this.#miss(conn, reader, head, x, url, "vary-miss");
+      if (vk === null) return await this.#miss(conn, head, x, url, "vary-miss");
       key = `${url}\n${vk}`;
     }
     const entry = this.store.get(key);
     if (entry === undefined) {
-      return await this.#miss(conn, reader, head, x, url, vary === "" ? "miss" : "vary-miss");
+      return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss");
     }
     const memo = memoOf(entry, this.#via);
     const h = head.headers;
     const now = Date.now();
     // The lean path: a plain request for a fresh, unconditional entry in memory.
     if (
-      memo.simple && entry.body !== null && this.#delay === 0 && head.keepAlive &&
+      memo.simple && entry.body !== null && this.#delay === 0 && keepAlive &&
       head.version === "HTTP/1.1" &&
       !h.has("cache-control") && !h.has("pragma") && !h.has("if-none-match") &&
       !h.has("if-modified-since")
@@ -675,11 +594,10 @@ class ProxyServer implements Proxy {
         const bytes = isGet
           ? fullBytes(memo, entry, age, this.#name)
           : headBytes(memo, entry, age, this.#name);
-        await writeAll(conn, bytes);
+        await conn.write(bytes);
         x.code = "TCP_MEM_HIT";
-        x.status = entry.meta.status;
-        x.bytes = bytes.length;
-        if (this.#log !== undefined) x.type = memo.fields.get("content-type");
+        conn.status = entry.meta.status;
+        if (this.#logging) x.type = memo.fields.get("content-type");
         return true;
       }
     }
@@ -700,43 +618,41 @@ class ProxyServer implements Proxy {
       });
     }
     if (parseCacheControl(h.get("cache-control")).has("only-if-cached")) {
-      return await this.#onlyIfCached(conn, head, x);
+      return await this.#onlyIfCached(conn, head);
     }
-    return await this.#forward(conn, reader, head, x, url, { key, entry, reason: action.reason });
+    return await this.#forward(conn, head, x, url, { key, entry, reason: action.reason });
   }
 
-  async #onlyIfCached(conn: Deno.Conn, head: RequestHead, x: Exchange): Promise<boolean> {
+  async #onlyIfCached(conn: ServerConnection, head: RequestHead): Promise<boolean> {
     // RFC 9111 §5.2.1.7: no stored response satisfies it → 504.
-    x.status = 504;
-    x.code = "TCP_MISS";
-    x.bytes = await this.#sendError(
+    const keepAlive = head.keepAlive && !conn.closing;
+    await this.#sendError(
       conn,
       504,
       "The response is not cached (only-if-cached).",
       "miss",
-      head.keepAlive,
+      keepAlive,
       "only-if-cached",
     );
-    return head.keepAlive;
+    return keepAlive;
   }
 
   #miss(
-    conn: Deno.TcpConn,
-    reader: BufferedReader,
+    conn: ServerConnection,
     head: RequestHead,
     x: Exchange,
     url: string,
     why: "uri-miss" | "vary-miss" | "miss",
   ): Promise<boolean> {
     if (parseCacheControl(head.headers.get("cache-control")).has("only-if-cached")) {
-      return this.#onlyIfCached(conn, head, x);
+      return this.#onlyIfCached(conn, head);
     }
-    return this.#forward(conn, reader, head, x, url, null, why);
+    return this.#forward(conn, head, x, url, null, why);
   }
 
   /** Serves a stored response (fully or as 304 to a conditional request). */
   async #serveStored(
-    conn: Deno.Conn,
+    conn: ServerConnection,
     head: RequestHead,
     x: Exchange,
     entry: Entry,
@@ -744,14 +660,15 @@ class ProxyServer implements Proxy {
     status: CacheStatusParams,
   ): Promise<boolean> {
     const memo = memoOf(entry, this.#via);
-    x.status = entry.meta.status;
+    const keepAlive = head.keepAlive && !conn.closing;
+    conn.status = entry.meta.status;
     x.type = memo.fields.get("content-type");
     const extra = `Age: ${age}\r\nCache-Status: ${formatCacheStatus(this.#name, status)}\r\n${
-      head.keepAlive
+      keepAlive
         ? (head.version === "HTTP/1.0" ? "Connection: keep-alive\r\n" : "")
         : "Connection: close\r\n"
     }`;
-    if (this.#delay > 0) await sleep(this.#delay);
+    if (this.#delay > 0) await delay(this.#delay);
     if (isNotModified(head.headers, memo.fields)) {
       // Answer the client's own conditional from the cache (RFC 9110 §13.2.2).
       const fields = new FieldList();
@@ -760,15 +677,13 @@ class ProxyServer implements Proxy {
         fields.append(n, v);
       }
       fields.append("Via", this.#via);
-      const bytes = concat([
+      await conn.write(concat([
         encodeResponseHead({ status: 304, headers: fields }).subarray(0, -2),
         encoder.encode(extra + "\r\n"),
-      ]);
-      await writeAll(conn, bytes);
-      x.status = 304;
+      ]));
+      conn.status = 304;
       if (x.code === "TCP_MEM_HIT" || x.code === "TCP_HIT") x.code = "TCP_IMS_HIT";
-      x.bytes = bytes.length;
-      return head.keepAlive;
+      return keepAlive;
     }
     const headBytes = concat([memo.prefix, encoder.encode(extra + "\r\n")]);
     let body: Uint8Array | ReadableStream<Uint8Array> | undefined = entry.body ?? undefined;
@@ -776,8 +691,7 @@ class ProxyServer implements Proxy {
       body = await this.store.openBody(entry.meta.key);
       if (body === undefined) {
         // Discarded as corrupt: never served. Tell the client to retry.
-        x.status = 503;
-        x.bytes = await this.#sendError(
+        await this.#sendError(
           conn,
           503,
           "The cached copy was corrupt and has been discarded; retry.",
@@ -788,23 +702,16 @@ class ProxyServer implements Proxy {
       }
     }
     if (head.method === "HEAD" || body === undefined) {
-      await writeAll(conn, headBytes);
-      x.bytes = headBytes.length;
-      return head.keepAlive;
+      await conn.write(headBytes);
+      return keepAlive;
     }
     if (body instanceof Uint8Array) {
-      const all = concat([headBytes, body]);
-      await writeAll(conn, all);
-      x.bytes = all.length;
-      return head.keepAlive;
+      await conn.write(concat([headBytes, body]));
+      return keepAlive;
     }
-    await writeAll(conn, headBytes);
-    x.bytes = headBytes.length;
-    for await (const chunk of body) {
-      await writeAll(conn, chunk);
-      x.bytes += chunk.length;
-    }
-    return head.keepAlive;
+    await conn.write(headBytes);
+    for await (const chunk of body) await conn.write(chunk);
+    return keepAlive;
   }
 
   #backgroundRevalidate(url: string, key: string, entry: Entry, head: RequestHead): void {
@@ -813,53 +720,32 @@ class ProxyServer implements Proxy {
     const fields = head.headers.clone();
     const task = (async () => {
       try {
-        const up = await this.#acquire(new URL(url));
-        try {
-          const out = forwardFields(fields, this.#via, new URL(url));
-          out.delete("if-none-match");
-          out.delete("if-modified-since");
-          for (const [n, v] of validatorFields(memoOf(entry, this.#via).fields)) out.set(n, v);
-          const requestTime = Date.now();
-          await writeAll(
-            up.conn,
-            encodeRequestHead({ method: "GET", target: originForm(url), headers: out }),
-          );
-          const res = await this.#readFinal(up, "GET", null);
-          const responseTime = Date.now();
-          if (res.status === 304) {
-            await this.#apply304(entry, res, requestTime, responseTime);
-            this.#release(up, res.keepAlive);
-          } else if (res.status === 200) {
-            const x: Exchange = {
-              start: requestTime,
-              client: "-",
-              method: "GET",
-              url,
-              code: "TCP_REFRESH_MODIFIED",
-              status: 200,
-              bytes: 0,
-              hier: "HIER_DIRECT/-",
-              type: null,
-            };
-            await this.#pipeResponse(
-              null,
-              up,
-              res,
-              { method: "GET", headers: fields },
-              x,
-              url,
-              requestTime,
-              responseTime,
-              false,
-              null,
-            );
-          } else {
-            await discardBody(up.reader, res.body);
-            this.#release(up, res.keepAlive);
-          }
-        } catch (err) {
-          this.#destroy(up);
-          throw err;
+        const target = new URL(url);
+        const out = forwardFields(fields, this.#via, target);
+        out.delete("if-none-match");
+        out.delete("if-modified-since");
+        for (const [n, v] of validatorFields(memoOf(entry, this.#via).fields)) out.set(n, v);
+        const requestTime = Date.now();
+        const res = await this.#client.request(target, {
+          method: "GET",
+          headers: out,
+          exactHeaders: true,
+        });
+        const responseTime = Date.now();
+        if (res.status === 304) {
+          await res.discard();
+          await this.#apply304(entry, res.head, requestTime, responseTime);
+        } else if (res.status === 200) {
+          const x: Exchange = { code: "TCP_REFRESH_MODIFIED", hier: "-", type: null, url };
+          await this.#pipeResponse(null, res, { method: "GET", headers: fields }, x, {
+            url,
+            requestTime,
+            responseTime,
+            keepAlive: false,
+            fwd: null,
+          });
+        } else {
+          await res.discard();
         }
       } catch {
         // A failed background refresh leaves the stale entry; the next request retries.
@@ -867,8 +753,7 @@ class ProxyServer implements Proxy {
         this.#revalidating.delete(key);
       }
     })();
-    this.#tasks.add(task);
-    task.finally(() => this.#tasks.delete(task));
+    this.#server.track(task);
   }
 
   async #apply304(
@@ -889,127 +774,12 @@ class ProxyServer implements Proxy {
     return this.store.get(entry.meta.key) ?? { meta, body: entry.body, memo: undefined };
   }
 
-  // ---- upstream pool ----
-
-  /**
-   * Takes an idle pooled connection, or opens one. `fresh` asks for a new
-   * connection: a request whose body cannot be replayed must not risk a pooled
-   * connection the origin may have closed meanwhile (as HAProxy's "safe" reuse).
-   */
-  async #acquire(url: URL, fresh = false): Promise<Upstream> {
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    const port = Number(url.port || 80);
-    const key = `${host}:${port}`;
-    const idle = this.#idle.get(key);
-    const pooled = fresh ? undefined : idle?.pop();
-    if (pooled !== undefined) return pooled;
-    while ((this.#active.get(key) ?? 0) >= this.#maxPerOrigin) {
-      await new Promise<void>((resolve) => {
-        let list = this.#waiters.get(key);
-        if (list === undefined) this.#waiters.set(key, list = []);
-        list.push(resolve);
-      });
-      const again = fresh ? undefined : this.#idle.get(key)?.pop();
-      if (again !== undefined) return again;
-    }
-    this.#active.set(key, (this.#active.get(key) ?? 0) + 1);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const connecting = Deno.connect({ hostname: host, port });
-    try {
-      const conn = await Promise.race([
-        connecting,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new TimeoutError(`Cannot connect to ${key}: no answer in ${this.#timeout} ms`),
-              ),
-            this.#timeout,
-          );
-        }),
-      ]);
-      conn.setNoDelay(true);
-      this.#conns.add(conn);
-      return { conn, reader: new BufferedReader(conn), key, peer: conn.remoteAddr.hostname };
-    } catch (err) {
-      connecting.then((c) => c.close(), () => {});
-      this.#done(key);
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  #done(key: string): void {
-    this.#active.set(key, (this.#active.get(key) ?? 1) - 1);
-    this.#waiters.get(key)?.shift()?.();
-  }
-
-  #release(up: Upstream, reusable: boolean): void {
-    if (!reusable || this.#closed) return this.#destroy(up);
-    let list = this.#idle.get(up.key);
-    if (list === undefined) this.#idle.set(up.key, list = []);
-    if (list.length >= this.#poolSize || up.reader.buffered > 0) return this.#destroy(up);
-    list.push(up);
-    this.#waiters.get(up.key)?.shift()?.();
-  }
-
-  #destroy(up: Upstream): void {
-    if (!this.#conns.has(up.conn)) return;
-    this.#conns.delete(up.conn);
-    try {
-      up.conn.close();
-    } catch {
-      // Already closed.
-    }
-    const idle = this.#idle.get(up.key);
-    const i = idle?.indexOf(up) ?? -1;
-    if (i >= 0) idle!.splice(i, 1);
-    this.#done(up.key);
-  }
-
-  /** Reads the final response head, relaying 1xx responses to the client. */
-  async #readFinal(up: Upstream, method: string, client: Deno.Conn | null): Promise<ResponseHead> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(
-          new TimeoutError(
-            `Cannot read the response from ${up.key}: no answer in ${this.#timeout} ms`,
-          ),
-        );
-      }, this.#timeout);
-    });
-    try {
-      for (;;) {
-        const res = await Promise.race([
-          readResponseHead(up.reader, { requestMethod: method }),
-          timeout,
-        ]);
-        if (res === null) {
-          throw new Deno.errors.UnexpectedEof(
-            `Cannot read the response from ${up.key}: connection closed`,
-          );
-        }
-        if (res.status >= 200) return res;
-        if (res.status === 101) throw new HttpError(502, "Cannot proxy a protocol upgrade");
-        // Interim responses (100 Continue, 103 Early Hints) pass through (RFC 9110 §15.2).
-        if (client !== null) {
-          await writeAll(client, encodeResponseHead({ status: res.status, headers: res.headers }));
-        }
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   /**
    * Forwards a request upstream and relays the response, storing it when
    * allowed. `validate` holds the stored entry being revalidated, if any.
    */
   async #forward(
-    conn: Deno.TcpConn,
-    reader: BufferedReader,
+    conn: ServerConnection,
     head: RequestHead,
     x: Exchange,
     url: string,
@@ -1018,20 +788,8 @@ class ProxyServer implements Proxy {
   ): Promise<boolean> {
     const target = new URL(url);
     const isSafe = head.method === "GET" || head.method === "HEAD";
-    if (head.body.type === "length" && head.body.length > this.#maxBody) {
-      x.status = 413;
-      x.bytes = await this.#sendError(
-        conn,
-        413,
-        `The request body is larger than ${this.#maxBody} bytes.`,
-        "bypass",
-        false,
-      );
-      return false;
-    }
+    const keepAlive = head.keepAlive && !conn.closing;
     const fields = forwardFields(head.headers, this.#via, target);
-    if (head.body.type === "chunked") fields.set("Transfer-Encoding", "chunked");
-    else if (head.body.type === "length") fields.set("Content-Length", String(head.body.length));
     if (validate !== null) {
       // Revalidate our copy with our validators; the client's own conditional is
       // answered from the result (RFC 9111 §4.3.2).
@@ -1041,11 +799,6 @@ class ProxyServer implements Proxy {
         fields.set(n, v);
       }
     }
-    const reqHead = encodeRequestHead({
-      method: head.method,
-      target: target.pathname + target.search,
-      headers: fields,
-    });
     const hasBody = head.body.type !== "none" &&
       !(head.body.type === "length" && head.body.length === 0);
     const fwdReason: CacheStatusParams["fwd"] = validate !== null
@@ -1053,48 +806,55 @@ class ProxyServer implements Proxy {
       : !isSafe
       ? "method"
       : why;
-    let up: Upstream | undefined;
-    let res: ResponseHead | undefined;
-    let requestTime = 0;
-    let bodyDone: Promise<void> = Promise.resolve();
-    let bodyFailed: unknown = undefined;
-    for (let attempt = 0; attempt < 2 && res === undefined; attempt++) {
-      try {
-        up = await this.#acquire(target, hasBody || !isSafe || attempt > 0);
-      } catch (err) {
-        return await this.#upstreamFailed(conn, head, x, validate, err, fwdReason);
-      }
-      x.hier = `HIER_DIRECT/${up.peer}`;
-      requestTime = Date.now();
-      try {
-        await writeAll(up.conn, reqHead);
-        if (hasBody) {
-          const u = up;
-          bodyDone = pumpBody(reader, head, u.conn, this.#maxBody).catch((err) => {
-            bodyFailed = err;
-            this.#destroy(u);
-          });
-        }
-        res = await this.#readFinal(up, head.method, head.expectContinue ? conn : null);
-      } catch (err) {
-        this.#destroy(up);
-        await bodyDone;
-        if (bodyFailed instanceof HttpError) throw bodyFailed;
-        // A pooled connection the origin closed while idle: retry once on a new
-        // one, but only when no request body was consumed.
-        const retry = attempt === 0 && !hasBody && !(err instanceof TimeoutError) &&
-          !(err instanceof HttpError);
-        if (!retry) return await this.#upstreamFailed(conn, head, x, validate, err, fwdReason);
-      }
+    const requestTime = Date.now();
+    let res: ClientResponse;
+    try {
+      res = await this.#client.request(target, {
+        method: head.method,
+        headers: fields,
+        exactHeaders: true,
+        ...(hasBody
+          ? {
+            body: conn.body(head),
+            ...(head.body.type === "length" ? { bodyLength: head.body.length } : {}),
+          }
+          : {}),
+        // A body cannot be replayed, and an unsafe request must not be repeated:
+        // never risk a pooled connection the origin may have closed (HAProxy's "safe" reuse).
+        fresh: hasBody || !isSafe,
+        onInterim: async (interim) => {
+          // 103 Early Hints and friends pass through (RFC 9110 §15.2); our own
+          // 100 Continue already went out when the body was first read.
+          if (interim.status === 100 || head.version === "HTTP/1.0") return;
+          await conn.write(
+            encodeResponseHead({ status: interim.status, headers: interim.headers }),
+          );
+          conn.sent = 0;
+        },
+      });
+    } catch (err) {
+      // The client's body was malformed or too large: the core answers it.
+      if (err instanceof HttpError) throw err;
+      return await this.#upstreamFailed(conn, head, x, validate, err, fwdReason);
     }
-    if (up === undefined || res === undefined) return false;
+    x.hier = `HIER_DIRECT/${res.remoteAddress}`;
+    if (res.status === 101) {
+      await res.cancel();
+      return await this.#upstreamFailed(
+        conn,
+        head,
+        x,
+        validate,
+        new HttpClientError("reply", "Cannot proxy a protocol upgrade"),
+        fwdReason,
+      );
+    }
     const responseTime = Date.now();
 
     // Revalidation outcomes.
     if (validate !== null && res.status === 304) {
-      await bodyDone;
-      this.#release(up, res.keepAlive);
-      const updated = await this.#apply304(validate.entry, res, requestTime, responseTime);
+      await res.discard();
+      const updated = await this.#apply304(validate.entry, res.head, requestTime, responseTime);
       x.code = "TCP_REFRESH_UNMODIFIED";
       const ttl =
         freshnessLifetime(updated.meta.status, memoOf(updated, this.#via).fields, { responseTime })
@@ -1113,8 +873,7 @@ class ProxyServer implements Proxy {
       const memo = memoOf(validate.entry, this.#via);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
       if (mayServeStaleOnError(head.headers, memo.fields, age - memo.lifetime)) {
-        await discardBody(up.reader, res.body).catch(() => {});
-        this.#release(up, res.keepAlive);
+        await res.discard().catch(() => {});
         x.code = "TCP_REFRESH_FAIL_OLD";
         return await this.#serveStored(conn, head, x, validate.entry, age, {
           fwd: validate.reason,
@@ -1127,20 +886,13 @@ class ProxyServer implements Proxy {
     if (validate?.reason === "request") x.code = "TCP_CLIENT_REFRESH_MISS";
     else if (validate !== null) x.code = "TCP_REFRESH_MODIFIED";
 
-    const keep = await this.#pipeResponse(
-      conn,
-      up,
-      res,
-      head,
-      x,
+    const keep = await this.#pipeResponse(conn, res, head, x, {
       url,
       requestTime,
       responseTime,
-      head.keepAlive,
-      fwdReason,
-      bodyDone,
-      () => bodyFailed,
-    );
+      keepAlive,
+      fwd: fwdReason,
+    });
 
     // RFC 9111 §4.4: a successful unsafe request invalidates what it names.
     if (!isSafe) {
@@ -1154,7 +906,7 @@ class ProxyServer implements Proxy {
   }
 
   async #upstreamFailed(
-    conn: Deno.Conn,
+    conn: ServerConnection,
     head: RequestHead,
     x: Exchange,
     validate: { key: string; entry: Entry; reason: "stale" | "request" } | null,
@@ -1173,12 +925,11 @@ class ProxyServer implements Proxy {
         });
       }
     }
-    const timeout = err instanceof TimeoutError;
+    const timeout = err instanceof HttpClientError && err.kind === "timeout";
     const status = timeout ? 504 : 502;
     const why = err instanceof Error ? err.message : String(err);
-    x.status = status;
     x.code = "TCP_MISS";
-    x.bytes = await this.#sendError(
+    await this.#sendError(
       conn,
       status,
       timeout
@@ -1197,27 +948,28 @@ class ProxyServer implements Proxy {
    * A truncated upstream body aborts the store write and the client connection.
    */
   async #pipeResponse(
-    conn: Deno.Conn | null,
-    up: Upstream,
-    res: ResponseHead,
+    conn: ServerConnection | null,
+    res: ClientResponse,
     req: { method: string; headers: FieldList; version?: string },
     x: Exchange,
-    url: string,
-    requestTime: number,
-    responseTime: number,
-    clientKeepAlive: boolean,
-    fwd: CacheStatusParams["fwd"] | null,
-    bodyDone: Promise<void> = Promise.resolve(),
-    bodyFailed: () => unknown = () => undefined,
+    ctx: {
+      url: string;
+      requestTime: number;
+      responseTime: number;
+      keepAlive: boolean;
+      fwd: CacheStatusParams["fwd"] | null;
+    },
   ): Promise<boolean> {
-    x.status = res.status;
-    x.type = res.headers.get("content-type");
-    const verdict = storability(req, res);
-    const stored = stripHopByHop(res.headers);
+    const { url, requestTime, responseTime } = ctx;
+    const up = res.head;
+    if (conn !== null) conn.status = up.status;
+    x.type = up.headers.get("content-type");
+    const verdict = storability(req, up);
+    const stored = stripHopByHop(up.headers);
     let writer = null;
     let key = url;
     if (verdict.storable) {
-      const vary = res.headers.get("vary");
+      const vary = up.headers.get("vary");
       const vk = varyKey(vary, req.headers);
       if (vk !== null && vk !== "") key = `${url}\n${vk}`;
       const storedFields: Array<[string, string]> = [];
@@ -1233,8 +985,8 @@ class ProxyServer implements Proxy {
       writer = this.store.beginWrite({
         key,
         url,
-        status: res.status,
-        reason: res.reason,
+        status: up.status,
+        reason: up.reason,
         fields: storedFields,
         requestTime,
         responseTime,
@@ -1242,25 +994,25 @@ class ProxyServer implements Proxy {
       });
     }
     const isHeadReq = req.method === "HEAD";
-    const hasBody = res.body.type === "length" || res.body.type === "chunked" ||
-      res.body.type === "close";
+    const hasBody = up.body.type === "length" || up.body.type === "chunked" ||
+      up.body.type === "close";
     let clientChunked = false;
     let pending: Uint8Array | null = null;
-    let keep = clientKeepAlive && res.body.type !== "tunnel";
+    let keep = ctx.keepAlive && up.body.type !== "tunnel";
     if (conn !== null) {
       const out = stored.clone();
       out.append("Via", this.#via);
       const ttl = verdict.storable
-        ? freshnessLifetime(res.status, res.headers, { responseTime }).lifetime -
-          currentAge(res.headers, { requestTime, responseTime, now: responseTime })
+        ? freshnessLifetime(up.status, up.headers, { responseTime }).lifetime -
+          currentAge(up.headers, { requestTime, responseTime, now: responseTime })
         : undefined;
-      const params: CacheStatusParams = { fwd: fwd ?? "miss", fwdStatus: res.status };
+      const params: CacheStatusParams = { fwd: ctx.fwd ?? "miss", fwdStatus: up.status };
       if (verdict.storable) params.stored = true;
       if (ttl !== undefined) params.ttl = ttl;
       if (!verdict.storable && req.method === "GET") params.detail = verdict.reason;
       out.append("Cache-Status", formatCacheStatus(this.#name, params));
-      if (res.body.type === "chunked" || res.body.type === "close") out.delete("content-length");
-      if (res.body.type === "length") out.set("Content-Length", String(res.body.length));
+      if (up.body.type === "chunked" || up.body.type === "close") out.delete("content-length");
+      if (up.body.type === "length") out.set("Content-Length", String(up.body.length));
       else if (hasBody && !isHeadReq) {
         if (req.version === "HTTP/1.0" || !keep) keep = false;
         else {
@@ -1271,27 +1023,24 @@ class ProxyServer implements Proxy {
       if (!keep) out.set("Connection", "close");
       // An HTTP/1.0 client keeps the connection only when told so (RFC 9112 §9.3).
       else if (req.version === "HTTP/1.0") out.set("Connection", "keep-alive");
-      if (this.#delay > 0) await sleep(this.#delay);
-      const h = encodeResponseHead({ status: res.status, reason: res.reason, headers: out });
+      if (this.#delay > 0) await delay(this.#delay);
       // The head goes out with the first piece of body: one write, not two, for
       // the common small response (this is most of the miss path's added latency).
-      pending = h;
-      x.bytes += h.length;
+      pending = encodeResponseHead({ status: up.status, reason: up.reason, headers: out });
     }
     let complete = false;
     try {
-      for await (const chunk of bodyReader(up.reader, res.body)) {
+      for await (const chunk of res.body()) {
         if (conn !== null) {
           const data = clientChunked ? encodeChunk(chunk) : chunk;
-          await writeAll(conn, pending === null ? data : concat([pending, data]));
+          await conn.write(pending === null ? data : concat([pending, data]));
           pending = null;
-          x.bytes += chunk.length;
+          conn.bodyBytes += chunk.length;
         }
         if (writer !== null && !(await writer.write(chunk))) writer = null;
       }
       if (pending !== null && conn !== null) {
-        await writeAll(conn, clientChunked ? concat([pending, LAST_CHUNK]) : pending);
-        if (clientChunked) x.bytes += LAST_CHUNK.length;
+        await conn.write(clientChunked ? concat([pending, LAST_CHUNK]) : pending);
         clientChunked = false;
         pending = null;
       }
@@ -1301,37 +1050,24 @@ class ProxyServer implements Proxy {
         // Truncated or reset upstream (or a client gone): never store, and make
         // the client see the failure by closing instead of ending the message.
         await writer?.abort();
-        this.#destroy(up);
         x.code += "_ABORTED";
       }
     }
-    if (clientChunked && conn !== null) {
-      await writeAll(conn, LAST_CHUNK);
-      x.bytes += LAST_CHUNK.length;
-    }
-    await bodyDone;
-    if (bodyFailed() !== undefined) {
+    if (clientChunked && conn !== null) await conn.write(LAST_CHUNK);
+    if (!(await res.upload.then(() => true, () => false))) {
+      // The client's upload failed after the answer came: the exchange is broken.
       await writer?.abort();
       return false;
     }
-    if (writer !== null) {
-      await writer.commit();
-    }
-    this.#release(up, res.keepAlive && res.body.type !== "close");
+    if (writer !== null) await writer.commit();
     return keep;
   }
 
-  async #tunnel(
-    conn: Deno.TcpConn,
-    reader: BufferedReader,
-    head: RequestHead,
-    x: Exchange,
-  ): Promise<boolean> {
+  async #tunnel(conn: ServerConnection, head: RequestHead, x: Exchange): Promise<boolean> {
     x.url = head.target;
     if (this.#upstream !== undefined) {
-      x.status = 405;
       x.code = "TCP_DENIED";
-      x.bytes = await this.#sendError(
+      await this.#sendError(
         conn,
         405,
         "CONNECT is not available in reverse mode.",
@@ -1344,58 +1080,53 @@ class ProxyServer implements Proxy {
     const host = head.target.slice(0, colon).replace(/^\[|\]$/g, "");
     const port = Number(head.target.slice(colon + 1));
     if (!this.#connectPorts.has(port)) {
-      x.status = 403;
       x.code = "TCP_DENIED";
-      x.bytes = await this.#sendError(
-        conn,
-        403,
-        `CONNECT to port ${port} is not allowed.`,
-        "method",
-        false,
-      );
+      await this.#sendError(conn, 403, `CONNECT to port ${port} is not allowed.`, "method", false);
       return false;
     }
     let upstream: Deno.TcpConn;
+    const connecting = Deno.connect({ hostname: host, port });
     try {
-      upstream = await Deno.connect({ hostname: host, port });
+      using deadline = new Deadline(this.#timeout);
+      upstream = await deadline.race(
+        connecting,
+        () => new HttpClientError("timeout", `no answer in ${this.#timeout} ms`),
+      );
     } catch (err) {
-      x.status = 502;
-      x.bytes = await this.#sendError(
+      connecting.then((c) => c.close(), () => {});
+      const timeout = err instanceof HttpClientError;
+      await this.#sendError(
         conn,
-        502,
+        timeout ? 504 : 502,
         `Cannot connect to ${head.target}: ${(err as Error).message}`,
         "method",
         false,
       );
       return false;
     }
-    this.#conns.add(upstream);
     x.code = "TCP_TUNNEL";
-    x.status = 200;
+    conn.status = 200;
     x.hier = `HIER_DIRECT/${upstream.remoteAddr.hostname}`;
     try {
-      const ok = encodeResponseHead({
+      const client = conn.tunnel();
+      await client.write(encodeResponseHead({
         status: 200,
         reason: "Connection established",
         headers: [["Via", this.#via]],
-      });
-      await writeAll(conn, ok);
-      const early = reader.takeBuffered();
-      if (early.length > 0) await writeAll(upstream, early);
-      let up = 0;
-      let down = 0;
+      }));
+      if (client.buffered.length > 0) await writeAll(upstream, client.buffered);
       const toUp = (async () => {
         const buf = new Uint8Array(65536);
         try {
           for (;;) {
-            const n = await conn.read(buf);
+            const n = await client.read(buf);
             if (n === null) break;
             await writeAll(upstream, buf.subarray(0, n));
-            up += n;
           }
           await upstream.closeWrite();
         } catch {
           // Either side gone: the other loop ends too when the sockets close.
+          upstream.close();
         }
       })();
       const toDown = (async () => {
@@ -1404,20 +1135,15 @@ class ProxyServer implements Proxy {
           for (;;) {
             const n = await upstream.read(buf);
             if (n === null) break;
-            await writeAll(conn, buf.subarray(0, n));
-            down += n;
+            await client.write(buf.subarray(0, n));
           }
-          await conn.closeWrite();
+          await client.closeWrite();
         } catch {
           // See above.
         }
       })();
       await Promise.all([toUp, toDown]);
-      // Squid logs the bytes sent to the client; the upload size is not in its format.
-      x.bytes = ok.length + down;
-      void up;
     } finally {
-      this.#conns.delete(upstream);
       try {
         upstream.close();
       } catch {
@@ -1428,9 +1154,25 @@ class ProxyServer implements Proxy {
   }
 }
 
-function originForm(url: string): string {
-  const u = new URL(url);
-  return u.pathname + u.search;
+/** The server-core settings a proxy passes through, without its own options. */
+function pick(options: Omit<ProxyOptions, "log">): Partial<ServerOptions> {
+  const out: Partial<ServerOptions> = {};
+  for (
+    const name of [
+      "headerTimeout",
+      "keepAliveTimeout",
+      "bodyTimeout",
+      "sendTimeout",
+      "tunnelTimeout",
+      "lingerTime",
+      "lingerTimeout",
+      "maxConnectionsPerIp",
+      "onWarning",
+    ] as const
+  ) {
+    if (options[name] !== undefined) (out as Record<string, unknown>)[name] = options[name];
+  }
+  return out;
 }
 
 /** Removes hop-by-hop fields, including those the Connection field names (RFC 9110 §7.6.1). */
@@ -1452,24 +1194,12 @@ function stripHopByHop(headers: FieldList): FieldList {
 function forwardFields(headers: FieldList, via: string, target: URL): FieldList {
   const out = stripHopByHop(headers);
   out.delete("content-length");
+  // The client's 100-continue was answered here, when its body was first read.
+  out.delete("expect");
   // RFC 9112 §3.2.2: with an absolute-form target, Host is replaced by its authority.
   out.set("Host", target.host);
   out.append("Via", via);
   return out;
-}
-
-/** Streams the client's request body upstream, re-framing chunked bodies. */
-async function pumpBody(
-  reader: BufferedReader,
-  head: RequestHead,
-  up: Deno.Conn,
-  maxBytes: number,
-): Promise<void> {
-  const chunked = head.body.type === "chunked";
-  for await (const chunk of bodyReader(reader, head.body, { maxBytes })) {
-    await writeAll(up, chunked ? encodeChunk(chunk) : chunk);
-  }
-  if (chunked) await writeAll(up, LAST_CHUNK);
 }
 
 function memoOf(entry: Entry, via: string): Memo {

@@ -1,20 +1,20 @@
 /**
  * `deno task webclient [options] URL...`: a curl-like HTTP/1.1 client on the
  * project's own codec. The transfers happen in {@linkcode HttpClient}
- * (`http_client.ts`); this file parses options, writes the output and exits
+ * (`lib/http/client.ts`); this file parses options, writes the output and exits
  * with the documented codes (see CLIENT.md; they are curl's).
  *
  * @module
  */
 import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
-import { writeAll } from "../lib/http/mod.ts";
+import { writeAll } from "../lib/bytes.ts";
 import {
   type ClientResponse,
   EXIT_CODES,
   HttpClient,
   HttpClientError,
   type Timing,
-} from "./http_client.ts";
+} from "../lib/http/client.ts";
 
 const USAGE = `Usage: deno task webclient [options] URL...
 

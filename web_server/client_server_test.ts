@@ -1,7 +1,7 @@
 // Our HTTP client against our web server, over a real loopback socket.
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { serveHttp } from "./engine.ts";
-import { HttpClient } from "./http_client.ts";
+import { HttpClient } from "../lib/http/client.ts";
 import { serveDir } from "./serve.ts";
 
 const CLIENT_CLI = new URL("./client.ts", import.meta.url).pathname;

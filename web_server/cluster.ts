@@ -7,13 +7,10 @@
  *
  * @module
  */
-import {
-  type AccessLogEntry,
-  formatCombinedLog,
-  type HttpServer,
-  LogWriter,
-  serveHttp,
-} from "./engine.ts";
+import { formatCombinedLog, LogWriter } from "../lib/http/access_log.ts";
+import { ConnectionLimits } from "../lib/http/limits.ts";
+import type { AccessLogEntry, HttpServer, ServerOptions } from "../lib/http/server.ts";
+import { serveHttp } from "./engine.ts";
 import { serveDir, type ServeDirOptions } from "./serve.ts";
 
 /** Everything needed to start one server loop; plain data, so it can be posted to a worker. */
@@ -34,7 +31,23 @@ export interface ServerConfig {
   log: string | null;
   /** Set `SO_REUSEPORT` (needed when several loops share the port). */
   reusePort?: boolean;
+  /** Deadlines and caps of the server core (plain numbers, so they can be posted). */
+  core?: CoreSettings;
+  /** The connection counters every loop shares (made by {@linkcode startCluster}). */
+  counters?: SharedArrayBuffer;
 }
+
+/** The server core's deadlines and caps that the CLI exposes. */
+export type CoreSettings = Pick<
+  ServerOptions,
+  | "headerTimeout"
+  | "keepAliveTimeout"
+  | "bodyTimeout"
+  | "sendTimeout"
+  | "maxBodySize"
+  | "maxConnections"
+  | "maxConnectionsPerIp"
+>;
 
 /** A started loop: the server and its log, to be shut down together. */
 export interface Running {
@@ -71,7 +84,17 @@ export async function startServer(config: ServerConfig): Promise<Running> {
     log = new LogWriter(file);
   }
   const serveOptions = config.serve;
+  const core = config.core ?? {};
+  const limits = new ConnectionLimits({
+    ...(core.maxConnections !== undefined ? { maxConnections: core.maxConnections } : {}),
+    ...(core.maxConnectionsPerIp !== undefined
+      ? { maxConnectionsPerIp: core.maxConnectionsPerIp }
+      : {}),
+    ...(config.counters !== undefined ? { buffer: config.counters } : {}),
+  });
   const server = serveHttp((request) => serveDir(request, serveOptions), {
+    ...core,
+    limits,
     hostname: config.hostname,
     port: config.port,
     reusePort: config.reusePort ?? false,
@@ -122,7 +145,9 @@ export interface Cluster {
  * ```
  */
 export async function startCluster(config: ServerConfig, workers: number): Promise<Cluster> {
-  const shared = { ...config, reusePort: workers > 1 };
+  // One set of counters for every loop: the caps hold for the server as a whole.
+  const counters = new ConnectionLimits(config.core ?? {}).buffer;
+  const shared = { ...config, reusePort: workers > 1, counters };
   const main = await startServer(shared);
   const addr = main.server.addr;
   const threads: Worker[] = [];

@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import {
-  type AccessLogEntry,
-  formatCombinedLog,
-  serveHttp,
-  type ServeHttpOptions,
-} from "./engine.ts";
+import { formatCombinedLog } from "../lib/http/access_log.ts";
+import type { AccessLogEntry } from "../lib/http/server.ts";
+import { serveHttp, type ServeHttpOptions } from "./engine.ts";
 import { serveDir, type ServeDirOptions } from "./serve.ts";
 
 const decoder = new TextDecoder();
@@ -330,7 +327,7 @@ Deno.test("a slowloris does not stop a real client from being served", async () 
 });
 
 Deno.test("a client that stops reading blocks nobody and is cut after the write timeout", async () => {
-  await using s = await start({ inMemoryLimit: 1024 }, { writeTimeout: 300 });
+  await using s = await start({ inMemoryLimit: 1024 }, { sendTimeout: 300 });
   using stalled = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
   // Ask for 3 MiB many times over and never read: the server's writes stall.
   const ask = "GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n".repeat(8);

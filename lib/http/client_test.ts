@@ -1,8 +1,8 @@
-import { BufferedReader, readRequestHead, writeAll } from "../lib/http/mod.ts";
-import { rawServer } from "../lib/http/testdata/peers.ts";
-import { makeTestCa } from "../lib/testing/tls.ts";
-import { assert, assertEquals } from "../lib/testing/assert.ts";
-import { HttpClient, HttpClientError } from "./http_client.ts";
+import { BufferedReader, readRequestHead, writeAll } from "./mod.ts";
+import { rawServer } from "./testdata/peers.ts";
+import { makeTestCa } from "../testing/tls.ts";
+import { assert, assertEquals } from "../testing/assert.ts";
+import { HttpClient, HttpClientError } from "./client.ts";
 
 async function assertFails(p: Promise<unknown>, kind: string, exitCode: number): Promise<void> {
   try {
@@ -303,7 +303,7 @@ Deno.test("HttpClient classifies failures with curl's exit codes", async (t) => 
 });
 
 Deno.test("HttpClient speaks HTTPS with a trusted CA and refuses an unknown one", async (t) => {
-  await using ca = await makeTestCa({ prefix: "http_client_tls_" });
+  await using ca = await makeTestCa({ prefix: "client_tls_" });
   using listener = Deno.listenTls({
     hostname: "127.0.0.1",
     port: 0,

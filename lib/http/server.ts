@@ -1,0 +1,913 @@
+/**
+ * The one HTTP/1.1 server core under the web server and the proxy: the
+ * accept loop, connection caps, per-connection deadlines, lingering close,
+ * graceful shutdown and the access-log hook. What to answer is the
+ * handler's business; how connections live and die is decided here, once.
+ *
+ * - **Accept loop.** `accept()` failing with EMFILE or ENFILE is logged once
+ *   per burst, idle keep-alive connections are closed to free descriptors
+ *   (as nginx does when it runs out of connections), and the loop backs off
+ *   and retries. It never stops while the server runs.
+ * - **Caps** ({@linkcode ConnectionLimits}): a global limit and a
+ *   per-client-address limit (nginx's `limit_conn`). Past the global cap an
+ *   idle keep-alive connection is closed to make room; when there is none,
+ *   or past the per-address cap, the client gets a 503 and a close.
+ * - **Deadlines**, checked by one sweeper, as nginx's: the request head must
+ *   be complete within `headerTimeout` of its start (`client_header_timeout`;
+ *   for a new connection, of the accept); an idle keep-alive connection lives
+ *   `keepAliveTimeout` (`keepalive_timeout`); a request body read and a
+ *   response write may each stall at most `bodyTimeout` and `sendTimeout`
+ *   (`client_body_timeout`, `send_timeout`).
+ * - **Lingering close.** After an error answer to a client that may still be
+ *   sending, the write side is shut and the input drained for up to
+ *   `lingerTime`, or `lingerTimeout` without data, before the close: closing
+ *   with unread input makes the kernel send a reset, which can destroy the
+ *   answer in flight (nginx's `lingering_close`).
+ * - **Shutdown** stops accepting, closes idle connections, lets requests in
+ *   flight finish within a grace period, then cuts the rest.
+ *
+ * A handler gets the parsed head and the {@linkcode ServerConnection}; it
+ * writes the response through the connection, reads the body (if it wants
+ * it) through {@linkcode ServerConnection.body}, and returns whether the
+ * connection may serve another request. {@linkcode serveFetch} adapts a
+ * Fetch-style `(Request) => Response` handler.
+ *
+ * @example A raw handler that answers every request with the same bytes
+ * ```ts
+ * import { HttpServer } from "./server.ts";
+ * import { assertEquals } from "../testing/assert.ts";
+ * const reply = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi");
+ * await using server = new HttpServer(async (_head, conn) => {
+ *   await conn.write(reply);
+ *   return true;
+ * }, { hostname: "127.0.0.1", port: 0 });
+ * const res = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * assertEquals(await res.text(), "hi");
+ * ```
+ *
+ * @module
+ */
+import { delay } from "../deadline.ts";
+import { concat } from "../bytes.ts";
+import { type BodyOptions, bodyReader, discardBody } from "./bodies.ts";
+import { httpDate } from "./dates.ts";
+import { encodeResponseHead } from "./encoder.ts";
+import { HttpError } from "./errors.ts";
+import { readRequestHead, type RequestHead } from "./heads.ts";
+import { ConnectionLimits, defaultMaxConnections } from "./limits.ts";
+import { BufferedReader } from "./reader.ts";
+import { reasonPhrase } from "./status.ts";
+
+/** One access-log record: what was asked, what was answered, by whom, how long it took. */
+export interface AccessLogEntry {
+  /** The client's IP address. */
+  remoteAddr: string;
+  /** When the request head was complete (or when the failure was noticed). */
+  time: Date;
+  /** Milliseconds from `time` until the response was written. */
+  duration: number;
+  /** The method, or `null` when the head could not be parsed. */
+  method: string | null;
+  /** The request-target as received, or `null`. */
+  target: string | null;
+  /** The request line as received, e.g. `GET / HTTP/1.1`, or `-`. */
+  requestLine: string;
+  /** The response status (0 when none was sent). */
+  status: number;
+  /** Body bytes sent, as the handler reports them. */
+  bytes: number;
+  /** Every byte written for this response, head included. */
+  sent: number;
+  /** The `Referer` field, if any. */
+  referer: string | null;
+  /** The `User-Agent` field, if any. */
+  userAgent: string | null;
+  /** Whatever the handler attached ({@linkcode ServerConnection.logExtra}); the proxy's cache outcome. */
+  extra: unknown;
+}
+
+/**
+ * Answers one request: writes the response through `conn` and returns
+ * whether the connection may serve another one. A request body must be read
+ * (or drained) before returning `true`; otherwise the core closes the
+ * connection. A thrown {@linkcode HttpError} before anything was written
+ * becomes that status.
+ */
+export type RawHandler = (head: RequestHead, conn: ServerConnection) => boolean | Promise<boolean>;
+
+/** Options of {@linkcode HttpServer}. */
+export interface ServerOptions {
+  /**
+   * Address to listen on.
+   * @default {"localhost"}
+   */
+  hostname?: string;
+  /**
+   * Port to listen on; 0 picks a free one (read it from {@linkcode HttpServer.addr}).
+   * @default {8000}
+   */
+  port?: number;
+  /** PEM certificate chain: with `key`, the server speaks HTTPS. */
+  cert?: string;
+  /** PEM private key for `cert`. */
+  key?: string;
+  /**
+   * Set `SO_REUSEPORT`, so several event loops share the port.
+   * @default {false}
+   */
+  reusePort?: boolean;
+  /**
+   * Milliseconds a client has to send a complete request head, from its
+   * first byte (from the accept, for a new connection). nginx's
+   * `client_header_timeout`.
+   * @default {10000}
+   */
+  headerTimeout?: number;
+  /**
+   * Milliseconds an idle keep-alive connection is kept open. nginx's `keepalive_timeout`.
+   * @default {30000}
+   */
+  keepAliveTimeout?: number;
+  /**
+   * Milliseconds a request-body read may wait for data. nginx's `client_body_timeout`.
+   * @default {60000}
+   */
+  bodyTimeout?: number;
+  /**
+   * Milliseconds a response write may stall. nginx's `send_timeout`.
+   * @default {60000}
+   */
+  sendTimeout?: number;
+  /**
+   * Milliseconds a tunnel (CONNECT) may go without traffic from or to the client.
+   * Squid's `read_timeout`.
+   * @default {900000}
+   */
+  tunnelTimeout?: number;
+  /**
+   * Longest lingering close, in ms. nginx's `lingering_time`.
+   * @default {30000}
+   */
+  lingerTime?: number;
+  /**
+   * Longest wait for more input during a lingering close, in ms. nginx's `lingering_timeout`.
+   * @default {5000}
+   */
+  lingerTimeout?: number;
+  /**
+   * Largest request head in bytes; larger ones get 431 (414 for a long request line).
+   * @default {16384}
+   */
+  maxHeadBytes?: number;
+  /**
+   * Largest request body in bytes; a larger Content-Length gets 413 at once,
+   * a chunked body 413 when it passes the limit. nginx's `client_max_body_size`.
+   * @default {Infinity}
+   */
+  maxBodySize?: number;
+  /**
+   * Connections open at once (0: no limit).
+   * @default {defaultMaxConnections()}
+   */
+  maxConnections?: number;
+  /**
+   * Connections open at once from one address (0: no limit). nginx's `limit_conn`.
+   * @default {an eighth of maxConnections, between 16 and 1024}
+   */
+  maxConnectionsPerIp?: number;
+  /**
+   * Counters shared with other event loops serving the same port; they
+   * enforce the caps over all of them. Made from `maxConnections` and
+   * `maxConnectionsPerIp` when absent.
+   * @default {undefined}
+   */
+  limits?: ConnectionLimits;
+  /**
+   * Builds a complete error response (head and body, with `Connection:
+   * close`) for the answers the core gives itself: a malformed head (400,
+   * 414, 431, 501, 505), a body over the limit (413), a refused connection
+   * (503).
+   * @default {a short text/plain answer}
+   */
+  errorResponse?: (status: number, message: string) => Uint8Array;
+  /** Receives one record per response, for the access log. */
+  onLog?: (entry: AccessLogEntry) => void;
+  /**
+   * Receives operational warnings (accept failures, once per burst).
+   * @default {console.error}
+   */
+  onWarning?: (message: string) => void;
+  /** Aborting it shuts the server down gracefully. */
+  signal?: AbortSignal;
+}
+
+const IDLE = 0;
+const HEAD = 1;
+const BUSY = 2;
+const TUNNEL = 3;
+const LINGER = 4;
+
+const encoder = new TextEncoder();
+const EMPTY_HEAD_FIELDS = new Set(["none"]);
+// Lingering reads are discarded, so every lingering connection may share one buffer.
+const lingerBuffer = new Uint8Array(65536);
+
+/**
+ * The default error answer: `<status> <reason>` as text/plain, with `Connection: close`.
+ *
+ * @param status The status code.
+ * @param _message Why (not sent: internals stay in the log).
+ * @returns The complete response.
+ *
+ * @example
+ * ```ts
+ * import { plainErrorResponse } from "./server.ts";
+ * import { assertMatch } from "../testing/assert.ts";
+ * const text = new TextDecoder().decode(plainErrorResponse(431, "too big"));
+ * assertMatch(text, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n[^]*\r\n\r\n431 Request Header Fields Too Large\n$/);
+ * ```
+ */
+export function plainErrorResponse(status: number, _message: string): Uint8Array {
+  const body = encoder.encode(`${status} ${reasonPhrase(status) || "Error"}\n`);
+  const head = encodeResponseHead({
+    status,
+    headers: [
+      ["Date", httpDate()],
+      ["Content-Type", "text/plain; charset=utf-8"],
+      ["Content-Length", String(body.length)],
+      ["Connection", "close"],
+    ],
+  });
+  return concat([head, body]);
+}
+
+/**
+ * One client connection as a handler sees it: the buffered reader the head
+ * came from, tracked writes, the request body, 100-continue, lingering
+ * close and the hand-over to a tunnel. The core watches every read and
+ * write for the deadlines.
+ */
+export class ServerConnection {
+  /** The client's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** Whether the connection is TLS. */
+  readonly secure: boolean;
+  /** The read buffer the request heads are parsed from; the body follows in it. */
+  readonly reader: BufferedReader;
+  /** Requests answered on this connection before the current one. */
+  requests = 0;
+  /** The response status, for the access log (the handler sets it). */
+  status = 0;
+  /** Body bytes sent, for the access log (the handler sets it). */
+  bodyBytes = 0;
+  /** Anything the handler wants in its access-log record (`extra`). */
+  logExtra: unknown = undefined;
+  /** Bytes written for the current request. */
+  sent = 0;
+
+  /** @internal Phase, for the sweeper. */
+  phase = HEAD;
+  /** @internal When the phase began (coarse clock). */
+  since: number;
+  /** @internal When the pending or last read began or returned data. */
+  lastRead: number;
+  /** @internal When the pending or last write began. */
+  lastWrite = 0;
+  /** @internal A read is pending. */
+  reading = false;
+  /** @internal A write is pending. */
+  writing = false;
+  /** @internal Counted in the limits (uncounted once). */
+  counted = true;
+
+  readonly #raw: Deno.Conn;
+  readonly #server: HttpServer;
+  #linger = false;
+  #bodyDone = true;
+  #expect = false;
+  #closed = false;
+  #tunnel = false;
+
+  /** @internal Made by {@linkcode HttpServer}. */
+  constructor(server: HttpServer, raw: Deno.Conn, secure: boolean, now: number) {
+    this.#server = server;
+    this.#raw = raw;
+    this.secure = secure;
+    this.remoteAddr = raw.remoteAddr as Deno.NetAddr;
+    this.since = now;
+    this.lastRead = now;
+    const read = (p: Uint8Array) => this.#read(p);
+    this.reader = new BufferedReader({ read });
+  }
+
+  async #read(p: Uint8Array): Promise<number | null> {
+    this.reading = true;
+    this.lastRead = this.#server.clock;
+    try {
+      const n = await this.#raw.read(p);
+      if (n !== null) {
+        this.lastRead = this.#server.clock;
+        if (this.phase === IDLE) {
+          // The first byte of the next request: the head deadline starts now.
+          this.phase = HEAD;
+          this.since = this.lastRead;
+        }
+      }
+      return n;
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  /** @internal Resets the per-request state before the handler runs. */
+  begin(head: RequestHead): void {
+    this.status = 0;
+    this.bodyBytes = 0;
+    this.logExtra = undefined;
+    this.sent = 0;
+    this.#bodyDone = EMPTY_HEAD_FIELDS.has(head.body.type) ||
+      (head.body.type === "length" && head.body.length === 0);
+    this.#expect = head.expectContinue && !this.#bodyDone;
+  }
+
+  /** @internal Whether the request body was read to its end (or there was none). */
+  get bodyDone(): boolean {
+    return this.#bodyDone;
+  }
+
+  /** @internal Whether a lingering close was asked for. */
+  get lingering(): boolean {
+    return this.#linger;
+  }
+
+  /** @internal Whether the connection was handed over to a tunnel. */
+  get tunnelled(): boolean {
+    return this.#tunnel;
+  }
+
+  /** Whether the server is shutting down: answer with `Connection: close`. */
+  get closing(): boolean {
+    return this.#server.closing;
+  }
+
+  /**
+   * Writes all of `data`, watched by the send deadline.
+   *
+   * @param data The bytes.
+   * @returns Resolves when the kernel has taken every byte.
+   */
+  async write(data: Uint8Array): Promise<void> {
+    const raw = this.#raw;
+    this.writing = true;
+    try {
+      let off = 0;
+      while (off < data.length) {
+        this.lastWrite = this.#server.clock;
+        off += await raw.write(off === 0 ? data : data.subarray(off));
+      }
+    } finally {
+      this.writing = false;
+    }
+    this.sent += data.length;
+  }
+
+  /**
+   * Sends `100 Continue` if the client asked for it (`Expect: 100-continue`)
+   * and nothing has been sent for this request yet. {@linkcode body} calls it
+   * before its first read.
+   *
+   * @returns Resolves when it is written.
+   */
+  async sendContinue(): Promise<void> {
+    if (!this.#expect) return;
+    this.#expect = false;
+    if (this.sent === 0) await this.write(CONTINUE);
+    this.sent = 0;
+  }
+
+  /**
+   * The request body, as pieces; the server's `maxBodySize` applies (→
+   * {@linkcode HttpError} 413), and the body deadline watches each read.
+   *
+   * @param head The head whose body follows.
+   * @param options Reader options (a smaller `maxBytes`, a read size).
+   * @returns The pieces.
+   */
+  async *body(
+    head: RequestHead,
+    options: BodyOptions = {},
+  ): AsyncGenerator<Uint8Array, void, undefined> {
+    if (this.#bodyDone) return;
+    await this.sendContinue();
+    const max = Math.min(options.maxBytes ?? Infinity, this.#server.maxBodySize);
+    yield* bodyReader(this.reader, head.body, { ...options, maxBytes: max });
+    this.#bodyDone = true;
+  }
+
+  /**
+   * Reads and drops a small request body so the connection can be reused;
+   * a body over `maxBytes`, or one the client is waiting to send after a
+   * `100 Continue` we did not send, is left unread and the connection is
+   * marked for a lingering close.
+   *
+   * @param head The head whose body follows.
+   * @param maxBytes The most worth draining.
+   * @returns Whether the body was drained (the connection may be reused).
+   */
+  async drainBody(head: RequestHead, maxBytes: number): Promise<boolean> {
+    if (this.#bodyDone) return true;
+    if (this.#expect || (head.body.type === "length" && head.body.length > maxBytes)) {
+      this.linger();
+      return false;
+    }
+    try {
+      await discardBody(this.reader, head.body, { maxBytes });
+      this.#bodyDone = true;
+      return true;
+    } catch (err) {
+      if (!(err instanceof HttpError)) throw err;
+      this.linger();
+      return false;
+    }
+  }
+
+  /** Closes the connection after this response with a lingering close. */
+  linger(): void {
+    this.#linger = true;
+  }
+
+  /**
+   * Hands the connection over to a tunnel (CONNECT): the deadlines become
+   * the tunnel's idle timeout, and the connection is closed when the
+   * handler returns.
+   *
+   * @returns The client's bytes already read past the head, and functions to move data.
+   */
+  tunnel(): Tunnel {
+    this.#tunnel = true;
+    this.phase = TUNNEL;
+    return {
+      buffered: this.reader.takeBuffered(),
+      read: (p) => this.#read(p),
+      write: (p) => this.write(p),
+      closeWrite: () => this.#raw.closeWrite(),
+    };
+  }
+
+  /** @internal Shuts the write side (lingering close). */
+  closeWrite(): Promise<void> {
+    return this.#raw.closeWrite();
+  }
+
+  /** @internal Reads straight from the socket, tracked (lingering close). */
+  readRaw(p: Uint8Array): Promise<number | null> {
+    return this.#read(p);
+  }
+
+  /** Closes the connection now (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#raw.close();
+    } catch {
+      // Already closed by the peer.
+    }
+  }
+}
+
+/** A connection handed over to a tunnel; see {@linkcode ServerConnection.tunnel}. */
+export interface Tunnel {
+  /** Bytes the client sent after the head, already read. */
+  buffered: Uint8Array;
+  /** Reads from the client. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Writes all of `p` to the client. */
+  write(p: Uint8Array): Promise<void>;
+  /** Shuts the client's write side (the far end has finished). */
+  closeWrite(): Promise<void>;
+}
+
+const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+/**
+ * A running server: its address, the caps it enforces, a promise that
+ * settles when it has stopped, and graceful shutdown.
+ *
+ * @example
+ * ```ts
+ * import { HttpServer } from "./server.ts";
+ * import { assertEquals } from "../testing/assert.ts";
+ * const server = new HttpServer(() => false, { hostname: "127.0.0.1", port: 0 });
+ * assertEquals(server.addr.hostname, "127.0.0.1");
+ * await server.shutdown();
+ * ```
+ */
+export class HttpServer implements AsyncDisposable {
+  /** The address the server listens on. */
+  readonly addr: Deno.NetAddr;
+  /** Settles when the server has stopped and every connection is closed. */
+  readonly finished: Promise<void>;
+  /** The connection caps and counters. */
+  readonly limits: ConnectionLimits;
+  /** Largest request body. */
+  readonly maxBodySize: number;
+  /** @internal The coarse clock (ms) the sweeper advances. */
+  clock: number = Date.now();
+
+  #listener: Deno.Listener;
+  #secure: boolean;
+  #handler: RawHandler;
+  #conns = new Set<ServerConnection>();
+  #tasks = new Set<Promise<void>>();
+  #closing = false;
+  #shutdown: Promise<void> | undefined;
+  #sweeper: ReturnType<typeof setInterval>;
+  #headerTimeout: number;
+  #keepAliveTimeout: number;
+  #bodyTimeout: number;
+  #sendTimeout: number;
+  #tunnelTimeout: number;
+  #lingerTime: number;
+  #lingerTimeout: number;
+  #maxHeadBytes: number;
+  #errorResponse: (status: number, message: string) => Uint8Array;
+  #onLog: ((entry: AccessLogEntry) => void) | undefined;
+  #warn: (message: string) => void;
+
+  /**
+   * Starts listening and serving.
+   *
+   * @param handler Answers each request.
+   * @param options Address, TLS, deadlines, caps, log.
+   */
+  constructor(handler: RawHandler, options: ServerOptions = {}) {
+    this.#handler = handler;
+    const hostname = options.hostname ?? "localhost";
+    const port = options.port ?? 8000;
+    if ((options.cert === undefined) !== (options.key === undefined)) {
+      throw new TypeError("Cannot start HTTPS: both a certificate and a key are needed");
+    }
+    this.#headerTimeout = positive("headerTimeout", options.headerTimeout ?? 10_000);
+    this.#keepAliveTimeout = positive("keepAliveTimeout", options.keepAliveTimeout ?? 30_000);
+    this.#bodyTimeout = positive("bodyTimeout", options.bodyTimeout ?? 60_000);
+    this.#sendTimeout = positive("sendTimeout", options.sendTimeout ?? 60_000);
+    this.#tunnelTimeout = positive("tunnelTimeout", options.tunnelTimeout ?? 900_000);
+    this.#lingerTime = positive("lingerTime", options.lingerTime ?? 30_000);
+    this.#lingerTimeout = positive("lingerTimeout", options.lingerTimeout ?? 5_000);
+    this.#maxHeadBytes = options.maxHeadBytes ?? 16384;
+    this.maxBodySize = options.maxBodySize ?? Infinity;
+    this.limits = options.limits ?? new ConnectionLimits({
+      maxConnections: options.maxConnections ?? defaultMaxConnections(),
+      ...(options.maxConnectionsPerIp !== undefined
+        ? { maxConnectionsPerIp: options.maxConnectionsPerIp }
+        : {}),
+    });
+    this.#errorResponse = options.errorResponse ?? plainErrorResponse;
+    this.#onLog = options.onLog;
+    this.#warn = options.onWarning ?? ((m) => console.error(m));
+    this.#listener = options.cert !== undefined
+      ? Deno.listenTls({
+        hostname,
+        port,
+        cert: options.cert,
+        key: options.key!,
+        alpnProtocols: ["http/1.1"],
+        reusePort: options.reusePort ?? false,
+      })
+      : Deno.listen({ hostname, port, reusePort: options.reusePort ?? false });
+    this.#secure = options.cert !== undefined;
+    this.addr = this.#listener.addr as Deno.NetAddr;
+    // Sweep often enough for the shortest deadline, at most twice a second.
+    const shortest = Math.min(
+      this.#headerTimeout,
+      this.#keepAliveTimeout,
+      this.#bodyTimeout,
+      this.#sendTimeout,
+      this.#lingerTimeout,
+    );
+    const every = Math.max(20, Math.min(500, Math.floor(shortest / 4)));
+    this.#sweeper = setInterval(() => this.#sweep(), every);
+    options.signal?.addEventListener("abort", () => void this.shutdown(), { once: true });
+    this.finished = this.#acceptLoop();
+  }
+
+  /** Whether {@linkcode shutdown} has begun. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Connections open on this event loop now. */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /**
+   * Stops accepting, closes idle connections, lets requests in flight
+   * finish (their handlers see {@linkcode ServerConnection.closing} and
+   * answer with `Connection: close`), then closes the rest.
+   *
+   * @param graceMs How long requests in flight may take before they are cut.
+   * @returns Resolves when the server has stopped.
+   */
+  shutdown(graceMs = 10_000): Promise<void> {
+    this.#shutdown ??= (async () => {
+      this.#closing = true;
+      try {
+        this.#listener.close();
+      } catch {
+        // Already closed.
+      }
+      for (const c of this.#conns) {
+        if (c.phase === IDLE || (c.phase === HEAD && c.reader.buffered === 0)) c.close();
+      }
+      const all = Promise.all([...this.#tasks]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const cut = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          for (const c of this.#conns) c.close();
+          resolve();
+        }, graceMs);
+      });
+      await Promise.race([all, cut]);
+      clearTimeout(timer);
+      await all;
+      await this.finished;
+      clearInterval(this.#sweeper);
+    })();
+    return this.#shutdown;
+  }
+
+  /** Shuts the server down gracefully. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+  }
+
+  /**
+   * Runs a background task (a cache refresh, say) that shutdown waits for.
+   *
+   * @param task The task.
+   */
+  track(task: Promise<void>): void {
+    this.#tasks.add(task);
+    void task.finally(() => this.#tasks.delete(task));
+  }
+
+  async #acceptLoop(): Promise<void> {
+    let failures = 0;
+    let backoff = 10;
+    for (;;) {
+      let raw: Deno.Conn;
+      try {
+        raw = await this.#listener.accept();
+      } catch (err) {
+        if (this.#closing || err instanceof Deno.errors.BadResource) break;
+        // EMFILE, ENFILE, ENOBUFS, ECONNABORTED: never fatal. Free what can be
+        // freed, back off, try again; say so once per burst.
+        if (failures++ === 0) {
+          this.#warn(
+            `accept() failed: ${(err as Error).message}; closing idle connections and retrying`,
+          );
+        }
+        this.#reclaimIdle(16);
+        await delay(backoff);
+        backoff = Math.min(backoff * 2, 500);
+        continue;
+      }
+      if (failures > 0) {
+        this.#warn(`accept() works again after ${failures} failed attempts`);
+        failures = 0;
+        backoff = 10;
+      }
+      if (this.#closing) {
+        try {
+          raw.close();
+        } catch {
+          // Already closed.
+        }
+        continue;
+      }
+      this.track(this.#run(raw));
+    }
+  }
+
+  /** Closes up to `n` idle keep-alive connections, oldest first; returns how many. */
+  #reclaimIdle(n: number): number {
+    let closed = 0;
+    for (const c of this.#conns) {
+      if (closed >= n) break;
+      if (c.phase !== IDLE || c.reader.buffered > 0) continue;
+      this.#uncount(c);
+      c.close();
+      closed++;
+    }
+    return closed;
+  }
+
+  #uncount(c: ServerConnection): void {
+    if (!c.counted) return;
+    c.counted = false;
+    this.limits.release(c.remoteAddr.hostname);
+  }
+
+  async #run(raw: Deno.Conn): Promise<void> {
+    const remote = raw.remoteAddr as Deno.NetAddr;
+    let admission = this.limits.admit(remote.hostname);
+    if (admission === "global" && this.#reclaimIdle(1) > 0) {
+      admission = this.limits.admit(remote.hostname);
+    }
+    if (admission !== "ok") {
+      await this.#refuse(raw, remote, admission);
+      return;
+    }
+    const c = new ServerConnection(this, raw, this.#secure, this.clock);
+    this.#conns.add(c);
+    try {
+      if ("setNoDelay" in raw) (raw as Deno.TcpConn).setNoDelay(true);
+      await this.#serve(c);
+      if (c.lingering) await this.#lingerClose(c);
+    } catch {
+      // The peer reset, or a deadline closed the connection: nothing to answer.
+    } finally {
+      this.#conns.delete(c);
+      this.#uncount(c);
+      c.close();
+    }
+  }
+
+  async #refuse(raw: Deno.Conn, remote: Deno.NetAddr, why: "global" | "per-ip"): Promise<void> {
+    const message = why === "global"
+      ? "Too many connections to this server"
+      : `Too many connections from ${remote.hostname}`;
+    const reply = this.#errorResponse(503, message);
+    try {
+      // A fresh socket's send buffer is empty: this write does not wait on the client.
+      await raw.write(reply);
+    } catch {
+      // Gone already.
+    }
+    try {
+      raw.close();
+    } catch {
+      // Already closed.
+    }
+    this.#logError(remote, 503, reply.length);
+  }
+
+  async #serve(c: ServerConnection): Promise<void> {
+    const headOptions = { maxHeadBytes: this.#maxHeadBytes };
+    for (;;) {
+      if (c.requests > 0) {
+        c.phase = c.reader.buffered > 0 ? HEAD : IDLE;
+        c.since = this.clock;
+        if (this.#closing && c.reader.buffered === 0) return;
+      }
+      let head: RequestHead | null;
+      try {
+        head = await readRequestHead(c.reader, headOptions);
+      } catch (err) {
+        if (err instanceof HttpError) await this.#fail(c, err.status, err.message, null);
+        return;
+      }
+      if (head === null) return;
+      c.phase = BUSY;
+      c.begin(head);
+      const time = this.#onLog !== undefined ? Date.now() : 0;
+      if (head.body.type === "length" && head.body.length > this.maxBodySize) {
+        await this.#fail(
+          c,
+          413,
+          `Cannot accept a body of ${head.body.length} bytes: the limit is ${this.maxBodySize}`,
+          head,
+          time,
+        );
+        return;
+      }
+      let keep: boolean;
+      try {
+        keep = await this.#handler(head, c);
+      } catch (err) {
+        if (err instanceof HttpError && c.sent === 0 && !c.tunnelled) {
+          await this.#fail(c, err.status, err.message, head, time);
+        } else if (time !== 0) {
+          this.#log(c, head, time);
+        }
+        return;
+      }
+      if (time !== 0) this.#log(c, head, time);
+      c.requests++;
+      if (!keep || c.lingering || c.tunnelled || this.#closing) return;
+      if (!c.bodyDone) {
+        // The handler left the body unread: the next request's framing is lost.
+        c.linger();
+        return;
+      }
+    }
+  }
+
+  /** Answers an error the core found itself, then closes with a lingering close. */
+  async #fail(
+    c: ServerConnection,
+    status: number,
+    message: string,
+    head: RequestHead | null,
+    time = Date.now(),
+  ): Promise<void> {
+    c.phase = BUSY;
+    c.status = status;
+    const reply = this.#errorResponse(status, message);
+    c.linger();
+    try {
+      await c.write(reply);
+    } finally {
+      if (this.#onLog !== undefined) {
+        c.bodyBytes = 0;
+        c.logExtra = undefined;
+        if (head !== null) this.#log(c, head, time || Date.now());
+        else this.#logError(c.remoteAddr, status, c.sent);
+      }
+    }
+  }
+
+  async #lingerClose(c: ServerConnection): Promise<void> {
+    c.phase = LINGER;
+    c.since = this.clock;
+    c.lastRead = this.clock;
+    try {
+      await c.closeWrite();
+    } catch {
+      return;
+    }
+    // Read and drop until the client closes, or the sweeper ends it (lingerTime, lingerTimeout).
+    while ((await c.readRaw(lingerBuffer)) !== null) {
+      // Dropped.
+    }
+  }
+
+  #sweep(): void {
+    const now = this.clock = Date.now();
+    for (const c of this.#conns) {
+      switch (c.phase) {
+        case IDLE:
+          if (now - c.since > this.#keepAliveTimeout) c.close();
+          break;
+        case HEAD:
+          if (now - c.since > this.#headerTimeout) c.close();
+          break;
+        case BUSY:
+          if (c.reading && now - c.lastRead > this.#bodyTimeout) c.close();
+          else if (c.writing && now - c.lastWrite > this.#sendTimeout) c.close();
+          break;
+        case TUNNEL:
+          if (c.writing && now - c.lastWrite > this.#sendTimeout) c.close();
+          else if (now - Math.max(c.lastRead, c.lastWrite) > this.#tunnelTimeout) c.close();
+          break;
+        case LINGER:
+          if (now - c.since > this.#lingerTime || now - c.lastRead > this.#lingerTimeout) {
+            c.close();
+          }
+          break;
+      }
+    }
+  }
+
+  #log(c: ServerConnection, head: RequestHead, time: number): void {
+    const h = head.headers;
+    this.#onLog!({
+      remoteAddr: c.remoteAddr.hostname,
+      time: new Date(time),
+      duration: Date.now() - time,
+      method: head.method,
+      target: head.target,
+      requestLine: `${head.method} ${head.target} ${head.version}`,
+      status: c.status,
+      bytes: c.bodyBytes,
+      sent: c.sent,
+      referer: h.get("referer"),
+      userAgent: h.get("user-agent"),
+      extra: c.logExtra,
+    });
+  }
+
+  #logError(remote: Deno.NetAddr, status: number, sent: number): void {
+    this.#onLog?.({
+      remoteAddr: remote.hostname,
+      time: new Date(),
+      duration: 0,
+      method: null,
+      target: null,
+      requestLine: "-",
+      status,
+      bytes: 0,
+      sent,
+      referer: null,
+      userAgent: null,
+      extra: undefined,
+    });
+  }
+}
+
+function positive(name: string, value: number): number {
+  if (!(value > 0)) throw new RangeError(`Cannot use ${name} ${value}: it must be positive`);
+  return value;
+}
