@@ -188,6 +188,32 @@ export function parseNumber(
 }
 
 /**
+ * Parses a size option such as `512`, `64K`, `1M`, `1.5G` or `2GiB` (powers
+ * of 1024, as nginx and Squid read them).
+ *
+ * @param name The option's name, for the message (e.g. `"--cache-size"`).
+ * @param text The option's text.
+ * @returns The size in bytes.
+ * @throws {CliError} With exit code 2 when the text is not a size.
+ *
+ * @example
+ * ```ts
+ * import { parseSize } from "./cli.ts";
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(parseSize("--max-body-size", "1M"), 1048576);
+ * assertEquals(parseSize("--cache-size", "1.5k"), 1536);
+ * ```
+ */
+export function parseSize(name: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kmgt]?)i?b?$/i.exec(text.trim());
+  if (!m) throw new CliError(`invalid size for ${name}: '${text}'`);
+  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[
+    m[2]!.toLowerCase() as "" | "k" | "m" | "g" | "t"
+  ];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+/**
  * Tells whether colour may be used on a stream: only on a TTY, and never when
  * `NO_COLOR` is set (https://no-color.org).
  *

@@ -3,7 +3,9 @@
  *
  * @module
  */
-import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import { CliError, parseArgs, parseNumber, parseSize, runMain } from "../lib/cli.ts";
+import { LogWriter } from "../lib/http/access_log.ts";
+import { SERVER_CLI_OPTIONS, serverCliSettings, serverCliUsage } from "../lib/http/server_cli.ts";
 import { startProxy } from "./proxy.ts";
 import { CacheStore } from "./store.ts";
 
@@ -15,49 +17,45 @@ or curl (-x) at http://127.0.0.1:8888. Reverse mode with --upstream.
 Options:
   -l, --listen ADDR         address to listen on (default 127.0.0.1)
   -p, --port N              port (default 8888)
-  -u, --upstream URL        reverse mode: accelerate this origin (http://host:port)
+  -u, --upstream URL        reverse mode: accelerate this origin (http:// or https://)
+      --upstream-ca FILE    also trust this PEM CA for an https:// upstream (repeatable)
   -a, --allow CIDR          also allow clients from CIDR (repeatable; loopback is always allowed)
       --connect-ports LIST  ports CONNECT may reach, comma-separated (default 443)
   -d, --cache-dir DIR       disk tier directory (default: memory only)
       --cache-size SIZE     disk tier size, e.g. 1G (default 1G)
       --memory-size SIZE    memory tier size (default 64M)
       --max-object-size S   largest cacheable body (default 64M)
-      --max-body-size SIZE  largest request body (default 1G) → 413
       --timeout SEC         upstream connect/response timeout (default 30) → 504
       --drop-rate P         drop this fraction (0..1) of client connections unanswered
       --delay MS            delay every response by MS milliseconds
       --seed N              seed for --drop-rate (reproducible runs)
       --access-log PATH     Squid-format access log: a file, "-" for stdout (default), or "none"
   -h, --help                show this help
-`;
 
-function parseSize(name: string, text: string): number {
-  const m = /^(\d+(?:\.\d+)?)([kmgt]?)i?b?$/i.exec(text.trim());
-  if (!m) throw new CliError(`invalid size for ${name}: '${text}'`);
-  const mult = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[
-    m[2]!.toLowerCase() as "" | "k" | "m" | "g" | "t"
-  ];
-  return Math.floor(Number(m[1]) * mult);
-}
+${serverCliUsage("1G")}
+
+Exit codes: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start, 2 on bad usage.
+`;
 
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs(Deno.args, {
     listen: { type: "string", short: "l" },
     port: { type: "string", short: "p" },
     upstream: { type: "string", short: "u" },
+    "upstream-ca": { type: "string", multiple: true },
     allow: { type: "string", short: "a", multiple: true },
     "connect-ports": { type: "string" },
     "cache-dir": { type: "string", short: "d" },
     "cache-size": { type: "string" },
     "memory-size": { type: "string" },
     "max-object-size": { type: "string" },
-    "max-body-size": { type: "string" },
     timeout: { type: "string" },
     "drop-rate": { type: "string" },
     delay: { type: "string" },
     seed: { type: "string" },
     "access-log": { type: "string" },
     help: { type: "boolean", short: "h" },
+    ...SERVER_CLI_OPTIONS,
   });
   if (values.help) {
     console.log(USAGE);
@@ -74,8 +72,10 @@ async function main(): Promise<number> {
     } catch {
       throw new CliError(`invalid --upstream '${values.upstream}': not a URL`);
     }
-    if (u.protocol !== "http:") {
-      throw new CliError(`invalid --upstream '${values.upstream}': only http:// is supported`);
+    if (u.protocol !== "http:" && u.protocol !== "https:") {
+      throw new CliError(
+        `invalid --upstream '${values.upstream}': only http:// and https:// are supported`,
+      );
     }
   }
   const connectPorts = (values["connect-ports"] ?? "443").split(",").map((p) =>
@@ -88,22 +88,22 @@ async function main(): Promise<number> {
     maxObjectSize: parseSize("--max-object-size", values["max-object-size"] ?? "64M"),
   });
   const logPath = values["access-log"] ?? "-";
-  let logFile: { writeSync(p: Uint8Array): number } | undefined;
-  if (logPath === "-") logFile = Deno.stdout;
+  let logFile: Deno.FsFile | undefined;
+  let log: LogWriter | undefined;
+  if (logPath === "-") log = new LogWriter(Deno.stdout);
   else if (logPath !== "none") {
     logFile = await Deno.open(logPath, { append: true, create: true });
+    log = new LogWriter(logFile);
   }
-  // Lines are batched so that logging costs no syscall per request.
-  let pending = "";
-  const encoder = new TextEncoder();
-  function flush(): void {
-    if (pending === "" || logFile === undefined) return;
-    const bytes = encoder.encode(pending);
-    pending = "";
-    let off = 0;
-    while (off < bytes.length) off += logFile.writeSync(bytes.subarray(off));
+  const upstreamCaCerts: string[] = [];
+  for (const file of values["upstream-ca"] ?? []) {
+    try {
+      upstreamCaCerts.push(await Deno.readTextFile(file));
+    } catch (err) {
+      throw new CliError(`cannot read --upstream-ca '${file}': ${(err as Error).message}`);
+    }
   }
-  const timer = setInterval(flush, 200);
+  const core = serverCliSettings(values, "1G");
   let allow: string[] = values.allow ?? [];
   try {
     const proxy = await startProxy({
@@ -123,15 +123,9 @@ async function main(): Promise<number> {
       timeout: values.timeout === undefined
         ? 30000
         : parseNumber("--timeout", values.timeout, { min: 0.001 }) * 1000,
-      maxBodySize: parseSize("--max-body-size", values["max-body-size"] ?? "1G"),
-      ...(logFile !== undefined
-        ? {
-          log: (line: string) => {
-            pending += line + "\n";
-            if (pending.length > 32768) flush();
-          },
-        }
-        : {}),
+      ...core,
+      ...(upstreamCaCerts.length > 0 ? { upstreamCaCerts } : {}),
+      ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),
     });
     allow = [];
     console.error(
@@ -145,13 +139,14 @@ async function main(): Promise<number> {
     });
     await proxy.close();
   } catch (err) {
-    if (err instanceof TypeError || err instanceof Deno.errors.AddrInUse) {
-      throw new CliError(err.message);
+    if (err instanceof TypeError || err instanceof RangeError) throw new CliError(err.message);
+    if (err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.PermissionDenied) {
+      throw new CliError(`cannot start: ${err.message}`, 1);
     }
     throw err;
   } finally {
-    clearInterval(timer);
-    flush();
+    await log?.close();
+    logFile?.close();
   }
   return 0;
 }

@@ -25,8 +25,8 @@ Deno.test("proxy CLI rejects bad options with exit code 2 and a one-line message
       /^proxy: Cannot parse CIDR "10\.0\.0\.0\/99": bad prefix length\n$/,
     ],
     [
-      ["--upstream", "https://x"],
-      /^proxy: invalid --upstream 'https:\/\/x': only http:\/\/ is supported\n$/,
+      ["--upstream", "ftp://x"],
+      /^proxy: invalid --upstream 'ftp:\/\/x': only http:\/\/ and https:\/\/ are supported\n$/,
     ],
     [["--drop-rate", "2"], /^proxy: invalid argument for --drop-rate/],
     [["--bogus"], /^proxy: unknown option '--bogus'/i],

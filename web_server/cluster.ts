@@ -9,7 +9,8 @@
  */
 import { formatCombinedLog, LogWriter } from "../lib/http/access_log.ts";
 import { ConnectionLimits } from "../lib/http/limits.ts";
-import type { AccessLogEntry, HttpServer, ServerOptions } from "../lib/http/server.ts";
+import type { AccessLogEntry, HttpServer } from "../lib/http/server.ts";
+import type { ServerCliSettings } from "../lib/http/server_cli.ts";
 import { serveHttp } from "./engine.ts";
 import { serveDir, type ServeDirOptions } from "./serve.ts";
 
@@ -32,22 +33,10 @@ export interface ServerConfig {
   /** Set `SO_REUSEPORT` (needed when several loops share the port). */
   reusePort?: boolean;
   /** Deadlines and caps of the server core (plain numbers, so they can be posted). */
-  core?: CoreSettings;
+  core?: ServerCliSettings;
   /** The connection counters every loop shares (made by {@linkcode startCluster}). */
   counters?: SharedArrayBuffer;
 }
-
-/** The server core's deadlines and caps that the CLI exposes. */
-export type CoreSettings = Pick<
-  ServerOptions,
-  | "headerTimeout"
-  | "keepAliveTimeout"
-  | "bodyTimeout"
-  | "sendTimeout"
-  | "maxBodySize"
-  | "maxConnections"
-  | "maxConnectionsPerIp"
->;
 
 /** A started loop: the server and its log, to be shut down together. */
 export interface Running {

@@ -6,6 +6,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import { SERVER_CLI_OPTIONS, serverCliSettings, serverCliUsage } from "../lib/http/server_cli.ts";
 import { startCluster } from "./cluster.ts";
 import type { ServeDirOptions } from "./serve.ts";
 
@@ -31,6 +32,8 @@ Options:
   -w, --workers N          event loops sharing the port (default: one per core)
   -h, --help               show this help
 
+${serverCliUsage("1M")}
+
 Exit codes: 0 after SIGINT/SIGTERM, 1 when the server cannot start, 2 on bad usage.`;
 
 async function main(): Promise<number> {
@@ -51,6 +54,7 @@ async function main(): Promise<number> {
     "no-cache": { type: "boolean" },
     workers: { type: "string", short: "w" },
     help: { type: "boolean", short: "h" },
+    ...SERVER_CLI_OPTIONS,
   });
   if (values.help) {
     console.log(USAGE);
@@ -73,6 +77,7 @@ async function main(): Promise<number> {
     throw new CliError("--cert and --key go together");
   }
   const port = parseNumber("--port", values.port ?? "8000", { min: 0, max: 65535, integer: true });
+  const core = serverCliSettings(values, "1M");
   const options: ServeDirOptions & { fsRoot: string } = {
     fsRoot: root,
     cors: values.cors ?? false,
@@ -98,6 +103,7 @@ async function main(): Promise<number> {
         : {}),
       cache: !values["no-cache"],
       log: values["no-log"] ? null : values.log ?? "-",
+      core,
     }, workers);
   } catch (err) {
     throw new CliError(`cannot start: ${err instanceof Error ? err.message : err}`, 1);

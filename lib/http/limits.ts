@@ -15,6 +15,8 @@
 
 const SLOTS = 1 << 16;
 const TOTAL = 2 * SLOTS;
+// After the slots: the open-connection count, then the second of the last warning.
+const WORDS = TOTAL + 2;
 
 /** Options of {@linkcode ConnectionLimits}. */
 export interface ConnectionLimitsOptions {
@@ -129,6 +131,7 @@ export class ConnectionLimits {
   readonly #buffer: SharedArrayBuffer;
   readonly #slots: Int32Array;
   readonly #total: Int32Array;
+  readonly #warned: Int32Array;
 
   /**
    * Creates the counters, or attaches to shared ones.
@@ -151,12 +154,13 @@ export class ConnectionLimits {
     }
     this.maxConnections = max;
     this.maxConnectionsPerIp = perIp;
-    this.#buffer = options.buffer ?? new SharedArrayBuffer((TOTAL + 1) * 4);
-    if (this.#buffer.byteLength !== (TOTAL + 1) * 4) {
+    this.#buffer = options.buffer ?? new SharedArrayBuffer(WORDS * 4);
+    if (this.#buffer.byteLength !== WORDS * 4) {
       throw new RangeError("Cannot share connection limits: the buffer has the wrong size");
     }
     this.#slots = new Int32Array(this.#buffer, 0, TOTAL);
     this.#total = new Int32Array(this.#buffer, TOTAL * 4, 1);
+    this.#warned = new Int32Array(this.#buffer, (TOTAL + 1) * 4, 1);
   }
 
   /** The shared counters, to pass to another event loop's limits. */
@@ -195,6 +199,25 @@ export class ConnectionLimits {
       }
     }
     return "ok";
+  }
+
+  /**
+   * Decides, for every loop sharing the counters, whether a recurring
+   * trouble (accept() failing with EMFILE) is worth a log line: yes when
+   * none was logged within `quietSeconds`, so a burst is logged once.
+   *
+   * @param quietSeconds How long a burst's silence lasts.
+   * @returns Whether the caller should log.
+   */
+  claimWarning(quietSeconds = 10): boolean {
+    const now = Math.floor(Date.now() / 1000);
+    const last = Atomics.load(this.#warned, 0);
+    if (last !== 0 && now - last < quietSeconds) {
+      // Still the same burst: push its end further.
+      Atomics.compareExchange(this.#warned, 0, last, now);
+      return false;
+    }
+    return Atomics.compareExchange(this.#warned, 0, last, now) === last;
   }
 
   /**

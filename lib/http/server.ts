@@ -654,7 +654,6 @@ export class HttpServer implements AsyncDisposable {
   }
 
   async #acceptLoop(): Promise<void> {
-    let failures = 0;
     let backoff = 10;
     for (;;) {
       let raw: Deno.Conn;
@@ -663,10 +662,12 @@ export class HttpServer implements AsyncDisposable {
       } catch (err) {
         if (this.#closing || err instanceof Deno.errors.BadResource) break;
         // EMFILE, ENFILE, ENOBUFS, ECONNABORTED: never fatal. Free what can be
-        // freed, back off, try again; say so once per burst.
-        if (failures++ === 0) {
+        // freed, back off, try again; say so once per burst (over every loop).
+        if (this.limits.claimWarning()) {
           this.#warn(
-            `accept() failed: ${(err as Error).message}; closing idle connections and retrying`,
+            `accept() failed: ${
+              (err as Error).message
+            }; closing idle connections and retrying (logged once per burst)`,
           );
         }
         this.#reclaimIdle(16);
@@ -674,11 +675,7 @@ export class HttpServer implements AsyncDisposable {
         backoff = Math.min(backoff * 2, 500);
         continue;
       }
-      if (failures > 0) {
-        this.#warn(`accept() works again after ${failures} failed attempts`);
-        failures = 0;
-        backoff = 10;
-      }
+      backoff = 10;
       if (this.#closing) {
         try {
           raw.close();
@@ -720,7 +717,7 @@ export class HttpServer implements AsyncDisposable {
       await this.#refuse(raw, remote, admission);
       return;
     }
-    const c = new ServerConnection(this, raw, this.#secure, this.clock);
+    const c = new ServerConnection(this, raw, this.#secure, Date.now());
     this.#conns.add(c);
     try {
       if ("setNoDelay" in raw) (raw as Deno.TcpConn).setNoDelay(true);
@@ -759,7 +756,7 @@ export class HttpServer implements AsyncDisposable {
     for (;;) {
       if (c.requests > 0) {
         c.phase = c.reader.buffered > 0 ? HEAD : IDLE;
-        c.since = this.clock;
+        c.since = Date.now();
         if (this.#closing && c.reader.buffered === 0) return;
       }
       let head: RequestHead | null;

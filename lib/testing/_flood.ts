@@ -1,0 +1,136 @@
+/**
+ * A connection flood, run as its own process (so it can be given more file
+ * descriptors than the test runner has): opens `--count` connections to
+ * `127.0.0.1:--port`, writes `--data` on each (a half-sent request head),
+ * and watches how each one ends. Prints one JSON line when every connection
+ * is open (`{"event":"connected",…}`), waits for a line on stdin (or
+ * `--watch` seconds), then prints a summary and exits.
+ *
+ * The summary tells the refused connections (a `503` arrived) from the
+ * ones the server closed silently, with how long after their request bytes
+ * they were closed, and how many are still open.
+ *
+ * @module
+ */
+import { parseArgs } from "../cli.ts";
+import { writeAll } from "../bytes.ts";
+
+const { values } = parseArgs(Deno.args, {
+  port: { type: "string" },
+  count: { type: "string" },
+  data: { type: "string" },
+  watch: { type: "string" },
+  concurrency: { type: "string" },
+});
+const port = Number(values.port);
+const count = Number(values.count ?? "1000");
+const data = new TextEncoder().encode(values.data ?? "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+const watchMs = Number(values.watch ?? "10") * 1000;
+const concurrency = Number(values.concurrency ?? "256");
+
+interface Probe {
+  conn: Deno.Conn;
+  writtenAt: number;
+  closedAt: number;
+  first: string;
+}
+
+const probes: Probe[] = [];
+let failed = 0;
+const decoder = new TextDecoder();
+
+async function watch(p: Probe): Promise<void> {
+  const buf = new Uint8Array(64);
+  try {
+    for (;;) {
+      const n = await p.conn.read(buf);
+      if (n === null) break;
+      if (p.first.length < 12) p.first += decoder.decode(buf.subarray(0, n)).slice(0, 12);
+    }
+  } catch {
+    // Reset or closed by us.
+  }
+  if (p.closedAt === 0) p.closedAt = Date.now();
+}
+
+async function open(): Promise<void> {
+  let conn: Deno.Conn;
+  try {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  } catch {
+    failed++;
+    return;
+  }
+  const p: Probe = { conn, writtenAt: 0, closedAt: 0, first: "" };
+  probes.push(p);
+  try {
+    await writeAll(conn, data);
+  } catch {
+    // Refused and reset already: the watcher records it.
+  }
+  p.writtenAt = Date.now();
+  void watch(p);
+}
+
+let next = 0;
+await Promise.all(
+  Array.from({ length: Math.min(concurrency, count) }, async () => {
+    while (next < count) {
+      next++;
+      await open();
+    }
+  }),
+);
+console.log(JSON.stringify({ event: "connected", ok: probes.length, failed }));
+
+// Watch until told to stop (a line on stdin) or the watch time is over.
+const stop = Promise.withResolvers<void>();
+const timer = setTimeout(stop.resolve, watchMs);
+void (async () => {
+  const buf = new Uint8Array(16);
+  const n = await Deno.stdin.read(buf).catch(() => null);
+  if (n !== null) stop.resolve();
+})();
+await stop.promise;
+clearTimeout(timer);
+
+const silent: number[] = [];
+let refused = 0;
+let other = 0;
+let open503 = 0;
+let stillOpen = 0;
+for (const p of probes) {
+  if (p.closedAt === 0) {
+    stillOpen++;
+    if (p.first.startsWith("HTTP/1.1 503")) open503++;
+    continue;
+  }
+  if (p.first.startsWith("HTTP/1.1 503")) refused++;
+  else if (p.first === "") silent.push(Math.round(p.closedAt - p.writtenAt));
+  else other++;
+}
+silent.sort((a, b) => a - b);
+console.log(JSON.stringify({
+  event: "summary",
+  refused,
+  other,
+  stillOpen,
+  open503,
+  silentlyClosed: silent.length,
+  // How long after their request bytes the silently closed ones were closed, in ms.
+  silentAfterMs: silent.length === 0 ? null : {
+    min: silent[0],
+    p10: silent[Math.floor(silent.length * 0.1)],
+    median: silent[Math.floor(silent.length / 2)],
+    max: silent[silent.length - 1],
+  },
+  silentOver1s: silent.filter((ms) => ms >= 1000).length,
+}));
+for (const p of probes) {
+  try {
+    p.conn.close();
+  } catch {
+    // Closed.
+  }
+}
+Deno.exit(0);
