@@ -11,6 +11,7 @@
  * @module
  */
 import { createHmac } from "node:crypto";
+import { Deadline } from "../lib/deadline.ts";
 import { type ComposedMessage, smtpData } from "./mime.ts";
 
 const encoder = new TextEncoder();
@@ -346,18 +347,13 @@ export class SmtpSession implements AsyncDisposable {
     const tls = implicit ? tlsOptions(options) : undefined;
     let conn: SmtpConn;
     const limit = options.timeouts?.connect ?? 30_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     const attempt = transport.connect(options.hostname, port, tls);
     try {
-      conn = await Promise.race([
+      using deadline = new Deadline(limit);
+      conn = await deadline.race(
         attempt,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no connection after ${limit / 1000} s`)),
-            limit,
-          );
-        }),
-      ]);
+        () => new Error(`no connection after ${limit / 1000} s`),
+      );
     } catch (err) {
       attempt.then((c) => c.close(), () => {});
       const phase: SmtpPhase = implicit && isTlsError(err) ? "tls" : "connect";
@@ -369,8 +365,6 @@ export class SmtpSession implements AsyncDisposable {
         undefined,
         { cause: err },
       );
-    } finally {
-      clearTimeout(timer);
     }
     options.onTranscript?.(
       "**",
@@ -823,29 +817,16 @@ export class SmtpSession implements AsyncDisposable {
     }
   }
 
-  /** Races `promise` against a timer; on timeout the connection is closed. */
+  /** Races `promise` against a deadline; on timeout the connection is closed. */
   async #timed<T>(promise: Promise<T>, ms: number, phase: SmtpPhase, what: string): Promise<T> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      return await Promise.race([
-        promise,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            this.close();
-            reject(
-              new SmtpError(
-                `Timed out ${what} in phase ${phase.toUpperCase()}: no progress after ${
-                  ms / 1000
-                } s`,
-                phase,
-              ),
-            );
-          }, ms);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    using deadline = new Deadline(ms);
+    return await deadline.race(promise, () => {
+      this.close();
+      return new SmtpError(
+        `Timed out ${what} in phase ${phase.toUpperCase()}: no progress after ${ms / 1000} s`,
+        phase,
+      );
+    });
   }
 
   async #readLine(phase: SmtpPhase, ms: number): Promise<string> {

@@ -47,7 +47,7 @@
  *
  * @module
  */
-import { delay } from "../deadline.ts";
+import { Deadline, delay } from "../deadline.ts";
 import { concat } from "../bytes.ts";
 import { type BodyOptions, bodyReader, discardBody } from "./bodies.ts";
 import { httpDate } from "./dates.ts";
@@ -621,17 +621,12 @@ export class HttpServer implements AsyncDisposable {
       for (const c of this.#conns) {
         if (c.phase === IDLE || (c.phase === HEAD && c.reader.buffered === 0)) c.close();
       }
-      const all = Promise.all([...this.#tasks]);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const cut = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          for (const c of this.#conns) c.close();
-          resolve();
-        }, graceMs);
+      // Past the grace period, cut what is left; the tasks then end.
+      using grace = new Deadline(graceMs);
+      grace.on(() => {
+        for (const c of this.#conns) c.close();
       });
-      await Promise.race([all, cut]);
-      clearTimeout(timer);
-      await all;
+      await Promise.all([...this.#tasks]);
       await this.finished;
       clearInterval(this.#sweeper);
     })();
