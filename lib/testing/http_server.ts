@@ -33,6 +33,38 @@ export interface ServerProcess extends AsyncDisposable {
 /** Starts the tool under test with extra CLI options, optionally under an open-file limit. */
 export type Launcher = (args: string[], options?: { nofile?: number }) => Promise<ServerProcess>;
 
+/** What {@linkcode hardeningTests} needs to know of a tool. */
+export interface HardeningTarget {
+  /** The tool's name in the test names (`webserver`, `proxy`). */
+  name: string;
+  /** Starts it. */
+  launch: Launcher;
+  /** A path it answers with a small 200. */
+  small: string;
+  /** A path it answers with 100 MiB (104,857,600 bytes). */
+  big: string;
+}
+
+/**
+ * Registers the checks of this module as tests of one tool: descriptor
+ * exhaustion, slowloris, lingering close, caps and graceful shutdown.
+ *
+ * @param target The tool, how to start it, and what it serves.
+ */
+export function hardeningTests(target: HardeningTarget): void {
+  const { name, launch, small, big } = target;
+  Deno.test(`${name}: 2,000 connections under a 256-descriptor limit do not stop it`, () =>
+    checkDescriptorExhaustion(launch, small));
+  Deno.test(`${name}: 20,000 half-sent requests from one address leave others served`, () =>
+    checkSlowloris(launch, small));
+  Deno.test(`${name}: 431 and 413 reach a client that keeps writing, 50 times of 50`, () =>
+    checkLingeringClose(launch));
+  Deno.test(`${name}: the per-address cap holds and other addresses are served`, () =>
+    checkCaps(launch, small));
+  Deno.test(`${name}: SIGTERM lets a 100 MB download in flight finish`, () =>
+    checkGracefulShutdown(launch, big));
+}
+
 /**
  * Starts a `deno task` as its CLI runs, optionally under `prlimit --nofile`,
  * and waits until it prints the address it listens on.
