@@ -311,6 +311,8 @@ class Connection {
   /** A read is pending, since `readSince` (for the body deadline). */
   reading = false;
   readSince = 0;
+  /** The response body is being read: the head has its own deadline. */
+  inBody = false;
   #watching = false;
   #closed = false;
 
@@ -725,10 +727,20 @@ export class HttpClient implements AsyncDisposable {
         this.#destroy(pool.idle.shift()!);
         continue;
       }
-      await deadline.race(
-        new Promise<void>((resolve) => pool.waiters.push(resolve)),
-        () => new HttpClientError("timeout", `Cannot connect to ${url.host}: timed out waiting`),
-      );
+      let wake!: () => void;
+      const woken = new Promise<void>((resolve) => pool.waiters.push(wake = resolve));
+      try {
+        await deadline.race(
+          woken,
+          () => new HttpClientError("timeout", `Cannot connect to ${url.host}: timed out waiting`),
+        );
+      } catch (err) {
+        // A waiter that gave up must not swallow the wake-up of the next one.
+        const i = pool.waiters.indexOf(wake);
+        if (i >= 0) pool.waiters.splice(i, 1);
+        else pool.waiters.shift()?.(); // woken as it gave up: pass the turn on
+        throw err;
+      }
     }
     pool.open++;
     try {
@@ -751,6 +763,10 @@ export class HttpClient implements AsyncDisposable {
   #release(c: Connection, reusable: boolean): void {
     const pool = this.#pool(c.key);
     if (!reusable || this.#closed || c.closed || c.reader.buffered > 0) {
+      this.#destroy(c);
+      return;
+    }
+    if (this.#maxIdle <= 0) {
       this.#destroy(c);
       return;
     }
@@ -778,7 +794,7 @@ export class HttpClient implements AsyncDisposable {
       const now = Date.now();
       for (const c of this.#active) {
         if (c.idleSince > 0 && now - c.idleSince > this.#idleTimeout) this.#destroy(c);
-        else if (c.reading && c.idleSince === 0 && now - c.readSince > this.#bodyTimeout) {
+        else if (c.inBody && c.reading && now - c.readSince > this.#bodyTimeout) {
           c.close();
         }
       }
@@ -930,7 +946,7 @@ export class HttpClient implements AsyncDisposable {
         await writeAll(c.conn, wire);
         if (wire === headBytes && bytes !== undefined) await writeAll(c.conn, bytes);
         if (streamed !== undefined) {
-          upload = pump(c.conn, streamed, chunked);
+          upload = pump(c.conn, streamed, chunked, options.bodyLength);
           // A failed upload ends the exchange: the connection is unusable.
           upload.catch((err) => {
             uploadError = err;
@@ -1035,6 +1051,7 @@ export class HttpClient implements AsyncDisposable {
     },
   ): AsyncGenerator<Uint8Array, void, undefined> {
     let complete = false;
+    c.inBody = true;
     try {
       if (ctx.cancelled.value) return;
       for await (const piece of bodyReader(c.reader, head.body, { readSize: 262144 })) {
@@ -1048,6 +1065,7 @@ export class HttpClient implements AsyncDisposable {
       }
       throw receiveError(err, ctx.what);
     } finally {
+      c.inBody = false;
       ctx.timing.total = performance.now() - ctx.start;
       ctx.off();
       ctx.hooks.done();
@@ -1152,15 +1170,27 @@ export class HttpClient implements AsyncDisposable {
   }
 }
 
-/** Streams a request body, chunked or as is. */
+/** Streams a request body, chunked or as is (then exactly `length` bytes). */
 async function pump(
   conn: Deno.Conn,
   body: AsyncIterable<Uint8Array>,
   chunked: boolean,
+  length: number | undefined,
 ): Promise<void> {
+  let sent = 0;
   for await (const piece of body) {
     if (piece.length === 0) continue;
+    sent += piece.length;
+    // Bytes past the announced length would be read as the next request.
+    if (!chunked && length !== undefined && sent > length) {
+      throw new RangeError(`Cannot send the request body: longer than its bodyLength ${length}`);
+    }
     await writeAll(conn, chunked ? encodeChunk(piece) : piece);
+  }
+  if (!chunked && length !== undefined && sent < length) {
+    throw new RangeError(
+      `Cannot send the request body: ${sent} bytes, shorter than its bodyLength ${length}`,
+    );
   }
   if (chunked) await writeAll(conn, LAST_CHUNK);
 }

@@ -1,7 +1,7 @@
-import { BufferedReader, readRequestHead, writeAll } from "./mod.ts";
+import { BufferedReader, readBody, readRequestHead, writeAll } from "./mod.ts";
 import { rawServer } from "./testdata/peers.ts";
 import { makeTestCa } from "../testing/tls.ts";
-import { assert, assertEquals } from "../testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { HttpClient, HttpClientError } from "./client.ts";
 
 async function assertFails(p: Promise<unknown>, kind: string, exitCode: number): Promise<void> {
@@ -343,4 +343,507 @@ Deno.test("HttpClient speaks HTTPS with a trusted CA and refuses an unknown one"
     );
   });
   await serve;
+});
+
+// ---------------------------------------------------------------------------
+// Pools, retries, streamed bodies, exact heads, interim responses, deadlines.
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function* pieces(...parts: string[]): AsyncGenerator<Uint8Array> {
+  for (const p of parts) yield enc.encode(p);
+}
+
+/** What a promise rejected with, or a failure if it resolved. */
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error("expected a rejection, got success");
+}
+
+/**
+ * A loopback server that runs `serve` on each connection (then closes it),
+ * for peers rawServer cannot play: one that closes after a keep-alive reply,
+ * stalls, or accepts a request without Host. A stalled peer waits on
+ * `untilClosed`, so disposing of it never waits on a timer.
+ */
+function scriptedServer(
+  serve: (conn: Deno.Conn, reader: BufferedReader, index: number) => Promise<void>,
+) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const tasks: Promise<void>[] = [];
+  let connections = 0;
+  const loop = (async () => {
+    for await (const conn of listener) {
+      const index = connections++;
+      conns.add(conn);
+      tasks.push((async () => {
+        try {
+          await serve(conn, new BufferedReader(conn), index);
+        } catch {
+          // The client went away: the connection ends.
+        } finally {
+          conns.delete(conn);
+          try {
+            conn.close();
+          } catch {
+            // Already closed.
+          }
+        }
+      })());
+    }
+  })();
+  return {
+    url: `http://127.0.0.1:${listener.addr.port}`,
+    get connections() {
+      return connections;
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      await loop;
+      await Promise.all(tasks);
+    },
+  };
+}
+
+/** Waits until the peer closes the connection (or it is closed under us). */
+async function untilClosed(conn: Deno.Conn): Promise<void> {
+  const buf = new Uint8Array(4096);
+  while ((await conn.read(buf)) !== null) {
+    // Drain whatever the client still sends.
+  }
+}
+
+Deno.test("HttpClient makes a request beyond maxConnectionsPerOrigin wait for a free connection", async (t) => {
+  await t.step(
+    "the third of three waits until a body is read, then reuses that connection",
+    async () => {
+      await using server = rawServer((req) => ok(req.head.target));
+      await using client = new HttpClient({ maxConnectionsPerOrigin: 2 });
+      const first = await client.request(`${server.url}/1`);
+      const second = await client.request(`${server.url}/2`);
+      let settled = false;
+      const third = client.request(`${server.url}/3`).finally(() => settled = true);
+      await delay(50);
+      assertEquals(settled, false, "the third request waits while both connections are busy");
+      assertEquals(client.connectionsOpened, 2);
+      assertEquals(await first.text(), "/1");
+      const res = await third;
+      assertEquals(res.reused, true);
+      assertEquals(res.connectionId, first.connectionId);
+      assertEquals(await res.text(), "/3");
+      assertEquals(await second.text(), "/2");
+      assertEquals(client.connectionsOpened, 2);
+      assertEquals(server.connections, 2);
+    },
+  );
+  await t.step(
+    "a waiter that times out does not take the next free connection with it",
+    async () => {
+      await using server = rawServer((req) => ok(req.head.target));
+      await using client = new HttpClient({ maxConnectionsPerOrigin: 1 });
+      const busy = await client.request(`${server.url}/busy`);
+      await assertFails(client.request(`${server.url}/gives-up`, { timeout: 100 }), "timeout", 28);
+      const waiting = client.request(`${server.url}/waits`, { timeout: 2000 });
+      assertEquals(await busy.text(), "/busy");
+      assertEquals(await (await waiting).text(), "/waits");
+      assertEquals(client.connectionsOpened, 1);
+    },
+  );
+});
+
+Deno.test("HttpClient keeps at most maxIdlePerOrigin idle connections", async (t) => {
+  for (const maxIdle of [0, 1, 2, 3]) {
+    await t.step(`maxIdlePerOrigin ${maxIdle} with three connections finishing`, async () => {
+      await using server = rawServer((req) => ok(req.head.target));
+      await using client = new HttpClient({ maxIdlePerOrigin: maxIdle });
+      const round = async () => {
+        const all = await Promise.all(
+          ["/a", "/b", "/c"].map((p) => client.request(server.url + p)),
+        );
+        for (const res of all) await res.discard();
+      };
+      await round();
+      assertEquals(client.connectionsOpened, 3);
+      assertEquals(client.idleConnections, Math.min(maxIdle, 3));
+      // The next round reuses only what was kept, and opens the rest.
+      await round();
+      assertEquals(client.connectionsOpened, 3 + (3 - Math.min(maxIdle, 3)));
+      assertEquals(client.idleConnections, Math.min(maxIdle, 3));
+    });
+  }
+});
+
+Deno.test("HttpClient does not reuse a connection idle for longer than idleTimeout", async (t) => {
+  await using server = rawServer((req) => ok(req.head.target));
+  await using client = new HttpClient({ idleTimeout: 100 });
+  await t.step("within idleTimeout the pooled connection is reused", async () => {
+    await (await client.request(`${server.url}/1`)).discard();
+    const res = await client.request(`${server.url}/2`);
+    assertEquals(res.reused, true);
+    await res.discard();
+    assertEquals(client.connectionsOpened, 1);
+  });
+  await t.step("past idleTimeout it is closed, and a new one is opened", async () => {
+    await delay(250);
+    assertEquals(client.idleConnections, 0, "the sweeper closed the idle connection");
+    const res = await client.request(`${server.url}/3`);
+    assertEquals(res.reused, false);
+    assertEquals(await res.text(), "/3");
+    assertEquals(client.connectionsOpened, 2);
+    assertEquals(server.connections, 2);
+  });
+});
+
+Deno.test("HttpClient retries a request on a reused connection the server closed only when it is replayable and idempotent", async (t) => {
+  const table: {
+    name: string;
+    method: string;
+    body?: () => Uint8Array | AsyncIterable<Uint8Array>;
+    retried: boolean;
+  }[] = [
+    { name: "GET is retried", method: "GET", retried: true },
+    {
+      name: "PUT with a byte body is retried",
+      method: "PUT",
+      body: () => enc.encode("p"),
+      retried: true,
+    },
+    { name: "POST is not retried", method: "POST", body: () => enc.encode("p"), retried: false },
+    {
+      name: "PUT with a streamed body is not retried",
+      method: "PUT",
+      body: () => pieces("p"),
+      retried: false,
+    },
+  ];
+  for (const c of table) {
+    await t.step(c.name, async () => {
+      // Each connection answers one request keep-alive, then closes silently.
+      await using server = scriptedServer(async (conn, reader, index) => {
+        const head = await readRequestHead(reader);
+        if (head === null) return;
+        await readBody(reader, head.body);
+        await writeAll(conn, enc.encode(ok(`c${index}`)));
+      });
+      await using client = new HttpClient();
+      assertEquals(await (await client.request(`${server.url}/a`)).text(), "c0");
+      // Give the FIN time to arrive so the pooled connection is dead.
+      await delay(20);
+      const second = client.request(`${server.url}/b`, {
+        method: c.method,
+        ...(c.body !== undefined ? { body: c.body() } : {}),
+      });
+      if (c.retried) {
+        const res = await second;
+        assertEquals(await res.text(), "c1");
+        assertEquals(res.reused, false);
+        assertEquals(server.connections, 2);
+      } else {
+        const err = await rejection(second);
+        assert(err instanceof HttpClientError, `a classified failure, got ${err}`);
+        assert(["empty", "recv"].includes(err.kind), err.kind);
+        assertEquals(server.connections, 1, "no second connection");
+      }
+    });
+  }
+});
+
+Deno.test("HttpClient streams an AsyncIterable body chunked, or with bodyLength as Content-Length", async (t) => {
+  await using server = rawServer(() => ok("ok"));
+  await using client = new HttpClient();
+  const table: {
+    name: string;
+    bodyLength?: number;
+    framing: string;
+    contentLength: string | null;
+    transferEncoding: string | null;
+  }[] = [
+    {
+      name: "without bodyLength: chunked",
+      framing: "chunked",
+      contentLength: null,
+      transferEncoding: "chunked",
+    },
+    {
+      name: "with bodyLength: Content-Length",
+      bodyLength: 12,
+      framing: "length",
+      contentLength: "12",
+      transferEncoding: null,
+    },
+  ];
+  for (const c of table) {
+    await t.step(c.name, async () => {
+      const res = await client.request(`${server.url}/up`, {
+        method: "PUT",
+        body: pieces("hello", "", ", ", "world"),
+        ...(c.bodyLength !== undefined ? { bodyLength: c.bodyLength } : {}),
+      });
+      await res.upload;
+      assertEquals(await res.text(), "ok");
+      const r = server.received.at(-1)!;
+      assertEquals(r.head.method, "PUT");
+      assertEquals(r.head.body.type, c.framing);
+      assertEquals(r.head.headers.get("content-length"), c.contentLength);
+      assertEquals(r.head.headers.get("transfer-encoding"), c.transferEncoding);
+      assertEquals(r.body, "hello, world");
+    });
+  }
+  assertEquals(server.connections, 1, "the connection is reused after a streamed body");
+  for (const bodyLength of [11, 20]) {
+    await t.step(
+      `a source that does not match bodyLength ${bodyLength} fails the request`,
+      async () => {
+        // The peer waits for the announced length, so no answer comes first.
+        const err = await rejection(client.request(`${server.url}/up`, {
+          method: "PUT",
+          body: pieces("hello", ", ", "world"),
+          bodyLength,
+        }));
+        assert(err instanceof RangeError, `a RangeError, got ${err}`);
+        assertMatch(err.message, /^Cannot send the request body: .*bodyLength/);
+        assertEquals(client.idleConnections, 0, "the connection is not reused");
+      },
+    );
+  }
+});
+
+Deno.test("HttpClient hands a failing body source's own error to the caller", async (t) => {
+  await t.step("request() rejects with it when the source fails before the response", async () => {
+    // The peer reads the whole body before answering, so no answer comes.
+    await using server = rawServer(() => ok("never"));
+    await using client = new HttpClient();
+    const boom = new Error("the source broke");
+    async function* failing(): AsyncGenerator<Uint8Array> {
+      yield enc.encode("part");
+      throw boom;
+    }
+    const err = await rejection(client.request(server.url, { method: "PUT", body: failing() }));
+    assert(err === boom, `the source's own error, got ${err}`);
+    assertEquals(client.idleConnections, 0);
+  });
+  await t.step("upload rejects with it when the response came first", async () => {
+    // The peer answers as soon as the head is in, then waits for the client to go.
+    await using server = scriptedServer(async (conn, reader) => {
+      await readRequestHead(reader);
+      await writeAll(conn, enc.encode(ok("early")));
+      await untilClosed(conn);
+    });
+    await using client = new HttpClient();
+    const boom = new Error("the source broke late");
+    const go = Promise.withResolvers<void>();
+    async function* late(): AsyncGenerator<Uint8Array> {
+      yield enc.encode("part");
+      await go.promise;
+      throw boom;
+    }
+    const res = await client.request(server.url, { method: "PUT", body: late() });
+    assertEquals(res.status, 200);
+    go.resolve();
+    const err = await rejection(res.upload);
+    assert(err === boom, `the source's own error, got ${err}`);
+    await res.cancel();
+    assertEquals(client.idleConnections, 0, "a connection with a broken upload is not pooled");
+  });
+});
+
+Deno.test("HttpClient with exactHeaders sends the fields as given plus the body's framing", async (t) => {
+  const seen: { fields: [string, string][]; body: string }[] = [];
+  // Accepts a request without Host, which rawServer's parser would refuse.
+  await using server = scriptedServer(async (conn, reader) => {
+    for (;;) {
+      const head = await readRequestHead(reader, { requireHost: false });
+      if (head === null) return;
+      const body = new TextDecoder().decode(await readBody(reader, head.body));
+      seen.push({ fields: [...head.headers], body });
+      await writeAll(conn, enc.encode(ok("ok")));
+    }
+  });
+  await using client = new HttpClient({ userAgent: "never-sent" });
+  const table: {
+    name: string;
+    method: string;
+    headers: [string, string][];
+    body?: () => Uint8Array | AsyncIterable<Uint8Array>;
+    bodyLength?: number;
+    expect: [string, string][];
+  }[] = [
+    {
+      name: "no body: the fields alone, without Host, User-Agent or Accept",
+      method: "GET",
+      headers: [["X-B", "2"], ["x-a", "1"], ["X-B", "3"]],
+      expect: [["X-B", "2"], ["x-a", "1"], ["X-B", "3"]],
+    },
+    {
+      name: "a byte body: its real Content-Length replaces a given one, no Content-Type added",
+      method: "POST",
+      headers: [["Host", "given.example"], ["Content-Length", "99"], ["X-A", "1"]],
+      body: () => enc.encode("hello"),
+      expect: [["Host", "given.example"], ["X-A", "1"], ["Content-Length", "5"]],
+    },
+    {
+      name: "a streamed body: chunked, replacing a given Content-Length",
+      method: "PUT",
+      headers: [["X-A", "1"], ["Content-Length", "3"]],
+      body: () => pieces("hel", "lo"),
+      expect: [["X-A", "1"], ["Transfer-Encoding", "chunked"]],
+    },
+    {
+      name: "a streamed body with bodyLength: Content-Length, replacing a given Transfer-Encoding",
+      method: "PUT",
+      headers: [["Transfer-Encoding", "chunked"], ["X-A", "1"]],
+      body: () => pieces("hel", "lo"),
+      bodyLength: 5,
+      expect: [["X-A", "1"], ["Content-Length", "5"]],
+    },
+  ];
+  for (const c of table) {
+    await t.step(c.name, async () => {
+      const res = await client.request(`${server.url}/exact`, {
+        method: c.method,
+        headers: c.headers,
+        exactHeaders: true,
+        ...(c.body !== undefined ? { body: c.body() } : {}),
+        ...(c.bodyLength !== undefined ? { bodyLength: c.bodyLength } : {}),
+      });
+      assertEquals(await res.text(), "ok");
+      const got = seen.at(-1)!;
+      assertEquals(got.fields, c.expect);
+      assertEquals(got.body, c.body !== undefined ? "hello" : "");
+    });
+  }
+});
+
+Deno.test("HttpClient hands a 103 Early Hints to onInterim before the final response", async () => {
+  const hinted = Promise.withResolvers<void>();
+  // The final response is only sent once the client has seen the 103.
+  await using server = scriptedServer(async (conn, reader) => {
+    await readRequestHead(reader);
+    await writeAll(
+      conn,
+      enc.encode("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"),
+    );
+    await hinted.promise;
+    await writeAll(conn, enc.encode(ok("final", "Connection: close\r\n")));
+  });
+  await using client = new HttpClient();
+  const events: string[] = [];
+  const res = await client.request(server.url, {
+    timeout: 2000,
+    onInterim: (head) => {
+      events.push(`${head.status} ${head.headers.get("link")}`);
+      hinted.resolve();
+    },
+  });
+  events.push(`${res.status} ${await res.text()}`);
+  assertEquals(events, ["103 </style.css>; rel=preload", "200 final"]);
+});
+
+Deno.test("HttpClient fails with kind timeout when the head or the body stalls", async (t) => {
+  // The head never comes: the peer reads the request and waits.
+  await using silent = scriptedServer(async (conn, reader) => {
+    await readRequestHead(reader);
+    await untilClosed(conn);
+  });
+  // The head and 3 of 100 body bytes come, then nothing.
+  await using stalled = scriptedServer(async (conn, reader) => {
+    await readRequestHead(reader);
+    await writeAll(conn, enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"));
+    await untilClosed(conn);
+  });
+  await t.step("the client's headTimeout", async () => {
+    await using client = new HttpClient({ headTimeout: 150 });
+    await assertFails(client.request(silent.url), "timeout", 28);
+  });
+  await t.step("a request's own headTimeout", async () => {
+    await using client = new HttpClient();
+    await assertFails(client.request(silent.url, { headTimeout: 150 }), "timeout", 28);
+  });
+  await t.step("bodyTimeout closes the connection of a stalled body", async () => {
+    await using client = new HttpClient({ bodyTimeout: 150 });
+    const res = await client.request(stalled.url);
+    assertEquals(res.status, 200);
+    await assertFails(res.bytes(), "timeout", 28);
+    assertEquals(client.idleConnections, 0);
+  });
+  await t.step("bodyTimeout bounds each wait for body data, not the whole body", async () => {
+    await using slow = scriptedServer(async (conn, reader) => {
+      await readRequestHead(reader);
+      await writeAll(conn, enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"));
+      for (const ch of "abcde") {
+        await delay(60);
+        await writeAll(conn, enc.encode(ch));
+      }
+      await untilClosed(conn);
+    });
+    await using client = new HttpClient({ bodyTimeout: 150 });
+    const res = await client.request(slow.url);
+    assertEquals(await res.text(), "abcde");
+  });
+  await t.step("bodyTimeout does not cut a head that is slower than it", async () => {
+    await using late = scriptedServer(async (conn, reader) => {
+      await readRequestHead(reader);
+      await delay(300);
+      await writeAll(conn, enc.encode(ok("late")));
+      await untilClosed(conn);
+    });
+    await using client = new HttpClient({ bodyTimeout: 100, headTimeout: 2000 });
+    const res = await client.request(late.url);
+    assertEquals(await res.text(), "late");
+  });
+});
+
+Deno.test("HttpClient cancel() closes the connection, so the next request opens a new one", async () => {
+  await using server = rawServer((req) => ok(`body of ${req.head.target}`));
+  await using client = new HttpClient();
+  const first = await client.request(`${server.url}/1`);
+  await first.cancel();
+  assertEquals(client.idleConnections, 0);
+  const second = await client.request(`${server.url}/2`);
+  assertEquals(second.reused, false);
+  assertEquals(await second.text(), "body of /2");
+  assertEquals(client.connectionsOpened, 2);
+  assertEquals(server.connections, 2);
+});
+
+Deno.test("HttpClient with fresh: true opens a new connection even with an idle one pooled", async (t) => {
+  await t.step("the pooled connection stays for later requests", async () => {
+    await using server = rawServer((req) => ok(req.head.target));
+    await using client = new HttpClient();
+    await (await client.request(`${server.url}/1`)).discard();
+    assertEquals(client.idleConnections, 1);
+    const res = await client.request(`${server.url}/2`, { fresh: true });
+    assertEquals(res.reused, false);
+    assertEquals(await res.text(), "/2");
+    assertEquals(client.connectionsOpened, 2);
+    assertEquals(client.idleConnections, 2);
+    const later = await client.request(`${server.url}/3`);
+    assertEquals(later.reused, true);
+    await later.discard();
+    assertEquals(server.connections, 2);
+  });
+  await t.step("at maxConnectionsPerOrigin it closes the idle one to make room", async () => {
+    await using server = rawServer((req) => ok(req.head.target));
+    await using client = new HttpClient({ maxConnectionsPerOrigin: 1 });
+    await (await client.request(`${server.url}/1`)).discard();
+    const res = await client.request(`${server.url}/2`, { fresh: true, timeout: 2000 });
+    assertEquals(res.reused, false);
+    assertEquals(await res.text(), "/2");
+    assertEquals(client.connectionsOpened, 2);
+    assertEquals(client.idleConnections, 1);
+  });
 });
