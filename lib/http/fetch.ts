@@ -25,6 +25,7 @@
 import { concat } from "../bytes.ts";
 import { httpDate } from "./dates.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "./encoder.ts";
+import { HttpError } from "./errors.ts";
 import type { RequestHead } from "./heads.ts";
 import { HttpServer, type ServerConnection, type ServerOptions } from "./server.ts";
 
@@ -301,7 +302,8 @@ export type ServeFetchOptions = ServerOptions;
 
 /**
  * Answers one request with a Fetch handler: builds the `Request` (with the
- * body as a stream), calls the handler (a throw becomes a 500), writes the
+ * body as a stream), calls the handler (a throw becomes a 500; a request
+ * body over `maxBodySize` or malformed, the core's 413 or 400), writes the
  * response, and drains what the handler left of the body.
  *
  * @param handler The Fetch handler.
@@ -315,7 +317,17 @@ export async function answerFetch(
   conn: ServerConnection,
 ): Promise<boolean> {
   const keepAlive = head.keepAlive && !conn.closing;
-  const body = head.body.type === "none" ? undefined : ReadableStream.from(conn.body(head));
+  let bodyError: unknown;
+  const body = head.body.type === "none" ? undefined : ReadableStream.from(
+    (async function* () {
+      try {
+        yield* conn.body(head);
+      } catch (err) {
+        bodyError = err;
+        throw err;
+      }
+    })(),
+  );
   const request = toRequest(head, {
     scheme: conn.secure ? "https" : "http",
     ...(body !== undefined ? { body } : {}),
@@ -326,7 +338,9 @@ export async function answerFetch(
   } else {
     try {
       response = await handler(request, { remoteAddr: conn.remoteAddr });
-    } catch {
+    } catch (err) {
+      // The client's fault, not the handler's: the core answers with the status and closes.
+      if (err === bodyError && err instanceof HttpError) throw err;
       response = new Response(null, { status: 500 });
     }
   }

@@ -381,7 +381,9 @@ export class ServerConnection {
   async sendContinue(): Promise<void> {
     if (!this.#expect) return;
     this.#expect = false;
-    if (this.sent === 0) await this.write(CONTINUE);
+    if (this.sent !== 0) return;
+    await this.write(CONTINUE);
+    // The interim answer is not the response: a 413 may still replace it.
     this.sent = 0;
   }
 
@@ -579,11 +581,15 @@ export class HttpServer implements AsyncDisposable {
     this.#secure = options.cert !== undefined;
     this.addr = this.#listener.addr as Deno.NetAddr;
     // Sweep often enough for the shortest deadline, at most twice a second.
+    // Every deadline counts: activity is stamped with the sweeper's clock, so
+    // a deadline shorter than the sweep interval would fire at the next sweep.
     const shortest = Math.min(
       this.#headerTimeout,
       this.#keepAliveTimeout,
       this.#bodyTimeout,
       this.#sendTimeout,
+      this.#tunnelTimeout,
+      this.#lingerTime,
       this.#lingerTimeout,
     );
     const every = Math.max(20, Math.min(500, Math.floor(shortest / 4)));
