@@ -39,6 +39,8 @@ export interface RequestInfo {
 export type FetchHandler = (request: Request, info: RequestInfo) => Response | Promise<Response>;
 
 const inMemory = new WeakMap<Response, Uint8Array>();
+/** The most of an unread request body drained to keep the connection. */
+const DRAIN_MAX = 65536;
 
 /**
  * Makes a `Response` whose body is `body`, and remembers the bytes so the
@@ -344,16 +346,24 @@ export async function answerFetch(
       response = new Response(null, { status: 500 });
     }
   }
+  // A body the handler left unread is drained afterwards when small; one the
+  // client holds back for a 100 Continue, or a large one, ends the connection,
+  // and the response says so (RFC 9110 §10.1.1).
+  const drainable = conn.bodyDone ||
+    (!head.expectContinue && (head.body.type !== "length" || head.body.length <= DRAIN_MAX));
   const encoded = await encodeResponse(response, {
     method: head.method,
     version: head.version,
-    keepAlive: keepAlive && request !== undefined,
+    keepAlive: keepAlive && request !== undefined && drainable,
   });
   conn.status = encoded.status;
   const sent = await writeResponse(conn, encoded);
   conn.bodyBytes = Math.max(0, sent);
-  if (sent < 0 || !encoded.keepAlive) return false;
-  return await conn.drainBody(head, 65536);
+  if (sent < 0 || !encoded.keepAlive) {
+    if (!conn.bodyDone) conn.linger();
+    return false;
+  }
+  return await conn.drainBody(head, DRAIN_MAX);
 }
 
 /**

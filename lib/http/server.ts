@@ -794,12 +794,13 @@ export class HttpServer implements AsyncDisposable {
       }
       if (time !== 0) this.#log(c, head, time);
       c.requests++;
-      if (!keep || c.lingering || c.tunnelled || this.#closing) return;
-      if (!c.bodyDone) {
-        // The handler left the body unread: the next request's framing is lost.
+      if (!c.bodyDone && !c.tunnelled) {
+        // The handler left the body unread: the next request's framing is lost,
+        // and closing with unread input would reset the answer just written.
         c.linger();
         return;
       }
+      if (!keep || !head.keepAlive || c.lingering || c.tunnelled || this.#closing) return;
     }
   }
 
