@@ -385,6 +385,8 @@ class ProxyServer implements Proxy {
       bodyTimeout: this.#timeout,
       maxIdlePerOrigin: options.poolSize ?? 16,
       maxConnectionsPerOrigin: options.maxConnectionsPerOrigin ?? 256,
+      // 64 KiB pieces: a download in flight holds little memory per client.
+      readSize: 65536,
       ...(options.upstreamCaCerts !== undefined ? { caCerts: options.upstreamCaCerts } : {}),
     });
     const { log: _log, ...rest } = options;
@@ -564,8 +566,10 @@ class ProxyServer implements Proxy {
       return await this.#forward(conn, head, x, url, null);
     }
     // A body on GET or HEAD has no meaning (RFC 9110 §9.3.1): read and drop it.
-    for await (const _ of conn.body(head)) {
-      // Dropped.
+    if (head.body.type !== "none") {
+      for await (const _ of conn.body(head)) {
+        // Dropped.
+      }
     }
     const vary = this.store.varyOf(url);
     if (vary === undefined) return await this.#miss(conn, head, x, url, "uri-miss");

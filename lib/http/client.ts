@@ -186,6 +186,12 @@ export interface HttpClientOptions {
    * @default {30000}
    */
   idleTimeout?: number;
+  /**
+   * Size of the pieces a response body is read in: larger pieces move bulk
+   * data faster, smaller ones hold less memory per transfer in flight.
+   * @default {262144}
+   */
+  readSize?: number;
   /** Receives verbose trace lines (`* …`, `> …`, `< …`), as curl `-v` prints them. */
   trace?: (line: string) => void;
   /**
@@ -212,7 +218,8 @@ export interface RequestOptions {
   headers?: FieldsInit;
   /**
    * Send `headers` exactly as given, with no defaults and no Host added (a
-   * proxy forwarding a request); the framing field for a body is still set.
+   * proxy forwarding a request); the framing field for a body is still set,
+   * in the given `FieldList` itself (no copy is made).
    * @default {false}
    */
   exactHeaders?: boolean;
@@ -313,6 +320,10 @@ class Connection {
   readSince = 0;
   /** The response body is being read: the head has its own deadline. */
   inBody = false;
+  /** When the response head must have arrived (ms since the epoch; 0: no deadline). */
+  headDue = 0;
+  /** Closed by the sweeper because a deadline passed. */
+  timedOut = false;
   #watching = false;
   #closed = false;
 
@@ -586,9 +597,11 @@ export class HttpClient implements AsyncDisposable {
   #idleTimeout: number;
   #trace: ((line: string) => void) | undefined;
   #userAgent: string;
+  #readSize: number;
   #opened = 0;
   #closed = false;
   #sweeper: ReturnType<typeof setInterval> | undefined;
+  #sweepEvery = Infinity;
 
   /**
    * Creates a client.
@@ -606,6 +619,7 @@ export class HttpClient implements AsyncDisposable {
     this.#idleTimeout = options.idleTimeout ?? 30000;
     this.#trace = options.trace;
     this.#userAgent = options.userAgent ?? "netkit-client/0.1";
+    this.#readSize = options.readSize ?? 262144;
   }
 
   /** How many connections this client has opened so far. */
@@ -643,7 +657,10 @@ export class HttpClient implements AsyncDisposable {
   async #follow(target: URL, options: RequestOptions, deadline: Deadline): Promise<ClientResponse> {
     let method = options.method ?? (options.body !== undefined ? "POST" : "GET");
     let body = options.body;
-    let headers = new FieldList(options.headers);
+    // The list is copied before any change a redirect makes; `exactHeaders` sets its framing in place.
+    let headers = options.headers instanceof FieldList
+      ? options.headers
+      : new FieldList(options.headers);
     const maxRedirects = options.maxRedirects ?? 0;
     for (let hop = 0;; hop++) {
       const hooks = { done: () => {} };
@@ -786,15 +803,36 @@ export class HttpClient implements AsyncDisposable {
     this.#slotFreed(pool);
   }
 
-  /** Starts the sweeper that expires idle connections and stalled body reads. */
-  #sweep(): void {
-    if (this.#sweeper !== undefined) return;
-    const every = Math.max(50, Math.min(1000, this.#bodyTimeout / 4, this.#idleTimeout / 4));
+  /**
+   * Starts the sweeper that expires idle connections, late response heads
+   * and stalled body reads: one timer for the client, not one per request.
+   * It runs at a quarter of the shortest deadline (at most once a second).
+   *
+   * @param shortest A deadline a request is about to need, in ms.
+   */
+  #sweep(shortest = Infinity): void {
+    const every = Math.max(
+      20,
+      Math.min(
+        1000,
+        this.#bodyTimeout / 4,
+        this.#idleTimeout / 4,
+        this.#headTimeout / 4,
+        shortest / 4,
+      ),
+    );
+    if (this.#sweeper !== undefined && every >= this.#sweepEvery) return;
+    clearInterval(this.#sweeper);
+    this.#sweepEvery = every;
     const sweeper = this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const c of this.#active) {
         if (c.idleSince > 0 && now - c.idleSince > this.#idleTimeout) this.#destroy(c);
-        else if (c.inBody && c.reading && now - c.readSince > this.#bodyTimeout) {
+        else if (
+          (c.headDue > 0 && now > c.headDue) ||
+          (c.inBody && c.reading && now - c.readSince > this.#bodyTimeout)
+        ) {
+          c.timedOut = true;
           c.close();
         }
       }
@@ -1013,26 +1051,31 @@ export class HttpClient implements AsyncDisposable {
     method: string,
     options: RequestOptions,
   ): Promise<ResponseHead | null> {
-    using headDeadline = new Deadline(options.headTimeout ?? this.#headTimeout);
-    const timeout = () =>
-      new HttpClientError("timeout", `Cannot read the response from ${c.host}: no answer in time`);
-    const off = headDeadline.on(() => c.close());
+    const limit = options.headTimeout ?? this.#headTimeout;
+    if (Number.isFinite(limit)) {
+      // The sweeper closes the connection when the head is late.
+      c.headDue = Date.now() + limit;
+      this.#sweep(limit);
+    }
     try {
       for (;;) {
-        const head = await headDeadline.race(
-          readResponseHead(c.reader, { requestMethod: method }),
-          timeout,
-        );
+        const head = await readResponseHead(c.reader, { requestMethod: method });
         if (head === null || head.status >= 200 || head.status === 101) return head;
         // Interim responses (100 Continue, 103 Early Hints): RFC 9110 §15.2.
         this.#traceResponseHead(head);
         await options.onInterim?.(head);
       }
     } catch (err) {
-      if (headDeadline.expired) throw timeout();
+      if (c.timedOut) {
+        throw new HttpClientError(
+          "timeout",
+          `Cannot read the response from ${c.host}: no answer in ${limit} ms`,
+          { cause: err },
+        );
+      }
       throw err;
     } finally {
-      off();
+      c.headDue = 0;
     }
   }
 
@@ -1054,7 +1097,7 @@ export class HttpClient implements AsyncDisposable {
     c.inBody = true;
     try {
       if (ctx.cancelled.value) return;
-      for await (const piece of bodyReader(c.reader, head.body, { readSize: 262144 })) {
+      for await (const piece of bodyReader(c.reader, head.body, { readSize: this.#readSize })) {
         yield piece;
       }
       complete = true;
@@ -1087,7 +1130,7 @@ export class HttpClient implements AsyncDisposable {
     streamed: RequestBody | undefined,
     bodyLength: number | undefined,
   ): FieldList {
-    const out = fields.clone();
+    const out = fields;
     out.delete("content-length");
     out.delete("transfer-encoding");
     if (bytes !== undefined) out.set("Content-Length", String(bytes.length));
