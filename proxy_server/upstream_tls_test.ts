@@ -6,37 +6,20 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { makeTestCa, type TestCa } from "../lib/testing/tls.ts";
 import { startProxy } from "./proxy.ts";
+import { curl } from "./_test_util.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
 
-/** One response as `curl -s -D -` prints it: the head, then the body. */
-interface CurlReply {
-  code: number;
-  status: number;
-  headers: Headers;
-  body: string;
-}
-
-async function curlGet(url: string): Promise<CurlReply> {
-  const out = await new Deno.Command("curl", {
-    args: ["-s", "-D", "-", "--max-time", "10", url],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = decoder.decode(out.stdout);
-  const end = text.indexOf("\r\n\r\n");
-  const lines = (end < 0 ? text : text.slice(0, end)).split("\r\n");
-  const headers = new Headers();
-  for (const line of lines.slice(1)) {
-    const i = line.indexOf(":");
-    if (i > 0) headers.append(line.slice(0, i).trim(), line.slice(i + 1).trim());
-  }
+/** The final response curl printed for `url`, with curl's exit code. */
+async function curlGet(url: string) {
+  const r = await curl([url]);
+  const last = r.replies.at(-1);
   return {
-    code: out.code,
-    status: Number(lines[0]?.split(" ")[1] ?? 0),
-    headers,
-    body: end < 0 ? "" : text.slice(end + 4),
+    code: r.code,
+    status: last?.status ?? 0,
+    headers: last?.headers ?? new Headers(),
+    body: last?.body ?? "",
   };
 }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import zlib from "node:zlib";
 import { formatCombinedLog } from "../lib/http/access_log.ts";
 import type { AccessLogEntry } from "../lib/http/server.ts";
+import { MALFORMED_REQUESTS } from "../lib/testing/http_server.ts";
 import { serveHttp, type ServeHttpOptions } from "./engine.ts";
 import { serveDir, type ServeDirOptions } from "./serve.ts";
 
@@ -241,38 +242,8 @@ Deno.test("the server speaks HTTP/1.1 on the wire", async (t) => {
 
 Deno.test("malformed and smuggling requests get an error and never crash the server", async (t) => {
   await using s = await start();
-  const cases: Array<[string, string, number]> = [
-    ["garbage", "HELLO\r\n\r\n", 400],
-    ["no version", "GET /\r\n\r\n", 400],
-    ["HTTP/2 on a 1.1 port", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505],
-    ["HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", 400],
-    ["two Host fields", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400],
-    ["space before colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400],
-    ["obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400],
-    ["bare LF", "GET / HTTP/1.1\nHost: x\n\n", 400],
-    ["NUL in a value", "GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", 400],
-    [
-      "CL and TE together",
-      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-      400,
-    ],
-    [
-      "conflicting Content-Length",
-      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
-      400,
-    ],
-    ["negative Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400],
-    [
-      "TE not ending in chunked",
-      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-      400,
-    ],
-    ["TE gzip", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501],
-    ["TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400],
-    ["space in target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400],
-    ["relative target", "GET hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", 400],
-    ["huge header", `GET / HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(20000)}\r\n\r\n`, 431],
-    ["huge target", `GET /${"a".repeat(20000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414],
+  const cases: Array<readonly [string, string, number]> = [
+    ...MALFORMED_REQUESTS,
     ["CONNECT", "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n", 405],
     ["TRACE", "TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 405],
     ["bad percent-encoding", "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400],

@@ -208,7 +208,7 @@ async function answer(
   conn: ServerConnection,
 ): Promise<boolean> {
   let keepAlive = head.keepAlive && !conn.closing;
-  if (!(await conn.drainBody(head, DRAIN_MAX))) keepAlive = false;
+  if (!conn.bodyDone && !(await conn.drainBody(head, DRAIN_MAX))) keepAlive = false;
   const method = head.method;
   const h = head.headers;
 

@@ -49,7 +49,7 @@
  */
 import { Deadline, delay } from "../deadline.ts";
 import { concat } from "../bytes.ts";
-import { type BodyOptions, bodyReader, discardBody } from "./bodies.ts";
+import { type BodyOptions, bodyReader } from "./bodies.ts";
 import { httpDate } from "./dates.ts";
 import { encodeResponseHead } from "./encoder.ts";
 import { HttpError } from "./errors.ts";
@@ -208,7 +208,6 @@ const TUNNEL = 3;
 const LINGER = 4;
 
 const encoder = new TextEncoder();
-const EMPTY_HEAD_FIELDS = new Set(["none"]);
 // Lingering reads are discarded, so every lingering connection may share one buffer.
 const lingerBuffer = new Uint8Array(65536);
 
@@ -296,26 +295,41 @@ export class ServerConnection {
     this.remoteAddr = raw.remoteAddr as Deno.NetAddr;
     this.since = now;
     this.lastRead = now;
-    const read = (p: Uint8Array) => this.#read(p);
-    this.reader = new BufferedReader({ read });
+    // Heads are read straight from the socket, with no wrapper per read: the
+    // sweeper times them by phase. Body, tunnel and lingering reads are tracked.
+    this.reader = new BufferedReader(raw);
   }
 
+  /** Reads from the socket, marking the read for the body, tunnel and linger deadlines. */
   async #read(p: Uint8Array): Promise<number | null> {
     this.reading = true;
     this.lastRead = this.#server.clock;
     try {
       const n = await this.#raw.read(p);
-      if (n !== null) {
-        this.lastRead = this.#server.clock;
-        if (this.phase === IDLE) {
-          // The first byte of the next request: the head deadline starts now.
-          this.phase = HEAD;
-          this.since = this.lastRead;
-        }
-      }
+      if (n !== null) this.lastRead = this.#server.clock;
       return n;
     } finally {
       this.reading = false;
+    }
+  }
+
+  /** Steps through a body reader, marking each step for the body deadline. */
+  async *#tracked(
+    pieces: AsyncGenerator<Uint8Array, void, undefined>,
+  ): AsyncGenerator<Uint8Array, void, undefined> {
+    try {
+      for (;;) {
+        this.reading = true;
+        this.lastRead = this.#server.clock;
+        const step = await pieces.next();
+        this.reading = false;
+        this.lastRead = this.#server.clock;
+        if (step.done) return;
+        yield step.value;
+      }
+    } finally {
+      this.reading = false;
+      await pieces.return();
     }
   }
 
@@ -325,12 +339,12 @@ export class ServerConnection {
     this.bodyBytes = 0;
     this.logExtra = undefined;
     this.sent = 0;
-    this.#bodyDone = EMPTY_HEAD_FIELDS.has(head.body.type) ||
-      (head.body.type === "length" && head.body.length === 0);
+    const body = head.body;
+    this.#bodyDone = body.type === "none" || (body.type === "length" && body.length === 0);
     this.#expect = head.expectContinue && !this.#bodyDone;
   }
 
-  /** @internal Whether the request body was read to its end (or there was none). */
+  /** Whether the request body was read to its end, or there was none. */
   get bodyDone(): boolean {
     return this.#bodyDone;
   }
@@ -402,7 +416,7 @@ export class ServerConnection {
     if (this.#bodyDone) return;
     await this.sendContinue();
     const max = Math.min(options.maxBytes ?? Infinity, this.#server.maxBodySize);
-    yield* bodyReader(this.reader, head.body, { ...options, maxBytes: max });
+    yield* this.#tracked(bodyReader(this.reader, head.body, { ...options, maxBytes: max }));
     this.#bodyDone = true;
   }
 
@@ -423,7 +437,9 @@ export class ServerConnection {
       return false;
     }
     try {
-      await discardBody(this.reader, head.body, { maxBytes });
+      for await (const _ of this.#tracked(bodyReader(this.reader, head.body, { maxBytes }))) {
+        // Dropped.
+      }
       this.#bodyDone = true;
       return true;
     } catch (err) {
@@ -848,7 +864,11 @@ export class HttpServer implements AsyncDisposable {
     for (const c of this.#conns) {
       switch (c.phase) {
         case IDLE:
-          if (now - c.since > this.#keepAliveTimeout) c.close();
+          if (c.reader.buffered > 0) {
+            // The next request has begun: its head deadline runs from here (within a sweep).
+            c.phase = HEAD;
+            c.since = now;
+          } else if (now - c.since > this.#keepAliveTimeout) c.close();
           break;
         case HEAD:
           if (now - c.since > this.#headerTimeout) c.close();

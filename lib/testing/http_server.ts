@@ -152,6 +152,57 @@ export async function startTask(
   };
 }
 
+/**
+ * Requests the server core's parser refuses, with the status it answers
+ * (RFC 9112 framing and smuggling defences): the same for every tool on
+ * the core, so the web server's and the proxy's tests share the table and
+ * add their own cases.
+ */
+export const MALFORMED_REQUESTS: ReadonlyArray<
+  readonly [name: string, wire: string, status: number]
+> = [
+  ["garbage", "HELLO\r\n\r\n", 400],
+  ["no version", "GET /\r\n\r\n", 400],
+  ["HTTP/2 on a 1.1 port", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505],
+  ["HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", 400],
+  ["two Host fields", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400],
+  ["space before colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400],
+  ["obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400],
+  ["bare LF", "GET / HTTP/1.1\nHost: x\n\n", 400],
+  ["NUL in a value", "GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", 400],
+  [
+    "Content-Length with Transfer-Encoding",
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    400,
+  ],
+  [
+    "conflicting Content-Lengths",
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
+    400,
+  ],
+  ["negative Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400],
+  [
+    "Transfer-Encoding not ending in chunked",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+    400,
+  ],
+  [
+    "Transfer-Encoding gzip",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    501,
+  ],
+  [
+    "Transfer-Encoding in HTTP/1.0",
+    "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    400,
+  ],
+  ["space in target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+  ["relative target", "GET hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+  ["too many fields", `GET / HTTP/1.1\r\nHost: x\r\n${"X-A: b\r\n".repeat(200)}\r\n`, 431],
+  ["head too large", `GET / HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(20000)}\r\n\r\n`, 431],
+  ["target too long", `GET /${"a".repeat(20000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414],
+];
+
 /** What curl reported. */
 export interface CurlResult {
   /** curl's exit code. */
