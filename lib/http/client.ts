@@ -311,20 +311,31 @@ class Connection {
   readonly address: string;
   /** Exchanges completed on this connection. */
   uses = 0;
-  /** Set while a response is awaited; the time its first byte arrived. */
-  firstByteAt = 0;
-  /** When it was put back in the pool. */
-  idleSince = 0;
-  /** A read is pending, since `readSince` (for the body deadline). */
+  // Deadlines count progress rather than store times: the sweeper times the
+  // counters' changes. (Storing a time per read in this long-lived object cost
+  // an allocation per call that the young generation then had to promote.)
+  /** In the pool. */
+  idle = false;
+  /** Times it was put back in the pool. */
+  releases = 0;
+  /** A read is pending. */
   reading = false;
-  readSince = 0;
+  /** Read steps begun or completed. */
+  reads = 0;
   /** The response body is being read: the head has its own deadline. */
   inBody = false;
-  /** When the response head must have arrived (ms since the epoch; 0: no deadline). */
-  headDue = 0;
+  /** A response head is awaited, for at most `headLimit` ms. */
+  awaitingHead = false;
+  /** The head deadline of the current request, in ms. */
+  headLimit = 0;
+  /** Response heads awaited so far. */
+  headWaits = 0;
   /** Closed by the sweeper because a deadline passed. */
   timedOut = false;
-  #watching = false;
+  /** The sweeper's last look at the counters, and when each last changed. */
+  seen = { releases: 0, reads: 0, headWaits: 0, idleAt: 0, readAt: 0, headAt: 0 };
+  /** Where the first byte of the awaited response is recorded (the request's own). */
+  #firstByte: { at: number } | null = null;
   #closed = false;
 
   constructor(id: number, conn: Deno.Conn, key: string, host: string, address: string) {
@@ -335,25 +346,34 @@ class Connection {
     this.address = address;
     const read = async (p: Uint8Array): Promise<number | null> => {
       this.reading = true;
-      this.readSince = Date.now();
+      this.reads++;
       try {
         const n = await conn.read(p);
-        if (this.#watching && n !== null && n > 0) {
-          this.#watching = false;
-          this.firstByteAt = performance.now();
+        const mark = this.#firstByte;
+        if (mark !== null && n !== null && n > 0) {
+          this.#firstByte = null;
+          mark.at = performance.now();
         }
         return n;
       } finally {
+        this.reads++;
         this.reading = false;
       }
     };
     this.reader = new BufferedReader({ read });
   }
 
-  /** Starts watching for the first byte of the next response. */
-  watchFirstByte(): void {
-    this.firstByteAt = this.reader.buffered > 0 ? performance.now() : 0;
-    this.#watching = this.firstByteAt === 0;
+  /**
+   * Records in `mark` when the first byte of the next response arrives (now,
+   * when bytes are already buffered).
+   *
+   * @param mark The request's own record; `at` stays 0 until a byte arrives.
+   */
+  watchFirstByte(mark: { at: number }): void {
+    if (this.reader.buffered > 0) {
+      mark.at = performance.now();
+      this.#firstByte = null;
+    } else this.#firstByte = mark;
   }
 
   get closed(): boolean {
@@ -729,10 +749,11 @@ export class HttpClient implements AsyncDisposable {
     const pool = this.#pool(key);
     for (;;) {
       if (!fresh) {
-        const now = Date.now();
         let c: Connection | undefined;
+        // The sweeper closes connections idle too long; a closed one is dropped here.
         while ((c = pool.idle.pop()) !== undefined) {
-          if (now - c.idleSince <= this.#idleTimeout && !c.closed) {
+          if (!c.closed) {
+            c.idle = false;
             return { c, reused: true };
           }
           this.#destroy(c);
@@ -788,7 +809,8 @@ export class HttpClient implements AsyncDisposable {
       return;
     }
     if (pool.idle.length >= this.#maxIdle) this.#destroy(pool.idle.shift()!);
-    c.idleSince = Date.now();
+    c.idle = true;
+    c.releases++;
     pool.idle.push(c);
     pool.waiters.shift()?.();
   }
@@ -827,10 +849,24 @@ export class HttpClient implements AsyncDisposable {
     const sweeper = this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const c of this.#active) {
-        if (c.idleSince > 0 && now - c.idleSince > this.#idleTimeout) this.#destroy(c);
-        else if (
-          (c.headDue > 0 && now > c.headDue) ||
-          (c.inBody && c.reading && now - c.readSince > this.#bodyTimeout)
+        const seen = c.seen;
+        if (c.releases !== seen.releases) {
+          seen.releases = c.releases;
+          seen.idleAt = now;
+        }
+        if (c.reads !== seen.reads) {
+          seen.reads = c.reads;
+          seen.readAt = now;
+        }
+        if (c.headWaits !== seen.headWaits) {
+          seen.headWaits = c.headWaits;
+          seen.headAt = now;
+        }
+        if (c.idle) {
+          if (now - seen.idleAt > this.#idleTimeout) this.#destroy(c);
+        } else if (
+          (c.awaitingHead && now - seen.headAt > c.headLimit) ||
+          (c.inBody && c.reading && now - seen.readAt > this.#bodyTimeout)
         ) {
           c.timedOut = true;
           c.close();
@@ -974,13 +1010,13 @@ export class HttpClient implements AsyncDisposable {
       const fresh = (options.fresh ?? false) || attempt > 0;
       const { c, reused } = await this.#acquire(url, fresh, deadline, start, timing);
       if (reused) this.#trace?.(`* Re-using existing connection #${c.id} with host ${c.host}`);
-      c.idleSince = 0;
       const off = deadline.on(() => c.close());
       let upload: Promise<void> = Promise.resolve();
       let uploadError: unknown = undefined;
+      const firstByte = { at: 0 };
       try {
         this.#traceHead(">", requestHead);
-        c.watchFirstByte();
+        c.watchFirstByte(firstByte);
         await writeAll(c.conn, wire);
         if (wire === headBytes && bytes !== undefined) await writeAll(c.conn, bytes);
         if (streamed !== undefined) {
@@ -1001,7 +1037,7 @@ export class HttpClient implements AsyncDisposable {
           if (reused && replayable) continue;
           throw new HttpClientError("empty", `${what}: the server closed the connection`);
         }
-        timing.firstByte = (c.firstByteAt || performance.now()) - start;
+        timing.firstByte = (firstByte.at || performance.now()) - start;
         this.#traceResponseHead(head);
         const cancelled = { value: false };
         return new ClientResponse({
@@ -1035,7 +1071,7 @@ export class HttpClient implements AsyncDisposable {
           throw new HttpClientError("timeout", `${what}: timed out`, { cause: err });
         }
         if (
-          reused && replayable && c.firstByteAt === 0 && !(err instanceof HttpClientError) &&
+          reused && replayable && firstByte.at === 0 && !(err instanceof HttpClientError) &&
           !(err instanceof HttpError)
         ) {
           continue; // the idle connection was dead: retry once on a new one
@@ -1054,7 +1090,9 @@ export class HttpClient implements AsyncDisposable {
     const limit = options.headTimeout ?? this.#headTimeout;
     if (Number.isFinite(limit)) {
       // The sweeper closes the connection when the head is late.
-      c.headDue = Date.now() + limit;
+      c.headLimit = limit;
+      c.headWaits++;
+      c.awaitingHead = true;
       this.#sweep(limit);
     }
     try {
@@ -1075,7 +1113,7 @@ export class HttpClient implements AsyncDisposable {
       }
       throw err;
     } finally {
-      c.headDue = 0;
+      c.awaitingHead = false;
     }
   }
 

@@ -68,8 +68,9 @@ export function openFileLimit(): number | undefined {
 
 /**
  * The default global cap: what the open-file limit leaves after a reserve
- * for files, logs and outgoing connections, divided by the descriptors each
- * client connection needs (2 for a proxy: the client's and the upstream's).
+ * (96 descriptors, or a sixteenth of the limit when that is more) for the
+ * runtime, files, logs and refused connections, divided by the descriptors
+ * each client connection needs (2 for a proxy: the client's and the upstream's).
  *
  * @param perConnection Descriptors each client connection may hold.
  * @returns The cap (at least 16).
@@ -82,8 +83,10 @@ export function openFileLimit(): number | undefined {
  * ```
  */
 export function defaultMaxConnections(perConnection = 1): number {
-  const limit = openFileLimit() ?? 1024;
-  const usable = Math.min(limit, 1 << 20) - 64;
+  const limit = Math.min(openFileLimit() ?? 1024, 1 << 20);
+  // The reserve covers the runtime's own descriptors (worker threads, watchers,
+  // listeners), files being served, and refused connections on their way out.
+  const usable = limit - Math.max(96, Math.floor(limit / 16));
   return Math.max(16, Math.floor(usable / perConnection));
 }
 

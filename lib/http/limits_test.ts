@@ -269,7 +269,7 @@ Deno.test(
 );
 
 Deno.test(
-  "defaultMaxConnections() leaves 64 descriptors in reserve and halves the cap for a proxy",
+  "defaultMaxConnections() keeps max(96, limit/16) descriptors in reserve and halves the cap for a proxy",
   sanitized,
   async (t) => {
     await t.step("under this process's limit", async () => {
@@ -281,9 +281,9 @@ Deno.test(
     });
 
     const table = [
-      { limit: 256, server: 192, proxy: 96 },
-      { limit: 100, server: 36, proxy: 18 },
-      { limit: 70, server: 16, proxy: 16 },
+      { limit: 256, server: 160, proxy: 80 },
+      { limit: 4096, server: 3840, proxy: 1920 },
+      { limit: 100, server: 16, proxy: 16 },
     ];
     for (const row of table) {
       await t.step(`under \`ulimit -n ${row.limit}\`: ${row.server} and ${row.proxy}`, async () => {

@@ -6,9 +6,10 @@
  * is open (`{"event":"connected",…}`), waits for a line on stdin (or
  * `--watch` seconds), then prints a summary and exits.
  *
- * The summary tells the refused connections (a `503` arrived) from the
- * ones the server closed silently, with how long after their request bytes
- * they were closed, and how many are still open.
+ * The summary tells the refused connections (a `503` arrived, or a close
+ * within a second) from the ones the server held and then closed silently,
+ * with how long after their request bytes it closed them, and how many are
+ * still open.
  *
  * @module
  */
@@ -94,37 +95,38 @@ void (async () => {
 await stop.promise;
 clearTimeout(timer);
 
-const silent: number[] = [];
+// Closed with no answer: within a second of the request bytes (a refusal
+// without a 503), or later (held until a deadline).
+let quick = 0;
+const held: number[] = [];
 let refused = 0;
 let other = 0;
-let open503 = 0;
 let stillOpen = 0;
 for (const p of probes) {
   if (p.closedAt === 0) {
     stillOpen++;
-    if (p.first.startsWith("HTTP/1.1 503")) open503++;
     continue;
   }
+  const ms = Math.round(p.closedAt - p.writtenAt);
   if (p.first.startsWith("HTTP/1.1 503")) refused++;
-  else if (p.first === "") silent.push(Math.round(p.closedAt - p.writtenAt));
-  else other++;
+  else if (p.first !== "") other++;
+  else if (ms < 1000) quick++;
+  else held.push(ms);
 }
-silent.sort((a, b) => a - b);
+held.sort((a, b) => a - b);
 console.log(JSON.stringify({
   event: "summary",
   refused,
+  quickClosed: quick,
   other,
   stillOpen,
-  open503,
-  silentlyClosed: silent.length,
-  // How long after their request bytes the silently closed ones were closed, in ms.
-  silentAfterMs: silent.length === 0 ? null : {
-    min: silent[0],
-    p10: silent[Math.floor(silent.length * 0.1)],
-    median: silent[Math.floor(silent.length / 2)],
-    max: silent[silent.length - 1],
+  held: held.length,
+  // How long after their request bytes the held ones were closed, in ms.
+  heldAfterMs: held.length === 0 ? null : {
+    min: held[0],
+    median: held[Math.floor(held.length / 2)],
+    max: held[held.length - 1],
   },
-  silentOver1s: silent.filter((ms) => ms >= 1000).length,
 }));
 for (const p of probes) {
   try {

@@ -256,16 +256,16 @@ export interface Flood {
 export interface FloodSummary {
   /** Closed after a 503. */
   refused: number;
+  /** Closed with no answer within a second of their request bytes (refused without a 503). */
+  quickClosed: number;
   /** Closed after some other answer. */
   other: number;
   /** Still open when the watch ended. */
   stillOpen: number;
-  /** Closed by the server with no answer. */
-  silentlyClosed: number;
-  /** Of those, how many were closed 1 s or more after their request bytes (a deadline, not a refusal). */
-  silentOver1s: number;
-  /** When the silent ones were closed, in ms after their request bytes. */
-  silentAfterMs: { min: number; p10: number; median: number; max: number } | null;
+  /** Held a second or more, then closed with no answer (by a deadline). */
+  held: number;
+  /** When the held ones were closed, in ms after their request bytes. */
+  heldAfterMs: { min: number; median: number; max: number } | null;
 }
 
 /**
@@ -302,18 +302,17 @@ export async function flood(
     },
     async finish() {
       const all = await Promise.all(floods.map((f) => f.finish()));
-      const sum = (k: "refused" | "other" | "stillOpen" | "silentlyClosed" | "silentOver1s") =>
+      const sum = (k: "refused" | "quickClosed" | "other" | "stillOpen" | "held") =>
         all.reduce((n, s) => n + s[k], 0);
-      const times = all.map((s) => s.silentAfterMs).filter((t) => t !== null);
+      const times = all.map((s) => s.heldAfterMs).filter((t) => t !== null);
       return {
         refused: sum("refused"),
+        quickClosed: sum("quickClosed"),
         other: sum("other"),
         stillOpen: sum("stillOpen"),
-        silentlyClosed: sum("silentlyClosed"),
-        silentOver1s: sum("silentOver1s"),
-        silentAfterMs: times.length === 0 ? null : {
+        held: sum("held"),
+        heldAfterMs: times.length === 0 ? null : {
           min: Math.min(...times.map((t) => t.min)),
-          p10: Math.min(...times.map((t) => t.p10)),
           median: Math.max(...times.map((t) => t.median)),
           max: Math.max(...times.map((t) => t.max)),
         },
@@ -433,7 +432,7 @@ export async function checkDescriptorExhaustion(launch: Launcher, path: string):
     const during = await curl(url, { from: "127.0.0.2" });
     assertEquals([during.code, during.status], [0, 200], "served during the flood");
     const summary = await f.finish();
-    assert(summary.refused + summary.silentlyClosed > 0, "the caps refused part of the flood");
+    assert(summary.refused + summary.quickClosed > 1000, "the caps refused most of the flood");
     const after = await curl(url, { from: "127.0.0.2" });
     assertEquals([after.code, after.status], [0, 200], "served after the flood");
     assertEquals((await curl(url)).status, 200, "the flood's own address is served again");
@@ -482,14 +481,14 @@ export async function checkSlowloris(launch: Launcher, path: string): Promise<vo
   const report = JSON.stringify(s);
   assertEquals(s.stillOpen, 0, `every half-open connection was closed: ${report}`);
   assertEquals(s.other, 0, report);
-  // The per-address cap refused most of the flood at once; the connections it
-  // admitted were closed silently at the head deadline (within a sweep, plus
-  // the time they waited in the listen queue).
-  assert(s.refused >= 20000 - 3 * 1024, `refused: ${report}`);
+  // The per-address cap refused most of the flood at once (a 503, or a bare
+  // close when many refusals were in flight); the connections it admitted
+  // were closed silently at the head deadline (within a sweep, plus the time
+  // they waited in the listen queue).
+  assert(s.refused + s.quickClosed >= 20000 - 3 * 1024, `refused: ${report}`);
   assert(
-    s.silentOver1s > 0 && s.silentAfterMs !== null &&
-      s.silentAfterMs.min >= headerTimeout * 1000 - 50 &&
-      s.silentAfterMs.max <= headerTimeout * 1000 + 3000,
+    s.held > 0 && s.heldAfterMs !== null && s.heldAfterMs.min >= headerTimeout * 1000 - 50 &&
+      s.heldAfterMs.max <= headerTimeout * 1000 + 3000,
     `closed at the head deadline: ${report}`,
   );
   assertEquals((await curl(url)).status, 200, "the flood's address is served once it is gone");
