@@ -28,6 +28,7 @@ import { HttpError } from "./errors.ts";
 import { FieldList, type FieldsInit } from "./fields.ts";
 import { type BodyKind, readResponseHead, type ResponseHead } from "./heads.ts";
 import { BufferedReader } from "./reader.ts";
+import { Progress } from "./_progress.ts";
 
 /**
  * Exit codes per failure class. They are curl's (`man curl`, EXIT CODES), so
@@ -311,29 +312,24 @@ class Connection {
   readonly address: string;
   /** Exchanges completed on this connection. */
   uses = 0;
-  // Deadlines count progress rather than store times: the sweeper times the
-  // counters' changes. (Storing a time per read in this long-lived object cost
-  // an allocation per call that the young generation then had to promote.)
   /** In the pool. */
   idle = false;
-  /** Times it was put back in the pool. */
-  releases = 0;
+  /** Returns to the pool, for the idle deadline. */
+  readonly releases: Progress;
   /** A read is pending. */
   reading = false;
-  /** Read steps begun or completed. */
-  reads = 0;
+  /** Read steps, for the body deadline. */
+  readonly reads: Progress;
   /** The response body is being read: the head has its own deadline. */
   inBody = false;
   /** A response head is awaited, for at most `headLimit` ms. */
   awaitingHead = false;
   /** The head deadline of the current request, in ms. */
   headLimit = 0;
-  /** Response heads awaited so far. */
-  headWaits = 0;
+  /** Response heads awaited, for the head deadline. */
+  readonly headWaits: Progress;
   /** Closed by the sweeper because a deadline passed. */
   timedOut = false;
-  /** The sweeper's last look at the counters, and when each last changed. */
-  seen = { releases: 0, reads: 0, headWaits: 0, idleAt: 0, readAt: 0, headAt: 0 };
   /** Where the first byte of the awaited response is recorded (the request's own). */
   #firstByte: { at: number } | null = null;
   #closed = false;
@@ -344,9 +340,13 @@ class Connection {
     this.key = key;
     this.host = host;
     this.address = address;
+    const now = Date.now();
+    this.releases = new Progress(now);
+    this.reads = new Progress(now);
+    this.headWaits = new Progress(now);
     const read = async (p: Uint8Array): Promise<number | null> => {
       this.reading = true;
-      this.reads++;
+      this.reads.step();
       try {
         const n = await conn.read(p);
         const mark = this.#firstByte;
@@ -356,7 +356,7 @@ class Connection {
         }
         return n;
       } finally {
-        this.reads++;
+        this.reads.step();
         this.reading = false;
       }
     };
@@ -810,7 +810,7 @@ export class HttpClient implements AsyncDisposable {
     }
     if (pool.idle.length >= this.#maxIdle) this.#destroy(pool.idle.shift()!);
     c.idle = true;
-    c.releases++;
+    c.releases.step();
     pool.idle.push(c);
     pool.waiters.shift()?.();
   }
@@ -849,24 +849,14 @@ export class HttpClient implements AsyncDisposable {
     const sweeper = this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const c of this.#active) {
-        const seen = c.seen;
-        if (c.releases !== seen.releases) {
-          seen.releases = c.releases;
-          seen.idleAt = now;
-        }
-        if (c.reads !== seen.reads) {
-          seen.reads = c.reads;
-          seen.readAt = now;
-        }
-        if (c.headWaits !== seen.headWaits) {
-          seen.headWaits = c.headWaits;
-          seen.headAt = now;
-        }
+        const idleStill = c.releases.stillFor(now);
+        const readStill = c.reads.stillFor(now);
+        const headStill = c.headWaits.stillFor(now);
         if (c.idle) {
-          if (now - seen.idleAt > this.#idleTimeout) this.#destroy(c);
+          if (idleStill > this.#idleTimeout) this.#destroy(c);
         } else if (
-          (c.awaitingHead && now - seen.headAt > c.headLimit) ||
-          (c.inBody && c.reading && now - seen.readAt > this.#bodyTimeout)
+          (c.awaitingHead && headStill > c.headLimit) ||
+          (c.inBody && c.reading && readStill > this.#bodyTimeout)
         ) {
           c.timedOut = true;
           c.close();
@@ -1091,7 +1081,7 @@ export class HttpClient implements AsyncDisposable {
     if (Number.isFinite(limit)) {
       // The sweeper closes the connection when the head is late.
       c.headLimit = limit;
-      c.headWaits++;
+      c.headWaits.step();
       c.awaitingHead = true;
       this.#sweep(limit);
     }

@@ -56,6 +56,7 @@ import { HttpError } from "./errors.ts";
 import { readRequestHead, type RequestHead } from "./heads.ts";
 import { ConnectionLimits, defaultMaxConnections } from "./limits.ts";
 import { BufferedReader } from "./reader.ts";
+import { Progress } from "./_progress.ts";
 import { reasonPhrase } from "./status.ts";
 
 /** One access-log record: what was asked, what was answered, by whom, how long it took. */
@@ -270,25 +271,14 @@ export class ServerConnection {
   phase = HEAD;
   /** @internal When the phase began. */
   since: number;
-  // Progress is counted, not timed: a counter bump costs nothing, where storing
-  // a time per read or write allocated a number per call (about 0.5 MB promoted
-  // per scavenge under wrk). The sweeper times the counters' changes.
-  /** @internal Read steps begun or completed (body, tunnel, linger reads). */
-  reads = 0;
-  /** @internal Write steps begun or completed. */
-  writes = 0;
+  /** @internal Read steps (body, tunnel, linger reads), for their deadlines. */
+  readonly reads: Progress;
+  /** @internal Write steps, for the send deadline. */
+  readonly writes: Progress;
   /** @internal A read is pending. */
   reading = false;
   /** @internal A write is pending. */
   writing = false;
-  /** @internal The sweeper's last look at `reads`, and when they last changed. */
-  seenReads = 0;
-  /** @internal When the sweeper last saw `reads` change. */
-  readMark: number;
-  /** @internal The sweeper's last look at `writes`. */
-  seenWrites = 0;
-  /** @internal When the sweeper last saw `writes` change. */
-  writeMark: number;
   /** @internal Counted in the limits (uncounted once). */
   counted = true;
 
@@ -307,8 +297,8 @@ export class ServerConnection {
     this.secure = secure;
     this.remoteAddr = raw.remoteAddr as Deno.NetAddr;
     this.since = now;
-    this.readMark = now;
-    this.writeMark = now;
+    this.reads = new Progress(now);
+    this.writes = new Progress(now);
     // Heads are read straight from the socket, with no wrapper per read: the
     // sweeper times them by phase. Body, tunnel and lingering reads are tracked.
     this.reader = new BufferedReader(raw);
@@ -317,11 +307,11 @@ export class ServerConnection {
   /** Reads from the socket, marking the read for the body, tunnel and linger deadlines. */
   async #read(p: Uint8Array): Promise<number | null> {
     this.reading = true;
-    this.reads++;
+    this.reads.step();
     try {
       return await this.#raw.read(p);
     } finally {
-      this.reads++;
+      this.reads.step();
       this.reading = false;
     }
   }
@@ -333,10 +323,10 @@ export class ServerConnection {
     try {
       for (;;) {
         this.reading = true;
-        this.reads++;
+        this.reads.step();
         const step = await pieces.next();
         this.reading = false;
-        this.reads++;
+        this.reads.step();
         if (step.done) return;
         yield step.value;
       }
@@ -389,11 +379,11 @@ export class ServerConnection {
     try {
       let off = 0;
       while (off < data.length) {
-        this.writes++;
+        this.writes.step();
         off += await raw.write(off === 0 ? data : data.subarray(off));
       }
     } finally {
-      this.writes++;
+      this.writes.step();
       this.writing = false;
     }
     this.sent += data.length;
@@ -867,8 +857,8 @@ export class HttpServer implements AsyncDisposable {
 
   async #lingerClose(c: ServerConnection): Promise<void> {
     c.phase = LINGER;
-    c.since = c.readMark = Date.now();
-    c.seenReads = c.reads;
+    c.since = Date.now();
+    c.reads.restart(c.since);
     try {
       await c.closeWrite();
     } catch {
@@ -883,14 +873,8 @@ export class HttpServer implements AsyncDisposable {
   #sweep(): void {
     const now = Date.now();
     for (const c of this.#conns) {
-      if (c.reads !== c.seenReads) {
-        c.seenReads = c.reads;
-        c.readMark = now;
-      }
-      if (c.writes !== c.seenWrites) {
-        c.seenWrites = c.writes;
-        c.writeMark = now;
-      }
+      const readStill = c.reads.stillFor(now);
+      const writeStill = c.writes.stillFor(now);
       switch (c.phase) {
         case IDLE:
           if (c.reader.buffered > 0) {
@@ -903,15 +887,15 @@ export class HttpServer implements AsyncDisposable {
           if (now - c.since > this.#headerTimeout) c.close();
           break;
         case BUSY:
-          if (c.reading && now - c.readMark > this.#bodyTimeout) c.close();
-          else if (c.writing && now - c.writeMark > this.#sendTimeout) c.close();
+          if (c.reading && readStill > this.#bodyTimeout) c.close();
+          else if (c.writing && writeStill > this.#sendTimeout) c.close();
           break;
         case TUNNEL:
-          if (c.writing && now - c.writeMark > this.#sendTimeout) c.close();
-          else if (now - Math.max(c.readMark, c.writeMark) > this.#tunnelTimeout) c.close();
+          if (c.writing && writeStill > this.#sendTimeout) c.close();
+          else if (Math.min(readStill, writeStill) > this.#tunnelTimeout) c.close();
           break;
         case LINGER:
-          if (now - c.since > this.#lingerTime || now - c.readMark > this.#lingerTimeout) {
+          if (now - c.since > this.#lingerTime || readStill > this.#lingerTimeout) {
             c.close();
           }
           break;
