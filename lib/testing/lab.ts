@@ -318,6 +318,61 @@ function installUnloadHook(): void {
   });
 }
 
+const REPO = new URL("../../", import.meta.url).pathname;
+let nobodyRepo: string | undefined;
+
+/** Whether user nobody can reach files under `dir`: every directory up to it lets others search it. */
+function searchableByOthers(dir: string): boolean {
+  for (let d = dir.replace(/\/+$/, ""); d !== ""; d = d.slice(0, d.lastIndexOf("/"))) {
+    if (((Deno.statSync(d).mode ?? 0) & 0o001) === 0) return false;
+  }
+  return true;
+}
+
+/**
+ * Rewrites a command so that user nobody can read the project files it
+ * names. A clone in a private directory (a root user's home is mode 0700)
+ * is out of nobody's reach; then the sources are copied once per process
+ * into a world-readable temporary directory, removed at exit, and paths
+ * into the clone point there instead.
+ */
+function readableByNobody(cmd: string[]): string[] {
+  if (!cmd.some((arg) => arg.includes(REPO))) return cmd;
+  if (nobodyRepo === undefined) {
+    if (searchableByOthers(REPO)) {
+      nobodyRepo = REPO;
+    } else {
+      const copy = Deno.makeTempDirSync({ prefix: "netkit_nobody_" });
+      const out = new Deno.Command("cp", {
+        args: [
+          "-a",
+          ...[...Deno.readDirSync(REPO)]
+            .filter((e) => e.name !== ".git" && e.name !== "node_modules")
+            .map((e) => `${REPO}${e.name}`),
+          copy,
+        ],
+      }).outputSync();
+      if (!out.success) {
+        throw new Error(
+          `Cannot copy the project for user nobody: ${new TextDecoder().decode(out.stderr)}`,
+        );
+      }
+      new Deno.Command("chmod", { args: ["-R", "a+rX", copy] }).outputSync();
+      Deno.chmodSync(copy, 0o755);
+      globalThis.addEventListener("unload", () => {
+        try {
+          Deno.removeSync(copy, { recursive: true });
+        } catch {
+          // Best effort.
+        }
+      });
+      nobodyRepo = `${copy}/`;
+    }
+  }
+  const to = nobodyRepo;
+  return to === REPO ? cmd : cmd.map((arg) => arg.replaceAll(REPO, to));
+}
+
 function randomSuffix(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(3));
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -653,6 +708,7 @@ export class Lab implements AsyncDisposable {
 
   #command(host: string, cmd: string[], user: "nobody" | undefined): string[] {
     if (cmd.length === 0) throw new TypeError("Cannot run an empty command in the lab");
+    if (user === "nobody") cmd = readableByNobody(cmd);
     return ["netns", "exec", this.host(host).ns, ...(user === "nobody" ? NOBODY : []), ...cmd];
   }
 
