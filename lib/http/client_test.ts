@@ -1,5 +1,5 @@
 import { BufferedReader, readBody, readRequestHead, writeAll } from "./mod.ts";
-import { rawServer } from "./testdata/peers.ts";
+import { rawServer, scriptedServer } from "./testdata/peers.ts";
 import { makeTestCa } from "../testing/tls.ts";
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { HttpClient, HttpClientError } from "./client.ts";
@@ -364,59 +364,6 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
     return err;
   }
   throw new Error("expected a rejection, got success");
-}
-
-/**
- * A loopback server that runs `serve` on each connection (then closes it),
- * for peers rawServer cannot play: one that closes after a keep-alive reply,
- * stalls, or accepts a request without Host. A stalled peer waits on
- * `untilClosed`, so disposing of it never waits on a timer.
- */
-function scriptedServer(
-  serve: (conn: Deno.Conn, reader: BufferedReader, index: number) => Promise<void>,
-) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const tasks: Promise<void>[] = [];
-  let connections = 0;
-  const loop = (async () => {
-    for await (const conn of listener) {
-      const index = connections++;
-      conns.add(conn);
-      tasks.push((async () => {
-        try {
-          await serve(conn, new BufferedReader(conn), index);
-        } catch {
-          // The client went away: the connection ends.
-        } finally {
-          conns.delete(conn);
-          try {
-            conn.close();
-          } catch {
-            // Already closed.
-          }
-        }
-      })());
-    }
-  })();
-  return {
-    url: `http://127.0.0.1:${listener.addr.port}`,
-    get connections() {
-      return connections;
-    },
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch {
-          // Already closed.
-        }
-      }
-      await loop;
-      await Promise.all(tasks);
-    },
-  };
 }
 
 /** Waits until the peer closes the connection (or it is closed under us). */
