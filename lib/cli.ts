@@ -10,6 +10,9 @@
 /** Exit code for bad input (a bad option, an unknown host): as iputils and most tools. */
 export const EXIT_USAGE = 2;
 
+/** Exit code of every server that cannot start (port taken, unreadable certificate, no privilege). */
+export const EXIT_CANNOT_START = 1;
+
 /**
  * An error whose message is meant for the user of a CLI, with the exit code
  * the CLI must end with. {@linkcode runMain} prints only the message.
@@ -46,6 +49,14 @@ export interface OptionSpec {
   short?: string;
   /** Collect every occurrence into an array instead of keeping the last. */
   multiple?: boolean;
+  /** What the option does, one line, for `--help`. */
+  description?: string;
+  /** The value's placeholder in `--help`, such as `N` or `FILE`; `VALUE` when unset. */
+  arg?: string;
+  /** The default as `--help` shows it; omitted when the option has none. */
+  default?: string;
+  /** A heading `--help` prints before this option, to start a group of options. */
+  group?: string;
 }
 
 /** An option table: long names to specs. */
@@ -144,6 +155,116 @@ export function parseArgs<T extends Options>(
     positionals.push(arg);
   }
   return { values: values as ParsedValues<T>, positionals };
+}
+
+/** The texts around the option list that {@linkcode formatHelp} prints. */
+export interface HelpText {
+  /** The usage line(s), e.g. `Usage: deno task proxy [options]`. */
+  usage: string;
+  /** A paragraph on what the tool does, printed after the usage. */
+  summary?: string;
+  /** Text printed after the options, such as the exit codes. */
+  footer?: string;
+}
+
+/**
+ * Formats a tool's `--help` from its option table, so that the help lists
+ * exactly the options the parser takes, each with its default.
+ *
+ * @param options The option table the tool parses with.
+ * @param text The usage, summary and footer.
+ * @returns The help text, ending in a newline.
+ *
+ * @example
+ * ```ts
+ * import { formatHelp } from "./cli.ts";
+ * import { assert } from "./testing/assert.ts";
+ * const help = formatHelp({
+ *   port: { type: "string", short: "p", arg: "N", default: "8000", description: "port to listen on" },
+ *   help: { type: "boolean", short: "h", description: "show this help" },
+ * }, { usage: "Usage: demo [options]" });
+ * assert(help.includes("-p, --port N"));
+ * assert(help.includes("port to listen on (default: 8000)"));
+ * ```
+ */
+export function formatHelp(options: Options, text: HelpText): string {
+  const rows = Object.entries(options).map(([name, spec]) => {
+    const flag = `${spec.short ? `-${spec.short}, ` : "    "}--${name}${
+      spec.type === "string" ? ` ${spec.arg ?? "VALUE"}` : ""
+    }`;
+    const notes = [
+      spec.multiple ? "repeatable" : "",
+      spec.default ? `default: ${spec.default}` : "",
+    ]
+      .filter((n) => n !== "");
+    const about = `${spec.description ?? ""}${notes.length ? ` (${notes.join("; ")})` : ""}`;
+    return { group: spec.group, flag, about };
+  });
+  const width = Math.min(30, Math.max(...rows.map((r) => r.flag.length)) + 2);
+  const lines = [text.usage, ""];
+  if (text.summary) lines.push(text.summary, "");
+  lines.push("Options:");
+  for (const row of rows) {
+    if (row.group) lines.push("", `${row.group}:`);
+    const pad = " ".repeat(Math.max(2, width - row.flag.length));
+    lines.push(`  ${row.flag}${row.about ? `${pad}${row.about}` : ""}`);
+  }
+  if (text.footer) lines.push("", text.footer);
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Resolves a path the user typed (a positional argument or an option's
+ * value) against the directory they ran the command from. `deno task` runs
+ * every task in the folder of `deno.json` and passes the caller's directory
+ * in `INIT_CWD`; a plain `deno run` leaves the working directory alone.
+ *
+ * @param typed The path as the user typed it.
+ * @returns The absolute path.
+ *
+ * @example
+ * ```ts
+ * import { userPath } from "./cli.ts";
+ * import { assert, assertEquals } from "./testing/assert.ts";
+ * assertEquals(userPath("/etc/hosts"), "/etc/hosts");
+ * assert(userPath("note.txt").endsWith("/note.txt"));
+ * ```
+ */
+export function userPath(typed: string): string {
+  if (typed.startsWith("/")) return typed;
+  let base: string | undefined;
+  try {
+    base = Deno.env.get("INIT_CWD");
+  } catch {
+    base = undefined; // no --allow-env: the working directory is all there is
+  }
+  base ||= Deno.cwd();
+  const parts: string[] = [];
+  for (const part of `${base}/${typed}`.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
+}
+
+/**
+ * Names a user's path in a message: as typed, and the absolute path it
+ * resolved to when that differs, so a user sees which file was meant.
+ *
+ * @param typed The path as the user typed it.
+ * @returns `"note.txt" (/home/me/note.txt)`, or `"/etc/hosts"`.
+ *
+ * @example
+ * ```ts
+ * import { describePath } from "./cli.ts";
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(describePath("/etc/hosts"), '"/etc/hosts"');
+ * ```
+ */
+export function describePath(typed: string): string {
+  const absolute = userPath(typed);
+  return absolute === typed ? `"${typed}"` : `"${typed}" (${absolute})`;
 }
 
 /**
