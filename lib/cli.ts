@@ -1,6 +1,7 @@
 /**
- * Shared command-line plumbing: argument parsing on `node:util` `parseArgs`,
- * usage errors with exit codes, and colour only where it belongs.
+ * Shared command-line plumbing: getopt-style argument parsing over an option
+ * table that also prints `--help`, usage errors with exit codes, user paths,
+ * and the one main runner.
  *
  * Only `main.ts` files call {@linkcode runMain}; libraries throw errors and
  * let the CLI turn them into messages and exit codes.
@@ -20,24 +21,30 @@ export const EXIT_CANNOT_START = 1;
  * @example Throwing a usage error
  * ```ts
  * import { CliError } from "./cli.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const err = new CliError("invalid count: -1", 2);
- * console.assert(err.exitCode === 2);
+ * assertEquals(err.exitCode, 2);
  * ```
  */
 export class CliError extends Error {
   /** The process exit code to end with. */
   readonly exitCode: number;
+  /** Print the message as it is, without the `prog: ` prefix. */
+  readonly bare: boolean;
 
   /**
    * Creates an error that a CLI reports as one line.
    *
    * @param message What failed, then why.
    * @param exitCode The exit code to end with.
+   * @param options `bare: true` for lines a reference tool prints without
+   *   its name (Butskoy traceroute's), which parity needs as they are.
    */
-  constructor(message: string, exitCode: number = EXIT_USAGE) {
+  constructor(message: string, exitCode: number = EXIT_USAGE, options: { bare?: boolean } = {}) {
     super(message);
     this.name = "CliError";
     this.exitCode = exitCode;
+    this.bare = options.bare ?? false;
   }
 }
 
@@ -76,7 +83,8 @@ export type ParsedValues<T extends Options> = { [K in keyof T]?: OptionValue<T[K
  * The option table has `node:util` `parseArgs`' shape; the parser is our own
  * because loading Node's compatibility layer costs several milliseconds of
  * start-up, which tools that finish in a few milliseconds cannot afford, and
- * because iputils-style `-c3` and `-i0.2` must work.
+ * because iputils-style `-c3` and `-i0.2` must work. Errors are worded as
+ * glibc's `getopt_long` words them, as iputils and most tools print them.
  *
  * @param args The arguments, usually `Deno.args`.
  * @param options The option table.
@@ -86,12 +94,13 @@ export type ParsedValues<T extends Options> = { [K in keyof T]?: OptionValue<T[K
  * @example Parsing a count and a host
  * ```ts
  * import { parseArgs } from "./cli.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const { values, positionals } = parseArgs(["-nc3", "localhost"], {
  *   count: { type: "string", short: "c" },
  *   numeric: { type: "boolean", short: "n" },
  * });
- * console.assert(values.count === "3" && values.numeric === true);
- * console.assert(positionals[0] === "localhost");
+ * assertEquals(values, { numeric: true, count: "3" });
+ * assertEquals(positionals, ["localhost"]);
  * ```
  */
 export function parseArgs<T extends Options>(
@@ -119,9 +128,9 @@ export function parseArgs<T extends Options>(
       const eq = arg.indexOf("=");
       const name = arg.slice(2, eq < 0 ? undefined : eq);
       const spec = Object.hasOwn(options, name) ? options[name] : undefined;
-      if (!spec) throw new CliError(`unknown option '--${name}'`);
+      if (!spec) throw new CliError(`unrecognized option '--${name}'`);
       if (spec.type === "boolean") {
-        if (eq >= 0) throw new CliError(`option '--${name}' does not take a value`);
+        if (eq >= 0) throw new CliError(`option '--${name}' doesn't allow an argument`);
         set(name, true);
       } else if (eq >= 0) {
         set(name, arg.slice(eq + 1));
@@ -335,31 +344,8 @@ export function parseSize(name: string, text: string): number {
 }
 
 /**
- * Tells whether colour may be used on a stream: only on a TTY, and never when
- * `NO_COLOR` is set (https://no-color.org).
- *
- * @param stream The stream that will be written.
- * @returns `true` when colour escapes may be written.
- *
- * @example
- * ```ts
- * import { colorEnabled } from "./cli.ts";
- * const useColor: boolean = colorEnabled(Deno.stdout);
- * ```
- */
-export function colorEnabled(stream: { isTerminal(): boolean } = Deno.stdout): boolean {
-  let noColor: string | undefined;
-  try {
-    noColor = Deno.env.get("NO_COLOR");
-  } catch {
-    noColor = undefined;
-  }
-  return (noColor === undefined || noColor === "") && stream.isTerminal();
-}
-
-/**
  * Runs a CLI's main function and exits with its code. A {@linkcode CliError}
- * prints `prog: message` and exits with its code; any other error prints its
+ * prints `prog: message` (or the bare message) and exits with its code; any other error prints its
  * message (never a stack trace, unless `NETKIT_DEBUG` is set) and exits 2.
  *
  * @param prog The program name used as the message prefix.
@@ -382,8 +368,17 @@ export async function runMain(prog: string, main: () => Promise<number> | number
   } catch (err) {
     code = err instanceof CliError ? err.exitCode : EXIT_USAGE;
     const message = err instanceof Error ? err.message : String(err);
-    console.error(`${prog}: ${message}`);
-    if (Deno.env.get("NETKIT_DEBUG") && err instanceof Error) console.error(err.stack);
+    console.error(err instanceof CliError && err.bare ? message : `${prog}: ${message}`);
+    if (debugging() && err instanceof Error) console.error(err.stack);
   }
   Deno.exit(code);
+}
+
+/** Whether `NETKIT_DEBUG` asks for stack traces; a tool without `--allow-env` never does. */
+function debugging(): boolean {
+  try {
+    return Boolean(Deno.env.get("NETKIT_DEBUG"));
+  } catch {
+    return false;
+  }
 }

@@ -32,11 +32,11 @@ Deno.test("parseArgs() reads options as getopt does", async (t) => {
 Deno.test("parseArgs() turns unknown options and missing values into exit-2 errors", () => {
   const cases: [string[], string][] = [
     [["-x"], "invalid option -- 'x'"],
-    [["--nope"], "unknown option '--nope'"],
+    [["--nope"], "unrecognized option '--nope'"],
     [["-m"], "option requires an argument -- 'm'"],
     [["--wait"], "option '--wait' requires an argument"],
-    [["--numeric=1"], "option '--numeric' does not take a value"],
-    [["--constructor"], "unknown option '--constructor'"],
+    [["--numeric=1"], "option '--numeric' doesn't allow an argument"],
+    [["--constructor"], "unrecognized option '--constructor'"],
   ];
   for (const [args, message] of cases) {
     const err = assertThrows(() => parseArgs(args, TABLE), CliError);
