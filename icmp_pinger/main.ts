@@ -8,6 +8,14 @@
  *
  * @module
  */
+import {
+  CliError,
+  formatHelp,
+  type Options,
+  type OptionSpec,
+  parseArgs,
+  runMain,
+} from "../lib/cli.ts";
 import { SocketError } from "../lib/rawsock.ts";
 import { ipFamily } from "../lib/sockaddr.ts";
 import { MAX_SIZE, ping, type PingEvent, type PingSession, type PingSummary } from "./ping.ts";
@@ -25,87 +33,102 @@ import {
   usToMs,
 } from "./format.ts";
 
-// This CLI parses its options itself, getopt-style as iputils does, instead
-// of through lib/cli.ts's parseArgs: iputils' messages differ in details
-// that the tests compare (glibc's "unrecognized option '--x'", and
-// "invalid argument: '…': out of range: …" for numbers).
-
-const USAGE = `
-Usage
-  ping [options] <destination>...
-
-Options:
-  <destination>      dns name or ip address (several: pinged concurrently)
-  -c <count>         stop after <count> replies
-  -D                 print timestamps
-  -f                 flood ping
-  -h                 print help and exit
-  -I <interface>     either interface name or address
-  -i <interval>      seconds between sending each packet
-  -n                 no dns name resolution
-  -O                 report outstanding replies
-  -p <pattern>       contents of padding byte
-  -q                 quiet output
-  -s <size>          use <size> as number of data bytes to be sent
-  -t <ttl>           define time to live
-  -w <deadline>      reply wait <deadline> in seconds
-  -W <timeout>       time to wait for response
-  -4                 use IPv4
-  -6                 use IPv6
-  --json             one JSON object per event, then a summary per host
-`;
-
-/** A usage error: `ping: message` on stderr, then this exit code (2, as iputils' usage errors). */
-class CliError extends Error {
-  readonly exitCode: number;
-  constructor(message: string, exitCode = 2) {
-    super(message);
-    this.name = "CliError";
-    this.exitCode = exitCode;
-  }
-}
-
-const VALUE_OPTIONS = new Set(["c", "i", "W", "w", "s", "t", "p", "I"]);
-const FLAG_OPTIONS = new Set(["q", "f", "D", "O", "n", "4", "6", "h"]);
-const LONG_OPTIONS = new Set(["json", "help"]);
-const LONG_MAX = "9223372036854775807";
+/**
+ * Ping's options: the parser reads them, `--help` lists them, and `-h`
+ * prints them in iputils' layout. iputils' letters are iputils'; the long
+ * names are ours (iputils has none).
+ */
+export const OPTIONS = {
+  count: {
+    type: "string",
+    short: "c",
+    arg: "<count>",
+    default: "until interrupted",
+    description: "stop after <count> replies",
+  },
+  timestamps: { type: "boolean", short: "D", description: "print timestamps" },
+  flood: { type: "boolean", short: "f", description: "flood ping" },
+  usage: { type: "boolean", short: "h", description: "print help and exit" },
+  interface: {
+    type: "string",
+    short: "I",
+    arg: "<interface>",
+    default: "chosen by routing",
+    description: "either interface name or address",
+  },
+  interval: {
+    type: "string",
+    short: "i",
+    arg: "<interval>",
+    default: "1, or 0 with -f",
+    description: "seconds between sending each packet",
+  },
+  numeric: { type: "boolean", short: "n", description: "no dns name resolution" },
+  outstanding: { type: "boolean", short: "O", description: "report outstanding replies" },
+  pattern: {
+    type: "string",
+    short: "p",
+    arg: "<pattern>",
+    default: "bytes 0, 1, 2 …",
+    description: "contents of padding byte",
+  },
+  quiet: { type: "boolean", short: "q", description: "quiet output" },
+  size: {
+    type: "string",
+    short: "s",
+    arg: "<size>",
+    default: "56",
+    description: "use <size> as number of data bytes to be sent",
+  },
+  ttl: {
+    type: "string",
+    short: "t",
+    arg: "<ttl>",
+    default: "the system's",
+    description: "define time to live",
+  },
+  deadline: {
+    type: "string",
+    short: "w",
+    arg: "<deadline>",
+    default: "none",
+    description: "reply wait <deadline> in seconds",
+  },
+  timeout: {
+    type: "string",
+    short: "W",
+    arg: "<timeout>",
+    default: "10",
+    description: "time to wait for response",
+  },
+  ipv4: { type: "boolean", short: "4", description: "use IPv4" },
+  ipv6: { type: "boolean", short: "6", description: "use IPv6" },
+  json: { type: "boolean", description: "one JSON object per event, then a summary per host" },
+  help: { type: "boolean", description: "print this list of options and exit" },
+} as const satisfies Options;
 
 /**
- * Parses options as GNU getopt does for iputils' option string: grouped
- * flags (`-qn`), attached values (`-c3`), values that start with `-`
- * (`-i -1`), options after the host.
+ * iputils' `-h` text, from the option table: stderr, exit 2, as iputils
+ * (which also prints it after a bad option).
  */
-function getopt(args: string[]): { opts: Map<string, string | true>; hosts: string[] } {
-  const opts = new Map<string, string | true>();
-  const hosts: string[] = [];
-  for (let k = 0; k < args.length; k++) {
-    const a = args[k]!;
-    if (a === "--") {
-      hosts.push(...args.slice(k + 1));
-      break;
-    }
-    if (a.startsWith("--")) {
-      const name = a.slice(2);
-      if (!LONG_OPTIONS.has(name)) throw new CliError(`unrecognized option '${a}'`);
-      opts.set(name, true);
-    } else if (a.startsWith("-") && a.length > 1) {
-      for (let j = 1; j < a.length; j++) {
-        const ch = a[j]!;
-        if (VALUE_OPTIONS.has(ch)) {
-          const value = j + 1 < a.length ? a.slice(j + 1) : args[++k];
-          if (value === undefined) throw new CliError(`option requires an argument -- '${ch}'`);
-          opts.set(ch, value);
-          break;
-        }
-        if (!FLAG_OPTIONS.has(ch)) throw new CliError(`invalid option -- '${ch}'`);
-        opts.set(ch, true);
-      }
-    } else {
-      hosts.push(a);
-    }
+function usage(): string {
+  const lines = [
+    "",
+    "Usage",
+    "  ping [options] <destination>...",
+    "",
+    "Options:",
+    "  <destination>      dns name or ip address (several: pinged concurrently)",
+  ];
+  for (const [name, spec] of Object.entries(OPTIONS) as [string, OptionSpec][]) {
+    if (name === "help") continue;
+    const flag = `${spec.short ? `-${spec.short}` : `--${name}`}${spec.arg ? ` ${spec.arg}` : ""}`;
+    lines.push(`  ${flag.padEnd(18)} ${spec.description}`);
   }
-  return { opts, hosts };
+  return `${lines.join("\n")}\n`;
 }
+
+const LONG_MAX = "9223372036854775807";
 
 function integerArg(text: string, min: number, max: number, maxText = String(max)): number {
   const t = text.trim();
@@ -135,18 +158,6 @@ function patternArg(text: string): Uint8Array {
     bytes.push(parseInt(text.slice(k, k + 2), 16));
   }
   return new Uint8Array(bytes);
-}
-
-/** Resolver error codes as getaddrinfo's gai_strerror() words them. */
-function resolveMessage(err: { host: string; code: string }): string {
-  const words: Record<string, string> = {
-    ENOTFOUND: "Name or service not known",
-    EAI_AGAIN: "Temporary failure in name resolution",
-    ENODATA: "No address associated with hostname",
-    EAI_ADDRFAMILY: "Address family for hostname not supported",
-    EAI_FAMILY: "Address family for hostname not supported",
-  };
-  return `${err.host}: ${words[err.code] ?? err.code}`;
 }
 
 /** Buffers stdout; flood mode flushes its dots in batches (the bytes are iputils'). */
@@ -179,57 +190,61 @@ class Output {
 }
 
 function writeErr(text: string): void {
+  writeAll(Deno.stderr, text);
+}
+
+function writeOut(text: string): void {
+  writeAll(Deno.stdout, text);
+}
+
+function writeAll(stream: { writeSync(p: Uint8Array): number }, text: string): void {
   const bytes = new TextEncoder().encode(text);
   let off = 0;
-  while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
+  while (off < bytes.length) off += stream.writeSync(bytes.subarray(off));
 }
 
 async function main(args: string[]): Promise<number> {
-  const { opts, hosts } = getopt(args);
-  const str = (k: string) => {
-    const value = opts.get(k);
-    return typeof value === "string" ? value : undefined;
-  };
-  const flag = (k: string) => opts.get(k) === true;
-  if (flag("h") || flag("help")) {
-    writeErr(USAGE.slice(1));
+  let parsed;
+  try {
+    parsed = parseArgs(args, OPTIONS);
+  } catch (err) {
+    // iputils follows a bad option with its usage.
+    if (err instanceof CliError) throw new CliError(`${err.message}\n${usage()}`, err.exitCode);
+    throw err;
+  }
+  const { values: v, positionals: hosts } = parsed;
+  if (v.help) {
+    writeOut(formatHelp(OPTIONS, {
+      usage: "Usage: deno task ping [options] <destination>...",
+      summary: "Sends ICMP echo requests and prints the replies as iputils ping does; " +
+        "several destinations are pinged concurrently and summarised like fping.",
+      footer: "Exit codes: 0 when a reply arrived (several hosts: every host answered), " +
+        "1 when none did (with -w and -c: fewer than the count), " +
+        "2 for bad input, an unknown host, no permission or a setup error.",
+    }));
+    return 0;
+  }
+  if (v.usage) {
+    writeErr(usage());
     return 2;
   }
-  if (flag("4") && flag("6")) throw new CliError("only one -4 or -6 option may be specified");
-  const family = flag("4") ? 4 : flag("6") ? 6 : undefined;
-  const countText = str("c");
-  const count = countText !== undefined
-    ? integerArg(countText, 1, Number.MAX_SAFE_INTEGER, LONG_MAX)
+  if (v.ipv4 && v.ipv6) throw new CliError("only one -4 or -6 option may be specified");
+  const family = v.ipv4 ? 4 : v.ipv6 ? 6 : undefined;
+  const count = v.count !== undefined
+    ? integerArg(v.count, 1, Number.MAX_SAFE_INTEGER, LONG_MAX)
     : undefined;
-  const sizeText = str("s");
   // The largest size depends on the family: IPv4's header takes 20 bytes of the 65535.
   const sizeFamily = family ?? (hosts.length > 0 && hosts.every((h) => ipFamily(h) === 6) ? 6 : 4);
-  const size = sizeText !== undefined ? integerArg(sizeText, 0, MAX_SIZE[sizeFamily]) : 56;
-  const ttlText = str("t");
-  const ttl = ttlText !== undefined ? integerArg(ttlText, 0, 255) : undefined;
+  const size = v.size !== undefined ? integerArg(v.size, 0, MAX_SIZE[sizeFamily]) : 56;
+  const ttl = v.ttl !== undefined ? integerArg(v.ttl, 0, 255) : undefined;
   if (ttl === 0) throw new CliError("cannot set unicast time-to-live: Invalid argument");
-  const deadlineText = str("w");
-  const deadline = deadlineText !== undefined ? integerArg(deadlineText, 0, 2147483647) : undefined;
-  const lingerText = str("W");
-  const linger = lingerText !== undefined ? secondsArg(lingerText, "bad linger time") : undefined;
-  const intervalText = str("i");
-  const interval = intervalText !== undefined
-    ? secondsArg(intervalText, "bad timing interval")
+  const deadline = v.deadline !== undefined ? integerArg(v.deadline, 0, 2147483647) : undefined;
+  const linger = v.timeout !== undefined ? secondsArg(v.timeout, "bad linger time") : undefined;
+  const interval = v.interval !== undefined
+    ? secondsArg(v.interval, "bad timing interval")
     : undefined;
-  const patternText = str("p");
-  const pattern = patternText !== undefined ? patternArg(patternText) : undefined;
-  const iface = str("I");
+  const pattern = v.pattern !== undefined ? patternArg(v.pattern) : undefined;
   if (hosts.length === 0) throw new CliError("usage error: Destination address required");
-  const v = {
-    quiet: flag("q"),
-    flood: flag("f"),
-    timestamps: flag("D"),
-    outstanding: flag("O"),
-    numeric: flag("n"),
-    json: flag("json"),
-    interface: iface,
-  };
-
   const quiet = v.quiet ?? false;
   const flood = v.flood ?? false;
   const json = v.json ?? false;
@@ -254,15 +269,15 @@ async function main(args: string[]): Promise<number> {
           ...(v.interface !== undefined ? { interface: v.interface } : {}),
           ...(family ? { family } : {}),
           spin: !multi,
-          reportSends: flood && !v.quiet && !v.json,
+          reportSends: flood && !quiet && !json,
           // With -q (and without --json) replies print nothing: skip their events.
-          reportReplies: !v.quiet || v.json,
+          reportReplies: !quiet || json,
         }),
       );
     }
   } catch (err) {
     for (const s of sessions) await s[Symbol.asyncDispose]();
-    throw cliError(err, v.interface);
+    throw await cliError(err, v.interface);
   }
 
   if (pattern && !quiet && !json) out.write(`${formatPattern(pattern)}\n`);
@@ -314,7 +329,7 @@ async function main(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", onInt);
   Deno.addSignalListener("SIGQUIT", onQuit);
   // Reverse lookups (lib/resolve.ts, and with it node:dns) only when names are printed.
-  const wantNames = !v.numeric && !v.json && sessions.some((s) => !s.numeric);
+  const wantNames = !v.numeric && !json && sessions.some((s) => !s.numeric);
   const names = wantNames ? new (await import("../lib/resolve.ts")).ReverseCache() : undefined;
   const timestamps = v.timestamps ?? false;
   try {
@@ -483,34 +498,32 @@ function jsonSummary(s: PingSummary, code: number): Record<string, unknown> {
   };
 }
 
-function cliError(err: unknown, iface: string | undefined): unknown {
+async function cliError(err: unknown, iface: string | undefined): Promise<unknown> {
   if (err instanceof Error && err.name === "ResolveError") {
-    return new CliError(resolveMessage(err as Error & { host: string; code: string }));
+    const { gaiMessage, ResolveError } = await import("../lib/resolve.ts");
+    if (err instanceof ResolveError) return new CliError(gaiMessage(err));
   }
   if (err instanceof SocketError) {
-    const why = err.message.replace(/^[^:]*: /, "").replace(/ \(E\w+\)(\. .*)?$/, "");
+    // The error path alone loads the wording helpers.
+    const { perror, privilegeFix } = await import("../lib/privilege.ts");
     if (err.syscall === "socket" && (err.code === "EPERM" || err.code === "EACCES")) {
+      // iputils' three lines, then how to fix it.
       return new CliError(
-        `socktype: SOCK_RAW\nping: socket: ${why}\nping: => missing cap_net_raw+p capability or setuid?`,
+        [
+          "socktype: SOCK_RAW",
+          `ping: ${perror(err)}`,
+          "ping: => missing cap_net_raw+p capability or setuid?",
+          `ping: ${privilegeFix("icmp")}`,
+        ].join("\n"),
       );
     }
-    if (err.syscall.startsWith("SO_BINDTODEVICE")) {
-      return new CliError(`SO_BINDTODEVICE ${iface}: ${why}`);
-    }
-    return new CliError(`${err.syscall}: ${why}`);
+    const syscall = err.syscall.startsWith("SO_BINDTODEVICE")
+      ? `SO_BINDTODEVICE ${iface}`
+      : err.syscall;
+    return new CliError(perror({ syscall, message: err.message }));
   }
   if (err instanceof RangeError) return new CliError(err.message);
   return err;
 }
 
-if (import.meta.main) {
-  let code: number;
-  try {
-    code = await main(Deno.args);
-  } catch (err) {
-    code = err instanceof CliError ? err.exitCode : 2;
-    writeErr(`ping: ${err instanceof Error ? err.message : String(err)}\n`);
-    if (Deno.env.get("NETKIT_DEBUG") && err instanceof Error) writeErr(`${err.stack}\n`);
-  }
-  Deno.exit(code);
-}
+if (import.meta.main) await runMain("ping", () => main(Deno.args));

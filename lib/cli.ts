@@ -1,6 +1,7 @@
 /**
- * Shared command-line plumbing: argument parsing on `node:util` `parseArgs`,
- * usage errors with exit codes, and colour only where it belongs.
+ * Shared command-line plumbing: getopt-style argument parsing over an option
+ * table that also prints `--help`, usage errors with exit codes, user paths,
+ * and the one main runner.
  *
  * Only `main.ts` files call {@linkcode runMain}; libraries throw errors and
  * let the CLI turn them into messages and exit codes.
@@ -10,6 +11,9 @@
 /** Exit code for bad input (a bad option, an unknown host): as iputils and most tools. */
 export const EXIT_USAGE = 2;
 
+/** Exit code of every server that cannot start (port taken, unreadable certificate, no privilege). */
+export const EXIT_CANNOT_START = 1;
+
 /**
  * An error whose message is meant for the user of a CLI, with the exit code
  * the CLI must end with. {@linkcode runMain} prints only the message.
@@ -17,24 +21,30 @@ export const EXIT_USAGE = 2;
  * @example Throwing a usage error
  * ```ts
  * import { CliError } from "./cli.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const err = new CliError("invalid count: -1", 2);
- * console.assert(err.exitCode === 2);
+ * assertEquals(err.exitCode, 2);
  * ```
  */
 export class CliError extends Error {
   /** The process exit code to end with. */
   readonly exitCode: number;
+  /** Print the message as it is, without the `prog: ` prefix. */
+  readonly bare: boolean;
 
   /**
    * Creates an error that a CLI reports as one line.
    *
    * @param message What failed, then why.
    * @param exitCode The exit code to end with.
+   * @param options `bare: true` for lines a reference tool prints without
+   *   its name (Butskoy traceroute's), which parity needs as they are.
    */
-  constructor(message: string, exitCode: number = EXIT_USAGE) {
+  constructor(message: string, exitCode: number = EXIT_USAGE, options: { bare?: boolean } = {}) {
     super(message);
     this.name = "CliError";
     this.exitCode = exitCode;
+    this.bare = options.bare ?? false;
   }
 }
 
@@ -46,6 +56,14 @@ export interface OptionSpec {
   short?: string;
   /** Collect every occurrence into an array instead of keeping the last. */
   multiple?: boolean;
+  /** What the option does, one line, for `--help`. */
+  description?: string;
+  /** The value's placeholder in `--help`, such as `N` or `FILE`; `VALUE` when unset. */
+  arg?: string;
+  /** The default as `--help` shows it; omitted when the option has none. */
+  default?: string;
+  /** A heading `--help` prints before this option, to start a group of options. */
+  group?: string;
 }
 
 /** An option table: long names to specs. */
@@ -65,7 +83,8 @@ export type ParsedValues<T extends Options> = { [K in keyof T]?: OptionValue<T[K
  * The option table has `node:util` `parseArgs`' shape; the parser is our own
  * because loading Node's compatibility layer costs several milliseconds of
  * start-up, which tools that finish in a few milliseconds cannot afford, and
- * because iputils-style `-c3` and `-i0.2` must work.
+ * because iputils-style `-c3` and `-i0.2` must work. Errors are worded as
+ * glibc's `getopt_long` words them, as iputils and most tools print them.
  *
  * @param args The arguments, usually `Deno.args`.
  * @param options The option table.
@@ -75,12 +94,13 @@ export type ParsedValues<T extends Options> = { [K in keyof T]?: OptionValue<T[K
  * @example Parsing a count and a host
  * ```ts
  * import { parseArgs } from "./cli.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const { values, positionals } = parseArgs(["-nc3", "localhost"], {
  *   count: { type: "string", short: "c" },
  *   numeric: { type: "boolean", short: "n" },
  * });
- * console.assert(values.count === "3" && values.numeric === true);
- * console.assert(positionals[0] === "localhost");
+ * assertEquals(values, { numeric: true, count: "3" });
+ * assertEquals(positionals, ["localhost"]);
  * ```
  */
 export function parseArgs<T extends Options>(
@@ -108,9 +128,9 @@ export function parseArgs<T extends Options>(
       const eq = arg.indexOf("=");
       const name = arg.slice(2, eq < 0 ? undefined : eq);
       const spec = Object.hasOwn(options, name) ? options[name] : undefined;
-      if (!spec) throw new CliError(`unknown option '--${name}'`);
+      if (!spec) throw new CliError(`unrecognized option '--${name}'`);
       if (spec.type === "boolean") {
-        if (eq >= 0) throw new CliError(`option '--${name}' does not take a value`);
+        if (eq >= 0) throw new CliError(`option '--${name}' doesn't allow an argument`);
         set(name, true);
       } else if (eq >= 0) {
         set(name, arg.slice(eq + 1));
@@ -144,6 +164,116 @@ export function parseArgs<T extends Options>(
     positionals.push(arg);
   }
   return { values: values as ParsedValues<T>, positionals };
+}
+
+/** The texts around the option list that {@linkcode formatHelp} prints. */
+export interface HelpText {
+  /** The usage line(s), e.g. `Usage: deno task proxy [options]`. */
+  usage: string;
+  /** A paragraph on what the tool does, printed after the usage. */
+  summary?: string;
+  /** Text printed after the options, such as the exit codes. */
+  footer?: string;
+}
+
+/**
+ * Formats a tool's `--help` from its option table, so that the help lists
+ * exactly the options the parser takes, each with its default.
+ *
+ * @param options The option table the tool parses with.
+ * @param text The usage, summary and footer.
+ * @returns The help text, ending in a newline.
+ *
+ * @example
+ * ```ts
+ * import { formatHelp } from "./cli.ts";
+ * import { assert } from "./testing/assert.ts";
+ * const help = formatHelp({
+ *   port: { type: "string", short: "p", arg: "N", default: "8000", description: "port to listen on" },
+ *   help: { type: "boolean", short: "h", description: "show this help" },
+ * }, { usage: "Usage: demo [options]" });
+ * assert(help.includes("-p, --port N"));
+ * assert(help.includes("port to listen on (default: 8000)"));
+ * ```
+ */
+export function formatHelp(options: Options, text: HelpText): string {
+  const rows = Object.entries(options).map(([name, spec]) => {
+    const flag = `${spec.short ? `-${spec.short}, ` : "    "}--${name}${
+      spec.type === "string" ? ` ${spec.arg ?? "VALUE"}` : ""
+    }`;
+    const notes = [
+      spec.multiple ? "repeatable" : "",
+      spec.default ? `default: ${spec.default}` : "",
+    ]
+      .filter((n) => n !== "");
+    const about = `${spec.description ?? ""}${notes.length ? ` (${notes.join("; ")})` : ""}`;
+    return { group: spec.group, flag, about };
+  });
+  const width = Math.min(30, Math.max(...rows.map((r) => r.flag.length)) + 2);
+  const lines = [text.usage, ""];
+  if (text.summary) lines.push(text.summary, "");
+  lines.push("Options:");
+  for (const row of rows) {
+    if (row.group) lines.push("", `${row.group}:`);
+    const pad = " ".repeat(Math.max(2, width - row.flag.length));
+    lines.push(`  ${row.flag}${row.about ? `${pad}${row.about}` : ""}`);
+  }
+  if (text.footer) lines.push("", text.footer);
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Resolves a path the user typed (a positional argument or an option's
+ * value) against the directory they ran the command from. `deno task` runs
+ * every task in the folder of `deno.json` and passes the caller's directory
+ * in `INIT_CWD`; a plain `deno run` leaves the working directory alone.
+ *
+ * @param typed The path as the user typed it.
+ * @returns The absolute path.
+ *
+ * @example
+ * ```ts
+ * import { userPath } from "./cli.ts";
+ * import { assert, assertEquals } from "./testing/assert.ts";
+ * assertEquals(userPath("/etc/hosts"), "/etc/hosts");
+ * assert(userPath("note.txt").endsWith("/note.txt"));
+ * ```
+ */
+export function userPath(typed: string): string {
+  if (typed.startsWith("/")) return typed;
+  let base: string | undefined;
+  try {
+    base = Deno.env.get("INIT_CWD");
+  } catch {
+    base = undefined; // no --allow-env: the working directory is all there is
+  }
+  base ||= Deno.cwd();
+  const parts: string[] = [];
+  for (const part of `${base}/${typed}`.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
+}
+
+/**
+ * Names a user's path in a message: as typed, and the absolute path it
+ * resolved to when that differs, so a user sees which file was meant.
+ *
+ * @param typed The path as the user typed it.
+ * @returns `"note.txt" (/home/me/note.txt)`, or `"/etc/hosts"`.
+ *
+ * @example
+ * ```ts
+ * import { describePath } from "./cli.ts";
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(describePath("/etc/hosts"), '"/etc/hosts"');
+ * ```
+ */
+export function describePath(typed: string): string {
+  const absolute = userPath(typed);
+  return absolute === typed ? `"${typed}"` : `"${typed}" (${absolute})`;
 }
 
 /**
@@ -214,31 +344,8 @@ export function parseSize(name: string, text: string): number {
 }
 
 /**
- * Tells whether colour may be used on a stream: only on a TTY, and never when
- * `NO_COLOR` is set (https://no-color.org).
- *
- * @param stream The stream that will be written.
- * @returns `true` when colour escapes may be written.
- *
- * @example
- * ```ts
- * import { colorEnabled } from "./cli.ts";
- * const useColor: boolean = colorEnabled(Deno.stdout);
- * ```
- */
-export function colorEnabled(stream: { isTerminal(): boolean } = Deno.stdout): boolean {
-  let noColor: string | undefined;
-  try {
-    noColor = Deno.env.get("NO_COLOR");
-  } catch {
-    noColor = undefined;
-  }
-  return (noColor === undefined || noColor === "") && stream.isTerminal();
-}
-
-/**
  * Runs a CLI's main function and exits with its code. A {@linkcode CliError}
- * prints `prog: message` and exits with its code; any other error prints its
+ * prints `prog: message` (or the bare message) and exits with its code; any other error prints its
  * message (never a stack trace, unless `NETKIT_DEBUG` is set) and exits 2.
  *
  * @param prog The program name used as the message prefix.
@@ -261,8 +368,17 @@ export async function runMain(prog: string, main: () => Promise<number> | number
   } catch (err) {
     code = err instanceof CliError ? err.exitCode : EXIT_USAGE;
     const message = err instanceof Error ? err.message : String(err);
-    console.error(`${prog}: ${message}`);
-    if (Deno.env.get("NETKIT_DEBUG") && err instanceof Error) console.error(err.stack);
+    console.error(err instanceof CliError && err.bare ? message : `${prog}: ${message}`);
+    if (debugging() && err instanceof Error) console.error(err.stack);
   }
   Deno.exit(code);
+}
+
+/** Whether `NETKIT_DEBUG` asks for stack traces; a tool without `--allow-env` never does. */
+function debugging(): boolean {
+  try {
+    return Boolean(Deno.env.get("NETKIT_DEBUG"));
+  } catch {
+    return false;
+  }
 }

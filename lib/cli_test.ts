@@ -1,5 +1,5 @@
 import { assertEquals, assertThrows } from "./testing/assert.ts";
-import { CliError, parseArgs, parseNumber } from "./cli.ts";
+import { CliError, describePath, formatHelp, parseArgs, parseNumber, userPath } from "./cli.ts";
 
 const TABLE = {
   numeric: { short: "n", type: "boolean" },
@@ -32,11 +32,11 @@ Deno.test("parseArgs() reads options as getopt does", async (t) => {
 Deno.test("parseArgs() turns unknown options and missing values into exit-2 errors", () => {
   const cases: [string[], string][] = [
     [["-x"], "invalid option -- 'x'"],
-    [["--nope"], "unknown option '--nope'"],
+    [["--nope"], "unrecognized option '--nope'"],
     [["-m"], "option requires an argument -- 'm'"],
     [["--wait"], "option '--wait' requires an argument"],
-    [["--numeric=1"], "option '--numeric' does not take a value"],
-    [["--constructor"], "unknown option '--constructor'"],
+    [["--numeric=1"], "option '--numeric' doesn't allow an argument"],
+    [["--constructor"], "unrecognized option '--constructor'"],
   ];
   for (const [args, message] of cases) {
     const err = assertThrows(() => parseArgs(args, TABLE), CliError);
@@ -60,5 +60,48 @@ Deno.test("parseNumber() accepts numbers in range and names the option otherwise
       CliError,
     );
     assertEquals(err.message, message);
+  }
+});
+
+Deno.test("formatHelp() lists every option of the table with its short form and default", () => {
+  const help = formatHelp(
+    {
+      port: { type: "string", short: "p", arg: "N", default: "8000", description: "port" },
+      header: { type: "string", arg: "LINE", multiple: true, description: "extra header" },
+      "a-very-long-option-name": { type: "string", description: "long", group: "Tuning" },
+      help: { type: "boolean", short: "h", description: "show this help" },
+    },
+    { usage: "Usage: demo [options]", summary: "Does a thing.", footer: "Exit codes: 0." },
+  );
+  const lines = help.split("\n");
+  assertEquals(lines.slice(0, 5), ["Usage: demo [options]", "", "Does a thing.", "", "Options:"]);
+  assertEquals(lines.find((l) => l.includes("--port"))?.trim().split(/\s{2,}/), [
+    "-p, --port N",
+    "port (default: 8000)",
+  ]);
+  assertEquals(
+    lines.find((l) => l.includes("--header"))?.trim().split(/\s{2,}/)[1],
+    "extra header (repeatable)",
+  );
+  // A long flag keeps its description on its own line, after a heading.
+  const at = lines.indexOf("Tuning:");
+  assertEquals(lines[at + 1]?.trim().split(/\s{2,}/), ["--a-very-long-option-name VALUE", "long"]);
+  assertEquals(help.endsWith("Exit codes: 0.\n"), true);
+});
+
+Deno.test("userPath() resolves against INIT_CWD, else the working directory", () => {
+  const saved = Deno.env.get("INIT_CWD");
+  try {
+    Deno.env.set("INIT_CWD", "/tmp/site");
+    assertEquals(userPath("note.txt"), "/tmp/site/note.txt");
+    assertEquals(userPath("./a/../b/c.txt"), "/tmp/site/b/c.txt");
+    assertEquals(userPath("."), "/tmp/site");
+    assertEquals(userPath("/etc/hosts"), "/etc/hosts");
+    assertEquals(describePath("note.txt"), '"note.txt" (/tmp/site/note.txt)');
+    Deno.env.delete("INIT_CWD");
+    assertEquals(userPath("x"), `${Deno.cwd()}/x`);
+  } finally {
+    if (saved === undefined) Deno.env.delete("INIT_CWD");
+    else Deno.env.set("INIT_CWD", saved);
   }
 });

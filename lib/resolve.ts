@@ -52,6 +52,35 @@ export class ResolveError extends Error {
   }
 }
 
+/** getaddrinfo's `gai_strerror()` words for the resolver's codes. */
+const GAI_WORDS: Readonly<Record<string, string>> = {
+  ENOTFOUND: "Name or service not known",
+  EAI_AGAIN: "Temporary failure in name resolution",
+  ENODATA: "No address associated with hostname",
+  EAI_ADDRFAMILY: "Address family for hostname not supported",
+  EAI_FAMILY: "Address family for hostname not supported",
+};
+
+/**
+ * Words a failed lookup as the C library's tools print it, `host: ` then
+ * `gai_strerror()`'s text: iputils ping and Butskoy traceroute both do, and
+ * their parity tests compare the line.
+ *
+ * @param err The failed lookup.
+ * @returns The line, e.g. `nowhere.invalid: Name or service not known`.
+ *
+ * @example
+ * ```ts
+ * import { gaiMessage, ResolveError } from "./resolve.ts";
+ * import { assertEquals } from "./testing/assert.ts";
+ * const line = gaiMessage(new ResolveError("nowhere.invalid", "ENOTFOUND"));
+ * assertEquals(line, "nowhere.invalid: Name or service not known");
+ * ```
+ */
+export function gaiMessage(err: ResolveError): string {
+  return `${err.host}: ${GAI_WORDS[err.code] ?? err.code}`;
+}
+
 /** A resolved address. */
 export interface Resolved {
   /** The address in text form. */

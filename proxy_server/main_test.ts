@@ -29,7 +29,7 @@ Deno.test("proxy CLI rejects bad options with exit code 2 and a one-line message
       /^proxy: invalid --upstream 'ftp:\/\/x': only http:\/\/ and https:\/\/ are supported\n$/,
     ],
     [["--drop-rate", "2"], /^proxy: invalid argument for --drop-rate/],
-    [["--bogus"], /^proxy: unknown option '--bogus'/i],
+    [["--bogus"], /^proxy: unrecognized option '--bogus'/i],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), async () => {

@@ -10,42 +10,130 @@
  * @module
  */
 import { SocketError } from "../lib/rawsock.ts";
-import { CliError as UsageError, parseArgs, parseNumber } from "../lib/cli.ts";
+import { CliError, formatHelp, type Options, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
 import { formatHeader, formatHop, hopJson, summaryJson } from "./format.ts";
 import { PRIVILEGE_MESSAGE } from "./probe.ts";
 import { type Method, trace, type TraceOptions, type WaitTimes } from "./trace.ts";
 
-const USAGE = `Usage: traceroute [-46ITn] [-f first_ttl] [-m max_ttl] [-q nqueries] [-N squeries]
-                  [-w max[,here,near]] [-z sendwait] [-p port] [-s src_addr] [-i device] [--sport port]
-                  [--paris] [--report [-c cycles] [--interval secs]] [--json] host [packet_len]`;
+/** Traceroute's options: the parser reads them and `--help` lists them. */
+export const OPTIONS = {
+  ipv4: { short: "4", type: "boolean", description: "use IPv4" },
+  ipv6: { short: "6", type: "boolean", description: "use IPv6" },
+  icmp: { short: "I", type: "boolean", description: "use ICMP ECHO for tracerouting" },
+  tcp: {
+    short: "T",
+    type: "boolean",
+    description: "use TCP SYN for tracerouting (needs raw sockets)",
+  },
+  numeric: {
+    short: "n",
+    type: "boolean",
+    description: "do not resolve IP addresses to their domain names",
+  },
+  first: {
+    short: "f",
+    type: "string",
+    arg: "first_ttl",
+    default: "1",
+    description: "start from the first_ttl hop",
+  },
+  "max-hops": {
+    short: "m",
+    type: "string",
+    arg: "max_ttl",
+    default: "30",
+    description: "the largest TTL probed",
+  },
+  queries: {
+    short: "q",
+    type: "string",
+    arg: "nqueries",
+    default: "3",
+    description: "the number of probes per hop, 1 to 10",
+  },
+  "sim-queries": {
+    short: "N",
+    type: "string",
+    arg: "squeries",
+    default: "16",
+    description: "the number of probes in flight at once",
+  },
+  wait: {
+    short: "w",
+    type: "string",
+    arg: "MAX,HERE,NEAR",
+    default: "5,3,10",
+    description: "wait MAX seconds, or HERE times a reply from the same hop, or NEAR times one " +
+      "from a later hop",
+  },
+  sendwait: {
+    short: "z",
+    type: "string",
+    arg: "sendwait",
+    default: "0",
+    description: "least time between probes: seconds, or milliseconds above 10",
+  },
+  port: {
+    short: "p",
+    type: "string",
+    arg: "port",
+    default: "33434 for UDP, 1 for ICMP, 80 for TCP",
+    description: "destination port, rising by one per probe for UDP (ICMP: first sequence number)",
+  },
+  source: {
+    short: "s",
+    type: "string",
+    arg: "src_addr",
+    default: "chosen by routing",
+    description: "source address of the probes",
+  },
+  interface: {
+    short: "i",
+    type: "string",
+    arg: "device",
+    default: "chosen by routing",
+    description: "the interface to send through",
+  },
+  sport: {
+    type: "string",
+    arg: "num",
+    default: "chosen by the system",
+    description: "source port, for UDP and TCP",
+  },
+  paris: { type: "boolean", description: "Paris traceroute: one flow for every probe of a trace" },
+  report: {
+    short: "r",
+    type: "boolean",
+    description: "probe the path several times and print mtr's report",
+  },
+  "report-cycles": {
+    short: "c",
+    type: "string",
+    arg: "cycles",
+    default: "10",
+    description: "with --report: how many times to probe the path",
+  },
+  interval: {
+    type: "string",
+    arg: "secs",
+    default: "0.1",
+    description: "with --report: pause between cycles",
+  },
+  json: { type: "boolean", description: "one JSON object per hop, then a summary" },
+  help: { short: "h", type: "boolean", description: "print this list of options and exit" },
+} as const satisfies Options;
 
-const OPTIONS = {
-  ipv4: { short: "4", type: "boolean" },
-  ipv6: { short: "6", type: "boolean" },
-  icmp: { short: "I", type: "boolean" },
-  tcp: { short: "T", type: "boolean" },
-  numeric: { short: "n", type: "boolean" },
-  first: { short: "f", type: "string" },
-  "max-hops": { short: "m", type: "string" },
-  queries: { short: "q", type: "string" },
-  "sim-queries": { short: "N", type: "string" },
-  wait: { short: "w", type: "string" },
-  sendwait: { short: "z", type: "string" },
-  port: { short: "p", type: "string" },
-  source: { short: "s", type: "string" },
-  interface: { short: "i", type: "string" },
-  sport: { type: "string" },
-  paris: { type: "boolean" },
-  report: { short: "r", type: "boolean" },
-  "report-cycles": { short: "c", type: "string" },
-  interval: { type: "string" },
-  json: { type: "boolean" },
-  help: { short: "h", type: "boolean" },
-} as const;
+const HELP = {
+  usage: "Usage: deno task traceroute [options] host [packet_len]",
+  summary: "Prints the routers on the path to host, as Butskoy traceroute 2.1 does. " +
+    "packet_len is the whole probe's size (default: 60 for IPv4, 80 for IPv6).",
+  footer: "Exit codes: 0 when the trace ran (reached or not), 1 when the method needs privileges " +
+    "the process lacks or a socket call failed, 2 for bad input or an unknown host.",
+};
 
 function parseWait(text: string): Partial<WaitTimes> {
   const parts = text.split(/[,/]/);
-  if (parts.length > 3) throw new UsageError(`invalid argument for -w: '${text}'`);
+  if (parts.length > 3) throw new CliError(`invalid argument for -w: '${text}'`);
   const [max, here, near] = parts.map((p) => parseNumber("-w", p, { min: 0 }));
   // Butskoy: HERE and NEAR are zero when only MAX is given (old behaviour).
   return { max: max!, here: here ?? 0, near: near ?? 0 };
@@ -66,13 +154,13 @@ async function main(args: string[]): Promise<number> {
     return typeof value === "string" ? value : undefined;
   };
   if (flag("help")) {
-    console.log(USAGE);
+    Deno.stdout.writeSync(new TextEncoder().encode(formatHelp(OPTIONS, HELP)));
     return 0;
   }
-  if (positionals.length < 1) throw new UsageError("missing host operand (see --help)");
-  if (positionals.length > 2) throw new UsageError(`extra operand '${positionals[2]}'`);
-  if (flag("icmp") && flag("tcp")) throw new UsageError("-I and -T cannot be used together");
-  if (flag("ipv4") && flag("ipv6")) throw new UsageError("-4 and -6 cannot be used together");
+  if (positionals.length < 1) throw new CliError("missing host operand (see --help)");
+  if (positionals.length > 2) throw new CliError(`extra operand '${positionals[2]}'`);
+  if (flag("icmp") && flag("tcp")) throw new CliError("-I and -T cannot be used together");
+  if (flag("ipv4") && flag("ipv6")) throw new CliError("-4 and -6 cannot be used together");
   const host = positionals[0]!;
   const method: Method = flag("icmp") ? "icmp" : flag("tcp") ? "tcp" : "udp";
   const numeric = flag("numeric");
@@ -116,7 +204,7 @@ async function main(args: string[]): Promise<number> {
     });
   }
   const cycles = int("report-cycles", "-c", 1);
-  if (cycles !== undefined && !flag("report")) throw new UsageError("-c needs --report");
+  if (cycles !== undefined && !flag("report")) throw new CliError("-c needs --report");
   const interval = text("interval");
   const intervalMs = interval === undefined
     ? undefined
@@ -147,29 +235,42 @@ async function main(args: string[]): Promise<number> {
     if (json) out(JSON.stringify(summaryJson(target, t.summary())));
     return 0;
   } catch (err) {
-    if (
-      (err instanceof Error && err.name === "ResolveError") || err instanceof RangeError ||
-      err instanceof TypeError
-    ) {
-      throw new UsageError(err.message, 2);
-    }
-    if (err instanceof Deno.errors.PermissionDenied && err.message === PRIVILEGE_MESSAGE) {
-      const cause = err.cause instanceof SocketError ? err.cause.message : "permission denied";
-      throw new UsageError(`${PRIVILEGE_MESSAGE}\n${cause}`, 1);
-    }
-    if (err instanceof SocketError) throw new UsageError(err.message, 1);
-    throw err;
+    throw await cliError(err, { method, hostArg: args.indexOf(host) + 1 });
   }
 }
 
-if (import.meta.main) {
-  let code: number;
-  try {
-    code = await main(Deno.args);
-  } catch (err) {
-    // One line (two for the privilege message, as Butskoy), no stack trace.
-    code = err instanceof UsageError ? err.exitCode : 1;
-    console.error(`traceroute: ${err instanceof Error ? err.message : String(err)}`);
+/**
+ * Turns what a trace throws into the message and exit code a user gets.
+ * An unknown host and missing privilege print Butskoy's lines as they are;
+ * missing privilege then says how to fix it.
+ */
+async function cliError(
+  err: unknown,
+  at: { method: Method; hostArg: number },
+): Promise<unknown> {
+  if (err instanceof Error && err.name === "ResolveError") {
+    const { gaiMessage, ResolveError } = await import("../lib/resolve.ts");
+    if (err instanceof ResolveError) {
+      return new CliError(
+        `${
+          gaiMessage(err)
+        }\nCannot handle "host" cmdline arg \`${err.host}' on position 1 (argc ${at.hostArg})`,
+        2,
+        { bare: true },
+      );
+    }
   }
-  Deno.exit(code);
+  if (err instanceof RangeError || err instanceof TypeError) return new CliError(err.message, 2);
+  if (err instanceof Deno.errors.PermissionDenied && err.message === PRIVILEGE_MESSAGE) {
+    const { perror, privilegeFix } = await import("../lib/privilege.ts");
+    const cause = err.cause instanceof SocketError
+      ? perror(err.cause)
+      : "socket: permission denied";
+    const fix = privilegeFix(at.method === "icmp" ? "icmp" : "raw");
+    return new CliError(`${PRIVILEGE_MESSAGE}\n${cause}\ntraceroute: ${fix}`, 1, { bare: true });
+  }
+  if (err instanceof SocketError) return new CliError(err.message, 1);
+  return err;
 }
+
+if (import.meta.main) await runMain("traceroute", () => main(Deno.args));

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { Options } from "../cli.ts";
+
 const ROOT = new URL("../../", import.meta.url);
 
 /**
@@ -45,4 +47,83 @@ export function taskCommand(name: string, args: readonly string[] = []): string[
     ...words.slice(script + 1),
     ...args,
   ];
+}
+
+/**
+ * The argument vector that runs task `name` through `deno task` itself with
+ * `--config` pointing at the project's `deno.json`, as a user does from
+ * another directory: spawn it with `cwd` set to that directory, and the task
+ * sees it in `INIT_CWD`.
+ *
+ * @param name The task's name in `deno.json`.
+ * @param args The task's arguments.
+ * @returns The argument vector, the runtime first.
+ *
+ * @example
+ * ```ts
+ * import { taskViaConfig } from "./tasks.ts";
+ * import { assertEquals } from "./assert.ts";
+ * const argv = taskViaConfig("webserver", ["."]);
+ * assertEquals([argv[1], argv.at(-1)], ["task", "."]);
+ * ```
+ */
+export function taskViaConfig(name: string, args: readonly string[] = []): string[] {
+  return [
+    Deno.execPath(),
+    "task",
+    "-q",
+    "--config",
+    new URL("deno.json", ROOT).pathname,
+    name,
+    ...args,
+  ];
+}
+
+/**
+ * Runs `deno task NAME --help` and checks what a user relies on: exit 0,
+ * the text on stdout and nothing on stderr, and every option of the tool's
+ * table listed with its short form and its default. A tool whose help and
+ * parser come from one table cannot fail this; one that drifts does.
+ *
+ * @param name The task's name.
+ * @param options The option table the tool parses with.
+ * @param args The arguments that ask for help.
+ * @returns The help text.
+ *
+ * @example
+ * ```ts ignore
+ * import { assertHelpLists } from "./tasks.ts";
+ * import { OPTIONS } from "../../proxy_server/main.ts";
+ * await assertHelpLists("proxy", OPTIONS);
+ * ```
+ */
+export async function assertHelpLists(
+  name: string,
+  options: Options,
+  args: readonly string[] = ["--help"],
+): Promise<string> {
+  const [cmd, ...rest] = taskCommand(name, args);
+  const out = await new Deno.Command(cmd!, { args: rest, stdin: "null" }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  const problems: string[] = [];
+  if (out.code !== 0) problems.push(`exit code ${out.code}, not 0`);
+  if (stderr !== "") problems.push(`stderr is not empty: ${stderr.slice(0, 200)}`);
+  for (const [long, spec] of Object.entries(options)) {
+    const line = stdout.split("\n").find((l) => new RegExp(`--${long}\\b`).test(l));
+    if (line === undefined) {
+      problems.push(`--${long} is not listed`);
+      continue;
+    }
+    if (spec.short && !line.includes(`-${spec.short}, --${long}`)) {
+      problems.push(`--${long} is listed without -${spec.short}`);
+    }
+    if (spec.default && !line.includes(`default: ${spec.default}`)) {
+      problems.push(`--${long} is listed without its default ${spec.default}`);
+    }
+  }
+  if (problems.length) {
+    throw new Error(`deno task ${name} ${args.join(" ")}:\n  ${problems.join("\n  ")}`);
+  }
+  return stdout;
 }
