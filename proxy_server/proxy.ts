@@ -15,6 +15,7 @@
  * @module
  */
 import { concat, writeAll } from "../lib/bytes.ts";
+import { escapeHtml } from "../lib/html.ts";
 import { Deadline, delay } from "../lib/deadline.ts";
 import { type ClientResponse, HttpClient, HttpClientError } from "../lib/http/client.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "../lib/http/encoder.ts";
@@ -29,6 +30,7 @@ import {
   type ServerOptions,
 } from "../lib/http/server.ts";
 import { reasonPhrase } from "../lib/http/status.ts";
+import { createRandom } from "../lib/random.ts";
 import {
   type CacheStatusParams,
   currentAge,
@@ -268,25 +270,6 @@ function normaliseClientIp(host: string): Uint8Array | undefined {
   return b;
 }
 
-/** A small seeded PRNG (mulberry32), so that --seed makes drops reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return function next(): number {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(
-    /[&<>"]/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!,
-  );
-}
-
 /** What the proxy attaches to each access-log record: Squid's result code, hierarchy, type and URL. */
 interface Exchange {
   code: string;
@@ -372,7 +355,7 @@ class ProxyServer implements Proxy {
       ...(options.allow ?? []).map(parseCidr),
     ];
     this.#connectPorts = new Set(options.connectPorts ?? [443]);
-    this.#random = mulberry32(options.seed ?? Date.now());
+    this.#random = createRandom(options.seed ?? Date.now());
     this.#dropRate = options.dropRate ?? 0;
     this.#delay = options.delay ?? 0;
     this.#timeout = options.timeout ?? 30000;

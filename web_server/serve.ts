@@ -26,6 +26,7 @@
 import zlib from "node:zlib";
 import { promisify } from "node:util";
 import { concat } from "../lib/bytes.ts";
+import { escapeHtml } from "../lib/html.ts";
 import { reasonPhrase } from "../lib/http/mod.ts";
 import { contentType, isCompressible } from "./mime_types.ts";
 
@@ -733,10 +734,6 @@ export interface ListingEntry {
   size: number;
   /** Modification time as an ISO 8601 string, or null when unknown. */
   modified: string | null;
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function humanSize(n: number): string {
