@@ -20,7 +20,7 @@ import { Deadline, delay } from "../lib/deadline.ts";
 import { type ClientResponse, HttpClient, HttpClientError } from "../lib/http/client.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "../lib/http/encoder.ts";
 import { HttpError } from "../lib/http/errors.ts";
-import { FieldList } from "../lib/http/fields.ts";
+import { FieldList, listTokens, splitList } from "../lib/http/fields.ts";
 import type { RequestHead, ResponseHead } from "../lib/http/heads.ts";
 import { defaultMaxConnections } from "../lib/http/limits.ts";
 import {
@@ -537,7 +537,7 @@ class ProxyServer implements Proxy {
     if (head.method === "CONNECT") return await this.#tunnel(conn, head, x);
     const keepAlive = head.keepAlive && !conn.closing;
     const via = head.headers.get("via");
-    if (via !== null && via.split(",").some((v) => v.trim() === this.#via)) {
+    if (via !== null && splitList(via).includes(this.#via)) {
       x.code = "TCP_DENIED";
       await this.#sendError(conn, 508, "Forwarding loop detected.", "bypass", false);
       return false;
@@ -1166,7 +1166,7 @@ function pick(options: Omit<ProxyOptions, "log">): Partial<ServerOptions> {
 function stripHopByHop(headers: FieldList): FieldList {
   const listed = new Set<string>();
   for (const v of headers.getAll("connection")) {
-    for (const t of v.split(",")) listed.add(t.trim().toLowerCase());
+    for (const t of listTokens(v)) listed.add(t);
   }
   const out = new FieldList();
   for (const [n, v] of headers) {
