@@ -329,7 +329,9 @@ function pushElement(out: string[], part: string): void {
  */
 export function listTokens(value: string): string[] {
   const out: string[] = [];
-  for (const element of splitList(value)) {
+  // Per-request fields (Connection) rarely quote: a plain split is faster there.
+  const elements = value.indexOf('"') < 0 ? value.split(",") : splitList(value);
+  for (const element of elements) {
     let t = element;
     const semi = t.indexOf(";");
     if (semi >= 0) t = t.slice(0, semi);
