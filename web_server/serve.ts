@@ -25,7 +25,7 @@
  */
 import zlib from "node:zlib";
 import { promisify } from "node:util";
-import { concat } from "../lib/bytes.ts";
+import { concat, readFull } from "../lib/bytes.ts";
 import { escapeHtml } from "../lib/html.ts";
 import {
   compareETags,
@@ -503,11 +503,8 @@ async function readRanges(path: string, ranges: ByteRange[]): Promise<Uint8Array
   for (const r of ranges) {
     const buf = new Uint8Array(r.end - r.start + 1);
     await file.seek(r.start, Deno.SeekMode.Start);
-    let off = 0;
-    while (off < buf.length) {
-      const n = await file.read(buf.subarray(off));
-      if (n === null) throw new Error(`Cannot read ${path}: file shrank while serving`);
-      off += n;
+    if (await readFull(file, buf) < buf.length) {
+      throw new Error(`Cannot read ${path}: file shrank while serving`);
     }
     out.push(buf);
   }
