@@ -1,6 +1,6 @@
 /**
  * Byte-array helpers shared by the HTTP codec, the web server, its client and
- * the proxy.
+ * the proxy: joining arrays, and reads and writes that loop over partial ones.
  *
  * @module
  */
@@ -29,6 +29,43 @@ export function concat(pieces: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
   }
   return out;
 }
+/**
+ * Reads until `buf` is full or the input ends, looping over partial reads
+ * (`Deno.FsFile.read` and `Deno.Conn.read` may return less than asked).
+ *
+ * @param reader A `Deno.FsFile`, a `Deno.Conn` or anything with `read(p)`.
+ * @param buf The buffer to fill.
+ * @returns How many bytes were read: less than `buf.length` only at the end of the input.
+ *
+ * @example
+ * ```ts
+ * import { readFull } from "./bytes.ts";
+ * const input = [new Uint8Array([1, 2]), new Uint8Array([3])];
+ * const reader = {
+ *   read: (p: Uint8Array) => {
+ *     const next = input.shift();
+ *     if (next === undefined) return Promise.resolve(null);
+ *     p.set(next);
+ *     return Promise.resolve(next.length);
+ *   },
+ * };
+ * const buf = new Uint8Array(4);
+ * console.assert((await readFull(reader, buf)) === 3 && buf.join() === "1,2,3,0");
+ * ```
+ */
+export async function readFull(
+  reader: { read(p: Uint8Array): Promise<number | null> },
+  buf: Uint8Array,
+): Promise<number> {
+  let off = 0;
+  while (off < buf.length) {
+    const n = await reader.read(off === 0 ? buf : buf.subarray(off));
+    if (n === null || n === 0) break;
+    off += n;
+  }
+  return off;
+}
+
 /**
  * Writes all of `data`, looping over partial writes (`Deno.Conn.write` may
  * write less than asked).

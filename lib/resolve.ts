@@ -16,7 +16,8 @@ import { type Family, ipFamily, splitZone } from "./sockaddr.ts";
 /**
  * A failed forward lookup. `code` is the resolver's (`ENOTFOUND` for no such
  * name, `EAI_AGAIN` for a temporary failure, `ENODATA` for a name without an
- * address of the wanted family).
+ * address of the wanted family, `EAI_ADDRFAMILY` for an address literal of
+ * the other family).
  *
  * @example
  * ```ts
@@ -42,7 +43,7 @@ export class ResolveError extends Error {
       ? "no such name"
       : code === "EAI_AGAIN"
       ? "temporary failure in name resolution"
-      : code === "ENODATA"
+      : code === "ENODATA" || code === "EAI_ADDRFAMILY"
       ? "no address of the requested family"
       : code;
     super(`Cannot resolve host "${host}": ${why}`);
@@ -115,31 +116,52 @@ export interface ResolveOptions {
  * ```
  */
 export async function resolveHost(host: string, options: ResolveOptions = {}): Promise<Resolved> {
+  return (await resolveAll(host, options))[0]!;
+}
+
+/**
+ * Resolves a host name or address text to every address the system gives,
+ * in its order (`/etc/gai.conf`, RFC 6724), each once, for a client that
+ * tries them in turn.
+ *
+ * @param host A name or an IPv4/IPv6 address.
+ * @param options The wanted family.
+ * @returns At least one address; a numeric host gives itself.
+ * @throws {ResolveError} When the name cannot be resolved.
+ *
+ * @example
+ * ```ts
+ * import { resolveAll } from "./resolve.ts";
+ * const all = await resolveAll("localhost", { family: 4 });
+ * console.assert(all.some((r) => r.address === "127.0.0.1"));
+ * ```
+ */
+export async function resolveAll(host: string, options: ResolveOptions = {}): Promise<Resolved[]> {
   const numericFamily = ipFamily(host);
   if (numericFamily !== undefined) {
     if (options.family !== undefined && options.family !== numericFamily) {
       throw new ResolveError(host, "EAI_ADDRFAMILY");
     }
-    return { address: splitZone(host).address, family: numericFamily, host, numeric: true };
+    return [{ address: splitZone(host).address, family: numericFamily, host, numeric: true }];
   }
   if (host === "" || host.length > 253) throw new ResolveError(host, "ENOTFOUND");
-  let first: { family: Family; address: string } | undefined;
+  let found: { family: Family; address: string }[];
   try {
-    [first] = await lookupHost(host, options.family);
+    found = await lookupHost(host, options.family);
   } catch (err) {
     if (!isUnavailable(err)) {
       throw new ResolveError(host, (err as { code?: string }).code ?? "ENOTFOUND");
     }
     const { lookup } = await import("node:dns/promises");
     try {
-      const r = await lookup(host, { family: options.family ?? 0, verbatim: true });
-      first = { address: r.address, family: r.family === 6 ? 6 : 4 };
+      const all = await lookup(host, { family: options.family ?? 0, all: true, verbatim: true });
+      found = all.map((r) => ({ address: r.address, family: r.family === 6 ? 6 : 4 }));
     } catch (err) {
       throw new ResolveError(host, (err as { code?: string }).code ?? "ENOTFOUND");
     }
   }
-  if (!first) throw new ResolveError(host, "ENODATA");
-  return { address: first.address, family: first.family, host, numeric: false };
+  if (found.length === 0) throw new ResolveError(host, "ENODATA");
+  return found.map((r) => ({ address: r.address, family: r.family, host, numeric: false }));
 }
 
 /**

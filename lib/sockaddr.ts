@@ -156,9 +156,8 @@ export function formatIPv6(bytes: Uint8Array): string {
   const groups: number[] = [];
   for (let i = 0; i < 8; i++) groups.push(((bytes[i * 2] ?? 0) << 8) | (bytes[i * 2 + 1] ?? 0));
   // RFC 5952 §5: IPv4-mapped addresses keep the dotted-quad tail.
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${formatIPv4(bytes.subarray(12, 16))}`;
-  }
+  const v4 = unmapIPv4(bytes);
+  if (v4 !== undefined) return `::ffff:${formatIPv4(v4)}`;
   let bestStart = -1, bestLen = 1;
   for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
@@ -175,6 +174,27 @@ export function formatIPv6(bytes: Uint8Array): string {
   const left = hex.slice(0, bestStart).join(":");
   const right = hex.slice(bestStart + bestLen).join(":");
   return `${left}::${right}`;
+}
+
+/**
+ * Finds the IPv4 address inside an IPv4-mapped IPv6 address
+ * (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2), as a dual-stack socket reports an
+ * IPv4 peer.
+ *
+ * @param bytes Address bytes: 16 for IPv6 (any other length is not mapped).
+ * @returns A view of the four IPv4 bytes, or `undefined` when not IPv4-mapped.
+ *
+ * @example
+ * ```ts
+ * import { formatIPv4, parseIPv6, unmapIPv4 } from "./sockaddr.ts";
+ * console.assert(formatIPv4(unmapIPv4(parseIPv6("::ffff:10.0.0.1"))!) === "10.0.0.1");
+ * console.assert(unmapIPv4(parseIPv6("::1")) === undefined);
+ * ```
+ */
+export function unmapIPv4(bytes: Uint8Array): Uint8Array | undefined {
+  if (bytes.length < 16 || bytes[10] !== 0xff || bytes[11] !== 0xff) return undefined;
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return undefined;
+  return bytes.subarray(12, 16);
 }
 
 /**

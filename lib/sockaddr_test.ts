@@ -7,6 +7,7 @@ import {
   parseIP,
   parseIPv4,
   parseIPv6,
+  unmapIPv4,
 } from "./sockaddr.ts";
 
 Deno.test("formatIPv6() writes the RFC 5952 canonical form", () => {
@@ -76,4 +77,13 @@ Deno.test("encodeSockaddr() and decodeSockaddr() round-trip both families", () =
   );
   assert(err.message.startsWith("Invalid port 70000"));
   assertEquals(decodeSockaddr(new Uint8Array(16), 16), undefined);
+});
+
+Deno.test("unmapIPv4() finds the IPv4 address only in ::ffff:0:0/96", () => {
+  assertEquals([...unmapIPv4(parseIPv6("::ffff:192.0.2.1"))!], [192, 0, 2, 1]);
+  assertEquals([...unmapIPv4(parseIPv6("::ffff:c000:201"))!], [192, 0, 2, 1]);
+  for (const text of ["::1", "::192.0.2.1", "64:ff9b::192.0.2.1", "1::ffff:192.0.2.1"]) {
+    assertEquals(unmapIPv4(parseIPv6(text)), undefined, text);
+  }
+  assertEquals(unmapIPv4(parseIPv4("192.0.2.1")), undefined);
 });

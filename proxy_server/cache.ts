@@ -8,6 +8,9 @@
  *
  * @module
  */
+import { parseHttpDate } from "../lib/http/dates.ts";
+import { matchETagList } from "../lib/http/etag.ts";
+import { splitList } from "../lib/http/fields.ts";
 
 /** Anything that reads header fields by name, such as the Web `Headers` class. */
 export interface FieldReader {
@@ -35,38 +38,28 @@ export type CacheControl = Map<string, string | true>;
  */
 export function parseCacheControl(value: string | null): CacheControl {
   const out: CacheControl = new Map();
-  if (value === null || value === "") return out;
-  // A simple tokenizer: commas inside quoted strings do not split.
-  let i = 0;
-  const n = value.length;
-  while (i < n) {
-    while (i < n && (value[i] === " " || value[i] === "\t" || value[i] === ",")) i++;
-    let name = "";
-    while (i < n && value[i] !== "=" && value[i] !== ",") name += value[i++];
-    name = name.trim().toLowerCase();
+  if (value === null) return out;
+  for (const element of splitList(value)) {
+    const eq = element.indexOf("=");
+    const name = (eq < 0 ? element : element.slice(0, eq)).trim().toLowerCase();
     let arg: string | true = true;
-    if (i < n && value[i] === "=") {
-      i++;
-      while (i < n && (value[i] === " " || value[i] === "\t")) i++;
-      if (value[i] === '"') {
-        i++;
-        let s = "";
-        while (i < n && value[i] !== '"') {
-          if (value[i] === "\\" && i + 1 < n) i++;
-          s += value[i++];
-        }
-        i++;
-        arg = s;
-        while (i < n && value[i] !== ",") i++;
-      } else {
-        let s = "";
-        while (i < n && value[i] !== ",") s += value[i++];
-        arg = s.trim();
-      }
+    if (eq >= 0) {
+      const text = element.slice(eq + 1).trim();
+      arg = text.startsWith('"') ? unquote(text) : text;
     }
     if (name !== "" && !out.has(name)) out.set(name, arg);
   }
   return out;
+}
+
+/** The content of a quoted-string (RFC 9110 §5.6.4), up to its closing quote. */
+function unquote(text: string): string {
+  let s = "";
+  for (let i = 1; i < text.length && text[i] !== '"'; i++) {
+    if (text[i] === "\\" && i + 1 < text.length) i++;
+    s += text[i];
+  }
+  return s;
 }
 
 /**
@@ -86,58 +79,6 @@ export function deltaSeconds(arg: string | true | undefined): number | undefined
   if (typeof arg !== "string" || !/^[0-9]+$/.test(arg)) return undefined;
   const n = Number(arg);
   return n > 2147483648 ? 2147483648 : n;
-}
-
-/**
- * Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime form; RFC 9110 §5.6.7).
- *
- * @param value The field value.
- * @returns Milliseconds since the epoch, or `undefined` when invalid or absent.
- *
- * @example
- * ```ts
- * import { parseHttpDate } from "./cache.ts";
- * console.assert(parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT") === 784111777000);
- * ```
- */
-export function parseHttpDate(value: string | null): number | undefined {
-  if (value === null) return undefined;
-  const v = value.trim();
-  // Date.parse also accepts many non-HTTP forms; require a GMT zone or the
-  // asctime shape so that "0" or "-1" in Expires count as invalid (§5.3).
-  if (!/GMT$/.test(v) && !/^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}$/.test(v)) {
-    return undefined;
-  }
-  const t = Date.parse(/GMT$/.test(v) ? v : `${v} GMT`);
-  if (Number.isNaN(t)) return undefined;
-  // RFC 850 dates have two-digit years: one that would be more than 50 years in
-  // the future is the most recent past year with those digits (RFC 9110 §5.6.7).
-  const rfc850 = /^[A-Za-z]+, \d\d-[A-Za-z]{3}-(\d\d) /.exec(v);
-  if (rfc850) {
-    const d = new Date(t);
-    const nowYear = new Date().getUTCFullYear();
-    let year = Math.floor(nowYear / 100) * 100 + Number(rfc850[1]);
-    if (year > nowYear + 50) year -= 100;
-    d.setUTCFullYear(year);
-    return d.getTime();
-  }
-  return t;
-}
-
-/**
- * Formats a time as an IMF-fixdate (RFC 9110 §5.6.7).
- *
- * @param ms Milliseconds since the epoch.
- * @returns The date text.
- *
- * @example
- * ```ts
- * import { formatHttpDate } from "./cache.ts";
- * console.assert(formatHttpDate(784111777000) === "Sun, 06 Nov 1994 08:49:37 GMT");
- * ```
- */
-export function formatHttpDate(ms: number): string {
-  return new Date(ms).toUTCString();
 }
 
 /** Status codes that are heuristically cacheable by default (RFC 9110 §15.1). */
@@ -230,7 +171,7 @@ export function storability(
   // §5.2.2.7: an unqualified private forbids a shared cache from storing.
   if (cc.get("private") === true) return { storable: false, reason: "private" };
   const vary = response.headers.get("vary");
-  if (vary !== null && vary.split(",").some((v) => v.trim() === "*")) {
+  if (vary !== null && splitList(vary).includes("*")) {
     // §4.1: "Vary: *" never matches, so storing it would only waste space.
     return { storable: false, reason: "vary-star" };
   }
@@ -602,10 +543,10 @@ export function varyKey(vary: string | null, request: FieldReader): string | nul
  */
 export function varyNames(vary: string): string[] | null {
   const names: string[] = [];
-  for (const part of vary.split(",")) {
-    const name = part.trim().toLowerCase();
+  for (const element of splitList(vary)) {
+    const name = element.toLowerCase();
     if (name === "*") return null;
-    if (name !== "" && !names.includes(name)) names.push(name);
+    if (!names.includes(name)) names.push(name);
   }
   return names.sort();
 }
@@ -678,10 +619,8 @@ export function isNotModified(request: FieldReader, response: FieldReader): bool
   if (inm !== null) {
     const etag = response.get("etag");
     if (etag === null) return false;
-    if (inm.trim() === "*") return true;
     // Weak comparison (§8.8.3.2) is the rule for If-None-Match.
-    const bare = etag.trim().replace(/^W\//, "");
-    return inm.split(",").some((t) => t.trim().replace(/^W\//, "") === bare);
+    return matchETagList(inm, etag.trim(), { weak: true });
   }
   const ims = parseHttpDate(request.get("if-modified-since"));
   if (ims === undefined) return false;

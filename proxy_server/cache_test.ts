@@ -26,6 +26,8 @@ Deno.test("parseCacheControl() reads directives with and without quoted argument
   assertEquals(cc.get("max-age"), "60");
   assertEquals(cc.get("no-cache"), "set-cookie, x");
   assertEquals(cc.get("private"), true);
+  assertEquals(parseCacheControl('no-cache="a\\"b, c", public').get("no-cache"), 'a"b, c');
+  assertEquals(parseCacheControl("").size, 0);
 });
 
 Deno.test("storability() follows RFC 9111 §3 and §3.5, one rule per case", async (t) => {
@@ -451,6 +453,12 @@ Deno.test("isNotModified() evaluates If-None-Match before If-Modified-Since", ()
     false,
   );
   assertEquals(isNotModified(h({ "if-modified-since": DATE }), res), true);
+  // A comma inside a tag does not split it; `*` matches only a stored tag.
+  const comma = h({ etag: 'W/"a,b"' });
+  assertEquals(isNotModified(h({ "if-none-match": '"x", "a,b"' }), comma), true);
+  assertEquals(isNotModified(h({ "if-none-match": '"a", "b"' }), comma), false);
+  assertEquals(isNotModified(h({ "if-none-match": "*" }), comma), true);
+  assertEquals(isNotModified(h({ "if-none-match": "*" }), h()), false);
   assertEquals(
     isNotModified(h({ "if-modified-since": "Wed, 01 Nov 2026 12:00:00 GMT" }), res),
     false,

@@ -15,11 +15,12 @@
  * @module
  */
 import { concat, writeAll } from "../lib/bytes.ts";
+import { escapeHtml } from "../lib/html.ts";
 import { Deadline, delay } from "../lib/deadline.ts";
 import { type ClientResponse, HttpClient, HttpClientError } from "../lib/http/client.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "../lib/http/encoder.ts";
 import { HttpError } from "../lib/http/errors.ts";
-import { FieldList } from "../lib/http/fields.ts";
+import { FieldList, listTokens, splitList } from "../lib/http/fields.ts";
 import type { RequestHead, ResponseHead } from "../lib/http/heads.ts";
 import { defaultMaxConnections } from "../lib/http/limits.ts";
 import {
@@ -29,6 +30,8 @@ import {
   type ServerOptions,
 } from "../lib/http/server.ts";
 import { reasonPhrase } from "../lib/http/status.ts";
+import { createRandom } from "../lib/random.ts";
+import { ipFamily, parseIP, unmapIPv4 } from "../lib/sockaddr.ts";
 import {
   type CacheStatusParams,
   currentAge,
@@ -205,47 +208,14 @@ interface Cidr {
  */
 export function parseCidr(text: string): { bytes: Uint8Array; prefix: number } {
   const [addr = "", len] = text.split("/");
-  const bytes = parseIp(addr);
-  if (bytes === undefined) throw new TypeError(`Cannot parse CIDR "${text}": bad address`);
+  if (ipFamily(addr) === undefined) throw new TypeError(`Cannot parse CIDR "${text}": bad address`);
+  const { bytes } = parseIP(addr);
   const max = bytes.length * 8;
   const prefix = len === undefined ? max : Number(len);
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (len ?? "0").trim() === "") {
     throw new TypeError(`Cannot parse CIDR "${text}": bad prefix length`);
   }
   return { bytes, prefix };
-}
-
-function parseIp(text: string): Uint8Array | undefined {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
-  if (v4) {
-    const b = v4.slice(1).map(Number);
-    return b.every((x) => x <= 255) ? Uint8Array.from(b) : undefined;
-  }
-  if (!text.includes(":")) return undefined;
-  let t = text.replace(/^\[|\]$/g, "");
-  const mapped = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(t);
-  let tail: number[] = [];
-  if (mapped) {
-    const v = parseIp(mapped[2]!);
-    if (v === undefined) return undefined;
-    tail = [(v[0]! << 8) | v[1]!, (v[2]! << 8) | v[3]!];
-    t = mapped[1]!.endsWith("::") ? mapped[1]! : mapped[1]!.slice(0, -1);
-  }
-  const halves = t.split("::");
-  if (halves.length > 2) return undefined;
-  const parse = (s: string) => (s === "" ? [] : s.split(":").map((x) => parseInt(x, 16)));
-  const head = parse(halves[0]!);
-  const rest = halves.length === 2 ? parse(halves[1]!) : [];
-  const fill = 8 - head.length - rest.length - tail.length;
-  if (fill < 0 || (halves.length === 1 && fill !== 0)) return undefined;
-  const words = [...head, ...new Array(fill).fill(0), ...rest, ...tail];
-  if (words.some((w) => !Number.isFinite(w) || w < 0 || w > 0xffff)) return undefined;
-  const out = new Uint8Array(16);
-  words.forEach((w, i) => {
-    out[i * 2] = w >> 8;
-    out[i * 2 + 1] = w & 0xff;
-  });
-  return out;
 }
 
 function inCidr(ip: Uint8Array, cidr: Cidr): boolean {
@@ -259,32 +229,10 @@ function inCidr(ip: Uint8Array, cidr: Cidr): boolean {
 }
 
 function normaliseClientIp(host: string): Uint8Array | undefined {
-  const b = parseIp(host);
-  if (b === undefined || b.length === 4) return b;
+  if (ipFamily(host) === undefined) return undefined;
+  const { bytes } = parseIP(host);
   // IPv4-mapped IPv6 (::ffff:a.b.c.d) is checked as IPv4.
-  if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) {
-    return b.slice(12);
-  }
-  return b;
-}
-
-/** A small seeded PRNG (mulberry32), so that --seed makes drops reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return function next(): number {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(
-    /[&<>"]/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!,
-  );
+  return unmapIPv4(bytes) ?? bytes;
 }
 
 /** What the proxy attaches to each access-log record: Squid's result code, hierarchy, type and URL. */
@@ -372,7 +320,7 @@ class ProxyServer implements Proxy {
       ...(options.allow ?? []).map(parseCidr),
     ];
     this.#connectPorts = new Set(options.connectPorts ?? [443]);
-    this.#random = mulberry32(options.seed ?? Date.now());
+    this.#random = createRandom(options.seed ?? Date.now());
     this.#dropRate = options.dropRate ?? 0;
     this.#delay = options.delay ?? 0;
     this.#timeout = options.timeout ?? 30000;
@@ -554,7 +502,7 @@ class ProxyServer implements Proxy {
     if (head.method === "CONNECT") return await this.#tunnel(conn, head, x);
     const keepAlive = head.keepAlive && !conn.closing;
     const via = head.headers.get("via");
-    if (via !== null && via.split(",").some((v) => v.trim() === this.#via)) {
+    if (via !== null && splitList(via).includes(this.#via)) {
       x.code = "TCP_DENIED";
       await this.#sendError(conn, 508, "Forwarding loop detected.", "bypass", false);
       return false;
@@ -1183,7 +1131,7 @@ function pick(options: Omit<ProxyOptions, "log">): Partial<ServerOptions> {
 function stripHopByHop(headers: FieldList): FieldList {
   const listed = new Set<string>();
   for (const v of headers.getAll("connection")) {
-    for (const t of v.split(",")) listed.add(t.trim().toLowerCase());
+    for (const t of listTokens(v)) listed.add(t);
   }
   const out = new FieldList();
   for (const [n, v] of headers) {

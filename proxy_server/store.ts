@@ -17,6 +17,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { readFull, writeAll } from "../lib/bytes.ts";
 
 /** What the cache keeps about a stored response besides its body. */
 export interface EntryMeta {
@@ -446,7 +447,7 @@ export class CacheStore {
       fh = (async () => {
         const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
         // Room for the header, which is written last, at commit.
-        await writeFull(f, new Uint8Array(HEADER));
+        await writeAll(f, new Uint8Array(HEADER));
         return f;
       })();
     }
@@ -473,7 +474,7 @@ export class CacheStore {
         if (fh !== undefined) {
           const f = await fh;
           crc = crc32(crc, chunk);
-          await writeFull(f, chunk);
+          await writeAll(f, chunk);
         }
         return true;
       },
@@ -496,9 +497,9 @@ export class CacheStore {
           // The body's CRC was computed while streaming; the metadata follows it.
           const header = makeHeader(metaBytes.length, length, crc32(crc, metaBytes));
           try {
-            await writeFull(f, metaBytes);
+            await writeAll(f, metaBytes);
             await f.seek(0, Deno.SeekMode.Start);
-            await writeFull(f, header);
+            await writeAll(f, header);
             // Durable before visible: sync, then rename over any previous entry.
             await f.syncData();
             f.close();
@@ -627,7 +628,7 @@ async function readRecord(path: string): Promise<DiskRecord | undefined> {
   using f = await Deno.open(path, { read: true });
   const stat = await f.stat();
   const head = new Uint8Array(HEADER);
-  if (!(await readFull(f, head))) return undefined;
+  if (await readFull(f, head) < head.length) return undefined;
   const dv = new DataView(head.buffer);
   if (dv.getUint32(0, true) !== MAGIC) return undefined;
   const metaLen = dv.getUint32(4, true);
@@ -635,25 +636,10 @@ async function readRecord(path: string): Promise<DiskRecord | undefined> {
   if (stat.size !== HEADER + metaLen + bodyLen || metaLen > 1 << 20) return undefined;
   const metaBytes = new Uint8Array(metaLen);
   await f.seek(HEADER + bodyLen, Deno.SeekMode.Start);
-  if (!(await readFull(f, metaBytes))) return undefined;
+  if (await readFull(f, metaBytes) < metaBytes.length) return undefined;
   const meta = JSON.parse(decoder.decode(metaBytes)) as EntryMeta;
   if (meta.bodyLength !== bodyLen) return undefined;
   const file = path.slice(path.lastIndexOf("/") + 1);
   if (fileName(meta.key) !== file) return undefined;
   return { file, size: stat.size, meta };
-}
-
-async function readFull(f: Deno.FsFile, buf: Uint8Array): Promise<boolean> {
-  let off = 0;
-  while (off < buf.length) {
-    const n = await f.read(buf.subarray(off));
-    if (n === null || n === 0) return false;
-    off += n;
-  }
-  return true;
-}
-
-async function writeFull(f: Deno.FsFile, buf: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < buf.length) off += await f.write(buf.subarray(off));
 }

@@ -21,9 +21,8 @@
  *
  * @module
  */
-import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
 import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import { resolveHost } from "../lib/resolve.ts";
 import { percentile, RttStats, type RttSummary } from "../lib/stats.ts";
 import {
   DEFAULT_PORT,
@@ -191,25 +190,6 @@ export function splitHostPort(target: string, defaultPort: number): { host: stri
   return { host, port };
 }
 
-async function resolveHost(host: string, family: 4 | 6 | undefined): Promise<string> {
-  const literal = isIP(host);
-  if (literal !== 0) {
-    if (family !== undefined && literal !== family) {
-      throw new TypeError(`Cannot ping ${host} over IPv${family}: it is an IPv${literal} address`);
-    }
-    return host;
-  }
-  try {
-    const { address } = await lookup(host, family === undefined ? {} : { family });
-    return address;
-  } catch (err) {
-    const why = (err as { code?: string }).code === "ENOTFOUND"
-      ? "no such name"
-      : (err as Error).message;
-    throw new TypeError(`Cannot resolve host "${host}": ${why}`);
-  }
-}
-
 function randomNonce(): string {
   return [...crypto.getRandomValues(new Uint8Array(6))]
     .map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -226,7 +206,7 @@ function randomNonce(): string {
  * @param host A name or an address.
  * @param options Count, interval, timeout, size, family, mode and callbacks.
  * @returns The summary.
- * @throws {TypeError} If the host cannot be resolved.
+ * @throws {ResolveError} If the host cannot be resolved (from `lib/resolve.ts`).
  * @throws {RangeError} If an option is out of range.
  */
 export async function udpPing(host: string, options: UdpPingOptions = {}): Promise<UdpPingSummary> {
@@ -246,8 +226,11 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
   if (!(size >= 0 && size <= MAX_PAYLOAD)) {
     throw new RangeError(`Cannot send ${size}-byte pings: the size must be 0 to ${MAX_PAYLOAD}`);
   }
-  const address = await resolveHost(host, options.family);
-  const v6 = isIP(address) === 6;
+  const { address, family } = await resolveHost(
+    host,
+    options.family === undefined ? {} : { family: options.family },
+  );
+  const v6 = family === 6;
   const conn = Deno.listenDatagram({ transport: "udp", hostname: v6 ? "::" : "0.0.0.0", port: 0 });
   const target: Deno.NetAddr = { transport: "udp", hostname: address, port };
 

@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
+import { ResolveError } from "../lib/resolve.ts";
 import { serve } from "./server.ts";
 import { formatEvent, formatMs, parseDuration, splitHostPort, udpPing } from "./client.ts";
 import { encodePing } from "./protocol.ts";
@@ -381,13 +382,18 @@ Deno.test("-4 and -6 pick the address family and refuse the other family's liter
   for (const [family, literal] of [[6, "127.0.0.1"], [4, "::1"]] as const) {
     await t.step(`-${family} ${literal}`, async () => {
       const err = await udpPing(literal, { count: 1, family }).catch((e) => e);
-      assert(err instanceof TypeError, String(err));
+      assert(err instanceof ResolveError, String(err));
       assertEquals(
         err.message,
-        `Cannot ping ${literal} over IPv${family}: it is an IPv${10 - family} address`,
+        `Cannot resolve host "${literal}": no address of the requested family`,
       );
     });
   }
+  await t.step("an unknown name fails with lib/resolve.ts's message", async () => {
+    const err = await udpPing("nowhere.invalid", { count: 1 }).catch((e) => e);
+    assert(err instanceof ResolveError, String(err));
+    assert(err.message.startsWith('Cannot resolve host "nowhere.invalid": '), err.message);
+  });
 });
 
 Deno.test("udpPing() counts duplicated and late replies from the server's --duplicate and --delay", async (t) => {

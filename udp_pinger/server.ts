@@ -24,6 +24,7 @@
  * @module
  */
 import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import { createRandom } from "../lib/random.ts";
 import {
   DEFAULT_PORT,
   encodeStatsReply,
@@ -133,35 +134,6 @@ interface Session {
 
 /** Sequence numbers remembered per client for duplicate detection. */
 const WINDOW = 1024;
-
-/**
- * Creates a seeded pseudo-random generator of numbers in [0, 1): SplitMix32
- * to spread the seed, then Mulberry32. Not for cryptography; for
- * reproducible loss.
- *
- * @param seed Any integer.
- * @returns A function giving the next number.
- *
- * @example The same seed gives the same sequence
- * ```ts
- * import { createRandom } from "./server.ts";
- * const a = createRandom(7), b = createRandom(7);
- * console.assert(a() === b() && a() === b());
- * ```
- */
-export function createRandom(seed: number): () => number {
-  let z = (seed | 0) + 0x9e3779b9;
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-  let state = (z ^ (z >>> 16)) >>> 0;
-  return function next(): number {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function peerKey(peer: Peer): string {
   return peer.hostname.includes(":")

@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { createRandom, PingService } from "./server.ts";
+import { createRandom } from "../lib/random.ts";
+import { PingService } from "./server.ts";
 import { encodeHeartbeat, encodePing, encodeStatsRequest, parseMessage } from "./protocol.ts";
 
 const peer = { hostname: "192.0.2.1", port: 5000 };

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { httpDate } from "../lib/http/dates.ts";
+import { formatHttpDate } from "../lib/http/dates.ts";
 import { encodeResponse, type FetchHandler, toRequest, writeResponse } from "../lib/http/fetch.ts";
 import type { RequestHead } from "../lib/http/heads.ts";
 import { HttpServer, type ServerConnection, type ServerOptions } from "../lib/http/server.ts";
@@ -279,7 +279,7 @@ async function answer(
 async function replay(conn: ServerConnection, method: string, hit: CacheEntry): Promise<boolean> {
   const second = Math.floor(Date.now() / 1000);
   if (second !== hit.dateSecond) {
-    encoder.encodeInto(httpDate(second * 1000), hit.bytes.subarray(hit.dateOffset));
+    encoder.encodeInto(formatHttpDate(second * 1000), hit.bytes.subarray(hit.dateOffset));
     hit.dateSecond = second;
   }
   if (method === "HEAD") {

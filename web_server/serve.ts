@@ -25,8 +25,16 @@
  */
 import zlib from "node:zlib";
 import { promisify } from "node:util";
-import { concat } from "../lib/bytes.ts";
-import { reasonPhrase } from "../lib/http/mod.ts";
+import { concat, readFull } from "../lib/bytes.ts";
+import { escapeHtml } from "../lib/html.ts";
+import {
+  compareETags,
+  formatHttpDate,
+  matchETagList,
+  parseHttpDate,
+  reasonPhrase,
+  splitList,
+} from "../lib/http/mod.ts";
 import { contentType, isCompressible } from "./mime_types.ts";
 
 /** Options of {@linkcode serveDir}. */
@@ -352,30 +360,6 @@ function entityTag(info: Deno.FileInfo): string {
   return `"${mtime.toString(16)}-${info.size.toString(16)}"`;
 }
 
-function parseTags(header: string): string[] {
-  return header.split(",").map((t) => t.trim()).filter((t) => t !== "");
-}
-
-function opaque(tag: string): string {
-  return tag.startsWith("W/") ? tag.slice(2) : tag;
-}
-
-/** Weak comparison (RFC 9110 §8.8.3.2), for If-None-Match. */
-function weakMatch(header: string, etag: string): boolean {
-  return parseTags(header).some((t) => t === "*" || opaque(t) === opaque(etag));
-}
-
-/** Strong comparison, for If-Match and If-Range: weak tags never match. */
-function strongMatch(header: string, etag: string): boolean {
-  return parseTags(header).some((t) => t === "*" || (!t.startsWith("W/") && t === etag));
-}
-
-function httpDate(header: string | null): number | undefined {
-  if (header === null) return undefined;
-  const t = Date.parse(header);
-  return Number.isNaN(t) ? undefined : t;
-}
-
 // ---- Ranges -----------------------------------------------------------------
 
 /** An inclusive byte range. */
@@ -407,7 +391,7 @@ export function parseRange(header: string, size: number): ByteRange[] | undefine
   const match = /^\s*bytes\s*=\s*(.*)$/i.exec(header);
   if (match === null) return undefined;
   // Empty list elements are allowed (RFC 9110 §5.6.1).
-  const specs = match[1]!.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const specs = splitList(match[1]!);
   if (specs.length === 0 || specs.length > MAX_RANGES) return [];
   const ranges: ByteRange[] = [];
   for (const spec of specs) {
@@ -437,8 +421,8 @@ const CODINGS: readonly Coding[] = ["br", "gzip", "deflate"];
 function acceptedCodings(header: string | null): Coding[] {
   if (header === null) return [];
   const q = new Map<string, number>();
-  for (const part of header.split(",")) {
-    const [name, ...params] = part.trim().toLowerCase().split(";");
+  for (const element of splitList(header)) {
+    const [name, ...params] = element.toLowerCase().split(";");
     if (!name) continue;
     let weight = 1;
     for (const p of params) {
@@ -519,11 +503,8 @@ async function readRanges(path: string, ranges: ByteRange[]): Promise<Uint8Array
   for (const r of ranges) {
     const buf = new Uint8Array(r.end - r.start + 1);
     await file.seek(r.start, Deno.SeekMode.Start);
-    let off = 0;
-    while (off < buf.length) {
-      const n = await file.read(buf.subarray(off));
-      if (n === null) throw new Error(`Cannot read ${path}: file shrank while serving`);
-      off += n;
+    if (await readFull(file, buf) < buf.length) {
+      throw new Error(`Cannot read ${path}: file shrank while serving`);
     }
     out.push(buf);
   }
@@ -546,7 +527,7 @@ async function serveFile(
     "accept-ranges": "bytes",
     "vary": "Accept-Encoding",
   });
-  if (mtime !== undefined) headers.set("last-modified", new Date(mtime).toUTCString());
+  if (mtime !== undefined) headers.set("last-modified", formatHttpDate(mtime));
   if (options.cacheControl !== undefined) headers.set("cache-control", options.cacheControl);
 
   // RFC 9110 §14.2 defines ranges for GET only, but §9.3.2 wants HEAD to answer
@@ -590,18 +571,18 @@ async function serveFile(
   // RFC 9110 §13.2.2 evaluation order.
   const ifMatch = request.headers.get("if-match");
   if (ifMatch !== null) {
-    if (!strongMatch(ifMatch, etag)) return plainResponse(412);
+    if (!matchETagList(ifMatch, etag)) return plainResponse(412);
   } else {
-    const since = httpDate(request.headers.get("if-unmodified-since"));
+    const since = parseHttpDate(request.headers.get("if-unmodified-since"));
     if (since !== undefined && mtime !== undefined && Math.floor(mtime / 1000) * 1000 > since) {
       return plainResponse(412);
     }
   }
   const ifNoneMatch = request.headers.get("if-none-match");
   if (ifNoneMatch !== null) {
-    if (weakMatch(ifNoneMatch, etag)) return notModified(headers);
+    if (matchETagList(ifNoneMatch, etag, { weak: true })) return notModified(headers);
   } else {
-    const since = httpDate(request.headers.get("if-modified-since"));
+    const since = parseHttpDate(request.headers.get("if-modified-since"));
     if (since !== undefined && mtime !== undefined && Math.floor(mtime / 1000) * 1000 <= since) {
       return notModified(headers);
     }
@@ -642,11 +623,12 @@ async function serveFile(
     let ranges = parseRange(rangeHeader, size);
     const ifRange = request.headers.get("if-range");
     if (ranges !== undefined && ifRange !== null) {
+      // If-Range holds one entity tag or one date (§13.1.5), never a list or `*`.
       const date = ifRange.startsWith('"') || ifRange.startsWith("W/")
         ? undefined
-        : httpDate(ifRange);
+        : parseHttpDate(ifRange);
       const fresh = date === undefined
-        ? strongMatch(ifRange, etag) && ifRange.trim() !== "*"
+        ? compareETags(ifRange.trim(), etag)
         : mtime !== undefined && Math.floor(mtime / 1000) * 1000 === date;
       if (!fresh) ranges = undefined; // §13.1.5: a changed file is sent whole.
     }
@@ -733,10 +715,6 @@ export interface ListingEntry {
   size: number;
   /** Modification time as an ISO 8601 string, or null when unknown. */
   modified: string | null;
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function humanSize(n: number): string {

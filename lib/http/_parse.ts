@@ -1,7 +1,7 @@
 // Field-line parsing and framing-field checks shared by the head parsers and the chunked
 // trailer reader (RFC 9112 §5, §6). Private to lib/http.
 import { HttpError } from "./errors.ts";
-import { listTokens } from "./fields.ts";
+import { listTokens, splitList } from "./fields.ts";
 import { COLON, CR, FIELD_VALUE, HTAB, LF, SP, TCHAR, TOKEN_RE } from "./_chars.ts";
 /** Returns the end of line content (excluding CR) for the line ending at LF index `lf`. */
 export function contentEnd(
@@ -198,9 +198,9 @@ export function parseContentLength(values: string[], status: number, what: strin
 export function transferCodings(values: string[], status: number, what: string): string[] {
   const codings: string[] = [];
   for (const v of values) {
-    for (const part of v.split(",")) {
-      const semi = part.indexOf(";");
-      const coding = (semi >= 0 ? part.slice(0, semi) : part).trim().toLowerCase();
+    for (const element of splitList(v)) {
+      const semi = element.indexOf(";");
+      const coding = (semi >= 0 ? element.slice(0, semi) : element).trim().toLowerCase();
       if (coding === "") continue; // empty list elements are allowed (RFC 9110 §5.6.1)
       if (!TOKEN_RE.test(coding)) {
         throw new HttpError(status, `Cannot parse ${what}: invalid Transfer-Encoding "${v}"`);

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { concat } from "../bytes.ts";
+import { concat, readFull } from "../bytes.ts";
 import { HttpError } from "./errors.ts";
 import { FieldList } from "./fields.ts";
 import type { BodyKind } from "./heads.ts";
@@ -430,15 +430,11 @@ export async function readBody(
     const max = options.maxBytes ?? Infinity;
     if (kind.length > max) throw tooLarge(max);
     const out = new Uint8Array(kind.length);
-    let off = 0;
-    while (off < out.length) {
-      const n = await reader.read(out.subarray(off));
-      if (n === null) {
-        throw new Deno.errors.UnexpectedEof(
-          `Cannot read body: connection closed after ${off} of ${kind.length} bytes`,
-        );
-      }
-      off += n;
+    const got = await readFull(reader, out);
+    if (got < out.length) {
+      throw new Deno.errors.UnexpectedEof(
+        `Cannot read body: connection closed after ${got} of ${kind.length} bytes`,
+      );
     }
     return out;
   }

@@ -29,6 +29,7 @@ import { FieldList, type FieldsInit } from "./fields.ts";
 import { type BodyKind, readResponseHead, type ResponseHead } from "./heads.ts";
 import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
+import { ipFamily } from "../sockaddr.ts";
 
 /**
  * Exit codes per failure class. They are curl's (`man curl`, EXIT CODES), so
@@ -279,13 +280,14 @@ function systemCaCerts(): string[] {
 }
 
 /**
- * Resolves a host with the system resolver (hosts file, then DNS), IPv4
- * first as curl's happy-eyeballs preference tends to end up on loopback.
- * `node:dns` is loaded on first use, so a client that only talks to
- * addresses pays nothing for it at start-up.
+ * Resolves a host with `lib/resolve.ts` (the system's order: hosts file, then
+ * DNS), IPv4 first as curl's happy-eyeballs preference tends to end up on
+ * loopback. The resolver is loaded on first use, so a client that only talks
+ * to addresses pays nothing for it at start-up.
  *
  * @param host A host name or address literal.
  * @returns The addresses.
+ * @throws {ResolveError} When the name cannot be resolved (from `lib/resolve.ts`).
  *
  * @example
  * ```ts
@@ -295,8 +297,8 @@ function systemCaCerts(): string[] {
  * ```
  */
 export async function systemResolve(host: string): Promise<string[]> {
-  const { lookup } = await import("node:dns/promises");
-  const found = await lookup(host, { all: true, verbatim: true });
+  const { resolveAll } = await import("../resolve.ts");
+  const found = await resolveAll(host);
   const v4 = found.filter((a) => a.family === 4).map((a) => a.address);
   const v6 = found.filter((a) => a.family === 6).map((a) => a.address);
   return [...v4, ...v6];
@@ -435,10 +437,6 @@ function portOf(url: URL): number {
 
 function originKey(url: URL): string {
   return `${url.protocol}//${bareHost(url)}:${portOf(url)}`;
-}
-
-function isIpLiteral(host: string): boolean {
-  return /^[0-9.]+$/.test(host) || host.includes(":");
 }
 
 /** Classifies a socket-level error from a read or write. */
@@ -886,18 +884,19 @@ export class HttpClient implements AsyncDisposable {
       return deadline.race(connectDeadline.race(p, timeout), timeout);
     };
     let addresses: string[];
-    if (isIpLiteral(host)) {
+    if (ipFamily(host) !== undefined) {
       addresses = [host];
     } else {
       try {
         addresses = await race(this.#resolve(host), `Cannot resolve host "${host}": timed out`);
       } catch (err) {
         if (err instanceof HttpClientError) throw err;
-        const code = (err as { code?: string }).code ?? "";
-        const why = code === "ENOTFOUND" ? "no such name" : (err as Error).message;
-        throw new HttpClientError("dns", `Cannot resolve host "${host}": ${why}`, {
-          cause: err,
-        });
+        // lib/resolve.ts's ResolveError already says 'Cannot resolve host "x": why';
+        // an injected resolver's error gives the why.
+        const message = err instanceof Error && err.name === "ResolveError"
+          ? err.message
+          : `Cannot resolve host "${host}": ${(err as Error).message}`;
+        throw new HttpClientError("dns", message, { cause: err });
       }
       if (addresses.length === 0) {
         throw new HttpClientError("dns", `Cannot resolve host "${host}": no addresses`);

@@ -235,6 +235,13 @@ Deno.test("HttpClient classifies failures with curl's exit codes", async (t) => 
     });
     await assertFails(client.request("http://nowhere.invalid/"), "dns", 6);
   });
+  await t.step("the system resolver's failure keeps lib/resolve.ts's message", async () => {
+    await using client = new HttpClient();
+    const err = await client.request("http://nowhere.invalid/").catch((e) => e);
+    assert(err instanceof HttpClientError && err.kind === "dns", String(err));
+    assertMatch(err.message, /^Cannot resolve host "nowhere\.invalid": [a-z]/);
+    assertEquals((err.cause as Error).name, "ResolveError");
+  });
   await t.step("a resolver that answers is used for the connection", async () => {
     await using server = rawServer(() => ok("resolved"));
     await using client = new HttpClient({ resolve: () => Promise.resolve(["127.0.0.1"]) });

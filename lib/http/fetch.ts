@@ -23,7 +23,7 @@
  * @module
  */
 import { concat } from "../bytes.ts";
-import { httpDate } from "./dates.ts";
+import { formatHttpDate } from "./dates.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "./encoder.ts";
 import { HttpError } from "./errors.ts";
 import type { RequestHead } from "./heads.ts";
@@ -212,7 +212,7 @@ export async function encodeResponse(
   const http10 = options.version === "HTTP/1.0";
   let keepAlive = options.keepAlive ?? true;
   const status = response.status;
-  const fields: [string, string][] = [["Date", httpDate()]];
+  const fields: [string, string][] = [["Date", formatHttpDate()]];
   for (const [name, value] of response.headers) {
     if (name === "connection" || name === "transfer-encoding" || name === "keep-alive") continue;
     fields.push([name, value]);

@@ -1,6 +1,6 @@
 /**
  * Header and trailer field lists that keep wire order and names, and the
- * list-value splitter (RFC 9110 §5.3, §5.6.1).
+ * list-value splitters (RFC 9110 §5.3, §5.6.1).
  *
  * @module
  */
@@ -268,8 +268,55 @@ export class FieldList implements Iterable<[string, string]> {
 }
 
 /**
- * Splits a comma-separated list field value into lower-case elements,
- * dropping empty elements and parameters (RFC 9110 §5.6.1).
+ * Splits a comma-separated list field value into its elements (RFC 9110
+ * §5.6.1): commas inside quoted strings (an ETag, a `no-cache="a, b"`
+ * argument) do not split, whitespace around elements is trimmed and empty
+ * elements are dropped. Case and parameters are kept.
+ *
+ * @param value A field value such as `'"a,b", W/"c", , d;q=1'`.
+ * @returns The elements, e.g. `['"a,b"', 'W/"c"', "d;q=1"]`.
+ *
+ * @example
+ * ```ts
+ * import { splitList } from "./mod.ts";
+ * const parts = splitList('max-age=60, no-cache="Set-Cookie, Age", ,public');
+ * console.assert(parts.join("|") === 'max-age=60|no-cache="Set-Cookie, Age"|public');
+ * ```
+ */
+export function splitList(value: string): string[] {
+  const out: string[] = [];
+  // Most values hold no quoted string: split them without a character loop.
+  if (value.indexOf('"') < 0) {
+    for (const part of value.split(",")) pushElement(out, part);
+    return out;
+  }
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (quoted) {
+      if (c === 0x5c) i++; // a quoted-pair: the next character is literal
+      else if (c === 0x22) quoted = false;
+    } else if (c === 0x22) {
+      quoted = true;
+    } else if (c === 0x2c) {
+      pushElement(out, value.slice(start, i));
+      start = i + 1;
+    }
+  }
+  pushElement(out, value.slice(start));
+  return out;
+}
+
+function pushElement(out: string[], part: string): void {
+  const t = part.trim();
+  if (t !== "") out.push(t);
+}
+
+/**
+ * Splits a comma-separated list field value into lower-case tokens, dropping
+ * empty elements and parameters (RFC 9110 §5.6.1), for fields whose elements
+ * are tokens (Connection, Transfer-Encoding, Vary…).
  *
  * @param value A field value such as `"gzip, chunked"`.
  * @returns The lower-case tokens, e.g. `["gzip", "chunked"]`.
@@ -282,8 +329,10 @@ export class FieldList implements Iterable<[string, string]> {
  */
 export function listTokens(value: string): string[] {
   const out: string[] = [];
-  for (const part of value.split(",")) {
-    let t = part;
+  // Per-request fields (Connection) rarely quote: a plain split is faster there.
+  const elements = value.indexOf('"') < 0 ? value.split(",") : splitList(value);
+  for (const element of elements) {
+    let t = element;
     const semi = t.indexOf(";");
     if (semi >= 0) t = t.slice(0, semi);
     const eq = t.indexOf("=");

@@ -1,4 +1,4 @@
-import { FieldList, listTokens } from "./fields.ts";
+import { FieldList, listTokens, splitList } from "./fields.ts";
 import { assert, assertEquals } from "../testing/assert.ts";
 
 Deno.test("FieldList looks up case-insensitively, edits in place and clones; listTokens() drops parameters and empty members", () => {
@@ -20,4 +20,20 @@ Deno.test("FieldList looks up case-insensitively, edits in place and clones; lis
   assertEquals(f.valueAt(0), "c=3");
   assert(new FieldList([["Connection", "keep-alive, Upgrade"]]).hasToken("connection", "upgrade"));
   assertEquals(listTokens("gzip;q=1, , Chunked"), ["gzip", "chunked"]);
+});
+
+Deno.test("splitList() splits at commas outside quoted strings and drops empty elements", () => {
+  const cases: [string, string[]][] = [
+    ["", []],
+    [" , ,", []],
+    ["gzip, chunked", ["gzip", "chunked"]],
+    ["  a  ,b\t, ,c ", ["a", "b", "c"]],
+    ['"a,b", W/"c", d;q=1', ['"a,b"', 'W/"c"', "d;q=1"]],
+    ['no-cache="Set-Cookie, Age", max-age=5', ['no-cache="Set-Cookie, Age"', "max-age=5"]],
+    ['a="x\\",y", b', ['a="x\\",y"', "b"]],
+    ['a="unterminated, b', ['a="unterminated, b']],
+    ["Case;Kept=Yes", ["Case;Kept=Yes"]],
+  ];
+  for (const [input, want] of cases) assertEquals(splitList(input), want, input);
+  assertEquals(listTokens('Keep-Alive, x="a,b", Close'), ["keep-alive", "x", "close"]);
 });

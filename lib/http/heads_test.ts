@@ -6,6 +6,7 @@ import { HttpError } from "./errors.ts";
 import type { BufferedReader } from "./reader.ts";
 import { assertRejects, bytes, readerOf } from "./_test_util.ts";
 import { assert, assertEquals } from "../testing/assert.ts";
+import { createRandom } from "../random.ts";
 
 const decoder = new TextDecoder();
 
@@ -384,16 +385,11 @@ Deno.test("bodyKind() re-derives framing after fields change", async (t) => {
 });
 
 Deno.test("the parsers fail only with HttpError or UnexpectedEof on mutated input", async () => {
-  // Deterministic mutations (xorshift PRNG) of every corpus entry: flipped,
+  // Deterministic mutations (seeded PRNG) of every corpus entry: flipped,
   // inserted and deleted bytes, fed in odd-sized pieces. Any other exception
   // (TypeError, RangeError…) or a hang would be a parser bug.
-  let seed = 0x9e3779b9;
-  const rand = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const next = createRandom(0x9e3779b9);
+  const rand = (n: number) => Math.floor(next() * n);
   const interesting = [0, 9, 10, 13, 32, 44, 48, 58, 59, 65, 0x7f, 0x80, 0xff];
   let parsed = 0;
   let rejected = 0;

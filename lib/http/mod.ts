@@ -74,7 +74,7 @@ export {
   type ByteReader,
   type ByteSource,
 } from "./reader.ts";
-export { FieldList, type FieldsInit, listTokens } from "./fields.ts";
+export { FieldList, type FieldsInit, listTokens, splitList } from "./fields.ts";
 export {
   type BodyKind,
   bodyKind,
@@ -112,5 +112,6 @@ export {
   type ResponseHeadInit,
 } from "./encoder.ts";
 export { reasonPhrase, STATUS_TEXT } from "./status.ts";
-export { httpDate } from "./dates.ts";
+export { formatHttpDate, parseHttpDate } from "./dates.ts";
+export { compareETags, type ETagCompareOptions, matchETagList } from "./etag.ts";
 export { writeAll } from "../bytes.ts";

@@ -50,7 +50,7 @@
 import { Deadline, delay } from "../deadline.ts";
 import { concat } from "../bytes.ts";
 import { type BodyOptions, bodyReader } from "./bodies.ts";
-import { httpDate } from "./dates.ts";
+import { formatHttpDate } from "./dates.ts";
 import { encodeResponseHead } from "./encoder.ts";
 import { HttpError } from "./errors.ts";
 import { readRequestHead, type RequestHead } from "./heads.ts";
@@ -234,7 +234,7 @@ export function plainErrorResponse(status: number, _message: string): Uint8Array
   const head = encodeResponseHead({
     status,
     headers: [
-      ["Date", httpDate()],
+      ["Date", formatHttpDate()],
       ["Content-Type", "text/plain; charset=utf-8"],
       ["Content-Length", String(body.length)],
       ["Connection", "close"],
