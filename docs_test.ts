@@ -204,14 +204,16 @@ interface Sandbox {
   holder: number;
 }
 
-// Examples write where a user would (/tmp/page.html, /var/tmp/netkit-cache):
-// fresh tmpfs mounts there keep runs from meeting each other or an earlier
-// run's files. A repository inside /tmp (a private clone) is bound back in.
+// Examples write where a user would (/tmp/page.html, /tmp/cert.pem): fresh
+// tmpfs mounts on /tmp and /var/tmp keep runs from meeting each other or an earlier
+// run's files. A repository inside /tmp (a private clone) is bound back in
+// from a descriptor opened before the mount hid it (`--no-canonicalize`, or
+// mount would resolve /proc/self/fd/3 to the path, now inside the tmpfs).
 const HOLDER_SCRIPT = `set -e
 exec 3<"$1"
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /var/tmp
-case "$1/" in /tmp/* | /var/tmp/*) mkdir -p "$1" && mount --bind /proc/self/fd/3 "$1" ;; esac
+case "$1/" in /tmp/* | /var/tmp/*) mkdir -p "$1" && mount --no-canonicalize --bind /proc/self/fd/3 "$1" ;; esac
 exec 3<&-
 echo "ready $$"
 exec sleep infinity`;
