@@ -22,6 +22,7 @@ import {
   parseNumber,
   runMain,
 } from "../lib/cli.ts";
+import { SERVER_EXIT_CODES } from "../lib/http/server_cli.ts";
 import type { UdpPingOptions, UdpPingSummary } from "./client.ts";
 import { DEFAULT_PORT, MAX_PAYLOAD } from "./protocol.ts";
 import type { ServeOptions, UdpPingServer } from "./server.ts";
@@ -133,9 +134,7 @@ const SERVER_HELP = {
   usage: "Usage: deno task udp-server [options]",
   summary:
     `Echoes the UDP pinger's "Ping <seq> <time>" upper-cased (the course's UDPPingerServer).`,
-  footer:
-    `Exit codes: 0 after SIGINT/SIGTERM, ${EXIT_CANNOT_START} when the server cannot start, ` +
-    `${EXIT_USAGE} on bad usage.`,
+  footer: SERVER_EXIT_CODES,
 };
 
 const CLIENT_HELP = {

@@ -110,7 +110,9 @@ export async function assertHelpLists(
   if (out.code !== 0) problems.push(`exit code ${out.code}, not 0`);
   if (stderr !== "") problems.push(`stderr is not empty: ${stderr.slice(0, 200)}`);
   for (const [long, spec] of Object.entries(options)) {
-    const line = stdout.split("\n").find((l) => new RegExp(`--${long}\\b`).test(l));
+    // The option's own row: a summary or another option's text may name it too.
+    const row = new RegExp(`^\\s*(?:-\\S, )?--${long}(?![\\w-])`);
+    const line = stdout.split("\n").find((l) => row.test(l));
     if (line === undefined) {
       problems.push(`--${long} is not listed`);
       continue;

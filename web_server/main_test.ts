@@ -1,0 +1,75 @@
+import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
+import { startTask } from "../lib/testing/http_server.ts";
+import { assertHelpLists, taskViaConfig } from "../lib/testing/tasks.ts";
+import { OPTIONS } from "./main.ts";
+
+const TESTDATA = new URL("./testdata/", import.meta.url);
+const decoder = new TextDecoder();
+
+/** Runs `deno task --config … webserver ARGS` from `dir` to completion. */
+async function webserverIn(dir: string, args: string[]) {
+  const [cmd, ...rest] = taskViaConfig("webserver", args);
+  const out = await new Deno.Command(cmd!, { args: rest, cwd: dir, stdin: "null" }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+Deno.test("webserver --help lists every option with its default and the exit codes", async () => {
+  const help = await assertHelpLists("webserver", OPTIONS);
+  assertMatch(help, /^Usage: deno task webserver \[options\] \[ROOT\]\n/);
+  assertMatch(help, /Exit codes: 0 after SIGINT\/SIGTERM, 1 when the server cannot start/);
+});
+
+Deno.test("webserver takes ROOT, --cert, --key and --log from the directory it is run in", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "netkit_webserver_paths_" });
+  try {
+    await Deno.writeTextFile(`${dir}/index.html`, "<h1>the user's site</h1>\n");
+    await Deno.copyFile(new URL("localhost.crt", TESTDATA), `${dir}/site.crt`);
+    await Deno.copyFile(new URL("localhost.key", TESTDATA), `${dir}/site.key`);
+    await using server = await startTask("webserver", [
+      "-p",
+      "0",
+      "-w",
+      "1",
+      "--cert",
+      "site.crt",
+      "--key",
+      "site.key",
+      "--log",
+      "access.log",
+      ".",
+    ], { cwd: dir });
+    using client = Deno.createHttpClient({
+      caCerts: [await Deno.readTextFile(new URL("ca.crt", TESTDATA))],
+    });
+    const res = await fetch(`https://localhost:${server.port}/`, { client });
+    assertEquals(await res.text(), "<h1>the user's site</h1>\n");
+    assertEquals(await server.stop("SIGTERM"), 0);
+    assertMatch(await Deno.readTextFile(`${dir}/access.log`), /"GET \/ HTTP\/1\.1" 200 /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("webserver that cannot start exits 1 and names the path as typed and resolved", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "netkit_webserver_paths_" });
+  try {
+    await t.step("a missing ROOT", async () => {
+      const r = await webserverIn(dir, ["-p", "0", "site"]);
+      assertEquals(r.code, 1, r.stderr);
+      assertEquals(
+        r.stderr.split(": No such file")[0],
+        `webserver: cannot serve "site" (${dir}/site)`,
+      );
+    });
+    await t.step("a missing --cert", async () => {
+      const r = await webserverIn(dir, ["-p", "0", "--cert", "a.crt", "--key", "a.key", "."]);
+      assertEquals(r.code, 1, r.stderr);
+      assert(
+        r.stderr.startsWith(`webserver: cannot read --cert "a.crt" (${dir}/a.crt): `),
+        r.stderr,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
