@@ -222,7 +222,10 @@ async function main(): Promise<number> {
     await proxy.close();
   } catch (err) {
     if (err instanceof TypeError || err instanceof RangeError) throw new CliError(err.message);
-    if (err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.PermissionDenied) {
+    if (
+      err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.AddrNotAvailable ||
+      err instanceof Deno.errors.PermissionDenied
+    ) {
       throw new CliError(`cannot start: ${err.message}`, EXIT_CANNOT_START);
     }
     throw err;

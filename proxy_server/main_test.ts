@@ -2,7 +2,7 @@ import { writeAll } from "../lib/http/mod.ts";
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { startTask } from "../lib/testing/http_server.ts";
 import { freePort } from "../lib/testing/ports.ts";
-import { assertHelpLists, taskViaConfig } from "../lib/testing/tasks.ts";
+import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { rawRequest } from "./_test_util.ts";
 import { OPTIONS } from "./main.ts";
@@ -188,10 +188,15 @@ Deno.test("proxy that cannot open its files exits 1 and names the path as typed 
   const dir = await Deno.makeTempDir({ prefix: "netkit_proxy_paths_" });
   try {
     await Deno.writeTextFile(`${dir}/file`, "not a directory");
-    const [cmd, ...args] = taskViaConfig("proxy", ["-p", "0", "--cache-dir", "file/cache"]);
-    const out = await new Deno.Command(cmd!, { args, cwd: dir, stdin: "null" }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assertEquals(out.code, 1, stderr);
+    // An address no interface has: should the directory be found, the proxy
+    // still cannot listen, so the test fails instead of waiting on a server.
+    const { code, stderr } = await runTaskIn(dir, "proxy", [
+      "-l",
+      "203.0.113.1",
+      "--cache-dir",
+      "file/cache",
+    ]);
+    assertEquals(code, 1, stderr);
     assert(
       stderr.startsWith(`proxy: cannot use --cache-dir "file/cache" (${dir}/file/cache): `),
       stderr,
@@ -199,4 +204,14 @@ Deno.test("proxy that cannot open its files exits 1 and names the path as typed 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("proxy that cannot listen exits 1, as every server that cannot start", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "-l", "203.0.113.1", "--access-log", "none"],
+    stdin: "null",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 1, stderr);
+  assertMatch(stderr, /^proxy: cannot start: /);
 });

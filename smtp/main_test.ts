@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
-import { assertHelpLists, taskViaConfig } from "../lib/testing/tasks.ts";
+import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import { makeCerts, runCli, startAiosmtpd, startSmtpServer } from "./_testing.ts";
 import { OPTIONS } from "./main.ts";
 
@@ -304,16 +304,7 @@ Deno.test("smtp --help lists every option with its default and the exit codes", 
 
 Deno.test("smtp takes --body, --html, --attach, --data and --tls-ca files from the directory it is run in", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "netkit_smtp_paths_" });
-  const smtp = async (args: string[]) => {
-    const [cmd, ...rest] = taskViaConfig("smtp", args);
-    const out = await new Deno.Command(cmd!, { args: rest, cwd: dir, stdin: "null" }).output();
-    const decoder = new TextDecoder();
-    return {
-      code: out.code,
-      stdout: decoder.decode(out.stdout),
-      stderr: decoder.decode(out.stderr),
-    };
-  };
+  const smtp = (args: string[]) => runTaskIn(dir, "smtp", args);
   try {
     await Deno.writeTextFile(`${dir}/note.txt`, "the note from the user's folder\n");
     await Deno.writeTextFile(`${dir}/note.html`, "<p>the page from the user's folder</p>\n");

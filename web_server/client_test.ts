@@ -2,7 +2,7 @@ import { rawServer } from "../lib/http/testdata/peers.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { freePort } from "../lib/testing/ports.ts";
-import { assertHelpLists, taskViaConfig } from "../lib/testing/tasks.ts";
+import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import { formatBytes, formatProgress, formatTiming, OPTIONS, parseHeaderOption } from "./client.ts";
 
 const CLIENT = new URL("./client.ts", import.meta.url).pathname;
@@ -376,11 +376,7 @@ Deno.test("webclient takes -o, -d @FILE and --cacert from the directory it is ru
   );
   const url = `https://localhost:${server.addr.port}/`;
   const dir = await Deno.makeTempDir({ prefix: "netkit_webclient_paths_" });
-  const webclient = async (args: string[]) => {
-    const [cmd, ...rest] = taskViaConfig("webclient", args);
-    const out = await new Deno.Command(cmd!, { args: rest, cwd: dir, stdin: "null" }).output();
-    return { code: out.code, stderr: dec.decode(out.stderr) };
-  };
+  const webclient = (args: string[]) => runTaskIn(dir, "webclient", args);
   try {
     await Deno.writeTextFile(`${dir}/form.txt`, "a=1");
     await Deno.copyFile(ca.caPath, `${dir}/ca.pem`);

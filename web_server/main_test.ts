@@ -1,17 +1,9 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { startTask } from "../lib/testing/http_server.ts";
-import { assertHelpLists, taskViaConfig } from "../lib/testing/tasks.ts";
+import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import { OPTIONS } from "./main.ts";
 
 const TESTDATA = new URL("./testdata/", import.meta.url);
-const decoder = new TextDecoder();
-
-/** Runs `deno task --config … webserver ARGS` from `dir` to completion. */
-async function webserverIn(dir: string, args: string[]) {
-  const [cmd, ...rest] = taskViaConfig("webserver", args);
-  const out = await new Deno.Command(cmd!, { args: rest, cwd: dir, stdin: "null" }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
-}
 
 Deno.test("webserver --help lists every option with its default and the exit codes", async () => {
   const help = await assertHelpLists("webserver", OPTIONS);
@@ -54,7 +46,7 @@ Deno.test("webserver that cannot start exits 1 and names the path as typed and r
   const dir = await Deno.makeTempDir({ prefix: "netkit_webserver_paths_" });
   try {
     await t.step("a missing ROOT", async () => {
-      const r = await webserverIn(dir, ["-p", "0", "site"]);
+      const r = await runTaskIn(dir, "webserver", ["-p", "0", "site"]);
       assertEquals(r.code, 1, r.stderr);
       assertEquals(
         r.stderr.split(": No such file")[0],
@@ -62,7 +54,15 @@ Deno.test("webserver that cannot start exits 1 and names the path as typed and r
       );
     });
     await t.step("a missing --cert", async () => {
-      const r = await webserverIn(dir, ["-p", "0", "--cert", "a.crt", "--key", "a.key", "."]);
+      const r = await runTaskIn(dir, "webserver", [
+        "-p",
+        "0",
+        "--cert",
+        "a.crt",
+        "--key",
+        "a.key",
+        ".",
+      ]);
       assertEquals(r.code, 1, r.stderr);
       assert(
         r.stderr.startsWith(`webserver: cannot read --cert "a.crt" (${dir}/a.crt): `),

@@ -15,7 +15,7 @@
  */
 import { concat } from "../bytes.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { taskCommand, taskViaConfig } from "./tasks.ts";
+import { inUserDir, taskCommand, taskViaConfig } from "./tasks.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -92,7 +92,7 @@ export async function startTask(
   }
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
-    ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+    ...(options.cwd !== undefined ? inUserDir(options.cwd) : {}),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
