@@ -210,15 +210,18 @@ async function main(): Promise<number> {
       ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),
     });
     allow = [];
+    // Listen for the signals before saying where it listens: whoever reads
+    // that line may stop the proxy at once.
+    const stopped = new Promise<void>((resolve) => {
+      Deno.addSignalListener("SIGINT", resolve);
+      Deno.addSignalListener("SIGTERM", resolve);
+    });
     console.error(
       `proxy: listening on http://${proxy.hostname}:${proxy.port} (${
         values.upstream ? `reverse mode for ${values.upstream}` : "forward mode"
       }, cache ${values["cache-dir"] ?? "in memory"})`,
     );
-    await new Promise<void>((resolve) => {
-      Deno.addSignalListener("SIGINT", resolve);
-      Deno.addSignalListener("SIGTERM", resolve);
-    });
+    await stopped;
     await proxy.close();
   } catch (err) {
     if (err instanceof TypeError || err instanceof RangeError) throw new CliError(err.message);

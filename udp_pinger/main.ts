@@ -242,6 +242,11 @@ async function serverMain(args: string[]): Promise<number> {
     options.seed = parseNumber("--seed", values.seed, { integer: true });
   }
   const { serve } = await import("./server.ts");
+  // Listen for the signals before saying where it listens: whoever reads
+  // that line may stop the server at once.
+  const { promise, resolve } = Promise.withResolvers<void>();
+  Deno.addSignalListener("SIGINT", resolve);
+  Deno.addSignalListener("SIGTERM", resolve);
   let server: UdpPingServer;
   try {
     server = serve(options);
@@ -256,9 +261,6 @@ async function serverMain(args: string[]): Promise<number> {
     const where = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
     console.error(`udp-server: listening on ${where}`);
   }
-  const { promise, resolve } = Promise.withResolvers<void>();
-  Deno.addSignalListener("SIGINT", resolve);
-  Deno.addSignalListener("SIGTERM", resolve);
   await promise;
   await server.close();
   return 0;

@@ -177,10 +177,12 @@ async function main(): Promise<number> {
   const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
   const scheme = values.cert !== undefined ? "https" : "http";
   const name = values.host === undefined ? "localhost" : shown;
-  console.log(`Listening on ${scheme}://${name}:${cluster.addr.port}/ (serving ${root})`);
+  // Listen for the signals before saying where it listens: whoever reads
+  // that line may stop the server at once.
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   Deno.addSignalListener("SIGINT", resolve);
   Deno.addSignalListener("SIGTERM", resolve);
+  console.log(`Listening on ${scheme}://${name}:${cluster.addr.port}/ (serving ${root})`);
   await stopped;
   Deno.removeSignalListener("SIGINT", resolve);
   Deno.removeSignalListener("SIGTERM", resolve);
