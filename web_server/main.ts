@@ -16,7 +16,11 @@ import {
   runMain,
   userPath,
 } from "../lib/cli.ts";
-import { SERVER_EXIT_CODES, serverCliOptions, serverCliSettings } from "../lib/http/server_cli.ts";
+import {
+  SERVER_CLI_OPTIONS,
+  SERVER_EXIT_CODES,
+  serverCliSettings,
+} from "../lib/http/server_cli.ts";
 import { startCluster } from "./cluster.ts";
 import type { ServeDirOptions } from "./serve.ts";
 
@@ -85,7 +89,7 @@ export const OPTIONS = {
     description: "event loops sharing the port",
   },
   help: { type: "boolean", short: "h", description: "show this help" },
-  ...serverCliOptions("1M"),
+  ...SERVER_CLI_OPTIONS,
 } as const satisfies Options;
 
 const HELP = {
