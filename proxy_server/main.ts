@@ -5,7 +5,6 @@
  */
 import {
   CliError,
-  describePath,
   EXIT_CANNOT_START,
   formatHelp,
   type Options,
@@ -13,10 +12,14 @@ import {
   parseNumber,
   parseSize,
   runMain,
-  userPath,
 } from "../lib/cli.ts";
 import { LogWriter } from "../lib/http/access_log.ts";
-import { SERVER_EXIT_CODES, serverCliOptions, serverCliSettings } from "../lib/http/server_cli.ts";
+import {
+  SERVER_EXIT_CODES,
+  serverCliOptions,
+  serverCliSettings,
+  withUserFile,
+} from "../lib/http/server_cli.ts";
 import { startProxy } from "./proxy.ts";
 import { CacheStore } from "./store.ts";
 
@@ -116,18 +119,6 @@ const HELP = {
   footer: SERVER_EXIT_CODES,
 };
 
-/** Runs a step of start-up that touches a file, turning its failure into "cannot start". */
-async function cannotStart<T>(what: string, step: () => Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (err) {
-    throw new CliError(
-      `cannot use ${what}: ${err instanceof Error ? err.message : err}`,
-      EXIT_CANNOT_START,
-    );
-  }
-}
-
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs(Deno.args, OPTIONS);
   if (values.help) {
@@ -154,36 +145,30 @@ async function main(): Promise<number> {
   const connectPorts = (values["connect-ports"] ?? "443").split(",").map((p) =>
     parseNumber("--connect-ports", p, { min: 1, max: 65535, integer: true })
   );
+  const sizes = {
+    diskSize: parseSize("--cache-size", values["cache-size"] ?? "1G"),
+    memorySize: parseSize("--memory-size", values["memory-size"] ?? "64M"),
+    maxObjectSize: parseSize("--max-object-size", values["max-object-size"] ?? "64M"),
+  };
   const cacheDir = values["cache-dir"];
-  const store = await cannotStart(
-    `--cache-dir ${describePath(cacheDir ?? "")}`,
-    () =>
-      CacheStore.open({
-        ...(cacheDir !== undefined ? { dir: userPath(cacheDir) } : {}),
-        diskSize: parseSize("--cache-size", values["cache-size"] ?? "1G"),
-        memorySize: parseSize("--memory-size", values["memory-size"] ?? "64M"),
-        maxObjectSize: parseSize("--max-object-size", values["max-object-size"] ?? "64M"),
-      }),
-  );
+  const store = cacheDir === undefined
+    ? await CacheStore.open(sizes)
+    : await withUserFile("--cache-dir", cacheDir, (dir) => CacheStore.open({ dir, ...sizes }));
   const logPath = values["access-log"] ?? "-";
   let logFile: Deno.FsFile | undefined;
   let log: LogWriter | undefined;
   if (logPath === "-") log = new LogWriter(Deno.stdout);
   else if (logPath !== "none") {
-    logFile = await cannotStart(
-      `--access-log ${describePath(logPath)}`,
-      () => Deno.open(userPath(logPath), { append: true, create: true }),
+    logFile = await withUserFile(
+      "--access-log",
+      logPath,
+      (path) => Deno.open(path, { append: true, create: true }),
     );
     log = new LogWriter(logFile);
   }
   const upstreamCaCerts: string[] = [];
   for (const file of values["upstream-ca"] ?? []) {
-    upstreamCaCerts.push(
-      await cannotStart(
-        `--upstream-ca ${describePath(file)}`,
-        () => Deno.readTextFile(userPath(file)),
-      ),
-    );
+    upstreamCaCerts.push(await withUserFile("--upstream-ca", file, Deno.readTextFile));
   }
   const core = serverCliSettings(values, "1G");
   let allow: string[] = values.allow ?? [];

@@ -20,6 +20,7 @@ import {
   SERVER_CLI_OPTIONS,
   SERVER_EXIT_CODES,
   serverCliSettings,
+  withUserFile,
 } from "../lib/http/server_cli.ts";
 import { startCluster } from "./cluster.ts";
 import type { ServeDirOptions } from "./serve.ts";
@@ -99,17 +100,6 @@ const HELP = {
   footer: SERVER_EXIT_CODES,
 };
 
-async function readPem(option: string, typed: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(userPath(typed));
-  } catch (err) {
-    throw new CliError(
-      `cannot read ${option} ${describePath(typed)}: ${(err as Error).message}`,
-      EXIT_CANNOT_START,
-    );
-  }
-}
-
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs(Deno.args, OPTIONS);
   if (values.help) {
@@ -157,9 +147,18 @@ async function main(): Promise<number> {
     ? navigator.hardwareConcurrency
     : parseNumber("--workers", values.workers, { min: 1, max: 256, integer: true });
   const tls = values.cert !== undefined
-    ? { cert: await readPem("--cert", values.cert), key: await readPem("--key", values.key!) }
+    ? {
+      cert: await withUserFile("--cert", values.cert, Deno.readTextFile),
+      key: await withUserFile("--key", values.key!, Deno.readTextFile),
+    }
     : {};
   const log = values["no-log"] ? null : values.log ?? "-";
+  // Opened here too, so a log that cannot be written is named as the user typed it.
+  if (log !== null && log !== "-") {
+    await withUserFile("--log", log, async (path) => {
+      (await Deno.open(path, { append: true, create: true })).close();
+    });
+  }
   let cluster;
   try {
     cluster = await startCluster({

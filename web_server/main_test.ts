@@ -65,7 +65,17 @@ Deno.test("webserver that cannot start exits 1 and names the path as typed and r
       ]);
       assertEquals(r.code, 1, r.stderr);
       assert(
-        r.stderr.startsWith(`webserver: cannot read --cert "a.crt" (${dir}/a.crt): `),
+        r.stderr.startsWith(`webserver: cannot use --cert "a.crt" (${dir}/a.crt): `),
+        r.stderr,
+      );
+    });
+    await t.step("a --log in a missing directory", async () => {
+      const r = await runTaskIn(dir, "webserver", ["-p", "0", "--log", "logs/access.log", "."]);
+      assertEquals(r.code, 1, r.stderr);
+      assert(
+        r.stderr.startsWith(
+          `webserver: cannot use --log "logs/access.log" (${dir}/logs/access.log): `,
+        ),
         r.stderr,
       );
     });

@@ -6,12 +6,15 @@
  * @module
  */
 import {
+  CliError,
+  describePath,
   EXIT_CANNOT_START,
   EXIT_USAGE,
   type OptionSpec,
   type ParsedValues,
   parseNumber,
   parseSize,
+  userPath,
 } from "../cli.ts";
 import type { ServerOptions } from "./server.ts";
 
@@ -103,6 +106,40 @@ export const SERVER_CLI_OPTIONS: ServerCliOptions = serverCliOptions("1M");
 export const SERVER_EXIT_CODES: string =
   `Exit codes: 0 after SIGINT/SIGTERM, ${EXIT_CANNOT_START} when the server cannot start\n` +
   `(port taken, unreadable file), ${EXIT_USAGE} on bad usage.`;
+
+/**
+ * Runs a start-up step on a file the user named (a certificate, a log, a
+ * cache directory) with the path resolved by {@linkcode userPath}; when it
+ * fails, the server cannot start, and the message names the option and the
+ * path as typed and as resolved.
+ *
+ * @param option The option, e.g. `"--cert"`.
+ * @param typed The path as the user typed it.
+ * @param step What to do with the absolute path.
+ * @returns What the step returns.
+ * @throws {CliError} With {@linkcode EXIT_CANNOT_START} when the step fails.
+ *
+ * @example
+ * ```ts
+ * import { withUserFile } from "./server_cli.ts";
+ * import { assertRejects } from "../testing/assert.ts";
+ * await assertRejects(() => withUserFile("--cert", "/nonexistent.pem", Deno.readTextFile));
+ * ```
+ */
+export async function withUserFile<T>(
+  option: string,
+  typed: string,
+  step: (path: string) => Promise<T>,
+): Promise<T> {
+  try {
+    return await step(userPath(typed));
+  } catch (err) {
+    throw new CliError(
+      `cannot use ${option} ${describePath(typed)}: ${err instanceof Error ? err.message : err}`,
+      EXIT_CANNOT_START,
+    );
+  }
+}
 
 /** The deadlines and caps the options set. */
 export type ServerCliSettings = Pick<
