@@ -33,6 +33,7 @@ Deno.test("proxy CLI rejects bad options with exit code 2 and a one-line message
       /^proxy: invalid --upstream 'ftp:\/\/x': only http:\/\/ and https:\/\/ are supported\n$/,
     ],
     [["--drop-rate", "2"], /^proxy: invalid argument for --drop-rate/],
+    [["--cache-dir", "/tmp", "--cache-size", "lots"], /^proxy: invalid size for --cache-size/],
     [["--bogus"], /^proxy: unknown option '--bogus'/i],
   ];
   for (const [args, message] of cases) {
