@@ -24,8 +24,9 @@
  */
 
 const ROOT = new URL("../", import.meta.url);
-const SERVER = new URL("udp_pinger/server.ts", ROOT).pathname;
-const CLIENT = new URL("udp_pinger/client.ts", ROOT).pathname;
+const MAIN = new URL("udp_pinger/main.ts", ROOT).pathname;
+const SERVER = [MAIN, "server"];
+const CLIENT = [MAIN, "client"];
 const BLASTER_C = new URL("bench/udp_blaster.c", ROOT).pathname;
 const NICE = Deno.args.includes("--nice") ? ["nice", "-n", "-19"] : [];
 const DENO = [...NICE, Deno.execPath(), "run", "-A", "--unstable-net"];
@@ -87,12 +88,12 @@ interface Precision {
 
 async function ourPrecision(): Promise<Precision> {
   const port = freePort();
-  const server = start([...DENO, SERVER, "--host", "127.0.0.1", "--port", String(port), "--quiet"]);
+  const server = start([...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), "--quiet"]);
   try {
     await sleep(1500);
     const r = await output([
       ...DENO,
-      CLIENT,
+      ...CLIENT,
       "--json",
       "--no-stats",
       "-c",
@@ -200,7 +201,7 @@ interface Throughput {
 
 async function ourThroughput(blaster: string, seconds: number): Promise<Throughput> {
   const port = freePort();
-  const server = start([...DENO, SERVER, "--host", "127.0.0.1", "--port", String(port), "--quiet"]);
+  const server = start([...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), "--quiet"]);
   try {
     await sleep(1500);
     const cpu0 = await cpuSeconds(server.pid);

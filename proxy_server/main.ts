@@ -3,62 +3,126 @@
  *
  * @module
  */
-import { CliError, parseArgs, parseNumber, parseSize, runMain } from "../lib/cli.ts";
+import {
+  CliError,
+  EXIT_CANNOT_START,
+  formatHelp,
+  type Options,
+  parseArgs,
+  parseNumber,
+  parseSize,
+  runMain,
+} from "../lib/cli.ts";
 import { LogWriter } from "../lib/http/access_log.ts";
-import { SERVER_CLI_OPTIONS, serverCliSettings, serverCliUsage } from "../lib/http/server_cli.ts";
+import {
+  SERVER_EXIT_CODES,
+  serverCliOptions,
+  serverCliSettings,
+  withUserFile,
+} from "../lib/http/server_cli.ts";
 import { startProxy } from "./proxy.ts";
 import { CacheStore } from "./store.ts";
 
-const USAGE = `Usage: deno task proxy [options]
+/** The options `proxy` takes: the parser and `--help` both read this table. */
+export const OPTIONS = {
+  listen: {
+    type: "string",
+    short: "l",
+    arg: "ADDR",
+    default: "127.0.0.1",
+    description: "address to listen on",
+  },
+  port: { type: "string", short: "p", arg: "N", default: "8888", description: "port to listen on" },
+  upstream: {
+    type: "string",
+    short: "u",
+    arg: "URL",
+    default: "none: forward mode",
+    description: "reverse mode: accelerate this origin (http:// or https://)",
+  },
+  "upstream-ca": {
+    type: "string",
+    multiple: true,
+    arg: "FILE",
+    default: "the system's CAs only",
+    description: "also trust this PEM CA for an https:// upstream",
+  },
+  allow: {
+    type: "string",
+    short: "a",
+    multiple: true,
+    arg: "CIDR",
+    default: "loopback only",
+    description: "also allow clients from CIDR (loopback is always allowed)",
+  },
+  "connect-ports": {
+    type: "string",
+    arg: "LIST",
+    default: "443",
+    description: "ports CONNECT may reach, comma-separated",
+  },
+  "cache-dir": {
+    type: "string",
+    short: "d",
+    arg: "DIR",
+    default: "none: memory only",
+    description: "disk tier directory",
+  },
+  "cache-size": {
+    type: "string",
+    arg: "SIZE",
+    default: "1G",
+    description: "disk tier size, e.g. 1G",
+  },
+  "memory-size": { type: "string", arg: "SIZE", default: "64M", description: "memory tier size" },
+  "max-object-size": {
+    type: "string",
+    arg: "SIZE",
+    default: "64M",
+    description: "largest cacheable body",
+  },
+  timeout: {
+    type: "string",
+    arg: "SEC",
+    default: "30",
+    description: "upstream connect/response timeout, then 504",
+  },
+  "drop-rate": {
+    type: "string",
+    arg: "P",
+    default: "0",
+    description: "drop this fraction (0..1) of client connections unanswered",
+  },
+  delay: { type: "string", arg: "MS", default: "0", description: "delay every response by MS" },
+  seed: {
+    type: "string",
+    arg: "N",
+    default: "random",
+    description: "seed for --drop-rate (reproducible runs)",
+  },
+  "access-log": {
+    type: "string",
+    arg: "PATH",
+    default: "-",
+    description: 'Squid-format access log: a file, "-" for stdout, or "none"',
+  },
+  help: { type: "boolean", short: "h", description: "show this help" },
+  ...serverCliOptions("1G"),
+} as const satisfies Options;
 
-A caching HTTP/1.1 proxy (RFC 9111). Forward mode by default: point a browser
-or curl (-x) at http://127.0.0.1:8888. Reverse mode with --upstream.
-
-Options:
-  -l, --listen ADDR         address to listen on (default 127.0.0.1)
-  -p, --port N              port (default 8888)
-  -u, --upstream URL        reverse mode: accelerate this origin (http:// or https://)
-      --upstream-ca FILE    also trust this PEM CA for an https:// upstream (repeatable)
-  -a, --allow CIDR          also allow clients from CIDR (repeatable; loopback is always allowed)
-      --connect-ports LIST  ports CONNECT may reach, comma-separated (default 443)
-  -d, --cache-dir DIR       disk tier directory (default: memory only)
-      --cache-size SIZE     disk tier size, e.g. 1G (default 1G)
-      --memory-size SIZE    memory tier size (default 64M)
-      --max-object-size S   largest cacheable body (default 64M)
-      --timeout SEC         upstream connect/response timeout (default 30) → 504
-      --drop-rate P         drop this fraction (0..1) of client connections unanswered
-      --delay MS            delay every response by MS milliseconds
-      --seed N              seed for --drop-rate (reproducible runs)
-      --access-log PATH     Squid-format access log: a file, "-" for stdout (default), or "none"
-  -h, --help                show this help
-
-${serverCliUsage("1G")}
-
-Exit codes: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start, 2 on bad usage.
-`;
+const HELP = {
+  usage: "Usage: deno task proxy [options]",
+  summary: "A caching HTTP/1.1 proxy (RFC 9111). Forward mode by default: point a browser\n" +
+    "or curl (-x) at http://127.0.0.1:8888. Reverse mode with --upstream. Relative paths\n" +
+    "(--cache-dir, --access-log, --upstream-ca) are taken from the directory the command\n" +
+    "runs in.",
+  footer: SERVER_EXIT_CODES,
+};
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs(Deno.args, {
-    listen: { type: "string", short: "l" },
-    port: { type: "string", short: "p" },
-    upstream: { type: "string", short: "u" },
-    "upstream-ca": { type: "string", multiple: true },
-    allow: { type: "string", short: "a", multiple: true },
-    "connect-ports": { type: "string" },
-    "cache-dir": { type: "string", short: "d" },
-    "cache-size": { type: "string" },
-    "memory-size": { type: "string" },
-    "max-object-size": { type: "string" },
-    timeout: { type: "string" },
-    "drop-rate": { type: "string" },
-    delay: { type: "string" },
-    seed: { type: "string" },
-    "access-log": { type: "string" },
-    help: { type: "boolean", short: "h" },
-    ...SERVER_CLI_OPTIONS,
-  });
+  const { values, positionals } = parseArgs(Deno.args, OPTIONS);
   if (values.help) {
-    console.log(USAGE);
+    console.log(formatHelp(OPTIONS, HELP).trimEnd());
     return 0;
   }
   if (positionals.length > 0) throw new CliError(`unexpected argument '${positionals[0]}'`);
@@ -81,27 +145,30 @@ async function main(): Promise<number> {
   const connectPorts = (values["connect-ports"] ?? "443").split(",").map((p) =>
     parseNumber("--connect-ports", p, { min: 1, max: 65535, integer: true })
   );
-  const store = await CacheStore.open({
-    ...(values["cache-dir"] !== undefined ? { dir: values["cache-dir"] } : {}),
+  const sizes = {
     diskSize: parseSize("--cache-size", values["cache-size"] ?? "1G"),
     memorySize: parseSize("--memory-size", values["memory-size"] ?? "64M"),
     maxObjectSize: parseSize("--max-object-size", values["max-object-size"] ?? "64M"),
-  });
+  };
+  const cacheDir = values["cache-dir"];
+  const store = cacheDir === undefined
+    ? await CacheStore.open(sizes)
+    : await withUserFile("--cache-dir", cacheDir, (dir) => CacheStore.open({ dir, ...sizes }));
   const logPath = values["access-log"] ?? "-";
   let logFile: Deno.FsFile | undefined;
   let log: LogWriter | undefined;
   if (logPath === "-") log = new LogWriter(Deno.stdout);
   else if (logPath !== "none") {
-    logFile = await Deno.open(logPath, { append: true, create: true });
+    logFile = await withUserFile(
+      "--access-log",
+      logPath,
+      (path) => Deno.open(path, { append: true, create: true }),
+    );
     log = new LogWriter(logFile);
   }
   const upstreamCaCerts: string[] = [];
   for (const file of values["upstream-ca"] ?? []) {
-    try {
-      upstreamCaCerts.push(await Deno.readTextFile(file));
-    } catch (err) {
-      throw new CliError(`cannot read --upstream-ca '${file}': ${(err as Error).message}`);
-    }
+    upstreamCaCerts.push(await withUserFile("--upstream-ca", file, Deno.readTextFile));
   }
   const core = serverCliSettings(values, "1G");
   let allow: string[] = values.allow ?? [];
@@ -128,20 +195,26 @@ async function main(): Promise<number> {
       ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),
     });
     allow = [];
+    // Listen for the signals before saying where it listens: whoever reads
+    // that line may stop the proxy at once.
+    const stopped = new Promise<void>((resolve) => {
+      Deno.addSignalListener("SIGINT", resolve);
+      Deno.addSignalListener("SIGTERM", resolve);
+    });
     console.error(
       `proxy: listening on http://${proxy.hostname}:${proxy.port} (${
         values.upstream ? `reverse mode for ${values.upstream}` : "forward mode"
       }, cache ${values["cache-dir"] ?? "in memory"})`,
     );
-    await new Promise<void>((resolve) => {
-      Deno.addSignalListener("SIGINT", resolve);
-      Deno.addSignalListener("SIGTERM", resolve);
-    });
+    await stopped;
     await proxy.close();
   } catch (err) {
     if (err instanceof TypeError || err instanceof RangeError) throw new CliError(err.message);
-    if (err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.PermissionDenied) {
-      throw new CliError(`cannot start: ${err.message}`, 1);
+    if (
+      err instanceof Deno.errors.AddrInUse || err instanceof Deno.errors.AddrNotAvailable ||
+      err instanceof Deno.errors.PermissionDenied
+    ) {
+      throw new CliError(`cannot start: ${err.message}`, EXIT_CANNOT_START);
     }
     throw err;
   } finally {

@@ -1,7 +1,11 @@
 import { writeAll } from "../lib/http/mod.ts";
-import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
+import { startTask } from "../lib/testing/http_server.ts";
 import { freePort } from "../lib/testing/ports.ts";
+import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
+import { makeTestCa } from "../lib/testing/tls.ts";
 import { rawRequest } from "./_test_util.ts";
+import { OPTIONS } from "./main.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 
@@ -29,6 +33,7 @@ Deno.test("proxy CLI rejects bad options with exit code 2 and a one-line message
       /^proxy: invalid --upstream 'ftp:\/\/x': only http:\/\/ and https:\/\/ are supported\n$/,
     ],
     [["--drop-rate", "2"], /^proxy: invalid argument for --drop-rate/],
+    [["--cache-dir", "/tmp", "--cache-size", "lots"], /^proxy: invalid size for --cache-size/],
     [["--bogus"], /^proxy: unrecognized option '--bogus'/i],
   ];
   for (const [args, message] of cases) {
@@ -141,4 +146,73 @@ Deno.test("proxy killed -9 while storing a response never serves that entry afte
     await serving;
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("proxy --help lists every option with its default and the exit codes", async () => {
+  const help = await assertHelpLists("proxy", OPTIONS);
+  assertMatch(help, /Exit codes: 0 after SIGINT\/SIGTERM, 1 when the server cannot start/);
+});
+
+Deno.test("proxy takes --cache-dir, --access-log and --upstream-ca from the directory it is run in", async () => {
+  await using ca = await makeTestCa({ prefix: "proxy_paths_" });
+  await using origin = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, cert: ca.cert, key: ca.key, onListen() {} },
+    () => new Response("from the origin", { headers: { "cache-control": "max-age=600" } }),
+  );
+  const dir = await Deno.makeTempDir({ prefix: "netkit_proxy_paths_" });
+  try {
+    await Deno.copyFile(ca.caPath, `${dir}/origin-ca.pem`);
+    await using proxy = await startTask("proxy", [
+      "-p",
+      "0",
+      "-u",
+      `https://localhost:${origin.addr.port}`,
+      "--upstream-ca",
+      "origin-ca.pem",
+      "--cache-dir",
+      "cache",
+      "--access-log",
+      "access.log",
+    ], { cwd: dir });
+    const res = await fetch(`http://127.0.0.1:${proxy.port}/page`);
+    assertEquals([res.status, await res.text()], [200, "from the origin"]);
+    assertEquals(await proxy.stop("SIGTERM"), 0);
+    assertMatch(await Deno.readTextFile(`${dir}/access.log`), /GET http.*\/page/);
+    const entries = await Array.fromAsync(Deno.readDir(`${dir}/cache`));
+    assert(entries.length > 0, "the disk tier is empty");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("proxy that cannot open its files exits 1 and names the path as typed and resolved", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "netkit_proxy_paths_" });
+  try {
+    await Deno.writeTextFile(`${dir}/file`, "not a directory");
+    // An address no interface has: should the directory be found, the proxy
+    // still cannot listen, so the test fails instead of waiting on a server.
+    const { code, stderr } = await runTaskIn(dir, "proxy", [
+      "-l",
+      "203.0.113.1",
+      "--cache-dir",
+      "file/cache",
+    ]);
+    assertEquals(code, 1, stderr);
+    assert(
+      stderr.startsWith(`proxy: cannot use --cache-dir "file/cache" (${dir}/file/cache): `),
+      stderr,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("proxy that cannot listen exits 1, as every server that cannot start", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "-l", "203.0.113.1", "--access-log", "none"],
+    stdin: "null",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 1, stderr);
+  assertMatch(stderr, /^proxy: cannot start: /);
 });

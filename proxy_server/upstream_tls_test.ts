@@ -139,7 +139,7 @@ Deno.test("proxy CLI takes --upstream https://… with --upstream-ca, and refuse
     }
   });
 
-  await t.step("--upstream-ca /nonexistent exits 2 with a one-line message", async () => {
+  await t.step("--upstream-ca /nonexistent exits 1 with a one-line message", async () => {
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -158,9 +158,9 @@ Deno.test("proxy CLI takes --upstream https://… with --upstream-ca, and refuse
       stdout: "piped",
       stderr: "piped",
     }).output();
-    assertEquals(out.code, 2);
+    assertEquals(out.code, 1);
     const err = decoder.decode(out.stderr);
-    assertMatch(err, /^proxy: cannot read --upstream-ca '\/nonexistent': [^\n]+\n$/);
+    assertMatch(err, /^proxy: cannot use --upstream-ca "\/nonexistent": [^\n]+\n$/);
     assertEquals(decoder.decode(out.stdout), "");
   });
 });

@@ -4,7 +4,16 @@
  *
  * @module
  */
-import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import {
+  CliError,
+  describePath,
+  formatHelp,
+  type Options,
+  parseArgs,
+  parseNumber,
+  runMain,
+  userPath,
+} from "../lib/cli.ts";
 import {
   type Credentials,
   type DsnOptions,
@@ -36,41 +45,143 @@ const EXIT: Record<SmtpPhase | "partial" | "message", number> = {
   quit: 0,
 };
 
-const USAGE = `Usage: smtp [options]
-  -s, --server HOST[:PORT]   server (default localhost; port 25, or 465 with --tls-on-connect)
-  -p, --port PORT            port (overrides the one in --server)
-  -f, --from ADDRESS         sender (header From and envelope sender)
-  -t, --to ADDRESS           recipient (repeatable, or comma-separated)
-      --cc ADDRESS           copy recipient (repeatable)
-      --bcc ADDRESS          blind copy recipient: envelope only (repeatable)
-      --subject TEXT         subject
-      --body TEXT|@FILE      plain-text body
-      --html TEXT|@FILE      HTML body (with --body: multipart/alternative)
-      --attach @FILE[;type=TYPE][;name=NAME]   attachment (repeatable)
-      --header 'NAME: VALUE' extra header, replaces a generated one (repeatable)
-      --data @FILE.eml       send this ready message as it is
-      --auth [MECHANISM]     authenticate: PLAIN, LOGIN, CRAM-MD5, XOAUTH2 (default: best offered)
-      --auth-user USER       user name (implies --auth)
-      --auth-password PASS   password or XOAUTH2 token (else $SMTP_PASSWORD, else a prompt on a TTY)
-      --tls                  require STARTTLS
-      --tls-optional         use STARTTLS when offered
-      --tls-on-connect       implicit TLS (port 465)
-      --tls-ca FILE          trust this CA certificate (PEM) too
-      --insecure             do not check the certificate's name (the chain is still verified)
-      --allow-plaintext-auth send PLAIN/LOGIN/XOAUTH2 credentials without TLS to a remote host
-      --ehlo NAME            name to send in EHLO (default: this host's name)
-      --pipeline             use PIPELINING when the server offers it
-      --quit-after PHASE     CONNECT, EHLO, TLS, AUTH, MAIL or RCPT
-      --dsn-notify LIST      DSN NOTIFY: NEVER or SUCCESS,FAILURE,DELAY
-      --dsn-ret FULL|HDRS    DSN RET
-      --dsn-envid ID         DSN ENVID
-      --timeout SECONDS      time limit for each reply (default 30)
-      --dump                 print the message instead of sending it
-  -v, --verbose              print the transcript (-> sent, <- received); AUTH secrets masked
-  -h, --help                 this help
-Exit codes: 0 sent, 1 sent but some recipients refused, 2 usage, 3 message refused before sending
-(header injection, unreadable file), 20 connect, 21 greeting, 22 EHLO, 23 MAIL, 24 RCPT,
-25 DATA, 28 AUTH, 29 TLS.`;
+/** The options `smtp` takes: the parser and `--help` both read this table. */
+export const OPTIONS = {
+  server: {
+    type: "string",
+    short: "s",
+    arg: "HOST[:PORT]",
+    default: "localhost",
+    description: "server; port 25, or 465 with --tls-on-connect",
+  },
+  port: {
+    type: "string",
+    short: "p",
+    arg: "PORT",
+    default: "25, or 465 with --tls-on-connect",
+    description: "port (overrides the one in --server)",
+  },
+  from: {
+    type: "string",
+    short: "f",
+    arg: "ADDRESS",
+    description: "sender (header From and envelope sender)",
+  },
+  to: {
+    type: "string",
+    short: "t",
+    multiple: true,
+    arg: "ADDRESS",
+    description: "recipient, or comma-separated recipients",
+  },
+  cc: { type: "string", multiple: true, arg: "ADDRESS", description: "copy recipient" },
+  bcc: {
+    type: "string",
+    multiple: true,
+    arg: "ADDRESS",
+    description: "blind copy recipient: envelope only",
+  },
+  subject: { type: "string", arg: "TEXT", default: "none", description: "subject" },
+  body: { type: "string", arg: "TEXT|@FILE", default: "empty", description: "plain-text body" },
+  html: {
+    type: "string",
+    arg: "TEXT|@FILE",
+    default: "none",
+    description: "HTML body (with --body: multipart/alternative)",
+  },
+  attach: {
+    type: "string",
+    multiple: true,
+    arg: "@FILE[;type=TYPE][;name=NAME]",
+    description: "attachment",
+  },
+  header: {
+    type: "string",
+    multiple: true,
+    arg: "'NAME: VALUE'",
+    description: "extra header, replaces a generated one",
+  },
+  data: {
+    type: "string",
+    arg: "@FILE.eml",
+    default: "none",
+    description: "send this ready message as it is",
+  },
+  auth: {
+    type: "string",
+    arg: "[MECHANISM]",
+    default: "best offered",
+    description: "authenticate: PLAIN, LOGIN, CRAM-MD5, XOAUTH2",
+  },
+  "auth-user": { type: "string", arg: "USER", description: "user name (implies --auth)" },
+  "auth-password": {
+    type: "string",
+    arg: "PASS",
+    default: "$SMTP_PASSWORD, else a prompt on a TTY",
+    description: "password or XOAUTH2 token",
+  },
+  tls: { type: "boolean", description: "require STARTTLS" },
+  "tls-optional": { type: "boolean", description: "use STARTTLS when offered" },
+  "tls-on-connect": { type: "boolean", description: "implicit TLS (port 465)" },
+  "tls-ca": {
+    type: "string",
+    arg: "FILE",
+    default: "the system's CAs only",
+    description: "trust this CA certificate (PEM) too",
+  },
+  insecure: {
+    type: "boolean",
+    description: "do not check the certificate's name (the chain is still verified)",
+  },
+  "allow-plaintext-auth": {
+    type: "boolean",
+    description: "send PLAIN/LOGIN/XOAUTH2 credentials without TLS to a remote host",
+  },
+  ehlo: {
+    type: "string",
+    arg: "NAME",
+    default: "this host's name",
+    description: "name to send in EHLO",
+  },
+  pipeline: { type: "boolean", description: "use PIPELINING when the server offers it" },
+  "quit-after": {
+    type: "string",
+    arg: "PHASE",
+    default: "none",
+    description: "CONNECT, EHLO, TLS, AUTH, MAIL or RCPT",
+  },
+  "dsn-notify": {
+    type: "string",
+    arg: "LIST",
+    default: "none",
+    description: "DSN NOTIFY: NEVER or SUCCESS,FAILURE,DELAY",
+  },
+  "dsn-ret": { type: "string", arg: "FULL|HDRS", default: "none", description: "DSN RET" },
+  "dsn-envid": { type: "string", arg: "ID", default: "none", description: "DSN ENVID" },
+  timeout: {
+    type: "string",
+    arg: "SECONDS",
+    default: "30",
+    description: "time limit for each reply",
+  },
+  dump: { type: "boolean", description: "print the message instead of sending it" },
+  verbose: {
+    type: "boolean",
+    short: "v",
+    description: "print the transcript (-> sent, <- received); AUTH secrets masked",
+  },
+  help: { type: "boolean", short: "h", description: "show this help" },
+} as const satisfies Options;
+
+const HELP = {
+  usage: "Usage: deno task smtp [options]",
+  summary: "Sends a message over SMTP, with options like swaks'. Relative paths\n" +
+    "(--body @FILE, --html @FILE, --attach, --data, --tls-ca) are taken from the directory\n" +
+    "the command runs in.",
+  footer: `Exit codes: 0 sent, 1 sent but some recipients refused, 2 usage, 3 message refused before
+sending (header injection, unreadable file), 20 connect, 21 greeting, 22 EHLO, 23 MAIL, 24 RCPT,
+25 DATA, 28 AUTH, 29 TLS.`,
+};
 
 const MECHANISMS = ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"] as const;
 const QUIT_AFTER = ["CONNECT", "EHLO", "TLS", "AUTH", "MAIL", "RCPT"] as const;
@@ -111,18 +222,23 @@ const portRange = { min: 1, max: 65535, integer: true };
 async function textOrFile(option: string, value: string): Promise<string> {
   if (!value.startsWith("@")) return value;
   try {
-    return await Deno.readTextFile(value.slice(1));
+    return await Deno.readTextFile(userPath(value.slice(1)));
   } catch (err) {
     throw new CliError(
-      `Cannot read ${option} file "${value.slice(1)}": ${err instanceof Error ? err.message : err}`,
+      `Cannot read ${option} file ${describePath(value.slice(1))}: ${
+        err instanceof Error ? err.message : err
+      }`,
       EXIT.message,
     );
   }
 }
 
+/** Attachments' absolute paths to the paths as typed, for messages. */
+const typedPaths = new Map<string, string>();
+
 function parseAttach(spec: string): Attachment {
   const [path = "", ...params] = spec.replace(/^@/, "").split(";");
-  const attachment: Attachment = { path };
+  const attachment: Attachment = { path: userPath(path) };
   for (const param of params) {
     const [key = "", ...rest] = param.split("=");
     const value = rest.join("=").trim();
@@ -131,6 +247,7 @@ function parseAttach(spec: string): Attachment {
     else throw new CliError(`invalid argument for --attach: unknown parameter "${key}"`);
   }
   if (path === "") throw new CliError("invalid argument for --attach: no file");
+  typedPaths.set(attachment.path, path);
   return attachment;
 }
 
@@ -138,6 +255,20 @@ function parseAttach(spec: string): Attachment {
 function list(values: string[] | undefined): string[] {
   return (values ?? []).flatMap((v) => v.match(/(?:"(?:[^"\\]|\\.)*"|<[^>]*>|[^,])+/g) ?? [])
     .map((v) => v.trim()).filter((v) => v !== "");
+}
+
+/**
+ * After a failed connect, throws the resolver's own message when the name
+ * does not resolve, so an unknown host reads the same in every tool.
+ */
+async function explainLookup(hostname: string): Promise<void> {
+  // Loaded only here: a run that connects never pays for the resolver.
+  const { resolveHost, ResolveError } = await import("../lib/resolve.ts");
+  try {
+    await resolveHost(hostname);
+  } catch (err) {
+    if (err instanceof ResolveError) throw new CliError(err.message, EXIT.connect);
+  }
 }
 
 /** Reads a password from the terminal without echoing it. */
@@ -163,41 +294,9 @@ async function promptPassword(): Promise<string> {
 }
 
 async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs(normaliseAuthFlag(args), {
-    server: { type: "string", short: "s" },
-    port: { type: "string", short: "p" },
-    from: { type: "string", short: "f" },
-    to: { type: "string", short: "t", multiple: true },
-    cc: { type: "string", multiple: true },
-    bcc: { type: "string", multiple: true },
-    subject: { type: "string" },
-    body: { type: "string" },
-    html: { type: "string" },
-    attach: { type: "string", multiple: true },
-    header: { type: "string", multiple: true },
-    data: { type: "string" },
-    auth: { type: "string" },
-    "auth-user": { type: "string" },
-    "auth-password": { type: "string" },
-    tls: { type: "boolean" },
-    "tls-optional": { type: "boolean" },
-    "tls-on-connect": { type: "boolean" },
-    "tls-ca": { type: "string" },
-    insecure: { type: "boolean" },
-    "allow-plaintext-auth": { type: "boolean" },
-    ehlo: { type: "string" },
-    pipeline: { type: "boolean" },
-    "quit-after": { type: "string" },
-    "dsn-notify": { type: "string" },
-    "dsn-ret": { type: "string" },
-    "dsn-envid": { type: "string" },
-    timeout: { type: "string" },
-    dump: { type: "boolean" },
-    verbose: { type: "boolean", short: "v" },
-    help: { type: "boolean", short: "h" },
-  });
+  const { values, positionals } = parseArgs(normaliseAuthFlag(args), OPTIONS);
   if (values.help) {
-    console.log(USAGE);
+    console.log(formatHelp(OPTIONS, HELP).trimEnd());
     return 0;
   }
   if (positionals.length > 0) throw new CliError(`unexpected argument: ${positionals[0]}`);
@@ -217,7 +316,17 @@ async function main(args: string[]): Promise<number> {
       to: [...to, ...cc, ...bcc].map((a) => parseMailbox(a).address),
     };
     if (values.data !== undefined) {
-      message = await messageFromFile(values.data.replace(/^@/, ""));
+      const typed = values.data.replace(/^@/, "");
+      try {
+        message = await messageFromFile(userPath(typed));
+      } catch (err) {
+        throw new CliError(
+          `Cannot read --data file ${describePath(typed)}: ${
+            err instanceof Error && err.cause instanceof Error ? err.cause.message : err
+          }`,
+          EXIT.message,
+        );
+      }
     } else {
       const headers: Array<[string, string]> = (values.header ?? []).map((h) => {
         const colon = h.indexOf(":");
@@ -240,7 +349,11 @@ async function main(args: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof CliError) throw err;
-    throw new CliError(err instanceof Error ? err.message : String(err), EXIT.message);
+    let text = err instanceof Error ? err.message : String(err);
+    for (const [absolute, typed] of typedPaths) {
+      text = text.replaceAll(`"${absolute}"`, describePath(typed));
+    }
+    throw new CliError(text, EXIT.message);
   }
 
   if (values.dump) {
@@ -286,10 +399,12 @@ async function main(args: string[]): Promise<number> {
   let caCerts: string[] = [];
   if (values["tls-ca"] !== undefined) {
     try {
-      caCerts = [await Deno.readTextFile(values["tls-ca"])];
+      caCerts = [await Deno.readTextFile(userPath(values["tls-ca"]))];
     } catch (err) {
       throw new CliError(
-        `Cannot read --tls-ca "${values["tls-ca"]}": ${err instanceof Error ? err.message : err}`,
+        `Cannot read --tls-ca file ${describePath(values["tls-ca"])}: ${
+          err instanceof Error ? err.message : err
+        }`,
       );
     }
   }
@@ -361,6 +476,9 @@ async function main(args: string[]): Promise<number> {
     }
     return result.rejected.length > 0 ? EXIT.partial : 0;
   } catch (err) {
+    if (err instanceof SmtpError && err.phase === "connect" && session === undefined) {
+      await explainLookup(hostname);
+    }
     if (err instanceof SmtpError) throw new CliError(err.message, EXIT[err.phase]);
     if (err instanceof TypeError) throw new CliError(err.message, EXIT.message);
     throw err;

@@ -1,5 +1,7 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
+import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import { makeCerts, runCli, startAiosmtpd, startSmtpServer } from "./_testing.ts";
+import { OPTIONS } from "./main.ts";
 
 const basic = ["-f", "a@example.com", "-t", "b@example.com", "--subject", "cli test"];
 
@@ -293,4 +295,81 @@ Deno.test("smtp CLI prompts for the password on a TTY without echoing it", async
   assertEquals(status.code, 0, output + (await stderr));
   assert(!output.includes("p4ss"), output);
   assertMatch(output, /sent to 1 recipient\(s\): 250 /);
+});
+
+Deno.test("smtp --help lists every option with its default and the exit codes", async () => {
+  const help = await assertHelpLists("smtp", OPTIONS);
+  assertMatch(help, /Exit codes: 0 sent, 1 sent but some recipients refused, 2 usage/);
+});
+
+Deno.test("smtp takes --body, --html, --attach, --data and --tls-ca files from the directory it is run in", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "netkit_smtp_paths_" });
+  const smtp = (args: string[]) => runTaskIn(dir, "smtp", args);
+  try {
+    await Deno.writeTextFile(`${dir}/note.txt`, "the note from the user's folder\n");
+    await Deno.writeTextFile(`${dir}/note.html`, "<p>the page from the user's folder</p>\n");
+    await Deno.writeTextFile(`${dir}/report.csv`, "a,b\n");
+    await Deno.writeTextFile(`${dir}/ready.eml`, "Subject: ready-made\r\n\r\nready body\r\n");
+    await t.step("--dump --body @note.txt --html @note.html --attach report.csv", async () => {
+      const r = await smtp([
+        ...basic,
+        "--dump",
+        "--body",
+        "@note.txt",
+        "--html",
+        "@note.html",
+        "--attach",
+        "report.csv",
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      assert(r.stdout.includes("the note from the user's folder"), r.stdout);
+      assert(r.stdout.includes("<p>the page from the user's folder</p>"), r.stdout);
+      assert(r.stdout.includes("filename=report.csv"), r.stdout);
+      assert(r.stdout.includes(btoa("a,b\n")), r.stdout);
+    });
+    await t.step("--dump --data @ready.eml", async () => {
+      const r = await smtp([...basic, "--dump", "--data", "@ready.eml"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout, "Subject: ready-made\r\n\r\nready body\r\n");
+    });
+    await t.step("--tls-ca ca.pem", async () => {
+      await using certs = await makeCerts();
+      await using server = await startAiosmtpd({ mode: "starttls", certs });
+      await Deno.copyFile(certs.ca, `${dir}/ca.pem`);
+      const r = await smtp([
+        "-s",
+        `127.0.0.1:${server.port}`,
+        ...basic,
+        "--tls",
+        "--tls-ca",
+        "ca.pem",
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals((await server.envelope(1)).tls, true);
+    });
+    await t.step("a missing file is named as typed and as resolved", async () => {
+      for (
+        const args of [["--body", "@gone.txt"], ["--attach", "gone.txt"], ["--data", "@gone.txt"]]
+      ) {
+        const r = await smtp([...basic, "--dump", ...args]);
+        assertEquals(r.code, 3, r.stderr);
+        assertMatch(r.stderr, /^smtp: Cannot [^\n]*"gone\.txt" \(/);
+        assert(r.stderr.includes(`"gone.txt" (${dir}/gone.txt): `), r.stderr);
+      }
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("smtp words an unknown host as every tool does", async () => {
+  const main = new URL("./main.ts", import.meta.url).pathname;
+  // No network namespace resolver: the lookup fails at once, whatever the host's DNS.
+  const out = await new Deno.Command("unshare", {
+    args: ["-n", Deno.execPath(), "run", "-A", main, "-s", "nowhere.invalid", ...basic],
+    stdin: "null",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assertEquals(out.code, 20, stderr);
+  assert(stderr.startsWith('smtp: Cannot resolve host "nowhere.invalid": '), stderr);
 });

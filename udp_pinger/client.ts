@@ -3,12 +3,8 @@
  * wait 1 s, print the RTT or `Request timed out`), made into a measurement
  * tool: a drift-free send schedule, duplicates, late and reordered replies,
  * RTT statistics with jitter and IPDV, and upstream/downstream loss from the
- * server's counters. Run as a CLI:
- *
- * ```sh
- * deno run -A udp_pinger/client.ts [-c N] [-i 1s] [-W 1s] [-s SIZE] [--json] [-4|-6] \
- *   [--heartbeat] HOST[:PORT]
- * ```
+ * server's counters. The command line (`deno task udp-ping`) is
+ * `main.ts client`.
  *
  * @example Ten pings to a local server
  * ```ts
@@ -21,7 +17,6 @@
  *
  * @module
  */
-import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
 import { resolveHost } from "../lib/resolve.ts";
 import { percentile, RttStats, type RttSummary } from "../lib/stats.ts";
 import {
@@ -89,11 +84,11 @@ export interface UdpPingOptions {
   /** Stops sending; the summary comes at once, outstanding pings count as lost. */
   signal?: AbortSignal;
   /** Called for each event, as it happens. */
-  onEvent?: (event: PingEvent) => void;
+  onEvent?: (event: UdpPingEvent) => void;
 }
 
 /** Something that happened during a run, in order. */
-export type PingEvent =
+export type UdpPingEvent =
   | { type: "start"; host: string; address: string; port: number }
   | {
     type: "reply";
@@ -510,7 +505,7 @@ export function formatMs(ms: number): string {
  * console.assert(formatEvent({ type: "timeout", seq: 4 }) === "Request timed out (seq=4)");
  * ```
  */
-export function formatEvent(event: PingEvent): string | undefined {
+export function formatEvent(event: UdpPingEvent): string | undefined {
   switch (event.type) {
     case "start":
       return `UDP PING ${event.host} (${event.address}) port ${event.port}`;
@@ -590,152 +585,3 @@ export function formatSummary(
   }
   return lines;
 }
-
-/**
- * Parses a duration: a bare number is seconds (as ping's `-i` and `-W`), or
- * a number with `us`, `ms` or `s`.
- *
- * @param name The option, for the message.
- * @param text The text.
- * @returns Milliseconds.
- * @throws {CliError} If the text is not a positive duration.
- *
- * @example
- * ```ts
- * import { parseDuration } from "./client.ts";
- * console.assert(parseDuration("-i", "1ms") === 1 && parseDuration("-i", "0.2") === 200);
- * ```
- */
-export function parseDuration(name: string, text: string): number {
-  const m = /^(\d+(?:\.\d*)?|\.\d+)(us|µs|ms|s)?$/.exec(text.trim());
-  const value = m ? Number(m[1]) : NaN;
-  if (!m || !(value > 0)) throw new CliError(`invalid argument for ${name}: '${text}'`);
-  const unit = m[2] ?? "s";
-  return value * (unit === "s" ? 1000 : unit === "ms" ? 1 : 0.001);
-}
-
-/** Renames the summary's fields for JSON: the object as is, NaN as null. */
-function toJson(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v),
-  );
-}
-
-/** Buffers output lines and writes them at most every `delay` ms, synchronously. */
-class LineWriter {
-  #stream: { writeSync(p: Uint8Array): number };
-  #delay: number;
-  #lines: string[] = [];
-  #timer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(stream: { writeSync(p: Uint8Array): number }, delay: number) {
-    this.#stream = stream;
-    this.#delay = delay;
-  }
-
-  write(line: string): void {
-    this.#lines.push(line);
-    this.#timer ??= setTimeout(() => this.flush(), this.#delay);
-  }
-
-  flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#lines.length === 0) return;
-    let data = new TextEncoder().encode(this.#lines.join("\n") + "\n");
-    this.#lines = [];
-    while (data.length > 0) data = data.subarray(this.#stream.writeSync(data));
-  }
-}
-
-const HELP = `Usage: udp-ping [options] HOST[:PORT]
-Ping a UDP ping server (the course's UDPPingerServer, or udp-server).
-
-  -c N          pings to send (default 10; heartbeats: until interrupted)
-  -i DURATION   interval between sends (default 1s; e.g. 0.2, 10ms, 500us)
-  -W DURATION   time to wait for each reply (default 1s)
-  -s SIZE       datagram size in bytes, padded after the text (default: no padding)
-  -4, -6        use IPv4 or IPv6 only
-  --json        one JSON object per line per event, then a summary object
-  --heartbeat   send heartbeats ("Heartbeat <seq> <time> <interval>"), expect no replies
-  --no-stats    do not ask the server for its counters
-  -h, --help    this help
-
-Exit status: 0 if any reply came (heartbeat: once sent), 1 if none, 2 on bad input.
-`;
-
-async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs(args, {
-    count: { type: "string", short: "c" },
-    interval: { type: "string", short: "i" },
-    timeout: { type: "string", short: "W" },
-    size: { type: "string", short: "s" },
-    ipv4: { type: "boolean", short: "4" },
-    ipv6: { type: "boolean", short: "6" },
-    json: { type: "boolean" },
-    heartbeat: { type: "boolean" },
-    "no-stats": { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    throw new CliError(
-      positionals.length === 0 ? "missing HOST" : `unexpected argument: ${positionals[1]}`,
-    );
-  }
-  if (values.ipv4 && values.ipv6) throw new CliError("-4 and -6 are mutually exclusive");
-  let host: string, port: number;
-  try {
-    ({ host, port } = splitHostPort(positionals[0]!, DEFAULT_PORT));
-  } catch (err) {
-    throw new CliError((err as Error).message);
-  }
-  const heartbeat = values.heartbeat ?? false;
-  const options: UdpPingOptions = {
-    port,
-    count: values.count === undefined
-      ? (heartbeat ? Infinity : 10)
-      : parseNumber("-c", values.count, { min: 1, integer: true }),
-    interval: values.interval === undefined ? 1000 : parseDuration("-i", values.interval),
-    timeout: values.timeout === undefined ? 1000 : parseDuration("-W", values.timeout),
-    size: values.size === undefined
-      ? 0
-      : parseNumber("-s", values.size, { min: 0, max: MAX_PAYLOAD, integer: true }),
-    heartbeat,
-    serverStats: !values["no-stats"],
-  };
-  if (values.ipv4) options.family = 4;
-  if (values.ipv6) options.family = 6;
-  const json = values.json ?? false;
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  Deno.addSignalListener("SIGINT", abort);
-  options.signal = controller.signal;
-  // Lines are batched and written every 20 ms: at -i 1ms a write per line
-  // would be a system call per ping on the thread that also sends them.
-  const out = new LineWriter(Deno.stdout, 20);
-  options.onEvent = (event) => {
-    const line = json ? toJson(event) : formatEvent(event);
-    if (line !== undefined) out.write(line);
-  };
-  let summary: UdpPingSummary;
-  try {
-    summary = await udpPing(host, options);
-  } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) throw new CliError(err.message);
-    throw err;
-  } finally {
-    Deno.removeSignalListener("SIGINT", abort);
-    out.flush();
-  }
-  if (json) console.log(toJson({ type: "summary", ...summary }));
-  else console.log(["", ...formatSummary(summary, { heartbeat })].join("\n"));
-  if (heartbeat) return summary.sent > 0 ? 0 : 1;
-  return summary.received + summary.late > 0 ? 0 : 1;
-}
-
-if (import.meta.main) await runMain("udp-ping", () => main(Deno.args));

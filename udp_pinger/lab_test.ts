@@ -1,8 +1,9 @@
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { labTest } from "../lib/testing/lab.ts";
 
-const SERVER = new URL("./server.ts", import.meta.url).pathname;
-const CLIENT = new URL("./client.ts", import.meta.url).pathname;
+const MAIN = new URL("./main.ts", import.meta.url).pathname;
+const SERVER = [MAIN, "server"];
+const CLIENT = [MAIN, "client"];
 const DENO = [Deno.execPath(), "run", "-A", "--unstable-net"];
 
 labTest(
@@ -13,7 +14,7 @@ labTest(
         const port = 12000 + family;
         const server = lab.spawn("target", [
           ...DENO,
-          SERVER,
+          ...SERVER,
           "--host",
           family === 4 ? "0.0.0.0" : "::",
           "--port",
@@ -42,7 +43,7 @@ labTest(
           const target = family === 4 ? lab.host("target").v4 : lab.host("target").v6;
           const r = await lab.exec("client", [
             ...DENO,
-            CLIENT,
+            ...CLIENT,
             "--json",
             "-c",
             "300",

@@ -102,22 +102,6 @@ export function toUpperAscii(data: Uint8Array): Uint8Array {
 }
 
 /**
- * Formats a wall-clock time as the seconds-with-fraction text the protocol carries.
- *
- * @param epochMs Milliseconds since the Unix epoch (e.g. `Date.now()`).
- * @returns Seconds with six decimals, like Python's `repr(time.time())`.
- *
- * @example
- * ```ts
- * import { formatTime } from "./protocol.ts";
- * console.assert(formatTime(1700000000250) === "1700000000.250000");
- * ```
- */
-export function formatTime(epochMs: number): string {
-  return (epochMs / 1000).toFixed(6);
-}
-
-/**
  * Encodes a ping, padded with lower-case letters after the text up to
  * `size` bytes. The text is never shortened, so a datagram is at least as
  * long as `Ping <seq> <time>`.

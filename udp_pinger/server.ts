@@ -6,13 +6,8 @@
  *
  * The serving logic is {@linkcode PingService}, a function from a datagram to
  * the replies, tested without a socket; {@linkcode serve} puts it on a
- * `Deno.listenDatagram` socket. Run as a CLI:
- *
- * ```sh
- * deno run -A udp_pinger/server.ts [--port 12000] [--host ADDR] [--loss P] \
- *   [--delay MS[,JITTER]] [--duplicate P] [--seed N] [--dead-after N] \
- *   [--session-timeout S] [--max-clients N] [--quiet]
- * ```
+ * `Deno.listenDatagram` socket. The command line (`deno task udp-server`)
+ * is `main.ts server`.
  *
  * @example Serving on an ephemeral loopback port
  * ```ts
@@ -23,7 +18,6 @@
  *
  * @module
  */
-import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
 import { createRandom } from "../lib/random.ts";
 import {
   DEFAULT_PORT,
@@ -623,92 +617,3 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
     [Symbol.asyncDispose]: close,
   };
 }
-
-const HELP = `Usage: udp-server [options]
-Echo the UDP pinger's "Ping <seq> <time>" upper-cased (the course's UDPPingerServer).
-
-  --port N              UDP port (default ${DEFAULT_PORT})
-  --host ADDR           address to bind (default 0.0.0.0; "::" for IPv6)
-  --loss P              drop pings with probability P, 0 to 1 (default 0)
-  --delay MS[,JITTER]   delay replies by MS ± JITTER milliseconds (default 0)
-  --duplicate P         send a reply twice with probability P (default 0)
-  --seed N              seed for loss, delay and duplication (same seed, same drops)
-  --dead-after N        log a heartbeat client as gone after N missed beats (default 3)
-  --session-timeout S   forget a silent client after S seconds (default 30)
-  --max-clients N       clients tracked at once (default 10000)
-  -q, --quiet           no session log lines on stderr
-  -h, --help            this help
-`;
-
-/**
- * The CLI: parses arguments, serves until SIGINT or SIGTERM.
- *
- * @param args The command-line arguments.
- * @returns The exit code.
- */
-async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs(args, {
-    port: { type: "string" },
-    host: { type: "string" },
-    loss: { type: "string" },
-    delay: { type: "string" },
-    duplicate: { type: "string" },
-    seed: { type: "string" },
-    "dead-after": { type: "string" },
-    "session-timeout": { type: "string" },
-    "max-clients": { type: "string" },
-    quiet: { type: "boolean", short: "q" },
-    help: { type: "boolean", short: "h" },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
-  if (positionals.length > 0) throw new CliError(`unexpected argument: ${positionals[0]}`);
-  const [delayText = "0", jitterText = "0", ...extra] = (values.delay ?? "0").split(",");
-  if (extra.length > 0) throw new CliError(`invalid argument for --delay: '${values.delay}'`);
-  const options: ServeOptions = {
-    hostname: values.host ?? "0.0.0.0",
-    port: parseNumber("--port", values.port ?? String(DEFAULT_PORT), {
-      min: 0,
-      max: 65535,
-      integer: true,
-    }),
-    loss: parseNumber("--loss", values.loss ?? "0", { min: 0, max: 1 }),
-    delay: parseNumber("--delay", delayText, { min: 0, max: 60000 }),
-    jitter: parseNumber("--delay jitter", jitterText, { min: 0, max: 60000 }),
-    duplicate: parseNumber("--duplicate", values.duplicate ?? "0", { min: 0, max: 1 }),
-    deadAfter: parseNumber("--dead-after", values["dead-after"] ?? "3", { min: 1, integer: true }),
-    sessionTimeout: 1000 *
-      parseNumber("--session-timeout", values["session-timeout"] ?? "30", { min: 0.001 }),
-    maxClients: parseNumber("--max-clients", values["max-clients"] ?? "10000", {
-      min: 1,
-      integer: true,
-    }),
-    quiet: values.quiet ?? false,
-  };
-  if (values.seed !== undefined) {
-    options.seed = parseNumber("--seed", values.seed, { integer: true });
-  }
-  let server: UdpPingServer;
-  try {
-    server = serve(options);
-  } catch (err) {
-    throw new CliError(
-      `Cannot listen on ${options.hostname} port ${options.port}: ${(err as Error).message}`,
-      1,
-    );
-  }
-  if (!options.quiet) {
-    const a = server.addr;
-    console.error(`udp-server: listening on ${peerKey({ hostname: a.hostname, port: a.port })}`);
-  }
-  const { promise, resolve } = Promise.withResolvers<void>();
-  Deno.addSignalListener("SIGINT", resolve);
-  Deno.addSignalListener("SIGTERM", resolve);
-  await promise;
-  await server.close();
-  return 0;
-}
-
-if (import.meta.main) await runMain("udp-server", () => main(Deno.args));

@@ -6,7 +6,16 @@
  *
  * @module
  */
-import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
+import {
+  CliError,
+  describePath,
+  formatHelp,
+  type Options,
+  parseArgs,
+  parseNumber,
+  runMain,
+  userPath,
+} from "../lib/cli.ts";
 import { writeAll } from "../lib/bytes.ts";
 import {
   type ClientResponse,
@@ -16,54 +25,95 @@ import {
   type Timing,
 } from "../lib/http/client.ts";
 
-const USAGE = `Usage: deno task webclient [options] URL...
+/** The options `webclient` takes: the parser and `--help` both read this table. */
+export const OPTIONS = {
+  request: {
+    type: "string",
+    short: "X",
+    arg: "METHOD",
+    default: "GET, or POST with -d",
+    description: "method to use",
+  },
+  header: {
+    type: "string",
+    short: "H",
+    multiple: true,
+    arg: "'N: v'",
+    description: "add a request field; 'N:' removes a default",
+  },
+  data: {
+    type: "string",
+    short: "d",
+    multiple: true,
+    arg: "DATA|@FILE",
+    description: "send DATA (or FILE's bytes) as the body; several are joined with &",
+  },
+  output: {
+    type: "string",
+    short: "o",
+    multiple: true,
+    arg: "FILE",
+    default: "stdout",
+    description: "write the body of the next URL to FILE",
+  },
+  head: { type: "boolean", short: "I", description: "send HEAD and print the response head" },
+  include: { type: "boolean", short: "i", description: "print the response head before the body" },
+  location: { type: "boolean", short: "L", description: "follow redirects" },
+  "max-redirs": { type: "string", arg: "N", default: "50", description: "redirect limit with -L" },
+  fail: {
+    type: "boolean",
+    short: "f",
+    description: "exit 22 without output when the status is 400 or more",
+  },
+  "max-time": {
+    type: "string",
+    short: "m",
+    arg: "SECONDS",
+    default: "no limit",
+    description: "limit each transfer's total time (exit 28)",
+  },
+  "connect-timeout": {
+    type: "string",
+    arg: "SECONDS",
+    default: "30",
+    description: "limit resolving and connecting (exit 28)",
+  },
+  cacert: {
+    type: "string",
+    arg: "FILE",
+    default: "the system's CAs",
+    description: "trust the CA certificates in FILE (PEM) for https",
+  },
+  "user-agent": {
+    type: "string",
+    short: "A",
+    arg: "NAME",
+    default: "netkit-client/0.1",
+    description: "User-Agent to send",
+  },
+  verbose: {
+    type: "boolean",
+    short: "v",
+    description: "show connection events and the request and response heads on stderr",
+  },
+  timing: {
+    type: "boolean",
+    description: "show DNS, connect, TLS, first byte and total times on stderr",
+  },
+  silent: { type: "boolean", short: "s", description: "no progress bar" },
+  help: { type: "boolean", short: "h", description: "show this help" },
+} as const satisfies Options;
 
-Fetches each URL over HTTP/1.1 (http or https); URLs to the same origin
-share one keep-alive connection.
-
-Options:
-  -X, --request METHOD     method to use (default GET, or POST with -d)
-  -H, --header 'N: v'      add a request field (repeatable); 'N:' removes a default
-  -d, --data DATA|@FILE    send DATA (or FILE's bytes) as the body (repeatable, joined with &)
-  -o, --output FILE        write the body of the next URL to FILE (repeatable)
-  -I, --head               send HEAD and print the response head
-  -i, --include            print the response head before the body
-  -L, --location           follow redirects
-      --max-redirs N       redirect limit with -L (default 50)
-  -f, --fail               exit 22 without output when the status is 400 or more
-  -m, --max-time SECONDS   limit each transfer's total time (exit 28)
-      --connect-timeout S  limit resolving and connecting (default 30, exit 28)
-      --cacert FILE        trust the CA certificates in FILE (PEM) for https
-  -A, --user-agent NAME    User-Agent to send
-  -v, --verbose            show connection events and the request and response heads on stderr
-      --timing             show DNS, connect, TLS, first byte and total times on stderr
-  -s, --silent             no progress bar
-  -h, --help               show this help
-
-Exit codes: 0 ok, 1 unsupported protocol, 2 usage, 3 bad URL, 6 DNS, 7 connect,
+const HELP = {
+  usage: "Usage: deno task webclient [options] URL...",
+  summary: "Fetches each URL over HTTP/1.1 (http or https); URLs to the same origin\n" +
+    "share one keep-alive connection. Relative paths (-o, -d @FILE, --cacert) are taken\n" +
+    "from the directory the command runs in.",
+  footer: `Exit codes: 0 ok, 1 unsupported protocol, 2 usage, 3 bad URL, 6 DNS, 7 connect,
 8 bad reply, 18 partial body, 22 HTTP error with --fail, 23 write error,
 26 cannot read -d @file, 28 timeout, 35 TLS, 47 too many redirects,
-52 empty reply, 56 receive error, 60 certificate not trusted.`;
-
-const OPTIONS = {
-  request: { type: "string", short: "X" },
-  header: { type: "string", short: "H", multiple: true },
-  data: { type: "string", short: "d", multiple: true },
-  output: { type: "string", short: "o", multiple: true },
-  head: { type: "boolean", short: "I" },
-  include: { type: "boolean", short: "i" },
-  location: { type: "boolean", short: "L" },
-  "max-redirs": { type: "string" },
-  fail: { type: "boolean", short: "f" },
-  "max-time": { type: "string", short: "m" },
-  "connect-timeout": { type: "string" },
-  cacert: { type: "string" },
-  "user-agent": { type: "string", short: "A" },
-  verbose: { type: "boolean", short: "v" },
-  timing: { type: "boolean" },
-  silent: { type: "boolean", short: "s" },
-  help: { type: "boolean", short: "h" },
-} as const;
+52 empty reply, 56 receive error, 60 certificate not trusted, 77 cannot read --cacert.`,
+};
 
 const encoder = new TextEncoder();
 
@@ -213,10 +263,10 @@ async function readData(values: string[]): Promise<Uint8Array> {
   for (const v of values) {
     if (v.startsWith("@")) {
       try {
-        parts.push(await Deno.readFile(v.slice(1)));
+        parts.push(await Deno.readFile(userPath(v.slice(1))));
       } catch (err) {
         throw new CliError(
-          `Cannot read data file "${v.slice(1)}": ${(err as Error).message}`,
+          `Cannot read data file ${describePath(v.slice(1))}: ${(err as Error).message}`,
           EXIT_CODES.read,
         );
       }
@@ -239,7 +289,7 @@ async function readData(values: string[]): Promise<Uint8Array> {
 async function main(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs(args, OPTIONS);
   if (values.help) {
-    console.log(USAGE);
+    console.log(formatHelp(OPTIONS, HELP).trimEnd());
     return 0;
   }
   if (positionals.length === 0) throw new CliError("no URL specified (try --help)");
@@ -261,9 +311,12 @@ async function main(args: string[]): Promise<number> {
   let caCerts: string[] | undefined;
   if (values.cacert !== undefined) {
     try {
-      caCerts = [await Deno.readTextFile(values.cacert)];
+      caCerts = [await Deno.readTextFile(userPath(values.cacert))];
     } catch (err) {
-      throw new CliError(`Cannot read CA file "${values.cacert}": ${(err as Error).message}`, 77);
+      throw new CliError(
+        `Cannot read CA file ${describePath(values.cacert)}: ${(err as Error).message}`,
+        77,
+      );
     }
   }
   const stderrTty = Deno.stderr.isTerminal();
@@ -300,12 +353,12 @@ async function main(args: string[]): Promise<number> {
       let file: Deno.FsFile | undefined;
       if (outFile !== undefined && outFile !== "-") {
         try {
-          file = await Deno.open(outFile, { write: true, create: true, truncate: true });
+          file = await Deno.open(userPath(outFile), { write: true, create: true, truncate: true });
         } catch (err) {
           await res.discard().catch(() => {});
           throw new HttpClientError(
             "write",
-            `Cannot open output file "${outFile}": ${(err as Error).message}`,
+            `Cannot open output file ${describePath(outFile)}: ${(err as Error).message}`,
           );
         }
       }
@@ -334,7 +387,7 @@ async function main(args: string[]): Promise<number> {
       }
     } catch (err) {
       if (!(err instanceof HttpClientError)) throw err;
-      errLine(`client: ${err.message}`);
+      errLine(`webclient: ${err.message}`);
       exitCode = err.exitCode;
     }
   }
@@ -357,5 +410,5 @@ async function writeOut(file: Deno.FsFile | undefined, data: Uint8Array): Promis
 }
 
 if (import.meta.main) {
-  await runMain("client", () => main(Deno.args));
+  await runMain("webclient", () => main(Deno.args));
 }

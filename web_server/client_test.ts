@@ -1,8 +1,9 @@
 import { rawServer } from "../lib/http/testdata/peers.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
-import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { freePort } from "../lib/testing/ports.ts";
-import { formatBytes, formatProgress, formatTiming, parseHeaderOption } from "./client.ts";
+import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
+import { formatBytes, formatProgress, formatTiming, OPTIONS, parseHeaderOption } from "./client.ts";
 
 const CLIENT = new URL("./client.ts", import.meta.url).pathname;
 const dec = new TextDecoder();
@@ -311,7 +312,7 @@ Deno.test("client exits with the documented code per failure class", async (t) =
   await t.step("connection refused → 7", async () => {
     const r = await client([`http://127.0.0.1:${freePort()}/`]);
     assertEquals(r.code, 7, r.stderr);
-    assert(r.stderr.includes("Cannot connect to 127.0.0.1"), r.stderr);
+    assertMatch(r.stderr, /^webclient: Cannot connect to 127\.0\.0\.1/);
   });
   await t.step("timeout → 28", async () => {
     await using server = rawServer(() => new Promise<null>((r) => setTimeout(() => r(null), 1000)));
@@ -360,6 +361,56 @@ Deno.test("client speaks HTTPS with --cacert and exits 60 for an untrusted certi
   const untrusted = await client([url]);
   assertEquals(untrusted.code, 60, untrusted.stderr);
   await serve;
+});
+
+Deno.test("webclient --help lists every option with its default and the exit codes", async () => {
+  const help = await assertHelpLists("webclient", OPTIONS);
+  assertMatch(help, /Exit codes: 0 ok, .* 77 cannot read --cacert\.\n$/s);
+});
+
+Deno.test("webclient takes -o, -d @FILE and --cacert from the directory it is run in", async (t) => {
+  await using ca = await makeTestCa({ prefix: "client_paths_" });
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, cert: ca.cert, key: ca.key, onListen() {} },
+    async (req) => new Response(`${req.method} ${await req.text()}`),
+  );
+  const url = `https://localhost:${server.addr.port}/`;
+  const dir = await Deno.makeTempDir({ prefix: "netkit_webclient_paths_" });
+  const webclient = (args: string[]) => runTaskIn(dir, "webclient", args);
+  try {
+    await Deno.writeTextFile(`${dir}/form.txt`, "a=1");
+    await Deno.copyFile(ca.caPath, `${dir}/ca.pem`);
+    await t.step("the files are read and written there", async () => {
+      const r = await webclient([
+        "-s",
+        "--cacert",
+        "ca.pem",
+        "-d",
+        "@form.txt",
+        "-o",
+        "page.html",
+        url,
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(await Deno.readTextFile(`${dir}/page.html`), "POST a=1");
+    });
+    await t.step("a missing one is named as typed and as resolved", async () => {
+      const r = await webclient(["-d", "@nope.txt", url]);
+      assertEquals(r.code, 26, r.stderr);
+      assert(
+        r.stderr.startsWith(`webclient: Cannot read data file "nope.txt" (${dir}/nope.txt): `),
+        r.stderr,
+      );
+      const ca = await webclient(["--cacert", "nope.pem", url]);
+      assertEquals(ca.code, 77, ca.stderr);
+      assert(
+        ca.stderr.startsWith(`webclient: Cannot read CA file "nope.pem" (${dir}/nope.pem): `),
+        ca.stderr,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("client formatting helpers", async (t) => {

@@ -5,67 +5,121 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { CliError, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
-import { SERVER_CLI_OPTIONS, serverCliSettings, serverCliUsage } from "../lib/http/server_cli.ts";
+import {
+  CliError,
+  describePath,
+  EXIT_CANNOT_START,
+  formatHelp,
+  type Options,
+  parseArgs,
+  parseNumber,
+  runMain,
+  userPath,
+} from "../lib/cli.ts";
+import {
+  SERVER_CLI_OPTIONS,
+  SERVER_EXIT_CODES,
+  serverCliSettings,
+  withUserFile,
+} from "../lib/http/server_cli.ts";
 import { startCluster } from "./cluster.ts";
 import type { ServeDirOptions } from "./serve.ts";
 
-const USAGE = `Usage: deno task webserver [options] [ROOT]
+/** The options `webserver` takes: the parser and `--help` both read this table. */
+export const OPTIONS = {
+  port: {
+    type: "string",
+    short: "p",
+    arg: "PORT",
+    default: "8000",
+    description: "port to listen on; 0 picks a free one",
+  },
+  host: {
+    type: "string",
+    arg: "HOST",
+    default: "localhost",
+    description: "address to listen on; 0.0.0.0 to expose",
+  },
+  cors: {
+    type: "boolean",
+    description: "send Access-Control-Allow-Origin: * and answer preflights",
+  },
+  header: {
+    type: "string",
+    short: "H",
+    multiple: true,
+    arg: "'N: v'",
+    description: "add a header to every response",
+  },
+  "cache-control": {
+    type: "string",
+    arg: "VALUE",
+    default: "none",
+    description: "Cache-Control for files and listings (e.g. 'max-age=3600')",
+  },
+  spa: { type: "boolean", description: "serve index.html for unknown extension-less paths" },
+  dotfiles: { type: "boolean", description: "serve and list names that start with a dot" },
+  "no-listing": {
+    type: "boolean",
+    description: "403 instead of a listing for directories without index.html",
+  },
+  "no-compression": {
+    type: "boolean",
+    description: "never compress on the fly (precompressed .br/.gz still served)",
+  },
+  cert: {
+    type: "string",
+    arg: "FILE",
+    default: "none: plain HTTP",
+    description: "PEM certificate chain: serve HTTPS (with --key)",
+  },
+  key: { type: "string", arg: "FILE", default: "none", description: "PEM private key for --cert" },
+  log: {
+    type: "string",
+    arg: "FILE",
+    default: "stdout",
+    description: "access log in Combined Log Format; - for stdout",
+  },
+  "no-log": { type: "boolean", description: "no access log" },
+  "no-cache": { type: "boolean", description: "do not keep small responses in memory" },
+  workers: {
+    type: "string",
+    short: "w",
+    arg: "N",
+    default: "one per core",
+    description: "event loops sharing the port",
+  },
+  help: { type: "boolean", short: "h", description: "show this help" },
+  ...SERVER_CLI_OPTIONS,
+} as const satisfies Options;
 
-Serves the files under ROOT (default: web_server/public/).
-
-Options:
-  -p, --port PORT          port to listen on (default 8000; 0 picks a free one)
-      --host HOST          address to listen on (default localhost; 0.0.0.0 to expose)
-      --cors               send Access-Control-Allow-Origin: * and answer preflights
-  -H, --header 'N: v'      add a header to every response (repeatable)
-      --cache-control VAL  Cache-Control for files and listings (e.g. 'max-age=3600')
-      --spa                serve index.html for unknown extension-less paths
-      --dotfiles           serve and list names that start with a dot
-      --no-listing         403 instead of a listing for directories without index.html
-      --no-compression     never compress on the fly (precompressed .br/.gz still served)
-      --cert FILE          PEM certificate chain: serve HTTPS (with --key)
-      --key FILE           PEM private key for --cert
-      --log FILE           access log in Combined Log Format (default: stdout)
-      --no-log             no access log
-      --no-cache           do not keep small responses in memory
-  -w, --workers N          event loops sharing the port (default: one per core)
-  -h, --help               show this help
-
-${serverCliUsage("1M")}
-
-Exit codes: 0 after SIGINT/SIGTERM, 1 when the server cannot start, 2 on bad usage.`;
+const HELP = {
+  usage: "Usage: deno task webserver [options] [ROOT]",
+  summary: "Serves the files under ROOT (default: web_server/public/). Relative paths\n" +
+    "(ROOT, --cert, --key, --log) are taken from the directory the command runs in.",
+  footer: SERVER_EXIT_CODES,
+};
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs(Deno.args, {
-    port: { type: "string", short: "p" },
-    host: { type: "string" },
-    cors: { type: "boolean" },
-    header: { type: "string", short: "H", multiple: true },
-    "cache-control": { type: "string" },
-    spa: { type: "boolean" },
-    dotfiles: { type: "boolean" },
-    "no-listing": { type: "boolean" },
-    "no-compression": { type: "boolean" },
-    cert: { type: "string" },
-    key: { type: "string" },
-    log: { type: "string" },
-    "no-log": { type: "boolean" },
-    "no-cache": { type: "boolean" },
-    workers: { type: "string", short: "w" },
-    help: { type: "boolean", short: "h" },
-    ...SERVER_CLI_OPTIONS,
-  });
+  const { values, positionals } = parseArgs(Deno.args, OPTIONS);
   if (values.help) {
-    console.log(USAGE);
+    console.log(formatHelp(OPTIONS, HELP).trimEnd());
     return 0;
   }
   if (positionals.length > 1) throw new CliError("too many arguments: one ROOT at most");
-  const root = positionals[0] ?? fileURLToPath(new URL("./public/", import.meta.url));
+  const typedRoot = positionals[0];
+  const root = typedRoot === undefined
+    ? fileURLToPath(new URL("./public/", import.meta.url))
+    : userPath(typedRoot);
   try {
     if (!(await Deno.stat(root)).isDirectory) throw new Error("not a directory");
   } catch (err) {
-    throw new CliError(`cannot serve "${root}": ${err instanceof Error ? err.message : err}`, 1);
+    throw new CliError(
+      `cannot serve ${typedRoot === undefined ? `"${root}"` : describePath(typedRoot)}: ${
+        err instanceof Error ? err.message : err
+      }`,
+      EXIT_CANNOT_START,
+    );
   }
   const headers: [string, string][] = [];
   for (const h of values.header ?? []) {
@@ -92,30 +146,46 @@ async function main(): Promise<number> {
   const workers = values.workers === undefined
     ? navigator.hardwareConcurrency
     : parseNumber("--workers", values.workers, { min: 1, max: 256, integer: true });
+  const tls = values.cert !== undefined
+    ? {
+      cert: await withUserFile("--cert", values.cert, Deno.readTextFile),
+      key: await withUserFile("--key", values.key!, Deno.readTextFile),
+    }
+    : {};
+  const log = values["no-log"] ? null : values.log ?? "-";
+  // Opened here too, so a log that cannot be written is named as the user typed it.
+  if (log !== null && log !== "-") {
+    await withUserFile("--log", log, async (path) => {
+      (await Deno.open(path, { append: true, create: true })).close();
+    });
+  }
   let cluster;
   try {
     cluster = await startCluster({
       serve: options,
       hostname: values.host ?? "localhost",
       port,
-      ...(values.cert !== undefined
-        ? { cert: await Deno.readTextFile(values.cert), key: await Deno.readTextFile(values.key!) }
-        : {}),
+      ...tls,
       cache: !values["no-cache"],
-      log: values["no-log"] ? null : values.log ?? "-",
+      log: log === null || log === "-" ? log : userPath(log),
       core,
     }, workers);
   } catch (err) {
-    throw new CliError(`cannot start: ${err instanceof Error ? err.message : err}`, 1);
+    throw new CliError(
+      `cannot start: ${err instanceof Error ? err.message : err}`,
+      EXIT_CANNOT_START,
+    );
   }
   const { hostname } = cluster.addr;
   const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
   const scheme = values.cert !== undefined ? "https" : "http";
   const name = values.host === undefined ? "localhost" : shown;
-  console.log(`Listening on ${scheme}://${name}:${cluster.addr.port}/ (serving ${root})`);
+  // Listen for the signals before saying where it listens: whoever reads
+  // that line may stop the server at once.
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   Deno.addSignalListener("SIGINT", resolve);
   Deno.addSignalListener("SIGTERM", resolve);
+  console.log(`Listening on ${scheme}://${name}:${cluster.addr.port}/ (serving ${root})`);
   await stopped;
   Deno.removeSignalListener("SIGINT", resolve);
   Deno.removeSignalListener("SIGTERM", resolve);

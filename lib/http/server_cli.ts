@@ -5,19 +5,141 @@
  *
  * @module
  */
-import { type ParsedValues, parseNumber, parseSize } from "../cli.ts";
+import {
+  CliError,
+  describePath,
+  EXIT_CANNOT_START,
+  EXIT_USAGE,
+  type OptionSpec,
+  type ParsedValues,
+  parseNumber,
+  parseSize,
+  userPath,
+} from "../cli.ts";
 import type { ServerOptions } from "./server.ts";
 
-/** The option table; spread it into a tool's own. */
-export const SERVER_CLI_OPTIONS = {
-  "header-timeout": { type: "string" },
-  "keepalive-timeout": { type: "string" },
-  "body-timeout": { type: "string" },
-  "send-timeout": { type: "string" },
-  "max-body-size": { type: "string" },
-  "max-conns": { type: "string" },
-  "max-conns-per-ip": { type: "string" },
-} as const;
+/** The long names of the server core's options. */
+export type ServerCliOptionName =
+  | "header-timeout"
+  | "keepalive-timeout"
+  | "body-timeout"
+  | "send-timeout"
+  | "max-body-size"
+  | "max-conns"
+  | "max-conns-per-ip";
+
+/** The server core's option table: every option takes a value. */
+export type ServerCliOptions = {
+  readonly [K in ServerCliOptionName]: OptionSpec & { readonly type: "string" };
+};
+
+/**
+ * The option table, with `--max-body-size`'s default set per tool: the web
+ * server takes small uploads, the proxy relays large ones.
+ *
+ * @param maxBodySize The default of `--max-body-size`, as written (`1M`).
+ * @returns The table; spread it into the tool's own.
+ *
+ * @example
+ * ```ts
+ * import { serverCliOptions } from "./server_cli.ts";
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(serverCliOptions("1G")["max-body-size"].default, "1G");
+ * ```
+ */
+export function serverCliOptions(maxBodySize: string): ServerCliOptions {
+  const group = "Connections (nginx's directive in brackets)";
+  return {
+    "header-timeout": {
+      type: "string",
+      arg: "SEC",
+      default: "10",
+      group,
+      description: "a request head must arrive within SEC [client_header_timeout]",
+    },
+    "keepalive-timeout": {
+      type: "string",
+      arg: "SEC",
+      default: "30",
+      description: "close idle keep-alive connections after SEC [keepalive_timeout]",
+    },
+    "body-timeout": {
+      type: "string",
+      arg: "SEC",
+      default: "60",
+      description: "a request-body read may wait SEC [client_body_timeout]",
+    },
+    "send-timeout": {
+      type: "string",
+      arg: "SEC",
+      default: "60",
+      description: "a response write may stall SEC [send_timeout]",
+    },
+    "max-body-size": {
+      type: "string",
+      arg: "SIZE",
+      default: maxBodySize,
+      description: "largest request body, e.g. 1M; larger gets 413 [client_max_body_size]",
+    },
+    "max-conns": {
+      type: "string",
+      arg: "N",
+      default: "what the open-file limit allows",
+      description: "connections open at once; 0 for no limit",
+    },
+    "max-conns-per-ip": {
+      type: "string",
+      arg: "N",
+      default: "an eighth of --max-conns, 16 to 1024",
+      description: "connections from one address; 0 for no limit [limit_conn]",
+    },
+  };
+}
+
+/** The option table with the web server's body-size default; see {@linkcode serverCliOptions}. */
+export const SERVER_CLI_OPTIONS: ServerCliOptions = serverCliOptions("1M");
+
+/**
+ * The exit codes of a server tool, as its `--help` ends: the same in every
+ * server, so scripts can tell "cannot start" from bad usage.
+ */
+export const SERVER_EXIT_CODES: string =
+  `Exit codes: 0 after SIGINT/SIGTERM, ${EXIT_CANNOT_START} when the server cannot start\n` +
+  `(port taken, unreadable file), ${EXIT_USAGE} on bad usage.`;
+
+/**
+ * Runs a start-up step on a file the user named (a certificate, a log, a
+ * cache directory) with the path resolved by {@linkcode userPath}; when it
+ * fails, the server cannot start, and the message names the option and the
+ * path as typed and as resolved.
+ *
+ * @param option The option, e.g. `"--cert"`.
+ * @param typed The path as the user typed it.
+ * @param step What to do with the absolute path.
+ * @returns What the step returns.
+ * @throws {CliError} With {@linkcode EXIT_CANNOT_START} when the step fails.
+ *
+ * @example
+ * ```ts
+ * import { withUserFile } from "./server_cli.ts";
+ * import { assertRejects } from "../testing/assert.ts";
+ * await assertRejects(() => withUserFile("--cert", "/nonexistent.pem", Deno.readTextFile));
+ * ```
+ */
+export async function withUserFile<T>(
+  option: string,
+  typed: string,
+  step: (path: string) => Promise<T>,
+): Promise<T> {
+  try {
+    return await step(userPath(typed));
+  } catch (err) {
+    throw new CliError(
+      `cannot use ${option} ${describePath(typed)}: ${err instanceof Error ? err.message : err}`,
+      EXIT_CANNOT_START,
+    );
+  }
+}
 
 /** The deadlines and caps the options set. */
 export type ServerCliSettings = Pick<
@@ -30,33 +152,6 @@ export type ServerCliSettings = Pick<
   | "maxConnections"
   | "maxConnectionsPerIp"
 >;
-
-/**
- * The help text of the options, with the tool's own default body size.
- *
- * @param maxBodySize The default of `--max-body-size`, as written (`1M`).
- * @returns The lines, ready to append to a usage text.
- *
- * @example
- * ```ts
- * import { serverCliUsage } from "./server_cli.ts";
- * import { assertMatch } from "../testing/assert.ts";
- * assertMatch(serverCliUsage("1M"), /--max-body-size SIZE .*default 1M/);
- * ```
- */
-export function serverCliUsage(maxBodySize: string): string {
-  return `Connections (nginx's directive in brackets):
-      --header-timeout SEC     a request head must arrive within (default 10) [client_header_timeout]
-      --keepalive-timeout SEC  close idle keep-alive connections after (default 30) [keepalive_timeout]
-      --body-timeout SEC       a request-body read may wait (default 60) [client_body_timeout]
-      --send-timeout SEC       a response write may stall (default 60) [send_timeout]
-      --max-body-size SIZE     largest request body, e.g. 1M; larger gets 413 (default ${maxBodySize})
-                               [client_max_body_size]
-      --max-conns N            connections open at once; 0 for no limit (default: what the
-                               open-file limit allows)
-      --max-conns-per-ip N     connections from one address; 0 for no limit (default: an eighth
-                               of --max-conns, 16 to 1024) [limit_conn]`;
-}
 
 /**
  * Reads the options into server settings.

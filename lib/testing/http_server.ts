@@ -15,7 +15,7 @@
  */
 import { concat } from "../bytes.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
-import { taskCommand } from "./tasks.ts";
+import { inUserDir, taskCommand, taskViaConfig } from "./tasks.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -67,11 +67,13 @@ export function hardeningTests(target: HardeningTarget): void {
 
 /**
  * Starts a `deno task` as its CLI runs, optionally under `prlimit --nofile`,
- * and waits until it prints the address it listens on.
+ * and waits until it prints the address it listens on. With `cwd`, it runs
+ * through `deno task --config` from that directory, as a user in another
+ * folder does, so the tool sees the directory in `INIT_CWD`.
  *
  * @param task The task name (`webserver`, `proxy`).
  * @param args The task's arguments.
- * @param options An open-file limit for the process.
+ * @param options An open-file limit for the process; the user's directory.
  * @returns The running process.
  *
  * @example
@@ -82,14 +84,15 @@ export function hardeningTests(target: HardeningTarget): void {
 export async function startTask(
   task: string,
   args: string[],
-  options: { nofile?: number } = {},
+  options: { nofile?: number; cwd?: string } = {},
 ): Promise<ServerProcess> {
-  let argv = taskCommand(task, args);
+  let argv = options.cwd === undefined ? taskCommand(task, args) : taskViaConfig(task, args);
   if (options.nofile !== undefined) {
     argv = ["prlimit", `--nofile=${options.nofile}:${options.nofile}`, "--", ...argv];
   }
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
+    ...(options.cwd !== undefined ? inUserDir(options.cwd) : {}),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -52,8 +52,8 @@ export function taskCommand(name: string, args: readonly string[] = []): string[
 /**
  * The argument vector that runs task `name` through `deno task` itself with
  * `--config` pointing at the project's `deno.json`, as a user does from
- * another directory: spawn it with `cwd` set to that directory, and the task
- * sees it in `INIT_CWD`.
+ * another directory: spawn it with {@linkcode inUserDir}'s options, and the
+ * task sees that directory in `INIT_CWD`.
  *
  * @param name The task's name in `deno.json`.
  * @param args The task's arguments.
@@ -77,6 +77,59 @@ export function taskViaConfig(name: string, args: readonly string[] = []): strin
     name,
     ...args,
   ];
+}
+
+/**
+ * The spawn options that run {@linkcode taskViaConfig}'s argument vector as
+ * a user in `dir` does: `cwd` is `dir`, and `INIT_CWD` is not inherited.
+ * `deno task` keeps an `INIT_CWD` it finds (as npm does), so a test run
+ * under `deno task test` would otherwise hand the tool the repository.
+ *
+ * @param dir The user's directory.
+ * @returns Options for `Deno.Command`.
+ *
+ * @example
+ * ```ts
+ * import { inUserDir } from "./tasks.ts";
+ * import { assert, assertEquals } from "./assert.ts";
+ * const options = inUserDir("/tmp");
+ * assertEquals(options.cwd, "/tmp");
+ * assert(!("INIT_CWD" in options.env));
+ * ```
+ */
+export function inUserDir(
+  dir: string,
+): { cwd: string; clearEnv: true; env: Record<string, string> } {
+  const env = Deno.env.toObject();
+  delete env.INIT_CWD;
+  return { cwd: dir, clearEnv: true, env };
+}
+
+/**
+ * Runs task `name` through `deno task --config` from `dir`, as a user in
+ * that directory does, to completion.
+ *
+ * @param dir The user's directory.
+ * @param name The task's name.
+ * @param args The task's arguments.
+ * @returns The exit code and the output.
+ *
+ * @example
+ * ```ts ignore
+ * import { runTaskIn } from "./tasks.ts";
+ * const { code, stdout } = await runTaskIn(site, "smtp", ["--dump", "--body", "@note.txt"]);
+ * ```
+ */
+export async function runTaskIn(
+  dir: string,
+  name: string,
+  args: readonly string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, ...rest] = taskViaConfig(name, args);
+  const out = await new Deno.Command(cmd!, { args: rest, stdin: "null", ...inUserDir(dir) })
+    .output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 /**
@@ -110,7 +163,9 @@ export async function assertHelpLists(
   if (out.code !== 0) problems.push(`exit code ${out.code}, not 0`);
   if (stderr !== "") problems.push(`stderr is not empty: ${stderr.slice(0, 200)}`);
   for (const [long, spec] of Object.entries(options)) {
-    const line = stdout.split("\n").find((l) => new RegExp(`--${long}\\b`).test(l));
+    // The option's own row: a summary or another option's text may name it too.
+    const row = new RegExp(`^\\s*(?:-\\S, )?--${long}(?![\\w-])`);
+    const line = stdout.split("\n").find((l) => row.test(l));
     if (line === undefined) {
       problems.push(`--${long} is not listed`);
       continue;

@@ -1,0 +1,85 @@
+import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
+import { startTask } from "../lib/testing/http_server.ts";
+import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
+import { OPTIONS } from "./main.ts";
+
+const TESTDATA = new URL("./testdata/", import.meta.url);
+
+Deno.test("webserver --help lists every option with its default and the exit codes", async () => {
+  const help = await assertHelpLists("webserver", OPTIONS);
+  assertMatch(help, /^Usage: deno task webserver \[options\] \[ROOT\]\n/);
+  assertMatch(help, /Exit codes: 0 after SIGINT\/SIGTERM, 1 when the server cannot start/);
+});
+
+Deno.test("webserver takes ROOT, --cert, --key and --log from the directory it is run in", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "netkit_webserver_paths_" });
+  try {
+    await Deno.writeTextFile(`${dir}/index.html`, "<h1>the user's site</h1>\n");
+    await Deno.copyFile(new URL("localhost.crt", TESTDATA), `${dir}/site.crt`);
+    await Deno.copyFile(new URL("localhost.key", TESTDATA), `${dir}/site.key`);
+    await using server = await startTask("webserver", [
+      "-p",
+      "0",
+      "-w",
+      "1",
+      "--cert",
+      "site.crt",
+      "--key",
+      "site.key",
+      "--log",
+      "access.log",
+      ".",
+    ], { cwd: dir });
+    using client = Deno.createHttpClient({
+      caCerts: [await Deno.readTextFile(new URL("ca.crt", TESTDATA))],
+    });
+    const res = await fetch(`https://localhost:${server.port}/`, { client });
+    assertEquals(await res.text(), "<h1>the user's site</h1>\n");
+    assertEquals(await server.stop("SIGTERM"), 0);
+    assertMatch(await Deno.readTextFile(`${dir}/access.log`), /"GET \/ HTTP\/1\.1" 200 /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("webserver that cannot start exits 1 and names the path as typed and resolved", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "netkit_webserver_paths_" });
+  try {
+    await t.step("a missing ROOT", async () => {
+      const r = await runTaskIn(dir, "webserver", ["-p", "0", "site"]);
+      assertEquals(r.code, 1, r.stderr);
+      assertEquals(
+        r.stderr.split(": No such file")[0],
+        `webserver: cannot serve "site" (${dir}/site)`,
+      );
+    });
+    await t.step("a missing --cert", async () => {
+      const r = await runTaskIn(dir, "webserver", [
+        "-p",
+        "0",
+        "--cert",
+        "a.crt",
+        "--key",
+        "a.key",
+        ".",
+      ]);
+      assertEquals(r.code, 1, r.stderr);
+      assert(
+        r.stderr.startsWith(`webserver: cannot use --cert "a.crt" (${dir}/a.crt): `),
+        r.stderr,
+      );
+    });
+    await t.step("a --log in a missing directory", async () => {
+      const r = await runTaskIn(dir, "webserver", ["-p", "0", "--log", "logs/access.log", "."]);
+      assertEquals(r.code, 1, r.stderr);
+      assert(
+        r.stderr.startsWith(
+          `webserver: cannot use --log "logs/access.log" (${dir}/logs/access.log): `,
+        ),
+        r.stderr,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
