@@ -32,17 +32,16 @@
  *
  * @module
  */
+import { buildEcho, parseIcmp, verifyChecksum } from "../lib/icmp.ts";
+import { realtimeNs, timespecUs } from "../lib/rawsock/clock.ts";
 import {
-  type BpfInstruction,
-  DatagramInfo,
-  directCalls,
-  type ErrorReport,
-  openSocket,
-  realtimeInto,
-  realtimeNs,
-  type Socket,
-  SocketError,
-} from "../lib/rawsock.ts";
+  ECHO_TIME_BYTES as TIME_BYTES,
+  EchoBurst,
+  type EchoBurstHandler,
+  echoIdFilter,
+} from "../lib/rawsock/echo.ts";
+import { EAGAIN, EMSGSIZE, ENOBUFS, SocketError, strerror } from "../lib/rawsock/errno.ts";
+import { DatagramInfo, type ErrorReport, openSocket, type Socket } from "../lib/rawsock/socket.ts";
 import { ipFamily, type SocketAddress, splitZone } from "../lib/sockaddr.ts";
 import {
   addRtt,
@@ -252,16 +251,9 @@ export interface PingStatus {
   timing: boolean;
 }
 
-// ICMP types (RFC 792, RFC 4443).
-const ECHO_REQUEST_V4 = 8;
-const ECHO_REPLY_V4 = 0;
-const ECHO_REQUEST_V6 = 128;
-const ECHO_REPLY_V6 = 129;
 // iputils' ICMP_FILTER: replies and the errors that can concern a request.
 const FILTER_V4 = [0, 3, 4, 5, 11, 12];
 const FILTER_V6 = [129, 1, 2, 3, 4];
-/** Bytes of the send time at the start of the data (iputils' `struct timeval`). */
-const TIME_BYTES = 16;
 /** iputils' MININTERVAL: with nothing coming back, flood mode sends every 10 ms. */
 const FLOOD_IDLE_MS = 10;
 /** A busy loop lets the event loop run (signals, timers) at least this often. */
@@ -283,27 +275,8 @@ const PRIME_PACKETS = 2000;
 const PRIME_FLOOD_PACKETS = 1000;
 /** The priming flood stops after this many milliseconds whatever happens. */
 const PRIME_LIMIT_MS = 100;
-const EMSGSIZE = 90;
-// Classic BPF opcodes (linux/bpf_common.h): class | size | mode.
-const BPF_LD_B_ABS = 0x30;
-const BPF_LD_H_ABS = 0x28;
-const BPF_LD_B_IND = 0x50;
-const BPF_LD_H_IND = 0x48;
-const BPF_LDX_MSH = 0xb1;
-const BPF_JEQ_K = 0x15;
-const BPF_RET_K = 0x06;
-const MSG_DONTWAIT = 0x40;
-const CLOCK_REALTIME = 0;
-const EAGAIN = 11;
-const ENOBUFS = 105;
-
 /** The largest `-s` for each family: 65535 minus the IP and ICMP headers. */
 export const MAX_SIZE: Readonly<Record<4 | 6, number>> = { 4: 65507, 6: 65527 };
-
-function strerror(errno: number): string {
-  // SocketError's message is "<syscall>: <strerror> (<CODE>)".
-  return new SocketError(errno, "").message.replace(/^: /, "").replace(/ \(E\w+\)$/, "");
-}
 
 /**
  * Resolves `host`, opens the socket and returns a session; iterate it to
@@ -541,22 +514,17 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   #count: number;
   #intervalMs: number;
   #timing: boolean;
-  #replyType: number;
-  #requestType: number;
   #packet: Uint8Array;
-  #view: DataView;
-  #fixedSum: number;
-  /** The send time's bytes in the request (when it carries one). */
-  #timeField: Uint8Array | undefined;
+  /** Stamps requests, and runs flood bursts through the socket layer. */
+  #echo: EchoBurst;
+  #burstHandler: EchoBurstHandler;
+  #burstSendLimit = 0;
   #sink = 0;
   #spinChunk = 1000;
   #reportSends: boolean;
   #reportReplies: boolean;
   #id: number;
   #received = new Uint8Array(65536);
-  #calls = directCalls();
-  /** The request's length, as sendto() takes it (a BigInt: see Socket.send). */
-  #packetLength: bigint;
   // The receive buffer and its details, reused for every reply.
   #rx = new Uint8Array(65536 + 60);
   #rxInfo = new DatagramInfo();
@@ -616,8 +584,6 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     this.#count = init.options.count ?? Infinity;
     this.#intervalMs = init.options.intervalMs ?? (init.options.flood ? 0 : 1000);
     this.#timing = init.size >= TIME_BYTES;
-    this.#requestType = init.family === 4 ? ECHO_REQUEST_V4 : ECHO_REQUEST_V6;
-    this.#replyType = init.family === 4 ? ECHO_REPLY_V4 : ECHO_REPLY_V6;
     // A raw socket's identifier is ours to choose (iputils picks at random);
     // a datagram socket's is the local port, which the kernel fills in.
     // (Math.random, not crypto: the identifier only tells our replies apart,
@@ -627,14 +593,23 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     // (another ping's) before they take room in our queue; during a flood,
     // a few ms off the CPU would otherwise fill it with theirs and lose ours.
     if (kind === "raw") sock.attachFilter(echoIdFilter(init.family, this.#id));
-    this.#packet = buildRequest(this.#requestType, this.#id, init.size, init.options.pattern);
-    this.#view = new DataView(this.#packet.buffer);
-    this.#packetLength = BigInt(this.#packet.length);
-    this.#timeField = this.#timing ? this.#packet.subarray(8, 8 + TIME_BYTES) : undefined;
-    this.#fixedSum = this.#sumFixedWords();
+    this.#packet = buildEcho({
+      family: init.family,
+      id: this.#id,
+      seq: 0,
+      payload: requestData(init.size, init.options.pattern),
+    });
+    this.#echo = new EchoBurst(sock, {
+      request: this.#packet,
+      buffer: this.#rx,
+      info: this.#rxInfo,
+      timed: this.#timing,
+      matchReplies: !this.#reportReplies,
+    });
+    this.#burstHandler = this.#newBurstHandler();
     // Run the stamping code once so the first request is not timed through
     // lazy compilation.
-    for (let k = 0; k < 50; k++) this.#stamp(0);
+    for (let k = 0; k < 50; k++) this.#echo.stamp(0);
     this.summary = new Promise((resolve, reject) => {
       this.#resolveSummary = resolve;
       this.#rejectSummary = reject;
@@ -887,7 +862,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         // leaves the last request (after which the exit is scheduled), any
         // reply still due and everything unusual to the rest of this loop.
         const before = this.#transmitted;
-        this.#floodBurst(count - 1, count);
+        this.#floodBurst(count - 1);
         if (this.#transmitted !== before) {
           lastSendAt = this.#lastSendMs;
           reuseNow = true;
@@ -923,7 +898,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         this.#lastSendMs - lastYield < PARK_EVERY_MS
       ) {
         if (!hasDeadline) {
-          this.#floodBurst(count - 1, count);
+          this.#floodBurst(count - 1);
           lastSendAt = this.#lastSendMs;
         }
         reuseNow = true;
@@ -978,138 +953,61 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
 
   /**
    * Flood mode's inner loop: send, read the reply, send again, while each
-   * reply is in by the time `sendto()` returns (on veth and loopback the
-   * whole round trip runs inside it), for at most 64 requests, and not past
-   * `sendLimit` requests or `count` replies; anything else (no reply yet, an
-   * error, a reply that needs an event or is not a plain answer to the
-   * request just sent) is left to {@linkcode #loop} and {@linkcode #drain}.
-   *
-   * It does what {@linkcode #send} and {@linkcode #drain} do, in one body
-   * that calls libc itself ({@linkcode directCalls}) and reads and writes
-   * bytes rather than through DataViews: V8 turns the FFI calls into direct
-   * calls only in code its top tier optimized, and it optimizes a function
-   * after running enough of its own bytecode, which a loop with the
-   * checksums inline does several times sooner than the small methods
-   * called once per request (measured: after about 5,000 requests instead of
-   * 16,000); until then, byte accesses stay fast where DataView calls cost
-   * a call each. A plain function called again and again, V8 keeps its code
-   * across the async loop's waits, where the async loop's own optimized code
-   * is left at each await (every 250 ms, for signals) and would run slowly
-   * for thousands of requests after each (measured: 6% of the rate).
+   * reply is in by the time `sendto()` returns, for at most 64 requests, and
+   * not past `sendLimit` requests or the loop's count of replies; anything else (no
+   * reply yet, an error, a reply that needs an event or is not a plain
+   * answer to the request just sent) is left to {@linkcode #loop} and
+   * {@linkcode #drain}. The loop itself is the socket layer's
+   * ({@linkcode EchoBurst.run}, which says why it holds the libc calls);
+   * this session's bookkeeping runs in {@linkcode #newBurstHandler}'s
+   * callbacks.
    */
-  #floodBurst(sendLimit: number, count: number): void {
-    // Everything read more than once is read into a local first: the fewer
-    // bytecodes the function holds, the sooner V8 optimizes it.
-    const sock = this.#sock;
-    const fd = sock.fd;
-    const calls = this.#calls;
-    const rx = this.#rx;
-    const direct = sock.directReceive(rx);
-    const message = direct.message;
-    const packet = this.#packet;
-    const length = this.#packetLength;
-    const received = this.#received;
-    const time = this.#timeField;
-    const raw4 = this.family === 4 && this.socketKind === "raw";
-    const id = this.socketKind === "raw" ? this.#id : -1;
-    const size = packet.length;
-    const minLength = this.#timing ? 8 + TIME_BYTES : 8;
-    const replyType = this.#replyType;
-    const reportSends = this.#reportSends;
-    const plainAllowed = !this.#reportReplies;
-    let transmitted = this.#transmitted;
-    const start = transmitted;
-    for (let k = 0; k < 64; k++) {
-      if (transmitted >= sendLimit || this.#nreceived + this.#errors >= count || this.#stopped) {
-        break;
-      }
-      // As #send(): iputils' -O check, with the previous request answered
-      // by an error rather than a reply.
-      if (transmitted > 0 && received[transmitted & 0xffff] === 0) this.#reportUnanswered();
-      const seq = (transmitted + 1) & 0xffff;
-      received[seq] = 0;
-      packet[6] = seq >> 8;
-      packet[7] = seq & 0xff;
-      // As #stamp(): the time right before the checksum and sendto().
-      if (time !== undefined) calls.clock_gettime(CLOCK_REALTIME, time);
-      if (raw4) {
-        packet[2] = packet[3] = 0;
-        let sum = 0;
-        for (let j = 0; j + 1 < size; j += 2) sum += (packet[j]! << 8) | packet[j + 1]!;
-        if (size & 1) sum += packet[size - 1]! << 8;
-        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-        sum = ~sum & 0xffff;
-        packet[2] = sum >> 8;
-        packet[3] = sum & 0xff;
-      }
-      if (calls.sendto(fd, packet, length, MSG_DONTWAIT, null, 0) < 0) {
-        // errno read before any call (see DirectCalls.errno).
-        this.#sendFailedInBurst(calls.errno[0]!);
-        return;
-      }
-      this.#transmitted = ++transmitted;
-      if (reportSends) this.#reportSent(seq);
-      direct.rearm();
-      const n = calls.recvmsg(fd, message, MSG_DONTWAIT);
-      // Nothing yet, or an error pending: #drain() sorts it out.
-      if (n < 0) break;
-      const at = raw4 ? (rx[0]! & 0x0f) * 4 : 0;
-      // recvmsg() returns what it wrote, and the buffer holds any datagram.
-      const end = n;
-      const receivedUs = direct.timestampUs();
-      // An answer to the request just sent, to count and nothing more?
-      let plain = plainAllowed && receivedUs >= 0 && end - at >= minLength &&
-        rx[at] === replyType && ((rx[at + 6]! << 8) | rx[at + 7]!) === seq &&
-        (id < 0 || ((rx[at + 4]! << 8) | rx[at + 5]!) === id);
-      if (plain && raw4) {
-        let sum = 0;
-        for (let j = at; j + 1 < end; j += 2) sum += (rx[j]! << 8) | rx[j + 1]!;
-        if ((end - at) & 1) sum += rx[end - 1]! << 8;
-        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-        plain = sum === 0xffff;
-      }
-      if (!plain) {
-        // A duplicate, a foreign or damaged reply, one to report: the
-        // general path.
-        this.#receivedInBurst(n, end);
-        if (this.#inFlight() !== 0) break;
-        continue;
-      }
-      this.#countPlain(seq, at + 8, receivedUs);
-    }
-    if (transmitted !== start) this.#lastSendMs = performance.now();
+  #floodBurst(sendLimit: number): void {
+    this.#burstSendLimit = sendLimit;
+    const before = this.#transmitted;
+    this.#echo.run(this.#burstHandler);
+    if (this.#transmitted !== before) this.#lastSendMs = performance.now();
   }
 
-  /**
-   * #floodBurst() received a plain answer to request `seq`, its send time
-   * at `t` in the buffer, at `receivedUs` (the kernel's time): as
-   * #handleData() for it, which leaves nothing in flight.
-   */
-  #countPlain(seq: number, t: number, receivedUs: number): void {
-    this.#nreceived++;
-    this.#acknowledge(seq);
-    this.#received[seq] = 1;
-    if (this.#timing) {
-      const rttUs = receivedUs - sentTimeUs(this.#rx, t);
-      addRtt(this.#rtt, rttUs < 0 ? 0 : rttUs);
-    }
-  }
-
-  /** #floodBurst()'s `sendto()` failed with `errno`. */
-  #sendFailedInBurst(errno: number): void {
-    this.#lastSendMs = performance.now();
-    this.#sendFailed(errno);
-  }
-
-  /** #floodBurst()'s `sent` event for `seq`. */
-  #reportSent(seq: number): void {
-    this.#emit({ type: "sent", host: this.host, seq, timestamp: this.#sentAt() });
-  }
-
-  /** #floodBurst() received `n` bytes (`end` in the buffer) that need the general path. */
-  #receivedInBurst(n: number, end: number): void {
-    this.#sock.readControl(n, this.#rxInfo);
-    this.#handleData(end);
+  /** The callbacks of {@linkcode #floodBurst}: what {@linkcode #send} and {@linkcode #drain} do. */
+  #newBurstHandler(): EchoBurstHandler {
+    return {
+      next: () => {
+        const transmitted = this.#transmitted;
+        if (
+          transmitted >= this.#burstSendLimit ||
+          this.#nreceived + this.#errors >= this.#loopCount || this.#stopped
+        ) return -1;
+        // As #send(): iputils' -O check, with the previous request answered
+        // by an error rather than a reply.
+        const received = this.#received;
+        if (transmitted > 0 && received[transmitted & 0xffff] === 0) this.#reportUnanswered();
+        const seq = (transmitted + 1) & 0xffff;
+        received[seq] = 0;
+        return seq;
+      },
+      sent: (seq) => {
+        this.#transmitted++;
+        if (this.#reportSends) {
+          this.#emit({ type: "sent", host: this.host, seq, timestamp: this.#echo.sentAtMs() });
+        }
+      },
+      sendFailed: (errno) => {
+        this.#lastSendMs = performance.now();
+        this.#sendFailed(errno);
+      },
+      replied: (seq, rttUs) => {
+        // As #handleData() for a plain answer, which leaves nothing in flight.
+        this.#nreceived++;
+        this.#acknowledge(seq);
+        this.#received[seq] = 1;
+        if (rttUs >= 0) addRtt(this.#rtt, rttUs);
+      },
+      other: (n) => {
+        this.#handleData(n);
+        return this.#inFlight() === 0;
+      },
+    };
   }
 
   /**
@@ -1183,14 +1081,14 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       this.#reportUnanswered();
     }
     this.#received[seq] = 0;
-    this.#stamp(seq);
+    this.#echo.stamp(seq);
     try {
       this.#sock.send(this.#packet);
     } catch (err) {
       if (!(err instanceof SocketError)) throw err;
       return this.#sendFailed(err.errno);
     }
-    this.#advance(this.#sentAt());
+    this.#advance(this.#echo.sentAtMs());
     return true;
   }
 
@@ -1211,7 +1109,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
    */
   #sendFailed(errno: number): boolean {
     if (errno === EAGAIN || errno === ENOBUFS) return false;
-    const sentAt = this.#sentAt();
+    const sentAt = this.#echo.sentAtMs();
     // iputils: a hard local error counts as sent; the details are in the
     // error queue when the kernel queued them (with IP_RECVERR).
     this.#advance(sentAt);
@@ -1228,67 +1126,6 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       });
     }
     return true;
-  }
-
-  /**
-   * Fills in the sequence number, the send time (a `struct timespec`, 16
-   * bytes, where iputils puts its `struct timeval`) and the checksum.
-   */
-  #stamp(seq: number): void {
-    const v = this.#view;
-    v.setUint16(6, seq);
-    const time = this.#timeField;
-    // The send time goes in as late as possible, right before the checksum
-    // and sendto(), and straight from clock_gettime() into the packet.
-    if (time) realtimeInto(time);
-    if (this.family === 4 && this.socketKind === "raw") {
-      v.setUint16(2, 0);
-      v.setUint16(2, this.#checksum());
-    }
-  }
-
-  /**
-   * The send time of the request just sent, in milliseconds since the epoch
-   * (read back after sendto(), so the stamp-to-send window stays minimal).
-   */
-  #sentAt(): number {
-    if (!this.#timeField) return performance.timeOrigin + performance.now();
-    const v = this.#view;
-    return (v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32) * 1000 +
-      v.getUint32(16, true) / 1e6;
-  }
-
-  /**
-   * RFC 1071 checksum of the request, without allocating (an allocation
-   * between stamping a request and sending it could start a garbage
-   * collection, which would then land inside the round trip),
-   * and incrementally (RFC 1624's idea): the sum of the words that never
-   * change is kept, so only the sequence number and the send time are added
-   * between stamping a request and sending it.
-   */
-  #checksum(): number {
-    const v = this.#view;
-    let sum = this.#fixedSum + v.getUint16(6);
-    if (this.#timing) {
-      for (let k = 8; k < 8 + TIME_BYTES; k += 2) sum += v.getUint16(k);
-    }
-    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-    return ~sum & 0xffff;
-  }
-
-  /** The folded sum of the request's words other than checksum, sequence and send time. */
-  #sumFixedWords(): number {
-    const p = this.#packet;
-    const timeEnd = this.#timing ? 8 + TIME_BYTES : 8;
-    let sum = 0;
-    for (let k = 0; k + 1 < p.length; k += 2) {
-      if (k === 2 || k === 6 || (k >= 8 && k < timeEnd)) continue;
-      sum += (p[k]! << 8) | p[k + 1]!;
-      if (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-    }
-    if (p.length & 1) sum += p[p.length - 1]! << 8;
-    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-    return sum;
   }
 
   #advance(timestamp: number): void {
@@ -1339,14 +1176,15 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       ttl = rx[8];
     }
     const length = n - start;
-    if (length < 8 || rx[start] !== this.#replyType) return;
+    if (length < 8) return;
+    const bytes = rx.subarray(start, n);
+    const reply = parseIcmp(bytes, this.family);
     // ICMP errors come from the error queue, as in iputils; their copies on
     // a raw socket are ignored here.
-    const id = (rx[start + 4]! << 8) | rx[start + 5]!;
-    if (this.socketKind === "raw" && id !== this.#id) return;
-    const seq = (rx[start + 6]! << 8) | rx[start + 7]!;
-    const badChecksum = this.family === 4 && this.socketKind === "raw" &&
-      !checksumOk(rx, start, n);
+    if (reply.kind !== "echo" || reply.request) return;
+    if (this.socketKind === "raw" && reply.id !== this.#id) return;
+    const seq = reply.seq;
+    const badChecksum = this.family === 4 && this.socketKind === "raw" && !verifyChecksum(bytes);
     this.#nreceived++;
     if (!badChecksum) this.#acknowledge(seq);
     let rttUs: number | undefined;
@@ -1358,7 +1196,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     }
     if (this.#timing && length >= 8 + TIME_BYTES) {
       // Whole microseconds on both sides, as iputils subtracts two timevals.
-      rttUs = receivedUs - sentTimeUs(rx, start + 8);
+      rttUs = receivedUs - timespecUs(rx, start + 8);
       if (rttUs < 0) rttUs = 0;
       if (!badChecksum) addRtt(this.#rtt, rttUs);
     }
@@ -1408,10 +1246,11 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     }
     if (r.origin !== "icmp" && r.origin !== "icmp6") return;
     const q = r.original;
-    if (q.length < 8 || q[0] !== this.#requestType) return;
-    const id = (q[4]! << 8) | q[5]!;
-    if (this.socketKind === "raw" && id !== this.#id) return;
-    const seq = (q[6]! << 8) | q[7]!;
+    if (q.length < 8) return;
+    const request = parseIcmp(q, this.family);
+    if (request.kind !== "echo" || !request.request) return;
+    if (this.socketKind === "raw" && request.id !== this.#id) return;
+    const seq = request.seq;
     this.#acknowledge(seq);
     this.#errors++;
     const info = { family: this.family, type: r.icmpType, code: r.icmpCode, info: r.info };
@@ -1465,75 +1304,14 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
 }
 
 /**
- * A classic BPF program for a raw ICMP socket that drops echo replies whose
- * identifier is not `id` and keeps everything else (errors, which name the
- * request they quote only inside, are sorted out in user space). On IPv4
- * the data starts with the IP header, on IPv6 with the ICMPv6 header.
+ * The data of a request: iputils fills it with 0, 1, 2 … (or the `-p`
+ * pattern); the first 16 bytes are overwritten by the send time on each
+ * request.
  */
-function echoIdFilter(family: 4 | 6, id: number): BpfInstruction[] {
-  const KEEP: BpfInstruction = [BPF_RET_K, 0, 0, 0xffffffff];
-  const DROP: BpfInstruction = [BPF_RET_K, 0, 0, 0];
-  if (family === 4) {
-    return [
-      [BPF_LDX_MSH, 0, 0, 0], // X = the IP header's length
-      [BPF_LD_B_IND, 0, 0, 0], // A = the ICMP type
-      [BPF_JEQ_K, 0, 2, ECHO_REPLY_V4], // not an echo reply: keep
-      [BPF_LD_H_IND, 0, 0, 4], // A = the identifier
-      [BPF_JEQ_K, 0, 1, id],
-      KEEP,
-      DROP,
-    ];
-  }
-  return [
-    [BPF_LD_B_ABS, 0, 0, 0],
-    [BPF_JEQ_K, 0, 2, ECHO_REPLY_V6],
-    [BPF_LD_H_ABS, 0, 0, 4],
-    [BPF_JEQ_K, 0, 1, id],
-    KEEP,
-    DROP,
-  ];
-}
-
-/**
- * The send time a reply carries at `at` (our `struct timespec`, as this
- * host wrote it), in whole microseconds since the epoch.
- */
-function sentTimeUs(bytes: Uint8Array, at: number): number {
-  return (uint32(bytes, at) + uint32(bytes, at + 4) * 2 ** 32) * 1e6 +
-    Math.floor(uint32(bytes, at + 8) / 1000);
-}
-
-/** The little-endian 32-bit word at `at`. */
-function uint32(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) + bytes[at + 3]! * 0x1000000;
-}
-
-/**
- * Verifies an RFC 1071 checksum (the sum of the message, checksum included,
- * is 0xffff). Local rather than lib/icmp.ts's, to keep that module out of
- * the start-up path: only replies on raw IPv4 sockets need it.
- */
-function checksumOk(bytes: Uint8Array, start: number, end: number): boolean {
-  let sum = 0;
-  const n = start + ((end - start) & ~1);
-  for (let k = start; k < n; k += 2) sum += (bytes[k]! << 8) | bytes[k + 1]!;
-  if ((end - start) & 1) sum += bytes[end - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
-  return sum === 0xffff;
-}
-
-/**
- * Builds the echo request template: iputils fills the data with 0, 1, 2 …
- * (or the `-p` pattern), and the first 16 bytes are overwritten by the send
- * time on each request.
- */
-function buildRequest(type: number, id: number, size: number, pattern?: Uint8Array): Uint8Array {
-  const p = new Uint8Array(8 + size);
-  p[0] = type;
-  p[4] = id >> 8;
-  p[5] = id & 0xff;
+function requestData(size: number, pattern?: Uint8Array): Uint8Array {
+  const data = new Uint8Array(size);
   for (let i = 0; i < size; i++) {
-    p[8 + i] = pattern && pattern.length > 0 ? pattern[i % pattern.length]! : i & 0xff;
+    data[i] = pattern && pattern.length > 0 ? pattern[i % pattern.length]! : i & 0xff;
   }
-  return p;
+  return data;
 }

@@ -3,7 +3,7 @@
 // in-flight limit and streaming. Margins are wide (tens of times the
 // expected waits), so the assertions do not depend on the machine's speed.
 import { assert, assertEquals } from "../lib/testing/assert.ts";
-import { realtimeNs } from "../lib/rawsock.ts";
+import { realtimeNs } from "../lib/rawsock/clock.ts";
 import { type Hop, type ProbeMethod, type ProbeReply, trace, type TraceOptions } from "./trace.ts";
 
 /** What the fake network does with probe `index` at `ttl`: answers, after a delay. */

@@ -6,15 +6,15 @@
  * @module
  */
 import { type Family, formatIPv4, type SocketAddress } from "../lib/sockaddr.ts";
+import { realtimeNs } from "../lib/rawsock/clock.ts";
+import { SocketError } from "../lib/rawsock/errno.ts";
 import {
   type Datagram,
   type ErrorReport,
   type OpenOptions,
   openSocket,
-  realtimeNs,
   type Socket,
-  SocketError,
-} from "../lib/rawsock.ts";
+} from "../lib/rawsock/socket.ts";
 
 /** A reply matched to the probe that caused it. */
 export interface ProbeReply {

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { realtimeNs } from "../lib/rawsock.ts";
+import { realtimeNs } from "../lib/rawsock/clock.ts";
 import type { ReverseCache } from "../lib/resolve.ts";
 import { type Family, ipFamily, splitZone } from "../lib/sockaddr.ts";
 import type { Flow, MethodOptions, ProbeMethod, ProbeReply } from "./probe.ts";
