@@ -153,24 +153,6 @@ export function classifyIcmp(
 }
 
 /**
- * Whether an ICMP type is one a probe can cause (time exceeded, destination
- * unreachable, packet too big).
- *
- * @param family The IP version.
- * @param type The ICMP type.
- * @returns `true` for the error types traceroute listens to.
- *
- * @example
- * ```ts
- * import { isTraceError } from "./probe.ts";
- * console.assert(isTraceError(4, 11) && !isTraceError(4, 0));
- * ```
- */
-export function isTraceError(family: Family, type: number): boolean {
-  return family === 4 ? type === 3 || type === 11 : type === 1 || type === 2 || type === 3;
-}
-
-/**
  * Probe payload bytes after the transport header: the probe index as a
  * 16-bit number at the start (so a quoted payload names its probe), then
  * Butskoy's filler `0x40, 0x41, …`.

@@ -212,7 +212,7 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
       : methodName === "udp"
       ? (await import("./udp.ts")).openUdpMethod(mo)
       : methodName === "icmp"
-      ? (await import("./icmp.ts")).openIcmpMethod(mo)
+      ? (await import("./icmp_probe.ts")).openIcmpMethod(mo)
       : (await import("./tcp.ts")).openTcpMethod(mo);
     return {
       target: {

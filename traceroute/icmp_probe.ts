@@ -41,7 +41,7 @@ const ICMP_HEADER = 8;
  *
  * @example
  * ```ts ignore
- * import { openIcmpMethod } from "./icmp.ts";
+ * import { openIcmpMethod } from "./icmp_probe.ts";
  * using m = openIcmpMethod({ family: 4, destination: "127.0.0.1", port: 1, packetLength: 60, paris: false, queries: 3 });
  * ```
  */
