@@ -318,7 +318,7 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
   // socket first (without -I, the ICMP socket's connect() below fails as
   // fast on an unreachable network, and start-up is shorter).
   const source = iface !== undefined ? probeSource(target, iface, sourceIsAddress) : undefined;
-  const { sock, kind } = openIcmpSocket(family, options.socket ?? "auto");
+  const { sock, kind, id } = openIcmpSocket(family, options.socket ?? "auto");
   try {
     if (iface !== undefined) {
       if (sourceIsAddress) sock.bind({ family, address: iface, port: 0 });
@@ -334,6 +334,7 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
   }
   return new PingSession(sock, kind, {
     host,
+    id,
     target,
     family,
     numeric: resolved.numeric,
@@ -422,7 +423,7 @@ function warmSend(sock: Socket): void {
 function openIcmpSocket(
   family: 4 | 6,
   which: "auto" | "datagram" | "raw",
-): { sock: Socket; kind: "datagram" | "raw" } {
+): { sock: Socket; kind: "datagram" | "raw"; id: number } {
   // An empty net.ipv4.ping_group_range (the kernel's default, "1 0") admits
   // no group, so the datagram socket would fail with EACCES: skip straight to
   // the raw one, as that failure (and its error) costs start-up time.
@@ -431,7 +432,8 @@ function openIcmpSocket(
   }
   {
     try {
-      return { sock: openSocket({ kind: "icmp", family, receiveErrors: true }), kind: "datagram" };
+      const sock = openSocket({ kind: "icmp", family, receiveErrors: true });
+      return { sock, kind: "datagram", id: 0 };
     } catch (err) {
       // No ping socket for this group (EACCES), or none in this kernel:
       // fall back to a raw socket, as iputils does.
@@ -441,7 +443,7 @@ function openIcmpSocket(
   return openRaw(family);
 }
 
-function openRaw(family: 4 | 6): { sock: Socket; kind: "raw" } {
+function openRaw(family: 4 | 6): { sock: Socket; kind: "raw"; id: number } {
   // A raw IPv4 socket gets the TTL from the IP header, so the kernel need
   // not add it as a control message to every reply.
   const sock = openSocket({
@@ -450,14 +452,25 @@ function openRaw(family: 4 | 6): { sock: Socket; kind: "raw" } {
     receiveErrors: true,
     receiveTtl: family === 6,
   });
+  // A raw socket's identifier is ours to choose (iputils picks at random;
+  // Math.random, not crypto: the identifier only tells our replies apart,
+  // and the crypto module's first use costs start-up time).
+  const id = Math.floor(Math.random() * 0x10000);
   try {
     // iputils' ICMP_FILTER: only replies and errors reach the socket.
     sock.setIcmpFilter(family === 4 ? FILTER_V4 : FILTER_V6);
+    // As iputils: in the kernel, drop echo replies with another identifier
+    // (another ping's) before they take room in our queue; during a flood,
+    // a few ms off the CPU would otherwise fill it with theirs and lose ours.
+    sock.attachFilter(echoIdFilter(family, id));
+    // What another ping's flood queued before the filter was on could fill
+    // the queue and crowd our first reply out (seen in parallel tests).
+    while (sock.tryReceive() !== null);
   } catch (err) {
     sock.close();
     throw err;
   }
-  return { sock, kind: "raw" };
+  return { sock, kind: "raw", id };
 }
 
 /** Whether this network namespace's `ping_group_range` admits no group at all. */
@@ -480,6 +493,8 @@ interface SessionInit {
   numeric: boolean;
   size: number;
   options: PingOptions;
+  /** The echo identifier (a raw socket's; 0 on a datagram socket). */
+  id: number;
   source?: string | undefined;
   device?: string;
 }
@@ -584,15 +599,8 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     this.#count = init.options.count ?? Infinity;
     this.#intervalMs = init.options.intervalMs ?? (init.options.flood ? 0 : 1000);
     this.#timing = init.size >= TIME_BYTES;
-    // A raw socket's identifier is ours to choose (iputils picks at random);
-    // a datagram socket's is the local port, which the kernel fills in.
-    // (Math.random, not crypto: the identifier only tells our replies apart,
-    // and the crypto module's first use costs start-up time.)
-    this.#id = kind === "raw" ? Math.floor(Math.random() * 0x10000) : 0;
-    // As iputils: in the kernel, drop echo replies with another identifier
-    // (another ping's) before they take room in our queue; during a flood,
-    // a few ms off the CPU would otherwise fill it with theirs and lose ours.
-    if (kind === "raw") sock.attachFilter(echoIdFilter(init.family, this.#id));
+    // A datagram socket's identifier is the local port, which the kernel fills in.
+    this.#id = init.id;
     this.#packet = buildEcho({
       family: init.family,
       id: this.#id,
