@@ -260,12 +260,24 @@ const FLOOD_IDLE_MS = 10;
 const YIELD_EVERY_MS = 20;
 /** … and waits for real (so that signals come in) at least this often. */
 const PARK_EVERY_MS = 250;
-/**
- * Sessions with an interval below this many milliseconds (but not 0: see
- * #prime) prime the JIT first.
- */
+
+// ---------------------------------------------------------------------------
+// V8 measures: all that this tool does for the JIT rather than for ping is
+// here (each measured in the lab, bench/ping.ts), one line of why each:
+// - the `ping` task's `--invocation-count-for-turbofan=300`: a long flood's
+//   burst loop (lib/rawsock/echo.ts) gets optimized within its priming;
+// - PingSession.#prime(): short intervals and long floods first run their
+//   own code to the loopback address, so what the target sees is optimized
+//   code (measured at -i 0.002: 6 µs average round trips, 8 µs cold);
+// - warmSend() and one stamp in the constructor: the first timed request
+//   does not pay for lazily compiling the send path;
+// - shape guards (PingSession.#parkedAt starts as a double; #prime() writes
+//   back only fields that changed and drains with tryReceive()): V8 would
+//   otherwise drop code already optimized on a changed assumption.
+
+/** Sessions with an interval below this (ms, not 0) and … */
 const PRIME_BELOW_MS = 10;
-/** … and with at least this many requests to send. */
+/** … at least this many requests prime first. */
 const PRIME_MIN_COUNT = 100;
 /** Floods with at least this many requests to send (or no count) prime too. */
 const PRIME_FLOOD_MIN_COUNT = 10_000;
@@ -275,6 +287,24 @@ const PRIME_PACKETS = 2000;
 const PRIME_FLOOD_PACKETS = 1000;
 /** The priming flood stops after this many milliseconds whatever happens. */
 const PRIME_LIMIT_MS = 100;
+
+/**
+ * Compiles the sendto() path while nothing is timed (otherwise the first
+ * round trip includes a few hundred microseconds of it): unconnected and
+ * without an address, the call fails with EDESTADDRREQ and sends nothing.
+ */
+function warmSend(sock: Socket): void {
+  const empty = new Uint8Array(8);
+  // Once is enough to compile the path; each failure costs ~60 µs.
+  try {
+    sock.send(empty);
+  } catch {
+    // Expected: EDESTADDRREQ.
+  }
+}
+// (End of the V8 measures, but for #prime() below.)
+// ---------------------------------------------------------------------------
+
 /** The largest `-s` for each family: 65535 minus the IP and ICMP headers. */
 export const MAX_SIZE: Readonly<Record<4 | 6, number>> = { 4: 65507, 6: 65527 };
 
@@ -402,22 +432,6 @@ function probeSource(
   }
   probe.connect({ ...target, port: 1025 });
   return probe.localAddress().address;
-}
-
-/**
- * Warms the sendto() path (FFI trampoline, lazy compilation) while nothing is
- * timed: unconnected and without an address, the call fails with
- * EDESTADDRREQ and sends nothing. Otherwise the first request's round trip
- * would include a few hundred microseconds of start-up.
- */
-function warmSend(sock: Socket): void {
-  const empty = new Uint8Array(8);
-  // Once is enough to compile the path; each failure costs ~60 µs.
-  try {
-    sock.send(empty);
-  } catch {
-    // Expected: EDESTADDRREQ.
-  }
 }
 
 function openIcmpSocket(
@@ -564,8 +578,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   #stop: AbortController | undefined;
   #stopped = false;
   #priming = false;
-  // A double from the start: a field that turns from small integer to
-  // double changes the object's shape, and V8 drops the code built on it.
+  // A shape guard (see "V8 measures"): a double from the start.
   #parkedAt = -Infinity;
   /** The count of the loop running (the priming one's, then the session's). */
   #loopCount = 0;
@@ -615,9 +628,8 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       matchReplies: !this.#reportReplies,
     });
     this.#burstHandler = this.#newBurstHandler();
-    // Run the stamping code once so the first request is not timed through
-    // lazy compilation.
-    for (let k = 0; k < 50; k++) this.#echo.stamp(0);
+    // V8 measure (see above): compiles what runs between the clock read and sendto().
+    this.#echo.stamp(0);
     this.summary = new Promise((resolve, reject) => {
       this.#resolveSummary = resolve;
       this.#rejectSummary = reject;
@@ -752,23 +764,13 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   }
 
   /**
-   * Primes the JIT: V8 runs new code in its interpreter and optimizes the
-   * hot functions only after a few thousand calls; until then, each request
-   * spends a few microseconds more between being stamped and leaving
-   * (mostly in the FFI call, which takes its fast path only from optimized
-   * code), and at `-i 0.002` that time lands in the round trips reported
-   * (measured: an average of 8 µs instead of 6, against iputils' 4–5). So
-   * before the first request, a session with a short interval runs the very
-   * same code (this loop, on its own socket) as a short flood to the
-   * loopback address, which never leaves the host (about 2,000 requests,
-   * 10–15 ms), then connects the socket back to the target and starts
-   * afresh: counts, statistics and events begin with the first real
-   * request. A long flood (10,000 requests or more) primes the same way,
-   * its own code ({@linkcode #floodBurst}), with 1,000 requests: with the
-   * V8 flag `deno task ping` sets (`--invocation-count-for-turbofan=300`),
-   * that is enough for V8 to start optimizing it, and the compiled code is
-   * in within the first thousand requests to the target. A short flood
-   * starts cold.
+   * A V8 measure (see "V8 measures" at the top): until V8 has optimized the
+   * hot code, each request spends a few microseconds more between being
+   * stamped and leaving (FFI calls take their fast path only from optimized
+   * code). So a short-interval session first runs this very loop as a
+   * 2,000-request flood to the loopback address (10–15 ms), a long flood
+   * its burst for 1,000 requests; then the socket is connected back to the
+   * target and everything starts afresh with the first real request.
    */
   async #prime(): Promise<void> {
     // The session's own socket, pointed at the loopback address for the
