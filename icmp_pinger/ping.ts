@@ -40,7 +40,7 @@ import {
   type EchoBurstHandler,
   echoIdFilter,
 } from "../lib/rawsock/echo.ts";
-import { EAGAIN, EMSGSIZE, ENOBUFS, SocketError, strerror } from "../lib/rawsock/errno.ts";
+import { noRoomToSend, SocketError, strerror } from "../lib/rawsock/errno.ts";
 import { DatagramInfo, type ErrorReport, openSocket, type Socket } from "../lib/rawsock/socket.ts";
 import { ipFamily, type SocketAddress, splitZone } from "../lib/sockaddr.ts";
 import {
@@ -1123,7 +1123,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
    * as sent, as in iputils, and the error is reported.
    */
   #sendFailed(errno: number): boolean {
-    if (errno === EAGAIN || errno === ENOBUFS) return false;
+    if (noRoomToSend(errno)) return false;
     const sentAt = this.#echo.sentAtMs();
     // iputils: a hard local error counts as sent; the details are in the
     // error queue when the kernel queued them (with IP_RECVERR).
@@ -1250,7 +1250,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       this.#emit({
         type: "local-error",
         host: this.host,
-        message: r.errno === EMSGSIZE
+        message: r.code === "EMSGSIZE"
           ? `local error: message too long, mtu=${r.info}`
           : `local error: ${strerror(r.errno)}`,
         code: r.code,

@@ -12,8 +12,6 @@ export const EAGAIN = 11;
 export const EINTR = 4;
 /** `ENOBUFS`: the kernel had no buffer for the datagram. */
 export const ENOBUFS = 105;
-/** `EMSGSIZE`: the datagram is bigger than the path allows. */
-export const EMSGSIZE = 90;
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",
@@ -67,6 +65,24 @@ const ERRNO_NAMES: Record<number, string> = {
  */
 export function errnoName(code: number): string {
   return ERRNO_NAMES[code] ?? `E${code}`;
+}
+
+/**
+ * Whether a failed send only found no room in the kernel right now (EAGAIN,
+ * ENOBUFS), so the datagram may be sent again later, rather than a hard
+ * error.
+ *
+ * @param errno The errno of the failed send.
+ * @returns `true` for EAGAIN and ENOBUFS.
+ *
+ * @example
+ * ```ts
+ * import { noRoomToSend } from "./mod.ts";
+ * console.assert(noRoomToSend(11) && !noRoomToSend(101));
+ * ```
+ */
+export function noRoomToSend(errno: number): boolean {
+  return errno === EAGAIN || errno === ENOBUFS;
 }
 
 /**

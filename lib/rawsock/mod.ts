@@ -26,7 +26,7 @@
  * @module
  */
 export type { Family, SocketAddress } from "../sockaddr.ts";
-export { errnoName, SocketError, strerror } from "./errno.ts";
+export { errnoName, noRoomToSend, SocketError, strerror } from "./errno.ts";
 export {
   type BpfInstruction,
   type Datagram,
