@@ -4,7 +4,7 @@
  * each of which runs our tool and its reference tool in the same process
  * tree and prints medians and ratios. With names, runs only those suites.
  *
- * Suites: micro, ping, traceroute, udp, web, proxy, smtp. The network ones
+ * Suites: micro, ping, startup, traceroute, udp, web, proxy, smtp. The network ones
  * need root (raw sockets, network namespaces) and the Debian peers that
  * `.ci/run` installs (iputils, traceroute, irtt, nginx, squid, wrk, swaks).
  *
@@ -16,6 +16,7 @@ const root = new URL("..", import.meta.url).pathname;
 const SUITES: Record<string, string[]> = {
   micro: ["bench", "-A", "--no-check=remote"],
   ping: ["run", "-A", `${here}ping.ts`, "11"],
+  startup: ["run", "-A", `${here}startup.ts`, "21"],
   traceroute: ["run", "-A", `${here}traceroute.ts`, "9"],
   udp: ["run", "-A", `${here}udp.ts`],
   web: ["run", "-A", `${here}web.ts`, "--duration", "4", "--rounds", "3"],

@@ -16,7 +16,7 @@ import {
   parseArgs,
   runMain,
 } from "../lib/cli.ts";
-import { SocketError } from "../lib/rawsock.ts";
+import { SocketError } from "../lib/rawsock/errno.ts";
 import { ipFamily } from "../lib/sockaddr.ts";
 import { MAX_SIZE, ping, type PingEvent, type PingSession, type PingSummary } from "./ping.ts";
 import {

@@ -32,17 +32,16 @@
  *
  * @module
  */
+import { buildEcho, parseIcmp, verifyChecksum } from "../lib/icmp.ts";
+import { realtimeNs, timespecUs } from "../lib/rawsock/clock.ts";
 import {
-  type BpfInstruction,
-  DatagramInfo,
-  directCalls,
-  type ErrorReport,
-  openSocket,
-  realtimeInto,
-  realtimeNs,
-  type Socket,
-  SocketError,
-} from "../lib/rawsock.ts";
+  ECHO_TIME_BYTES as TIME_BYTES,
+  EchoBurst,
+  type EchoBurstHandler,
+  echoIdFilter,
+} from "../lib/rawsock/echo.ts";
+import { noRoomToSend, SocketError, strerror } from "../lib/rawsock/errno.ts";
+import { DatagramInfo, type ErrorReport, openSocket, type Socket } from "../lib/rawsock/socket.ts";
 import { ipFamily, type SocketAddress, splitZone } from "../lib/sockaddr.ts";
 import {
   addRtt,
@@ -252,58 +251,67 @@ export interface PingStatus {
   timing: boolean;
 }
 
-// ICMP types (RFC 792, RFC 4443).
-const ECHO_REQUEST_V4 = 8;
-const ECHO_REPLY_V4 = 0;
-const ECHO_REQUEST_V6 = 128;
-const ECHO_REPLY_V6 = 129;
 // iputils' ICMP_FILTER: replies and the errors that can concern a request.
 const FILTER_V4 = [0, 3, 4, 5, 11, 12];
 const FILTER_V6 = [129, 1, 2, 3, 4];
-/** Bytes of the send time at the start of the data (iputils' `struct timeval`). */
-const TIME_BYTES = 16;
 /** iputils' MININTERVAL: with nothing coming back, flood mode sends every 10 ms. */
 const FLOOD_IDLE_MS = 10;
 /** A busy loop lets the event loop run (signals, timers) at least this often. */
 const YIELD_EVERY_MS = 20;
 /** … and waits for real (so that signals come in) at least this often. */
 const PARK_EVERY_MS = 250;
-/**
- * Sessions with an interval below this many milliseconds (but not 0: see
- * #prime) prime the JIT first.
- */
+
+// ---------------------------------------------------------------------------
+// V8 measures: all that this tool does for the JIT rather than for ping is
+// here (each measured in the lab, bench/ping.ts), one line of why each:
+// - the `ping` task's `--invocation-count-for-turbofan=300`: a long flood's
+//   burst loop (lib/rawsock/echo.ts) gets optimized within its priming;
+// - PingSession.#prime(): short intervals and long floods first run their
+//   own code to the loopback address, so what the target sees is optimized
+//   code (measured at -i 0.002: 6 µs average round trips, 8 µs cold);
+// - warmSend() and one stamp in the constructor: the first timed request
+//   does not pay for lazily compiling the send path;
+// - shape guards (PingSession.#parkedAt starts as a double; #prime() writes
+//   back only fields that changed and drains with tryReceive()): V8 would
+//   otherwise drop code already optimized on a changed assumption.
+
+/** Sessions with an interval below this (ms, not 0) and … */
 const PRIME_BELOW_MS = 10;
-/** … and with at least this many requests to send. */
+/** … at least this many requests prime first. */
 const PRIME_MIN_COUNT = 100;
 /** Floods with at least this many requests to send (or no count) prime too. */
 const PRIME_FLOOD_MIN_COUNT = 10_000;
 /** Requests of the priming flood to the loopback address. */
 const PRIME_PACKETS = 2000;
-/** Requests of the priming flood before a flood. */
-const PRIME_FLOOD_PACKETS = 1000;
+/**
+ * Requests of the priming flood before a flood: with the burst's
+ * bookkeeping in callbacks, 1,000 left the first part of a 20,000-request
+ * flood unoptimized (same run in the lab: 0.97 of iputils' rate, 1.01 with
+ * 3,000, which take about 20 ms to the loopback address).
+ */
+const PRIME_FLOOD_PACKETS = 3000;
 /** The priming flood stops after this many milliseconds whatever happens. */
 const PRIME_LIMIT_MS = 100;
-const EMSGSIZE = 90;
-// Classic BPF opcodes (linux/bpf_common.h): class | size | mode.
-const BPF_LD_B_ABS = 0x30;
-const BPF_LD_H_ABS = 0x28;
-const BPF_LD_B_IND = 0x50;
-const BPF_LD_H_IND = 0x48;
-const BPF_LDX_MSH = 0xb1;
-const BPF_JEQ_K = 0x15;
-const BPF_RET_K = 0x06;
-const MSG_DONTWAIT = 0x40;
-const CLOCK_REALTIME = 0;
-const EAGAIN = 11;
-const ENOBUFS = 105;
+
+/**
+ * Compiles the sendto() path while nothing is timed (otherwise the first
+ * round trip includes a few hundred microseconds of it): unconnected and
+ * without an address, the call fails with EDESTADDRREQ and sends nothing.
+ */
+function warmSend(sock: Socket): void {
+  const empty = new Uint8Array(8);
+  // Once is enough to compile the path; each failure costs ~60 µs.
+  try {
+    sock.send(empty);
+  } catch {
+    // Expected: EDESTADDRREQ.
+  }
+}
+// (End of the V8 measures, but for #prime() below.)
+// ---------------------------------------------------------------------------
 
 /** The largest `-s` for each family: 65535 minus the IP and ICMP headers. */
 export const MAX_SIZE: Readonly<Record<4 | 6, number>> = { 4: 65507, 6: 65527 };
-
-function strerror(errno: number): string {
-  // SocketError's message is "<syscall>: <strerror> (<CODE>)".
-  return new SocketError(errno, "").message.replace(/^: /, "").replace(/ \(E\w+\)$/, "");
-}
 
 /**
  * Resolves `host`, opens the socket and returns a session; iterate it to
@@ -345,7 +353,7 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
   // socket first (without -I, the ICMP socket's connect() below fails as
   // fast on an unreachable network, and start-up is shorter).
   const source = iface !== undefined ? probeSource(target, iface, sourceIsAddress) : undefined;
-  const { sock, kind } = openIcmpSocket(family, options.socket ?? "auto");
+  const { sock, kind, id } = openIcmpSocket(family, options.socket ?? "auto");
   try {
     if (iface !== undefined) {
       if (sourceIsAddress) sock.bind({ family, address: iface, port: 0 });
@@ -361,6 +369,7 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
   }
   return new PingSession(sock, kind, {
     host,
+    id,
     target,
     family,
     numeric: resolved.numeric,
@@ -430,26 +439,10 @@ function probeSource(
   return probe.localAddress().address;
 }
 
-/**
- * Warms the sendto() path (FFI trampoline, lazy compilation) while nothing is
- * timed: unconnected and without an address, the call fails with
- * EDESTADDRREQ and sends nothing. Otherwise the first request's round trip
- * would include a few hundred microseconds of start-up.
- */
-function warmSend(sock: Socket): void {
-  const empty = new Uint8Array(8);
-  // Once is enough to compile the path; each failure costs ~60 µs.
-  try {
-    sock.send(empty);
-  } catch {
-    // Expected: EDESTADDRREQ.
-  }
-}
-
 function openIcmpSocket(
   family: 4 | 6,
   which: "auto" | "datagram" | "raw",
-): { sock: Socket; kind: "datagram" | "raw" } {
+): { sock: Socket; kind: "datagram" | "raw"; id: number } {
   // An empty net.ipv4.ping_group_range (the kernel's default, "1 0") admits
   // no group, so the datagram socket would fail with EACCES: skip straight to
   // the raw one, as that failure (and its error) costs start-up time.
@@ -458,7 +451,8 @@ function openIcmpSocket(
   }
   {
     try {
-      return { sock: openSocket({ kind: "icmp", family, receiveErrors: true }), kind: "datagram" };
+      const sock = openSocket({ kind: "icmp", family, receiveErrors: true });
+      return { sock, kind: "datagram", id: 0 };
     } catch (err) {
       // No ping socket for this group (EACCES), or none in this kernel:
       // fall back to a raw socket, as iputils does.
@@ -468,7 +462,7 @@ function openIcmpSocket(
   return openRaw(family);
 }
 
-function openRaw(family: 4 | 6): { sock: Socket; kind: "raw" } {
+function openRaw(family: 4 | 6): { sock: Socket; kind: "raw"; id: number } {
   // A raw IPv4 socket gets the TTL from the IP header, so the kernel need
   // not add it as a control message to every reply.
   const sock = openSocket({
@@ -477,14 +471,25 @@ function openRaw(family: 4 | 6): { sock: Socket; kind: "raw" } {
     receiveErrors: true,
     receiveTtl: family === 6,
   });
+  // A raw socket's identifier is ours to choose (iputils picks at random;
+  // Math.random, not crypto: the identifier only tells our replies apart,
+  // and the crypto module's first use costs start-up time).
+  const id = Math.floor(Math.random() * 0x10000);
   try {
     // iputils' ICMP_FILTER: only replies and errors reach the socket.
     sock.setIcmpFilter(family === 4 ? FILTER_V4 : FILTER_V6);
+    // As iputils: in the kernel, drop echo replies with another identifier
+    // (another ping's) before they take room in our queue; during a flood,
+    // a few ms off the CPU would otherwise fill it with theirs and lose ours.
+    sock.attachFilter(echoIdFilter(family, id));
+    // What another ping's flood queued before the filter was on could fill
+    // the queue and crowd our first reply out (seen in parallel tests).
+    while (sock.tryReceive() !== null);
   } catch (err) {
     sock.close();
     throw err;
   }
-  return { sock, kind: "raw" };
+  return { sock, kind: "raw", id };
 }
 
 /** Whether this network namespace's `ping_group_range` admits no group at all. */
@@ -507,6 +512,8 @@ interface SessionInit {
   numeric: boolean;
   size: number;
   options: PingOptions;
+  /** The echo identifier (a raw socket's; 0 on a datagram socket). */
+  id: number;
   source?: string | undefined;
   device?: string;
 }
@@ -541,22 +548,17 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   #count: number;
   #intervalMs: number;
   #timing: boolean;
-  #replyType: number;
-  #requestType: number;
   #packet: Uint8Array;
-  #view: DataView;
-  #fixedSum: number;
-  /** The send time's bytes in the request (when it carries one). */
-  #timeField: Uint8Array | undefined;
+  /** Stamps requests, and runs flood bursts through the socket layer. */
+  #echo: EchoBurst;
+  #burstHandler: EchoBurstHandler;
+  #burstSendLimit = 0;
   #sink = 0;
   #spinChunk = 1000;
   #reportSends: boolean;
   #reportReplies: boolean;
   #id: number;
   #received = new Uint8Array(65536);
-  #calls = directCalls();
-  /** The request's length, as sendto() takes it (a BigInt: see Socket.send). */
-  #packetLength: bigint;
   // The receive buffer and its details, reused for every reply.
   #rx = new Uint8Array(65536 + 60);
   #rxInfo = new DatagramInfo();
@@ -581,8 +583,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   #stop: AbortController | undefined;
   #stopped = false;
   #priming = false;
-  // A double from the start: a field that turns from small integer to
-  // double changes the object's shape, and V8 drops the code built on it.
+  // A shape guard (see "V8 measures"): a double from the start.
   #parkedAt = -Infinity;
   /** The count of the loop running (the priming one's, then the session's). */
   #loopCount = 0;
@@ -616,25 +617,24 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     this.#count = init.options.count ?? Infinity;
     this.#intervalMs = init.options.intervalMs ?? (init.options.flood ? 0 : 1000);
     this.#timing = init.size >= TIME_BYTES;
-    this.#requestType = init.family === 4 ? ECHO_REQUEST_V4 : ECHO_REQUEST_V6;
-    this.#replyType = init.family === 4 ? ECHO_REPLY_V4 : ECHO_REPLY_V6;
-    // A raw socket's identifier is ours to choose (iputils picks at random);
-    // a datagram socket's is the local port, which the kernel fills in.
-    // (Math.random, not crypto: the identifier only tells our replies apart,
-    // and the crypto module's first use costs start-up time.)
-    this.#id = kind === "raw" ? Math.floor(Math.random() * 0x10000) : 0;
-    // As iputils: in the kernel, drop echo replies with another identifier
-    // (another ping's) before they take room in our queue; during a flood,
-    // a few ms off the CPU would otherwise fill it with theirs and lose ours.
-    if (kind === "raw") sock.attachFilter(echoIdFilter(init.family, this.#id));
-    this.#packet = buildRequest(this.#requestType, this.#id, init.size, init.options.pattern);
-    this.#view = new DataView(this.#packet.buffer);
-    this.#packetLength = BigInt(this.#packet.length);
-    this.#timeField = this.#timing ? this.#packet.subarray(8, 8 + TIME_BYTES) : undefined;
-    this.#fixedSum = this.#sumFixedWords();
-    // Run the stamping code once so the first request is not timed through
-    // lazy compilation.
-    for (let k = 0; k < 50; k++) this.#stamp(0);
+    // A datagram socket's identifier is the local port, which the kernel fills in.
+    this.#id = init.id;
+    this.#packet = buildEcho({
+      family: init.family,
+      id: this.#id,
+      seq: 0,
+      payload: requestData(init.size, init.options.pattern),
+    });
+    this.#echo = new EchoBurst(sock, {
+      request: this.#packet,
+      buffer: this.#rx,
+      info: this.#rxInfo,
+      timed: this.#timing,
+      matchReplies: !this.#reportReplies,
+    });
+    this.#burstHandler = this.#newBurstHandler();
+    // V8 measure (see above): compiles what runs between the clock read and sendto().
+    this.#echo.stamp(0);
     this.summary = new Promise((resolve, reject) => {
       this.#resolveSummary = resolve;
       this.#rejectSummary = reject;
@@ -769,23 +769,13 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   }
 
   /**
-   * Primes the JIT: V8 runs new code in its interpreter and optimizes the
-   * hot functions only after a few thousand calls; until then, each request
-   * spends a few microseconds more between being stamped and leaving
-   * (mostly in the FFI call, which takes its fast path only from optimized
-   * code), and at `-i 0.002` that time lands in the round trips reported
-   * (measured: an average of 8 µs instead of 6, against iputils' 4–5). So
-   * before the first request, a session with a short interval runs the very
-   * same code (this loop, on its own socket) as a short flood to the
-   * loopback address, which never leaves the host (about 2,000 requests,
-   * 10–15 ms), then connects the socket back to the target and starts
-   * afresh: counts, statistics and events begin with the first real
-   * request. A long flood (10,000 requests or more) primes the same way,
-   * its own code ({@linkcode #floodBurst}), with 1,000 requests: with the
-   * V8 flag `deno task ping` sets (`--invocation-count-for-turbofan=300`),
-   * that is enough for V8 to start optimizing it, and the compiled code is
-   * in within the first thousand requests to the target. A short flood
-   * starts cold.
+   * A V8 measure (see "V8 measures" at the top): until V8 has optimized the
+   * hot code, each request spends a few microseconds more between being
+   * stamped and leaving (FFI calls take their fast path only from optimized
+   * code). So a short-interval session first runs this very loop as a
+   * 2,000-request flood to the loopback address (10–15 ms), a long flood
+   * its burst for 3,000 requests; then the socket is connected back to the
+   * target and everything starts afresh with the first real request.
    */
   async #prime(): Promise<void> {
     // The session's own socket, pointed at the loopback address for the
@@ -887,7 +877,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         // leaves the last request (after which the exit is scheduled), any
         // reply still due and everything unusual to the rest of this loop.
         const before = this.#transmitted;
-        this.#floodBurst(count - 1, count);
+        this.#floodBurst(count - 1);
         if (this.#transmitted !== before) {
           lastSendAt = this.#lastSendMs;
           reuseNow = true;
@@ -923,7 +913,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         this.#lastSendMs - lastYield < PARK_EVERY_MS
       ) {
         if (!hasDeadline) {
-          this.#floodBurst(count - 1, count);
+          this.#floodBurst(count - 1);
           lastSendAt = this.#lastSendMs;
         }
         reuseNow = true;
@@ -978,138 +968,61 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
 
   /**
    * Flood mode's inner loop: send, read the reply, send again, while each
-   * reply is in by the time `sendto()` returns (on veth and loopback the
-   * whole round trip runs inside it), for at most 64 requests, and not past
-   * `sendLimit` requests or `count` replies; anything else (no reply yet, an
-   * error, a reply that needs an event or is not a plain answer to the
-   * request just sent) is left to {@linkcode #loop} and {@linkcode #drain}.
-   *
-   * It does what {@linkcode #send} and {@linkcode #drain} do, in one body
-   * that calls libc itself ({@linkcode directCalls}) and reads and writes
-   * bytes rather than through DataViews: V8 turns the FFI calls into direct
-   * calls only in code its top tier optimized, and it optimizes a function
-   * after running enough of its own bytecode, which a loop with the
-   * checksums inline does several times sooner than the small methods
-   * called once per request (measured: after about 5,000 requests instead of
-   * 16,000); until then, byte accesses stay fast where DataView calls cost
-   * a call each. A plain function called again and again, V8 keeps its code
-   * across the async loop's waits, where the async loop's own optimized code
-   * is left at each await (every 250 ms, for signals) and would run slowly
-   * for thousands of requests after each (measured: 6% of the rate).
+   * reply is in by the time `sendto()` returns, for at most 64 requests, and
+   * not past `sendLimit` requests or the loop's count of replies; anything
+   * else (no reply yet, an error, a reply that needs an event or is not a
+   * plain answer to the request just sent) is left to {@linkcode #loop} and
+   * {@linkcode #drain}. The loop itself is the socket layer's
+   * ({@linkcode EchoBurst.run}, which says why it holds the libc calls);
+   * this session's bookkeeping runs in {@linkcode #newBurstHandler}'s
+   * callbacks.
    */
-  #floodBurst(sendLimit: number, count: number): void {
-    // Everything read more than once is read into a local first: the fewer
-    // bytecodes the function holds, the sooner V8 optimizes it.
-    const sock = this.#sock;
-    const fd = sock.fd;
-    const calls = this.#calls;
-    const rx = this.#rx;
-    const direct = sock.directReceive(rx);
-    const message = direct.message;
-    const packet = this.#packet;
-    const length = this.#packetLength;
-    const received = this.#received;
-    const time = this.#timeField;
-    const raw4 = this.family === 4 && this.socketKind === "raw";
-    const id = this.socketKind === "raw" ? this.#id : -1;
-    const size = packet.length;
-    const minLength = this.#timing ? 8 + TIME_BYTES : 8;
-    const replyType = this.#replyType;
-    const reportSends = this.#reportSends;
-    const plainAllowed = !this.#reportReplies;
-    let transmitted = this.#transmitted;
-    const start = transmitted;
-    for (let k = 0; k < 64; k++) {
-      if (transmitted >= sendLimit || this.#nreceived + this.#errors >= count || this.#stopped) {
-        break;
-      }
-      // As #send(): iputils' -O check, with the previous request answered
-      // by an error rather than a reply.
-      if (transmitted > 0 && received[transmitted & 0xffff] === 0) this.#reportUnanswered();
-      const seq = (transmitted + 1) & 0xffff;
-      received[seq] = 0;
-      packet[6] = seq >> 8;
-      packet[7] = seq & 0xff;
-      // As #stamp(): the time right before the checksum and sendto().
-      if (time !== undefined) calls.clock_gettime(CLOCK_REALTIME, time);
-      if (raw4) {
-        packet[2] = packet[3] = 0;
-        let sum = 0;
-        for (let j = 0; j + 1 < size; j += 2) sum += (packet[j]! << 8) | packet[j + 1]!;
-        if (size & 1) sum += packet[size - 1]! << 8;
-        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-        sum = ~sum & 0xffff;
-        packet[2] = sum >> 8;
-        packet[3] = sum & 0xff;
-      }
-      if (calls.sendto(fd, packet, length, MSG_DONTWAIT, null, 0) < 0) {
-        // errno read before any call (see DirectCalls.errno).
-        this.#sendFailedInBurst(calls.errno[0]!);
-        return;
-      }
-      this.#transmitted = ++transmitted;
-      if (reportSends) this.#reportSent(seq);
-      direct.rearm();
-      const n = calls.recvmsg(fd, message, MSG_DONTWAIT);
-      // Nothing yet, or an error pending: #drain() sorts it out.
-      if (n < 0) break;
-      const at = raw4 ? (rx[0]! & 0x0f) * 4 : 0;
-      // recvmsg() returns what it wrote, and the buffer holds any datagram.
-      const end = n;
-      const receivedUs = direct.timestampUs();
-      // An answer to the request just sent, to count and nothing more?
-      let plain = plainAllowed && receivedUs >= 0 && end - at >= minLength &&
-        rx[at] === replyType && ((rx[at + 6]! << 8) | rx[at + 7]!) === seq &&
-        (id < 0 || ((rx[at + 4]! << 8) | rx[at + 5]!) === id);
-      if (plain && raw4) {
-        let sum = 0;
-        for (let j = at; j + 1 < end; j += 2) sum += (rx[j]! << 8) | rx[j + 1]!;
-        if ((end - at) & 1) sum += rx[end - 1]! << 8;
-        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-        plain = sum === 0xffff;
-      }
-      if (!plain) {
-        // A duplicate, a foreign or damaged reply, one to report: the
-        // general path.
-        this.#receivedInBurst(n, end);
-        if (this.#inFlight() !== 0) break;
-        continue;
-      }
-      this.#countPlain(seq, at + 8, receivedUs);
-    }
-    if (transmitted !== start) this.#lastSendMs = performance.now();
+  #floodBurst(sendLimit: number): void {
+    this.#burstSendLimit = sendLimit;
+    const before = this.#transmitted;
+    this.#echo.run(this.#burstHandler);
+    if (this.#transmitted !== before) this.#lastSendMs = performance.now();
   }
 
-  /**
-   * #floodBurst() received a plain answer to request `seq`, its send time
-   * at `t` in the buffer, at `receivedUs` (the kernel's time): as
-   * #handleData() for it, which leaves nothing in flight.
-   */
-  #countPlain(seq: number, t: number, receivedUs: number): void {
-    this.#nreceived++;
-    this.#acknowledge(seq);
-    this.#received[seq] = 1;
-    if (this.#timing) {
-      const rttUs = receivedUs - sentTimeUs(this.#rx, t);
-      addRtt(this.#rtt, rttUs < 0 ? 0 : rttUs);
-    }
-  }
-
-  /** #floodBurst()'s `sendto()` failed with `errno`. */
-  #sendFailedInBurst(errno: number): void {
-    this.#lastSendMs = performance.now();
-    this.#sendFailed(errno);
-  }
-
-  /** #floodBurst()'s `sent` event for `seq`. */
-  #reportSent(seq: number): void {
-    this.#emit({ type: "sent", host: this.host, seq, timestamp: this.#sentAt() });
-  }
-
-  /** #floodBurst() received `n` bytes (`end` in the buffer) that need the general path. */
-  #receivedInBurst(n: number, end: number): void {
-    this.#sock.readControl(n, this.#rxInfo);
-    this.#handleData(end);
+  /** The callbacks of {@linkcode #floodBurst}: what {@linkcode #send} and {@linkcode #drain} do. */
+  #newBurstHandler(): EchoBurstHandler {
+    return {
+      next: () => {
+        const transmitted = this.#transmitted;
+        if (
+          transmitted >= this.#burstSendLimit ||
+          this.#nreceived + this.#errors >= this.#loopCount || this.#stopped
+        ) return -1;
+        // As #send(): iputils' -O check, with the previous request answered
+        // by an error rather than a reply.
+        const received = this.#received;
+        if (transmitted > 0 && received[transmitted & 0xffff] === 0) this.#reportUnanswered();
+        const seq = (transmitted + 1) & 0xffff;
+        received[seq] = 0;
+        return seq;
+      },
+      sent: (seq) => {
+        this.#transmitted++;
+        if (this.#reportSends) {
+          this.#emit({ type: "sent", host: this.host, seq, timestamp: this.#echo.sentAtMs() });
+        }
+      },
+      sendFailed: (errno) => {
+        this.#lastSendMs = performance.now();
+        this.#sendFailed(errno);
+      },
+      replied: (seq, rttUs) => {
+        // As #handleData() for a plain answer, which leaves nothing in flight.
+        this.#nreceived++;
+        this.#acknowledge(seq);
+        this.#received[seq] = 1;
+        if (rttUs >= 0) addRtt(this.#rtt, rttUs);
+      },
+      other: (n) => {
+        this.#handleData(n);
+        return this.#inFlight() === 0;
+      },
+    };
   }
 
   /**
@@ -1183,14 +1096,14 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       this.#reportUnanswered();
     }
     this.#received[seq] = 0;
-    this.#stamp(seq);
+    this.#echo.stamp(seq);
     try {
       this.#sock.send(this.#packet);
     } catch (err) {
       if (!(err instanceof SocketError)) throw err;
       return this.#sendFailed(err.errno);
     }
-    this.#advance(this.#sentAt());
+    this.#advance(this.#echo.sentAtMs());
     return true;
   }
 
@@ -1210,8 +1123,8 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
    * as sent, as in iputils, and the error is reported.
    */
   #sendFailed(errno: number): boolean {
-    if (errno === EAGAIN || errno === ENOBUFS) return false;
-    const sentAt = this.#sentAt();
+    if (noRoomToSend(errno)) return false;
+    const sentAt = this.#echo.sentAtMs();
     // iputils: a hard local error counts as sent; the details are in the
     // error queue when the kernel queued them (with IP_RECVERR).
     this.#advance(sentAt);
@@ -1228,67 +1141,6 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       });
     }
     return true;
-  }
-
-  /**
-   * Fills in the sequence number, the send time (a `struct timespec`, 16
-   * bytes, where iputils puts its `struct timeval`) and the checksum.
-   */
-  #stamp(seq: number): void {
-    const v = this.#view;
-    v.setUint16(6, seq);
-    const time = this.#timeField;
-    // The send time goes in as late as possible, right before the checksum
-    // and sendto(), and straight from clock_gettime() into the packet.
-    if (time) realtimeInto(time);
-    if (this.family === 4 && this.socketKind === "raw") {
-      v.setUint16(2, 0);
-      v.setUint16(2, this.#checksum());
-    }
-  }
-
-  /**
-   * The send time of the request just sent, in milliseconds since the epoch
-   * (read back after sendto(), so the stamp-to-send window stays minimal).
-   */
-  #sentAt(): number {
-    if (!this.#timeField) return performance.timeOrigin + performance.now();
-    const v = this.#view;
-    return (v.getUint32(8, true) + v.getUint32(12, true) * 2 ** 32) * 1000 +
-      v.getUint32(16, true) / 1e6;
-  }
-
-  /**
-   * RFC 1071 checksum of the request, without allocating (an allocation
-   * between stamping a request and sending it could start a garbage
-   * collection, which would then land inside the round trip),
-   * and incrementally (RFC 1624's idea): the sum of the words that never
-   * change is kept, so only the sequence number and the send time are added
-   * between stamping a request and sending it.
-   */
-  #checksum(): number {
-    const v = this.#view;
-    let sum = this.#fixedSum + v.getUint16(6);
-    if (this.#timing) {
-      for (let k = 8; k < 8 + TIME_BYTES; k += 2) sum += v.getUint16(k);
-    }
-    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-    return ~sum & 0xffff;
-  }
-
-  /** The folded sum of the request's words other than checksum, sequence and send time. */
-  #sumFixedWords(): number {
-    const p = this.#packet;
-    const timeEnd = this.#timing ? 8 + TIME_BYTES : 8;
-    let sum = 0;
-    for (let k = 0; k + 1 < p.length; k += 2) {
-      if (k === 2 || k === 6 || (k >= 8 && k < timeEnd)) continue;
-      sum += (p[k]! << 8) | p[k + 1]!;
-      if (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-    }
-    if (p.length & 1) sum += p[p.length - 1]! << 8;
-    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-    return sum;
   }
 
   #advance(timestamp: number): void {
@@ -1339,14 +1191,15 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       ttl = rx[8];
     }
     const length = n - start;
-    if (length < 8 || rx[start] !== this.#replyType) return;
+    if (length < 8) return;
+    const bytes = rx.subarray(start, n);
+    const reply = parseIcmp(bytes, this.family);
     // ICMP errors come from the error queue, as in iputils; their copies on
     // a raw socket are ignored here.
-    const id = (rx[start + 4]! << 8) | rx[start + 5]!;
-    if (this.socketKind === "raw" && id !== this.#id) return;
-    const seq = (rx[start + 6]! << 8) | rx[start + 7]!;
-    const badChecksum = this.family === 4 && this.socketKind === "raw" &&
-      !checksumOk(rx, start, n);
+    if (reply.kind !== "echo" || reply.request) return;
+    if (this.socketKind === "raw" && reply.id !== this.#id) return;
+    const seq = reply.seq;
+    const badChecksum = this.family === 4 && this.socketKind === "raw" && !verifyChecksum(bytes);
     this.#nreceived++;
     if (!badChecksum) this.#acknowledge(seq);
     let rttUs: number | undefined;
@@ -1358,7 +1211,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     }
     if (this.#timing && length >= 8 + TIME_BYTES) {
       // Whole microseconds on both sides, as iputils subtracts two timevals.
-      rttUs = receivedUs - sentTimeUs(rx, start + 8);
+      rttUs = receivedUs - timespecUs(rx, start + 8);
       if (rttUs < 0) rttUs = 0;
       if (!badChecksum) addRtt(this.#rtt, rttUs);
     }
@@ -1397,7 +1250,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
       this.#emit({
         type: "local-error",
         host: this.host,
-        message: r.errno === EMSGSIZE
+        message: r.code === "EMSGSIZE"
           ? `local error: message too long, mtu=${r.info}`
           : `local error: ${strerror(r.errno)}`,
         code: r.code,
@@ -1408,10 +1261,11 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     }
     if (r.origin !== "icmp" && r.origin !== "icmp6") return;
     const q = r.original;
-    if (q.length < 8 || q[0] !== this.#requestType) return;
-    const id = (q[4]! << 8) | q[5]!;
-    if (this.socketKind === "raw" && id !== this.#id) return;
-    const seq = (q[6]! << 8) | q[7]!;
+    if (q.length < 8) return;
+    const request = parseIcmp(q, this.family);
+    if (request.kind !== "echo" || !request.request) return;
+    if (this.socketKind === "raw" && request.id !== this.#id) return;
+    const seq = request.seq;
     this.#acknowledge(seq);
     this.#errors++;
     const info = { family: this.family, type: r.icmpType, code: r.icmpCode, info: r.info };
@@ -1465,75 +1319,14 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
 }
 
 /**
- * A classic BPF program for a raw ICMP socket that drops echo replies whose
- * identifier is not `id` and keeps everything else (errors, which name the
- * request they quote only inside, are sorted out in user space). On IPv4
- * the data starts with the IP header, on IPv6 with the ICMPv6 header.
+ * The data of a request: iputils fills it with 0, 1, 2 … (or the `-p`
+ * pattern); the first 16 bytes are overwritten by the send time on each
+ * request.
  */
-function echoIdFilter(family: 4 | 6, id: number): BpfInstruction[] {
-  const KEEP: BpfInstruction = [BPF_RET_K, 0, 0, 0xffffffff];
-  const DROP: BpfInstruction = [BPF_RET_K, 0, 0, 0];
-  if (family === 4) {
-    return [
-      [BPF_LDX_MSH, 0, 0, 0], // X = the IP header's length
-      [BPF_LD_B_IND, 0, 0, 0], // A = the ICMP type
-      [BPF_JEQ_K, 0, 2, ECHO_REPLY_V4], // not an echo reply: keep
-      [BPF_LD_H_IND, 0, 0, 4], // A = the identifier
-      [BPF_JEQ_K, 0, 1, id],
-      KEEP,
-      DROP,
-    ];
-  }
-  return [
-    [BPF_LD_B_ABS, 0, 0, 0],
-    [BPF_JEQ_K, 0, 2, ECHO_REPLY_V6],
-    [BPF_LD_H_ABS, 0, 0, 4],
-    [BPF_JEQ_K, 0, 1, id],
-    KEEP,
-    DROP,
-  ];
-}
-
-/**
- * The send time a reply carries at `at` (our `struct timespec`, as this
- * host wrote it), in whole microseconds since the epoch.
- */
-function sentTimeUs(bytes: Uint8Array, at: number): number {
-  return (uint32(bytes, at) + uint32(bytes, at + 4) * 2 ** 32) * 1e6 +
-    Math.floor(uint32(bytes, at + 8) / 1000);
-}
-
-/** The little-endian 32-bit word at `at`. */
-function uint32(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) + bytes[at + 3]! * 0x1000000;
-}
-
-/**
- * Verifies an RFC 1071 checksum (the sum of the message, checksum included,
- * is 0xffff). Local rather than lib/icmp.ts's, to keep that module out of
- * the start-up path: only replies on raw IPv4 sockets need it.
- */
-function checksumOk(bytes: Uint8Array, start: number, end: number): boolean {
-  let sum = 0;
-  const n = start + ((end - start) & ~1);
-  for (let k = start; k < n; k += 2) sum += (bytes[k]! << 8) | bytes[k + 1]!;
-  if ((end - start) & 1) sum += bytes[end - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
-  return sum === 0xffff;
-}
-
-/**
- * Builds the echo request template: iputils fills the data with 0, 1, 2 …
- * (or the `-p` pattern), and the first 16 bytes are overwritten by the send
- * time on each request.
- */
-function buildRequest(type: number, id: number, size: number, pattern?: Uint8Array): Uint8Array {
-  const p = new Uint8Array(8 + size);
-  p[0] = type;
-  p[4] = id >> 8;
-  p[5] = id & 0xff;
+function requestData(size: number, pattern?: Uint8Array): Uint8Array {
+  const data = new Uint8Array(size);
   for (let i = 0; i < size; i++) {
-    p[8 + i] = pattern && pattern.length > 0 ? pattern[i % pattern.length]! : i & 0xff;
+    data[i] = pattern && pattern.length > 0 ? pattern[i % pattern.length]! : i & 0xff;
   }
-  return p;
+  return data;
 }

@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { checksum, fold, onesComplementSum } from "./_checksum.ts";
 import { type Family, formatIP, parseIP } from "./sockaddr.ts";
 
 export type { Family } from "./sockaddr.ts";
@@ -118,125 +119,7 @@ export const ParameterProblem6Code = {
 /** Length of the ICMP header: type, code, checksum and the 4-byte "rest of header". */
 export const ICMP_HEADER_LENGTH = 8;
 
-// ---------------------------------------------------------------------------
-// Checksum (RFC 1071)
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-// Below this length a typed-array view costs more to create than it saves
-// (lib/icmp_bench.ts: the view costs about 100 ns, the byte loop 0.5 ns a byte).
-const WORD_PATH_MIN = 512;
-// Words summed between folds: 32767 halves of < 2^16 stay below 2^31.
-const CHUNK_WORDS = 32767;
-
-function fold(sum: number): number {
-  while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
-  return sum;
-}
-
-/** Sums bytes[start..end) as big-endian 16-bit words; `start` must be even. */
-function sumBytes(bytes: Uint8Array, start: number, end: number): number {
-  // Even bytes are the high halves of the words, odd bytes the low halves:
-  // two plain byte sums, combined once (RFC 1071 §2(A), deferred carries).
-  let high = 0;
-  let low = 0;
-  let i = start;
-  for (const end8 = start + ((end - start) & ~7); i < end8; i += 8) {
-    high += bytes[i]! + bytes[i + 2]! + bytes[i + 4]! + bytes[i + 6]!;
-    low += bytes[i + 1]! + bytes[i + 3]! + bytes[i + 5]! + bytes[i + 7]!;
-  }
-  for (; i < end; i++) {
-    if (((i - start) & 1) === 0) high += bytes[i]!;
-    else low += bytes[i]!;
-  }
-  return high * 256 + low;
-}
-
-/** Sums a 4-byte-aligned input through a Uint32Array in machine byte order. */
-function sumWords(bytes: Uint8Array): number {
-  // RFC 1071 §2(B): the sum is byte-order independent, so add words in the
-  // machine's order and swap the folded result once. Each 32-bit word is
-  // split into its 16-bit halves so that the accumulators stay small
-  // integers (V8 keeps them in registers, about 25% faster than doubles).
-  const words = bytes.length >>> 2;
-  const view = new Uint32Array(bytes.buffer, bytes.byteOffset, words);
-  let sum = 0;
-  for (let start = 0; start < words; start += CHUNK_WORDS) {
-    const end = Math.min(words, start + CHUNK_WORDS);
-    let low = 0;
-    let high = 0;
-    for (let k = start; k < end; k++) {
-      const w = view[k]!;
-      low = (low + (w & 0xffff)) | 0;
-      high = (high + (w >>> 16)) | 0;
-    }
-    sum = fold(sum + low + high);
-  }
-  if (LITTLE_ENDIAN) sum = ((sum & 0xff) << 8) | (sum >>> 8);
-  return sum + sumBytes(bytes, words << 2, bytes.length);
-}
-
-/**
- * Computes the 16-bit one's complement sum of the bytes taken as big-endian
- * 16-bit words (an odd last byte is padded with zero), plus `initial`. This
- * is the sum before the final complement: chain it, or pass it as `initial`.
- *
- * @param bytes The data.
- * @param initial A sum to add, e.g. {@linkcode pseudoHeaderSum}.
- * @returns The folded sum, 0 to 0xffff.
- *
- * @example The example of RFC 1071 §3
- * ```ts
- * import { onesComplementSum } from "./icmp.ts";
- * const sum = onesComplementSum(new Uint8Array([0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]));
- * console.assert(sum === 0xddf2);
- * ```
- */
-export function onesComplementSum(bytes: Uint8Array, initial = 0): number {
-  const sum = bytes.length >= WORD_PATH_MIN && (bytes.byteOffset & 3) === 0
-    ? sumWords(bytes)
-    : sumBytes(bytes, 0, bytes.length);
-  return fold(sum + initial);
-}
-
-/**
- * Computes the Internet checksum (RFC 1071): the one's complement of the
- * one's complement sum. Write it into a message whose checksum field is zero.
- *
- * @param bytes The data, checksum field zeroed.
- * @param initial A sum to include first, e.g. {@linkcode pseudoHeaderSum} for ICMPv6, UDP, TCP.
- * @returns The checksum, 0 to 0xffff.
- *
- * @example The example of RFC 1071 §3
- * ```ts
- * import { checksum } from "./icmp.ts";
- * const bytes = new Uint8Array([0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]);
- * console.assert(checksum(bytes) === 0x220d);
- * ```
- */
-export function checksum(bytes: Uint8Array, initial = 0): number {
-  return ~onesComplementSum(bytes, initial) & 0xffff;
-}
-
-/**
- * Tells whether a message with its checksum in place sums to all ones, i.e.
- * its checksum is right.
- *
- * @param bytes The whole message, checksum field included.
- * @param initial The pseudo-header sum where the protocol has one (ICMPv6, UDP, TCP).
- * @returns `true` when the checksum is right.
- *
- * @example
- * ```ts
- * import { buildEcho, verifyChecksum } from "./icmp.ts";
- * const packet = buildEcho({ type: "request", id: 1, seq: 1 });
- * console.assert(verifyChecksum(packet));
- * packet[5]! ^= 1; // flip a bit of the identifier
- * console.assert(!verifyChecksum(packet));
- * ```
- */
-export function verifyChecksum(bytes: Uint8Array, initial = 0): boolean {
-  return onesComplementSum(bytes, initial) === 0xffff;
-}
+export { checksum, onesComplementSum, verifyChecksum } from "./_checksum.ts";
 
 function addressBytes(address: string | Uint8Array, what: string): Uint8Array {
   if (typeof address === "string") return parseIP(address).bytes;

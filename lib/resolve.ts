@@ -3,14 +3,14 @@
  * `getnameinfo`, so `/etc/hosts`, nsswitch and DNS in the configured order),
  * and a cache of concurrent reverse lookups that never holds up a caller.
  *
- * The calls go through `lib/rawsock.ts` on a worker thread: loading
+ * The calls go through `lib/rawsock/lookup.ts` on a worker thread: loading
  * `node:dns` instead cost 13–17 ms of start-up, more than a whole trace.
  * Where the libc bindings are unavailable, `node:dns` (which wraps the same
  * C calls) is the fallback.
  *
  * @module
  */
-import { lookupHost, lookupName } from "./rawsock.ts";
+import { lookupHost, lookupName } from "./rawsock/lookup.ts";
 import { type Family, ipFamily, splitZone } from "./sockaddr.ts";
 
 /**

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { SocketError } from "../lib/rawsock.ts";
+import { SocketError } from "../lib/rawsock/errno.ts";
 import { CliError, formatHelp, type Options, parseArgs, parseNumber, runMain } from "../lib/cli.ts";
 import { formatHeader, formatHop, hopJson, summaryJson } from "./format.ts";
 import { PRIVILEGE_MESSAGE } from "./probe.ts";

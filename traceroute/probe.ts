@@ -6,15 +6,15 @@
  * @module
  */
 import { type Family, formatIPv4, type SocketAddress } from "../lib/sockaddr.ts";
+import { realtimeNs } from "../lib/rawsock/clock.ts";
+import { SocketError } from "../lib/rawsock/errno.ts";
 import {
   type Datagram,
   type ErrorReport,
   type OpenOptions,
   openSocket,
-  realtimeNs,
   type Socket,
-  SocketError,
-} from "../lib/rawsock.ts";
+} from "../lib/rawsock/socket.ts";
 
 /** A reply matched to the probe that caused it. */
 export interface ProbeReply {
@@ -150,24 +150,6 @@ export function classifyIcmp(
     if (type === 2) return `!F-${mtu}`;
   }
   return `!<${type}-${code}>`;
-}
-
-/**
- * Whether an ICMP type is one a probe can cause (time exceeded, destination
- * unreachable, packet too big).
- *
- * @param family The IP version.
- * @param type The ICMP type.
- * @returns `true` for the error types traceroute listens to.
- *
- * @example
- * ```ts
- * import { isTraceError } from "./probe.ts";
- * console.assert(isTraceError(4, 11) && !isTraceError(4, 0));
- * ```
- */
-export function isTraceError(family: Family, type: number): boolean {
-  return family === 4 ? type === 3 || type === 11 : type === 1 || type === 2 || type === 3;
 }
 
 /**

@@ -12,7 +12,8 @@
  * @module
  */
 import { checksum, parseIcmp, parseQuoted, pseudoHeaderSum } from "../lib/icmp.ts";
-import { realtimeNs, type Socket } from "../lib/rawsock.ts";
+import { realtimeNs } from "../lib/rawsock/clock.ts";
+import type { Socket } from "../lib/rawsock/socket.ts";
 import {
   classifiedReply,
   classifyIcmp,

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { realtimeNs } from "../lib/rawsock.ts";
+import { realtimeNs } from "../lib/rawsock/clock.ts";
 import type { ReverseCache } from "../lib/resolve.ts";
 import { type Family, ipFamily, splitZone } from "../lib/sockaddr.ts";
 import type { Flow, MethodOptions, ProbeMethod, ProbeReply } from "./probe.ts";
@@ -212,7 +212,7 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
       : methodName === "udp"
       ? (await import("./udp.ts")).openUdpMethod(mo)
       : methodName === "icmp"
-      ? (await import("./icmp.ts")).openIcmpMethod(mo)
+      ? (await import("./icmp_probe.ts")).openIcmpMethod(mo)
       : (await import("./tcp.ts")).openTcpMethod(mo);
     return {
       target: {

@@ -11,7 +11,8 @@
  *
  * @module
  */
-import { realtimeNs, type Socket } from "../lib/rawsock.ts";
+import { realtimeNs } from "../lib/rawsock/clock.ts";
+import type { Socket } from "../lib/rawsock/socket.ts";
 import {
   applyLocal,
   classifiedReply,

@@ -1,8 +1,8 @@
-// Run by lib/rawsock_test.ts as an unprivileged user: opens a socket of the
+// Run by lib/rawsock/socket_test.ts as an unprivileged user: opens a socket of the
 // given kind and, with a target, does one echo round trip.
 // Usage: rawsock_unprivileged.ts KIND FAMILY [TARGET]
 // Exit 0: reply printed; 1: no reply; 3: the socket could not be opened.
-import { openSocket, SocketError } from "../rawsock.ts";
+import { openSocket, SocketError } from "../rawsock/mod.ts";
 import { buildEcho, parseIcmp } from "../icmp.ts";
 
 const [kind = "icmp", familyText = "4", target] = Deno.args;

@@ -3,8 +3,8 @@
 // reply is there) against the waiting path (send, then a poll() on a worker
 // thread before reading), so the cost of waiting is visible. Run as root:
 // raw ICMP sockets need CAP_NET_RAW.
-import { buildEcho, IcmpType } from "./icmp.ts";
-import { openSocket } from "./rawsock.ts";
+import { buildEcho, IcmpType } from "../icmp.ts";
+import { openSocket } from "./mod.ts";
 
 const sock = openSocket({ kind: "icmp-raw", family: 4, timestamps: true });
 // Keep our own echo requests, which loopback also delivers, off the socket.

@@ -1,29 +1,16 @@
 /**
- * Raw, ICMP-datagram and UDP sockets through `Deno.dlopen` bindings to libc:
- * the only FFI in the project.
+ * Sockets over libc descriptors: {@linkcode openSocket} and
+ * {@linkcode Socket}.
  *
  * - Waiting never blocks the event loop: a receive first tries `recvmsg` with
  *   `MSG_DONTWAIT`, and only when nothing is queued waits in `poll()` declared
  *   `nonblocking: true` (on a worker thread), together with an `eventfd` that
  *   `close()` signals so a pending wait ends at once.
- * - `errno` is read through `__errno_location()` right after each
- *   synchronous call, on the thread that made it.
  * - Receive times come from the kernel (`SO_TIMESTAMPNS`), so a busy event
  *   loop does not inflate a measured round trip.
  * - ICMP errors for datagram sockets are read from the error queue
  *   (`IP_RECVERR` / `IPV6_RECVERR`, `MSG_ERRQUEUE`), which is what lets
  *   unprivileged ping and traceroute work.
- *
- * Linux with glibc only; elsewhere the first use throws a clear error.
- *
- * @example An ICMP echo to the loopback address
- * ```ts ignore
- * import { openSocket } from "./rawsock.ts";
- * import { buildEcho } from "./icmp.ts";
- * using sock = openSocket({ kind: "icmp", family: 4 });
- * sock.send(buildEcho({ family: 4, id: 1, seq: 1 }), { family: 4, address: "127.0.0.1", port: 0 });
- * const reply = await sock.receive({ timeoutMs: 1000 });
- * ```
  *
  * @module
  */
@@ -35,318 +22,44 @@ import {
   type Family,
   SOCKADDR_STORAGE_SIZE,
   type SocketAddress,
-} from "./sockaddr.ts";
-
-export type { Family, SocketAddress } from "./sockaddr.ts";
-
-/**
- * The libc symbols used by the project, with their C prototypes. Loaded once,
- * on first use.
- */
-const SYMBOLS = {
-  // int socket(int domain, int type, int protocol);
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  // int bind(int fd, const struct sockaddr *addr, socklen_t len);
-  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  // int connect(int fd, const struct sockaddr *addr, socklen_t len);
-  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  // int setsockopt(int fd, int level, int name, const void *val, socklen_t len);
-  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  // int getsockopt(int fd, int level, int name, void *val, socklen_t *len);
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
-  // int getsockname(int fd, struct sockaddr *addr, socklen_t *len);
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  // ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t len);
-  // The result is read as its low 32 bits (a datagram is at most 65,535
-  // bytes, and -1 stays -1), so no BigInt is allocated per call.
-  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "i32" },
-  // ssize_t recvmsg(int fd, struct msghdr *msg, int flags);  (result as sendto's)
-  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (runs on a worker thread)
-  poll_wait: {
-    name: "poll",
-    parameters: ["buffer", "u64", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
-  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (timeout 0 only: never blocks)
-  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
-  // int close(int fd);
-  close: { parameters: ["i32"], result: "i32" },
-  // int *__errno_location(void);
-  __errno_location: { parameters: [], result: "pointer" },
-  // char *strerror(int errnum);
-  strerror: { parameters: ["i32"], result: "pointer" },
-  // int eventfd(unsigned int initval, int flags);
-  eventfd: { parameters: ["u32", "i32"], result: "i32" },
-  // ssize_t write(int fd, const void *buf, size_t n);
-  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  // ssize_t read(int fd, void *buf, size_t n);
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  // int open(const char *path, int flags);
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  // int setns(int fd, int nstype);
-  setns: { parameters: ["i32", "i32"], result: "i32" },
-  // unsigned int if_nametoindex(const char *ifname);
-  if_nametoindex: { parameters: ["buffer"], result: "u32" },
-  // int clock_gettime(clockid_t clk, struct timespec *tp);
-  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
-  // void *dlsym(void *handle, const char *symbol);
-  dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
-  // int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-  //                 struct addrinfo **res);  (may block on DNS: runs on a worker thread)
-  getaddrinfo: {
-    parameters: ["buffer", "pointer", "buffer", "buffer"],
-    result: "i32",
-    nonblocking: true,
-  },
-  // void freeaddrinfo(struct addrinfo *res);
-  freeaddrinfo: { parameters: ["pointer"], result: "void" },
-  // int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
-  //                 char *serv, socklen_t servlen, int flags);  (may block: worker thread)
-  getnameinfo: {
-    parameters: ["buffer", "u32", "buffer", "u32", "pointer", "u32", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
-} as const satisfies Deno.ForeignLibraryInterface;
-
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-/**
- * The symbols called per datagram, bound with `Deno.dlopen` when this module
- * loads: only those get V8's fast calls (a few hundred nanoseconds each).
- * (`poll` for `ready()` is not among them: a caller checks readiness while
- * idle, not per datagram, so 2 µs per call do not matter there, and binding
- * it would cost every process 0.4 ms of start-up, measured.)
- * Binding costs about 0.3 ms of start-up per symbol (measured), so the rest,
- * called a few times per socket or per wait, are looked up with `dlsym` on
- * first use (about 0.04 ms) and called through `Deno.UnsafeFnPointer` (about
- * 2 µs per call). Binding at load time also keeps the library handle out of
- * any one test's resource accounting.
- */
-const CORE = [
-  "sendto",
-  "recvmsg",
-  "clock_gettime",
-  "dlsym",
-] as const satisfies readonly (keyof typeof SYMBOLS)[];
-
-let libc: Libc | undefined;
-let loadError: Error | undefined;
-/**
- * This thread's `errno`, read in place. Read `errnoCell[0]` right after the
- * libc call that failed, in the same function and before calling or
- * returning from any: V8 may do its own work at those points (installing
- * optimized code, for one), and that work can change errno (seen: a
- * failed recvmsg() read back as ENOENT about once in 60 runs).
- */
-let errnoCell = new Int32Array(1);
-
-function loadCore(): void {
-  if (Deno.build.os !== "linux") {
-    loadError = new Error(
-      `Raw sockets are not supported on ${Deno.build.os}: this module binds Linux glibc`,
-    );
-    return;
-  }
-  const wanted = Object.fromEntries(CORE.map((name) => [name, SYMBOLS[name]]));
-  let core: Record<string, unknown>;
-  try {
-    core = Deno.dlopen("libc.so.6", wanted).symbols;
-  } catch (err) {
-    loadError = err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
-      ? new Error(`Raw sockets need FFI permission: run Deno with --allow-ffi (or -A)`)
-      : new Error(
-        `Raw sockets are not supported here: cannot load glibc "libc.so.6" (${
-          err instanceof Error ? err.message : String(err)
-        }); a Linux system with glibc is required`,
-      );
-    return;
-  }
-  const dlsym = core.dlsym as Libc["dlsym"];
-  const table = { ...core } as Libc;
-  for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) {
-    if (name in core) continue;
-    Object.defineProperty(table, name, {
-      configurable: true,
-      enumerable: true,
-      get() {
-        const definition: Deno.UnsafeCallbackDefinition & { name?: string } = SYMBOLS[name];
-        const ptr = dlsym(null, cString(definition.name ?? name));
-        if (ptr === null) throw new Error(`Cannot find "${name}" in glibc "libc.so.6"`);
-        const fn = new Deno.UnsafeFnPointer(
-          ptr as Deno.PointerObject<typeof definition>,
-          definition,
-        ) as unknown as {
-          call(...args: unknown[]): unknown;
-        };
-        const call = fn.call.bind(fn);
-        Object.defineProperty(table, name, { value: call, enumerable: true });
-        return call;
-      },
-    });
-  }
-  const ptr = table.__errno_location();
-  if (ptr === null) {
-    loadError = new Error("Cannot locate errno: __errno_location() returned NULL");
-    return;
-  }
-  errnoCell = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(ptr, 4));
-  libc = table;
-}
-loadCore();
-
-/** The libc bindings, or the reason there are none. */
-function lib(): Libc {
-  if (libc) return libc;
-  throw loadError ?? new Error("Raw sockets are not supported here");
-}
-
-// Linux constants (identical on x86_64 and aarch64).
-const SOCK_DGRAM = 2;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const IPPROTO_IP = 0;
-const IPPROTO_ICMP = 1;
-const IPPROTO_TCP = 6;
-const IPPROTO_UDP = 17;
-const IPPROTO_IPV6 = 41;
-const IPPROTO_ICMPV6 = 58;
-const SOL_SOCKET = 1;
-const SO_TIMESTAMPNS = 35;
-const SOL_RAW = 255;
-const ICMP_FILTER = 1;
-const ICMP6_FILTER = 1;
-const SO_BINDTODEVICE = 25;
-const SO_RCVBUF = 8;
-const SO_ATTACH_FILTER = 26;
-const IP_TTL = 2;
-const IP_RECVERR = 11;
-const IP_RECVTTL = 12;
-const IPV6_UNICAST_HOPS = 16;
-const IPV6_RECVERR = 25;
-const IPV6_RECVHOPLIMIT = 51;
-const IPV6_HOPLIMIT = 52;
-const MSG_DONTWAIT = 0x40;
-const MSG_TRUNC = 0x20;
-const MSG_ERRQUEUE = 0x2000;
-const POLLIN = 0x1;
-const POLLERR = 0x8;
-const EFD_NONBLOCK = 0o4000;
-const EFD_CLOEXEC = 0o2000000;
-const O_RDONLY = 0;
-const O_CLOEXEC = 0o2000000;
-const CLONE_NEWNET = 0x40000000;
-const CLOCK_REALTIME = 0;
-
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  4: "EINTR",
-  9: "EBADF",
-  11: "EAGAIN",
-  12: "ENOMEM",
-  13: "EACCES",
-  14: "EFAULT",
-  19: "ENODEV",
-  22: "EINVAL",
-  24: "EMFILE",
-  64: "ENONET",
-  71: "EPROTO",
-  88: "ENOTSOCK",
-  89: "EDESTADDRREQ",
-  90: "EMSGSIZE",
-  91: "EPROTOTYPE",
-  92: "ENOPROTOOPT",
-  93: "EPROTONOSUPPORT",
-  94: "ESOCKTNOSUPPORT",
-  95: "EOPNOTSUPP",
-  97: "EAFNOSUPPORT",
-  98: "EADDRINUSE",
-  99: "EADDRNOTAVAIL",
-  100: "ENETDOWN",
-  101: "ENETUNREACH",
-  103: "ECONNABORTED",
-  104: "ECONNRESET",
-  105: "ENOBUFS",
-  106: "EISCONN",
-  107: "ENOTCONN",
-  110: "ETIMEDOUT",
-  111: "ECONNREFUSED",
-  112: "EHOSTDOWN",
-  113: "EHOSTUNREACH",
-};
-const EAGAIN = 11;
-const EINTR = 4;
-
-/**
- * The name of an errno value, e.g. `errnoName(13) === "EACCES"`.
- *
- * @param code The errno value.
- * @returns Its symbolic name, or `"E<code>"` for an unknown one.
- *
- * @example
- * ```ts
- * import { errnoName } from "./rawsock.ts";
- * console.assert(errnoName(113) === "EHOSTUNREACH");
- * ```
- */
-export function errnoName(code: number): string {
-  return ERRNO_NAMES[code] ?? `E${code}`;
-}
-
-function strerror(code: number): string {
-  try {
-    const ptr = lib().strerror(code);
-    if (ptr !== null) return Deno.UnsafePointerView.getCString(ptr);
-  } catch {
-    // Fall through to the bare name.
-  }
-  return errnoName(code);
-}
-
-/**
- * A failed socket system call, with the errno name and the call.
- *
- * @example Telling a permission problem apart
- * ```ts
- * import { SocketError } from "./rawsock.ts";
- * const err = new SocketError(13, "socket");
- * console.assert(err.code === "EACCES" && err.syscall === "socket");
- * ```
- */
-export class SocketError extends Error {
-  /** The errno value. */
-  readonly errno: number;
-  /** The errno name, such as `"EPERM"`. */
-  readonly code: string;
-  /** The system call that failed, such as `"sendto"`. */
-  readonly syscall: string;
-
-  /**
-   * Creates the error; the message is `syscall: strerror (CODE)` plus a hint
-   * when one helps.
-   *
-   * @param errnoValue The errno value.
-   * @param syscall The failing call.
-   * @param hint Extra advice appended to the message.
-   */
-  constructor(errnoValue: number, syscall: string, hint?: string) {
-    const code = errnoName(errnoValue);
-    super(`${syscall}: ${strerror(errnoValue)} (${code})${hint ? `. ${hint}` : ""}`);
-    this.name = "SocketError";
-    this.errno = errnoValue;
-    this.code = code;
-    this.syscall = syscall;
-  }
-}
-
-/** The message for EPERM/EACCES when creating a socket that needs privilege. */
-const PERMISSION_HINT = "Raw sockets need privilege: run as root, or grant the capability with " +
-  '`setcap cap_net_raw+ep "$(which deno)"`; for ICMP datagram sockets, widen ' +
-  '`net.ipv4.ping_group_range` (e.g. `sysctl -w net.ipv4.ping_group_range="0 2147483647"`)';
+} from "../sockaddr.ts";
+import {
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  ICMP6_FILTER,
+  ICMP_FILTER,
+  IP_RECVERR,
+  IP_RECVTTL,
+  IP_TTL,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_IP,
+  IPPROTO_IPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPV6_HOPLIMIT,
+  IPV6_RECVERR,
+  IPV6_RECVHOPLIMIT,
+  IPV6_UNICAST_HOPS,
+  MSG_DONTWAIT,
+  MSG_ERRQUEUE,
+  MSG_TRUNC,
+  POLLERR,
+  POLLIN,
+  SO_ATTACH_FILTER,
+  SO_BINDTODEVICE,
+  SO_RCVBUF,
+  SO_TIMESTAMPNS,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOCK_RAW,
+  SOL_RAW,
+  SOL_SOCKET,
+} from "./constants.ts";
+import { check, EAGAIN, EINTR, errnoName, PERMISSION_HINT, SocketError } from "./errno.ts";
+import { cString, errnoCell, int32, lib, pointerValue } from "./ffi.ts";
+import { inNetns } from "./netns.ts";
 
 /** The kinds of socket this module opens. */
 export type SocketKind = "icmp" | "icmp-raw" | "tcp-raw" | "udp-raw" | "udp";
@@ -396,7 +109,7 @@ export interface Datagram {
  *
  * @example
  * ```ts
- * import { DatagramInfo } from "./rawsock.ts";
+ * import { DatagramInfo } from "./mod.ts";
  * const info = new DatagramInfo();
  * console.assert(info.length === -1 && info.ttl === -1);
  * ```
@@ -459,107 +172,6 @@ const MAX_DATAGRAM = 65535;
 const CONTROL_SIZE = 512;
 
 /**
- * `result`, or a SocketError for `e` when it is negative. Pass errno read
- * right after the call, as `check(c.f(), errnoCell[0]!, "f")`: the
- * arguments are evaluated before V8 enters this function.
- */
-function check(result: number | bigint, e: number, syscall: string, hint?: string): number {
-  const n = Number(result);
-  if (n < 0) throw new SocketError(e, syscall, hint);
-  return n;
-}
-
-function int32(value: number): Uint8Array {
-  const buf = new Uint8Array(4);
-  new DataView(buf.buffer).setInt32(0, value, true);
-  return buf;
-}
-
-function cString(text: string): Uint8Array {
-  return new TextEncoder().encode(`${text}\0`);
-}
-
-function pointerValue(buf: Uint8Array): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
-}
-
-/**
- * Runs `fn` with this thread in the network namespace `name`, then returns
- * to the original one. Sockets keep the namespace they were created in.
- */
-function inNetns<T>(name: string, fn: () => T): T {
-  const c = lib();
-  if (name.includes("/")) throw new TypeError(`Invalid network namespace name "${name}"`);
-  const path = cString("/proc/thread-self/ns/net");
-  const original = check(c.open(path, O_RDONLY | O_CLOEXEC), errnoCell[0]!, "open");
-  try {
-    const target = c.open(cString(`/run/netns/${name}`), O_RDONLY | O_CLOEXEC);
-    if (target < 0) {
-      throw new SocketError(errnoCell[0]!, "open", `network namespace "${name}" does not exist`);
-    }
-    try {
-      check(c.setns(target, CLONE_NEWNET), errnoCell[0]!, "setns");
-    } finally {
-      c.close(target);
-    }
-    try {
-      return fn();
-    } finally {
-      check(c.setns(original, CLONE_NEWNET), errnoCell[0]!, "setns");
-    }
-  } finally {
-    c.close(original);
-  }
-}
-
-/**
- * The current CLOCK_REALTIME in nanoseconds: the clock of kernel receive
- * timestamps, so differences between the two are round-trip times.
- *
- * @returns Nanoseconds since the epoch.
- *
- * @example
- * ```ts
- * import { realtimeNs } from "./rawsock.ts";
- * const ms = Number(realtimeNs() / 1_000_000n);
- * console.assert(Math.abs(ms - Date.now()) < 1000);
- * ```
- */
-export function realtimeNs(): bigint {
-  realtimeInto(timespecBuf);
-  return timespecView.getBigInt64(0, true) * 1_000_000_000n + timespecView.getBigInt64(8, true);
-}
-const timespecBuf = new Uint8Array(16);
-const timespecView = new DataView(timespecBuf.buffer);
-
-/**
- * Writes the time of `CLOCK_REALTIME` (the clock of the kernel's receive
- * timestamps) as a `struct timespec` (64-bit seconds, then nanoseconds,
- * little-endian) into the first 16 bytes of `target`, straight from
- * `clock_gettime()`: no arithmetic and no allocation between reading the
- * clock and the caller's next step, which is what a send time stamped into
- * a packet needs.
- *
- * @param target At least 16 bytes, e.g. a `subarray()` of the packet.
- * @throws {RangeError} When `target` is shorter than 16 bytes.
- *
- * @example
- * ```ts
- * import { realtimeInto } from "./rawsock.ts";
- * const packet = new Uint8Array(64);
- * realtimeInto(packet.subarray(8, 24));
- * const seconds = new DataView(packet.buffer).getUint32(8, true);
- * console.assert(Math.abs(seconds - Date.now() / 1000) < 5);
- * ```
- */
-export function realtimeInto(target: Uint8Array): void {
-  if (target.length < 16) {
-    throw new RangeError(`A struct timespec needs 16 bytes, not ${target.length}`);
-  }
-  check(lib().clock_gettime(CLOCK_REALTIME, target), errnoCell[0]!, "clock_gettime");
-}
-
-/**
  * One classic BPF instruction (`struct sock_filter`, see
  * {@linkcode Socket.attachFilter}): the opcode, the jumps when a comparison
  * holds and when it fails (counted in instructions after this one), and
@@ -568,72 +180,8 @@ export function realtimeInto(target: Uint8Array): void {
 export type BpfInstruction = readonly [code: number, jt: number, jf: number, k: number];
 
 /**
- * The libc calls a datagram loop makes per datagram, as bound with
- * `Deno.dlopen` (see {@linkcode directCalls}). Each returns -1 on failure,
- * with the reason in `errno[0]`.
- */
-export interface DirectCalls {
-  /** `sendto(2)`: `length` as a BigInt (a `size_t`); `to` null on a connected socket. */
-  sendto(
-    fd: number,
-    bytes: Uint8Array,
-    length: bigint,
-    flags: number,
-    to: Uint8Array | null,
-    toLength: number,
-  ): number;
-  /** `recvmsg(2)` with a `struct msghdr` such as {@linkcode DirectReceive.message}. */
-  recvmsg(fd: number, message: Uint8Array, flags: number): number;
-  /** `clock_gettime(2)` into a 16-byte `struct timespec`. */
-  clock_gettime(clock: number, timespec: Uint8Array): number;
-  /**
-   * This thread's `errno`, in place. Read `errno[0]` right after the call
-   * that failed, in the same function and before calling or returning from
-   * any other: V8 may do its own work at those points (installing optimized
-   * code, for one), and that work can change errno.
-   */
-  readonly errno: Int32Array;
-}
-
-/**
- * The libc functions behind {@linkcode Socket.send}, {@linkcode Socket.receiveInto}
- * and {@linkcode realtimeInto}, for a hot loop that calls them itself.
- *
- * V8 compiles an FFI call into a direct call (its "fast call") only inside
- * code its top tier (TurboFan) has optimized, and it optimizes a function
- * after it has run its own bytecode a few thousand times over: a small
- * wrapper method called once per datagram gets there only after 10,000 or
- * more datagrams (measured), while a loop that holds the calls in its own
- * body gets there several times sooner. The socket methods stay the way to
- * go everywhere else.
- *
- * @returns The bound functions.
- *
- * @example Stamping a buffer with the time, and a failed call's errno
- * ```ts
- * import { directCalls } from "./rawsock.ts";
- * const calls = directCalls();
- * const timespec = new Uint8Array(16);
- * console.assert(calls.clock_gettime(0, timespec) === 0);
- * const failed = calls.recvmsg(-1, new Uint8Array(56), 0);
- * const e = calls.errno[0];
- * console.assert(failed === -1 && e === 9); // EBADF
- * ```
- */
-export function directCalls(): DirectCalls {
-  const c = lib();
-  return direct ??= {
-    sendto: c.sendto,
-    recvmsg: c.recvmsg,
-    clock_gettime: c.clock_gettime,
-    errno: errnoCell,
-  } as unknown as DirectCalls;
-}
-let direct: DirectCalls | undefined;
-
-/**
- * A socket's own `struct msghdr`, aimed at a caller's buffer, for
- * `recvmsg()` calls made through {@linkcode directCalls}: from
+ * A socket's own `struct msghdr`, aimed at a caller's buffer, for a batched
+ * loop in this folder that calls `recvmsg()` itself (see `echo.ts`): from
  * {@linkcode Socket.directReceive}. Call {@linkcode DirectReceive.rearm}
  * before each call; afterwards, read the details with
  * {@linkcode Socket.readControl}, or just the receive time with
@@ -654,142 +202,6 @@ export interface DirectReceive {
 }
 
 /**
- * The index of a network interface, e.g. for an IPv6 scope id.
- *
- * @param name The interface name, such as `"lo"`.
- * @returns The index.
- * @throws {SocketError} ENODEV when there is no such interface.
- *
- * @example
- * ```ts ignore
- * import { interfaceIndex } from "./rawsock.ts";
- * console.assert(interfaceIndex("lo") > 0);
- * ```
- */
-export function interfaceIndex(name: string): number {
-  const index = lib().if_nametoindex(cString(name));
-  if (index === 0) throw new SocketError(19, "if_nametoindex", `no interface named "${name}"`);
-  return index;
-}
-
-/** `getaddrinfo` / `getnameinfo` error codes (glibc's `EAI_*`) by name. */
-const EAI_NAMES: Record<number, string> = {
-  [-2]: "ENOTFOUND", // EAI_NONAME
-  [-3]: "EAI_AGAIN",
-  [-4]: "EAI_FAIL",
-  [-5]: "ENODATA", // EAI_NODATA
-  [-6]: "EAI_FAMILY",
-  [-9]: "EAI_ADDRFAMILY",
-  [-10]: "EAI_MEMORY",
-  [-11]: "EAI_SYSTEM",
-};
-
-/**
- * A failed `getaddrinfo` / `getnameinfo`, with the resolver's code
- * (`ENOTFOUND` for no such name, `EAI_AGAIN` for a temporary failure, …).
- *
- * @example
- * ```ts
- * import { LookupError } from "./rawsock.ts";
- * console.assert(new LookupError(-2, "getaddrinfo").code === "ENOTFOUND");
- * ```
- */
-export class LookupError extends Error {
-  /** The resolver's code. */
-  readonly code: string;
-
-  /**
-   * Creates the error.
-   *
-   * @param status The `EAI_*` value the call returned.
-   * @param syscall The call that failed.
-   */
-  constructor(status: number, syscall: string) {
-    const code = EAI_NAMES[status] ?? `EAI${status}`;
-    super(`${syscall}: ${code}`);
-    this.name = "LookupError";
-    this.code = code;
-  }
-}
-
-/**
- * Resolves a host name as the C library does (`getaddrinfo`: the hosts file,
- * nsswitch and DNS in the configured order), on a worker thread.
- *
- * @param host The name.
- * @param family Only this IP version; `undefined` for the system's order.
- * @returns The addresses, in the order the system prefers.
- * @throws {LookupError} When the name does not resolve.
- *
- * @example
- * ```ts
- * import { lookupHost } from "./rawsock.ts";
- * const [first] = await lookupHost("localhost", 4);
- * console.assert(first?.address === "127.0.0.1");
- * ```
- */
-export async function lookupHost(
-  host: string,
-  family?: Family,
-): Promise<{ family: Family; address: string }[]> {
-  const c = lib();
-  const hints = new Uint8Array(48);
-  const view = new DataView(hints.buffer);
-  view.setInt32(4, family === 4 ? AF_INET : family === 6 ? AF_INET6 : 0, true);
-  view.setInt32(8, SOCK_DGRAM, true); // one entry per address, not per socket type
-  const name = cString(host);
-  const result = new Uint8Array(8);
-  const status = await c.getaddrinfo(name, null, hints, result);
-  if (status !== 0) throw new LookupError(status, "getaddrinfo");
-  const head = Deno.UnsafePointer.create(new DataView(result.buffer).getBigUint64(0, true));
-  const out: { family: Family; address: string }[] = [];
-  try {
-    for (let ai = head; ai !== null;) {
-      const entry = new Deno.UnsafePointerView(ai);
-      const addrlen = entry.getUint32(16);
-      const addr = entry.getPointer(24);
-      if (addr !== null && addrlen > 0) {
-        const bytes = new Uint8Array(addrlen);
-        new Deno.UnsafePointerView(addr).copyInto(bytes);
-        const decoded = decodeSockaddr(bytes, addrlen);
-        if (decoded && !out.some((a) => a.address === decoded.address)) {
-          out.push({ family: decoded.family, address: decoded.address });
-        }
-      }
-      ai = entry.getPointer(40);
-    }
-  } finally {
-    if (head !== null) c.freeaddrinfo(head);
-  }
-  return out;
-}
-
-/**
- * Finds the name of an address as the C library does (`getnameinfo` with
- * `NI_NAMEREQD`: the hosts file, then reverse DNS), on a worker thread.
- *
- * @param address An IPv4 or IPv6 address.
- * @returns The name, or `undefined` when the address has none.
- *
- * @example
- * ```ts
- * import { lookupName } from "./rawsock.ts";
- * const name = await lookupName("127.0.0.1"); // "localhost" on most systems
- * ```
- */
-export async function lookupName(address: string): Promise<string | undefined> {
-  const c = lib();
-  const family: Family = address.includes(":") ? 6 : 4;
-  const sa = encodeSockaddr({ family, address, port: 0 });
-  const host = new Uint8Array(1025); // NI_MAXHOST
-  const NI_NAMEREQD = 8;
-  const status = await c.getnameinfo(sa, sa.length, host, host.length, null, 0, NI_NAMEREQD);
-  if (status !== 0) return undefined;
-  const end = host.indexOf(0);
-  return new TextDecoder().decode(host.subarray(0, end < 0 ? host.length : end));
-}
-
-/**
  * Opens a socket.
  *
  * @param options The kind, the family and the receive options.
@@ -798,7 +210,7 @@ export async function lookupName(address: string): Promise<string | undefined> {
  *
  * @example A ping socket to the loopback address
  * ```ts ignore
- * import { openSocket } from "./rawsock.ts";
+ * import { openSocket } from "./mod.ts";
  * using sock = openSocket({ kind: "icmp", family: 6 });
  * ```
  */
@@ -1140,7 +552,7 @@ export class Socket implements Disposable {
    *
    * @example
    * ```ts
-   * import { DatagramInfo, openSocket } from "./rawsock.ts";
+   * import { DatagramInfo, openSocket } from "./mod.ts";
    * using sock = openSocket({ kind: "udp", family: 4 });
    * const buffer = new Uint8Array(2048);
    * sock.useReceiveBuffer(buffer);
@@ -1168,7 +580,7 @@ export class Socket implements Disposable {
    *
    * @example A socket that accepts nothing
    * ```ts
-   * import { DatagramInfo, openSocket } from "./rawsock.ts";
+   * import { DatagramInfo, openSocket } from "./mod.ts";
    * using sock = openSocket({ kind: "udp", family: 4 });
    * sock.bind({ family: 4, address: "127.0.0.1", port: 0 });
    * sock.attachFilter([[0x06, 0, 0, 0]]); // BPF_RET | BPF_K, 0: drop
@@ -1200,7 +612,8 @@ export class Socket implements Disposable {
   /**
    * Aims the socket's `struct msghdr` at `buffer` (as
    * {@linkcode Socket.useReceiveBuffer} does) for `recvmsg()` calls made
-   * through {@linkcode directCalls}, and returns it. Call it again before
+   * by a batched loop that calls libc itself (see `echo.ts`), and returns
+   * it. Call it again before
    * each run of such calls: the socket's own receive methods aim the header
    * elsewhere.
    *
@@ -1209,14 +622,15 @@ export class Socket implements Disposable {
    *
    * @example Reading a UDP datagram sent to ourselves, by hand
    * ```ts
-   * import { DatagramInfo, directCalls, openSocket } from "./rawsock.ts";
+   * import { DatagramInfo, openSocket } from "./mod.ts";
+   * import { lib } from "./ffi.ts";
    * using sock = openSocket({ kind: "udp", family: 4 });
    * sock.bind({ family: 4, address: "127.0.0.1", port: 0 });
    * sock.send(new Uint8Array([1, 2, 3]), sock.localAddress());
    * const buffer = new Uint8Array(2048);
    * const direct = sock.directReceive(buffer);
    * direct.rearm();
-   * const n = directCalls().recvmsg(sock.fd, direct.message, 0x40);
+   * const n = lib().recvmsg(sock.fd, direct.message, 0x40);
    * const info = new DatagramInfo();
    * sock.readControl(n, info);
    * console.assert(n === 3 && info.timestampSec > 0 && buffer[2] === 3);
@@ -1278,7 +692,7 @@ export class Socket implements Disposable {
    *
    * @example Reading a UDP datagram sent to ourselves
    * ```ts
-   * import { DatagramInfo, openSocket } from "./rawsock.ts";
+   * import { DatagramInfo, openSocket } from "./mod.ts";
    * using sock = openSocket({ kind: "udp", family: 4 });
    * sock.bind({ family: 4, address: "127.0.0.1", port: 0 });
    * sock.send(new Uint8Array([1, 2, 3]), sock.localAddress());
@@ -1312,7 +726,7 @@ export class Socket implements Disposable {
    * Fills `info` in from the last receive into the buffer given to
    * {@linkcode Socket.directReceive} (from the flags and control data it
    * left in the socket's header): what {@linkcode Socket.receiveInto} does
-   * after its `recvmsg()`, for one made through {@linkcode directCalls}.
+   * after its `recvmsg()`, for one a batched loop made itself.
    *
    * @param n What `recvmsg()` returned (not -1).
    * @param info Receives the details.

@@ -1,5 +1,5 @@
-import { assert, assertEquals, assertRejects, assertThrows } from "./testing/assert.ts";
-import { labTest } from "./testing/lab.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../testing/assert.ts";
+import { labTest } from "../testing/lab.ts";
 import {
   buildEcho,
   Icmp6Type,
@@ -7,7 +7,7 @@ import {
   parseIcmp,
   parseIpv4Header,
   TimeExceededCode,
-} from "./icmp.ts";
+} from "../icmp.ts";
 import {
   type Datagram,
   DatagramInfo,
@@ -17,10 +17,11 @@ import {
   realtimeNs,
   type Socket,
   SocketError,
-} from "./rawsock.ts";
+} from "./mod.ts";
 
 const LOOPBACK = { 4: "127.0.0.1", 6: "::1" } as const;
-const UNPRIVILEGED_SCRIPT = new URL("./testdata/rawsock_unprivileged.ts", import.meta.url).pathname;
+const UNPRIVILEGED_SCRIPT =
+  new URL("../testdata/rawsock_unprivileged.ts", import.meta.url).pathname;
 
 /** The ICMP message of a datagram (raw IPv4 sockets deliver the IP header first). */
 function icmpOf(sock: Socket, d: Datagram) {

@@ -11,7 +11,8 @@
  * @module
  */
 import { buildEcho, parseIcmp, parseQuoted } from "../lib/icmp.ts";
-import { realtimeNs, type Socket } from "../lib/rawsock.ts";
+import { realtimeNs } from "../lib/rawsock/clock.ts";
+import type { Socket } from "../lib/rawsock/socket.ts";
 import {
   applyLocal,
   classifiedReply,
@@ -40,7 +41,7 @@ const ICMP_HEADER = 8;
  *
  * @example
  * ```ts ignore
- * import { openIcmpMethod } from "./icmp.ts";
+ * import { openIcmpMethod } from "./icmp_probe.ts";
  * using m = openIcmpMethod({ family: 4, destination: "127.0.0.1", port: 1, packetLength: 60, paris: false, queries: 3 });
  * ```
  */

@@ -1,0 +1,84 @@
+/**
+ * Start-up cost of `ping` and `traceroute` over Deno's own floor, in paired
+ * runs: each round runs, one after the other in alternating order, an empty
+ * module with exactly the flags of the tool's `deno task` (the floor), and
+ * the tool on a one-hop target:
+ *
+ * - `ping -c 1 127.0.0.1`;
+ * - `traceroute 127.0.0.1` (the first hop answers).
+ *
+ * It prints the median of each, and each tool's cost over its floor: the
+ * median of the rounds' differences, which cancels the machine's slower and
+ * faster spells. Run as root: `deno run -A bench/startup.ts [rounds]`
+ * (default 21; `deno task bench startup`).
+ *
+ * @module
+ */
+import { median } from "../lib/stats.ts";
+import { taskCommand } from "../lib/testing/tasks.ts";
+
+const rounds = Number(Deno.args[0] ?? 21);
+const empty = await Deno.makeTempFile({ prefix: "startup_floor_", suffix: ".ts" });
+
+/** Task `name`'s command with its script swapped for the empty module. */
+function floorOf(name: string): string[] {
+  const cmd = taskCommand(name);
+  const script = cmd.findIndex((w, i) => i > 1 && w.endsWith(".ts"));
+  return [...cmd.slice(0, script), empty, ...cmd.slice(script + 1)];
+}
+
+const CASES: Record<string, string[]> = {
+  "ping floor": floorOf("ping"),
+  "ping -c 1 127.0.0.1": taskCommand("ping", ["-c", "1", "127.0.0.1"]),
+  "traceroute floor": floorOf("traceroute"),
+  "traceroute 127.0.0.1": taskCommand("traceroute", ["127.0.0.1"]),
+};
+const PAIRS: [tool: string, floor: string][] = [
+  ["ping -c 1 127.0.0.1", "ping floor"],
+  ["traceroute 127.0.0.1", "traceroute floor"],
+];
+
+/** Milliseconds from spawn to exit of `cmd`. */
+async function time(cmd: string[]): Promise<number> {
+  const t0 = performance.now();
+  const { code, stderr } = await new Deno.Command(cmd[0]!, {
+    args: cmd.slice(1),
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const ms = performance.now() - t0;
+  if (code !== 0) {
+    throw new Error(`${cmd.join(" ")}: exit ${code}: ${new TextDecoder().decode(stderr)}`);
+  }
+  return ms;
+}
+
+const times: Record<string, number[]> = Object.fromEntries(
+  Object.keys(CASES).map((name) => [name, []]),
+);
+try {
+  // One unmeasured run of each: the first run of a module compiles it into
+  // Deno's cache, which a user's second run no longer pays.
+  for (const cmd of Object.values(CASES)) await time(cmd);
+  for (let r = 0; r < rounds; r++) {
+    for (const [tool, floor] of PAIRS) {
+      const order = r % 2 === 0 ? [floor, tool] : [tool, floor];
+      for (const name of order) times[name]!.push(await time(CASES[name]!));
+    }
+  }
+} finally {
+  await Deno.remove(empty);
+}
+
+const fmt = (x: number) => x.toFixed(1);
+console.log(`rounds: ${rounds} (median ms, spawn to exit)`);
+for (const [tool, floor] of PAIRS) {
+  const own = times[tool]!;
+  const base = times[floor]!;
+  const over = own.map((x, i) => x - base[i]!);
+  console.log(
+    `${tool}: ${fmt(median(own))}  floor ${fmt(median(base))}  over the floor ${
+      fmt(median(over))
+    } ms (median of paired differences; difference of medians ${fmt(median(own) - median(base))})`,
+  );
+}

@@ -1,0 +1,191 @@
+/**
+ * The libc bindings: the project's only `Deno.dlopen`. One symbol table with
+ * the C prototypes, `libc.so.6` loaded once, and a clear error off Linux.
+ * Internal to `lib/rawsock/`: tools use the socket, clock and lookup APIs.
+ *
+ * - `errno` is read through `__errno_location()` right after each
+ *   synchronous call, on the thread that made it ({@linkcode errnoCell}).
+ * - Calls that may block (`poll` with a timeout, `getaddrinfo`) are declared
+ *   `nonblocking: true` and run on a worker thread.
+ *
+ * @module
+ */
+
+/**
+ * The libc symbols used by the project, with their C prototypes. Loaded once,
+ * on first use.
+ */
+const SYMBOLS = {
+  // int socket(int domain, int type, int protocol);
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int bind(int fd, const struct sockaddr *addr, socklen_t len);
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int connect(int fd, const struct sockaddr *addr, socklen_t len);
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int setsockopt(int fd, int level, int name, const void *val, socklen_t len);
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  // int getsockopt(int fd, int level, int name, void *val, socklen_t *len);
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  // int getsockname(int fd, struct sockaddr *addr, socklen_t *len);
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t len);
+  // The result is read as its low 32 bits (a datagram is at most 65,535
+  // bytes, and -1 stays -1), so no BigInt is allocated per call.
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "i32" },
+  // ssize_t recvmsg(int fd, struct msghdr *msg, int flags);  (result as sendto's)
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (runs on a worker thread)
+  poll_wait: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (timeout 0 only: never blocks)
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  // int close(int fd);
+  close: { parameters: ["i32"], result: "i32" },
+  // int *__errno_location(void);
+  __errno_location: { parameters: [], result: "pointer" },
+  // char *strerror(int errnum);
+  strerror: { parameters: ["i32"], result: "pointer" },
+  // int eventfd(unsigned int initval, int flags);
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // ssize_t write(int fd, const void *buf, size_t n);
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // ssize_t read(int fd, void *buf, size_t n);
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // int open(const char *path, int flags);
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  // int setns(int fd, int nstype);
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  // int clock_gettime(clockid_t clk, struct timespec *tp);
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  // void *dlsym(void *handle, const char *symbol);
+  dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
+  // int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+  //                 struct addrinfo **res);  (may block on DNS: runs on a worker thread)
+  getaddrinfo: {
+    parameters: ["buffer", "pointer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // void freeaddrinfo(struct addrinfo *res);
+  freeaddrinfo: { parameters: ["pointer"], result: "void" },
+  // int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
+  //                 char *serv, socklen_t servlen, int flags);  (may block: worker thread)
+  getnameinfo: {
+    parameters: ["buffer", "u32", "buffer", "u32", "pointer", "u32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/**
+ * The symbols called per datagram, bound with `Deno.dlopen` when this module
+ * loads: only those get V8's fast calls (a few hundred nanoseconds each).
+ * (`poll` for `ready()` is not among them: a caller checks readiness while
+ * idle, not per datagram, so 2 µs per call do not matter there, and binding
+ * it would cost every process 0.4 ms of start-up, measured.)
+ * Binding costs about 0.3 ms of start-up per symbol (measured), so the rest,
+ * called a few times per socket or per wait, are looked up with `dlsym` on
+ * first use (about 0.04 ms) and called through `Deno.UnsafeFnPointer` (about
+ * 2 µs per call). Binding at load time also keeps the library handle out of
+ * any one test's resource accounting.
+ */
+const CORE = [
+  "sendto",
+  "recvmsg",
+  "clock_gettime",
+  "dlsym",
+] as const satisfies readonly (keyof typeof SYMBOLS)[];
+
+let libc: Libc | undefined;
+let loadError: Error | undefined;
+/**
+ * This thread's `errno`, read in place. Read `errnoCell[0]` right after the
+ * libc call that failed, in the same function and before calling or
+ * returning from any: V8 may do its own work at those points (installing
+ * optimized code, for one), and that work can change errno (seen: a
+ * failed recvmsg() read back as ENOENT about once in 60 runs).
+ */
+export let errnoCell: Int32Array = new Int32Array(1);
+
+function loadCore(): void {
+  if (Deno.build.os !== "linux") {
+    loadError = new Error(
+      `Raw sockets are not supported on ${Deno.build.os}: this module binds Linux glibc`,
+    );
+    return;
+  }
+  const wanted = Object.fromEntries(CORE.map((name) => [name, SYMBOLS[name]]));
+  let core: Record<string, unknown>;
+  try {
+    core = Deno.dlopen("libc.so.6", wanted).symbols;
+  } catch (err) {
+    loadError = err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+      ? new Error(`Raw sockets need FFI permission: run Deno with --allow-ffi (or -A)`)
+      : new Error(
+        `Raw sockets are not supported here: cannot load glibc "libc.so.6" (${
+          err instanceof Error ? err.message : String(err)
+        }); a Linux system with glibc is required`,
+      );
+    return;
+  }
+  const dlsym = core.dlsym as Libc["dlsym"];
+  const table = { ...core } as Libc;
+  for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) {
+    if (name in core) continue;
+    Object.defineProperty(table, name, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const definition: Deno.UnsafeCallbackDefinition & { name?: string } = SYMBOLS[name];
+        const ptr = dlsym(null, cString(definition.name ?? name));
+        if (ptr === null) throw new Error(`Cannot find "${name}" in glibc "libc.so.6"`);
+        const fn = new Deno.UnsafeFnPointer(
+          ptr as Deno.PointerObject<typeof definition>,
+          definition,
+        ) as unknown as {
+          call(...args: unknown[]): unknown;
+        };
+        const call = fn.call.bind(fn);
+        Object.defineProperty(table, name, { value: call, enumerable: true });
+        return call;
+      },
+    });
+  }
+  const ptr = table.__errno_location();
+  if (ptr === null) {
+    loadError = new Error("Cannot locate errno: __errno_location() returned NULL");
+    return;
+  }
+  errnoCell = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(ptr, 4));
+  libc = table;
+}
+loadCore();
+
+/** The libc bindings, or the reason there are none. */
+export function lib(): Libc {
+  if (libc) return libc;
+  throw loadError ?? new Error("Raw sockets are not supported here");
+}
+
+/** `value` as a C `int`, for setsockopt() and the like. */
+export function int32(value: number): Uint8Array {
+  const buf = new Uint8Array(4);
+  new DataView(buf.buffer).setInt32(0, value, true);
+  return buf;
+}
+
+/** `text` as a NUL-terminated C string. */
+export function cString(text: string): Uint8Array {
+  return new TextEncoder().encode(`${text}\0`);
+}
+
+/** The address of `buf`'s bytes, for a C struct that points at it. */
+export function pointerValue(buf: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+}
