@@ -520,7 +520,7 @@ async function cliError(err: unknown, iface: string | undefined): Promise<unknow
     const syscall = err.syscall.startsWith("SO_BINDTODEVICE")
       ? `SO_BINDTODEVICE ${iface}`
       : err.syscall;
-    return new CliError(perror({ syscall, message: err.message }));
+    return new CliError(perror({ syscall, reason: err.reason }));
   }
   if (err instanceof RangeError) return new CliError(err.message);
   return err;

@@ -188,7 +188,7 @@ export interface TimeoutEvent {
 export type PingEvent = SentEvent | ReplyEvent | IcmpErrorEvent | LocalErrorEvent | TimeoutEvent;
 
 /** Round-trip figures in milliseconds, with iputils' truncation (microsecond resolution). */
-export interface RttSummary {
+export interface PingRtt {
   /** Smallest. */
   min: number;
   /** Mean. */
@@ -226,7 +226,7 @@ export interface PingSummary {
   /** The same span in whole microseconds. */
   elapsedUs: number;
   /** Round-trip figures, when a timed reply arrived. */
-  rtt?: RttSummary;
+  rtt?: PingRtt;
   /** The raw microsecond accumulator behind `rtt` (for iputils' exact text). */
   rttAccumulator: RttAccumulator;
   /** Whether requests carried their send time. */

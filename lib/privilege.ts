@@ -123,21 +123,18 @@ function shellWord(path: string): string {
 
 /**
  * Words a failed system call as C's `perror()` does, `socket: Operation not
- * permitted`, from a `SocketError` whose message also carries the errno name
- * and advice: the reference tools print that line, and parity tests compare it.
+ * permitted`: the reference tools print that line, and parity tests compare it.
  *
- * @param err The failed call, with the syscall's name and a `syscall: strerror (CODE)…` message.
- * @returns `syscall: strerror`.
+ * @param err The failed call: a `SocketError`, or its syscall and reason.
+ * @returns `syscall: reason`.
  *
  * @example
  * ```ts
  * import { perror } from "./privilege.ts";
  * import { assertEquals } from "./testing/assert.ts";
- * const err = { syscall: "socket", message: "socket: Operation not permitted (EPERM). Raw sockets need privilege" };
- * assertEquals(perror(err), "socket: Operation not permitted");
+ * assertEquals(perror({ syscall: "socket", reason: "Operation not permitted" }), "socket: Operation not permitted");
  * ```
  */
-export function perror(err: { syscall: string; message: string }): string {
-  const why = err.message.replace(/^[^:]*: /, "").replace(/ \(E\w+\)(\. .*)?$/s, "");
-  return `${err.syscall}: ${why}`;
+export function perror(err: { syscall: string; reason: string }): string {
+  return `${err.syscall}: ${err.reason}`;
 }

@@ -124,6 +124,8 @@ export class SocketError extends Error {
   readonly code: string;
   /** The system call that failed, such as `"sendto"`. */
   readonly syscall: string;
+  /** The C library's words for the errno, as `perror()` prints them: `"Operation not permitted"`. */
+  readonly reason: string;
 
   /**
    * Creates the error; the message is `syscall: strerror (CODE)` plus a hint
@@ -140,14 +142,9 @@ export class SocketError extends Error {
     this.errno = errnoValue;
     this.code = code;
     this.syscall = syscall;
+    this.reason = strerror(errnoValue);
   }
 }
-
-/** The message for EPERM/EACCES when creating a socket that needs privilege. */
-export const PERMISSION_HINT: string =
-  "Raw sockets need privilege: run as root, or grant the capability with " +
-  '`setcap cap_net_raw+ep "$(which deno)"`; for ICMP datagram sockets, widen ' +
-  '`net.ipv4.ping_group_range` (e.g. `sysctl -w net.ipv4.ping_group_range="0 2147483647"`)';
 
 /**
  * `result`, or a SocketError for `e` when it is negative. Pass errno read

@@ -57,7 +57,8 @@ import {
   SOL_RAW,
   SOL_SOCKET,
 } from "./constants.ts";
-import { check, EAGAIN, EINTR, errnoName, PERMISSION_HINT, SocketError } from "./errno.ts";
+import { check, EAGAIN, EINTR, errnoName, SocketError } from "./errno.ts";
+import { privilegeFix } from "../privilege.ts";
 import { cString, errnoCell, int32, lib, pointerValue } from "./ffi.ts";
 import { inNetns } from "./netns.ts";
 
@@ -234,7 +235,8 @@ export function openSocket(options: OpenOptions): Socket {
   const fd = options.netns === undefined ? create() : inNetns(options.netns, create);
   if (fd < 0) {
     const e = errnoCell[0]!;
-    const hint = e === 1 || e === 13 ? PERMISSION_HINT : undefined;
+    // The same advice the tools print: widen ping_group_range or setcap, whichever applies.
+    const hint = e === 1 || e === 13 ? privilegeFix(kind === "icmp" ? "icmp" : "raw") : undefined;
     throw new SocketError(e, "socket", hint);
   }
   const sock = new Socket(fd, family, kind);
