@@ -382,3 +382,35 @@ function debugging(): boolean {
     return false;
   }
 }
+
+/**
+ * Parses a tool's arguments with {@linkcode parseArgs} and, when they ask
+ * for `--help` (an option named `help` in the table), prints the help that
+ * {@linkcode formatHelp} makes from the same table to stdout instead.
+ *
+ * @param args The arguments, usually `Deno.args`.
+ * @param options The option table, with a `help` flag.
+ * @param help The usage, summary and footer around the option list.
+ * @returns The parsed values and positionals, or `undefined` when the help was printed (exit 0).
+ * @throws {CliError} With exit code 2 on an unknown option or a missing value.
+ *
+ * @example
+ * ```ts
+ * import { parseOrHelp } from "./cli.ts";
+ * import { assertEquals } from "./testing/assert.ts";
+ * const table = { port: { type: "string", short: "p" }, help: { type: "boolean" } } as const;
+ * const parsed = parseOrHelp(["-p", "80"], table, { usage: "Usage: demo [options]" });
+ * assertEquals(parsed?.values.port, "80");
+ * ```
+ */
+export function parseOrHelp<T extends Options>(
+  args: readonly string[],
+  options: T,
+  help: HelpText,
+): { values: ParsedValues<T>; positionals: string[] } | undefined {
+  const parsed = parseArgs(args, options);
+  if ((parsed.values as Record<string, unknown>).help !== true) return parsed;
+  const text = new TextEncoder().encode(formatHelp(options, help));
+  for (let done = 0; done < text.length;) done += Deno.stdout.writeSync(text.subarray(done));
+  return undefined;
+}

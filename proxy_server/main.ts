@@ -6,10 +6,9 @@
 import {
   CliError,
   EXIT_CANNOT_START,
-  formatHelp,
   type Options,
-  parseArgs,
   parseNumber,
+  parseOrHelp,
   parseSize,
   runMain,
 } from "../lib/cli.ts";
@@ -120,11 +119,9 @@ const HELP = {
 };
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs(Deno.args, OPTIONS);
-  if (values.help) {
-    console.log(formatHelp(OPTIONS, HELP).trimEnd());
-    return 0;
-  }
+  const parsed = parseOrHelp(Deno.args, OPTIONS, HELP);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length > 0) throw new CliError(`unexpected argument '${positionals[0]}'`);
   const port = values.port === undefined
     ? 8888

@@ -7,10 +7,9 @@
 import {
   CliError,
   describePath,
-  formatHelp,
   type Options,
-  parseArgs,
   parseNumber,
+  parseOrHelp,
   runMain,
   userPath,
 } from "../lib/cli.ts";
@@ -294,11 +293,9 @@ async function promptPassword(): Promise<string> {
 }
 
 async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs(normaliseAuthFlag(args), OPTIONS);
-  if (values.help) {
-    console.log(formatHelp(OPTIONS, HELP).trimEnd());
-    return 0;
-  }
+  const parsed = parseOrHelp(normaliseAuthFlag(args), OPTIONS, HELP);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length > 0) throw new CliError(`unexpected argument: ${positionals[0]}`);
 
   const from = values.from;

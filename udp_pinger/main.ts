@@ -16,10 +16,9 @@ import {
   CliError,
   EXIT_CANNOT_START,
   EXIT_USAGE,
-  formatHelp,
   type Options,
-  parseArgs,
   parseNumber,
+  parseOrHelp,
   runMain,
 } from "../lib/cli.ts";
 import { SERVER_EXIT_CODES } from "../lib/http/server_cli.ts";
@@ -214,11 +213,9 @@ function parsePort(text: string, min: number): number {
 }
 
 async function serverMain(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs(args, SERVER_OPTIONS);
-  if (values.help) {
-    console.log(formatHelp(SERVER_OPTIONS, SERVER_HELP).trimEnd());
-    return 0;
-  }
+  const parsed = parseOrHelp(args, SERVER_OPTIONS, SERVER_HELP);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length > 0) throw new CliError(`unexpected argument: ${positionals[0]}`);
   const [delayText = "0", jitterText = "0", ...extra] = (values.delay ?? "0").split(",");
   if (extra.length > 0) throw new CliError(`invalid argument for --delay: '${values.delay}'`);
@@ -267,11 +264,9 @@ async function serverMain(args: string[]): Promise<number> {
 }
 
 async function clientMain(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs(args, CLIENT_OPTIONS);
-  if (values.help) {
-    console.log(formatHelp(CLIENT_OPTIONS, CLIENT_HELP).trimEnd());
-    return 0;
-  }
+  const parsed = parseOrHelp(args, CLIENT_OPTIONS, CLIENT_HELP);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) {
     throw new CliError(
       positionals.length === 0 ? "missing HOST" : `unexpected argument: ${positionals[1]}`,

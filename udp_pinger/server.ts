@@ -27,6 +27,7 @@ import {
   type ServerCounters,
   toUpperAscii,
 } from "./protocol.ts";
+import { nonNegative, positive, probability } from "../lib/validate.ts";
 
 /** Behaviour of a {@linkcode PingService}. */
 export interface PingServiceOptions {
@@ -467,25 +468,6 @@ function upper(data: Uint8Array, inPlace: boolean): Uint8Array {
     if (b >= 0x61 && b <= 0x7a) data[i] = b - 0x20;
   }
   return data;
-}
-
-function probability(name: string, p: number): number {
-  if (!(p >= 0 && p <= 1)) throw new RangeError(`Cannot use ${name} ${p}: it must be 0 to 1`);
-  return p;
-}
-
-function nonNegative(name: string, v: number): number {
-  if (!(v >= 0 && Number.isFinite(v))) {
-    throw new RangeError(`Cannot use ${name} ${v}: it must be a number >= 0`);
-  }
-  return v;
-}
-
-function positive(name: string, v: number): number {
-  if (!(v > 0 && Number.isFinite(v))) {
-    throw new RangeError(`Cannot use ${name} ${v}: it must be a number > 0`);
-  }
-  return v;
 }
 
 /** Options of {@linkcode serve}: the socket, then the service's behaviour. */

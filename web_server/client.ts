@@ -9,10 +9,9 @@
 import {
   CliError,
   describePath,
-  formatHelp,
   type Options,
-  parseArgs,
   parseNumber,
+  parseOrHelp,
   runMain,
   userPath,
 } from "../lib/cli.ts";
@@ -287,11 +286,9 @@ async function readData(values: string[]): Promise<Uint8Array> {
 }
 
 async function main(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs(args, OPTIONS);
-  if (values.help) {
-    console.log(formatHelp(OPTIONS, HELP).trimEnd());
-    return 0;
-  }
+  const parsed = parseOrHelp(args, OPTIONS, HELP);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length === 0) throw new CliError("no URL specified (try --help)");
   const seconds = (name: string, text: string | undefined) =>
     text === undefined ? undefined : parseNumber(name, text, { min: 0.001 }) * 1000;

@@ -9,10 +9,9 @@ import {
   CliError,
   describePath,
   EXIT_CANNOT_START,
-  formatHelp,
   type Options,
-  parseArgs,
   parseNumber,
+  parseOrHelp,
   runMain,
   userPath,
 } from "../lib/cli.ts";
@@ -101,11 +100,9 @@ const HELP = {
 };
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs(Deno.args, OPTIONS);
-  if (values.help) {
-    console.log(formatHelp(OPTIONS, HELP).trimEnd());
-    return 0;
-  }
+  const parsed = parseOrHelp(Deno.args, OPTIONS, HELP);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length > 1) throw new CliError("too many arguments: one ROOT at most");
   const typedRoot = positionals[0];
   const root = typedRoot === undefined

@@ -58,6 +58,7 @@ import { ConnectionLimits, defaultMaxConnections } from "./limits.ts";
 import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
 import { reasonPhrase } from "./status.ts";
+import { positive } from "../validate.ts";
 
 /** One access-log record: what was asked, what was answered, by whom, how long it took. */
 export interface AccessLogEntry {
@@ -937,9 +938,4 @@ export class HttpServer implements AsyncDisposable {
       extra: undefined,
     });
   }
-}
-
-function positive(name: string, value: number): number {
-  if (!(value > 0)) throw new RangeError(`Cannot use ${name} ${value}: it must be positive`);
-  return value;
 }
