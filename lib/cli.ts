@@ -15,6 +15,14 @@ export const EXIT_USAGE = 2;
 export const EXIT_CANNOT_START = 1;
 
 /**
+ * The exit codes of a server tool, as its `--help` ends: the same in every
+ * server, so scripts can tell "cannot start" from bad usage.
+ */
+export const SERVER_EXIT_CODES: string =
+  `Exit codes: 0 after SIGINT/SIGTERM, ${EXIT_CANNOT_START} when the server cannot start\n` +
+  `(address in use, or a file it cannot use), ${EXIT_USAGE} on bad usage.`;
+
+/**
  * An error whose message is meant for the user of a CLI, with the exit code
  * the CLI must end with. {@linkcode runMain} prints only the message.
  *

@@ -11,14 +11,10 @@ import {
   parseOrHelp,
   parseSize,
   runMain,
+  SERVER_EXIT_CODES,
 } from "../lib/cli.ts";
 import { LogWriter } from "../lib/http/access_log.ts";
-import {
-  SERVER_EXIT_CODES,
-  serverCliOptions,
-  serverCliSettings,
-  withUserFile,
-} from "../lib/http/server_cli.ts";
+import { serverCliOptions, serverCliSettings, withUserFile } from "../lib/http/server_cli.ts";
 import { startProxy } from "./proxy.ts";
 import { CacheStore } from "./store.ts";
 

@@ -16,7 +16,7 @@
  */
 import { concat, writeAll } from "../lib/bytes.ts";
 import { escapeHtml } from "../lib/html.ts";
-import { Deadline, delay } from "../lib/deadline.ts";
+import { delay } from "../lib/deadline.ts";
 import { type ClientResponse, HttpClient, HttpClientError } from "../lib/http/client.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "../lib/http/encoder.ts";
 import { HttpError } from "../lib/http/errors.ts";
@@ -1037,23 +1037,11 @@ class ProxyServer implements Proxy {
       return false;
     }
     let upstream: Deno.TcpConn;
-    const connecting = Deno.connect({ hostname: host, port });
     try {
-      using deadline = new Deadline(this.#timeout);
-      upstream = await deadline.race(
-        connecting,
-        () => new HttpClientError("timeout", `no answer in ${this.#timeout} ms`),
-      );
+      upstream = await this.#client.connectTcp(host, port);
     } catch (err) {
-      connecting.then((c) => c.close(), () => {});
-      const timeout = err instanceof HttpClientError;
-      await this.#sendError(
-        conn,
-        timeout ? 504 : 502,
-        `Cannot connect to ${head.target}: ${(err as Error).message}`,
-        "method",
-        false,
-      );
+      const timeout = err instanceof HttpClientError && err.kind === "timeout";
+      await this.#sendError(conn, timeout ? 504 : 502, (err as Error).message, "method", false);
       return false;
     }
     x.code = "TCP_TUNNEL";

@@ -1,5 +1,5 @@
 import { writeAll } from "../lib/http/mod.ts";
-import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { curl, get, rawRequest, startOrigin } from "./_test_util.ts";
 import { MALFORMED_REQUESTS } from "../lib/testing/http_server.ts";
@@ -485,6 +485,17 @@ Deno.test("proxy tunnels CONNECT to an HTTPS origin and refuses other ports", as
       );
       assertEquals(r?.status, 403);
     });
+    await t.step(
+      "CONNECT to a name that does not resolve is 502, worded as the client's",
+      async () => {
+        const r = await rawRequest(
+          proxy.port,
+          `CONNECT nowhere.invalid:${port} HTTP/1.1\r\nHost: nowhere.invalid:${port}\r\n\r\n`,
+        );
+        assertEquals(r?.status, 502);
+        assertMatch(r?.body ?? "", /Cannot resolve host &quot;nowhere\.invalid&quot;/);
+      },
+    );
   } finally {
     await server.shutdown();
   }

@@ -20,8 +20,8 @@ import {
   parseNumber,
   parseOrHelp,
   runMain,
+  SERVER_EXIT_CODES,
 } from "../lib/cli.ts";
-import { SERVER_EXIT_CODES } from "../lib/http/server_cli.ts";
 import type { UdpPingOptions, UdpPingSummary } from "./client.ts";
 import { DEFAULT_PORT, MAX_PAYLOAD } from "./protocol.ts";
 import type { ServeOptions, UdpPingServer } from "./server.ts";

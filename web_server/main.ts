@@ -13,14 +13,10 @@ import {
   parseNumber,
   parseOrHelp,
   runMain,
+  SERVER_EXIT_CODES,
   userPath,
 } from "../lib/cli.ts";
-import {
-  SERVER_CLI_OPTIONS,
-  SERVER_EXIT_CODES,
-  serverCliSettings,
-  withUserFile,
-} from "../lib/http/server_cli.ts";
+import { SERVER_CLI_OPTIONS, serverCliSettings, withUserFile } from "../lib/http/server_cli.ts";
 import { startCluster } from "./cluster.ts";
 import type { ServeDirOptions } from "./serve.ts";
 

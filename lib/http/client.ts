@@ -869,20 +869,17 @@ export class HttpClient implements AsyncDisposable {
     Deno.unrefTimer(sweeper);
   }
 
-  async #connect(
-    url: URL,
-    key: string,
-    deadline: Deadline,
+  /**
+   * Resolves `host` and connects to each of its addresses in turn, as far as
+   * `race` lets it: the part of a connection that requests and tunnels share.
+   */
+  async #openTcp(
+    host: string,
+    port: number,
+    race: <T>(p: Promise<T>, what: string) => Promise<T>,
     start: number,
     timing: Timing,
-  ): Promise<Connection> {
-    const host = bareHost(url);
-    const port = portOf(url);
-    using connectDeadline = new Deadline(this.#connectTimeout);
-    const race = <T>(p: Promise<T>, what: string): Promise<T> => {
-      const timeout = () => new HttpClientError("timeout", what);
-      return deadline.race(connectDeadline.race(p, timeout), timeout);
-    };
+  ): Promise<{ tcp: Deno.TcpConn; address: string }> {
     let addresses: string[];
     if (ipFamily(host) !== undefined) {
       addresses = [host];
@@ -930,6 +927,55 @@ export class HttpClient implements AsyncDisposable {
     }
     tcp.setNoDelay(true);
     timing.connect = performance.now() - start;
+    return { tcp, address };
+  }
+
+  /**
+   * Opens a TCP connection to `host` and `port` as the client's requests
+   * do (its resolver, each address in turn, its connect timeout), for a
+   * tunnel such as a proxy's `CONNECT`. The caller owns the connection.
+   *
+   * @param host A host name or an IP address (IPv6 without brackets).
+   * @param port The TCP port.
+   * @returns The connection, with Nagle's algorithm off.
+   * @throws {HttpClientError} `dns`, `connect` or `timeout`, worded as for requests.
+   *
+   * @example A tunnel to a local listener
+   * ```ts
+   * import { HttpClient } from "./client.ts";
+   * import { assertEquals } from "../testing/assert.ts";
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using client = new HttpClient();
+   * const accepted = listener.accept();
+   * using conn = await client.connectTcp("127.0.0.1", listener.addr.port);
+   * using peer = await accepted;
+   * assertEquals(conn.remoteAddr.port, listener.addr.port);
+   * assertEquals(peer.remoteAddr.port, conn.localAddr.port);
+   * ```
+   */
+  async connectTcp(host: string, port: number): Promise<Deno.TcpConn> {
+    using deadline = new Deadline(this.#connectTimeout);
+    const race = <T>(p: Promise<T>, what: string): Promise<T> =>
+      deadline.race(p, () => new HttpClientError("timeout", what));
+    const timing: Timing = { dns: 0, connect: 0, tls: 0, firstByte: 0, total: 0 };
+    return (await this.#openTcp(host, port, race, performance.now(), timing)).tcp;
+  }
+
+  async #connect(
+    url: URL,
+    key: string,
+    deadline: Deadline,
+    start: number,
+    timing: Timing,
+  ): Promise<Connection> {
+    const host = bareHost(url);
+    const port = portOf(url);
+    using connectDeadline = new Deadline(this.#connectTimeout);
+    const race = <T>(p: Promise<T>, what: string): Promise<T> => {
+      const timeout = () => new HttpClientError("timeout", what);
+      return deadline.race(connectDeadline.race(p, timeout), timeout);
+    };
+    const { tcp, address } = await this.#openTcp(host, port, race, start, timing);
     this.#trace?.(`* Connected to ${host} (${address}) port ${port}`);
     let conn: Deno.Conn = tcp;
     if (url.protocol === "https:") {

@@ -9,7 +9,6 @@ import {
   CliError,
   describePath,
   EXIT_CANNOT_START,
-  EXIT_USAGE,
   type OptionSpec,
   type ParsedValues,
   parseNumber,
@@ -98,14 +97,6 @@ export function serverCliOptions(maxBodySize: string): ServerCliOptions {
 
 /** The option table with the web server's body-size default; see {@linkcode serverCliOptions}. */
 export const SERVER_CLI_OPTIONS: ServerCliOptions = serverCliOptions("1M");
-
-/**
- * The exit codes of a server tool, as its `--help` ends: the same in every
- * server, so scripts can tell "cannot start" from bad usage.
- */
-export const SERVER_EXIT_CODES: string =
-  `Exit codes: 0 after SIGINT/SIGTERM, ${EXIT_CANNOT_START} when the server cannot start\n` +
-  `(port taken, unreadable file), ${EXIT_USAGE} on bad usage.`;
 
 /**
  * Runs a start-up step on a file the user named (a certificate, a log, a
