@@ -14,8 +14,9 @@
  * @example
  * ```ts
  * import { concat } from "./bytes.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const all = concat([new Uint8Array([1, 2]), new Uint8Array([3])]);
- * console.assert(all.join() === "1,2,3");
+ * assertEquals(all, new Uint8Array([1, 2, 3]));
  * ```
  */
 export function concat(pieces: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
@@ -40,6 +41,7 @@ export function concat(pieces: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
  * @example
  * ```ts
  * import { readFull } from "./bytes.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const input = [new Uint8Array([1, 2]), new Uint8Array([3])];
  * const reader = {
  *   read: (p: Uint8Array) => {
@@ -50,7 +52,8 @@ export function concat(pieces: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
  *   },
  * };
  * const buf = new Uint8Array(4);
- * console.assert((await readFull(reader, buf)) === 3 && buf.join() === "1,2,3,0");
+ * assertEquals(await readFull(reader, buf), 3);
+ * assertEquals(buf, new Uint8Array([1, 2, 3, 0]));
  * ```
  */
 export async function readFull(
@@ -77,9 +80,10 @@ export async function readFull(
  * @example
  * ```ts
  * import { writeAll } from "./bytes.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const seen: number[] = [];
  * await writeAll({ write: (p) => (seen.push(p.length), Promise.resolve(Math.min(2, p.length))) }, new Uint8Array(5));
- * console.assert(seen.join() === "5,3,1");
+ * assertEquals(seen, [5, 3, 1]);
  * ```
  */
 export async function writeAll(

@@ -25,8 +25,11 @@ const ENTITIES: Readonly<Record<string, string>> = {
  * @example
  * ```ts
  * import { escapeHtml } from "./html.ts";
- * console.assert(escapeHtml(`<a href="x">'&'</a>`) ===
- *   "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(
+ *   escapeHtml(`<a href="x">'&'</a>`),
+ *   "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;",
+ * );
  * ```
  */
 export function escapeHtml(text: string): string {

@@ -16,8 +16,10 @@
  * @example The same seed gives the same sequence
  * ```ts
  * import { createRandom } from "./random.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const a = createRandom(7), b = createRandom(7);
- * console.assert(a() === b() && a() === b());
+ * assertEquals(a(), b());
+ * assertEquals(a(), b());
  * ```
  */
 export function createRandom(seed: number): () => number {

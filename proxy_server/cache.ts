@@ -32,8 +32,10 @@ export type CacheControl = Map<string, string | true>;
  * @example
  * ```ts
  * import { parseCacheControl } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const cc = parseCacheControl('max-age=60, no-cache="set-cookie", public');
- * console.assert(cc.get("max-age") === "60" && cc.get("public") === true);
+ * assertEquals(cc.get("max-age"), "60");
+ * assertEquals(cc.get("public"), true);
  * ```
  */
 export function parseCacheControl(value: string | null): CacheControl {
@@ -72,7 +74,9 @@ function unquote(text: string): string {
  * @example
  * ```ts
  * import { deltaSeconds } from "./cache.ts";
- * console.assert(deltaSeconds("60") === 60 && deltaSeconds("-1") === undefined);
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(deltaSeconds("60"), 60);
+ * assertEquals(deltaSeconds("-1"), undefined);
  * ```
  */
 export function deltaSeconds(arg: string | true | undefined): number | undefined {
@@ -138,11 +142,12 @@ export interface Storability {
  * @example
  * ```ts
  * import { storability } from "./cache.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * const v = storability(
  *   { method: "GET", headers: new Headers() },
  *   { status: 200, headers: new Headers({ "cache-control": "max-age=60" }) },
  * );
- * console.assert(v.storable);
+ * assert(v.storable);
  * ```
  */
 export function storability(
@@ -222,8 +227,10 @@ export interface Freshness {
  * @example
  * ```ts
  * import { freshnessLifetime } from "./cache.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const f = freshnessLifetime(200, new Headers({ "cache-control": "s-maxage=5, max-age=60" }));
- * console.assert(f.lifetime === 5 && !f.heuristic);
+ * assertEquals(f.lifetime, 5);
+ * assert(!f.heuristic);
  * ```
  */
 export function freshnessLifetime(
@@ -273,10 +280,11 @@ export function freshnessLifetime(
  * @example
  * ```ts
  * import { currentAge } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const age = currentAge(new Headers({ age: "10" }), {
  *   requestTime: 0, responseTime: 1000, now: 5000,
  * });
- * console.assert(age === 15); // 10 + 1 s in flight + 4 s resident
+ * assertEquals(age, 15); // 10 + 1 s in flight + 4 s resident
  * ```
  */
 export function currentAge(
@@ -325,12 +333,13 @@ export interface StoredHead extends ResponseTiming {
  * @example
  * ```ts
  * import { selectAction } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const stored = {
  *   status: 200, requestTime: 0, responseTime: 0,
  *   headers: new Headers({ "cache-control": "max-age=60" }),
  * };
- * console.assert(selectAction(new Headers(), stored, { now: 10_000 }).kind === "hit");
- * console.assert(selectAction(new Headers(), stored, { now: 70_000 }).kind === "validate");
+ * assertEquals(selectAction(new Headers(), stored, { now: 10_000 }).kind, "hit");
+ * assertEquals(selectAction(new Headers(), stored, { now: 70_000 }).kind, "validate");
  * ```
  */
 export function selectAction(
@@ -403,8 +412,9 @@ export function selectAction(
  * @example
  * ```ts
  * import { mayServeStaleOnError } from "./cache.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * const h = new Headers({ "cache-control": "max-age=1, stale-if-error=60" });
- * console.assert(mayServeStaleOnError(new Headers(), h, 30));
+ * assert(mayServeStaleOnError(new Headers(), h, 30));
  * ```
  */
 export function mayServeStaleOnError(
@@ -433,8 +443,9 @@ export function mayServeStaleOnError(
  * @example
  * ```ts
  * import { validatorFields } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const f = validatorFields(new Headers({ etag: '"v1"' }));
- * console.assert(f[0]?.[0] === "if-none-match" && f[0]?.[1] === '"v1"');
+ * assertEquals(f, [["if-none-match", '"v1"']]);
  * ```
  */
 export function validatorFields(stored: FieldReader): Array<[string, string]> {
@@ -478,12 +489,12 @@ const NOT_UPDATED_BY_304: ReadonlySet<string> = new Set([...HOP_BY_HOP, "content
  * @example
  * ```ts
  * import { updateStoredFields } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const out = updateStoredFields(
  *   [["etag", '"a"'], ["cache-control", "max-age=1"], ["content-length", "5"]],
  *   [["cache-control", "max-age=60"], ["content-length", "0"]],
  * );
- * console.assert(out.some(([n, v]) => n === "cache-control" && v === "max-age=60"));
- * console.assert(out.some(([n, v]) => n === "content-length" && v === "5"));
+ * assertEquals(out, [["etag", '"a"'], ["content-length", "5"], ["cache-control", "max-age=60"]]);
  * ```
  */
 export function updateStoredFields(
@@ -510,9 +521,10 @@ export function updateStoredFields(
  * @example
  * ```ts
  * import { varyKey } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const a = varyKey("Accept-Encoding", new Headers({ "accept-encoding": "gzip,  br" }));
  * const b = varyKey("accept-encoding", new Headers({ "accept-encoding": "gzip, br" }));
- * console.assert(a === b);
+ * assertEquals(a, b);
  * ```
  */
 export function varyKey(vary: string | null, request: FieldReader): string | null {
@@ -538,7 +550,8 @@ export function varyKey(vary: string | null, request: FieldReader): string | nul
  * @example
  * ```ts
  * import { varyNames } from "./cache.ts";
- * console.assert(varyNames("Accept, accept-encoding")?.join() === "accept,accept-encoding");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(varyNames("Accept, accept-encoding"), ["accept", "accept-encoding"]);
  * ```
  */
 export function varyNames(vary: string): string[] | null {
@@ -567,10 +580,11 @@ const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
  * @example
  * ```ts
  * import { invalidatedUris } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const uris = invalidatedUris("POST", "http://a.test/x", {
  *   status: 201, headers: new Headers({ location: "/y" }),
  * });
- * console.assert(uris.join() === "http://a.test/x,http://a.test/y");
+ * assertEquals(uris, ["http://a.test/x", "http://a.test/y"]);
  * ```
  */
 export function invalidatedUris(
@@ -610,8 +624,9 @@ export function invalidatedUris(
  * @example
  * ```ts
  * import { isNotModified } from "./cache.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * const res = new Headers({ etag: 'W/"x"' });
- * console.assert(isNotModified(new Headers({ "if-none-match": '"x"' }), res));
+ * assert(isNotModified(new Headers({ "if-none-match": '"x"' }), res));
  * ```
  */
 export function isNotModified(request: FieldReader, response: FieldReader): boolean {
@@ -654,8 +669,9 @@ export interface CacheStatusParams {
  * @example
  * ```ts
  * import { formatCacheStatus } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const v = formatCacheStatus("netkit", { fwd: "uri-miss", fwdStatus: 200, stored: true, ttl: 60 });
- * console.assert(v === "netkit; fwd=uri-miss; fwd-status=200; stored; ttl=60");
+ * assertEquals(v, "netkit; fwd=uri-miss; fwd-status=200; stored; ttl=60");
  * ```
  */
 export function formatCacheStatus(cacheName: string, params: CacheStatusParams): string {

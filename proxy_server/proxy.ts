@@ -8,8 +8,9 @@
  * @example Start a reverse proxy in front of an origin, then stop it
  * ```ts
  * import { startProxy } from "./proxy.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * await using proxy = await startProxy({ port: 0, upstream: "http://127.0.0.1:9" });
- * console.assert(proxy.port > 0);
+ * assert(proxy.port > 0);
  * ```
  *
  * @module
@@ -203,7 +204,8 @@ interface Cidr {
  * @example
  * ```ts
  * import { parseCidr } from "./proxy.ts";
- * console.assert(parseCidr("10.0.0.0/8").prefix === 8);
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(parseCidr("10.0.0.0/8").prefix, 8);
  * ```
  */
 export function parseCidr(text: string): { bytes: Uint8Array; prefix: number } {

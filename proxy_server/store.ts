@@ -103,7 +103,8 @@ const CRC_TABLE = (() => {
  * @example
  * ```ts
  * import { crc32 } from "./store.ts";
- * console.assert(crc32(0, new TextEncoder().encode("123456789")) === 0xcbf43926);
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(crc32(0, new TextEncoder().encode("123456789")), 0xcbf43926);
  * ```
  */
 export function crc32(crc: number, bytes: Uint8Array): number {
@@ -153,6 +154,7 @@ export interface EntryWriter {
  * @example A memory-only store
  * ```ts
  * import { CacheStore } from "./store.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const store = await CacheStore.open();
  * const w = store.beginWrite({
  *   key: "http://a.test/\n", url: "http://a.test/", status: 200, reason: "OK",
@@ -160,7 +162,7 @@ export interface EntryWriter {
  * });
  * await w.write(new TextEncoder().encode("hi"));
  * await w.commit();
- * console.assert(store.get("http://a.test/\n")?.meta.bodyLength === 2);
+ * assertEquals(store.get("http://a.test/\n")?.meta.bodyLength, 2);
  * ```
  */
 export class CacheStore {
@@ -196,9 +198,10 @@ export class CacheStore {
    * @example
    * ```ts
    * import { CacheStore } from "./store.ts";
+   * import { assertEquals } from "../lib/testing/assert.ts";
    * const dir = await Deno.makeTempDir();
    * const store = await CacheStore.open({ dir, diskSize: 1 << 20 });
-   * console.assert(store.size === 0);
+   * assertEquals(store.size, 0);
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
@@ -600,7 +603,8 @@ function makeHeader(metaLen: number, bodyLen: number, crc: number): Uint8Array {
  * @example
  * ```ts
  * import { parseEntryFile } from "./store.ts";
- * console.assert(parseEntryFile(new Uint8Array(10)) === undefined);
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(parseEntryFile(new Uint8Array(10)), undefined);
  * ```
  */
 export function parseEntryFile(

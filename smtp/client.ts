@@ -46,8 +46,10 @@ export interface SmtpReply {
  * @example
  * ```ts
  * import { SmtpError } from "./client.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const err = new SmtpError("MAIL FROM refused", "mail", { code: 550, lines: ["no"] });
- * console.assert(err.phase === "mail" && err.code === 550);
+ * assertEquals(err.phase, "mail");
+ * assertEquals(err.code, 550);
  * ```
  */
 export class SmtpError extends Error {
@@ -138,7 +140,16 @@ export interface SmtpTransport {
  * @example
  * ```ts
  * import { denoTransport } from "./client.ts";
- * console.assert(typeof denoTransport.connect === "function");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const accepted = listener.accept();
+ * const conn = await denoTransport.connect("127.0.0.1", listener.addr.port);
+ * using server = await accepted;
+ * await server.write(new TextEncoder().encode("220 ready\r\n"));
+ * const buf = new Uint8Array(64);
+ * const n = await conn.read(buf);
+ * assertEquals(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "220 ready\r\n");
+ * conn.close();
  * ```
  */
 export const denoTransport: SmtpTransport = {

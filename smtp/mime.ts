@@ -97,12 +97,9 @@ export interface Mailbox {
  * @example
  * ```ts
  * import { assertNoLineBreak } from "./mime.ts";
+ * import { assertThrows } from "../lib/testing/assert.ts";
  * assertNoLineBreak("header \"Subject\"", "hello");
- * try {
- *   assertNoLineBreak("header \"Subject\"", "hi\r\nBcc: x@example.com");
- * } catch (err) {
- *   console.assert(err instanceof TypeError);
- * }
+ * assertThrows(() => assertNoLineBreak("header \"Subject\"", "hi\r\nBcc: x@example.com"), TypeError);
  * ```
  */
 export function assertNoLineBreak(what: string, value: string): void {
@@ -122,8 +119,10 @@ export function assertNoLineBreak(what: string, value: string): void {
  * @example
  * ```ts
  * import { parseMailbox } from "./mime.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const box = parseMailbox('"Doe, Jane" <jane@example.com>');
- * console.assert(box.name === "Doe, Jane" && box.address === "jane@example.com");
+ * assertEquals(box.name, "Doe, Jane");
+ * assertEquals(box.address, "jane@example.com");
  * ```
  */
 export function parseMailbox(text: string): Mailbox {
@@ -210,8 +209,9 @@ function fold(name: string, tokens: string[]): string {
  * @example
  * ```ts
  * import { encodeHeader } from "./mime.ts";
- * console.assert(encodeHeader("Subject", "Hello") === "Subject: Hello\r\n");
- * console.assert(encodeHeader("Subject", "Grüße").startsWith("Subject: =?UTF-8?B?"));
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(encodeHeader("Subject", "Hello"), "Subject: Hello\r\n");
+ * assert(encodeHeader("Subject", "Grüße").startsWith("Subject: =?UTF-8?B?"));
  * ```
  */
 export function encodeHeader(name: string, value: string): string {
@@ -254,8 +254,9 @@ function mailboxTokens(box: Mailbox): string[] {
  * @example
  * ```ts
  * import { encodeAddressHeader } from "./mime.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * const line = encodeAddressHeader("To", ["a@example.com", "Bé <b@example.com>"]);
- * console.assert(line.startsWith("To: a@example.com, =?UTF-8?B?"));
+ * assert(line.startsWith("To: a@example.com, =?UTF-8?B?"));
  * ```
  */
 export function encodeAddressHeader(name: string, mailboxes: string[]): string {
@@ -307,7 +308,8 @@ const MIME_TYPES: Record<string, string> = {
  * @example
  * ```ts
  * import { contentTypeFor } from "./mime.ts";
- * console.assert(contentTypeFor("report.PDF") === "application/pdf");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(contentTypeFor("report.PDF"), "application/pdf");
  * ```
  */
 export function contentTypeFor(filename: string): string {
@@ -379,7 +381,8 @@ function chooseTextEncoding(text: string): "7bit" | "quoted-printable" {
  * @example
  * ```ts
  * import { quotedPrintable } from "./mime.ts";
- * console.assert(quotedPrintable("café = 1\n") === "caf=C3=A9 =3D 1\r\n");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(quotedPrintable("café = 1\n"), "caf=C3=A9 =3D 1\r\n");
  * ```
  */
 export function quotedPrintable(text: string): string {
@@ -453,6 +456,7 @@ function textPart(contentType: string, text: string, inMultipart: boolean): stri
  * @example
  * ```ts
  * import { composeMessage } from "./mime.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const message = await composeMessage({
  *   from: "Alice <alice@example.com>",
  *   to: ["bob@example.com"],
@@ -460,8 +464,8 @@ function textPart(contentType: string, text: string, inMultipart: boolean): stri
  *   text: "Hello, Bob.\n",
  * });
  * const text = await new Response(message.stream()).text();
- * console.assert(text.includes("Subject: Hi\r\n"));
- * console.assert(new TextEncoder().encode(text).length === message.size);
+ * assert(text.includes("Subject: Hi\r\n"));
+ * assertEquals(new TextEncoder().encode(text).length, message.size);
  * ```
  */
 export async function composeMessage(options: ComposeOptions): Promise<ComposedMessage> {
@@ -632,7 +636,8 @@ const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
  * @example
  * ```ts
  * import { rfc5322Date } from "./mime.ts";
- * console.assert(rfc5322Date(new Date(0)) === "Thu, 01 Jan 1970 00:00:00 +0000");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(rfc5322Date(new Date(0)), "Thu, 01 Jan 1970 00:00:00 +0000");
  * ```
  */
 export function rfc5322Date(date: Date): string {
@@ -652,10 +657,12 @@ export function rfc5322Date(date: Date): string {
  * @example
  * ```ts
  * import { messageFromFile } from "./mime.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const path = await Deno.makeTempFile();
  * await Deno.writeTextFile(path, "Subject: x\r\n\r\nhi\r\n");
  * const message = await messageFromFile(path);
- * console.assert(message.size === 18 && !message.eightBit);
+ * assertEquals(message.size, 18);
+ * assert(!message.eightBit);
  * await Deno.remove(path);
  * ```
  */
@@ -729,8 +736,9 @@ function fileStream(path: string): ReadableStream<Uint8Array> {
  * @example
  * ```ts
  * import { smtpData } from "./mime.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const data = await new Response(smtpData(new Response(".a\nb").body!)).text();
- * console.assert(data === "..a\r\nb\r\n.\r\n");
+ * assertEquals(data, "..a\r\nb\r\n.\r\n");
  * ```
  */
 export function smtpData(message: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {

@@ -10,9 +10,11 @@
  * ```ts
  * import { serve } from "./server.ts";
  * import { udpPing } from "./client.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
  * const summary = await udpPing("127.0.0.1", { port: server.addr.port, count: 3, interval: 10 });
- * console.assert(summary.received === 3 && summary.server?.rx === 3);
+ * assertEquals(summary.received, 3);
+ * assertEquals(summary.server?.rx, 3);
  * ```
  *
  * @module
@@ -164,8 +166,9 @@ export interface UdpPingSummary {
  * @example
  * ```ts
  * import { splitHostPort } from "./client.ts";
- * console.assert(splitHostPort("[::1]:9", 12000).port === 9);
- * console.assert(splitHostPort("::1", 12000).host === "::1");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(splitHostPort("[::1]:9", 12000).port, 9);
+ * assertEquals(splitHostPort("::1", 12000).host, "::1");
  * ```
  */
 export function splitHostPort(target: string, defaultPort: number): { host: string; port: number } {
@@ -481,7 +484,9 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
  * @example
  * ```ts
  * import { formatMs } from "./client.ts";
- * console.assert(formatMs(0.0456) === "0.046" && formatMs(12.34) === "12.3");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatMs(0.0456), "0.046");
+ * assertEquals(formatMs(12.34), "12.3");
  * ```
  */
 export function formatMs(ms: number): string {
@@ -502,7 +507,8 @@ export function formatMs(ms: number): string {
  * @example
  * ```ts
  * import { formatEvent } from "./client.ts";
- * console.assert(formatEvent({ type: "timeout", seq: 4 }) === "Request timed out (seq=4)");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatEvent({ type: "timeout", seq: 4 }), "Request timed out (seq=4)");
  * ```
  */
 export function formatEvent(event: UdpPingEvent): string | undefined {

@@ -28,11 +28,13 @@
  * @example A ping, its echo, and the parse of both
  * ```ts
  * import { encodePing, parseMessage, toUpperAscii } from "./protocol.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const ping = encodePing(3, 1700000000.25, { size: 40 });
- * console.assert(ping.length === 40);
+ * assertEquals(ping.length, 40);
  * const echo = toUpperAscii(ping);
  * const parsed = parseMessage(echo);
- * console.assert(parsed?.kind === "ping" && parsed.seq === 3);
+ * assert(parsed?.kind === "ping");
+ * assertEquals(parsed.seq, 3);
  * ```
  *
  * @module
@@ -88,8 +90,9 @@ const COUNTER_KEYS = ["rx", "dup", "drop", "tx", "extra", "held"] as const;
  * @example
  * ```ts
  * import { toUpperAscii } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const out = toUpperAscii(new TextEncoder().encode("Ping 1 é"));
- * console.assert(new TextDecoder().decode(out) === "PING 1 é");
+ * assertEquals(new TextDecoder().decode(out), "PING 1 é");
  * ```
  */
 export function toUpperAscii(data: Uint8Array): Uint8Array {
@@ -115,8 +118,9 @@ export function toUpperAscii(data: Uint8Array): Uint8Array {
  * @example
  * ```ts
  * import { encodePing } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const text = new TextDecoder().decode(encodePing(1, 1.5));
- * console.assert(text === "Ping 1 1.500000");
+ * assertEquals(text, "Ping 1 1.500000");
  * ```
  */
 export function encodePing(
@@ -157,8 +161,10 @@ export function encodePing(
  * @example
  * ```ts
  * import { encodeStatsRequest, parseMessage } from "./protocol.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const req = parseMessage(encodeStatsRequest("ab12"));
- * console.assert(req?.kind === "stats" && req.nonce === "ab12");
+ * assert(req?.kind === "stats");
+ * assertEquals(req.nonce, "ab12");
  * ```
  */
 export function encodeStatsRequest(nonce: string): Uint8Array {
@@ -181,10 +187,12 @@ export function encodeStatsRequest(nonce: string): Uint8Array {
  * @example
  * ```ts
  * import { encodeStatsReply, parseMessage } from "./protocol.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const counters = { rx: 9, dup: 0, drop: 2, tx: 7, extra: 0, held: 0 };
  * const reply = encodeStatsReply("n1", counters, { maxSize: 256 })!;
  * const parsed = parseMessage(reply);
- * console.assert(parsed?.kind === "stats-reply" && parsed.counters.drop === 2);
+ * assert(parsed?.kind === "stats-reply");
+ * assertEquals(parsed.counters.drop, 2);
  * ```
  */
 export function encodeStatsReply(
@@ -217,8 +225,10 @@ export function encodeStatsReply(
  * @example
  * ```ts
  * import { encodeHeartbeat, parseMessage } from "./protocol.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const beat = parseMessage(encodeHeartbeat(4, 1700000000, 1000));
- * console.assert(beat?.kind === "heartbeat" && beat.interval === 1000);
+ * assert(beat?.kind === "heartbeat");
+ * assertEquals(beat.interval, 1000);
  * ```
  */
 export function encodeHeartbeat(seq: number, epochSeconds: number, intervalMs: number): Uint8Array {
@@ -241,9 +251,10 @@ export function encodeHeartbeat(seq: number, epochSeconds: number, intervalMs: n
  * @example
  * ```ts
  * import { parseMessage } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const text = new TextEncoder();
- * console.assert(parseMessage(text.encode("PING 7 1700000000.5"))?.kind === "ping");
- * console.assert(parseMessage(text.encode("hello")) === undefined);
+ * assertEquals(parseMessage(text.encode("PING 7 1700000000.5"))?.kind, "ping");
+ * assertEquals(parseMessage(text.encode("hello")), undefined);
  * ```
  */
 export function parseMessage(data: Uint8Array): Message | undefined {

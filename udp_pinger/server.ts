@@ -12,8 +12,9 @@
  * @example Serving on an ephemeral loopback port
  * ```ts
  * import { serve } from "./server.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
- * console.assert(server.addr.port > 0);
+ * assert(server.addr.port > 0);
  * ```
  *
  * @module
@@ -148,11 +149,12 @@ function fmtMs(ms: number): string {
  * @example Echoing a ping, ignoring junk
  * ```ts
  * import { PingService } from "./server.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const service = new PingService();
  * const peer = { hostname: "127.0.0.1", port: 5000 };
  * const out = service.handle(new TextEncoder().encode("Ping 1 2.5"), peer, 0);
- * console.assert(new TextDecoder().decode(out[0]!.data) === "PING 1 2.5");
- * console.assert(service.handle(new Uint8Array([1, 2]), peer, 1).length === 0);
+ * assertEquals(new TextDecoder().decode(out[0]!.data), "PING 1 2.5");
+ * assertEquals(service.handle(new Uint8Array([1, 2]), peer, 1).length, 0);
  * ```
  */
 export class PingService {

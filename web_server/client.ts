@@ -127,8 +127,9 @@ const encoder = new TextEncoder();
  * @example
  * ```ts
  * import { parseHeaderOption } from "./client.ts";
- * console.assert(JSON.stringify(parseHeaderOption("X-A:  1 ")) === '{"field":["X-A","1"]}');
- * console.assert(JSON.stringify(parseHeaderOption("Accept:")) === '{"omit":"Accept"}');
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(parseHeaderOption("X-A:  1 "), { field: ["X-A", "1"] });
+ * assertEquals(parseHeaderOption("Accept:"), { omit: "Accept" });
  * ```
  */
 export function parseHeaderOption(text: string): { field: [string, string] } | { omit: string } {
@@ -151,7 +152,9 @@ export function parseHeaderOption(text: string): { field: [string, string] } | {
  * @example
  * ```ts
  * import { formatBytes } from "./client.ts";
- * console.assert(formatBytes(1536) === "1.5 KiB" && formatBytes(12) === "12 B");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatBytes(1536), "1.5 KiB");
+ * assertEquals(formatBytes(12), "12 B");
  * ```
  */
 export function formatBytes(n: number): string {
@@ -177,7 +180,8 @@ export function formatBytes(n: number): string {
  * @example
  * ```ts
  * import { formatProgress } from "./client.ts";
- * console.assert(formatProgress(512, 1024, 1000, 10) === "[#####     ]  50%  512 B / 1.0 KiB  512 B/s");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatProgress(512, 1024, 1000, 10), "[#####     ]  50%  512 B / 1.0 KiB  512 B/s");
  * ```
  */
 export function formatProgress(
@@ -208,8 +212,10 @@ export function formatProgress(
  * @example
  * ```ts
  * import { formatTiming } from "./client.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const lines = formatTiming({ dns: 1, connect: 2, tls: 0, firstByte: 3, total: 4 }, false);
- * console.assert(lines[0] === "*   dns           1.000 ms" && lines.length === 5);
+ * assertEquals(lines[0], "*   dns           1.000 ms");
+ * assertEquals(lines.length, 5);
  * ```
  */
 export function formatTiming(timing: Timing, reused: boolean): string[] {

@@ -55,11 +55,12 @@ export interface Running {
  * @example
  * ```ts
  * import { startServer } from "./cluster.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * const root = await Deno.makeTempDir();
  * const running = await startServer({
  *   serve: { fsRoot: root }, hostname: "127.0.0.1", port: 0, cache: false, log: null,
  * });
- * console.assert(running.server.addr.port > 0);
+ * assert(running.server.addr.port > 0);
  * await running.stop();
  * await Deno.remove(root);
  * ```
@@ -122,13 +123,14 @@ export interface Cluster {
  * @example
  * ```ts
  * import { startCluster } from "./cluster.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const root = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${root}/a.txt`, "A");
  * const cluster = await startCluster({
  *   serve: { fsRoot: root }, hostname: "127.0.0.1", port: 0, cache: true, log: null,
  * }, 2);
  * const res = await fetch(`http://127.0.0.1:${cluster.addr.port}/a.txt`);
- * console.assert((await res.text()) === "A");
+ * assertEquals(await res.text(), "A");
  * await cluster.stop();
  * await Deno.remove(root, { recursive: true });
  * ```

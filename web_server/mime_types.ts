@@ -118,8 +118,9 @@ function isText(type: string): boolean {
  * @example
  * ```ts
  * import { contentType } from "./mime_types.ts";
- * console.assert(contentType("a/index.html") === "text/html; charset=utf-8");
- * console.assert(contentType("logo.PNG") === "image/png");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(contentType("a/index.html"), "text/html; charset=utf-8");
+ * assertEquals(contentType("logo.PNG"), "image/png");
  * ```
  */
 export function contentType(name: string): string {
@@ -142,8 +143,9 @@ export function contentType(name: string): string {
  * @example
  * ```ts
  * import { isCompressible } from "./mime_types.ts";
- * console.assert(isCompressible("text/css; charset=utf-8"));
- * console.assert(!isCompressible("image/png"));
+ * import { assert } from "../lib/testing/assert.ts";
+ * assert(isCompressible("text/css; charset=utf-8"));
+ * assert(!isCompressible("image/png"));
  * ```
  */
 export function isCompressible(type: string): boolean {

@@ -110,7 +110,8 @@ const cacheable = new WeakMap<Response, Uint8Array>();
  * @example
  * ```ts
  * import { isCacheable } from "./serve.ts";
- * console.assert(!isCacheable(new Response("made elsewhere")));
+ * import { assert } from "../lib/testing/assert.ts";
+ * assert(!isCacheable(new Response("made elsewhere")));
  * ```
  */
 export function isCacheable(response: Response): boolean {
@@ -127,7 +128,8 @@ export function isCacheable(response: Response): boolean {
  * @example
  * ```ts
  * import { inMemoryBody } from "./serve.ts";
- * console.assert(inMemoryBody(new Response("x")) === undefined);
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(inMemoryBody(new Response("x")), undefined);
  * ```
  */
 export function inMemoryBody(response: Response): Uint8Array | undefined {
@@ -160,10 +162,12 @@ async function realRoot(root: string): Promise<string> {
  * @example Serving a file from a temporary directory
  * ```ts
  * import { serveDir } from "./serve.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const root = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${root}/hello.txt`, "hi\n");
  * const res = await serveDir(new Request("http://localhost/hello.txt"), { fsRoot: root });
- * console.assert(res.status === 200 && (await res.text()) === "hi\n");
+ * assertEquals(res.status, 200);
+ * assertEquals(await res.text(), "hi\n");
  * await Deno.remove(root, { recursive: true });
  * ```
  */
@@ -212,8 +216,9 @@ function finish(request: Request, response: Response, options: ServeDirOptions):
  * @example
  * ```ts
  * import { plainResponse } from "./serve.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const res = plainResponse(405, { allow: "GET, HEAD" });
- * console.assert((await res.text()) === "405 Method Not Allowed\n");
+ * assertEquals(await res.text(), "405 Method Not Allowed\n");
  * ```
  */
 export function plainResponse(status: number, headers: Record<string, string> = {}): Response {
@@ -383,8 +388,9 @@ export interface ByteRange {
  * @example
  * ```ts
  * import { parseRange } from "./serve.ts";
- * console.assert(JSON.stringify(parseRange("bytes=-2", 10)) === '[{"start":8,"end":9}]');
- * console.assert(parseRange("bytes=20-", 10)?.length === 0);
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(parseRange("bytes=-2", 10), [{ start: 8, end: 9 }]);
+ * assertEquals(parseRange("bytes=20-", 10), []);
  * ```
  */
 export function parseRange(header: string, size: number): ByteRange[] | undefined {

@@ -88,10 +88,12 @@ function tooLarge(max: number): HttpError {
  * @example
  * ```ts
  * import { BufferedReader, readFixed } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const r = new BufferedReader(ReadableStream.from([new Uint8Array([1, 2, 3, 4])]).getReader());
  * let n = 0;
  * for await (const piece of readFixed(r, 3)) n += piece.length;
- * console.assert(n === 3 && r.buffered === 1);
+ * assertEquals(n, 3);
+ * assertEquals(r.buffered, 1);
  * ```
  */
 export async function* readFixed(
@@ -128,10 +130,11 @@ export async function* readFixed(
  * @example
  * ```ts
  * import { BufferedReader, readUntilClose } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const r = new BufferedReader(ReadableStream.from([new Uint8Array(5)]).getReader());
  * let n = 0;
  * for await (const piece of readUntilClose(r)) n += piece.length;
- * console.assert(n === 5);
+ * assertEquals(n, 5);
  * ```
  */
 export async function* readUntilClose(
@@ -238,13 +241,14 @@ function checkChunkExt(buf: Uint8Array, i: number, end: number): boolean {
  * @example
  * ```ts
  * import { BufferedReader, readChunked } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const wire = new TextEncoder().encode("3;x=1\r\nabc\r\n0\r\nT: v\r\n\r\n");
  * const r = new BufferedReader(ReadableStream.from([wire]).getReader());
  * let text = "";
- * for await (const p of readChunked(r, { onTrailers: (t) => console.assert(t.get("t") === "v") })) {
+ * for await (const p of readChunked(r, { onTrailers: (t) => assertEquals(t.get("t"), "v") })) {
  *   text += new TextDecoder().decode(p);
  * }
- * console.assert(text === "abc");
+ * assertEquals(text, "abc");
  * ```
  */
 export async function* readChunked(
@@ -349,8 +353,9 @@ export async function* readChunked(
  * @example
  * ```ts
  * import { bodyReader, BufferedReader } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const r = new BufferedReader(ReadableStream.from([new Uint8Array(4)]).getReader());
- * for await (const p of bodyReader(r, { type: "length", length: 4 })) console.assert(p.length === 4);
+ * for await (const p of bodyReader(r, { type: "length", length: 4 })) assertEquals(p.length, 4);
  * ```
  */
 export function bodyReader(
@@ -383,9 +388,10 @@ export function bodyReader(
  * @example
  * ```ts
  * import { bodyStream, BufferedReader } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const r = new BufferedReader(ReadableStream.from([new TextEncoder().encode("hi")]).getReader());
  * const text = await new Response(bodyStream(r, { type: "length", length: 2 })).text();
- * console.assert(text === "hi");
+ * assertEquals(text, "hi");
  * ```
  */
 export function bodyStream(
@@ -417,8 +423,9 @@ export function bodyStream(
  * @example
  * ```ts
  * import { BufferedReader, readBody } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const r = new BufferedReader(ReadableStream.from([new TextEncoder().encode("abc")]).getReader());
- * console.assert((await readBody(r, { type: "close" })).length === 3);
+ * assertEquals((await readBody(r, { type: "close" })).length, 3);
  * ```
  */
 export async function readBody(
@@ -455,8 +462,9 @@ export async function readBody(
  * @example
  * ```ts
  * import { BufferedReader, discardBody } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const r = new BufferedReader(ReadableStream.from([new Uint8Array(10)]).getReader());
- * console.assert((await discardBody(r, { type: "length", length: 10 })) === 10);
+ * assertEquals(await discardBody(r, { type: "length", length: 10 }), 10);
  * ```
  */
 export async function discardBody(

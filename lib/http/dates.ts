@@ -19,7 +19,8 @@ let dateString = "";
  * @example
  * ```ts
  * import { formatHttpDate } from "./dates.ts";
- * console.assert(formatHttpDate(784111777000) === "Sun, 06 Nov 1994 08:49:37 GMT");
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(formatHttpDate(784111777000), "Sun, 06 Nov 1994 08:49:37 GMT");
  * ```
  */
 export function formatHttpDate(time: number = Date.now()): string {
@@ -48,9 +49,10 @@ const RFC850_YEAR_RE = /^[A-Za-z]+, \d\d-[A-Za-z]{3}-(\d\d) /;
  * @example
  * ```ts
  * import { parseHttpDate } from "./dates.ts";
- * console.assert(parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT") === 784111777000);
- * console.assert(parseHttpDate("Sun Nov  6 08:49:37 1994") === 784111777000);
- * console.assert(parseHttpDate("-1") === undefined);
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT"), 784111777000);
+ * assertEquals(parseHttpDate("Sun Nov  6 08:49:37 1994"), 784111777000);
+ * assertEquals(parseHttpDate("-1"), undefined);
  * ```
  */
 export function parseHttpDate(value: string | null): number | undefined {

@@ -26,8 +26,9 @@ const HEX_DIGITS = "0123456789abcdef";
  * @example
  * ```ts
  * import { encodeChunk } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const bytes = encodeChunk(new TextEncoder().encode("hello"));
- * console.assert(new TextDecoder().decode(bytes) === "5\r\nhello\r\n");
+ * assertEquals(new TextDecoder().decode(bytes), "5\r\nhello\r\n");
  * ```
  */
 export function encodeChunk(data: Uint8Array): Uint8Array {
@@ -54,8 +55,9 @@ export function encodeChunk(data: Uint8Array): Uint8Array {
  * @example
  * ```ts
  * import { ChunkedEncoderStream } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const out = ReadableStream.from([new TextEncoder().encode("ab")]).pipeThrough(new ChunkedEncoderStream());
- * console.assert(await new Response(out).text() === "2\r\nab\r\n0\r\n\r\n");
+ * assertEquals(await new Response(out).text(), "2\r\nab\r\n0\r\n\r\n");
  * ```
  */
 export class ChunkedEncoderStream extends TransformStream<Uint8Array, Uint8Array> {
@@ -235,8 +237,9 @@ export interface RequestHeadInit {
  * @example
  * ```ts
  * import { encodeRequestHead } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const bytes = encodeRequestHead({ method: "GET", target: "/", headers: { Host: "a" } });
- * console.assert(new TextDecoder().decode(bytes) === "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+ * assertEquals(new TextDecoder().decode(bytes), "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
  * ```
  */
 export function encodeRequestHead(head: RequestHeadInit): Uint8Array {
@@ -268,9 +271,10 @@ export interface EncodeIntoOptions {
  * @example
  * ```ts
  * import { encodeRequestHeadInto } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const buf = new Uint8Array(256);
  * const end = encodeRequestHeadInto({ method: "GET", target: "/", headers: [["Host", "a"]] }, buf);
- * console.assert(new TextDecoder().decode(buf.subarray(0, end)) === "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+ * assertEquals(new TextDecoder().decode(buf.subarray(0, end)), "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
  * ```
  */
 export function encodeRequestHeadInto(
@@ -329,8 +333,9 @@ const SP_BYTE = Uint8Array.of(SP);
  * @example
  * ```ts
  * import { encodeResponseHead } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const bytes = encodeResponseHead({ status: 404, headers: [["Content-Length", "0"]] });
- * console.assert(new TextDecoder().decode(bytes) === "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+ * assertEquals(new TextDecoder().decode(bytes), "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
  * ```
  */
 export function encodeResponseHead(head: ResponseHeadInit): Uint8Array {
@@ -353,9 +358,10 @@ export function encodeResponseHead(head: ResponseHeadInit): Uint8Array {
  * @example
  * ```ts
  * import { encodeResponseHeadInto } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const buf = new Uint8Array(256);
  * const end = encodeResponseHeadInto({ status: 204 }, buf, { offset: 10 });
- * console.assert(end === 10 + "HTTP/1.1 204 No Content\r\n\r\n".length);
+ * assertEquals(end, 10 + "HTTP/1.1 204 No Content\r\n\r\n".length);
  * ```
  */
 export function encodeResponseHeadInto(

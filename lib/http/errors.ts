@@ -12,8 +12,9 @@
  * @example
  * ```ts
  * import { HttpError } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const err = new HttpError(431, "Cannot read request head: more than 100 fields");
- * console.assert(err.status === 431);
+ * assertEquals(err.status, 431);
  * ```
  */
 export class HttpError extends Error {

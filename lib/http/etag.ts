@@ -31,9 +31,10 @@ export interface ETagCompareOptions {
  * @example
  * ```ts
  * import { compareETags } from "./etag.ts";
- * console.assert(compareETags('"v1"', '"v1"'));
- * console.assert(!compareETags('W/"v1"', '"v1"'));
- * console.assert(compareETags('W/"v1"', '"v1"', { weak: true }));
+ * import { assert } from "../testing/assert.ts";
+ * assert(compareETags('"v1"', '"v1"'));
+ * assert(!compareETags('W/"v1"', '"v1"'));
+ * assert(compareETags('W/"v1"', '"v1"', { weak: true }));
  * ```
  */
 export function compareETags(a: string, b: string, options: ETagCompareOptions = {}): boolean {
@@ -54,9 +55,10 @@ export function compareETags(a: string, b: string, options: ETagCompareOptions =
  * @example If-None-Match compares weakly, If-Match strongly
  * ```ts
  * import { matchETagList } from "./etag.ts";
- * console.assert(matchETagList('"x", W/"y"', '"y"', { weak: true }));
- * console.assert(!matchETagList('"x", W/"y"', '"y"'));
- * console.assert(matchETagList(" * ", '"z"'));
+ * import { assert } from "../testing/assert.ts";
+ * assert(matchETagList('"x", W/"y"', '"y"', { weak: true }));
+ * assert(!matchETagList('"x", W/"y"', '"y"'));
+ * assert(matchETagList(" * ", '"z"'));
  * ```
  */
 export function matchETagList(

@@ -21,8 +21,10 @@ export type FieldsInit =
  * @example
  * ```ts
  * import { FieldList } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const f = new FieldList([["Host", "a"], ["Accept", "text/html"], ["accept", "*\/*"]]);
- * console.assert(f.get("ACCEPT") === "text/html, *\/*" && f.getAll("accept").length === 2);
+ * assertEquals(f.get("ACCEPT"), "text/html, *\/*");
+ * assertEquals(f.getAll("accept").length, 2);
  * ```
  */
 export class FieldList implements Iterable<[string, string]> {
@@ -67,7 +69,8 @@ export class FieldList implements Iterable<[string, string]> {
    * @example
    * ```ts
    * import { FieldList } from "./mod.ts";
-   * console.assert(FieldList.fromArrays(["A"], ["1"]).get("a") === "1");
+   * import { assertEquals } from "../testing/assert.ts";
+   * assertEquals(FieldList.fromArrays(["A"], ["1"]).get("a"), "1");
    * ```
    */
   static fromArrays(names: string[], values: string[]): FieldList {
@@ -171,8 +174,9 @@ export class FieldList implements Iterable<[string, string]> {
    * @example
    * ```ts
    * import { FieldList } from "./mod.ts";
+   * import { assert } from "../testing/assert.ts";
    * const f = new FieldList([["Connection", "Upgrade, Close"]]);
-   * console.assert(f.hasToken("connection", "close"));
+   * assert(f.hasToken("connection", "close"));
    * ```
    */
   hasToken(name: string, token: string): boolean {
@@ -279,8 +283,9 @@ export class FieldList implements Iterable<[string, string]> {
  * @example
  * ```ts
  * import { splitList } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const parts = splitList('max-age=60, no-cache="Set-Cookie, Age", ,public');
- * console.assert(parts.join("|") === 'max-age=60|no-cache="Set-Cookie, Age"|public');
+ * assertEquals(parts, ["max-age=60", 'no-cache="Set-Cookie, Age"', "public"]);
  * ```
  */
 export function splitList(value: string): string[] {
@@ -324,7 +329,8 @@ function pushElement(out: string[], part: string): void {
  * @example
  * ```ts
  * import { listTokens } from "./mod.ts";
- * console.assert(listTokens(" Keep-Alive ,, close").join() === "keep-alive,close");
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(listTokens(" Keep-Alive ,, close"), ["keep-alive", "close"]);
  * ```
  */
 export function listTokens(value: string): string[] {

@@ -239,9 +239,11 @@ async function scanHeadSlow(
  * @example
  * ```ts
  * import { BufferedReader, readRequestHead } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const wire = new TextEncoder().encode("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n");
  * const head = await readRequestHead(new BufferedReader(ReadableStream.from([wire]).getReader()));
- * console.assert(head!.target === "/a?b" && head!.headers.get("host") === "x");
+ * assertEquals(head!.target, "/a?b");
+ * assertEquals(head!.headers.get("host"), "x");
  * ```
  */
 export async function readRequestHead(
@@ -379,9 +381,11 @@ export async function readRequestHead(
  * @example
  * ```ts
  * import { BufferedReader, readResponseHead } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const wire = new TextEncoder().encode("HTTP/1.1 204 No Content\r\nX: y\r\n\r\n");
  * const head = await readResponseHead(new BufferedReader(ReadableStream.from([wire]).getReader()));
- * console.assert(head!.status === 204 && head!.body.type === "none");
+ * assertEquals(head!.status, 204);
+ * assertEquals(head!.body.type, "none");
  * ```
  */
 export async function readResponseHead(
@@ -509,8 +513,9 @@ export interface BodyKindOptions {
  * @example
  * ```ts
  * import { bodyKind, FieldList } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const kind = bodyKind({ status: 200, version: "HTTP/1.1", headers: new FieldList({ "Content-Length": "5" }) });
- * console.assert(kind.type === "length" && kind.length === 5);
+ * assertEquals(kind, { type: "length", length: 5 });
  * ```
  */
 export function bodyKind(

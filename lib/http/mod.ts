@@ -56,12 +56,14 @@
  * @example Parsing a request and its chunked body
  * ```ts
  * import { BufferedReader, readBody, readRequestHead } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const wire = "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" +
  *   "5\r\nhello\r\n0\r\n\r\n";
  * const reader = new BufferedReader(ReadableStream.from([new TextEncoder().encode(wire)]).getReader());
  * const head = await readRequestHead(reader);
  * const body = await readBody(reader, head!.body);
- * console.assert(head!.method === "POST" && new TextDecoder().decode(body) === "hello");
+ * assertEquals(head!.method, "POST");
+ * assertEquals(new TextDecoder().decode(body), "hello");
  * ```
  *
  * @module

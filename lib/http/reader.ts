@@ -36,10 +36,11 @@ export interface BufferedReaderOptions {
  * @example
  * ```ts
  * import { BufferedReader } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const src = ReadableStream.from([new Uint8Array([1, 2, 3])]).getReader();
  * const r = new BufferedReader(src);
  * await r.fill();
- * console.assert(r.buffered === 3);
+ * assertEquals(r.buffered, 3);
  * ```
  */
 export class BufferedReader implements ByteReader {

@@ -79,7 +79,8 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = Object.freeze({
  * @example
  * ```ts
  * import { reasonPhrase } from "./mod.ts";
- * console.assert(reasonPhrase(404) === "Not Found");
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(reasonPhrase(404), "Not Found");
  * ```
  */
 export function reasonPhrase(status: number): string {

@@ -66,9 +66,10 @@ const MARKER = /^<!--\s*example:(.*?)-->$/;
  * @example
  * ```ts
  * import { shellBlocks } from "./_docs.ts";
+ * import { assertEquals } from "./assert.ts";
  * const fence = "`".repeat(3);
  * const [block] = shellBlocks(`${fence}sh\ndeno task ping -c 1 \\\n  127.0.0.1\n${fence}\n`);
- * console.assert(block?.commands[0]?.text === "deno task ping -c 1 127.0.0.1");
+ * assertEquals(block?.commands[0]?.text, "deno task ping -c 1 127.0.0.1");
  * ```
  */
 export function shellBlocks(markdown: string): ShellBlock[] {
@@ -183,8 +184,9 @@ function consoleCommands(body: string[]): Command[] {
  * @example
  * ```ts
  * import { missingOutput } from "./_docs.ts";
- * console.assert(missingOutput("a 1 ms\nb 2 ms\n", ["a ... ms", "b ..."]) === undefined);
- * console.assert(missingOutput("b\na\n", ["a", "b"]) === "b");
+ * import { assertEquals } from "./assert.ts";
+ * assertEquals(missingOutput("a 1 ms\nb 2 ms\n", ["a ... ms", "b ..."]), undefined);
+ * assertEquals(missingOutput("b\na\n", ["a", "b"]), "b");
  * ```
  */
 export function missingOutput(output: string, expected: readonly string[]): string | undefined {
@@ -221,9 +223,10 @@ export interface QuotedFigures {
  * @example
  * ```ts
  * import { quotedFigures } from "./_docs.ts";
+ * import { assert, assertEquals } from "./assert.ts";
  * const q = quotedFigures("`deno task bench web`, 2026-12-03: <!-- fig:web.ratio -->1.65<!-- /fig -->");
- * console.assert(q.figures.get("web.ratio") === "1.65");
- * console.assert(q.runs.get("web")?.has("2026-12-03"));
+ * assertEquals(q.figures.get("web.ratio"), "1.65");
+ * assert(q.runs.get("web")?.has("2026-12-03"));
  * ```
  */
 export function quotedFigures(markdown: string): QuotedFigures {
@@ -272,12 +275,13 @@ export function quotedFigures(markdown: string): QuotedFigures {
  * @example
  * ```ts
  * import { figureDisagreements } from "./_docs.ts";
+ * import { assertEquals } from "./assert.ts";
  * const run = "`deno task bench web`, 2026-12-03";
  * const problems = figureDisagreements([
  *   { path: "README.md", text: `${run} <!-- fig:web.ratio -->1.65<!-- /fig -->` },
  *   { path: "SERVER.md", text: `${run} <!-- fig:web.ratio -->1.44<!-- /fig -->` },
  * ]);
- * console.assert(problems.length === 1);
+ * assertEquals(problems.length, 1);
  * ```
  */
 export function figureDisagreements(docs: readonly { path: string; text: string }[]): string[] {

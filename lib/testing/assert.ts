@@ -88,9 +88,10 @@ export function assertMatch(actual: string, pattern: RegExp, message?: string): 
  *
  * @example
  * ```ts
- * import { assertThrows } from "./assert.ts";
+ * import { assertEquals, assertThrows } from "./assert.ts";
  * const e = assertThrows(() => JSON.parse("{"), SyntaxError);
- * console.assert(e instanceof SyntaxError);
+ * assertEquals(e.name, "SyntaxError");
+ * assertEquals(assertThrows(() => assertThrows(() => 1)).message, "Expected the function to throw");
  * ```
  */
 export function assertThrows<E extends Error = Error>(
@@ -115,9 +116,11 @@ export function assertThrows<E extends Error = Error>(
  *
  * @example
  * ```ts
- * import { assertRejects } from "./assert.ts";
+ * import { assertEquals, assertRejects } from "./assert.ts";
  * const e = await assertRejects(() => Promise.reject(new RangeError("no")), RangeError);
- * console.assert(e.message === "no");
+ * assertEquals(e.message, "no");
+ * const none = await assertRejects(() => assertRejects(() => Promise.resolve(1)));
+ * assertEquals(none.message, "Expected the promise to reject");
  * ```
  */
 export async function assertRejects<E extends Error = Error>(

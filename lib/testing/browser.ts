@@ -73,8 +73,9 @@ export async function launchChromium(options: LaunchChromiumOptions = {}): Promi
  * @example
  * ```ts
  * import { artifactPath } from "./browser.ts";
+ * import { assert } from "./assert.ts";
  * const path = await artifactPath("example.png");
- * console.assert(path.endsWith("/test-artifacts/example.png"));
+ * assert(path.endsWith("/test-artifacts/example.png"));
  * ```
  */
 export async function artifactPath(name: string): Promise<string> {

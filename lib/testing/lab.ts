@@ -443,8 +443,9 @@ function findExecutable(name: string): boolean {
  * @example Checking before creating a lab
  * ```ts
  * import { labAvailable } from "./lab.ts";
+ * import { assertEquals } from "./assert.ts";
  * const { ok, reason } = labAvailable();
- * console.assert(ok || typeof reason === "string");
+ * assertEquals(ok, reason === undefined); // a reason exactly when labs cannot run
  * ```
  */
 export function labAvailable(): { ok: boolean; reason?: string } {
@@ -481,9 +482,11 @@ interface Link {
  * @example Creating, using and removing a lab (needs root)
  * ```ts
  * import { Lab } from "./lab.ts";
+ * import { assert, assertEquals } from "./assert.ts";
  * await using lab = await Lab.create({ routers: 2 });
  * const r = await lab.exec("client", ["ping", "-c", "1", "-W", "2", lab.host("target").v6]);
- * console.assert(r.code === 0 && r.stdout.includes("ttl=62"));
+ * assertEquals(r.code, 0);
+ * assert(r.stdout.includes("ttl=62"));
  * ```
  */
 export class Lab implements AsyncDisposable {

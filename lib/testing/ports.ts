@@ -15,8 +15,10 @@
  * @example
  * ```ts
  * import { freePort } from "./ports.ts";
+ * import { assertEquals } from "./assert.ts";
  * const port = freePort();
- * console.assert(port > 0 && port < 65536);
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port });
+ * assertEquals(listener.addr.port, port);
  * ```
  */
 export function freePort(): number {

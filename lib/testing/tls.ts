@@ -62,10 +62,11 @@ export interface MakeTestCaOptions {
  * @example
  * ```ts
  * import { makeTestCa } from "./tls.ts";
+ * import { assert } from "./assert.ts";
  * await using ca = await makeTestCa({ hosts: ["localhost"] });
- * console.assert(ca.caCert.startsWith("-----BEGIN CERTIFICATE-----"));
+ * assert(ca.caCert.startsWith("-----BEGIN CERTIFICATE-----"));
  * const other = await ca.issue(["mismatch.invalid"]);
- * console.assert(other.key.includes("PRIVATE KEY"));
+ * assert(other.key.includes("PRIVATE KEY"));
  * ```
  */
 export async function makeTestCa(options: MakeTestCaOptions = {}): Promise<TestCa> {
