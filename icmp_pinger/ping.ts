@@ -35,6 +35,7 @@
 import { buildEcho, parseIcmp, verifyChecksum } from "../lib/icmp.ts";
 import { realtimeNs, timespecUs } from "../lib/rawsock/clock.ts";
 import {
+  bindFastCalls,
   ECHO_TIME_BYTES as TIME_BYTES,
   EchoBurst,
   type EchoBurstHandler,
@@ -764,7 +765,12 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     const o = this.#opts;
     const spin = o.spin ?? true;
     this.#sock.useReceiveBuffer(this.#rx);
-    if (this.#count > 1) this.#beforeYield();
+    if (this.#count > 1) {
+      // A single request is done before any of its code is optimized: it
+      // skips binding the per-datagram libc calls, and the signal listeners.
+      bindFastCalls();
+      this.#beforeYield();
+    }
     const interval = this.#intervalMs;
     if (
       spin && !this.#stopped &&
