@@ -35,6 +35,7 @@
 import { buildEcho, parseIcmp, verifyChecksum } from "../lib/icmp.ts";
 import { realtimeNs, timespecUs } from "../lib/rawsock/clock.ts";
 import {
+  bindFastCalls,
   ECHO_TIME_BYTES as TIME_BYTES,
   EchoBurst,
   type EchoBurstHandler,
@@ -92,6 +93,14 @@ export interface PingOptions {
    * several sessions share the event loop. @default {true}
    */
   spin?: boolean;
+  /**
+   * Called once, when the session starts if it sends more than one request,
+   * else right before it first lets the event loop run (to wait for the
+   * reply). Signal listeners only run in such a turn, so a caller installs
+   * them here: a single request answered at once (`-c 1` on loopback) then
+   * never pays their start-up cost. @default {undefined}
+   */
+  onFirstYield?: () => void;
 }
 
 /** A request went out. */
@@ -592,6 +601,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
   #running: Promise<void> | undefined;
   #channel: MessageChannel | undefined;
   #turnDone: (() => void) | undefined;
+  #yielded = false;
 
   /**
    * Wraps an open, connected socket; use {@linkcode ping} instead.
@@ -755,6 +765,12 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
     const o = this.#opts;
     const spin = o.spin ?? true;
     this.#sock.useReceiveBuffer(this.#rx);
+    if (this.#count > 1) {
+      // A single request is done before any of its code is optimized: it
+      // skips binding the per-datagram libc calls, and the signal listeners.
+      bindFastCalls();
+      this.#beforeYield();
+    }
     const interval = this.#intervalMs;
     if (
       spin && !this.#stopped &&
@@ -959,6 +975,7 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
         continue;
       }
       lastYield = now;
+      this.#beforeYield();
       await this.#sock.wait({
         timeoutMs: Math.floor(remaining - (spinAllowed ? FLOOD_IDLE_MS : 0)),
         signal: (this.#stop ??= new AbortController()).signal,
@@ -1035,9 +1052,17 @@ export class PingSession implements AsyncIterable<PingEvent>, AsyncDisposable {
    * at `-i 0.002` grew by about 1 µs (measured).
    */
   async #yield(now: number): Promise<void> {
+    this.#beforeYield();
     if (now - this.#parkedAt < PARK_EVERY_MS) return await this.#turn();
     this.#parkedAt = now;
     await this.#sock.wait({ timeoutMs: 0 });
+  }
+
+  /** Calls the `onFirstYield` option the first time the session yields. */
+  #beforeYield(): void {
+    if (this.#yielded) return;
+    this.#yielded = true;
+    this.#opts.onFirstYield?.();
   }
 
   /**

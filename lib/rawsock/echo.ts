@@ -19,8 +19,10 @@
 import { checksumRange, verifyRange } from "../_checksum.ts";
 import { timespecUs } from "./clock.ts";
 import { CLOCK_REALTIME, MSG_DONTWAIT } from "./constants.ts";
-import { errnoCell, lib } from "./ffi.ts";
+import { bindFastCalls, errnoCell, lib } from "./ffi.ts";
 import type { BpfInstruction, DatagramInfo, Socket } from "./socket.ts";
+
+export { bindFastCalls };
 
 // ICMP types (RFC 792, RFC 4443).
 const ECHO_REPLY_V4 = 0;

@@ -1,6 +1,7 @@
 /**
- * The libc bindings: the project's only `Deno.dlopen`. One symbol table with
- * the C prototypes, `libc.so.6` loaded once, and a clear error off Linux.
+ * The libc bindings: the project's only `Deno.dlopen`s. One symbol table
+ * with the C prototypes, `libc.so.6` loaded once, and a clear error off
+ * Linux.
  * Internal to `lib/rawsock/`: tools use the socket, clock and lookup APIs.
  *
  * - `errno` is read through `__errno_location()` right after each
@@ -84,22 +85,28 @@ const SYMBOLS = {
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /**
- * The symbols called per datagram, bound with `Deno.dlopen` when this module
- * loads: only those get V8's fast calls (a few hundred nanoseconds each).
- * (`poll` for `ready()` is not among them: a caller checks readiness while
- * idle, not per datagram, so 2 µs per call do not matter there, and binding
- * it would cost every process 0.4 ms of start-up, measured.)
- * Binding costs about 0.3 ms of start-up per symbol (measured), so the rest,
- * called a few times per socket or per wait, are looked up with `dlsym` on
- * first use (about 0.04 ms) and called through `Deno.UnsafeFnPointer` (about
- * 2 µs per call). Binding at load time also keeps the library handle out of
- * any one test's resource accounting.
+ * Bound with `Deno.dlopen` when this module loads: `dlsym`, through which
+ * every other symbol is looked up on first use (about 0.04 ms) and called
+ * through `Deno.UnsafeFnPointer` (about 2 µs per call). Binding costs
+ * start-up time (measured: 0.9 ms for `dlsym` alone, 1.5 ms with the three
+ * of `FAST`), so a hot loop binds those itself ({@linkcode bindFastCalls}),
+ * and a tool that has none (traceroute, a single ping) never does. (Deno's
+ * test sanitizers do not count a library opened during a test, checked.)
  */
-const CORE = [
+const CORE = ["dlsym"] as const satisfies readonly (keyof typeof SYMBOLS)[];
+
+/**
+ * The symbols called per datagram in a hot loop, bound by
+ * {@linkcode bindFastCalls}: only symbols bound with `Deno.dlopen` get V8's
+ * fast calls (a few hundred nanoseconds each). (`poll` for `ready()` is not
+ * among them: a caller checks readiness while idle, not per datagram, so
+ * 2 µs per call do not matter there, and binding it would cost 0.4 ms of
+ * start-up, measured.)
+ */
+const FAST = [
   "sendto",
   "recvmsg",
   "clock_gettime",
-  "dlsym",
 ] as const satisfies readonly (keyof typeof SYMBOLS)[];
 
 let libc: Libc | undefined;
@@ -166,6 +173,35 @@ function loadCore(): void {
   libc = table;
 }
 loadCore();
+
+let fastBound = false;
+
+/**
+ * Binds the libc calls made per datagram (`sendto`, `recvmsg`,
+ * `clock_gettime`) with `Deno.dlopen`, so that code V8 has optimized calls
+ * them directly (a few hundred nanoseconds each, against about 2 µs through
+ * a pointer looked up with `dlsym`). Call it before a loop that handles more
+ * than a few datagrams, and before that loop runs: a binding changed under
+ * code already optimized throws that code away. A single request need not
+ * pay its start-up cost (about 0.6 ms, measured). Binding twice does
+ * nothing; without bindings (off Linux, no FFI permission) neither does
+ * this, and the first call says why.
+ *
+ * @example Before a hot loop
+ * ```ts
+ * import { bindFastCalls } from "./mod.ts";
+ * bindFastCalls();
+ * ```
+ */
+export function bindFastCalls(): void {
+  if (fastBound || !libc) return;
+  fastBound = true;
+  const wanted = Object.fromEntries(FAST.map((name) => [name, SYMBOLS[name]]));
+  const fast = Deno.dlopen("libc.so.6", wanted).symbols;
+  for (const name of FAST) {
+    Object.defineProperty(libc, name, { value: fast[name], enumerable: true });
+  }
+}
 
 /** The libc bindings, or the reason there are none. */
 export function lib(): Libc {

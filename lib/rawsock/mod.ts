@@ -2,7 +2,8 @@
  * Raw, ICMP-datagram and UDP sockets through `Deno.dlopen` bindings to libc:
  * the only FFI in the project. One concept per module:
  *
- * - `ffi.ts`: the symbol table and the one `Deno.dlopen` (internal);
+ * - `ffi.ts`: the symbol table and its bindings, the only `Deno.dlopen`s
+ *   ({@linkcode bindFastCalls} binds the per-datagram calls for a hot loop);
  * - `constants.ts`: the kernel's socket constants (internal);
  * - `errno.ts`: errno names and text, {@linkcode SocketError};
  * - `socket.ts`: {@linkcode openSocket} and {@linkcode Socket};
@@ -40,6 +41,12 @@ export {
   Socket,
   type SocketKind,
 } from "./socket.ts";
-export { EchoBurst, type EchoBurstHandler, type EchoBurstOptions, echoIdFilter } from "./echo.ts";
+export {
+  bindFastCalls,
+  EchoBurst,
+  type EchoBurstHandler,
+  type EchoBurstOptions,
+  echoIdFilter,
+} from "./echo.ts";
 export { realtimeInto, realtimeNs, timespecUs } from "./clock.ts";
 export { LookupError, lookupHost, lookupName } from "./lookup.ts";
