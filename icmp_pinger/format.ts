@@ -11,16 +11,17 @@
  * @example A reply line and the statistics of one ping
  * ```ts
  * import { formatReply, formatStatistics } from "./format.ts";
- * console.assert(
- *   formatReply({ bytes: 64, from: "127.0.0.1", seq: 1, ttl: 64, rttUs: 42 }) ===
- *     "64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.042 ms",
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(
+ *   formatReply({ bytes: 64, from: "127.0.0.1", seq: 1, ttl: 64, rttUs: 42 }),
+ *   "64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.042 ms",
  * );
  * const stats = formatStatistics({
  *   host: "127.0.0.1", transmitted: 1, received: 1, duplicates: 0, corrupted: 0, errors: 0,
  *   timeMs: 0, rtt: { count: 1, sumUs: 42, sumSquaresUs: 1764, minUs: 42, maxUs: 42, ewma8: 336 },
  *   timing: true, pipe: 1, showIpg: false,
  * });
- * console.assert(stats.endsWith("rtt min/avg/max/mdev = 0.042/0.042/0.042/0.000 ms\n"));
+ * assert(stats.endsWith("rtt min/avg/max/mdev = 0.042/0.042/0.042/0.000 ms\n"));
  * ```
  *
  * @module
@@ -50,9 +51,11 @@ export interface RttAccumulator {
  * @example
  * ```ts
  * import { addRtt, newRttAccumulator } from "./format.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const acc = newRttAccumulator();
  * addRtt(acc, 100);
- * console.assert(acc.count === 1 && acc.ewma8 === 800);
+ * assertEquals(acc.count, 1);
+ * assertEquals(acc.ewma8, 800);
  * ```
  */
 export function newRttAccumulator(): RttAccumulator {
@@ -69,10 +72,11 @@ export function newRttAccumulator(): RttAccumulator {
  * @example
  * ```ts
  * import { addRtt, newRttAccumulator } from "./format.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const acc = newRttAccumulator();
  * addRtt(acc, 10);
  * addRtt(acc, 20);
- * console.assert(acc.ewma8 === 80 + 20 - 10);
+ * assertEquals(acc.ewma8, 80 + 20 - 10);
  * ```
  */
 export function addRtt(acc: RttAccumulator, rttUs: number): void {
@@ -111,10 +115,12 @@ export interface RttFigures {
  * @example
  * ```ts
  * import { addRtt, newRttAccumulator, rttFigures } from "./format.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const acc = newRttAccumulator();
  * for (const t of [36, 89, 36]) addRtt(acc, t);
  * const f = rttFigures(acc)!;
- * console.assert(f.avgUs === 53 && f.mdevUs === 25); // as iputils prints for these times
+ * assertEquals(f.avgUs, 53);
+ * assertEquals(f.mdevUs, 25); // as iputils prints for these times
  * ```
  */
 export function rttFigures(acc: RttAccumulator): RttFigures | undefined {
@@ -157,7 +163,8 @@ function integerSqrt(a: bigint): bigint {
  * @example
  * ```ts
  * import { usToMs } from "./format.ts";
- * console.assert(usToMs(1005) === "1.005");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(usToMs(1005), "1.005");
  * ```
  */
 export function usToMs(us: number): string {
@@ -175,10 +182,11 @@ export function usToMs(us: number): string {
  * @example
  * ```ts
  * import { formatRttValue } from "./format.ts";
- * console.assert(formatRttValue(42) === "0.042");
- * console.assert(formatRttValue(1234) === "1.23");
- * console.assert(formatRttValue(12345) === "12.3");
- * console.assert(formatRttValue(123456) === "123");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatRttValue(42), "0.042");
+ * assertEquals(formatRttValue(1234), "1.23");
+ * assertEquals(formatRttValue(12345), "12.3");
+ * assertEquals(formatRttValue(123456), "123");
  * ```
  */
 export function formatRttValue(us: number): string {
@@ -204,8 +212,10 @@ export function formatRttValue(us: number): string {
  * @example
  * ```ts
  * import { formatG } from "./format.ts";
- * console.assert(formatG(100) === "100" && formatG(100 / 3) === "33.3333");
- * console.assert(formatG(0.00001) === "1e-05");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatG(100), "100");
+ * assertEquals(formatG(100 / 3), "33.3333");
+ * assertEquals(formatG(0.00001), "1e-05");
  * ```
  */
 export function formatG(value: number): string {
@@ -233,7 +243,8 @@ export function formatG(value: number): string {
  * @example
  * ```ts
  * import { formatLoss } from "./format.ts";
- * console.assert(formatLoss(6, 1) === "83.3333");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatLoss(6, 1), "83.3333");
  * ```
  */
 export function formatLoss(transmitted: number, received: number): string {
@@ -268,9 +279,10 @@ export interface HeaderInfo {
  * @example
  * ```ts
  * import { formatHeader } from "./format.ts";
- * console.assert(
- *   formatHeader({ host: "::1", address: "::1", family: 6, dataBytes: 56 }) ===
- *     "PING ::1(::1) 56 data bytes",
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(
+ *   formatHeader({ host: "::1", address: "::1", family: 6, dataBytes: 56 }),
+ *   "PING ::1(::1) 56 data bytes",
  * );
  * ```
  */
@@ -294,7 +306,8 @@ export function formatHeader(info: HeaderInfo): string {
  * @example
  * ```ts
  * import { formatPattern } from "./format.ts";
- * console.assert(formatPattern(new Uint8Array([0xab, 0x01])) === "PATTERN: 0xab01");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatPattern(new Uint8Array([0xab, 0x01])), "PATTERN: 0xab01");
  * ```
  */
 export function formatPattern(pattern: Uint8Array): string {
@@ -312,8 +325,9 @@ export function formatPattern(pattern: Uint8Array): string {
  * @example
  * ```ts
  * import { formatPeer } from "./format.ts";
- * console.assert(formatPeer("127.0.0.1", "localhost") === "localhost (127.0.0.1)");
- * console.assert(formatPeer("10.0.0.1") === "10.0.0.1");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatPeer("127.0.0.1", "localhost"), "localhost (127.0.0.1)");
+ * assertEquals(formatPeer("10.0.0.1"), "10.0.0.1");
  * ```
  */
 export function formatPeer(address: string, name?: string): string {
@@ -329,7 +343,8 @@ export function formatPeer(address: string, name?: string): string {
  * @example
  * ```ts
  * import { formatTimestamp } from "./format.ts";
- * console.assert(formatTimestamp(1_700_000_000_123_456_789n) === "[1700000000.123456] ");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatTimestamp(1_700_000_000_123_456_789n), "[1700000000.123456] ");
  * ```
  */
 export function formatTimestamp(epochNs: bigint): string {
@@ -367,9 +382,10 @@ export interface ReplyLine {
  * @example
  * ```ts
  * import { formatReply } from "./format.ts";
- * console.assert(
- *   formatReply({ bytes: 64, from: "::1", seq: 2, ttl: 64, rttUs: 36, duplicate: true }) ===
- *     "64 bytes from ::1: icmp_seq=2 ttl=64 time=0.036 ms (DUP!)",
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(
+ *   formatReply({ bytes: 64, from: "::1", seq: 2, ttl: 64, rttUs: 36, duplicate: true }),
+ *   "64 bytes from ::1: icmp_seq=2 ttl=64 time=0.036 ms (DUP!)",
  * );
  * ```
  */
@@ -457,8 +473,9 @@ export interface IcmpErrorInfo {
  * @example
  * ```ts
  * import { describeError } from "./format.ts";
- * console.assert(describeError({ family: 4, type: 11, code: 0 }) === "Time to live exceeded");
- * console.assert(describeError({ family: 6, type: 2, code: 0, info: 1280 }) === "Packet too big: mtu=1280");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(describeError({ family: 4, type: 11, code: 0 }), "Time to live exceeded");
+ * assertEquals(describeError({ family: 6, type: 2, code: 0, info: 1280 }), "Packet too big: mtu=1280");
  * ```
  */
 export function describeError(e: IcmpErrorInfo): string {
@@ -517,9 +534,10 @@ export function describeError(e: IcmpErrorInfo): string {
  * @example
  * ```ts
  * import { formatError } from "./format.ts";
- * console.assert(
- *   formatError("fd00:0:1::2", 1, { family: 6, type: 3, code: 0 }) ===
- *     "From fd00:0:1::2 icmp_seq=1 Time exceeded: Hop limit",
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(
+ *   formatError("fd00:0:1::2", 1, { family: 6, type: 3, code: 0 }),
+ *   "From fd00:0:1::2 icmp_seq=1 Time exceeded: Hop limit",
  * );
  * ```
  */
@@ -536,7 +554,8 @@ export function formatError(from: string, seq: number, e: IcmpErrorInfo): string
  * @example
  * ```ts
  * import { formatNoAnswer } from "./format.ts";
- * console.assert(formatNoAnswer(3) === "no answer yet for icmp_seq=3");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(formatNoAnswer(3), "no answer yet for icmp_seq=3");
  * ```
  */
 export function formatNoAnswer(seq: number): string {
@@ -582,12 +601,16 @@ export interface StatisticsInfo {
  * @example
  * ```ts
  * import { formatStatistics, newRttAccumulator } from "./format.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const text = formatStatistics({
  *   host: "10.0.3.2", transmitted: 2, received: 0, duplicates: 0, corrupted: 0, errors: 2,
  *   timeMs: 203, rtt: newRttAccumulator(), timing: true, pipe: 1, showIpg: false,
  * });
- * console.assert(text === "\n--- 10.0.3.2 ping statistics ---\n" +
- *   "2 packets transmitted, 0 received, +2 errors, 100% packet loss, time 203ms\n\n");
+ * assertEquals(
+ *   text,
+ *   "\n--- 10.0.3.2 ping statistics ---\n" +
+ *     "2 packets transmitted, 0 received, +2 errors, 100% packet loss, time 203ms\n\n",
+ * );
  * ```
  */
 export function formatStatistics(s: StatisticsInfo): string {
@@ -637,8 +660,11 @@ export interface StatusInfo {
  * @example
  * ```ts
  * import { formatStatus, newRttAccumulator } from "./format.ts";
- * console.assert(formatStatus({ transmitted: 4, received: 3, rtt: newRttAccumulator(), timing: false }) ===
- *   "\r3/4 packets, 25% loss\n");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(
+ *   formatStatus({ transmitted: 4, received: 3, rtt: newRttAccumulator(), timing: false }),
+ *   "\r3/4 packets, 25% loss\n",
+ * );
  * ```
  */
 export function formatStatus(s: StatusInfo): string {
@@ -665,7 +691,9 @@ export function formatStatus(s: StatusInfo): string {
  * @example
  * ```ts
  * import { exitCode } from "./format.ts";
- * console.assert(exitCode(3, 5, true) === 1 && exitCode(3, 5, false) === 0);
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(exitCode(3, 5, true), 1);
+ * assertEquals(exitCode(3, 5, false), 0);
  * ```
  */
 export function exitCode(received: number, count: number | undefined, deadline: boolean): number {

@@ -73,8 +73,9 @@ function sumWords(bytes: Uint8Array): number {
  * @example The example of RFC 1071 §3
  * ```ts
  * import { onesComplementSum } from "./icmp.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const sum = onesComplementSum(new Uint8Array([0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]));
- * console.assert(sum === 0xddf2);
+ * assertEquals(sum, 0xddf2);
  * ```
  */
 export function onesComplementSum(bytes: Uint8Array, initial = 0): number {
@@ -95,8 +96,9 @@ export function onesComplementSum(bytes: Uint8Array, initial = 0): number {
  * @example The example of RFC 1071 §3
  * ```ts
  * import { checksum } from "./icmp.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const bytes = new Uint8Array([0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]);
- * console.assert(checksum(bytes) === 0x220d);
+ * assertEquals(checksum(bytes), 0x220d);
  * ```
  */
 export function checksum(bytes: Uint8Array, initial = 0): number {
@@ -114,10 +116,11 @@ export function checksum(bytes: Uint8Array, initial = 0): number {
  * @example
  * ```ts
  * import { buildEcho, verifyChecksum } from "./icmp.ts";
+ * import { assert } from "./testing/assert.ts";
  * const packet = buildEcho({ type: "request", id: 1, seq: 1 });
- * console.assert(verifyChecksum(packet));
+ * assert(verifyChecksum(packet));
  * packet[5]! ^= 1; // flip a bit of the identifier
- * console.assert(!verifyChecksum(packet));
+ * assert(!verifyChecksum(packet));
  * ```
  */
 export function verifyChecksum(bytes: Uint8Array, initial = 0): boolean {
@@ -138,9 +141,10 @@ export function verifyChecksum(bytes: Uint8Array, initial = 0): boolean {
  * ```ts
  * import { verifyRange } from "./_checksum.ts";
  * import { buildEcho } from "./icmp.ts";
+ * import { assert } from "./testing/assert.ts";
  * const buffer = new Uint8Array(28);
  * buffer.set(buildEcho({ type: "reply", id: 1, seq: 1 }), 20);
- * console.assert(verifyRange(buffer, 20, 28));
+ * assert(verifyRange(buffer, 20, 28));
  * ```
  */
 export function verifyRange(bytes: Uint8Array, start: number, end: number): boolean {
@@ -159,8 +163,9 @@ export function verifyRange(bytes: Uint8Array, start: number, end: number): bool
  * @example
  * ```ts
  * import { checksum, checksumRange } from "./_checksum.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const bytes = new Uint8Array([9, 9, 0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]);
- * console.assert(checksumRange(bytes, 2, 10) === checksum(bytes.subarray(2)));
+ * assertEquals(checksumRange(bytes, 2, 10), checksum(bytes.subarray(2)));
  * ```
  */
 export function checksumRange(bytes: Uint8Array, start: number, end: number): number {

@@ -295,7 +295,8 @@ export function describePath(typed: string): string {
  * @example A count between 1 and 100
  * ```ts
  * import { parseNumber } from "./cli.ts";
- * console.assert(parseNumber("-c", "5", { min: 1, max: 100, integer: true }) === 5);
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(parseNumber("-c", "5", { min: 1, max: 100, integer: true }), 5);
  * ```
  */
 export function parseNumber(

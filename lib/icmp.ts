@@ -10,10 +10,13 @@
  * @example Building and parsing an echo request
  * ```ts
  * import { buildEcho, parseIcmp, verifyChecksum } from "./icmp.ts";
+ * import { assert, assertEquals } from "./testing/assert.ts";
  * const packet = buildEcho({ type: "request", id: 7, seq: 1, payload: new Uint8Array(8) });
- * console.assert(verifyChecksum(packet));
+ * assert(verifyChecksum(packet));
  * const msg = parseIcmp(packet, 4);
- * console.assert(msg.kind === "echo" && msg.id === 7 && msg.seq === 1);
+ * assert(msg.kind === "echo");
+ * assertEquals(msg.id, 7);
+ * assertEquals(msg.seq, 1);
  * ```
  *
  * @module
@@ -146,9 +149,11 @@ function addressBytes(address: string | Uint8Array, what: string): Uint8Array {
  * @example An ICMPv6 checksum
  * ```ts
  * import { checksum, IpProtocol, pseudoHeaderSum } from "./icmp.ts";
+ * import { assert } from "./testing/assert.ts";
  * const msg = new Uint8Array([128, 0, 0, 0, 0, 1, 0, 1]);
  * const sum = checksum(msg, pseudoHeaderSum("::1", "::1", IpProtocol.ICMPV6, msg.length));
- * console.assert(sum >= 0 && sum <= 0xffff);
+ * assert(sum >= 0);
+ * assert(sum <= 0xffff);
  * ```
  */
 export function pseudoHeaderSum(
@@ -259,8 +264,9 @@ function checkU(value: number, bits: 8 | 16 | 32, what: string): void {
  * @example A time exceeded message quoting a packet
  * ```ts
  * import { buildIcmp, IcmpType, parseIcmp } from "./icmp.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const msg = buildIcmp({ type: IcmpType.TIME_EXCEEDED, body: new Uint8Array(28) });
- * console.assert(parseIcmp(msg, 4).kind === "error");
+ * assertEquals(parseIcmp(msg, 4).kind, "error");
  * ```
  */
 export function buildIcmp(options: IcmpOptions): Uint8Array {
@@ -294,8 +300,10 @@ export function buildIcmp(options: IcmpOptions): Uint8Array {
  * @example An ICMPv6 echo request
  * ```ts
  * import { buildEcho } from "./icmp.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const packet = buildEcho({ type: "request", id: 1, seq: 2, family: 6 });
- * console.assert(packet[0] === 128 && packet.length === 8);
+ * assertEquals(packet[0], 128);
+ * assertEquals(packet.length, 8);
  * ```
  */
 export function buildEcho(options: EchoOptions): Uint8Array {
@@ -400,8 +408,10 @@ function need(bytes: Uint8Array, length: number, what: string): void {
  * @example A time exceeded message
  * ```ts
  * import { buildIcmp, parseIcmp } from "./icmp.ts";
+ * import { assert, assertEquals } from "./testing/assert.ts";
  * const msg = parseIcmp(buildIcmp({ family: 6, type: 3, body: new Uint8Array(48) }), 6);
- * console.assert(msg.kind === "error" && msg.quoted.length === 48);
+ * assert(msg.kind === "error");
+ * assertEquals(msg.quoted.length, 48);
  * ```
  */
 export function parseIcmp(bytes: Uint8Array, family: Family): IcmpMessage {
@@ -508,10 +518,13 @@ export interface Ipv6Header {
  * @example
  * ```ts
  * import { parseIpv4Header } from "./icmp.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const h = parseIpv4Header(new Uint8Array([
  *   0x45, 0, 0, 28, 0, 1, 0x40, 0, 61, 1, 0, 0, 10, 0, 3, 2, 10, 0, 0, 1,
  * ]));
- * console.assert(h.ttl === 61 && h.src === "10.0.3.2" && h.headerLength === 20);
+ * assertEquals(h.ttl, 61);
+ * assertEquals(h.src, "10.0.3.2");
+ * assertEquals(h.headerLength, 20);
  * ```
  */
 export function parseIpv4Header(bytes: Uint8Array): Ipv4Header {
@@ -555,13 +568,16 @@ export function parseIpv4Header(bytes: Uint8Array): Ipv4Header {
  * @example
  * ```ts
  * import { parseIpv6Header } from "./icmp.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const bytes = new Uint8Array(40);
  * bytes[0] = 0x60;
  * bytes[6] = 17;
  * bytes[7] = 2;
  * bytes[39] = 1;
  * const h = parseIpv6Header(bytes);
- * console.assert(h.nextHeader === 17 && h.hopLimit === 2 && h.dst === "::1");
+ * assertEquals(h.nextHeader, 17);
+ * assertEquals(h.hopLimit, 2);
+ * assertEquals(h.dst, "::1");
  * ```
  */
 export function parseIpv6Header(bytes: Uint8Array): Ipv6Header {
@@ -669,11 +685,13 @@ const FRAGMENT_HEADER = 44;
  * @example A quoted UDP probe
  * ```ts
  * import { parseQuoted } from "./icmp.ts";
+ * import { assert, assertEquals } from "./testing/assert.ts";
  * const q = parseQuoted(new Uint8Array([
  *   0x45, 0, 0, 28, 0, 1, 0, 0, 1, 17, 0, 0, 10, 0, 0, 1, 10, 0, 3, 2,
  *   0x80, 0x00, 0x82, 0x9a, 0, 8, 0, 0,
  * ]), 4);
- * console.assert(q.transport?.kind === "udp" && q.transport.dstPort === 33434);
+ * assert(q.transport?.kind === "udp");
+ * assertEquals(q.transport.dstPort, 33434);
  * ```
  */
 export function parseQuoted(bytes: Uint8Array, family: Family): QuotedPacket {
@@ -814,8 +832,11 @@ const V6_NAMES: Record<number, [string, Record<number, string>?]> = {
  * @example
  * ```ts
  * import { describeIcmp } from "./icmp.ts";
- * console.assert(describeIcmp({ family: 6, type: 3, code: 0 }) ===
- *   "Time Exceeded: Hop Limit Exceeded in Transit");
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(
+ *   describeIcmp({ family: 6, type: 3, code: 0 }),
+ *   "Time Exceeded: Hop Limit Exceeded in Transit",
+ * );
  * ```
  */
 export function describeIcmp(message: { family: Family; type: number; code: number }): string {

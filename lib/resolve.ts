@@ -22,8 +22,9 @@ import { type Family, ipFamily, splitZone } from "./sockaddr.ts";
  * @example
  * ```ts
  * import { ResolveError } from "./resolve.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const err = new ResolveError("nowhere.invalid", "ENOTFOUND");
- * console.assert(err.message === 'Cannot resolve host "nowhere.invalid": no such name');
+ * assertEquals(err.message, 'Cannot resolve host "nowhere.invalid": no such name');
  * ```
  */
 export class ResolveError extends Error {
@@ -111,8 +112,10 @@ export interface ResolveOptions {
  * @example
  * ```ts
  * import { resolveHost } from "./resolve.ts";
+ * import { assert, assertEquals } from "./testing/assert.ts";
  * const r = await resolveHost("127.0.0.1");
- * console.assert(r.family === 4 && r.numeric);
+ * assertEquals(r.family, 4);
+ * assert(r.numeric);
  * ```
  */
 export async function resolveHost(host: string, options: ResolveOptions = {}): Promise<Resolved> {
@@ -132,8 +135,9 @@ export async function resolveHost(host: string, options: ResolveOptions = {}): P
  * @example
  * ```ts
  * import { resolveAll } from "./resolve.ts";
+ * import { assert } from "./testing/assert.ts";
  * const all = await resolveAll("localhost", { family: 4 });
- * console.assert(all.some((r) => r.address === "127.0.0.1"));
+ * assert(all.some((r) => r.address === "127.0.0.1"));
  * ```
  */
 export async function resolveAll(host: string, options: ResolveOptions = {}): Promise<Resolved[]> {
@@ -204,9 +208,10 @@ function isUnavailable(err: unknown): boolean {
  * @example
  * ```ts
  * import { ReverseCache } from "./resolve.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const names = new ReverseCache();
  * const name = await names.get("127.0.0.1");
- * console.assert(names.peek("127.0.0.1") === name);
+ * assertEquals(names.peek("127.0.0.1"), name);
  * ```
  */
 export class ReverseCache {

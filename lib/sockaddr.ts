@@ -46,7 +46,8 @@ const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1
  * @example
  * ```ts
  * import { parseIPv4 } from "./sockaddr.ts";
- * console.assert(parseIPv4("10.0.0.1")[3] === 1);
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(parseIPv4("10.0.0.1")[3], 1);
  * ```
  */
 export function parseIPv4(text: string): Uint8Array {
@@ -63,7 +64,8 @@ export function parseIPv4(text: string): Uint8Array {
  * @example
  * ```ts
  * import { formatIPv4 } from "./sockaddr.ts";
- * console.assert(formatIPv4(new Uint8Array([127, 0, 0, 1])) === "127.0.0.1");
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(formatIPv4(new Uint8Array([127, 0, 0, 1])), "127.0.0.1");
  * ```
  */
 export function formatIPv4(bytes: Uint8Array): string {
@@ -83,7 +85,8 @@ export function formatIPv4(bytes: Uint8Array): string {
  * @example
  * ```ts
  * import { parseIPv6 } from "./sockaddr.ts";
- * console.assert(parseIPv6("::1")[15] === 1);
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(parseIPv6("::1")[15], 1);
  * ```
  */
 export function parseIPv6(text: string): Uint8Array {
@@ -146,7 +149,8 @@ export function parseIPv6(text: string): Uint8Array {
  * @example
  * ```ts
  * import { formatIPv6, parseIPv6 } from "./sockaddr.ts";
- * console.assert(formatIPv6(parseIPv6("2001:0DB8:0:0:0:0:0:1")) === "2001:db8::1");
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(formatIPv6(parseIPv6("2001:0DB8:0:0:0:0:0:1")), "2001:db8::1");
  * ```
  */
 export function formatIPv6(bytes: Uint8Array): string {
@@ -187,8 +191,9 @@ export function formatIPv6(bytes: Uint8Array): string {
  * @example
  * ```ts
  * import { formatIPv4, parseIPv6, unmapIPv4 } from "./sockaddr.ts";
- * console.assert(formatIPv4(unmapIPv4(parseIPv6("::ffff:10.0.0.1"))!) === "10.0.0.1");
- * console.assert(unmapIPv4(parseIPv6("::1")) === undefined);
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(formatIPv4(unmapIPv4(parseIPv6("::ffff:10.0.0.1"))!), "10.0.0.1");
+ * assertEquals(unmapIPv4(parseIPv6("::1")), undefined);
  * ```
  */
 export function unmapIPv4(bytes: Uint8Array): Uint8Array | undefined {
@@ -206,7 +211,9 @@ export function unmapIPv4(bytes: Uint8Array): Uint8Array | undefined {
  * @example
  * ```ts
  * import { ipFamily } from "./sockaddr.ts";
- * console.assert(ipFamily("::1") === 6 && ipFamily("localhost") === undefined);
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(ipFamily("::1"), 6);
+ * assertEquals(ipFamily("localhost"), undefined);
  * ```
  */
 export function ipFamily(text: string): Family | undefined {
@@ -231,7 +238,8 @@ export function ipFamily(text: string): Family | undefined {
  * @example
  * ```ts
  * import { splitZone } from "./sockaddr.ts";
- * console.assert(splitZone("fe80::1%lo").zone === "lo");
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(splitZone("fe80::1%lo").zone, "lo");
  * ```
  */
 export function splitZone(text: string): { address: string; zone: string } {
@@ -251,7 +259,8 @@ export function splitZone(text: string): { address: string; zone: string } {
  * @example
  * ```ts
  * import { parseIP } from "./sockaddr.ts";
- * console.assert(parseIP("::1").family === 6);
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(parseIP("::1").family, 6);
  * ```
  */
 export function parseIP(text: string): { family: Family; bytes: Uint8Array } {
@@ -269,7 +278,8 @@ export function parseIP(text: string): { family: Family; bytes: Uint8Array } {
  * @example
  * ```ts
  * import { formatIP } from "./sockaddr.ts";
- * console.assert(formatIP(new Uint8Array(16)) === "::");
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(formatIP(new Uint8Array(16)), "::");
  * ```
  */
 export function formatIP(bytes: Uint8Array): string {
@@ -291,8 +301,10 @@ export function formatIP(bytes: Uint8Array): string {
  * @example
  * ```ts
  * import { encodeSockaddr } from "./sockaddr.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const sa = encodeSockaddr({ family: 4, address: "127.0.0.1", port: 80 });
- * console.assert(sa.length === 16 && sa[3] === 80);
+ * assertEquals(sa.length, 16);
+ * assertEquals(sa[3], 80);
  * ```
  */
 export function encodeSockaddr(addr: SocketAddress): Uint8Array {
@@ -329,8 +341,9 @@ export function encodeSockaddr(addr: SocketAddress): Uint8Array {
  * @example
  * ```ts
  * import { decodeSockaddr, encodeSockaddr } from "./sockaddr.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const sa = encodeSockaddr({ family: 6, address: "::1", port: 53 });
- * console.assert(decodeSockaddr(sa)?.address === "::1");
+ * assertEquals(decodeSockaddr(sa)?.address, "::1");
  * ```
  */
 export function decodeSockaddr(

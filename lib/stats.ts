@@ -11,12 +11,16 @@
  * @example Summarising four round trips
  * ```ts
  * import { RttStats } from "./stats.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const stats = new RttStats();
  * const rtts: [seq: number, rtt: number][] = [[1, 10], [2, 12], [3, 11], [4, 15]];
  * for (const [seq, rtt] of rtts) stats.add(rtt, seq);
  * const s = stats.summary();
- * console.assert(s.count === 4 && s.min === 10 && s.max === 15 && s.avg === 12);
- * console.assert(s.median === 11.5);
+ * assertEquals(s.count, 4);
+ * assertEquals(s.min, 10);
+ * assertEquals(s.max, 15);
+ * assertEquals(s.avg, 12);
+ * assertEquals(s.median, 11.5);
  * ```
  *
  * @module
@@ -72,8 +76,9 @@ export interface RttSummary {
  * @example
  * ```ts
  * import { percentile } from "./stats.ts";
- * console.assert(percentile([1, 2, 3, 4], 50) === 2.5);
- * console.assert(percentile([1, 2, 3, 4], 100) === 4);
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(percentile([1, 2, 3, 4], 50), 2.5);
+ * assertEquals(percentile([1, 2, 3, 4], 100), 4);
  * ```
  */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -100,7 +105,9 @@ export function percentile(sorted: readonly number[], p: number): number {
  * @example
  * ```ts
  * import { median } from "./stats.ts";
- * console.assert(median([3, 1, 2]) === 2 && median([4, 1, 3, 2]) === 2.5);
+ * import { assertEquals } from "./testing/assert.ts";
+ * assertEquals(median([3, 1, 2]), 2);
+ * assertEquals(median([4, 1, 3, 2]), 2.5);
  * ```
  */
 export function median(values: readonly number[]): number {
@@ -123,10 +130,11 @@ export function median(values: readonly number[]): number {
  * @example Jitter after a single step
  * ```ts
  * import { RttStats } from "./stats.ts";
+ * import { assertEquals } from "./testing/assert.ts";
  * const stats = new RttStats();
  * stats.add(10);
  * stats.add(26);
- * console.assert(stats.jitter === 1); // (|26 − 10| − 0) / 16
+ * assertEquals(stats.jitter, 1); // (|26 − 10| − 0) / 16
  * ```
  */
 export class RttStats {

@@ -14,8 +14,9 @@ import type { Hop, TraceSummary, TraceTarget } from "./trace.ts";
  * @example
  * ```ts
  * import { formatHeader } from "./format.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const line = formatHeader({ host: "h", address: "10.0.0.1", family: 4, method: "udp", maxHops: 30, packetLength: 60 });
- * console.assert(line === "traceroute to h (10.0.0.1), 30 hops max, 60 byte packets");
+ * assertEquals(line, "traceroute to h (10.0.0.1), 30 hops max, 60 byte packets");
  * ```
  */
 export function formatHeader(target: TraceTarget): string {
@@ -40,11 +41,12 @@ export interface FormatOptions {
  * @example
  * ```ts
  * import { formatHop } from "./format.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const line = formatHop({ ttl: 3, probes: [
  *   { address: "10.0.1.2", rttMs: 0.011, annotation: "!X", final: true },
  *   { annotation: "", final: false },
  * ] }, { numeric: true });
- * console.assert(line === " 3  10.0.1.2  0.011 ms !X *");
+ * assertEquals(line, " 3  10.0.1.2  0.011 ms !X *");
  * ```
  */
 export function formatHop(hop: Hop, options: FormatOptions = {}): string {
@@ -76,8 +78,9 @@ export function formatHop(hop: Hop, options: FormatOptions = {}): string {
  * @example
  * ```ts
  * import { hopJson } from "./format.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const j = hopJson({ ttl: 1, probes: [{ annotation: "", final: false }] });
- * console.assert(JSON.stringify(j.probes[0]) === '{"address":null,"name":null,"rtt":null,"annotation":null}');
+ * assertEquals(JSON.stringify(j.probes[0]), '{"address":null,"name":null,"rtt":null,"annotation":null}');
  * ```
  */
 export function hopJson(hop: Hop): {
@@ -112,11 +115,13 @@ export function hopJson(hop: Hop): {
  * @example
  * ```ts
  * import { summaryJson } from "./format.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const j = summaryJson(
  *   { host: "h", address: "::1", family: 6, method: "icmp", maxHops: 30, packetLength: 80 },
  *   { reached: true, hops: 1, probesSent: 3 },
  * );
- * console.assert(j.type === "summary" && j.flow === null);
+ * assert(j.type === "summary");
+ * assertEquals(j.flow, null);
  * ```
  */
 export function summaryJson(target: TraceTarget, summary: TraceSummary): {

@@ -127,9 +127,10 @@ const V6_UNREACH: Record<number, string> = {
  * @example
  * ```ts
  * import { classifyIcmp } from "./probe.ts";
- * console.assert(classifyIcmp(4, 11, 0, 0) === null);
- * console.assert(classifyIcmp(4, 3, 13, 0) === "!X");
- * console.assert(classifyIcmp(6, 1, 4, 0) === "");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(classifyIcmp(4, 11, 0, 0), null);
+ * assertEquals(classifyIcmp(4, 3, 13, 0), "!X");
+ * assertEquals(classifyIcmp(6, 1, 4, 0), "");
  * ```
  */
 export function classifyIcmp(
@@ -164,7 +165,8 @@ export function classifyIcmp(
  * @example
  * ```ts
  * import { payload } from "./probe.ts";
- * console.assert(payload(4, 258)[1] === 2);
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(payload(4, 258)[1], 2);
  * ```
  */
 export function payload(length: number, index: number): Uint8Array {
@@ -215,7 +217,8 @@ export async function waitAny(
  * @example
  * ```ts
  * import { sourceAddressFor } from "./probe.ts";
- * console.assert(sourceAddressFor(4, "127.0.0.1") === "127.0.0.1");
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(sourceAddressFor(4, "127.0.0.1"), "127.0.0.1");
  * ```
  */
 export function sourceAddressFor(family: Family, destination: string, device?: string): string {
@@ -264,8 +267,10 @@ export const PRIVILEGE_MESSAGE = "You do not have enough privileges to use this 
  * @example
  * ```ts
  * import { probeSize } from "./probe.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const s = probeSize({ family: 4, packetLength: 20, paris: true }, 8);
- * console.assert(s.packetLength === 30 && s.dataLength === 2);
+ * assertEquals(s.packetLength, 30);
+ * assertEquals(s.dataLength, 2);
  * ```
  */
 export function probeSize(
@@ -291,8 +296,10 @@ export function probeSize(
  * @example
  * ```ts
  * import { classifiedReply } from "./probe.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const r = classifiedReply({ index: 0, from: "10.0.0.1", receivedNs: 0n }, "!H");
- * console.assert(r.final && r.annotation === "!H");
+ * assert(r.final);
+ * assertEquals(r.annotation, "!H");
  * ```
  */
 export function classifiedReply(
@@ -314,8 +321,9 @@ export function classifiedReply(
  * @example
  * ```ts
  * import { isIcmpReportFor } from "./probe.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * const data = { type: "data", data: new Uint8Array(), from: { family: 4, address: "127.0.0.1", port: 0 }, truncated: false } as const;
- * console.assert(!isIcmpReportFor(data, "127.0.0.1"));
+ * assert(!isIcmpReportFor(data, "127.0.0.1"));
  * ```
  */
 export function isIcmpReportFor(
@@ -340,8 +348,9 @@ export function isIcmpReportFor(
  * @example
  * ```ts
  * import { rawPayload } from "./probe.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const got = { type: "data", data: new Uint8Array([1, 2]), from: { family: 6, address: "::1", port: 0 }, truncated: false } as const;
- * console.assert(rawPayload(got, 6).from === "::1");
+ * assertEquals(rawPayload(got, 6).from, "::1");
  * ```
  */
 export function rawPayload(got: Datagram, family: Family): { from: string; bytes: Uint8Array } {

@@ -71,8 +71,10 @@ export interface Report {
  * @example
  * ```ts
  * import { report } from "./report.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const r = await report("127.0.0.1", { cycles: 2, resolveNames: false });
- * console.assert(r.rows.length === 1 && r.rows[0]!.sent === 2);
+ * assertEquals(r.rows.length, 1);
+ * assertEquals(r.rows[0]!.sent, 2);
  * ```
  */
 export async function report(host: string, options: ReportOptions = {}): Promise<Report> {
@@ -159,13 +161,14 @@ function ms(value: number): string {
  * @example
  * ```ts
  * import { formatReport } from "./report.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * const lines = formatReport({
  *   target: { host: "t", address: "10.0.0.2", family: 4, method: "udp", maxHops: 30, packetLength: 60 },
  *   cycles: 1, start: new Date(0),
  *   rows: [{ ttl: 1, hosts: ["10.0.0.2"], names: [undefined], sent: 1, received: 1, lossPercent: 0,
  *     last: 0.1, avg: 0.1, best: 0.1, worst: 0.1, stdev: 0 }],
  * }, "vm");
- * console.assert(lines[2] === "  1.|-- 10.0.0.2                   0.0%     1    0.1   0.1   0.1   0.1   0.0");
+ * assertEquals(lines[2], "  1.|-- 10.0.0.2                   0.0%     1    0.1   0.1   0.1   0.1   0.0");
  * ```
  */
 export function formatReport(r: Report, localHost: string = Deno.hostname()): string[] {
@@ -201,11 +204,13 @@ export function formatReport(r: Report, localHost: string = Deno.hostname()): st
  * @example
  * ```ts
  * import { reportJson } from "./report.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
  * const j = reportJson({
  *   target: { host: "t", address: "::1", family: 6, method: "icmp", maxHops: 30, packetLength: 80 },
  *   cycles: 1, start: new Date(0), rows: [],
  * });
- * console.assert(j.type === "report" && j.hops.length === 0);
+ * assert(j.type === "report");
+ * assertEquals(j.hops.length, 0);
  * ```
  */
 export function reportJson(r: Report): {

@@ -8,9 +8,10 @@
  * @example Tracing the loopback address
  * ```ts
  * import { trace } from "./trace.ts";
+ * import { assert } from "../lib/testing/assert.ts";
  * const t = trace("127.0.0.1", { resolveNames: false });
  * for await (const hop of t) console.log(hop.ttl, hop.probes.map((p) => p.address));
- * console.assert(t.summary().reached);
+ * assert(t.summary().reached);
  * ```
  *
  * @module
@@ -500,8 +501,9 @@ async function resolve(
  * @example
  * ```ts
  * import { trace } from "./trace.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * for await (const hop of trace("::1", { method: "udp", resolveNames: false, queries: 1 })) {
- *   console.assert(hop.probes[0]?.address === "::1");
+ *   assertEquals(hop.probes[0]?.address, "::1");
  * }
  * ```
  */

@@ -39,8 +39,9 @@ const UDP_HEADER = 8;
  * @example
  * ```ts
  * import { openUdpMethod } from "./udp.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
  * using m = openUdpMethod({ family: 4, destination: "127.0.0.1", port: 33434, packetLength: 60, paris: false, queries: 3 });
- * console.assert(m.packetLength === 60);
+ * assertEquals(m.packetLength, 60);
  * ```
  */
 export function openUdpMethod(options: MethodOptions): ProbeMethod {

@@ -17,8 +17,9 @@ import { errnoCell, lib } from "./ffi.ts";
  * @example
  * ```ts
  * import { realtimeNs } from "./mod.ts";
+ * import { assert } from "../testing/assert.ts";
  * const ms = Number(realtimeNs() / 1_000_000n);
- * console.assert(Math.abs(ms - Date.now()) < 1000);
+ * assert(Math.abs(ms - Date.now()) < 1000);
  * ```
  */
 export function realtimeNs(): bigint {
@@ -42,10 +43,11 @@ const timespecView = new DataView(timespecBuf.buffer);
  * @example
  * ```ts
  * import { realtimeInto } from "./mod.ts";
+ * import { assert } from "../testing/assert.ts";
  * const packet = new Uint8Array(64);
  * realtimeInto(packet.subarray(8, 24));
  * const seconds = new DataView(packet.buffer).getUint32(8, true);
- * console.assert(Math.abs(seconds - Date.now() / 1000) < 5);
+ * assert(Math.abs(seconds - Date.now() / 1000) < 5);
  * ```
  */
 export function realtimeInto(target: Uint8Array): void {
@@ -67,9 +69,10 @@ export function realtimeInto(target: Uint8Array): void {
  * @example
  * ```ts
  * import { realtimeInto, timespecUs } from "./mod.ts";
+ * import { assert } from "../testing/assert.ts";
  * const packet = new Uint8Array(24);
  * realtimeInto(packet.subarray(8));
- * console.assert(Math.abs(timespecUs(packet, 8) / 1000 - Date.now()) < 1000);
+ * assert(Math.abs(timespecUs(packet, 8) / 1000 - Date.now()) < 1000);
  * ```
  */
 export function timespecUs(bytes: Uint8Array, at: number): number {

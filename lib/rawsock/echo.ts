@@ -53,7 +53,8 @@ const BPF_RET_K = 0x06;
  * @example
  * ```ts
  * import { echoIdFilter } from "./mod.ts";
- * console.assert(echoIdFilter(4, 0x1234).length === 7);
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(echoIdFilter(4, 0x1234).length, 7);
  * ```
  */
 export function echoIdFilter(family: 4 | 6, id: number): BpfInstruction[] {

@@ -60,7 +60,8 @@ const ERRNO_NAMES: Record<number, string> = {
  * @example
  * ```ts
  * import { errnoName } from "./mod.ts";
- * console.assert(errnoName(113) === "EHOSTUNREACH");
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(errnoName(113), "EHOSTUNREACH");
  * ```
  */
 export function errnoName(code: number): string {
@@ -78,7 +79,9 @@ export function errnoName(code: number): string {
  * @example
  * ```ts
  * import { noRoomToSend } from "./mod.ts";
- * console.assert(noRoomToSend(11) && !noRoomToSend(101));
+ * import { assert } from "../testing/assert.ts";
+ * assert(noRoomToSend(11));
+ * assert(!noRoomToSend(101));
  * ```
  */
 export function noRoomToSend(errno: number): boolean {
@@ -94,7 +97,8 @@ export function noRoomToSend(errno: number): boolean {
  * @example
  * ```ts
  * import { strerror } from "./mod.ts";
- * console.assert(strerror(13) === "Permission denied");
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(strerror(13), "Permission denied");
  * ```
  */
 export function strerror(code: number): string {
@@ -113,8 +117,10 @@ export function strerror(code: number): string {
  * @example Telling a permission problem apart
  * ```ts
  * import { SocketError } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const err = new SocketError(13, "socket");
- * console.assert(err.code === "EACCES" && err.syscall === "socket");
+ * assertEquals(err.code, "EACCES");
+ * assertEquals(err.syscall, "socket");
  * ```
  */
 export class SocketError extends Error {

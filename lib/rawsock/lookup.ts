@@ -28,7 +28,8 @@ const EAI_NAMES: Record<number, string> = {
  * @example
  * ```ts
  * import { LookupError } from "./mod.ts";
- * console.assert(new LookupError(-2, "getaddrinfo").code === "ENOTFOUND");
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(new LookupError(-2, "getaddrinfo").code, "ENOTFOUND");
  * ```
  */
 export class LookupError extends Error {
@@ -61,8 +62,9 @@ export class LookupError extends Error {
  * @example
  * ```ts
  * import { lookupHost } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const [first] = await lookupHost("localhost", 4);
- * console.assert(first?.address === "127.0.0.1");
+ * assertEquals(first?.address, "127.0.0.1");
  * ```
  */
 export async function lookupHost(

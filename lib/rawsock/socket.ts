@@ -111,8 +111,10 @@ export interface Datagram {
  * @example
  * ```ts
  * import { DatagramInfo } from "./mod.ts";
+ * import { assertEquals } from "../testing/assert.ts";
  * const info = new DatagramInfo();
- * console.assert(info.length === -1 && info.ttl === -1);
+ * assertEquals(info.length, -1);
+ * assertEquals(info.ttl, -1);
  * ```
  */
 export class DatagramInfo {
@@ -555,10 +557,11 @@ export class Socket implements Disposable {
    * @example
    * ```ts
    * import { DatagramInfo, openSocket } from "./mod.ts";
+   * import { assertEquals } from "../testing/assert.ts";
    * using sock = openSocket({ kind: "udp", family: 4 });
    * const buffer = new Uint8Array(2048);
    * sock.useReceiveBuffer(buffer);
-   * console.assert(sock.receiveInto(buffer, new DatagramInfo()) === -1);
+   * assertEquals(sock.receiveInto(buffer, new DatagramInfo()), -1);
    * ```
    */
   useReceiveBuffer(buffer: Uint8Array): void {
@@ -583,11 +586,12 @@ export class Socket implements Disposable {
    * @example A socket that accepts nothing
    * ```ts
    * import { DatagramInfo, openSocket } from "./mod.ts";
+   * import { assertEquals } from "../testing/assert.ts";
    * using sock = openSocket({ kind: "udp", family: 4 });
    * sock.bind({ family: 4, address: "127.0.0.1", port: 0 });
    * sock.attachFilter([[0x06, 0, 0, 0]]); // BPF_RET | BPF_K, 0: drop
    * sock.send(new Uint8Array([1]), sock.localAddress());
-   * console.assert(sock.receiveInto(new Uint8Array(16), new DatagramInfo()) === -1);
+   * assertEquals(sock.receiveInto(new Uint8Array(16), new DatagramInfo()), -1);
    * ```
    */
   attachFilter(program: readonly BpfInstruction[]): void {
@@ -626,6 +630,7 @@ export class Socket implements Disposable {
    * ```ts
    * import { DatagramInfo, openSocket } from "./mod.ts";
    * import { lib } from "./ffi.ts";
+   * import { assert, assertEquals } from "../testing/assert.ts";
    * using sock = openSocket({ kind: "udp", family: 4 });
    * sock.bind({ family: 4, address: "127.0.0.1", port: 0 });
    * sock.send(new Uint8Array([1, 2, 3]), sock.localAddress());
@@ -635,9 +640,11 @@ export class Socket implements Disposable {
    * const n = lib().recvmsg(sock.fd, direct.message, 0x40);
    * const info = new DatagramInfo();
    * sock.readControl(n, info);
-   * console.assert(n === 3 && info.timestampSec > 0 && buffer[2] === 3);
+   * assertEquals(n, 3);
+   * assert(info.timestampSec > 0);
+   * assertEquals(buffer[2], 3);
    * const us = info.timestampSec * 1e6 + Math.floor(info.timestampNsec / 1000);
-   * console.assert(direct.timestampUs() === us);
+   * assertEquals(direct.timestampUs(), us);
    * ```
    */
   directReceive(buffer: Uint8Array): DirectReceive {
@@ -695,6 +702,7 @@ export class Socket implements Disposable {
    * @example Reading a UDP datagram sent to ourselves
    * ```ts
    * import { DatagramInfo, openSocket } from "./mod.ts";
+   * import { assert, assertEquals } from "../testing/assert.ts";
    * using sock = openSocket({ kind: "udp", family: 4 });
    * sock.bind({ family: 4, address: "127.0.0.1", port: 0 });
    * sock.send(new Uint8Array([1, 2, 3]), sock.localAddress());
@@ -702,8 +710,9 @@ export class Socket implements Disposable {
    * const info = new DatagramInfo();
    * let n = -1;
    * while (n < 0) n = sock.receiveInto(buffer, info);
-   * console.assert(n === 3 && info.timestampSec > 0);
-   * console.assert(sock.lastSender()?.address === "127.0.0.1");
+   * assertEquals(n, 3);
+   * assert(info.timestampSec > 0);
+   * assertEquals(sock.lastSender()?.address, "127.0.0.1");
    * ```
    */
   receiveInto(buffer: Uint8Array, info: DatagramInfo): number {

@@ -6,37 +6,10 @@
  *
  * Usage: `deno run --allow-read lib/testing/_doc_asserts.ts` (run by
  * `deno task check`). It prints `file:line` for each `console.assert` in an
- * example and exits 1 when there is one, or when a file of
- * {@linkcode NOT_YET_CONVERTED} no longer needs its exemption; 2 on a usage
- * error; 0 otherwise.
+ * example and exits 1 when there is one; 2 on a usage error; 0 otherwise.
  *
  * @module
  */
-
-/**
- * Files whose examples still use `console.assert`, exempt until they are
- * converted. This list must only shrink, to empty: the check fails when a
- * listed file has no `console.assert` left, so remove the file then.
- */
-export const NOT_YET_CONVERTED: readonly string[] = [
-  "icmp_pinger/format.ts",
-  "lib/_checksum.ts",
-  "lib/cli.ts",
-  "lib/icmp.ts",
-  "lib/rawsock/clock.ts",
-  "lib/rawsock/echo.ts",
-  "lib/rawsock/errno.ts",
-  "lib/rawsock/lookup.ts",
-  "lib/rawsock/socket.ts",
-  "lib/resolve.ts",
-  "lib/sockaddr.ts",
-  "lib/stats.ts",
-  "traceroute/format.ts",
-  "traceroute/probe.ts",
-  "traceroute/report.ts",
-  "traceroute/trace.ts",
-  "traceroute/udp.ts",
-];
 
 const ROOT = new URL("../../", import.meta.url);
 const CALL = /\bconsole\.assert\s*\(/;
@@ -107,31 +80,15 @@ async function main(args: readonly string[]): Promise<number> {
     console.error("usage: deno run --allow-read lib/testing/_doc_asserts.ts (no arguments)");
     return 2;
   }
-  const exempt = new Set(NOT_YET_CONVERTED);
   let failed = false;
   for await (const path of sourceFiles(ROOT)) {
     const lines = consoleAssertLines(await Deno.readTextFile(new URL(path, ROOT)));
-    if (exempt.delete(path)) {
-      if (lines.length === 0) {
-        console.error(
-          `${path}: converted; remove it from NOT_YET_CONVERTED in lib/testing/_doc_asserts.ts`,
-        );
-        failed = true;
-      }
-      continue;
-    }
     for (const line of lines) {
       console.error(
         `${path}:${line}: console.assert in a JSDoc example only logs; use assert or assertEquals from lib/testing/assert.ts`,
       );
       failed = true;
     }
-  }
-  for (const path of exempt) {
-    console.error(
-      `${path}: no such file; remove it from NOT_YET_CONVERTED in lib/testing/_doc_asserts.ts`,
-    );
-    failed = true;
   }
   return failed ? 1 : 0;
 }
