@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
+import { concat } from "../lib/bytes.ts";
 import { formatCombinedLog } from "../lib/http/access_log.ts";
 import type { AccessLogEntry } from "../lib/http/server.ts";
 import { MALFORMED_REQUESTS } from "../lib/testing/http_server.ts";
@@ -87,16 +88,6 @@ async function raw(
 ): Promise<string> {
   const test = until && ((received: Uint8Array) => until(decoder.decode(received)));
   return decoder.decode(await rawBytes(port, data, test));
-}
-
-function concat(pieces: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
