@@ -456,7 +456,6 @@ Deno.test("HTTPS with --cert/--key", async () => {
   });
   assert.equal(br.headers.get("content-encoding"), "br");
   assert.equal((await br.text()).length, 4800);
-  void zlib;
 });
 
 Deno.test("main.ts prints its URL, logs requests and stops on SIGTERM", async () => {
