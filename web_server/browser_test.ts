@@ -22,6 +22,11 @@ Deno.test({
       `${root}/files/sub/page.html`,
       "<title>Sub page</title><p id=x>deep</p>",
     );
+    // Name order (a, b, c) is not size order (b, c, a), so a sort by size shows.
+    await Deno.mkdir(`${root}/sizes/d`, { recursive: true });
+    await Deno.writeTextFile(`${root}/sizes/a.txt`, "a".repeat(3000));
+    await Deno.writeTextFile(`${root}/sizes/b.txt`, "b".repeat(10));
+    await Deno.writeTextFile(`${root}/sizes/c.txt`, "c".repeat(200));
     const server = serveHttp((req) => serveDir(req, { fsRoot: root }), {
       hostname: "127.0.0.1",
       port: 0,
@@ -60,9 +65,28 @@ Deno.test({
         assert.equal((await page.locator("body").innerText()).trim(), "plain notes");
       });
       await t.step("sorting by size reorders the listing", async () => {
-        await page.goto(base + "/files/");
-        await page.click("text=Size");
-        assert.match(page.url(), /\?sort=size&order=asc$/);
+        /** The listing's names after `../`, and sizes in bytes (each size cell's title). */
+        const rows = async () => {
+          const names = await page.locator("tbody td:first-child a").allInnerTexts();
+          const sizes = await page.locator("tbody td.n").evaluateAll((cells) =>
+            cells.map((c) => Number(c.getAttribute("title")))
+          );
+          return { names: names.slice(1), sizes }; // `../` has no size cell.
+        };
+        await page.goto(base + "/sizes/");
+        assert.deepEqual((await rows()).names, ["d/", "a.txt", "b.txt", "c.txt"]);
+        await page.click("th >> text=Size");
+        await page.waitForURL(/\?sort=size&order=asc$/);
+        // The click navigates; waitForURL waits for the new page's load event.
+        // Directories stay first, as most listings do; then the files by growing size.
+        const ascending = await rows();
+        assert.deepEqual(ascending.names, ["d/", "b.txt", "c.txt", "a.txt"]);
+        assert.deepEqual(ascending.sizes.slice(1), [10, 200, 3000]);
+        await page.click("th >> text=Size");
+        await page.waitForURL(/\?sort=size&order=desc$/);
+        const descending = await rows();
+        assert.deepEqual(descending.names, ["d/", "a.txt", "c.txt", "b.txt"]);
+        assert.deepEqual(descending.sizes.slice(1), [3000, 200, 10]);
       });
     } finally {
       await browser.close();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
+import { concat } from "../lib/bytes.ts";
 import { formatCombinedLog } from "../lib/http/access_log.ts";
 import type { AccessLogEntry } from "../lib/http/server.ts";
 import { MALFORMED_REQUESTS } from "../lib/testing/http_server.ts";
@@ -24,7 +25,12 @@ async function start(
   for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
   await Deno.writeFile(`${root}/big.bin`, big);
   const log: AccessLogEntry[] = [];
-  const server = serveHttp((req) => serveDir(req, { fsRoot: root, ...serveOptions }), {
+  // Every path the handler was asked for: a response replayed from the cache is not here.
+  const handled: string[] = [];
+  const server = serveHttp((req) => {
+    handled.push(new URL(req.url).pathname);
+    return serveDir(req, { fsRoot: root, ...serveOptions });
+  }, {
     hostname: "127.0.0.1",
     port: 0,
     cacheRoot: root,
@@ -38,6 +44,7 @@ async function start(
     base,
     big,
     log,
+    handled,
     server,
     port: server.addr.port,
     fetch: (path: string, init: RequestInit = {}) => fetch(base + path, { ...init, client }),
@@ -50,14 +57,14 @@ async function start(
 }
 
 /** Sends raw bytes on a fresh connection and reads until the server closes or `until` matches. */
-async function raw(
+async function rawBytes(
   port: number,
   data: string | Uint8Array,
-  until?: (text: string) => boolean,
-): Promise<string> {
+  until?: (received: Uint8Array) => boolean,
+): Promise<Uint8Array> {
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
   await conn.write(typeof data === "string" ? encoder.encode(data) : data);
-  let text = "";
+  const pieces: Uint8Array[] = [];
   const buf = new Uint8Array(65536);
   for (;;) {
     let n: number | null;
@@ -67,10 +74,54 @@ async function raw(
       break; // Reset by the server after an error: what was read is the answer.
     }
     if (n === null) break;
-    text += decoder.decode(buf.subarray(0, n));
-    if (until?.(text)) break;
+    pieces.push(buf.slice(0, n));
+    if (until?.(concat(pieces))) break;
   }
-  return text;
+  return concat(pieces);
+}
+
+/** {@linkcode rawBytes}, decoded as text. */
+async function raw(
+  port: number,
+  data: string | Uint8Array,
+  until?: (text: string) => boolean,
+): Promise<string> {
+  const test = until && ((received: Uint8Array) => until(decoder.decode(received)));
+  return decoder.decode(await rawBytes(port, data, test));
+}
+
+/**
+ * Splits a chunked response as RFC 9112 §7.1 frames it: the head, then
+ * `hex-size CRLF data CRLF` until a zero size, an empty trailer and nothing
+ * after. Throws on any framing error.
+ */
+function parseChunked(wire: Uint8Array): { head: string; chunks: Uint8Array[] } {
+  const text = (from: number, to: number) => decoder.decode(wire.subarray(from, to));
+  const lineEnd = (from: number) => {
+    for (let i = from; i + 1 < wire.length; i++) {
+      if (wire[i] === 13 && wire[i + 1] === 10) return i;
+    }
+    throw new Error(`no CRLF after byte ${from}`);
+  };
+  let at = 0;
+  while (lineEnd(at) !== at) at = lineEnd(at) + 2;
+  const head = text(0, at);
+  at += 2;
+  const chunks: Uint8Array[] = [];
+  for (;;) {
+    const end = lineEnd(at);
+    const sizeLine = text(at, end);
+    assert.match(sizeLine, /^[0-9a-f]+$/, `chunk size line at byte ${at}`);
+    const size = parseInt(sizeLine, 16);
+    at = end + 2;
+    if (size === 0) break;
+    chunks.push(wire.subarray(at, at + size));
+    at += size;
+    assert.equal(text(at, at + 2), "\r\n", `CRLF after the chunk data ending at byte ${at}`);
+    at += 2;
+  }
+  assert.equal(text(at, wire.length), "\r\n", "an empty trailer and nothing after the last chunk");
+  return { head, chunks };
 }
 
 Deno.test("the server answers fetch() over a real socket", async (t) => {
@@ -82,11 +133,15 @@ Deno.test("the server answers fetch() over a real socket", async (t) => {
     assert.equal(await res.text(), "hello, world\n");
   });
   await t.step("the second GET comes from the cache and is identical", async () => {
-    const a = await s.fetch("/hello.txt");
-    const b = await s.fetch("/hello.txt");
-    assert.equal(await a.text(), await b.text());
+    const handledBefore = s.handled.length;
+    const a = await s.fetch("/dir/a.txt");
+    const b = await s.fetch("/dir/a.txt");
+    assert.equal(await a.text(), "A\n");
+    assert.equal(await b.text(), "A\n");
     assert.equal(a.headers.get("etag"), b.headers.get("etag"));
     assert.match(b.headers.get("date")!, /GMT$/);
+    // Both were answered, but only the first reached the handler: the second was replayed.
+    assert.deepEqual(s.handled.slice(handledBefore), ["/dir/a.txt"]);
   });
   await t.step("the index page for /", async () => {
     assert.equal(await (await s.fetch("/")).text(), "<h1>home</h1>");
@@ -231,12 +286,28 @@ Deno.test("the server speaks HTTP/1.1 on the wire", async (t) => {
     assert.ok(text.endsWith("hello, world\n"));
   });
   await t.step("a streamed body without a length is chunked", async () => {
-    const text = await raw(
-      s.port,
-      "GET /big.bin HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    // Pseudo-random letters: compressible text, yet no run long enough for gzip to
+    // swallow 1 MiB in one output piece, so the chunks are many.
+    const letters = new Uint8Array(1024 * 1024);
+    let x = 1;
+    for (let i = 0; i < letters.length; i++) {
+      x = (x * 1103515245 + 12345) & 0x7fffffff;
+      letters[i] = 97 + (x >> 16) % 26;
+    }
+    // Over the in-memory limit, gzip is applied as a stream of unknown length.
+    await using streamed = await start({ inMemoryLimit: 1024 });
+    await Deno.writeFile(`${streamed.root}/letters.txt`, letters);
+    const wire = await rawBytes(
+      streamed.port,
+      "GET /letters.txt HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
     );
-    // .bin is not compressible: a plain, length-delimited 3 MiB body.
-    assert.match(text, /content-length: 3145728/);
+    const { head, chunks } = parseChunked(wire);
+    assert.match(head, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(head, /\r\nTransfer-Encoding: chunked\r\n/i);
+    assert.match(head, /\r\ncontent-encoding: gzip\r\n/i);
+    assert.doesNotMatch(head, /content-length/i);
+    assert.ok(chunks.length > 1, `more than one chunk (${chunks.length})`);
+    assert.deepEqual(new Uint8Array(zlib.gunzipSync(concat(chunks))), letters);
   });
 });
 
@@ -249,10 +320,11 @@ Deno.test("malformed and smuggling requests get an error and never crash the ser
     ["bad percent-encoding", "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400],
     ["traversal", "GET /../../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 404],
     ["encoded traversal", "GET /..%2f..%2fetc%2fpasswd HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    // GET, so the method is accepted and the body is drained: the chunk-size parser refuses it.
     [
       "bad chunk size",
-      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-      405,
+      "GET /hello.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      400,
     ],
   ];
   for (const [name, request, status] of cases) {
@@ -260,6 +332,7 @@ Deno.test("malformed and smuggling requests get an error and never crash the ser
       const text = await raw(s.port, request, (t) => /\r\n\r\n[\s\S]*\n$/.test(t));
       assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `));
       assert.ok(!text.includes("root:"), "no file from outside the root");
+      assert.ok(!text.includes("hello, world"), "no file for a refused request");
     });
   }
   await t.step("truncated and binary noise are survived", async () => {
@@ -383,7 +456,6 @@ Deno.test("HTTPS with --cert/--key", async () => {
   });
   assert.equal(br.headers.get("content-encoding"), "br");
   assert.equal((await br.text()).length, 4800);
-  void zlib;
 });
 
 Deno.test("main.ts prints its URL, logs requests and stops on SIGTERM", async () => {

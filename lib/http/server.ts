@@ -434,6 +434,9 @@ export class ServerConnection {
    * @param head The head whose body follows.
    * @param maxBytes The most worth draining.
    * @returns Whether the body was drained (the connection may be reused).
+   * @throws {HttpError} A malformed body (a bad chunk size, say), after
+   *   marking the connection for a lingering close; the core answers its
+   *   status when nothing was sent yet.
    */
   async drainBody(head: RequestHead, maxBytes: number): Promise<boolean> {
     if (this.#bodyDone) return true;
@@ -450,6 +453,8 @@ export class ServerConnection {
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       this.linger();
+      // Too large to drain is fine, but a malformed body makes the request bad (400).
+      if (err.status !== 413) throw err;
       return false;
     }
   }
