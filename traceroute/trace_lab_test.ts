@@ -347,43 +347,51 @@ labTest(
   },
 );
 
-labTest("traceroute prints each hop as soon as it is complete", async (_t, lab) => {
-  // Everything beyond r1 is lost: hop 1 is complete at once, the others wait 1 s each.
-  await lab.drop("r2", { chain: "forward" });
-  await lab.silence("r2");
-  const child = lab.spawn("client", [
-    Deno.execPath(),
-    "run",
-    "-A",
-    MAIN,
-    "-n",
-    "-w",
-    "1",
-    "-m",
-    "4",
-    lab.host("target").v4,
-  ], { stdin: "null" });
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n 1 ")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += value;
-  }
-  let exited = false;
-  const status = child.status.then((s) => (exited = true, s));
-  await Promise.resolve();
-  assert(!exited, "the first hop came only at exit");
-  assertMatch(text, new RegExp(`\\n 1  ${lab.host("r1").v4}  `));
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += value;
-  }
-  await child.stderr.cancel();
-  assertEquals((await status).code, 0);
-  assertEquals(text.trimEnd().split("\n").slice(2), [" 2  * * *", " 3  * * *", " 4  * * *"]);
-});
+labTest(
+  "traceroute prints each hop's line while later hops' probes are still unanswered",
+  async (_t, lab) => {
+    // Every probe beyond r1 is lost: r2 drops what it would forward and its
+    // time-exceeded messages. With `-w 30` (MAX only) those probes keep the
+    // trace running for 30 s, so hop 1's line must come while the process
+    // is still waiting; the test then stops it with SIGTERM. A traceroute
+    // that printed at its end would have exited with 0 instead. 30 s is
+    // thousands of times the usual delay from the line to the test's read.
+    const forward = await lab.drop("r2", { chain: "forward", match: "meta l4proto udp" });
+    const silent = await lab.silence("r2");
+    const child = lab.spawn("client", [
+      Deno.execPath(),
+      "run",
+      "-A",
+      MAIN,
+      "-n",
+      "-w",
+      "30",
+      "-m",
+      "4",
+      lab.host("target").v4,
+    ]);
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!/\n 1 .*\n/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already exited: the status below says so.
+    }
+    await reader.cancel();
+    await child.stderr.cancel();
+    const status = await child.status;
+    assertEquals(mask(text).split("\n")[1], ` 1  ${lab.host("r1").v4}  X ms  X ms  X ms`);
+    assertEquals(status.signal, "SIGTERM", `exit code ${status.code}: printed only at its end`);
+    // The 9 probes of hops 2 to 4: 3 expired at r2 (their answers dropped),
+    // 6 dropped on the way through it. None was ever answered.
+    assertEquals((await forward.counters()).packets + (await silent.counters()).packets, 9);
+  },
+);
 
 labTest(
   "traceroute looks up hop names as Butskoy does, and prefers IPv4 for a name",
