@@ -1,19 +1,53 @@
 // The trace engine with a fake probe method (no sockets): Butskoy's -w
 // HERE/NEAR rule, the end of a trace, stray and duplicate replies, the
-// in-flight limit and streaming. Margins are wide (tens of times the
-// expected waits), so the assertions do not depend on the machine's speed.
+// in-flight limit and streaming. Streaming is shown by holding replies back
+// until the test has seen a hop, not by the clock. The -w tests do measure
+// the trace's duration: each bound sits at least 10× away from the expected
+// wait and says why in a comment.
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { realtimeNs } from "../lib/rawsock/clock.ts";
 import { type Hop, type ProbeMethod, type ProbeReply, trace, type TraceOptions } from "./trace.ts";
 
-/** What the fake network does with probe `index` at `ttl`: answers, after a delay. */
-type Plan = { from: string; delayMs: number; final?: boolean; annotation?: string }[];
+/** Holds the replies planned behind it until the test opens it. */
+class Gate {
+  isOpen = false;
+  #waiters = new Set<() => void>();
+
+  open(): void {
+    this.isOpen = true;
+    for (const wake of this.#waiters) wake();
+    this.#waiters.clear();
+  }
+
+  /** Calls `wake` when the gate opens; returns the function that cancels this. */
+  onOpen(wake: () => void): () => void {
+    this.#waiters.add(wake);
+    return () => this.#waiters.delete(wake);
+  }
+}
+
+/**
+ * What the fake network does with probe `index` at `ttl`: answers, after a
+ * delay and, with a gate, not before the gate opens.
+ */
+type Plan = {
+  from: string;
+  delayMs: number;
+  final?: boolean;
+  annotation?: string;
+  gate?: Gate;
+}[];
+
+interface Due {
+  reply: ProbeReply;
+  gate: Gate | undefined;
+}
 
 class FakeMethod implements ProbeMethod {
   readonly name = "udp" as const;
   readonly packetLength = 60;
   readonly sends: { index: number; ttl: number; inFlight: number }[] = [];
-  #due: ProbeReply[] = [];
+  #due: Due[] = [];
   #answered = new Set<number>();
   #plan: (index: number, ttl: number) => Plan;
   #extra: ProbeReply[];
@@ -27,11 +61,14 @@ class FakeMethod implements ProbeMethod {
     const now = realtimeNs();
     for (const p of this.#plan(index, ttl)) {
       this.#due.push({
-        index,
-        from: p.from,
-        receivedNs: now + BigInt(Math.round(p.delayMs * 1e6)),
-        final: p.final ?? false,
-        annotation: p.annotation ?? "",
+        reply: {
+          index,
+          from: p.from,
+          receivedNs: now + BigInt(Math.round(p.delayMs * 1e6)),
+          final: p.final ?? false,
+          annotation: p.annotation ?? "",
+        },
+        gate: p.gate,
       });
     }
     const unanswered = this.sends.filter((s) => !this.#answered.has(s.index)).length;
@@ -41,18 +78,33 @@ class FakeMethod implements ProbeMethod {
 
   drain(): ProbeReply[] {
     const now = realtimeNs();
-    const ready = this.#due.filter((r) => r.receivedNs <= now);
-    this.#due = this.#due.filter((r) => r.receivedNs > now);
+    const isReady = (d: Due) => d.reply.receivedNs <= now && (d.gate?.isOpen ?? true);
+    const ready = this.#due.filter(isReady).map((d) => d.reply);
+    this.#due = this.#due.filter((d) => !isReady(d));
     for (const r of ready) this.#answered.add(r.index);
     const extra = this.#extra.splice(0);
     return [...extra, ...ready];
   }
 
+  /** Sleeps until the next reply is due or a gate opens, at most `timeoutMs`. */
   async wait(timeoutMs: number): Promise<void> {
     const now = realtimeNs();
-    const next = this.#due.reduce((m, r) => r.receivedNs < m ? r.receivedNs : m, now + 10n ** 12n);
+    const open = this.#due.filter((d) => d.gate?.isOpen ?? true).map((d) => d.reply.receivedNs);
+    const next = open.reduce((m, t) => t < m ? t : m, now + 10n ** 12n);
     const ms = Math.min(timeoutMs, Math.max(0, Number(next - now) / 1e6));
-    await new Promise((r) => setTimeout(r, ms));
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(resolve, ms);
+    const closed = new Set(this.#due.flatMap((d) => d.gate && !d.gate.isOpen ? [d.gate] : []));
+    const cancels = [...closed].map((g) => g.onOpen(resolve));
+    await promise;
+    clearTimeout(timer);
+    for (const cancel of cancels) cancel();
+  }
+
+  /** The TTLs whose probes have had a reply so far. */
+  answeredTtls(): number[] {
+    const ttls = this.sends.filter((s) => this.#answered.has(s.index)).map((s) => s.ttl);
+    return [...new Set(ttls)];
   }
 
   flow() {
@@ -93,6 +145,8 @@ Deno.test("trace() ends a silent hop's wait at NEAR × a later hop's round trip"
     ["10.0.3.2", "10.0.3.2", "10.0.3.2"],
     ["192.0.2.1", "192.0.2.1", "192.0.2.1"],
   ]);
+  // Expected about 20 ms; without the rule the silent hop waits MAX, 5 s.
+  // 2 s is 100× the expected wait and still well short of MAX.
   assert(elapsed < 2000, `took ${elapsed} ms`);
   assert(summary.reached);
 });
@@ -105,6 +159,8 @@ Deno.test("trace() ends a lost probe's wait at HERE × its hop's round trip", as
   );
   const { hops, elapsed } = await run(m, { maxHops: 1 });
   assertEquals(hops[0]!.probes.map((p) => p.address ?? "*"), ["192.0.2.1", "*", "*"]);
+  // Expected about 6 ms; without the rule the lost probes wait MAX, 5 s.
+  // 2 s is over 100× the expected wait and still well short of MAX.
   assert(elapsed < 2000, `took ${elapsed} ms`);
 });
 
@@ -113,6 +169,8 @@ Deno.test("trace() waits MAX for a silent hop when HERE and NEAR are 0", async (
     wait: { max: 0.3, here: 0, near: 0 },
   });
   assertEquals(hops[1]!.probes.map((p) => p.address ?? "*"), ["*", "*", "*"]);
+  // A lower bound: load only lengthens a trace, so this cannot flake. With
+  // HERE or NEAR wrongly applied the trace ends after about 6 ms.
   assert(elapsed >= 290, `took ${elapsed} ms`);
 });
 
@@ -169,17 +227,31 @@ Deno.test("trace() keeps at most `simultaneous` probes unanswered", async () => 
   assertEquals(m.sends.map((s) => s.ttl).slice(0, 6), [1, 1, 1, 2, 2, 2]);
 });
 
-Deno.test("trace() yields each hop as soon as it and the earlier ones are complete", async () => {
-  // The destination (hop 3) answers after 400 ms; hops 1 and 2 after 1 ms.
-  const m = new FakeMethod((_i, ttl) =>
-    ttl >= 3
-      ? [{ from: "192.0.2.1", delayMs: 400, final: true }]
-      : [{ from: `10.0.${ttl}.2`, delayMs: 1 }]
-  );
-  const { hops } = await run(m);
-  assertEquals(hops.length, 3);
-  assert(hops[0]!.at < 300 && hops[1]!.at < 300, `hops at ${hops.map((h) => h.at)}`);
-  assert(hops[2]!.at >= 390, `hop 3 at ${hops[2]!.at}`);
+Deno.test("trace() yields each hop while later hops' replies are still held back", async () => {
+  // Replies to hop N+1 are held until the test has hop N. A trace that
+  // waited for later hops before yielding would let their probes time out
+  // (MAX, 5 s) and show them as `* * *`, so the addresses below fail it.
+  const gates = [new Gate(), new Gate(), new Gate()];
+  const m = new FakeMethod((_i, ttl) => [{
+    from: ttl >= 4 ? "192.0.2.1" : `10.0.${ttl}.2`,
+    delayMs: 1,
+    final: ttl >= 4,
+    // Probes beyond the destination (16 go out at once) wait with it.
+    ...(ttl >= 2 ? { gate: gates[Math.min(ttl, 4) - 2]! } : {}),
+  }]);
+  const seen: string[][] = [];
+  for await (const hop of trace("192.0.2.1", { resolveNames: false, openMethod: () => m })) {
+    seen.push(hop.probes.map((p) => p.address ?? "*"));
+    const later = m.answeredTtls().filter((ttl) => ttl > hop.ttl && ttl <= 4);
+    assertEquals(later, [], `hops answered when hop ${hop.ttl} came`);
+    gates[hop.ttl - 1]?.open();
+  }
+  assertEquals(seen, [
+    ["10.0.1.2", "10.0.1.2", "10.0.1.2"],
+    ["10.0.2.2", "10.0.2.2", "10.0.2.2"],
+    ["10.0.3.2", "10.0.3.2", "10.0.3.2"],
+    ["192.0.2.1", "192.0.2.1", "192.0.2.1"],
+  ]);
 });
 
 Deno.test("trace() probes from the first TTL and numbers probes as Butskoy", async () => {
