@@ -487,10 +487,14 @@ export async function checkSlowloris(launch: Launcher, path: string): Promise<vo
   // The per-address cap refused most of the flood at once (a 503, or a bare
   // close when many refusals were in flight); the connections it admitted
   // were closed silently at the head deadline (within a sweep, plus the time
-  // they waited in the listen queue).
+  // they waited in the listen queue). The flood times a connection from when
+  // its write of the partial head resolved, the server from its accept, which
+  // comes first: with 20,000 connections on 2 busy cores the write's promise
+  // resolved up to ~90 ms after it (seen once in ~20 runs), so the lower bound
+  // allows 500 ms, well apart from the refusals, which close within a second.
   assert(s.refused + s.quickClosed >= 20000 - 3 * 1024, `refused: ${report}`);
   assert(
-    s.held > 0 && s.heldAfterMs !== null && s.heldAfterMs.min >= headerTimeout * 1000 - 50 &&
+    s.held > 0 && s.heldAfterMs !== null && s.heldAfterMs.min >= headerTimeout * 1000 - 500 &&
       s.heldAfterMs.max <= headerTimeout * 1000 + 3000,
     `closed at the head deadline: ${report}`,
   );
