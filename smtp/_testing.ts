@@ -113,6 +113,8 @@ export interface Aiosmtpd extends AsyncDisposable {
   delivered(): Promise<string[]>;
   /** The envelope of delivered message `n` (1-based). */
   envelope(n: number): Promise<Record<string, unknown>>;
+  /** Each AUTH attempt the server saw, in order, as `"<mechanism> <ok|refused>"`. */
+  authAttempts(): Promise<string[]>;
 }
 
 /** Starts aiosmtpd (Debian python3-aiosmtpd) through smtp/testdata/aiosmtpd_server.py. */
@@ -155,6 +157,13 @@ export async function startAiosmtpd(
     },
     async envelope(n: number) {
       return JSON.parse(await Deno.readTextFile(`${dir}/${n}.json`));
+    },
+    async authAttempts() {
+      const text = await Deno.readTextFile(`${dir}/auth.log`).catch((e) => {
+        if (e instanceof Deno.errors.NotFound) return "";
+        throw e;
+      });
+      return text.split("\n").filter((line) => line !== "");
     },
     [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
   };

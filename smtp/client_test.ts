@@ -315,14 +315,24 @@ Deno.test("aiosmtpd: a message goes through plain, STARTTLS and implicit TLS", a
   }
 });
 
-Deno.test("aiosmtpd: each AUTH mechanism it offers logs in, a wrong password is refused", async (t) => {
+Deno.test("aiosmtpd: each AUTH mechanism it offers logs in with that mechanism, a wrong password is refused", async (t) => {
   await using server = await startAiosmtpd({ user: "alice", password: "wonder land" });
-  for (const mechanism of ["PLAIN", "LOGIN", "CRAM-MD5", undefined] as const) {
+  // Without a choice the client takes the best offered, CRAM-MD5.
+  const cases = [
+    ["PLAIN", "PLAIN"],
+    ["LOGIN", "LOGIN"],
+    ["CRAM-MD5", "CRAM-MD5"],
+    [undefined, "CRAM-MD5"],
+  ] as const;
+  for (const [mechanism, used] of cases) {
     await t.step(mechanism ?? "best offered", async () => {
       const auth: Credentials = { user: "alice", password: "wonder land" };
       if (mechanism) auth.mechanism = mechanism;
+      const before = (await server.authAttempts()).length;
       await using session = await openSession({ hostname: "127.0.0.1", port: server.port, auth });
       assert(session.authMechanisms.includes("CRAM-MD5"));
+      // The server's own record: one attempt, with this mechanism, accepted.
+      assertEquals((await server.authAttempts()).slice(before), [`${used} ok`]);
     });
   }
   await t.step("wrong password", async () => {
@@ -337,6 +347,7 @@ Deno.test("aiosmtpd: each AUTH mechanism it offers logs in, a wrong password is 
     );
     assertEquals(err.phase, "auth");
     assertEquals(err.code, 535);
+    assertEquals((await server.authAttempts()).at(-1), "PLAIN refused");
   });
 });
 

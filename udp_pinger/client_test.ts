@@ -2,7 +2,7 @@ import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { ResolveError } from "../lib/resolve.ts";
 import { serve } from "./server.ts";
 import { formatEvent, formatMs, splitHostPort, udpPing } from "./client.ts";
-import { encodePing } from "./protocol.ts";
+import { encodePing, parseMessage, toUpperAscii } from "./protocol.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 const PY_SERVER = new URL("./testdata/UDPPingerServer.py", import.meta.url).pathname;
@@ -77,20 +77,53 @@ Deno.test("udpPing() pings our server on loopback over IPv4 and IPv6", async (t)
 });
 
 Deno.test("udpPing() never sends before the scheduled time, with or without the spin", async (t) => {
-  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
-  for (const spin of [0, 0.3]) {
-    await t.step(`spin ${spin} ms`, async () => {
-      const summary = await udpPing("127.0.0.1", {
-        port: server.addr.port,
-        count: 20,
-        interval: 2,
-        spin,
-        serverStats: false,
+  // An echo peer that keeps each ping's send time, which the client writes
+  // into the datagram from the clock reading it sent on.
+  const peer = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const sentAt = new Map<number, number>();
+  const echoing = (async () => {
+    for await (const [data, from] of peer) {
+      const message = parseMessage(data);
+      if (message?.kind === "ping" && message.time !== undefined) {
+        sentAt.set(message.seq, message.time * 1000);
+      }
+      await peer.send(toUpperAscii(data), from);
+    }
+  })().catch(() => {});
+  try {
+    for (const spin of [0, 0.3]) {
+      await t.step(`spin ${spin} ms`, async () => {
+        sentAt.clear();
+        const interval = 2, count = 20;
+        // Ping k is due at t0 + (k − 1)·interval, where t0 is read after the
+        // "start" event: the time taken here is a lower bound of t0, so a
+        // send on time is never before start + (k − 1)·interval. The gap from
+        // start to t0 (about 55 µs here) is the least earliness this can see.
+        let start = NaN;
+        const summary = await udpPing("127.0.0.1", {
+          port: (peer.addr as Deno.NetAddr).port,
+          count,
+          interval,
+          spin,
+          serverStats: false,
+          onEvent: (e) => {
+            if (e.type === "start") start = performance.timeOrigin + performance.now();
+          },
+        });
+        assertEquals([summary.sent, summary.received, sentAt.size], [count, count, count]);
+        const lateness = [...sentAt].map(([seq, at]) => at - (start + (seq - 1) * interval));
+        // The datagram carries the time to the microsecond, rounded to the
+        // nearest: a send exactly on time can read up to 0.5 µs early.
+        const resolution = 0.0005;
+        assert(
+          Math.min(...lateness) >= -resolution,
+          `sent early: lateness ${lateness.map((l) => l.toFixed(4)).join(" ")} ms`,
+        );
       });
-      assertEquals([summary.sent, summary.received], [20, 20]);
-      // Woken early by `spin`, the send still waits for its time.
-      assert(summary.sendError.median >= 0 && summary.sendError.mean >= 0);
-    });
+    }
+  } finally {
+    peer.close();
+    await echoing;
   }
 });
 

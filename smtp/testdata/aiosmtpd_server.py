@@ -2,7 +2,8 @@
 
 Run with /usr/bin/python3 (Debian python3-aiosmtpd). It listens on a free
 port, prints "READY <port>" on stdout, saves each delivered message as
-<dir>/<n>.eml with an <n>.json envelope beside it, and exits when stdin closes.
+<dir>/<n>.eml with an <n>.json envelope beside it, appends each AUTH attempt
+to <dir>/auth.log as "<mechanism> <ok|refused>", and exits when stdin closes.
 """
 import argparse
 import asyncio
@@ -35,6 +36,12 @@ def main() -> None:
 
     counter = {"n": 0}
 
+    def record_auth(mechanism: str, ok: bool) -> None:
+        # Written before the reply goes out, so a client that has its answer
+        # finds its attempt in the log.
+        with open(os.path.join(args.dir, "auth.log"), "a") as f:
+            f.write(f"{mechanism} {'ok' if ok else 'refused'}\n")
+
     class Handler:
         async def handle_DATA(self, server, session, envelope):
             counter["n"] += 1
@@ -64,12 +71,14 @@ def main() -> None:
                 return AuthResult(success=False, handled=False)
             want = hmac.new((args.password or "").encode(), challenge.encode(), hashlib.md5).hexdigest()
             ok = user == args.user and hmac.compare_digest(digest, want)
+            record_auth("CRAM-MD5", ok)
             return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)
               and auth_data.login.decode() == args.user
               and auth_data.password.decode() == args.password)
+        record_auth(mechanism, ok)
         return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     tls_context = None
