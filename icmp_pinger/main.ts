@@ -261,10 +261,11 @@ async function main(args: string[]): Promise<number> {
   const onQuit = () => {
     for (const s of sessions) writeErr(formatStatus(s.status()));
   };
-  // Installed when a session of several requests starts, or when a single
-  // request first lets the event loop run, the only time a listener can run:
-  // a single request answered at once (loopback) skips their cost, 0.5-0.9 ms
-  // (measured); a signal before the install ends the process.
+  // Installed before anything is sent when more than one request will go
+  // out, as iputils installs its handlers first, so a Ctrl-C at any point
+  // prints the statistics. A single request installs them only when it first
+  // lets the event loop run (the only time a listener can run): one answered
+  // at once (loopback) skips their cost, 0.5-0.9 ms (measured).
   let listening = false;
   const listen = () => {
     if (listening) return;
@@ -272,6 +273,7 @@ async function main(args: string[]): Promise<number> {
     Deno.addSignalListener("SIGINT", onInt);
     Deno.addSignalListener("SIGQUIT", onQuit);
   };
+  if (count !== 1 || hosts.length > 1) listen();
   try {
     for (const host of hosts) {
       sessions.push(

@@ -298,6 +298,26 @@ Deno.test("ping CLI prints statistics and exits on SIGINT, and the status line o
   );
 });
 
+Deno.test("ping CLI answers a SIGINT sent as soon as the header is out with its statistics", async () => {
+  // iputils installs its handlers before it prints anything; so does ping when
+  // more than one request will go out, so no Ctrl-C ends it without statistics.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "-i", "0.2", "127.0.0.1"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const out = { value: "" };
+  const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  await readUntil(reader, out, (text) => text.includes("data.\n"));
+  child.kill("SIGINT");
+  await readUntil(reader, out, () => false);
+  const status = await child.status;
+  clearTimeout(killer);
+  assertEquals(status.signal, null, "ended by the signal, not by its listener");
+  assertMatch(out.value, /\n--- 127\.0\.0\.1 ping statistics ---\n\d+ packets transmitted/);
+});
+
 /**
  * Waits until process `pid` catches every signal in `signals`, from the
  * SigCgt mask in /proc: the sign that its listeners are in.
