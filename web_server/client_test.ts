@@ -1,9 +1,10 @@
-import { rawServer } from "../lib/http/testdata/peers.ts";
+import { rawServer, scriptedServer } from "../lib/http/testdata/peers.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { freePort } from "../lib/testing/ports.ts";
 import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import { formatBytes, formatProgress, formatTiming, OPTIONS, parseHeaderOption } from "./client.ts";
+import { EXIT_CODES } from "../lib/http/client.ts";
 
 const CLIENT = new URL("./client.ts", import.meta.url).pathname;
 const dec = new TextDecoder();
@@ -14,15 +15,22 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the client CLI as `deno task webclient` does, optionally under `unshare -n`. */
-async function client(args: string[], options: { isolated?: boolean } = {}): Promise<Run> {
-  const deno = Deno.execPath();
-  const argv = [deno, "run", "-A", CLIENT, ...args];
-  const cmd = options.isolated
-    ? new Deno.Command("unshare", { args: ["-n", ...argv] })
-    : new Deno.Command(deno, { args: argv.slice(1) });
-  const out = await cmd.output();
+/** Runs a command, optionally under `unshare -n` (a namespace with no network). */
+async function run(
+  argv: string[],
+  options: { isolated?: boolean; clearEnv?: boolean } = {},
+): Promise<Run> {
+  const [program, ...args] = options.isolated ? ["unshare", "-n", ...argv] : argv;
+  const out = await new Deno.Command(program!, {
+    args,
+    ...options.clearEnv ? { clearEnv: true, env: { PATH: Deno.env.get("PATH") ?? "" } } : {},
+  }).output();
   return { code: out.code, stdout: out.stdout, stderr: dec.decode(out.stderr) };
+}
+
+/** Runs the client CLI as `deno task webclient` does, optionally under `unshare -n`. */
+function client(args: string[], options: { isolated?: boolean } = {}): Promise<Run> {
+  return run([Deno.execPath(), "run", "-A", CLIENT, ...args], options);
 }
 
 /**
@@ -294,43 +302,153 @@ Deno.test("client sends -X, -H and -d @file as asked", async () => {
   }
 });
 
-Deno.test("client exits with the documented code per failure class", async (t) => {
-  await t.step("usage → 2", async () => {
-    assertEquals((await client([])).code, 2);
-    assertEquals((await client(["--bogus", "http://127.0.0.1/"])).code, 2);
-    assertEquals((await client(["-m", "soon", "http://127.0.0.1/"])).code, 2);
+/** Runs curl with the same arguments, as webclient's reference for exit codes. */
+function curl(args: string[], options: { isolated?: boolean } = {}): Promise<Run> {
+  // -q skips ~/.curlrc and the bare environment drops any proxy variables, so
+  // only the arguments under test decide what curl does.
+  return run(["curl", "-q", ...args], { ...options, clearEnv: true });
+}
+
+/** Runs webclient and curl with the same arguments side by side. */
+async function both(
+  args: string[],
+  options: { isolated?: boolean } = {},
+): Promise<{ ours: Run; theirs: Run }> {
+  const [ours, theirs] = await Promise.all([client(args, options), curl(args, options)]);
+  return { ours, theirs };
+}
+
+/** Replies by request-target; null closes the connection without a reply. */
+const REPLIES: Record<string, string | null> = {
+  "/ok": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+  "/404": "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
+  "/500": "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops",
+  "/loop": "HTTP/1.1 301 Moved Permanently\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n",
+  "/partial": "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nab",
+  "/colonless": "HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 0\r\n\r\n",
+  "/empty": null,
+};
+
+Deno.test("webclient exits with curl's code for each failure, against the same server", async (t) => {
+  await using server = rawServer((req) => REPLIES[req.head.target] ?? null);
+  // Reads the request and never answers: the client has to give up on its own.
+  await using silent = scriptedServer(async (conn) => {
+    const buf = new Uint8Array(65536);
+    while (await conn.read(buf) !== null) {
+      // Wait for the client to close.
+    }
   });
-  await t.step("unsupported protocol → 1, malformed URL → 3", async () => {
-    assertEquals((await client(["ftp://127.0.0.1/"])).code, 1);
-    assertEquals((await client(["http://[::1/"])).code, 3);
+  // Not HTTP at all: an SMTP-like greeting in place of a status line.
+  await using smtpish = rawServer(() => "220 ready\r\n\r\n");
+  // Answers in plain text at once, so a TLS client's handshake fails instead of
+  // waiting for a ServerHello (curl would wait its 300 s connect timeout).
+  await using plain = scriptedServer(async (conn) => {
+    await conn.write(new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
   });
-  await t.step("DNS failure → 6 (in a network namespace with no resolver)", async () => {
-    const r = await client(["http://nowhere.invalid/"], { isolated: true });
-    assertEquals(r.code, 6, r.stderr);
-    assert(r.stderr.includes('Cannot resolve host "nowhere.invalid"'), r.stderr);
-  });
-  await t.step("connection refused → 7", async () => {
-    const r = await client([`http://127.0.0.1:${freePort()}/`]);
-    assertEquals(r.code, 7, r.stderr);
-    assertMatch(r.stderr, /^webclient: Cannot connect to 127\.0\.0\.1/);
-  });
-  await t.step("timeout → 28", async () => {
-    await using server = rawServer(() => new Promise<null>((r) => setTimeout(() => r(null), 1000)));
-    const r = await client(["-m", "0.3", server.url]);
-    assertEquals(r.code, 28, r.stderr);
-  });
-  await t.step("empty reply → 52, bad reply → 8", async () => {
-    await using empty = rawServer(() => null);
-    assertEquals((await client([empty.url])).code, 52);
-    await using bad = rawServer(() => "SMTP ready\r\n\r\n");
-    assertEquals((await client([bad.url])).code, 8);
-  });
-  await t.step("the last failure's code wins, and later URLs still run", async () => {
-    await using server = rawServer(() => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-    const r = await client([`http://127.0.0.1:${freePort()}/`, server.url]);
-    assertEquals(r.code, 7);
-    assertEquals(dec.decode(r.stdout), "ok");
-  });
+  await using ca = await makeTestCa({ prefix: "client_exit_" });
+  await using tls = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, cert: ca.cert, key: ca.key, onListen() {} },
+    () => new Response("TLS"),
+  );
+  const https = `https://localhost:${tls.addr.port}/`;
+  const refused = `http://127.0.0.1:${freePort()}/`;
+  const dir = await Deno.makeTempDir({ prefix: "client_exit_" });
+  try {
+    // `says`: what webclient's message must tell the user.
+    const cases: { name: string; args: string[]; isolated?: boolean; says?: RegExp }[] = [
+      { name: "no URL", args: [] },
+      { name: "an unknown option", args: ["--bogus", `${server.url}/ok`] },
+      { name: "a -m that is not a number", args: ["-m", "soon", `${server.url}/ok`] },
+      { name: "an unsupported scheme", args: ["nosuch://127.0.0.1/"] },
+      { name: "a malformed URL", args: ["http://[::1/"] },
+      // A namespace with no network: the .invalid name (RFC 6761) cannot resolve.
+      {
+        name: "an unresolvable host",
+        args: ["http://nowhere.invalid/"],
+        isolated: true,
+        says: /^webclient: Cannot resolve host "nowhere\.invalid"/,
+      },
+      {
+        name: "connection refused",
+        args: [refused],
+        says: /^webclient: Cannot connect to 127\.0\.0\.1/,
+      },
+      { name: "-m with a server that does not answer", args: ["-m", "0.3", silent.url] },
+      { name: "an empty reply", args: [`${server.url}/empty`] },
+      { name: "a header line without a colon", args: [`${server.url}/colonless`] },
+      { name: "a body shorter than its Content-Length", args: [`${server.url}/partial`] },
+      { name: "-f with a 404", args: ["-f", `${server.url}/404`] },
+      { name: "-f with a 500", args: ["-f", `${server.url}/500`] },
+      { name: "-L past --max-redirs", args: ["-L", "--max-redirs", "3", `${server.url}/loop`] },
+      {
+        name: "-o into a missing directory",
+        args: ["-o", `${dir}/no/such/dir/x`, `${server.url}/ok`],
+      },
+      { name: "TLS with a CA nobody trusts", args: [https] },
+      {
+        name: "TLS to a server that speaks plain HTTP",
+        args: [`https://127.0.0.1:${plain.port}/`],
+      },
+      { name: "an unreadable --cacert", args: ["--cacert", `${dir}/missing.pem`, https] },
+      {
+        name: "a success followed by a failure",
+        args: [`${server.url}/ok`, `${server.url}/empty`],
+      },
+    ];
+    for (const c of cases) {
+      const { name, args } = c;
+      await t.step(name, async () => {
+        const { ours, theirs } = await both(args, c);
+        const why = `curl ${args.join(" ")}\n  curl: ${theirs.code} ${theirs.stderr.trim()}\n` +
+          `  webclient: ${ours.code} ${ours.stderr.trim()}`;
+        assert(theirs.code !== 0, `curl succeeded, so the case tests nothing:\n${why}`);
+        assertEquals(ours.code, theirs.code, why);
+        if (c.says) assertMatch(ours.stderr, c.says);
+      });
+    }
+
+    // Where webclient differs from curl on purpose; each step checks that the
+    // difference is the one described.
+    await t.step("differs: -d @missing-file fails where curl sends an empty body", async () => {
+      // An empty body in place of the one asked for would change the request
+      // silently, so webclient refuses and sends nothing.
+      const args = ["-d", `@${dir}/nope`, `${server.url}/ok`];
+      const before = server.received.length;
+      const theirs = await curl(args);
+      assertEquals(theirs.code, 0, theirs.stderr);
+      assertMatch(theirs.stderr, /Couldn't read data from file/);
+      const sent = server.received.slice(before).map((r) => [r.head.method, r.body]);
+      assertEquals(sent, [["POST", ""]]);
+      const ours = await client(args);
+      assertEquals(ours.code, EXIT_CODES.read, ours.stderr);
+      assertEquals(server.received.length, before + 1, "webclient sent nothing");
+    });
+    await t.step("differs: a reply with no status line is a bad reply, not HTTP/0.9", async () => {
+      // curl takes it for HTTP/0.9, which it refuses as an unsupported protocol;
+      // webclient never speaks HTTP/0.9, so to it the reply is just malformed.
+      const { ours, theirs } = await both([smtpish.url]);
+      assertMatch(theirs.stderr, /HTTP\/0\.9 when not allowed/);
+      assertEquals(theirs.code, (await curl(["nosuch://127.0.0.1/"])).code, theirs.stderr);
+      assertEquals(ours.code, EXIT_CODES.reply, ours.stderr);
+    });
+    await t.step("differs: a failure is remembered when a later URL succeeds", async () => {
+      // curl exits with the last transfer's result; webclient with the last
+      // failure's, so a script learns that some URL failed.
+      const { ours, theirs } = await both([refused, `${server.url}/ok`]);
+      assertEquals(theirs.code, 0, theirs.stderr);
+      assertEquals(dec.decode(ours.stdout), "ok");
+      assertEquals(ours.code, (await curl([refused])).code, ours.stderr);
+    });
+    await t.step("differs: ftp:// is an unsupported protocol where curl speaks FTP", async () => {
+      // webclient is an HTTP client; curl tries the FTP server and fails to connect.
+      const port = new URL(refused).port;
+      const { ours, theirs } = await both([`ftp://127.0.0.1:${port}/`]);
+      assertEquals(theirs.code, (await curl([refused])).code, theirs.stderr);
+      assertEquals(ours.code, (await curl(["nosuch://127.0.0.1/"])).code, ours.stderr);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("client speaks HTTPS with --cacert and exits 60 for an untrusted certificate", async () => {
