@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "../testing/assert.ts";
-import { labTest } from "../testing/lab.ts";
+import { type ExecResult, type Lab, labTest } from "../testing/lab.ts";
 import {
   buildEcho,
   Icmp6Type,
@@ -159,20 +159,18 @@ labTest("a probe with TTL 2 yields a Time Exceeded naming router 2", async (t, l
   }
 });
 
+/** Runs the unprivileged socket script in the lab's client namespace as user nobody. */
+function asNobody(lab: Lab, args: string[]): Promise<ExecResult> {
+  return lab.exec("client", ["deno", "run", "-A", UNPRIVILEGED_SCRIPT, ...args], {
+    user: "nobody",
+  });
+}
+
 labTest(
   "without privilege raw sockets explain how to get it; ping_group_range opens datagram ICMP",
   async (t, lab) => {
     await t.step("raw socket as nobody: the message says to setcap", async () => {
-      const r = await lab.exec("client", [
-        "deno",
-        "run",
-        "-A",
-        UNPRIVILEGED_SCRIPT,
-        "icmp-raw",
-        "4",
-      ], {
-        user: "nobody",
-      });
+      const r = await asNobody(lab, ["icmp-raw", "4"]);
       assertEquals(r.code, 3, r.stderr);
       assert(r.stdout.includes("SocketError EPERM"), r.stdout);
       assert(r.stdout.includes("to fix, as root: setcap cap_net_raw+ep "), r.stdout);
@@ -181,15 +179,7 @@ labTest(
     });
     await t.step("datagram ICMP as nobody before and after widening ping_group_range", async () => {
       const target = lab.host("target").v4;
-      const before = await lab.exec("client", [
-        "deno",
-        "run",
-        "-A",
-        UNPRIVILEGED_SCRIPT,
-        "icmp",
-        "4",
-        target,
-      ], { user: "nobody" });
+      const before = await asNobody(lab, ["icmp", "4", target]);
       assertEquals(before.code, 3, before.stdout + before.stderr);
       assert(before.stdout.includes("SocketError EACCES"), before.stdout);
       // Outside the range, the fix is to widen it.
@@ -200,15 +190,7 @@ labTest(
         before.stdout,
       );
       await lab.sysctl("client", "net.ipv4.ping_group_range", "0 2147483647");
-      const after = await lab.exec("client", [
-        "deno",
-        "run",
-        "-A",
-        UNPRIVILEGED_SCRIPT,
-        "icmp",
-        "4",
-        target,
-      ], { user: "nobody" });
+      const after = await asNobody(lab, ["icmp", "4", target]);
       assertEquals(after.code, 0, after.stdout + after.stderr);
       assertEquals(after.stdout.trim(), `reply from ${target} ttl=61`);
     });

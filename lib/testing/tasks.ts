@@ -125,9 +125,16 @@ export async function runTaskIn(
   name: string,
   args: readonly string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [cmd, ...rest] = taskViaConfig(name, args);
-  const out = await new Deno.Command(cmd!, { args: rest, stdin: "null", ...inUserDir(dir) })
-    .output();
+  return await output(taskViaConfig(name, args), inUserDir(dir));
+}
+
+/** Runs `argv` to its end with no stdin; its exit code and decoded output. */
+async function output(
+  argv: readonly string[],
+  options: Deno.CommandOptions = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, ...args] = argv;
+  const out = await new Deno.Command(cmd!, { args, stdin: "null", ...options }).output();
   const decoder = new TextDecoder();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
@@ -155,10 +162,8 @@ export async function assertHelpLists(
   options: Options,
   args: readonly string[] = ["--help"],
 ): Promise<string> {
-  const [cmd, ...rest] = taskCommand(name, args);
-  const out = await new Deno.Command(cmd!, { args: rest, stdin: "null" }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  const stderr = new TextDecoder().decode(out.stderr);
+  const out = await output(taskCommand(name, args));
+  const { stdout, stderr } = out;
   const problems: string[] = [];
   if (out.code !== 0) problems.push(`exit code ${out.code}, not 0`);
   if (stderr !== "") problems.push(`stderr is not empty: ${stderr.slice(0, 200)}`);
