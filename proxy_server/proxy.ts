@@ -251,13 +251,17 @@ interface Exchange {
  */
 function squidLine(e: AccessLogEntry): string {
   const x = e.extra as Exchange | undefined;
-  const start = e.time.getTime();
+  // Squid stamps the line when the transaction ends, so start = time - elapsed.
+  const end = e.time.getTime() + e.duration;
   const elapsed = String(e.duration).padStart(6);
   const code = x?.code ?? "NONE_NONE";
   const url = x?.url ?? e.target ?? "error:invalid-request";
-  return `${(start / 1000).toFixed(3)} ${elapsed} ${e.remoteAddr} ${code}/${
+  // Squid logs the media type without parameters (up to ";", tab or space),
+  // which also keeps the line at ten space-separated fields.
+  const type = x?.type?.split(/[;\t ]/, 1)[0] || "-";
+  return `${(end / 1000).toFixed(3)} ${elapsed} ${e.remoteAddr} ${code}/${
     String(e.status).padStart(3, "0")
-  } ${e.sent} ${e.method ?? "NONE"} ${url} - ${x?.hier ?? "HIER_NONE/-"} ${x?.type ?? "-"}`;
+  } ${e.sent} ${e.method ?? "NONE"} ${url} - ${x?.hier ?? "HIER_NONE/-"} ${type}`;
 }
 
 /**
@@ -389,7 +393,6 @@ class ProxyServer implements Proxy {
     if (this.#logging) conn.logExtra = x;
     if (!st.allowed) {
       x.code = "TCP_DENIED";
-      x.type = "text/html";
       await this.#sendError(
         conn,
         403,
@@ -451,6 +454,8 @@ class ProxyServer implements Proxy {
     detail?: string,
   ): Promise<void> {
     conn.status = status;
+    // Logged as Squid logs its own error pages.
+    if (conn.logExtra !== undefined) (conn.logExtra as Exchange).type = "text/html";
     await conn.write(this.#errorPage(status, message, fwd, keepAlive, detail));
   }
 
@@ -880,6 +885,10 @@ class ProxyServer implements Proxy {
       }
     }
     const timeout = err instanceof HttpClientError && err.kind === "timeout";
+    // As Squid: a refused connection was still forwarded, to that address.
+    if (err instanceof HttpClientError && err.address !== undefined) {
+      x.hier = `HIER_DIRECT/${err.address}`;
+    }
     const status = timeout ? 504 : 502;
     const why = err instanceof Error ? err.message : String(err);
     x.code = "TCP_MISS";

@@ -110,19 +110,26 @@ export class HttpClientError extends Error {
   readonly kind: FailureKind;
   /** The exit code for this class ({@linkcode EXIT_CODES}). */
   readonly exitCode: number;
+  /** The last address a connection was tried to, when the failure is a refused connect. */
+  readonly address: string | undefined;
 
   /**
    * Creates a classified client error.
    *
    * @param kind The failure class.
    * @param message What failed, then why.
-   * @param options Standard error options (`cause`).
+   * @param options Standard error options (`cause`), and the address tried.
    */
-  constructor(kind: FailureKind, message: string, options?: ErrorOptions) {
+  constructor(
+    kind: FailureKind,
+    message: string,
+    options?: ErrorOptions & { address?: string },
+  ) {
     super(message, options);
     this.name = "HttpClientError";
     this.kind = kind;
     this.exitCode = EXIT_CODES[kind];
+    this.address = options?.address;
   }
 }
 
@@ -903,7 +910,9 @@ export class HttpClient implements AsyncDisposable {
     let tcp: Deno.TcpConn | undefined;
     let address = "";
     let lastError: unknown;
+    let tried = "";
     for (const a of addresses) {
+      tried = a;
       this.#trace?.(`*   Trying ${a.includes(":") ? `[${a}]` : a}:${port}...`);
       const attempt = Deno.connect({ hostname: a, port });
       try {
@@ -922,7 +931,7 @@ export class HttpClient implements AsyncDisposable {
       throw new HttpClientError(
         "connect",
         `Cannot connect to ${host} port ${port}: ${why.replace(/ \(os error \d+\)$/, "")}`,
-        { cause: lastError },
+        { cause: lastError, address: tried },
       );
     }
     tcp.setNoDelay(true);
