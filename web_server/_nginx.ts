@@ -9,33 +9,57 @@ import { freePort } from "../lib/testing/ports.ts";
 export interface Nginx extends AsyncDisposable {
   /** The port it listens on (127.0.0.1). */
   port: number;
+  /** `http://127.0.0.1:port`. */
+  url: string;
   /** The master's process id (the workers are its children). */
   pid: number;
+  /**
+   * The access-log lines, once there are at least `count` of them: nginx
+   * writes a line after its response, so a client can be done before it.
+   */
+  log(count?: number): Promise<string[]>;
+}
+
+/** Options of {@linkcode startNginx}. */
+export interface NginxOptions {
+  /**
+   * Worker processes.
+   * @default {navigator.hardwareConcurrency}
+   */
+  workers?: number;
+  /** An access-log format (`log_format`); without it the access log is off. */
+  logFormat?: string;
+  /** More directives for the `server` block (locations). */
+  server?: string;
 }
 
 /**
- * Starts Debian's nginx (workers = cores, sendfile on, no access log) on a
- * free loopback port, serving `root`.
+ * Starts Debian's nginx (sendfile on) on a free loopback port, serving `root`.
  *
  * @param root The directory to serve.
+ * @param options Workers, access log and extra server directives.
  * @returns The running nginx; dispose of it to stop it.
  */
 export async function startNginx(
   root: string,
+  options: NginxOptions = {},
 ): Promise<Nginx> {
   const dir = await Deno.makeTempDir({ prefix: "netkit_nginx_" });
   const port = freePort();
+  const log = options.logFormat === undefined
+    ? "access_log off;"
+    : `log_format test '${options.logFormat}';\n  access_log ${dir}/access.log test;`;
   await Deno.writeTextFile(
     `${dir}/nginx.conf`,
     `user root;
-worker_processes ${navigator.hardwareConcurrency};
+worker_processes ${options.workers ?? navigator.hardwareConcurrency};
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log;
 events { worker_connections 4096; }
 http {
   include /etc/nginx/mime.types;
-  access_log off;
+  ${log}
   sendfile on;
   tcp_nopush on;
   keepalive_requests 1000000;
@@ -44,7 +68,7 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  server { listen 127.0.0.1:${port}; root ${root}; }
+  server { listen 127.0.0.1:${port}; root ${root}; ${options.server ?? ""} }
 }
 `,
   );
@@ -67,7 +91,21 @@ http {
   }
   return {
     port,
+    url: `http://127.0.0.1:${port}`,
     pid: child.pid,
+    async log(count = 0) {
+      // 10 s is a generous bound for a line that never comes.
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const text = await Deno.readTextFile(`${dir}/access.log`).catch(() => "");
+        const lines = text.split("\n").filter((l) => l !== "");
+        if (lines.length >= count) return lines;
+        if (Date.now() > deadline) {
+          throw new Error(`nginx logged ${lines.length} lines, not ${count}, in 10 s`);
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
     async [Symbol.asyncDispose]() {
       child.kill("SIGTERM");
       await child.stderr.cancel();

@@ -5,6 +5,7 @@ import { freePort } from "../lib/testing/ports.ts";
 import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import { formatBytes, formatProgress, formatTiming, OPTIONS, parseHeaderOption } from "./client.ts";
 import { EXIT_CODES } from "../lib/http/client.ts";
+import { type Nginx, startNginx } from "./_nginx.ts";
 
 const CLIENT = new URL("./client.ts", import.meta.url).pathname;
 const dec = new TextDecoder();
@@ -34,74 +35,19 @@ function client(args: string[], options: { isolated?: boolean } = {}): Promise<R
 }
 
 /**
- * Starts a real nginx (Debian nginx-light) on a random loopback port serving
- * a temporary directory. The access log records nginx's connection serial
- * number, so tests can count connections.
+ * The nginx the client is tested against: one worker, redirects and a
+ * generated answer, and an access log of nginx's connection serial number
+ * and request count on it, so tests can count connections.
  */
-async function startNginx() {
-  const dir = await Deno.makeTempDir({ prefix: "client_nginx_" });
-  const root = `${dir}/root`;
-  await Deno.mkdir(root);
-  const port = freePort();
-  const conf = `
-user root;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log;
-events { worker_connections 128; }
-http {
-  log_format conn '$connection $connection_requests $request_method $uri $status';
-  access_log ${dir}/access.log conn;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  keepalive_requests 1000;
-  server {
-    listen 127.0.0.1:${port};
-    root ${root};
+function startClientNginx(root: string): Promise<Nginx> {
+  return startNginx(root, {
+    workers: 1,
+    logFormat: "$connection $connection_requests $request_method $uri $status",
+    server: `
     location = /go { return 302 /small.txt; }
     location = /loop { return 301 /loop; }
-    location = /chunked { default_type text/plain; return 200 "dynamic"; }
-  }
-}
-`;
-  await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
-  const child = new Deno.Command("nginx", {
-    args: ["-e", `${dir}/error.log`, "-c", `${dir}/nginx.conf`, "-g", "daemon off;"],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  // Wait until it accepts connections.
-  for (let i = 0;; i++) {
-    try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      c.close();
-      break;
-    } catch (err) {
-      if (i > 200) throw new Error("nginx did not start", { cause: err });
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  return {
-    port,
-    root,
-    url: `http://127.0.0.1:${port}`,
-    /** The access-log lines written so far. */
-    async log(): Promise<string[]> {
-      // nginx writes the log line after the response; give it a moment.
-      await new Promise((r) => setTimeout(r, 50));
-      const text = await Deno.readTextFile(`${dir}/access.log`).catch(() => "");
-      return text.split("\n").filter((l) => l !== "");
-    },
-    async [Symbol.asyncDispose]() {
-      child.kill("SIGTERM");
-      await child.stderr.cancel();
-      await child.status;
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
+    location = /chunked { default_type text/plain; return 200 "dynamic"; }`,
+  });
 }
 
 /** Deterministic bytes, so a comparison proves the body went through intact. */
@@ -120,12 +66,13 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 Deno.test("client fetches from a real nginx: bodies, -o, keep-alive, -L, -I, --fail", async (t) => {
-  await using nginx = await startNginx();
+  const root = await Deno.makeTempDir({ prefix: "client_nginx_" });
+  await using nginx = await startClientNginx(root);
   const big = pattern(3 * 1024 * 1024 + 17);
-  await Deno.writeFile(`${nginx.root}/big.bin`, big);
-  await Deno.writeTextFile(`${nginx.root}/small.txt`, "small file\n");
-  await Deno.writeTextFile(`${nginx.root}/a.txt`, "A");
-  await Deno.writeTextFile(`${nginx.root}/b.txt`, "B");
+  await Deno.writeFile(`${root}/big.bin`, big);
+  await Deno.writeTextFile(`${root}/small.txt`, "small file\n");
+  await Deno.writeTextFile(`${root}/a.txt`, "A");
+  await Deno.writeTextFile(`${root}/b.txt`, "B");
   const outDir = await Deno.makeTempDir({ prefix: "client_out_" });
   try {
     await t.step("a small file to stdout", async () => {
@@ -151,7 +98,7 @@ Deno.test("client fetches from a real nginx: bodies, -o, keep-alive, -L, -I, --f
       ]);
       assertEquals(r.code, 0, r.stderr);
       assertEquals(dec.decode(r.stdout), "ABsmall file\n");
-      const lines = (await nginx.log()).slice(before);
+      const lines = (await nginx.log(before + 3)).slice(before);
       assertEquals(lines.length, 3);
       const connections = new Set(lines.map((l) => l.split(" ")[0]));
       assertEquals(connections.size, 1, lines.join("\n"));
@@ -181,7 +128,7 @@ Deno.test("client fetches from a real nginx: bodies, -o, keep-alive, -L, -I, --f
       const r = await client(["-L", `${nginx.url}/go`]);
       assertEquals(r.code, 0, r.stderr);
       assertEquals(dec.decode(r.stdout), "small file\n");
-      const lines = (await nginx.log()).slice(before);
+      const lines = (await nginx.log(before + 2)).slice(before);
       assertEquals(lines.map((l) => l.split(" ").slice(3).join(" ")), [
         "/go 302",
         "/small.txt 200",
@@ -249,7 +196,7 @@ Deno.test("client fetches from a real nginx: bodies, -o, keep-alive, -L, -I, --f
       const before = (await nginx.log()).length;
       await client(["-X", "HEAD", `${nginx.url}/a.txt`]);
       await client(["-d", "x=1", `${nginx.url}/a.txt`]);
-      const lines = (await nginx.log()).slice(before);
+      const lines = (await nginx.log(before + 2)).slice(before);
       // nginx answers a POST to a static file with 405.
       assertEquals(lines.map((l) => l.split(" ").slice(2).join(" ")), [
         "HEAD /a.txt 200",
@@ -258,6 +205,7 @@ Deno.test("client fetches from a real nginx: bodies, -o, keep-alive, -L, -I, --f
     });
   } finally {
     await Deno.remove(outDir, { recursive: true });
+    await Deno.remove(root, { recursive: true });
   }
 });
 
