@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { assertHelpLists, type Lab, labTest, taskCommand } from "../lib/testing/mod.ts";
 import { OPTIONS } from "./main.ts";
+import { maskPingOutput as mask } from "./_compare.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 
@@ -28,19 +29,6 @@ export function ours(args: string[]): Promise<Run> {
 /** iputils ping. */
 function iputils(args: string[]): Promise<Run> {
   return run(["ping"], args);
-}
-
-/**
- * Masks what legitimately differs between two runs: round-trip times, the
- * elapsed time, `-D` timestamps and the ipg/ewma figures.
- */
-export function mask(text: string): string {
-  return text
-    .replace(/time=[\d.]+ ms/g, "time=T ms")
-    .replace(/time \d+ms/g, "time Tms")
-    .replace(/= [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms/g, "= R ms")
-    .replace(/ipg\/ewma [\d.]+\/[\d.]+ ms/g, "ipg/ewma I ms")
-    .replace(/^\[\d+\.\d{6}\] /gm, "[TS] ");
 }
 
 /** Reads a child's output into `text.value` until `done(text.value)` or the end. */
