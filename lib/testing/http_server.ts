@@ -259,13 +259,16 @@ export interface Flood {
 export interface FloodSummary {
   /** Closed after a 503. */
   refused: number;
-  /** Closed with no answer within a second of their request bytes (refused without a 503). */
+  /**
+   * Closed with no answer before the deadline could have fired, counted from
+   * before their `connect()`: refused without a 503.
+   */
   quickClosed: number;
   /** Closed after some other answer. */
   other: number;
   /** Still open when the watch ended. */
   stillOpen: number;
-  /** Held a second or more, then closed with no answer (by a deadline). */
+  /** Held until the deadline or later, then closed with no answer. */
   held: number;
   /** When the held ones were closed, in ms after their request bytes. */
   heldAfterMs: { min: number; median: number; max: number } | null;
@@ -278,13 +281,14 @@ export interface FloodSummary {
  *
  * @param port The server's port.
  * @param count How many connections.
- * @param options How long to watch at most.
+ * @param options How long to watch at most, and the server's head deadline
+ *   in seconds (default 1), which tells a refusal from a deadline's close.
  * @returns The flood, once every connection is open.
  */
 export async function flood(
   port: number,
   count: number,
-  options: { watchSeconds?: number } = {},
+  options: { watchSeconds?: number; deadlineSeconds?: number } = {},
 ): Promise<Flood> {
   const parts = Math.ceil(count / 10000);
   const floods = await Promise.all(
@@ -295,6 +299,7 @@ export async function flood(
           port,
           Math.floor(count / parts) + (i < count % parts ? 1 : 0),
           options.watchSeconds ?? 60,
+          options.deadlineSeconds ?? 1,
         ),
     ),
   );
@@ -328,6 +333,7 @@ async function floodProcess(
   port: number,
   count: number,
   watchSeconds: number,
+  deadlineSeconds: number,
 ): Promise<Flood> {
   const script = new URL("./_flood.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
@@ -341,6 +347,8 @@ async function floodProcess(
       String(count),
       "--watch",
       String(watchSeconds),
+      "--deadline",
+      String(deadlineSeconds),
     ],
     stdin: "piped",
     stdout: "piped",
@@ -430,7 +438,7 @@ export async function checkDescriptorExhaustion(launch: Launcher, path: string):
   {
     await using server = await launch(["--header-timeout", "30"], { nofile: 256 });
     const url = `http://127.0.0.1:${server.port}${path}`;
-    const f = await flood(server.port, 2000);
+    const f = await flood(server.port, 2000, { deadlineSeconds: 30 });
     assertEquals(f.opened.ok + f.opened.failed, 2000);
     const during = await curl(url, { from: "127.0.0.2" });
     assertEquals([during.code, during.status], [0, 200], "served during the flood");
@@ -474,7 +482,7 @@ export async function checkSlowloris(launch: Launcher, path: string): Promise<vo
   const headerTimeout = 3;
   await using server = await launch(["--header-timeout", String(headerTimeout)]);
   const url = `http://127.0.0.1:${server.port}${path}`;
-  const f = await flood(server.port, 20000);
+  const f = await flood(server.port, 20000, { deadlineSeconds: headerTimeout });
   assertEquals(f.opened.ok, 20000, "every connection of the flood was accepted by the kernel");
   const during = await curl(url, { from: "127.0.0.2" });
   assertEquals([during.code, during.status], [0, 200], "served during the flood");
@@ -484,18 +492,19 @@ export async function checkSlowloris(launch: Launcher, path: string): Promise<vo
   const report = JSON.stringify(s);
   assertEquals(s.stillOpen, 0, `every half-open connection was closed: ${report}`);
   assertEquals(s.other, 0, report);
-  // The per-address cap refused most of the flood at once (a 503, or a bare
-  // close when many refusals were in flight); the connections it admitted
-  // were closed silently at the head deadline (within a sweep, plus the time
-  // they waited in the listen queue). The flood times a connection from when
-  // its write of the partial head resolved, the server from its accept, which
-  // comes first: with 20,000 connections on 2 busy cores the write's promise
-  // resolved up to ~90 ms after it (seen once in ~20 runs), so the lower bound
-  // allows 500 ms, well apart from the refusals, which close within a second.
-  assert(s.refused + s.quickClosed >= 20000 - 3 * 1024, `refused: ${report}`);
+  // The per-address cap refused most of the flood: closes before the
+  // deadline can only be refusals (a 503, or a bare close when many refusals
+  // were in flight), however late a loaded machine delivers them. How many
+  // were admitted in all depends on how long the flood took to open, which
+  // load stretches: each head deadline frees the cap's slots again (2,048 of
+  // 20,000 were held at a load average of 30 on 2 cores).
+  assert(s.refused + s.quickClosed + s.held === 20000, `every connection ended: ${report}`);
+  assert(s.refused + s.quickClosed >= 20000 / 2, `refused: ${report}`);
+  // Admitted connections were closed within a sweep of the head deadline,
+  // plus the time they waited in the listen queue; a deadline that fired
+  // early would leave none held.
   assert(
-    s.held > 0 && s.heldAfterMs !== null && s.heldAfterMs.min >= headerTimeout * 1000 - 500 &&
-      s.heldAfterMs.max <= headerTimeout * 1000 + 3000,
+    s.heldAfterMs !== null && s.heldAfterMs.max <= headerTimeout * 1000 + 3000,
     `closed at the head deadline: ${report}`,
   );
   assertEquals((await curl(url)).status, 200, "the flood's address is served once it is gone");
