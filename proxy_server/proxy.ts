@@ -36,15 +36,18 @@ import { ipFamily, parseIP, unmapIPv4 } from "../lib/sockaddr.ts";
 import {
   type CacheStatusParams,
   currentAge,
+  type FieldReader,
   formatCacheStatus,
   freshnessLifetime,
   HOP_BY_HOP,
   invalidatedUris,
   isNotModified,
+  mayServeStaleDisconnected,
   mayServeStaleOnError,
   parseCacheControl,
   selectAction,
   storability,
+  targetedFields,
   updateStoredFields,
   validatorFields,
   varyKey,
@@ -157,6 +160,18 @@ export interface ProxyOptions extends
    * @default {"netkit"}
    */
   name?: string;
+  /**
+   * Targeted cache-control fields obeyed instead of `Cache-Control` and
+   * `Expires` when a response carries one (RFC 9213), in order of precedence.
+   * @default {["CDN-Cache-Control"]}
+   */
+  cacheControlTargets?: string[];
+  /**
+   * Seconds of staleness up to which a stored response is served when the
+   * origin cannot be reached at all (RFC 9111 §4.2.4; Squid's `max_stale`).
+   * @default {604800}
+   */
+  maxStale?: number;
 }
 
 /** A running proxy; {@linkcode startProxy} returns it. */
@@ -174,8 +189,16 @@ export interface Proxy extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** What the proxy's cache logic needs to read a stored response the same way everywhere. */
+interface Policy {
+  via: string;
+  targets: readonly string[];
+}
+
 interface Memo {
   fields: FieldList;
+  /** The fields as the caching policy reads them (RFC 9213 targeted field applied). */
+  policy: FieldReader;
   lifetime: number;
   initialAge: number;
   simple: boolean;
@@ -300,6 +323,8 @@ class ProxyServer implements Proxy {
   #timeout: number;
   #name: string;
   #via: string;
+  #policy: Policy;
+  #maxStale: number;
   #clients = new WeakMap<ServerConnection, ClientState>();
   #urlMemo = new Map<string, string>();
   #revalidating = new Set<string>();
@@ -355,6 +380,11 @@ class ProxyServer implements Proxy {
     // received-by = pseudonym ":" port (RFC 9110 §7.6.3): the port tells two
     // chained instances apart, so loop detection does not mistake one for the other.
     this.#via = `1.1 ${this.#name}:${this.port}`;
+    this.#policy = {
+      via: this.#via,
+      targets: options.cacheControlTargets ?? ["CDN-Cache-Control"],
+    };
+    this.#maxStale = options.maxStale ?? 604800;
   }
 
   close(): Promise<void> {
@@ -533,7 +563,7 @@ class ProxyServer implements Proxy {
     if (entry === undefined) {
       return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss");
     }
-    const memo = memoOf(entry, this.#via);
+    const memo = memoOf(entry, this.#policy);
     const h = head.headers;
     const now = Date.now();
     // The lean path: a plain request for a fresh, unconditional entry in memory.
@@ -557,7 +587,7 @@ class ProxyServer implements Proxy {
     }
     const action = selectAction(h, {
       status: entry.meta.status,
-      headers: memo.fields,
+      headers: memo.policy,
       requestTime: entry.meta.requestTime,
       responseTime: entry.meta.responseTime,
     }, { now });
@@ -613,7 +643,7 @@ class ProxyServer implements Proxy {
     age: number,
     status: CacheStatusParams,
   ): Promise<boolean> {
-    const memo = memoOf(entry, this.#via);
+    const memo = memoOf(entry, this.#policy);
     const keepAlive = head.keepAlive && !conn.closing;
     conn.status = entry.meta.status;
     x.type = memo.fields.get("content-type");
@@ -678,7 +708,7 @@ class ProxyServer implements Proxy {
         const out = forwardFields(fields, this.#via, target);
         out.delete("if-none-match");
         out.delete("if-modified-since");
-        for (const [n, v] of validatorFields(memoOf(entry, this.#via).fields)) out.set(n, v);
+        for (const [n, v] of validatorFields(memoOf(entry, this.#policy).fields)) out.set(n, v);
         const requestTime = Date.now();
         const res = await this.#client.request(target, {
           method: "GET",
@@ -749,7 +779,7 @@ class ProxyServer implements Proxy {
       // answered from the result (RFC 9111 §4.3.2).
       fields.delete("if-none-match");
       fields.delete("if-modified-since");
-      for (const [n, v] of validatorFields(memoOf(validate.entry, this.#via).fields)) {
+      for (const [n, v] of validatorFields(memoOf(validate.entry, this.#policy).fields)) {
         fields.set(n, v);
       }
     }
@@ -810,10 +840,11 @@ class ProxyServer implements Proxy {
       await res.discard();
       const updated = await this.#apply304(validate.entry, res.head, requestTime, responseTime);
       x.code = "TCP_REFRESH_UNMODIFIED";
-      const ttl =
-        freshnessLifetime(updated.meta.status, memoOf(updated, this.#via).fields, { responseTime })
-          .lifetime;
-      const age = currentAge(memoOf(updated, this.#via).fields, {
+      const ttl = freshnessLifetime(updated.meta.status, memoOf(updated, this.#policy).policy, {
+        responseTime,
+      })
+        .lifetime;
+      const age = currentAge(memoOf(updated, this.#policy).fields, {
         ...updated.meta,
         now: Date.now(),
       });
@@ -824,9 +855,9 @@ class ProxyServer implements Proxy {
       });
     }
     if (validate !== null && res.status >= 500) {
-      const memo = memoOf(validate.entry, this.#via);
+      const memo = memoOf(validate.entry, this.#policy);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
-      if (mayServeStaleOnError(head.headers, memo.fields, age - memo.lifetime)) {
+      if (mayServeStaleOnError(head.headers, memo.policy, age - memo.lifetime)) {
         await res.discard().catch(() => {});
         x.code = "TCP_REFRESH_FAIL_OLD";
         return await this.#serveStored(conn, head, x, validate.entry, age, {
@@ -868,14 +899,23 @@ class ProxyServer implements Proxy {
     fwd: NonNullable<CacheStatusParams["fwd"]>,
   ): Promise<boolean> {
     if (validate !== null) {
-      const memo = memoOf(validate.entry, this.#via);
+      const memo = memoOf(validate.entry, this.#policy);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
-      if (mayServeStaleOnError(head.headers, memo.fields, age - memo.lifetime)) {
+      const staleness = age - memo.lifetime;
+      const detail = mayServeStaleOnError(head.headers, memo.policy, staleness)
+        ? "stale-if-error"
+        : mayServeStaleDisconnected(head.headers, memo.policy, {
+            staleness,
+            maxStale: this.#maxStale,
+          })
+        ? "disconnected"
+        : undefined;
+      if (detail !== undefined) {
         x.code = "TCP_REFRESH_FAIL_OLD";
         return await this.#serveStored(conn, head, x, validate.entry, age, {
           fwd: validate.reason,
           ttl: memo.lifetime - age,
-          detail: "stale-if-error",
+          detail,
         });
       }
     }
@@ -918,7 +958,8 @@ class ProxyServer implements Proxy {
     const up = res.head;
     if (conn !== null) conn.status = up.status;
     x.type = up.headers.get("content-type");
-    const verdict = storability(req, up);
+    const policy = targetedFields(up.headers, this.#policy.targets);
+    const verdict = storability(req, { status: up.status, headers: policy });
     const stored = stripHopByHop(up.headers);
     let writer = null;
     let key = url;
@@ -957,7 +998,7 @@ class ProxyServer implements Proxy {
       const out = stored.clone();
       out.append("Via", this.#via);
       const ttl = verdict.storable
-        ? freshnessLifetime(up.status, up.headers, { responseTime }).lifetime -
+        ? freshnessLifetime(up.status, policy, { responseTime }).lifetime -
           currentAge(up.headers, { requestTime, responseTime, now: responseTime })
         : undefined;
       const params: CacheStatusParams = { fwd: ctx.fwd ?? "miss", fwdStatus: up.status };
@@ -1144,16 +1185,17 @@ function forwardFields(headers: FieldList, via: string, target: URL): FieldList 
   return out;
 }
 
-function memoOf(entry: Entry, via: string): Memo {
+function memoOf(entry: Entry, { via, targets }: Policy): Memo {
   const m = entry.memo as Memo | undefined;
   if (m !== undefined) return m;
   const fields = new FieldList(entry.meta.fields);
-  const { lifetime } = freshnessLifetime(entry.meta.status, fields, {
+  const policy = targetedFields(fields, targets);
+  const { lifetime } = freshnessLifetime(entry.meta.status, policy, {
     responseTime: entry.meta.responseTime,
   });
   // currentAge at the moment of receipt is the corrected initial age (§4.2.3).
   const initialAge = currentAge(fields, { ...entry.meta, now: entry.meta.responseTime });
-  const cc = parseCacheControl(fields.get("cache-control"));
+  const cc = parseCacheControl(policy.get("cache-control"));
   const out = new FieldList();
   for (const [n, v] of fields) if (n !== "age") out.append(n, v);
   out.append("Via", via);
@@ -1165,6 +1207,7 @@ function memoOf(entry: Entry, via: string): Memo {
   });
   const memo: Memo = {
     fields,
+    policy,
     lifetime,
     initialAge,
     simple: !cc.has("no-cache"),
