@@ -21,7 +21,9 @@ import { delay } from "../lib/deadline.ts";
 import { type ClientResponse, HttpClient, HttpClientError } from "../lib/http/client.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "../lib/http/encoder.ts";
 import { HttpError } from "../lib/http/errors.ts";
+import { parseHttpDate } from "../lib/http/dates.ts";
 import { FieldList, listTokens, splitList } from "../lib/http/fields.ts";
+import { type ByteRange, byterangesFraming, rangesToServe } from "../lib/http/ranges.ts";
 import type { RequestHead, ResponseHead } from "../lib/http/heads.ts";
 import { defaultMaxConnections } from "../lib/http/limits.ts";
 import {
@@ -571,7 +573,7 @@ class ProxyServer implements Proxy {
       memo.simple && entry.body !== null && this.#delay === 0 && keepAlive &&
       head.version === "HTTP/1.1" &&
       !h.has("cache-control") && !h.has("pragma") && !h.has("if-none-match") &&
-      !h.has("if-modified-since")
+      !h.has("if-modified-since") && !h.has("range")
     ) {
       const age = Math.floor(memo.initialAge + (now - entry.meta.responseTime) / 1000);
       if (age < memo.lifetime) {
@@ -669,7 +671,63 @@ class ProxyServer implements Proxy {
       if (x.code === "TCP_MEM_HIT" || x.code === "TCP_HIT") x.code = "TCP_IMS_HIT";
       return keepAlive;
     }
-    const headBytes = concat([memo.prefix, encoder.encode(extra + "\r\n")]);
+    const ranges = head.method === "GET" && entry.meta.status === 200 && head.headers.has("range")
+      ? rangesToServe(head.headers, {
+        size: entry.meta.bodyLength,
+        etag: memo.fields.get("etag"),
+        lastModified: parseHttpDate(memo.fields.get("last-modified")),
+      })
+      : undefined;
+    let headBytes: Uint8Array;
+    let parts: Uint8Array[] | null = null;
+    if (ranges === undefined || !ascending(ranges)) {
+      headBytes = concat([memo.prefix, encoder.encode(extra + "\r\n")]);
+    } else if (ranges.length === 0) {
+      // RFC 9110 §15.5.17: no range overlaps the stored representation.
+      conn.status = 416;
+      const fields: Array<[string, string]> = [
+        ["Content-Range", `bytes */${entry.meta.bodyLength}`],
+        ["Content-Length", "0"],
+        ["Via", this.#via],
+      ];
+      await conn.write(concat([
+        encodeResponseHead({ status: 416, headers: fields }).subarray(0, -2),
+        encoder.encode(extra + "\r\n"),
+      ]));
+      return keepAlive;
+    } else {
+      // RFC 9111 §3.4 / RFC 9110 §14: a range of a stored complete response is a 206
+      // built here, with the stored fields, so the origin is not asked.
+      conn.status = 206;
+      const size = entry.meta.bodyLength;
+      const fields = new FieldList();
+      for (const [n, v] of memo.fields) {
+        if (n === "content-length" || (ranges.length > 1 && n === "content-type")) continue;
+        fields.append(n, v);
+      }
+      fields.append("Via", this.#via);
+      let length: number;
+      if (ranges.length === 1) {
+        const r = ranges[0]!;
+        fields.append("Content-Range", `bytes ${r.start}-${r.end}/${size}`);
+        length = r.end - r.start + 1;
+      } else {
+        const boundary = `netkit-byteranges-${crypto.randomUUID().replaceAll("-", "")}`;
+        const framing = byterangesFraming(ranges, {
+          size,
+          type: memo.fields.get("content-type") ?? "application/octet-stream",
+          boundary,
+        });
+        parts = framing.parts;
+        length = framing.length;
+        fields.append("Content-Type", `multipart/byteranges; boundary=${boundary}`);
+      }
+      fields.append("Content-Length", String(length));
+      headBytes = concat([
+        encodeResponseHead({ status: 206, headers: fields }).subarray(0, -2),
+        encoder.encode(extra + "\r\n"),
+      ]);
+    }
     let body: Uint8Array | ReadableStream<Uint8Array> | undefined = entry.body ?? undefined;
     if (body === undefined && head.method === "GET") {
       body = await this.store.openBody(entry.meta.key);
@@ -687,6 +745,18 @@ class ProxyServer implements Proxy {
     }
     if (head.method === "HEAD" || body === undefined) {
       await conn.write(headBytes);
+      return keepAlive;
+    }
+    if (ranges !== undefined && ranges.length > 0 && ascending(ranges)) {
+      const pieces = rangedBody(body instanceof Uint8Array ? [body] : body, ranges, parts);
+      if (body instanceof Uint8Array) {
+        const out = [headBytes];
+        for await (const piece of pieces) out.push(piece);
+        await conn.write(concat(out));
+      } else {
+        await conn.write(headBytes);
+        for await (const piece of pieces) await conn.write(piece);
+      }
       return keepAlive;
     }
     if (body instanceof Uint8Array) {
@@ -1134,6 +1204,45 @@ class ProxyServer implements Proxy {
       }
     }
     return false;
+  }
+}
+
+/**
+ * Whether ranges are in increasing order without overlap, so one pass over a
+ * streamed body yields them; others are answered whole (RFC 9110 §14.2 lets a
+ * server ignore Range).
+ */
+function ascending(ranges: readonly ByteRange[]): boolean {
+  for (let i = 1; i < ranges.length; i++) if (ranges[i]!.start <= ranges[i - 1]!.end) return false;
+  return true;
+}
+
+/**
+ * Yields the bytes of ascending ranges from a body, in one pass, each range
+ * preceded by its multipart head when `parts` is given (then the closing
+ * delimiter comes last). Reading stops after the last range.
+ */
+async function* rangedBody(
+  body: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  ranges: readonly ByteRange[],
+  parts: Uint8Array[] | null,
+): AsyncGenerator<Uint8Array> {
+  let i = 0;
+  let pos = 0;
+  if (parts !== null) yield parts[0]!;
+  for await (const chunk of body) {
+    while (i < ranges.length) {
+      const r = ranges[i]!;
+      const from = Math.max(r.start - pos, 0);
+      if (from >= chunk.length) break;
+      const to = Math.min(r.end - pos + 1, chunk.length);
+      yield chunk.subarray(from, to);
+      if (r.end - pos + 1 > chunk.length) break;
+      i++;
+      if (parts !== null) yield parts[i]!;
+    }
+    pos += chunk.length;
+    if (i >= ranges.length) return;
   }
 }
 
