@@ -740,9 +740,12 @@ export function invalidatedUris(
 /**
  * Evaluates a client's conditional GET/HEAD against a response the cache is
  * about to send (RFC 9110 §13.2.2): If-None-Match first, else If-Modified-Since.
+ * A stored response without `Last-Modified` is compared by its `Date`, or
+ * else by when it was received (RFC 9111 §4.3.2).
  *
  * @param request The request header fields.
  * @param response The response header fields.
+ * @param options When the response was received, for a response without `Last-Modified` or `Date`.
  * @returns `true` when the answer should be 304 Not Modified.
  *
  * @example
@@ -753,7 +756,17 @@ export function invalidatedUris(
  * assert(isNotModified(new Headers({ "if-none-match": '"x"' }), res));
  * ```
  */
-export function isNotModified(request: FieldReader, response: FieldReader): boolean {
+export function isNotModified(
+  request: FieldReader,
+  response: FieldReader,
+  options: {
+    /**
+     * When the response was received, in ms.
+     * @default {undefined}
+     */
+    responseTime?: number;
+  } = {},
+): boolean {
   const inm = request.get("if-none-match");
   if (inm !== null) {
     const etag = response.get("etag");
@@ -763,7 +776,8 @@ export function isNotModified(request: FieldReader, response: FieldReader): bool
   }
   const ims = parseHttpDate(request.get("if-modified-since"));
   if (ims === undefined) return false;
-  const lm = parseHttpDate(response.get("last-modified"));
+  const lm = parseHttpDate(response.get("last-modified")) ??
+    parseHttpDate(response.get("date")) ?? options.responseTime;
   return lm !== undefined && lm <= ims;
 }
 

@@ -465,7 +465,13 @@ Deno.test("isNotModified() evaluates If-None-Match before If-Modified-Since", ()
   assertEquals(
     isNotModified(h({ "if-modified-since": "Wed, 01 Nov 2026 12:00:00 GMT" }), res),
     false,
-  );
+  ); // RFC 9111 §4.3.2: without Last-Modified, the stored Date (else the receipt time) counts.
+  const ims = h({ "if-modified-since": DATE });
+  assertEquals(isNotModified(ims, h({ date: "Wed, 25 Nov 2026 11:00:00 GMT" })), true);
+  assertEquals(isNotModified(ims, h({ date: "Wed, 25 Nov 2026 13:00:00 GMT" })), false);
+  assertEquals(isNotModified(ims, h(), { responseTime: T0 - 1000 }), true);
+  assertEquals(isNotModified(ims, h(), { responseTime: T0 + 1000 }), false);
+  assertEquals(isNotModified(ims, h()), false);
 });
 
 Deno.test("formatCacheStatus() writes RFC 9211 parameters in order", () => {

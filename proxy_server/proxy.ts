@@ -655,7 +655,7 @@ class ProxyServer implements Proxy {
         : "Connection: close\r\n"
     }`;
     if (this.#delay > 0) await delay(this.#delay);
-    if (isNotModified(head.headers, memo.fields)) {
+    if (isNotModified(head.headers, memo.fields, { responseTime: entry.meta.responseTime })) {
       // Answer the client's own conditional from the cache (RFC 9110 §13.2.2).
       const fields = new FieldList();
       for (const [n, v] of memo.fields) {
