@@ -16,13 +16,13 @@
  */
 import { parseArgs } from "node:util";
 import { freePort } from "../lib/testing/ports.ts";
+import { startNetkitProxy, startNginxCache, startSquidAccel, waitPort } from "./_peers.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: { duration: { type: "string", default: "10" }, json: { type: "boolean" } },
 });
 const DURATION = Number(values.duration);
-const ROOT = new URL("..", import.meta.url).pathname;
 const enc = new TextEncoder();
 
 // ---- origin: a minimal keep-alive responder, so the origin is never the bottleneck ----
@@ -87,114 +87,20 @@ const tmp = await Deno.makeTempDir({ prefix: "proxy_bench_" });
 await Deno.chmod(tmp, 0o777);
 const children: Deno.ChildProcess[] = [];
 
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      c.close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`Cannot reach 127.0.0.1:${port}: nothing listens after 10 s`);
-}
-
 function startOurs(port: number, extra: string[] = []): Deno.ChildProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}proxy_server/main.ts`,
-      "-p",
-      String(port),
-      "--upstream",
-      `http://127.0.0.1:${originPort}`,
-      "--access-log",
-      "none",
-      ...extra,
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const child = startNetkitProxy(port, ["--upstream", `http://127.0.0.1:${originPort}`, ...extra]);
   children.push(child);
   return child;
 }
 
 async function startNginx(port: number, workers: string): Promise<Deno.ChildProcess> {
-  const dir = `${tmp}/nginx_${workers}`;
-  await Deno.mkdir(`${dir}/cache`, { recursive: true });
-  await Deno.writeTextFile(
-    `${dir}/nginx.conf`,
-    `worker_processes ${workers};
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  proxy_cache_path ${dir}/cache keys_zone=c:64m max_size=1g;
-  proxy_temp_path ${dir}/tmp;
-  client_body_temp_path ${dir}/body;
-  upstream origin { server 127.0.0.1:${originPort}; keepalive 32; }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_cache c;
-      add_header Cache-Status $upstream_cache_status;
-    }
-  }
-}
-`,
-  );
-  const check = await new Deno.Command("nginx", {
-    args: ["-t", "-c", `${dir}/nginx.conf`],
-    stderr: "piped",
-  })
-    .output();
-  if (!check.success) {
-    throw new Error(
-      `nginx rejected the proxy_cache config: ${new TextDecoder().decode(check.stderr)}`,
-    );
-  }
-  const child = new Deno.Command("nginx", {
-    args: ["-c", `${dir}/nginx.conf`],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const child = await startNginxCache(`${tmp}/nginx_${workers}`, { port, originPort, workers });
   children.push(child);
   return child;
 }
 
 async function startSquid(port: number): Promise<Deno.ChildProcess> {
-  const dir = `${tmp}/squid`;
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.chmod(dir, 0o777);
-  await Deno.writeTextFile(
-    `${dir}/squid.conf`,
-    `http_port 127.0.0.1:${port} accel defaultsite=127.0.0.1 vhost
-cache_peer 127.0.0.1 parent ${originPort} 0 no-query originserver name=origin
-http_access allow all
-cache_peer_access origin allow all
-cache_mem 64 MB
-maximum_object_size_in_memory 1 MB
-access_log none
-cache_log ${dir}/cache.log
-pid_filename ${dir}/squid.pid
-coredump_dir ${dir}
-cache_effective_user proxy
-shutdown_lifetime 0 seconds
-`,
-  );
-  const child = new Deno.Command("squid", {
-    args: ["-N", "-f", `${dir}/squid.conf`],
-    stdout: "null",
-    stderr: "null",
-  })
-    .spawn();
+  const child = await startSquidAccel(`${tmp}/squid`, { port, originPort });
   children.push(child);
   return child;
 }

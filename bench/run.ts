@@ -4,9 +4,11 @@
  * each of which runs our tool and its reference tool in the same process
  * tree and prints medians and ratios. With names, runs only those suites.
  *
- * Suites: micro, ping, startup, traceroute, udp, web, proxy, smtp. The network ones
- * need root (raw sockets, network namespaces) and the Debian peers that
- * `.ci/run` installs (iputils, traceroute, irtt, nginx, squid, wrk, swaks).
+ * Suites: micro, ping, startup, traceroute, udp, web, proxy, cache_conformance, smtp.
+ * The network ones need root (raw sockets, network namespaces) and the Debian
+ * peers that `.ci/run` installs (iputils, traceroute, irtt, nginx, squid, wrk,
+ * swaks; node and npm for the HTTP cache conformance suite, which is looked for
+ * in `../shared/cache-tests`).
  *
  * @module
  */
@@ -21,6 +23,7 @@ const SUITES: Record<string, string[]> = {
   udp: ["run", "-A", `${here}udp.ts`],
   web: ["run", "-A", `${here}web.ts`, "--duration", "4", "--rounds", "3"],
   proxy: ["run", "-A", `${here}proxy.ts`, "--duration", "5"],
+  cache_conformance: ["run", "-A", `${here}cache_conformance.ts`],
   smtp: ["run", "-A", `${here}smtp.ts`],
 };
 

@@ -11,6 +11,7 @@
 import { parseHttpDate } from "../lib/http/dates.ts";
 import { matchETagList } from "../lib/http/etag.ts";
 import { splitList } from "../lib/http/fields.ts";
+import { parseDictionary } from "../lib/http/structured.ts";
 
 /** Anything that reads header fields by name, such as the Web `Headers` class. */
 export interface FieldReader {
@@ -294,7 +295,7 @@ export function currentAge(
     now: number;
   },
 ): number {
-  const ageValue = deltaSeconds(headers.get("age")?.trim() ?? undefined) ?? 0;
+  const ageValue = parseAge(headers.get("age")) ?? 0;
   const dateValue = parseHttpDate(headers.get("date")) ?? timing.responseTime;
   const apparentAge = Math.max(0, (timing.responseTime - dateValue) / 1000);
   const responseDelay = (timing.responseTime - timing.requestTime) / 1000;
@@ -302,6 +303,129 @@ export function currentAge(
   const correctedInitialAge = Math.max(apparentAge, correctedAgeValue);
   const residentTime = (timing.now - timing.responseTime) / 1000;
   return Math.max(0, Math.floor(correctedInitialAge + residentTime));
+}
+
+/**
+ * Parses an `Age` field value (RFC 9111 §5.1). Age is a singleton, but a list
+ * (a value such as `7200, 0`, or two `Age` lines) means the first member
+ * counts and the rest are discarded; an invalid value is ignored.
+ *
+ * @param value The field value (lines joined by commas), or `null`.
+ * @returns The age in seconds, or `undefined` when absent or invalid.
+ *
+ * @example
+ * ```ts
+ * import { parseAge } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(parseAge("7200, 0"), 7200);
+ * assertEquals(parseAge("abc"), undefined);
+ * ```
+ */
+export function parseAge(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  const comma = value.indexOf(",");
+  return deltaSeconds((comma < 0 ? value : value.slice(0, comma)).trim());
+}
+
+/** Directives whose argument is delta-seconds, so an Integer in a targeted field (RFC 9213 §2.2). */
+const INTEGER_DIRECTIVES = new Set([
+  "max-age",
+  "s-maxage",
+  "stale-while-revalidate",
+  "stale-if-error",
+]);
+
+/**
+ * Chooses the cache-control a shared cache obeys (RFC 9213 §2.1): the first
+ * targeted field of `targets` that the response carries as a valid,
+ * non-empty Structured Field Dictionary; then `Cache-Control` and `Expires`
+ * are ignored. The result reads like the response's fields, except that
+ * `Cache-Control` holds the targeted directives and `Expires` is absent, so
+ * every policy function here applies unchanged. A targeted field that does not
+ * parse is ignored (§2.1); a directive whose value has the wrong type, such as
+ * `max-age="60"`, is dropped.
+ *
+ * @param headers The response's fields.
+ * @param targets Targeted field names, in order of precedence.
+ * @returns A reader of the fields the policy sees: `headers` itself when no targeted field applies.
+ *
+ * @example
+ * ```ts
+ * import { freshnessLifetime, targetedFields } from "./cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const h = new Headers({ "cache-control": "no-store", "cdn-cache-control": "max-age=600" });
+ * const view = targetedFields(h, ["CDN-Cache-Control"]);
+ * assertEquals(view.get("cache-control"), "max-age=600");
+ * assertEquals(freshnessLifetime(200, view).lifetime, 600);
+ * ```
+ */
+export function targetedFields(headers: FieldReader, targets: readonly string[]): FieldReader {
+  for (const name of targets) {
+    const dict = parseDictionary(headers.get(name));
+    if (dict === undefined || dict.size === 0) continue;
+    const parts: string[] = [];
+    for (const [key, { value }] of dict) {
+      if (Array.isArray(value)) continue;
+      if (INTEGER_DIRECTIVES.has(key)) {
+        if (value.type === "integer" && value.value >= 0) parts.push(`${key}=${value.value}`);
+      } else if (value.type === "boolean") {
+        if (value.value) parts.push(key);
+      } else if (value.type === "token" || value.type === "integer") {
+        parts.push(`${key}=${value.value}`);
+      } else if (value.type === "string") {
+        parts.push(`${key}="${value.value.replace(/["\\]/g, "\\$&")}"`);
+      }
+    }
+    const cc = parts.join(", ");
+    return {
+      get(field: string): string | null {
+        const lower = field.toLowerCase();
+        if (lower === "cache-control") return cc;
+        if (lower === "expires") return null;
+        return headers.get(field);
+      },
+    };
+  }
+  return headers;
+}
+
+/**
+ * Tells whether a stale response may be served because the origin could not
+ * be reached at all (refused, reset, closed or silent before answering): RFC
+ * 9111 §4.2.4 lets a disconnected cache serve stale, unless `must-revalidate`,
+ * `proxy-revalidate`, `s-maxage` or `no-cache` in the response, or `no-cache`
+ * in the request, ask for validation, and within `maxStale` seconds of
+ * staleness (Squid's `max_stale`).
+ *
+ * @param request The request header fields.
+ * @param stored The stored response's fields, as the policy sees them.
+ * @param options How stale, and the bound.
+ * @returns `true` when the stale response may be served instead of an error.
+ *
+ * @example
+ * ```ts
+ * import { mayServeStaleDisconnected } from "./cache.ts";
+ * import { assert } from "../lib/testing/assert.ts";
+ * const h = new Headers({ "cache-control": "max-age=1" });
+ * assert(mayServeStaleDisconnected(new Headers(), h, { staleness: 30, maxStale: 60 }));
+ * ```
+ */
+export function mayServeStaleDisconnected(
+  request: FieldReader,
+  stored: FieldReader,
+  options: {
+    /** Seconds past the freshness lifetime. */
+    staleness: number;
+    /** The most staleness served this way, in seconds. */
+    maxStale: number;
+  },
+): boolean {
+  const resCc = parseCacheControl(stored.get("cache-control"));
+  for (const d of ["must-revalidate", "proxy-revalidate", "s-maxage", "no-cache"]) {
+    if (resCc.has(d)) return false;
+  }
+  if (parseCacheControl(request.get("cache-control")).has("no-cache")) return false;
+  return options.staleness <= options.maxStale;
 }
 
 /** What to do with a stored response for a request: the result of {@linkcode selectAction}. */
@@ -616,9 +740,12 @@ export function invalidatedUris(
 /**
  * Evaluates a client's conditional GET/HEAD against a response the cache is
  * about to send (RFC 9110 §13.2.2): If-None-Match first, else If-Modified-Since.
+ * A stored response without `Last-Modified` is compared by its `Date`, or
+ * else by when it was received (RFC 9111 §4.3.2).
  *
  * @param request The request header fields.
  * @param response The response header fields.
+ * @param options When the response was received, for a response without `Last-Modified` or `Date`.
  * @returns `true` when the answer should be 304 Not Modified.
  *
  * @example
@@ -629,7 +756,17 @@ export function invalidatedUris(
  * assert(isNotModified(new Headers({ "if-none-match": '"x"' }), res));
  * ```
  */
-export function isNotModified(request: FieldReader, response: FieldReader): boolean {
+export function isNotModified(
+  request: FieldReader,
+  response: FieldReader,
+  options: {
+    /**
+     * When the response was received, in ms.
+     * @default {undefined}
+     */
+    responseTime?: number;
+  } = {},
+): boolean {
   const inm = request.get("if-none-match");
   if (inm !== null) {
     const etag = response.get("etag");
@@ -639,7 +776,8 @@ export function isNotModified(request: FieldReader, response: FieldReader): bool
   }
   const ims = parseHttpDate(request.get("if-modified-since"));
   if (ims === undefined) return false;
-  const lm = parseHttpDate(response.get("last-modified"));
+  const lm = parseHttpDate(response.get("last-modified")) ??
+    parseHttpDate(response.get("date")) ?? options.responseTime;
   return lm !== undefined && lm <= ims;
 }
 

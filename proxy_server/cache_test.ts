@@ -5,10 +5,13 @@ import {
   freshnessLifetime,
   invalidatedUris,
   isNotModified,
+  mayServeStaleDisconnected,
   mayServeStaleOnError,
+  parseAge,
   parseCacheControl,
   selectAction,
   storability,
+  targetedFields,
   updateStoredFields,
   validatorFields,
   varyKey,
@@ -462,7 +465,13 @@ Deno.test("isNotModified() evaluates If-None-Match before If-Modified-Since", ()
   assertEquals(
     isNotModified(h({ "if-modified-since": "Wed, 01 Nov 2026 12:00:00 GMT" }), res),
     false,
-  );
+  ); // RFC 9111 §4.3.2: without Last-Modified, the stored Date (else the receipt time) counts.
+  const ims = h({ "if-modified-since": DATE });
+  assertEquals(isNotModified(ims, h({ date: "Wed, 25 Nov 2026 11:00:00 GMT" })), true);
+  assertEquals(isNotModified(ims, h({ date: "Wed, 25 Nov 2026 13:00:00 GMT" })), false);
+  assertEquals(isNotModified(ims, h(), { responseTime: T0 - 1000 }), true);
+  assertEquals(isNotModified(ims, h(), { responseTime: T0 + 1000 }), false);
+  assertEquals(isNotModified(ims, h()), false);
 });
 
 Deno.test("formatCacheStatus() writes RFC 9211 parameters in order", () => {
@@ -471,4 +480,138 @@ Deno.test("formatCacheStatus() writes RFC 9211 parameters in order", () => {
     formatCacheStatus("netkit", { fwd: "method", fwdStatus: 201, detail: "not-storable" }),
     "netkit; fwd=method; fwd-status=201; detail=not-storable",
   );
+});
+
+Deno.test("parseAge() uses the first member of a list-valued Age (RFC 9111 §5.1)", () => {
+  // "a cache encountering a message with a list-based Age field value SHOULD use the
+  // first member of the field value, discarding subsequent ones"; an invalid one is ignored.
+  const cases: Array<[string | null, number | undefined]> = [
+    ["7200, 0", 7200], // the cache-tests' age-parse-suffix
+    ["0, 7200", 0],
+    ["7200,0", 7200],
+    [" 60 ", 60],
+    ["abc", undefined],
+    ["-7200", undefined],
+    ["7200.0", undefined],
+    ["2147483649", 2147483648], // delta-seconds saturate (§1.2.2)
+    [null, undefined],
+  ];
+  for (const [text, want] of cases) assertEquals(parseAge(text), want, String(text));
+  // Two Age lines arrive joined by a comma: the first line counts, so the response is stale.
+  const stored = {
+    status: 200,
+    requestTime: T0,
+    responseTime: T0,
+    headers: h({ date: DATE, "cache-control": "max-age=3600", age: "7200, 0" }),
+  };
+  assertEquals(selectAction(h(), stored, { now: T0 + 1000 }).kind, "validate");
+});
+
+Deno.test("freshnessLifetime() treats an Expires outside the HTTP-date grammar as expired (RFC 9111 §5.3)", () => {
+  for (
+    const expires of [
+      "Thu 18 Aug 2050 02:01:18 GMT",
+      "Thu, 18  Aug  2050 02:01:18 GMT",
+      "Thu, 18-Aug-2050 02:01:18 GMT",
+      "Thu, 18 Aug 2050 2:01:18 GMT",
+    ]
+  ) {
+    assertEquals(freshnessLifetime(200, h({ date: DATE, expires })).lifetime, 0, expires);
+  }
+  // The grammar's names in another case are still a date (the suite's optimal wrong-case tests).
+  const f = freshnessLifetime(200, h({ date: DATE, expires: "Thu, 26 NOV 2026 12:00:00 gmt" }));
+  assertEquals(f.lifetime, 86400);
+});
+
+Deno.test("targetedFields() obeys CDN-Cache-Control over Cache-Control and Expires (RFC 9213 §2.1)", async (t) => {
+  const targets = ["CDN-Cache-Control"];
+  const lifetime = (fields: Record<string, string>) =>
+    freshnessLifetime(200, targetedFields(h({ date: DATE, ...fields }), targets)).lifetime;
+  await t.step("a valid targeted field replaces Cache-Control and Expires entirely", () => {
+    assertEquals(
+      lifetime({ "cache-control": "max-age=3600", "cdn-cache-control": "max-age=1" }),
+      1,
+    );
+    assertEquals(
+      lifetime({ "cache-control": "max-age=1", "cdn-cache-control": "max-age=3600" }),
+      3600,
+    );
+    assertEquals(
+      lifetime({ "cdn-cache-control": "max-age=0", expires: "Thu, 26 Nov 2026 12:00:00 GMT" }),
+      0,
+    );
+    assertEquals(lifetime({ "cdn-cache-control": "max-age=60", expires: "0" }), 60);
+    assertEquals(lifetime({ "cdn-cache-control": "foobar, max-age=60" }), 60);
+    // Integers beyond delta-seconds saturate as Cache-Control's do (RFC 9111 §1.2.2).
+    assertEquals(lifetime({ "cdn-cache-control": "max-age=99999999999" }), 2147483648);
+  });
+  await t.step(
+    "its directives decide storing: no-store, private; a fresh one beats no-store",
+    () => {
+      const verdict = (fields: Record<string, string>) =>
+        storability({ method: "GET", headers: h() }, {
+          status: 200,
+          headers: targetedFields(h(fields), targets),
+        }).reason;
+      assertEquals(
+        verdict({ "cache-control": "max-age=60", "cdn-cache-control": "no-store" }),
+        "no-store",
+      );
+      assertEquals(
+        verdict({ "cache-control": "max-age=60", "cdn-cache-control": "private" }),
+        "private",
+      );
+      assertEquals(
+        verdict({ "cache-control": "no-store", "cdn-cache-control": "max-age=60" }),
+        "ok",
+      );
+      const nc = targetedFields(
+        h({ "cache-control": "max-age=60", "cdn-cache-control": "no-cache" }),
+        targets,
+      );
+      const stored = { status: 200, requestTime: T0, responseTime: T0, headers: nc };
+      assertEquals(selectAction(h(), stored, { now: T0 }).kind, "validate");
+    },
+  );
+  await t.step("an invalid dictionary is ignored; a wrongly typed directive is dropped", () => {
+    for (
+      const bad of ["max-age=10000, &&&&&", "max-age =100", "max-age= 100", "MaX-aGe=100", "a,"]
+    ) {
+      const view = targetedFields(
+        h({ "cache-control": "no-store", "cdn-cache-control": bad }),
+        targets,
+      );
+      assertEquals(view.get("cache-control"), "no-store", bad);
+    }
+    const view = targetedFields(
+      h({ "cdn-cache-control": 'max-age="10000", no-store=?0' }),
+      targets,
+    );
+    assertEquals(view.get("cache-control"), "");
+    assertEquals(freshnessLifetime(200, view).lifetime, 0);
+  });
+  await t.step("named targets come first, in the order given", () => {
+    const fields = h({ "netkit-cache-control": "max-age=5", "cdn-cache-control": "max-age=9" });
+    assertEquals(
+      targetedFields(fields, ["Netkit-Cache-Control", ...targets]).get("cache-control"),
+      "max-age=5",
+    );
+    assertEquals(targetedFields(fields, targets).get("cache-control"), "max-age=9");
+    assertEquals(
+      targetedFields(h({ "cache-control": "max-age=1" }), targets).get("cache-control"),
+      "max-age=1",
+    );
+  });
+});
+
+Deno.test("mayServeStaleDisconnected() serves stale only when nothing asks for validation (RFC 9111 §4.2.4)", () => {
+  const opts = { staleness: 30, maxStale: 60 };
+  assertEquals(mayServeStaleDisconnected(h(), h({ "cache-control": "max-age=2" }), opts), true);
+  for (const cc of ["must-revalidate", "proxy-revalidate", "s-maxage=2", "no-cache"]) {
+    const stored = h({ "cache-control": `max-age=2, ${cc}` });
+    assertEquals(mayServeStaleDisconnected(h(), stored, opts), false, cc);
+  }
+  const stored = h({ "cache-control": "max-age=2" });
+  assertEquals(mayServeStaleDisconnected(h({ "cache-control": "no-cache" }), stored, opts), false);
+  assertEquals(mayServeStaleDisconnected(h(), stored, { staleness: 61, maxStale: 60 }), false);
 });

@@ -82,6 +82,19 @@ export const OPTIONS = {
     default: "30",
     description: "upstream connect/response timeout, then 504",
   },
+  "cache-control-target": {
+    type: "string",
+    multiple: true,
+    arg: "NAME",
+    default: "CDN-Cache-Control only",
+    description: "also obey this targeted cache-control field (RFC 9213), before CDN-Cache-Control",
+  },
+  "max-stale": {
+    type: "string",
+    arg: "SEC",
+    default: "604800",
+    description: "serve a response this stale when the origin cannot be reached (0: never)",
+  },
   "drop-rate": {
     type: "string",
     arg: "P",
@@ -163,6 +176,12 @@ async function main(): Promise<number> {
   for (const file of values["upstream-ca"] ?? []) {
     upstreamCaCerts.push(await withUserFile("--upstream-ca", file, Deno.readTextFile));
   }
+  const targets = values["cache-control-target"] ?? [];
+  for (const name of targets) {
+    if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
+      throw new CliError(`invalid --cache-control-target '${name}': not a field name`);
+    }
+  }
   const core = serverCliSettings(values, "1G");
   let allow: string[] = values.allow ?? [];
   try {
@@ -183,6 +202,10 @@ async function main(): Promise<number> {
       timeout: values.timeout === undefined
         ? 30000
         : parseNumber("--timeout", values.timeout, { min: 0.001 }) * 1000,
+      cacheControlTargets: [...targets, "CDN-Cache-Control"],
+      maxStale: values["max-stale"] === undefined
+        ? 604800
+        : parseNumber("--max-stale", values["max-stale"], { min: 0 }),
       ...core,
       ...(upstreamCaCerts.length > 0 ? { upstreamCaCerts } : {}),
       ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),

@@ -35,6 +35,11 @@ Deno.test("proxy CLI rejects bad options with exit code 2 and a one-line message
     [["--drop-rate", "2"], /^proxy: invalid argument for --drop-rate/],
     [["--cache-dir", "/tmp", "--cache-size", "lots"], /^proxy: invalid size for --cache-size/],
     [["--bogus"], /^proxy: unrecognized option '--bogus'/i],
+    [
+      ["--cache-control-target", "Bad Name"],
+      /^proxy: invalid --cache-control-target 'Bad Name': not a field name\n$/,
+    ],
+    [["--max-stale", "-1"], /^proxy: invalid argument for --max-stale/],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), async () => {

@@ -21,7 +21,9 @@ import { delay } from "../lib/deadline.ts";
 import { type ClientResponse, HttpClient, HttpClientError } from "../lib/http/client.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "../lib/http/encoder.ts";
 import { HttpError } from "../lib/http/errors.ts";
+import { parseHttpDate } from "../lib/http/dates.ts";
 import { FieldList, listTokens, splitList } from "../lib/http/fields.ts";
+import { type ByteRange, byterangesFraming, rangesToServe } from "../lib/http/ranges.ts";
 import type { RequestHead, ResponseHead } from "../lib/http/heads.ts";
 import { defaultMaxConnections } from "../lib/http/limits.ts";
 import {
@@ -36,15 +38,18 @@ import { ipFamily, parseIP, unmapIPv4 } from "../lib/sockaddr.ts";
 import {
   type CacheStatusParams,
   currentAge,
+  type FieldReader,
   formatCacheStatus,
   freshnessLifetime,
   HOP_BY_HOP,
   invalidatedUris,
   isNotModified,
+  mayServeStaleDisconnected,
   mayServeStaleOnError,
   parseCacheControl,
   selectAction,
   storability,
+  targetedFields,
   updateStoredFields,
   validatorFields,
   varyKey,
@@ -157,6 +162,18 @@ export interface ProxyOptions extends
    * @default {"netkit"}
    */
   name?: string;
+  /**
+   * Targeted cache-control fields obeyed instead of `Cache-Control` and
+   * `Expires` when a response carries one (RFC 9213), in order of precedence.
+   * @default {["CDN-Cache-Control"]}
+   */
+  cacheControlTargets?: string[];
+  /**
+   * Seconds of staleness up to which a stored response is served when the
+   * origin cannot be reached at all (RFC 9111 §4.2.4; Squid's `max_stale`).
+   * @default {604800}
+   */
+  maxStale?: number;
 }
 
 /** A running proxy; {@linkcode startProxy} returns it. */
@@ -174,8 +191,16 @@ export interface Proxy extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** What the proxy's cache logic needs to read a stored response the same way everywhere. */
+interface Policy {
+  via: string;
+  targets: readonly string[];
+}
+
 interface Memo {
   fields: FieldList;
+  /** The fields as the caching policy reads them (RFC 9213 targeted field applied). */
+  policy: FieldReader;
   lifetime: number;
   initialAge: number;
   simple: boolean;
@@ -304,6 +329,8 @@ class ProxyServer implements Proxy {
   #timeout: number;
   #name: string;
   #via: string;
+  #policy: Policy;
+  #maxStale: number;
   #clients = new WeakMap<ServerConnection, ClientState>();
   #urlMemo = new Map<string, string>();
   #revalidating = new Set<string>();
@@ -359,6 +386,11 @@ class ProxyServer implements Proxy {
     // received-by = pseudonym ":" port (RFC 9110 §7.6.3): the port tells two
     // chained instances apart, so loop detection does not mistake one for the other.
     this.#via = `1.1 ${this.#name}:${this.port}`;
+    this.#policy = {
+      via: this.#via,
+      targets: options.cacheControlTargets ?? ["CDN-Cache-Control"],
+    };
+    this.#maxStale = options.maxStale ?? 604800;
   }
 
   close(): Promise<void> {
@@ -538,7 +570,7 @@ class ProxyServer implements Proxy {
     if (entry === undefined) {
       return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss");
     }
-    const memo = memoOf(entry, this.#via);
+    const memo = memoOf(entry, this.#policy);
     const h = head.headers;
     const now = Date.now();
     // The lean path: a plain request for a fresh, unconditional entry in memory.
@@ -546,7 +578,7 @@ class ProxyServer implements Proxy {
       memo.simple && entry.body !== null && this.#delay === 0 && keepAlive &&
       head.version === "HTTP/1.1" &&
       !h.has("cache-control") && !h.has("pragma") && !h.has("if-none-match") &&
-      !h.has("if-modified-since")
+      !h.has("if-modified-since") && !h.has("range")
     ) {
       const age = Math.floor(memo.initialAge + (now - entry.meta.responseTime) / 1000);
       if (age < memo.lifetime) {
@@ -562,7 +594,7 @@ class ProxyServer implements Proxy {
     }
     const action = selectAction(h, {
       status: entry.meta.status,
-      headers: memo.fields,
+      headers: memo.policy,
       requestTime: entry.meta.requestTime,
       responseTime: entry.meta.responseTime,
     }, { now });
@@ -618,7 +650,7 @@ class ProxyServer implements Proxy {
     age: number,
     status: CacheStatusParams,
   ): Promise<boolean> {
-    const memo = memoOf(entry, this.#via);
+    const memo = memoOf(entry, this.#policy);
     const keepAlive = head.keepAlive && !conn.closing;
     conn.status = entry.meta.status;
     x.type = memo.fields.get("content-type");
@@ -628,7 +660,7 @@ class ProxyServer implements Proxy {
         : "Connection: close\r\n"
     }`;
     if (this.#delay > 0) await delay(this.#delay);
-    if (isNotModified(head.headers, memo.fields)) {
+    if (isNotModified(head.headers, memo.fields, { responseTime: entry.meta.responseTime })) {
       // Answer the client's own conditional from the cache (RFC 9110 §13.2.2).
       const fields = new FieldList();
       for (const [n, v] of memo.fields) {
@@ -644,7 +676,63 @@ class ProxyServer implements Proxy {
       if (x.code === "TCP_MEM_HIT" || x.code === "TCP_HIT") x.code = "TCP_IMS_HIT";
       return keepAlive;
     }
-    const headBytes = concat([memo.prefix, encoder.encode(extra + "\r\n")]);
+    const ranges = head.method === "GET" && entry.meta.status === 200 && head.headers.has("range")
+      ? rangesToServe(head.headers, {
+        size: entry.meta.bodyLength,
+        etag: memo.fields.get("etag"),
+        lastModified: parseHttpDate(memo.fields.get("last-modified")),
+      })
+      : undefined;
+    let headBytes: Uint8Array;
+    let parts: Uint8Array[] | null = null;
+    if (ranges === undefined || !ascending(ranges)) {
+      headBytes = concat([memo.prefix, encoder.encode(extra + "\r\n")]);
+    } else if (ranges.length === 0) {
+      // RFC 9110 §15.5.17: no range overlaps the stored representation.
+      conn.status = 416;
+      const fields: Array<[string, string]> = [
+        ["Content-Range", `bytes */${entry.meta.bodyLength}`],
+        ["Content-Length", "0"],
+        ["Via", this.#via],
+      ];
+      await conn.write(concat([
+        encodeResponseHead({ status: 416, headers: fields }).subarray(0, -2),
+        encoder.encode(extra + "\r\n"),
+      ]));
+      return keepAlive;
+    } else {
+      // RFC 9111 §3.4 / RFC 9110 §14: a range of a stored complete response is a 206
+      // built here, with the stored fields, so the origin is not asked.
+      conn.status = 206;
+      const size = entry.meta.bodyLength;
+      const fields = new FieldList();
+      for (const [n, v] of memo.fields) {
+        if (n === "content-length" || (ranges.length > 1 && n === "content-type")) continue;
+        fields.append(n, v);
+      }
+      fields.append("Via", this.#via);
+      let length: number;
+      if (ranges.length === 1) {
+        const r = ranges[0]!;
+        fields.append("Content-Range", `bytes ${r.start}-${r.end}/${size}`);
+        length = r.end - r.start + 1;
+      } else {
+        const boundary = `netkit-byteranges-${crypto.randomUUID().replaceAll("-", "")}`;
+        const framing = byterangesFraming(ranges, {
+          size,
+          type: memo.fields.get("content-type") ?? "application/octet-stream",
+          boundary,
+        });
+        parts = framing.parts;
+        length = framing.length;
+        fields.append("Content-Type", `multipart/byteranges; boundary=${boundary}`);
+      }
+      fields.append("Content-Length", String(length));
+      headBytes = concat([
+        encodeResponseHead({ status: 206, headers: fields }).subarray(0, -2),
+        encoder.encode(extra + "\r\n"),
+      ]);
+    }
     let body: Uint8Array | ReadableStream<Uint8Array> | undefined = entry.body ?? undefined;
     if (body === undefined && head.method === "GET") {
       body = await this.store.openBody(entry.meta.key);
@@ -662,6 +750,18 @@ class ProxyServer implements Proxy {
     }
     if (head.method === "HEAD" || body === undefined) {
       await conn.write(headBytes);
+      return keepAlive;
+    }
+    if (ranges !== undefined && ranges.length > 0 && ascending(ranges)) {
+      const pieces = rangedBody(body instanceof Uint8Array ? [body] : body, ranges, parts);
+      if (body instanceof Uint8Array) {
+        const out = [headBytes];
+        for await (const piece of pieces) out.push(piece);
+        await conn.write(concat(out));
+      } else {
+        await conn.write(headBytes);
+        for await (const piece of pieces) await conn.write(piece);
+      }
       return keepAlive;
     }
     if (body instanceof Uint8Array) {
@@ -683,7 +783,7 @@ class ProxyServer implements Proxy {
         const out = forwardFields(fields, this.#via, target);
         out.delete("if-none-match");
         out.delete("if-modified-since");
-        for (const [n, v] of validatorFields(memoOf(entry, this.#via).fields)) out.set(n, v);
+        for (const [n, v] of validatorFields(memoOf(entry, this.#policy).fields)) out.set(n, v);
         const requestTime = Date.now();
         const res = await this.#client.request(target, {
           method: "GET",
@@ -754,7 +854,7 @@ class ProxyServer implements Proxy {
       // answered from the result (RFC 9111 §4.3.2).
       fields.delete("if-none-match");
       fields.delete("if-modified-since");
-      for (const [n, v] of validatorFields(memoOf(validate.entry, this.#via).fields)) {
+      for (const [n, v] of validatorFields(memoOf(validate.entry, this.#policy).fields)) {
         fields.set(n, v);
       }
     }
@@ -815,10 +915,11 @@ class ProxyServer implements Proxy {
       await res.discard();
       const updated = await this.#apply304(validate.entry, res.head, requestTime, responseTime);
       x.code = "TCP_REFRESH_UNMODIFIED";
-      const ttl =
-        freshnessLifetime(updated.meta.status, memoOf(updated, this.#via).fields, { responseTime })
-          .lifetime;
-      const age = currentAge(memoOf(updated, this.#via).fields, {
+      const ttl = freshnessLifetime(updated.meta.status, memoOf(updated, this.#policy).policy, {
+        responseTime,
+      })
+        .lifetime;
+      const age = currentAge(memoOf(updated, this.#policy).fields, {
         ...updated.meta,
         now: Date.now(),
       });
@@ -829,9 +930,9 @@ class ProxyServer implements Proxy {
       });
     }
     if (validate !== null && res.status >= 500) {
-      const memo = memoOf(validate.entry, this.#via);
+      const memo = memoOf(validate.entry, this.#policy);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
-      if (mayServeStaleOnError(head.headers, memo.fields, age - memo.lifetime)) {
+      if (mayServeStaleOnError(head.headers, memo.policy, age - memo.lifetime)) {
         await res.discard().catch(() => {});
         x.code = "TCP_REFRESH_FAIL_OLD";
         return await this.#serveStored(conn, head, x, validate.entry, age, {
@@ -873,14 +974,23 @@ class ProxyServer implements Proxy {
     fwd: NonNullable<CacheStatusParams["fwd"]>,
   ): Promise<boolean> {
     if (validate !== null) {
-      const memo = memoOf(validate.entry, this.#via);
+      const memo = memoOf(validate.entry, this.#policy);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
-      if (mayServeStaleOnError(head.headers, memo.fields, age - memo.lifetime)) {
+      const staleness = age - memo.lifetime;
+      const detail = mayServeStaleOnError(head.headers, memo.policy, staleness)
+        ? "stale-if-error"
+        : mayServeStaleDisconnected(head.headers, memo.policy, {
+            staleness,
+            maxStale: this.#maxStale,
+          })
+        ? "disconnected"
+        : undefined;
+      if (detail !== undefined) {
         x.code = "TCP_REFRESH_FAIL_OLD";
         return await this.#serveStored(conn, head, x, validate.entry, age, {
           fwd: validate.reason,
           ttl: memo.lifetime - age,
-          detail: "stale-if-error",
+          detail,
         });
       }
     }
@@ -927,7 +1037,8 @@ class ProxyServer implements Proxy {
     const up = res.head;
     if (conn !== null) conn.status = up.status;
     x.type = up.headers.get("content-type");
-    const verdict = storability(req, up);
+    const policy = targetedFields(up.headers, this.#policy.targets);
+    const verdict = storability(req, { status: up.status, headers: policy });
     const stored = stripHopByHop(up.headers);
     let writer = null;
     let key = url;
@@ -966,7 +1077,7 @@ class ProxyServer implements Proxy {
       const out = stored.clone();
       out.append("Via", this.#via);
       const ttl = verdict.storable
-        ? freshnessLifetime(up.status, up.headers, { responseTime }).lifetime -
+        ? freshnessLifetime(up.status, policy, { responseTime }).lifetime -
           currentAge(up.headers, { requestTime, responseTime, now: responseTime })
         : undefined;
       const params: CacheStatusParams = { fwd: ctx.fwd ?? "miss", fwdStatus: up.status };
@@ -1105,6 +1216,45 @@ class ProxyServer implements Proxy {
   }
 }
 
+/**
+ * Whether ranges are in increasing order without overlap, so one pass over a
+ * streamed body yields them; others are answered whole (RFC 9110 §14.2 lets a
+ * server ignore Range).
+ */
+function ascending(ranges: readonly ByteRange[]): boolean {
+  for (let i = 1; i < ranges.length; i++) if (ranges[i]!.start <= ranges[i - 1]!.end) return false;
+  return true;
+}
+
+/**
+ * Yields the bytes of ascending ranges from a body, in one pass, each range
+ * preceded by its multipart head when `parts` is given (then the closing
+ * delimiter comes last). Reading stops after the last range.
+ */
+async function* rangedBody(
+  body: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  ranges: readonly ByteRange[],
+  parts: Uint8Array[] | null,
+): AsyncGenerator<Uint8Array> {
+  let i = 0;
+  let pos = 0;
+  if (parts !== null) yield parts[0]!;
+  for await (const chunk of body) {
+    while (i < ranges.length) {
+      const r = ranges[i]!;
+      const from = Math.max(r.start - pos, 0);
+      if (from >= chunk.length) break;
+      const to = Math.min(r.end - pos + 1, chunk.length);
+      yield chunk.subarray(from, to);
+      if (r.end - pos + 1 > chunk.length) break;
+      i++;
+      if (parts !== null) yield parts[i]!;
+    }
+    pos += chunk.length;
+    if (i >= ranges.length) return;
+  }
+}
+
 /** The server-core settings a proxy passes through, without its own options. */
 function pick(options: Omit<ProxyOptions, "log">): Partial<ServerOptions> {
   const out: Partial<ServerOptions> = {};
@@ -1153,16 +1303,17 @@ function forwardFields(headers: FieldList, via: string, target: URL): FieldList 
   return out;
 }
 
-function memoOf(entry: Entry, via: string): Memo {
+function memoOf(entry: Entry, { via, targets }: Policy): Memo {
   const m = entry.memo as Memo | undefined;
   if (m !== undefined) return m;
   const fields = new FieldList(entry.meta.fields);
-  const { lifetime } = freshnessLifetime(entry.meta.status, fields, {
+  const policy = targetedFields(fields, targets);
+  const { lifetime } = freshnessLifetime(entry.meta.status, policy, {
     responseTime: entry.meta.responseTime,
   });
   // currentAge at the moment of receipt is the corrected initial age (§4.2.3).
   const initialAge = currentAge(fields, { ...entry.meta, now: entry.meta.responseTime });
-  const cc = parseCacheControl(fields.get("cache-control"));
+  const cc = parseCacheControl(policy.get("cache-control"));
   const out = new FieldList();
   for (const [n, v] of fields) if (n !== "age") out.append(n, v);
   out.append("Via", via);
@@ -1174,6 +1325,7 @@ function memoOf(entry: Entry, via: string): Memo {
   });
   const memo: Memo = {
     fields,
+    policy,
     lifetime,
     initialAge,
     simple: !cc.has("no-cache"),

@@ -527,3 +527,76 @@ Deno.test("parseCidr() reads IPv4 and IPv6 networks and rejects junk", () => {
     assert(threw, bad);
   }
 });
+
+Deno.test("proxy obeys CDN-Cache-Control and serves stale when the origin hangs up", async (t) => {
+  // A raw origin, so it can close a connection without answering, as an origin that
+  // crashed mid-request does (the cache-tests' "disconnect").
+  let hangUp = false;
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buf = new Uint8Array(8192);
+        let text = "";
+        while (!text.includes("\r\n\r\n")) {
+          const n = await conn.read(buf).catch(() => null);
+          if (n === null) break;
+          text += new TextDecoder().decode(buf.subarray(0, n));
+        }
+        const path = text.split(" ")[1] ?? "/";
+        const fields: Record<string, string> = {
+          // Already older than max-age: stale from the moment it is stored.
+          "/stale": "Cache-Control: max-age=5\r\nAge: 10",
+          "/stale-mr": "Cache-Control: max-age=5, must-revalidate\r\nAge: 10",
+          "/cdn": "Cache-Control: no-store\r\nCDN-Cache-Control: max-age=600",
+          "/cdn-named": "CDN-Cache-Control: no-store\r\nEdge-Cache-Control: max-age=600",
+        };
+        if (!hangUp && text !== "") {
+          const body = `${path} body`;
+          await writeAll(
+            conn,
+            new TextEncoder().encode(
+              `HTTP/1.1 200 OK\r\n${fields[path] ?? ""}\r\nContent-Length: ${body.length}\r\n` +
+                `Connection: close\r\n\r\n${body}`,
+            ),
+          ).catch(() => {});
+        }
+        conn.close();
+      })();
+    }
+  })();
+  try {
+    await using proxy = await startProxy({
+      port: 0,
+      upstream: `http://127.0.0.1:${listener.addr.port}`,
+      cacheControlTargets: ["Edge-Cache-Control", "CDN-Cache-Control"],
+    });
+    const req = (path: string) => rawRequest(proxy.port, get(path));
+    const cs = (r: { headers: Headers } | null) => r?.headers.get("cache-status") ?? "";
+    await t.step("CDN-Cache-Control max-age stores despite Cache-Control: no-store", async () => {
+      assertMatch(cs(await req("/cdn")), /stored; ttl=600/);
+      const r = await req("/cdn");
+      assertMatch(cs(r), /^netkit; hit; ttl=/);
+      // RFC 9213 §2.1: the field is forwarded unchanged, for caches further down.
+      assertEquals(r?.headers.get("cdn-cache-control"), "max-age=600");
+    });
+    await t.step("a named target takes precedence over CDN-Cache-Control", async () => {
+      assertMatch(cs(await req("/cdn-named")), /stored; ttl=600/);
+      assertMatch(cs(await req("/cdn-named")), /^netkit; hit;/);
+    });
+    await t.step("a stale copy answers when the origin closes without a response", async () => {
+      assertMatch(cs(await req("/stale")), /stored; ttl=-5/);
+      assertMatch(cs(await req("/stale-mr")), /stored; ttl=-5/);
+      hangUp = true;
+      const r = await req("/stale");
+      assertEquals(r?.status, 200);
+      assertEquals(r?.body, "/stale body");
+      assertMatch(cs(r), /^netkit; fwd=stale; ttl=-\d+; detail=disconnected$/);
+      // must-revalidate forbids it (RFC 9111 §5.2.2.2): the failure shows.
+      assertEquals((await req("/stale-mr"))?.status, 502);
+    });
+  } finally {
+    listener.close();
+    await served.catch(() => {});
+  }
+});

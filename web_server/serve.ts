@@ -28,13 +28,13 @@ import { promisify } from "node:util";
 import { concat, readFull } from "../lib/bytes.ts";
 import { escapeHtml } from "../lib/html.ts";
 import {
-  compareETags,
   formatHttpDate,
   matchETagList,
   parseHttpDate,
   reasonPhrase,
   splitList,
 } from "../lib/http/mod.ts";
+import { type ByteRange, byterangesFraming, rangesToServe } from "../lib/http/ranges.ts";
 import { contentType, isCompressible } from "./mime_types.ts";
 
 /** Options of {@linkcode serveDir}. */
@@ -94,7 +94,6 @@ export interface ServeDirOptions {
 }
 
 const METHODS = "GET, HEAD";
-const MAX_RANGES = 64;
 const BOUNDARY_PREFIX = "netkit-byteranges-";
 
 /** Responses that are a whole, in-memory file body, safe for an engine to cache, with that body. */
@@ -367,56 +366,7 @@ function entityTag(info: Deno.FileInfo): string {
 
 // ---- Ranges -----------------------------------------------------------------
 
-/** An inclusive byte range. */
-export interface ByteRange {
-  /** The first byte's offset. */
-  start: number;
-  /** The last byte's offset (inclusive). */
-  end: number;
-}
-
-/**
- * Parses a `Range` header against a size: `undefined` when the header is to be
- * ignored (a unit other than bytes, RFC 9110 §14.2), `[]` when no range is
- * satisfiable or the set is malformed (416: §15.5.17 allows it for invalid
- * ranges, and nginx answers so), else the satisfiable ranges.
- *
- * @param header The `Range` header value.
- * @param size The representation's size in bytes.
- * @returns The ranges, clipped to the size, or `undefined` to ignore the header.
- *
- * @example
- * ```ts
- * import { parseRange } from "./serve.ts";
- * import { assertEquals } from "../lib/testing/assert.ts";
- * assertEquals(parseRange("bytes=-2", 10), [{ start: 8, end: 9 }]);
- * assertEquals(parseRange("bytes=20-", 10), []);
- * ```
- */
-export function parseRange(header: string, size: number): ByteRange[] | undefined {
-  const match = /^\s*bytes\s*=\s*(.*)$/i.exec(header);
-  if (match === null) return undefined;
-  // Empty list elements are allowed (RFC 9110 §5.6.1).
-  const specs = splitList(match[1]!);
-  if (specs.length === 0 || specs.length > MAX_RANGES) return [];
-  const ranges: ByteRange[] = [];
-  for (const spec of specs) {
-    const m = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
-    if (m === null || (m[1] === "" && m[2] === "")) return [];
-    if (m[1] === "") {
-      const suffix = Number(m[2]);
-      if (suffix === 0 || size === 0) continue; // An empty suffix selects nothing.
-      ranges.push({ start: Math.max(0, size - suffix), end: size - 1 });
-      continue;
-    }
-    const start = Number(m[1]);
-    if (m[2] !== "" && Number(m[2]) < start) return []; // Invalid (§14.1.1).
-    if (start >= size) continue;
-    const end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
-    ranges.push({ start, end });
-  }
-  return ranges;
-}
+export { type ByteRange, parseRange } from "../lib/http/ranges.ts";
 
 // ---- Content coding ---------------------------------------------------------
 
@@ -625,28 +575,15 @@ async function serveFile(
   }
 
   // An empty file has no byte to select: answer 200 with the (empty) whole, as nginx.
-  if (rangeHeader !== null && size > 0) {
-    let ranges = parseRange(rangeHeader, size);
-    const ifRange = request.headers.get("if-range");
-    if (ranges !== undefined && ifRange !== null) {
-      // If-Range holds one entity tag or one date (§13.1.5), never a list or `*`.
-      const date = ifRange.startsWith('"') || ifRange.startsWith("W/")
-        ? undefined
-        : parseHttpDate(ifRange);
-      const fresh = date === undefined
-        ? compareETags(ifRange.trim(), etag)
-        : mtime !== undefined && Math.floor(mtime / 1000) * 1000 === date;
-      if (!fresh) ranges = undefined; // §13.1.5: a changed file is sent whole.
-    }
-    // Like nginx: ranges adding up to more than the file are served as the whole file.
-    if (ranges !== undefined && ranges.reduce((n, r) => n + r.end - r.start + 1, 0) > size) {
-      ranges = undefined;
-    }
-    if (ranges !== undefined && ranges.length === 0) {
-      return plainResponse(416, { "content-range": `bytes */${size}` });
-    }
-    if (ranges !== undefined) return serveRanges(path, type, size, ranges, headers, options);
+  const ranges = rangesToServe(request.headers, {
+    size,
+    etag,
+    lastModified: mtime === undefined ? undefined : Math.floor(mtime / 1000) * 1000,
+  });
+  if (ranges !== undefined && ranges.length === 0) {
+    return plainResponse(416, { "content-range": `bytes */${size}` });
   }
+  if (ranges !== undefined) return serveRanges(path, type, size, ranges, headers, options);
 
   headers.set("content-length", String(size));
   if (head) return new Response(null, { headers });
@@ -688,15 +625,7 @@ async function serveRanges(
   }
   // RFC 9110 §14.6: each part carries its own Content-Type and Content-Range.
   const boundary = BOUNDARY_PREFIX + crypto.randomUUID().replaceAll("-", "");
-  const enc = new TextEncoder();
-  const parts = ranges.map((r) =>
-    enc.encode(
-      `\r\n--${boundary}\r\nContent-Type: ${type}\r\nContent-Range: bytes ${r.start}-${r.end}/${size}\r\n\r\n`,
-    )
-  );
-  parts.push(enc.encode(`\r\n--${boundary}--\r\n`));
-  const length = parts.reduce((n, p) => n + p.length, 0) +
-    ranges.reduce((n, r) => n + r.end - r.start + 1, 0);
+  const { parts, length } = byterangesFraming(ranges, { size, type, boundary });
   headers.set("content-type", `multipart/byteranges; boundary=${boundary}`);
   headers.set("content-length", String(length));
   if (length <= limit) {

@@ -34,14 +34,26 @@ export function formatHttpDate(time: number = Date.now()): string {
   return s;
 }
 
-const ASCTIME_RE = /^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}$/;
-const RFC850_YEAR_RE = /^[A-Za-z]+, \d\d-[A-Za-z]{3}-(\d\d) /;
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const DAY = "(?:mon|tue|wed|thu|fri|sat|sun)";
+const DAY_L = "(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)";
+const MONTH = `(${MONTHS.join("|")})`;
+const TIME = "(\\d\\d):(\\d\\d):(\\d\\d)";
+// The three grammars of RFC 9110 §5.6.7, exactly: one space between parts, a comma
+// after the day name, two-digit hours. Names match in any case, as browsers and
+// most caches accept "gmt" or "AUG" although the RFC spells them one way.
+const IMF_FIXDATE_RE = new RegExp(`^${DAY}, (\\d\\d) ${MONTH} (\\d{4}) ${TIME} GMT$`, "i");
+const RFC850_RE = new RegExp(`^${DAY_L}, (\\d\\d)-${MONTH}-(\\d\\d) ${TIME} GMT$`, "i");
+const ASCTIME_RE = new RegExp(`^${DAY} ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`, "i");
 
 /**
  * Parses an HTTP-date in any of its three forms (IMF-fixdate, RFC 850 or
  * asctime; RFC 9110 §5.6.7). Other date texts count as invalid, so that `0`
  * or `-1` in `Expires` means "already expired" (RFC 9111 §5.3) and a
- * malformed `If-Modified-Since` is ignored (RFC 9110 §13.1.3).
+ * malformed `If-Modified-Since` is ignored (RFC 9110 §13.1.3). The grammar is
+ * followed exactly (a missing comma, doubled spaces, dashes in an
+ * IMF-fixdate or a one-digit hour make a date invalid), except that names
+ * match in any case.
  *
  * @param value The field value, or `null` when the field is absent.
  * @returns Milliseconds since the epoch, or `undefined` when invalid or absent.
@@ -52,28 +64,39 @@ const RFC850_YEAR_RE = /^[A-Za-z]+, \d\d-[A-Za-z]{3}-(\d\d) /;
  * import { assertEquals } from "../testing/assert.ts";
  * assertEquals(parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT"), 784111777000);
  * assertEquals(parseHttpDate("Sun Nov  6 08:49:37 1994"), 784111777000);
+ * assertEquals(parseHttpDate("Sun 06 Nov 1994 08:49:37 GMT"), undefined);
  * assertEquals(parseHttpDate("-1"), undefined);
  * ```
  */
 export function parseHttpDate(value: string | null): number | undefined {
   if (value === null) return undefined;
   const v = value.trim();
-  // Date.parse also accepts many non-HTTP forms: require a GMT zone or the
-  // asctime shape (which has no zone and means GMT).
-  const gmt = v.endsWith("GMT");
-  if (!gmt && !ASCTIME_RE.test(v)) return undefined;
-  const t = Date.parse(gmt ? v : `${v} GMT`);
-  if (Number.isNaN(t)) return undefined;
+  let m = IMF_FIXDATE_RE.exec(v);
+  if (m !== null) return utc(Number(m[3]), m[2]!, m[1]!, m.slice(4, 7));
+  m = ASCTIME_RE.exec(v);
+  if (m !== null) return utc(Number(m[6]), m[1]!, m[2]!.trim(), m.slice(3, 6));
+  m = RFC850_RE.exec(v);
+  if (m === null) return undefined;
   // RFC 850 dates have two-digit years: one that would be more than 50 years in
   // the future is the most recent past year with those digits (RFC 9110 §5.6.7).
-  const rfc850 = RFC850_YEAR_RE.exec(v);
-  if (rfc850) {
-    const d = new Date(t);
-    const nowYear = new Date().getUTCFullYear();
-    let year = Math.floor(nowYear / 100) * 100 + Number(rfc850[1]);
-    if (year > nowYear + 50) year -= 100;
-    d.setUTCFullYear(year);
-    return d.getTime();
-  }
-  return t;
+  const nowYear = new Date().getUTCFullYear();
+  let year = Math.floor(nowYear / 100) * 100 + Number(m[3]);
+  if (year > nowYear + 50) year -= 100;
+  return utc(year, m[2]!, m[1]!, m.slice(4, 7));
+}
+
+/** The time of a parsed date, or `undefined` when a part is out of range (31 Feb, 24:00). */
+function utc(year: number, monthName: string, dayText: string, hms: string[]): number | undefined {
+  const month = MONTHS.indexOf(monthName.toLowerCase());
+  const day = Number(dayText);
+  const [h, m, s] = hms.map(Number) as [number, number, number];
+  // Second 60 is a leap second (RFC 5322 §3.3); it counts as the next second.
+  if (month < 0 || h > 23 || m > 59 || s > 60 || day < 1) return undefined;
+  const d = new Date(0);
+  // Day 0 of the next month is this month's last day, leap years included.
+  d.setUTCFullYear(year, month + 1, 0);
+  if (day > d.getUTCDate()) return undefined;
+  d.setUTCFullYear(year, month, day);
+  d.setUTCHours(h, m, s, 0);
+  return d.getTime();
 }

@@ -116,4 +116,6 @@ export {
 export { reasonPhrase, STATUS_TEXT } from "./status.ts";
 export { formatHttpDate, parseHttpDate } from "./dates.ts";
 export { compareETags, type ETagCompareOptions, matchETagList } from "./etag.ts";
+export { type BareItem, type DictionaryMember, parseDictionary } from "./structured.ts";
+export { type ByteRange, byterangesFraming, parseRange, rangesToServe } from "./ranges.ts";
 export { writeAll } from "../bytes.ts";

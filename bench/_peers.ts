@@ -1,0 +1,141 @@
+/**
+ * The reference caches the proxy benchmarks compare with, each started in
+ * reverse (accelerator) mode in front of one loopback origin with a private
+ * configuration in a directory of its own: nginx `proxy_cache` and Squid.
+ *
+ * @module
+ */
+
+/**
+ * Starts this project's proxy (`proxy_server/main.ts`) with no access log.
+ *
+ * @param port The port to listen on.
+ * @param args More options, such as `["--upstream", "http://127.0.0.1:8000"]`.
+ * @returns The proxy process (stop it with SIGTERM).
+ */
+export function startNetkitProxy(port: number, args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../proxy_server/main.ts", import.meta.url).pathname,
+      "-p",
+      String(port),
+      "--access-log",
+      "none",
+      ...args,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+/**
+ * Starts nginx with `proxy_cache` in front of an origin.
+ *
+ * @param dir A fresh directory for its configuration, cache and logs.
+ * @param options The port to listen on, the origin's port and the worker count.
+ * @returns The nginx process (stop it with SIGTERM).
+ */
+export async function startNginxCache(
+  dir: string,
+  options: { port: number; originPort: number; workers: string },
+): Promise<Deno.ChildProcess> {
+  await Deno.mkdir(`${dir}/cache`, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/nginx.conf`,
+    `worker_processes ${options.workers};
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  proxy_cache_path ${dir}/cache keys_zone=c:64m max_size=1g;
+  proxy_temp_path ${dir}/tmp;
+  client_body_temp_path ${dir}/body;
+  upstream origin { server 127.0.0.1:${options.originPort}; keepalive 32; }
+  server {
+    listen 127.0.0.1:${options.port};
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache c;
+      add_header Cache-Status $upstream_cache_status;
+    }
+  }
+}
+`,
+  );
+  const check = await new Deno.Command("nginx", {
+    args: ["-t", "-c", `${dir}/nginx.conf`],
+    stderr: "piped",
+  }).output();
+  if (!check.success) {
+    throw new Error(
+      `nginx rejected the proxy_cache config: ${new TextDecoder().decode(check.stderr)}`,
+    );
+  }
+  return new Deno.Command("nginx", {
+    args: ["-c", `${dir}/nginx.conf`],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+/**
+ * Starts Squid as an accelerator in front of an origin, with a 64 MiB memory cache.
+ *
+ * @param dir A fresh directory for its configuration and logs (made world-writable for Squid's user).
+ * @param options The port to listen on and the origin's port.
+ * @returns The Squid process (stop it with SIGTERM).
+ */
+export async function startSquidAccel(
+  dir: string,
+  options: { port: number; originPort: number },
+): Promise<Deno.ChildProcess> {
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.chmod(dir, 0o777);
+  await Deno.writeTextFile(
+    `${dir}/squid.conf`,
+    `http_port 127.0.0.1:${options.port} accel defaultsite=127.0.0.1 vhost
+cache_peer 127.0.0.1 parent ${options.originPort} 0 no-query no-digest originserver name=origin
+http_access allow all
+cache_peer_access origin allow all
+cache_mem 64 MB
+maximum_object_size_in_memory 1 MB
+access_log none
+cache_log ${dir}/cache.log
+pid_filename ${dir}/squid.pid
+coredump_dir ${dir}
+cache_effective_user proxy
+shutdown_lifetime 0 seconds
+server_persistent_connections off
+`,
+  );
+  return new Deno.Command("squid", {
+    args: ["-N", "-f", `${dir}/squid.conf`],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+/**
+ * Waits until something accepts connections on a loopback port.
+ *
+ * @param port The port.
+ * @returns Once it accepts; throws after 10 s.
+ */
+export async function waitPort(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      c.close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`Cannot reach 127.0.0.1:${port}: nothing listens after 10 s`);
+}
