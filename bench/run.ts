@@ -20,7 +20,7 @@ const SUITES: Record<string, string[]> = {
   traceroute: ["run", "-A", `${here}traceroute.ts`, "9"],
   udp: ["run", "-A", `${here}udp.ts`],
   web: ["run", "-A", `${here}web.ts`, "--duration", "4", "--rounds", "3"],
-  client: ["run", "-A", `${here}client.ts`, "--rounds", "5"],
+  client: ["run", "-A", `${here}client.ts`, "--rounds", "7"],
   proxy: ["run", "-A", `${here}proxy.ts`, "--duration", "5"],
   smtp: ["run", "-A", `${here}smtp.ts`],
 };
