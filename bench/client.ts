@@ -160,27 +160,30 @@ const VARIANTS = [
 
 interface Sample {
   seconds: number;
+  /** User + system CPU time: steadier than wall time when other jobs share the cores. */
+  cpu: number;
   rssKiB: number;
 }
 
 /** Runs a command under `/usr/bin/time`, for its wall time and peak resident set. */
 async function measure(argv: string[]): Promise<Sample> {
   const out = await new Deno.Command("/usr/bin/time", {
-    args: ["-f", "%e %M", ...argv],
+    args: ["-f", "%e %U %S %M", ...argv],
     stdout: "null",
     stderr: "piped",
   }).output();
   const lines = new TextDecoder().decode(out.stderr).trim().split("\n");
-  const m = /^([\d.]+) (\d+)$/.exec(lines.at(-1) ?? "");
+  const m = /^([\d.]+) ([\d.]+) ([\d.]+) (\d+)$/.exec(lines.at(-1) ?? "");
   if (!out.success || m === null) {
     throw new Error(`Cannot run ${argv.join(" ")}: ${lines.join("\n")}`);
   }
-  return { seconds: Number(m[1]), rssKiB: Number(m[2]) };
+  return { seconds: Number(m[1]), cpu: Number(m[2]) + Number(m[3]), rssKiB: Number(m[4]) };
 }
 
 function summary(samples: Sample[]) {
   return {
     seconds: median(samples.map((s) => s.seconds)),
+    cpu: median(samples.map((s) => s.cpu)),
     rssMiB: median(samples.map((s) => s.rssKiB)) / 1024,
     runs: samples.map((s) => s.seconds),
   };
@@ -291,15 +294,16 @@ async function main(): Promise<void> {
     }); ratio = curl's time / ours`,
   );
   console.log(
-    "| case | curl | ours | ratio | curl RSS | ours RSS |\n| --- | --- | --- | --- | --- | --- |",
+    "| case | curl | ours | ratio | curl CPU | ours CPU | curl RSS | ours RSS |\n" +
+      "| --- | --- | --- | --- | --- | --- | --- | --- |",
   );
   for (const r of results) {
     console.log(
       `| ${r.case} | ${r.curl.seconds.toFixed(2)} s (${mbps(r.curl.seconds)}) | ${
         r.ours.seconds.toFixed(2)
-      } s (${mbps(r.ours.seconds)}) | ${r.ratio.toFixed(2)} | ${r.curl.rssMiB.toFixed(1)} MiB | ${
-        r.ours.rssMiB.toFixed(1)
-      } MiB |`,
+      } s (${mbps(r.ours.seconds)}) | ${r.ratio.toFixed(2)} | ${r.curl.cpu.toFixed(2)} s | ${
+        r.ours.cpu.toFixed(2)
+      } s | ${r.curl.rssMiB.toFixed(1)} MiB | ${r.ours.rssMiB.toFixed(1)} MiB |`,
     );
   }
   if (variants.length > 0) {
