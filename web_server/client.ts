@@ -327,12 +327,13 @@ function headText(res: ClientResponse): string {
 }
 
 /** One part of a request body: bytes, or a file streamed from its start. */
-type DataPart = { bytes: Uint8Array } | { file: Deno.FsFile; typed: string };
+type DataPart = { bytes: Uint8Array } | { file: Deno.FsFile; typed: string; regular: boolean };
 
 /** A request body to send: its parts, total length, and the files to close. */
 interface Upload extends Disposable {
   parts: DataPart[];
-  length: number;
+  /** The total, or `undefined` when a part is not a regular file (a pipe): sent chunked. */
+  length: number | undefined;
 }
 
 /**
@@ -342,10 +343,10 @@ interface Upload extends Disposable {
  */
 async function openUpload(values: string[], joiner: string): Promise<Upload> {
   const parts: DataPart[] = [];
-  let length = 0;
+  let length: number | undefined = 0;
   const upload: Upload = {
     parts,
-    length,
+    length: undefined,
     [Symbol.dispose]() {
       for (const p of parts) if ("file" in p) p.file.close();
     },
@@ -355,19 +356,24 @@ async function openUpload(values: string[], joiner: string): Promise<Upload> {
     for (const [i, v] of values.entries()) {
       if (i > 0 && sep.length > 0) {
         parts.push({ bytes: sep });
-        length += sep.length;
+        if (length !== undefined) length += sep.length;
       }
       if (!v.startsWith("@")) {
         const bytes = encoder.encode(v);
         parts.push({ bytes });
-        length += bytes.length;
+        if (length !== undefined) length += bytes.length;
         continue;
       }
       const typed = v.slice(1);
       try {
         const file = await Deno.open(userPath(typed));
-        parts.push({ file, typed });
-        length += (await file.stat()).size;
+        const info = await file.stat().catch((err) => {
+          file.close();
+          throw err;
+        });
+        parts.push({ file, typed, regular: info.isFile });
+        // A pipe or a device has no size to announce: curl sends those chunked too.
+        length = info.isFile && length !== undefined ? length + info.size : undefined;
       } catch (err) {
         throw new CliError(dataError(typed, err).message, EXIT_CODES.read);
       }
@@ -402,7 +408,8 @@ async function* uploadPieces(parts: DataPart[]): AsyncGenerator<Uint8Array> {
     }
     buffer ??= new Uint8Array(UPLOAD_BUFFER);
     try {
-      await part.file.seek(0, Deno.SeekMode.Start);
+      // From the start for each URL; a pipe cannot seek and is read once.
+      if (part.regular) await part.file.seek(0, Deno.SeekMode.Start);
     } catch (err) {
       throw dataError(part.typed, err);
     }
@@ -422,13 +429,14 @@ async function* uploadPieces(parts: DataPart[]): AsyncGenerator<Uint8Array> {
 /** The request body for the client: bytes when there is no file, else the stream. */
 function uploadBody(upload: Upload): { body: Uint8Array } | {
   body: AsyncIterable<Uint8Array>;
-  bodyLength: number;
+  bodyLength?: number;
 } {
   if (upload.parts.every((p) => "bytes" in p)) {
     const bytes = concat(upload.parts.map((p) => (p as { bytes: Uint8Array }).bytes));
     return { body: bytes };
   }
-  return { body: uploadPieces(upload.parts), bodyLength: upload.length };
+  const body = uploadPieces(upload.parts);
+  return upload.length === undefined ? { body } : { body, bodyLength: upload.length };
 }
 
 /** curl's -T: a URL without a file part gets the local file's name. */
@@ -519,7 +527,9 @@ async function main(args: string[]): Promise<number> {
         omitHeaders,
         ...body,
         // A streamed body cannot be sent again if a kept connection turns out dead.
-        ...(body !== undefined && "bodyLength" in body && i > 0 ? { fresh: true } : {}),
+        ...(body !== undefined && !(body.body instanceof Uint8Array) && i > 0
+          ? { fresh: true }
+          : {}),
         ...(maxTime !== undefined ? { timeout: maxTime } : {}),
         maxRedirects: values.location ? maxRedirs : 0,
         onRedirect: (r) => {
@@ -557,7 +567,12 @@ async function main(args: string[]): Promise<number> {
       if (values.timing) {
         for (const line of formatTiming(res.timing, res.reused)) errLine(line);
       }
-    } catch (err) {
+    } catch (caught) {
+      // The client checks a file's bytes against the size announced: one that
+      // changed while being sent cannot be read as it was measured.
+      const err = caught instanceof RangeError && upload !== undefined
+        ? new HttpClientError("read", caught.message, { cause: caught })
+        : caught;
       if (!(err instanceof HttpClientError)) throw err;
       errLine(`webclient: ${err.message}`);
       exitCode = err.exitCode;

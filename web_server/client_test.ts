@@ -616,6 +616,20 @@ Deno.test("webclient moves bulk bodies byte for byte (SHA-256), as curl does", a
       assertEquals(dec.decode(theirs.stdout).split(" ").slice(0, 2), ["PUT", "/dir/big.bin"]);
       assertEquals(dec.decode(ours.stdout), dec.decode(theirs.stdout));
     });
+    await t.step("-T from a pipe has no size to announce: it is sent chunked", async () => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", CLIENT, "-s", "-T", "/dev/stdin", `${hasher.url}/pipe`],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      await writer.write(big);
+      await writer.close();
+      const out = await child.output();
+      assertEquals(out.code, 0, dec.decode(out.stderr));
+      assertEquals(dec.decode(out.stdout), `PUT /pipe ${big.length} ${digest} - chunked -`);
+    });
     await t.step("-d with -T is a usage error", async () => {
       const r = await client(["-d", "x", "-T", `${root}/big.bin`, `${hasher.url}/`]);
       assertEquals(r.code, EXIT_CODES.usage, r.stderr);
