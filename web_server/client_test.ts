@@ -659,20 +659,9 @@ Deno.test("a body cut off by the server: exit 18 as curl, the bytes kept or, wit
       assertEquals(sha256(await Deno.readFile(`${dir}/ours`)), sha256(sent));
     });
     await t.step("--remove-on-error leaves no file behind", async () => {
-      const ours = await client([
-        "-s",
-        "--remove-on-error",
-        "-o",
-        `${dir}/ours2`,
-        `${server.url}/x`,
-      ]);
-      const theirs = await curl([
-        "-s",
-        "--remove-on-error",
-        "-o",
-        `${dir}/curl2`,
-        `${server.url}/x`,
-      ]);
+      const args = (out: string) => ["-s", "--remove-on-error", "-o", `${dir}/${out}`, server.url];
+      const ours = await client(args("ours2"));
+      const theirs = await curl(args("curl2"));
       assertEquals(theirs.code, EXIT_CODES.partial, theirs.stderr);
       assertEquals(ours.code, theirs.code, ours.stderr);
       for (const name of ["curl2", "ours2"]) {
