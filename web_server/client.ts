@@ -15,8 +15,9 @@ import {
   runMain,
   userPath,
 } from "../lib/cli.ts";
-import { writeAll } from "../lib/bytes.ts";
+import { concat, writeAll } from "../lib/bytes.ts";
 import {
+  type BodySink,
   type ClientResponse,
   EXIT_CODES,
   HttpClient,
@@ -45,7 +46,19 @@ export const OPTIONS = {
     short: "d",
     multiple: true,
     arg: "DATA|@FILE",
-    description: "send DATA (or FILE's bytes) as the body; several are joined with &",
+    description: "send DATA (or FILE's bytes, streamed) as the body; several are joined with &",
+  },
+  "data-binary": {
+    type: "string",
+    multiple: true,
+    arg: "DATA|@FILE",
+    description: "as -d (FILE's bytes are always sent unchanged)",
+  },
+  "upload-file": {
+    type: "string",
+    short: "T",
+    arg: "FILE",
+    description: "PUT FILE's bytes, streamed; a URL ending in / gets FILE's name",
   },
   output: {
     type: "string",
@@ -63,6 +76,10 @@ export const OPTIONS = {
     type: "boolean",
     short: "f",
     description: "exit 22 without output when the status is 400 or more",
+  },
+  "remove-on-error": {
+    type: "boolean",
+    description: "delete an -o file when its transfer fails (no partial file)",
   },
   "max-time": {
     type: "string",
@@ -229,21 +246,66 @@ export function formatTiming(timing: Timing, reused: boolean): string[] {
   ];
 }
 
-/** Writes a progress line to a TTY at most every 100 ms. */
-class Progress {
+/** Options of {@linkcode ProgressMeter}. */
+export interface ProgressMeterOptions {
+  /**
+   * The clock, in milliseconds.
+   * @default {performance.now}
+   */
+  now?: () => number;
+}
+
+/**
+ * The progress meter on stderr: it redraws at most 10 times a second,
+ * whatever the rate of updates, so at full speed it costs a clock read per
+ * write; a transfer over within a quarter second shows nothing.
+ *
+ * @example
+ * ```ts
+ * import { ProgressMeter } from "./client.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * let t = 0;
+ * let draws = 0;
+ * const meter = new ProgressMeter({ writeSync: (p) => (draws++, p.length) }, 1000, {
+ *   now: () => t,
+ * });
+ * for (t = 0; t <= 1250; t++) meter.update(t);
+ * assertEquals(draws, 11); // at 250 ms, then every 100 ms
+ * ```
+ */
+export class ProgressMeter {
   #out: { writeSync(p: Uint8Array): number };
-  #start = performance.now();
-  #last = 0;
+  #now: () => number;
+  #start: number;
+  #last = -Infinity;
   #shown = false;
   #total: number | null;
 
-  constructor(out: { writeSync(p: Uint8Array): number }, total: number | null) {
+  /**
+   * Starts the meter's clock.
+   *
+   * @param out Where to draw (stderr).
+   * @param total Expected bytes, or `null` when unknown.
+   * @param options The clock.
+   */
+  constructor(
+    out: { writeSync(p: Uint8Array): number },
+    total: number | null,
+    options: ProgressMeterOptions = {},
+  ) {
     this.#out = out;
     this.#total = total;
+    this.#now = options.now ?? (() => performance.now());
+    this.#start = this.#now();
   }
 
+  /**
+   * Notes progress, redrawing when 100 ms passed since the last redraw.
+   *
+   * @param done Bytes so far.
+   */
   update(done: number): void {
-    const now = performance.now();
+    const now = this.#now();
     // Small transfers finish before the bar would be worth drawing.
     if (now - this.#start < 250 || now - this.#last < 100) return;
     this.#last = now;
@@ -252,6 +314,7 @@ class Progress {
     this.#out.writeSync(encoder.encode(`\r${line}\x1b[K`));
   }
 
+  /** Erases the line, if one was drawn. */
   end(): void {
     if (this.#shown) this.#out.writeSync(encoder.encode("\r\x1b[K"));
   }
@@ -263,33 +326,138 @@ function headText(res: ClientResponse): string {
   return text + "\r\n";
 }
 
-async function readData(values: string[]): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for (const v of values) {
-    if (v.startsWith("@")) {
-      try {
-        parts.push(await Deno.readFile(userPath(v.slice(1))));
-      } catch (err) {
-        throw new CliError(
-          `Cannot read data file ${describePath(v.slice(1))}: ${(err as Error).message}`,
-          EXIT_CODES.read,
-        );
+/** One part of a request body: bytes, or a file streamed from its start. */
+type DataPart = { bytes: Uint8Array } | { file: Deno.FsFile; typed: string; regular: boolean };
+
+/** A request body to send: its parts, total length, and the files to close. */
+interface Upload extends Disposable {
+  parts: DataPart[];
+  /** The total, or `undefined` when a part is not a regular file (a pipe): sent chunked. */
+  length: number | undefined;
+}
+
+/**
+ * Opens the body of `-d`/`--data-binary` (`joiner` "&", as curl joins several)
+ * or `-T` (one file). Files are opened and measured now, so a missing one
+ * fails before anything is sent; their bytes are read while sending.
+ */
+async function openUpload(values: string[], joiner: string): Promise<Upload> {
+  const parts: DataPart[] = [];
+  let length: number | undefined = 0;
+  const upload: Upload = {
+    parts,
+    length: undefined,
+    [Symbol.dispose]() {
+      for (const p of parts) if ("file" in p) p.file.close();
+    },
+  };
+  const sep = encoder.encode(joiner);
+  try {
+    for (const [i, v] of values.entries()) {
+      if (i > 0 && sep.length > 0) {
+        parts.push({ bytes: sep });
+        if (length !== undefined) length += sep.length;
       }
-    } else {
-      parts.push(encoder.encode(v));
+      if (!v.startsWith("@")) {
+        const bytes = encoder.encode(v);
+        parts.push({ bytes });
+        if (length !== undefined) length += bytes.length;
+        continue;
+      }
+      const typed = v.slice(1);
+      try {
+        const file = await Deno.open(userPath(typed));
+        const info = await file.stat().catch((err) => {
+          file.close();
+          throw err;
+        });
+        parts.push({ file, typed, regular: info.isFile });
+        // A pipe or a device has no size to announce: curl sends those chunked too.
+        length = info.isFile && length !== undefined ? length + info.size : undefined;
+      } catch (err) {
+        throw new CliError(dataError(typed, err).message, EXIT_CODES.read);
+      }
+    }
+  } catch (err) {
+    upload[Symbol.dispose]();
+    throw err;
+  }
+  upload.length = length;
+  return upload;
+}
+
+function dataError(typed: string, err: unknown): HttpClientError {
+  return new HttpClientError(
+    "read",
+    `Cannot read data file ${describePath(typed)}: ${(err as Error).message}`,
+    { cause: err },
+  );
+}
+
+/**
+ * The bytes of an upload, each file read from its start into one reused
+ * buffer (the client writes a piece before it asks for the next), so a
+ * file of any size is sent in one buffer's worth of memory.
+ */
+async function* uploadPieces(parts: DataPart[]): AsyncGenerator<Uint8Array> {
+  let buffer: Uint8Array | undefined;
+  for (const part of parts) {
+    if ("bytes" in part) {
+      yield part.bytes;
+      continue;
+    }
+    buffer ??= new Uint8Array(UPLOAD_BUFFER);
+    try {
+      // From the start for each URL; a pipe cannot seek and is read once.
+      if (part.regular) await part.file.seek(0, Deno.SeekMode.Start);
+    } catch (err) {
+      throw dataError(part.typed, err);
+    }
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await part.file.read(buffer);
+      } catch (err) {
+        throw dataError(part.typed, err);
+      }
+      if (n === null) break;
+      yield buffer.subarray(0, n);
     }
   }
-  // curl joins several -d values with "&".
-  const total = parts.reduce((n, p) => n + p.length, 0) + Math.max(0, parts.length - 1);
-  const out = new Uint8Array(total);
-  let off = 0;
-  parts.forEach((p, i) => {
-    if (i > 0) out[off++] = 0x26;
-    out.set(p, off);
-    off += p.length;
-  });
-  return out;
 }
+
+/** The request body for the client: bytes when there is no file, else the stream. */
+function uploadBody(upload: Upload): { body: Uint8Array } | {
+  body: AsyncIterable<Uint8Array>;
+  bodyLength?: number;
+} {
+  if (upload.parts.every((p) => "bytes" in p)) {
+    const bytes = concat(upload.parts.map((p) => (p as { bytes: Uint8Array }).bytes));
+    return { body: bytes };
+  }
+  const body = uploadPieces(upload.parts);
+  return upload.length === undefined ? { body } : { body, bodyLength: upload.length };
+}
+
+/** curl's -T: a URL without a file part gets the local file's name. */
+function uploadUrl(url: string, file: string): string {
+  const name = file.slice(file.lastIndexOf("/") + 1);
+  return url.endsWith("/") ? url + encodeURIComponent(name) : url;
+}
+
+/**
+ * Writes synchronously: the CLI has nothing else to do meanwhile, and an
+ * asynchronous file write goes through a thread pool, whose threads cost
+ * memory and a hop per write.
+ */
+function syncSink(out: { writeSync(p: Uint8Array): number }): BodySink {
+  return { write: (p) => Promise.resolve(out.writeSync(p)) };
+}
+
+/** The buffer a download goes through: large writes to a file, little memory. */
+const DOWNLOAD_BUFFER = 1 << 20;
+/** The buffer an upload is read into from its file. */
+const UPLOAD_BUFFER = 1 << 20;
 
 async function main(args: string[]): Promise<number> {
   const parsed = parseOrHelp(args, OPTIONS, HELP);
@@ -309,8 +477,24 @@ async function main(args: string[]): Promise<number> {
     if ("omit" in h) omitHeaders.push(h.omit);
     else headers.push(h.field);
   }
-  const body = values.data !== undefined ? await readData(values.data) : undefined;
-  const method = values.request ?? (values.head ? "HEAD" : body !== undefined ? "POST" : "GET");
+  const data = [...values.data ?? [], ...values["data-binary"] ?? []];
+  const uploadFile = values["upload-file"];
+  if (uploadFile !== undefined && data.length > 0) {
+    throw new CliError("-T and -d/--data-binary cannot be combined: one body per request");
+  }
+  using upload = uploadFile !== undefined
+    ? await openUpload([`@${uploadFile}`], "")
+    : data.length > 0
+    ? await openUpload(data, "&")
+    : undefined;
+  const method = values.request ??
+    (values.head ? "HEAD" : uploadFile !== undefined ? "PUT" : upload ? "POST" : "GET");
+  const named = (name: string) =>
+    [...headers.map(([n]) => n), ...omitHeaders].some((n) => n.toLowerCase() === name);
+  if (data.length > 0 && upload!.parts.some((p) => "file" in p) && !named("content-type")) {
+    // The client adds this default to a body of bytes only; -d sends it either way, as curl.
+    headers.push(["Content-Type", "application/x-www-form-urlencoded"]);
+  }
   let caCerts: string[] | undefined;
   if (values.cacert !== undefined) {
     try {
@@ -332,14 +516,20 @@ async function main(args: string[]): Promise<number> {
   });
   const outputs = values.output ?? [];
   let exitCode = 0;
-  for (const [i, url] of positionals.entries()) {
+  for (const [i, given] of positionals.entries()) {
     const outFile = outputs[i];
+    const url = uploadFile !== undefined ? uploadUrl(given, uploadFile) : given;
+    const body = upload !== undefined ? uploadBody(upload) : undefined;
     try {
       const res = await client.request(url, {
         method,
         headers,
         omitHeaders,
-        ...(body !== undefined ? { body } : {}),
+        ...body,
+        // A streamed body cannot be sent again if a kept connection turns out dead.
+        ...(body !== undefined && !(body.body instanceof Uint8Array) && i > 0
+          ? { fresh: true }
+          : {}),
         ...(maxTime !== undefined ? { timeout: maxTime } : {}),
         maxRedirects: values.location ? maxRedirs : 0,
         onRedirect: (r) => {
@@ -353,48 +543,103 @@ async function main(args: string[]): Promise<number> {
         throw new HttpClientError("http", `The requested URL returned error: ${res.status}`);
       }
       if (values.head || values.include) await writeOut(undefined, encoder.encode(headText(res)));
-      let file: Deno.FsFile | undefined;
-      if (outFile !== undefined && outFile !== "-") {
-        try {
-          file = await Deno.open(userPath(outFile), { write: true, create: true, truncate: true });
-        } catch (err) {
-          await res.discard().catch(() => {});
-          throw new HttpClientError(
-            "write",
-            `Cannot open output file ${describePath(outFile)}: ${(err as Error).message}`,
-          );
-        }
-      }
+      const toFile = outFile !== undefined && outFile !== "-";
+      const kind = res.bodyKind;
+      const total = kind.type === "length" ? kind.length : null;
+      const progress = stderrTty && !values.silent && !values.verbose &&
+          (toFile || !Deno.stdout.isTerminal())
+        ? new ProgressMeter(Deno.stderr, total)
+        : undefined;
+      const onWrite = (n: number) => progress?.update(n);
       try {
-        const kind = res.bodyKind;
-        const total = kind.type === "length" ? kind.length : null;
-        const progress = stderrTty && !values.silent && !values.verbose &&
-            (file !== undefined || !Deno.stdout.isTerminal())
-          ? new Progress(Deno.stderr, total)
-          : undefined;
-        let done = 0;
-        try {
-          for await (const piece of res.body()) {
-            await writeOut(file, piece);
-            done += piece.length;
-            progress?.update(done);
-          }
-        } finally {
-          progress?.end();
+        if (toFile) {
+          await download(res, outFile, {
+            removeOnError: values["remove-on-error"] ?? false,
+            onWrite,
+          });
+        } else {
+          // stdout may feed another program: each read is passed on as it comes.
+          await res.writeTo(syncSink(Deno.stdout), { bufferSize: DOWNLOAD_BUFFER, onWrite });
         }
       } finally {
-        file?.close();
+        progress?.end();
       }
       if (values.timing) {
         for (const line of formatTiming(res.timing, res.reused)) errLine(line);
       }
-    } catch (err) {
+    } catch (caught) {
+      // The client checks a file's bytes against the size announced: one that
+      // changed while being sent cannot be read as it was measured.
+      const err = caught instanceof RangeError && upload !== undefined
+        ? new HttpClientError("read", caught.message, { cause: caught })
+        : caught;
       if (!(err instanceof HttpClientError)) throw err;
       errLine(`webclient: ${err.message}`);
       exitCode = err.exitCode;
     }
   }
   return exitCode;
+}
+
+/**
+ * Saves a body to a file through one buffer filled before each write (few,
+ * large writes), the file pre-sized when the length is known. A failed
+ * transfer leaves the bytes received (curl's behaviour), or no file with
+ * `removeOnError` (curl's `--remove-on-error`).
+ */
+async function download(
+  res: ClientResponse,
+  typed: string,
+  options: { removeOnError: boolean; onWrite: (n: number) => void },
+): Promise<void> {
+  const path = userPath(typed);
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { write: true, create: true, truncate: true });
+  } catch (err) {
+    await res.discard().catch(() => {});
+    throw new HttpClientError(
+      "write",
+      `Cannot open output file ${describePath(typed)}: ${(err as Error).message}`,
+    );
+  }
+  let written = 0;
+  let presized = false;
+  try {
+    const kind = res.bodyKind;
+    if (kind.type === "length" && kind.length > 0 && (await file.stat()).isFile) {
+      // The file system can lay the file out at once instead of growing it per write.
+      await file.truncate(kind.length);
+      presized = true;
+    }
+    await res.writeTo(syncSink(file), {
+      bufferSize: DOWNLOAD_BUFFER,
+      fill: true,
+      onWrite: (n) => {
+        written = n;
+        options.onWrite(n);
+      },
+    });
+  } catch (err) {
+    if (options.removeOnError) {
+      file.close();
+      await Deno.remove(path).catch(() => {});
+    } else if (presized) {
+      // What was received, not the announced size padded with zeros.
+      await file.truncate(written).catch(() => {});
+    }
+    throw err instanceof HttpClientError ? err : new HttpClientError(
+      "write",
+      `Cannot write output file ${describePath(typed)}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  } finally {
+    try {
+      file.close();
+    } catch {
+      // Closed above, before removing it.
+    }
+  }
 }
 
 function writeStdout(data: Uint8Array): void {

@@ -3,12 +3,22 @@ import { makeTestCa } from "../lib/testing/tls.ts";
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { freePort } from "../lib/testing/ports.ts";
 import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
-import { formatBytes, formatProgress, formatTiming, OPTIONS, parseHeaderOption } from "./client.ts";
+import {
+  formatBytes,
+  formatProgress,
+  formatTiming,
+  OPTIONS,
+  parseHeaderOption,
+  ProgressMeter,
+} from "./client.ts";
 import { EXIT_CODES } from "../lib/http/client.ts";
 import { type Nginx, startNginx } from "./_nginx.ts";
+import { bodyReader, readRequestHead, writeAll } from "../lib/http/mod.ts";
+import { createHash } from "node:crypto";
 
 const CLIENT = new URL("./client.ts", import.meta.url).pathname;
 const dec = new TextDecoder();
+const enc = new TextEncoder();
 
 interface Run {
   code: number;
@@ -506,10 +516,159 @@ Deno.test("client formatting helpers", async (t) => {
     assertEquals(formatProgress(2048, null, 1000), "2.0 KiB  2.0 KiB/s");
     assertEquals(formatProgress(10, 5, 1000, 4), "[####] 100%  10 B / 5 B  10 B/s");
   });
+  await t.step("the progress meter redraws at most 10 times a second", () => {
+    // Updates every 0.1 ms for 10 s (a fast transfer), on a fake clock.
+    let now = 0;
+    const lines: string[] = [];
+    const meter = new ProgressMeter(
+      { writeSync: (p) => (lines.push(dec.decode(p)), p.length) },
+      100_000,
+      { now: () => now },
+    );
+    for (let i = 0; i <= 100_000; i++) {
+      now = i / 10;
+      meter.update(i);
+    }
+    assert(lines.length <= 100, `${lines.length} redraws in 10 s`);
+    assert(lines.length >= 90, `${lines.length} redraws: the meter must still move`);
+    assertMatch(lines.at(-1)!, /^\r\[#+ *\] +9\d%/);
+    meter.end();
+    assertEquals(lines.at(-1), "\r\x1b[K");
+  });
+
   await t.step("formatTiming", () => {
     const lines = formatTiming({ dns: 0.5, connect: 1, tls: 0, firstByte: 2.25, total: 3 }, true);
     assertEquals(lines.length, 5);
     assertEquals(lines[3], "*   first byte    2.250 ms");
     assert(lines[4]!.endsWith("(connection reused)"));
   });
+});
+
+/** SHA-256 of bytes, as hex. */
+function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+Deno.test("webclient moves bulk bodies byte for byte (SHA-256), as curl does", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "client_bulk_" });
+  // Several buffers' worth and an odd tail, so pieces straddle every boundary.
+  const big = pattern(9 * 1024 * 1024 + 4097);
+  const digest = sha256(big);
+  await Deno.writeFile(`${root}/big.bin`, big);
+  await using nginx = await startClientNginx(root);
+  // Hashes each request body as it streams in and answers with the digest,
+  // the framing fields it saw, and the length.
+  await using hasher = scriptedServer(async (conn, reader) => {
+    for (;;) {
+      const head = await readRequestHead(reader);
+      if (head === null) return;
+      if (head.expectContinue) await writeAll(conn, enc.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+      const hash = createHash("sha256");
+      let n = 0;
+      for await (const p of bodyReader(reader, head.body)) {
+        hash.update(p);
+        n += p.length;
+      }
+      const text = `${head.method} ${head.target} ${n} ${hash.digest("hex")} ${
+        head.headers.get("content-length") ?? "-"
+      } ${head.headers.get("transfer-encoding") ?? "-"} ${head.headers.get("content-type") ?? "-"}`;
+      await writeAll(
+        conn,
+        enc.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`),
+      );
+    }
+  });
+  try {
+    await t.step("a download to a file, pre-sized, is the file nginx sent", async () => {
+      for (const [who, runIt] of [["webclient", client], ["curl", curl]] as const) {
+        const out = `${root}/${who}.bin`;
+        const r = await runIt(["-s", "-o", out, `${nginx.url}/big.bin`]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals(sha256(await Deno.readFile(out)), digest, who);
+      }
+    });
+    await t.step("a download to stdout is the file nginx sent", async () => {
+      const r = await client(["-s", `${nginx.url}/big.bin`]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(sha256(r.stdout), digest);
+    });
+    const uploads: [string, string[], string][] = [
+      ["-T FILE is a PUT of the file's bytes", ["-T", `${root}/big.bin`], "-"],
+      [
+        "--data-binary @FILE is a POST of the file's bytes",
+        ["--data-binary", `@${root}/big.bin`],
+        "application/x-www-form-urlencoded",
+      ],
+    ];
+    for (const [name, args, type] of uploads) {
+      await t.step(`${name}, streamed with its Content-Length`, async () => {
+        const method = args[0] === "-T" ? "PUT" : "POST";
+        const want = `${method} /up ${big.length} ${digest} ${big.length} - ${type}`;
+        const { ours, theirs } = await both(["-s", ...args, `${hasher.url}/up`]);
+        assertEquals(theirs.code, 0, theirs.stderr);
+        assertEquals(dec.decode(theirs.stdout), want, "curl");
+        assertEquals(ours.code, 0, ours.stderr);
+        assertEquals(dec.decode(ours.stdout), want, "webclient");
+      });
+    }
+    await t.step("-T appends the file's name to a URL that ends in /, as curl", async () => {
+      const { ours, theirs } = await both(["-s", "-T", `${root}/big.bin`, `${hasher.url}/dir/`]);
+      assertEquals(dec.decode(theirs.stdout).split(" ").slice(0, 2), ["PUT", "/dir/big.bin"]);
+      assertEquals(dec.decode(ours.stdout), dec.decode(theirs.stdout));
+    });
+    await t.step("-T from a pipe has no size to announce: it is sent chunked", async () => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", CLIENT, "-s", "-T", "/dev/stdin", `${hasher.url}/pipe`],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      await writer.write(big);
+      await writer.close();
+      const out = await child.output();
+      assertEquals(out.code, 0, dec.decode(out.stderr));
+      assertEquals(dec.decode(out.stdout), `PUT /pipe ${big.length} ${digest} - chunked -`);
+    });
+    await t.step("-d with -T is a usage error", async () => {
+      const r = await client(["-d", "x", "-T", `${root}/big.bin`, `${hasher.url}/`]);
+      assertEquals(r.code, EXIT_CODES.usage, r.stderr);
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a body cut off by the server: exit 18 as curl, the bytes kept or, with --remove-on-error, no file", async (t) => {
+  const sent = pattern(3 * 1024 * 1024 + 5);
+  // Announces 8 MiB, sends 3 MiB and a bit, then closes.
+  await using server = scriptedServer(async (conn, reader) => {
+    await readRequestHead(reader);
+    const head = "HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\nConnection: close\r\n\r\n";
+    await writeAll(conn, enc.encode(head));
+    await writeAll(conn, sent);
+  });
+  const dir = await Deno.makeTempDir({ prefix: "client_cut_" });
+  try {
+    await t.step("without the option the partial file holds exactly what arrived", async () => {
+      const ours = await client(["-s", "-o", `${dir}/ours`, `${server.url}/x`]);
+      const theirs = await curl(["-s", "-o", `${dir}/curl`, `${server.url}/x`]);
+      assertEquals(theirs.code, EXIT_CODES.partial, theirs.stderr);
+      assertEquals(ours.code, theirs.code, ours.stderr);
+      assertEquals(sha256(await Deno.readFile(`${dir}/curl`)), sha256(sent));
+      assertEquals(sha256(await Deno.readFile(`${dir}/ours`)), sha256(sent));
+    });
+    await t.step("--remove-on-error leaves no file behind", async () => {
+      const args = (out: string) => ["-s", "--remove-on-error", "-o", `${dir}/${out}`, server.url];
+      const ours = await client(args("ours2"));
+      const theirs = await curl(args("curl2"));
+      assertEquals(theirs.code, EXIT_CODES.partial, theirs.stderr);
+      assertEquals(ours.code, theirs.code, ours.stderr);
+      for (const name of ["curl2", "ours2"]) {
+        assertEquals(await Deno.stat(`${dir}/${name}`).then(() => true, () => false), false, name);
+      }
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

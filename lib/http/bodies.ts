@@ -58,6 +58,22 @@ export interface BodyOptions {
    * @default {65536}
    */
   readSize?: number;
+  /**
+   * Read every piece into this one buffer, and yield views of it: no array
+   * is allocated per piece, so a bulk transfer holds one buffer's worth of
+   * memory. A piece is valid only until the next one is asked for, so the
+   * consumer must be done with it (written it out) by then.
+   * @default {undefined: a fresh array per piece}
+   */
+  buffer?: Uint8Array;
+  /**
+   * With `buffer`: fill it (as far as the body goes) before yielding, so a
+   * file gets a few large writes instead of one per socket read. It delays
+   * each piece until the buffer is full, so leave it off when forwarding to
+   * a peer that should see bytes as they come.
+   * @default {false}
+   */
+  fill?: boolean;
 }
 
 /**
@@ -70,17 +86,47 @@ function trimPiece(piece: Uint8Array, n: number): Uint8Array {
   return n < piece.length >> 1 ? piece.slice(0, n) : piece.subarray(0, n);
 }
 
+/**
+ * Reads the next piece of at most `limit` bytes: into a fresh array, or into
+ * `options.buffer` (filled when `options.fill`). Bytes read before the end of
+ * the stream are returned first; `null` means nothing was left.
+ */
+async function readPiece(
+  reader: BufferedReader,
+  limit: number,
+  options: BodyOptions,
+): Promise<Uint8Array | null> {
+  const into = options.buffer;
+  if (into === undefined) {
+    const buffered = reader.buffered;
+    const piece = new Uint8Array(
+      Math.min(limit, buffered > 0 ? buffered : options.readSize ?? 65536),
+    );
+    const n = await reader.read(piece);
+    return n === null ? null : trimPiece(piece, n);
+  }
+  const want = Math.min(limit, into.length);
+  let got = 0;
+  do {
+    const n = await reader.read(into.subarray(got, want));
+    if (n === null) break;
+    got += n;
+  } while (options.fill === true && got < want);
+  return got === 0 ? null : into.subarray(0, got);
+}
+
 function tooLarge(max: number): HttpError {
   return new HttpError(413, `Cannot read body: larger than ${max} bytes`);
 }
 
 /**
  * Streams a body of exactly `length` bytes. Each yielded piece is a fresh
- * array the consumer may keep.
+ * array the consumer may keep, unless `options.buffer` is given (then it is
+ * a view of that buffer, valid until the next piece).
  *
  * @param reader The connection's buffered reader.
  * @param length The Content-Length.
- * @param options Size limit and read size.
+ * @param options Size limit, read size, and a buffer to reuse.
  * @returns An async iterator of body pieces.
  * @throws {Deno.errors.UnexpectedEof} When the connection closes early.
  * @throws {HttpError} 413 when `length` exceeds `maxBytes`.
@@ -103,19 +149,16 @@ export async function* readFixed(
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const max = options.maxBytes ?? Infinity;
   if (length > max) throw tooLarge(max);
-  const readSize = options.readSize ?? 65536;
   let remaining = length;
   while (remaining > 0) {
-    const buffered = reader.buffered;
-    const piece = new Uint8Array(Math.min(remaining, buffered > 0 ? buffered : readSize));
-    const n = await reader.read(piece);
-    if (n === null) {
+    const piece = await readPiece(reader, remaining, options);
+    if (piece === null) {
       throw new Deno.errors.UnexpectedEof(
         `Cannot read body: connection closed after ${length - remaining} of ${length} bytes`,
       );
     }
-    remaining -= n;
-    yield trimPiece(piece, n);
+    remaining -= piece.length;
+    yield piece;
   }
 }
 
@@ -142,16 +185,13 @@ export async function* readUntilClose(
   options: BodyOptions = {},
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const max = options.maxBytes ?? Infinity;
-  const readSize = options.readSize ?? 65536;
   let total = 0;
   for (;;) {
-    const buffered = reader.buffered;
-    const piece = new Uint8Array(buffered > 0 ? buffered : readSize);
-    const n = await reader.read(piece);
-    if (n === null) return;
-    total += n;
+    const piece = await readPiece(reader, Infinity, options);
+    if (piece === null) return;
+    total += piece.length;
     if (total > max) throw tooLarge(max);
-    yield trimPiece(piece, n);
+    yield piece;
   }
 }
 
@@ -257,7 +297,6 @@ export async function* readChunked(
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const max = options.maxBytes ?? Infinity;
   const maxLine = options.maxChunkLineBytes ?? 4096;
-  const readSize = options.readSize ?? 65536;
   const what = "chunked body";
   let total = 0;
   for (;;) {
@@ -286,14 +325,12 @@ export async function* readChunked(
     if (total > max) throw tooLarge(max);
     let remaining = size;
     while (remaining > 0) {
-      const buffered = reader.buffered;
-      const piece = new Uint8Array(Math.min(remaining, buffered > 0 ? buffered : readSize));
-      const n = await reader.read(piece);
-      if (n === null) {
+      const piece = await readPiece(reader, remaining, options);
+      if (piece === null) {
         throw new Deno.errors.UnexpectedEof(`Cannot read ${what}: connection closed mid-chunk`);
       }
-      remaining -= n;
-      yield trimPiece(piece, n);
+      remaining -= piece.length;
+      yield piece;
     }
     while (reader.buffered < 2) {
       if ((await reader.fill()) === 0) {

@@ -210,6 +210,45 @@ export interface HttpClientOptions {
   userAgent?: string;
 }
 
+/** How {@linkcode ClientResponse.body} reads: into one reused buffer, filled or not. */
+export interface BodyReadOptions {
+  /**
+   * Read every piece into this buffer and yield views of it (no array per
+   * piece); a piece is valid until the next one is asked for.
+   * @default {undefined: a fresh array per piece}
+   */
+  buffer?: Uint8Array;
+  /**
+   * With `buffer`: fill it before yielding (as far as the body goes), for a
+   * few large writes to a file. It holds bytes back until the buffer is full.
+   * @default {false}
+   */
+  fill?: boolean;
+}
+
+/** Where {@linkcode ClientResponse.writeTo} writes: a file, stdout, a connection. */
+export interface BodySink {
+  /** Writes some of `p`; resolves to how many bytes it took (as `Deno.FsFile.write`). */
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** Options of {@linkcode ClientResponse.writeTo}. */
+export interface WriteToOptions {
+  /**
+   * Size of the one buffer the body goes through.
+   * @default {1048576}
+   */
+  bufferSize?: number;
+  /**
+   * Fill the buffer before each write (a file); off, each socket read is
+   * written as it comes (a peer, a pipe).
+   * @default {false}
+   */
+  fill?: boolean;
+  /** Called after each write with the body bytes written so far (a progress meter). */
+  onWrite?: (written: number) => void;
+}
+
 /** A request body: bytes (replayable), or a stream of pieces (sent chunked unless `bodyLength` is set). */
 export type RequestBody = Uint8Array | AsyncIterable<Uint8Array>;
 
@@ -461,6 +500,9 @@ function receiveError(err: unknown, what: string): HttpClientError {
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
+/** Where discarded bodies are read: shared, since nothing reads it back. */
+const DISCARD_BUFFER = new Uint8Array(65536);
+
 /**
  * A response whose body has not been read yet. Read it once, with
  * {@linkcode ClientResponse.body}, {@linkcode ClientResponse.bytes},
@@ -492,6 +534,7 @@ export class ClientResponse {
   readonly upload: Promise<void>;
   #body: AsyncGenerator<Uint8Array, void, undefined> | null;
   #cancelled: { value: boolean };
+  #read: BodyReadOptions;
 
   /** @internal Built by {@linkcode HttpClient}. */
   constructor(
@@ -507,6 +550,7 @@ export class ClientResponse {
       upload: Promise<void>;
       body: AsyncGenerator<Uint8Array, void, undefined>;
       cancelled: { value: boolean };
+      read: BodyReadOptions;
     },
   ) {
     this.url = init.url;
@@ -520,6 +564,7 @@ export class ClientResponse {
     this.upload = init.upload;
     this.#body = init.body;
     this.#cancelled = init.cancelled;
+    this.#read = init.read;
   }
 
   /** The status code. */
@@ -540,13 +585,61 @@ export class ClientResponse {
   /**
    * The body as an async iterator of byte pieces (usable once).
    *
+   * @param options A buffer to read every piece into (then each piece is
+   *   valid until the next is asked for), and whether to fill it first.
    * @returns The pieces.
    */
-  body(): AsyncGenerator<Uint8Array, void, undefined> {
+  body(options: BodyReadOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
     const b = this.#body;
     if (b === null) throw new TypeError("Cannot read the response body: it was already read");
     this.#body = null;
+    // The generator has not started: it reads these when first pulled.
+    Object.assign(this.#read, options);
     return b;
+  }
+
+  /**
+   * Streams the body into `sink` through one reused buffer: no allocation
+   * per piece, so memory stays flat whatever the body's size. Each write
+   * completes before the next read into the buffer.
+   *
+   * @param sink A file, stdout, a connection: anything with `write(p)`.
+   * @param options Buffer size, filling, and a progress callback.
+   * @returns The number of body bytes written.
+   * @throws {HttpClientError} `write` when the sink fails; the receive
+   *   failures of {@linkcode ClientResponse.body} (`partial`, `recv`, `timeout`…).
+   *
+   * @example Saving a body to a file
+   * ```ts
+   * import { HttpClient } from "./client.ts";
+   * import { assertEquals } from "../testing/assert.ts";
+   * await using server = Deno.serve({ port: 0, onListen() {} }, () => new Response("saved"));
+   * await using client = new HttpClient();
+   * const res = await client.request(`http://127.0.0.1:${server.addr.port}/`);
+   * const path = await Deno.makeTempFile();
+   * {
+   *   using file = await Deno.open(path, { write: true });
+   *   assertEquals(await res.writeTo(file, { fill: true }), 5);
+   * }
+   * assertEquals(await Deno.readTextFile(path), "saved");
+   * await Deno.remove(path);
+   * ```
+   */
+  async writeTo(sink: BodySink, options: WriteToOptions = {}): Promise<number> {
+    const buffer = new Uint8Array(options.bufferSize ?? 1 << 20);
+    let written = 0;
+    for await (const piece of this.body({ buffer, fill: options.fill ?? false })) {
+      try {
+        await writeAll(sink, piece);
+      } catch (err) {
+        throw new HttpClientError("write", `Cannot write the body: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      written += piece.length;
+      options.onWrite?.(written);
+    }
+    return written;
   }
 
   /**
@@ -576,7 +669,8 @@ export class ClientResponse {
    */
   async discard(): Promise<number> {
     let n = 0;
-    for await (const p of this.body()) n += p.length;
+    // Nobody looks at the bytes, so every discard may share one buffer.
+    for await (const p of this.body({ buffer: DISCARD_BUFFER })) n += p.length;
     return n;
   }
 
@@ -1084,6 +1178,7 @@ export class HttpClient implements AsyncDisposable {
         timing.firstByte = (firstByte.at || performance.now()) - start;
         this.#traceResponseHead(head);
         const cancelled = { value: false };
+        const read: BodyReadOptions = {};
         return new ClientResponse({
           url,
           method,
@@ -1095,6 +1190,7 @@ export class HttpClient implements AsyncDisposable {
           remoteAddress: c.address,
           upload,
           cancelled,
+          read,
           body: this.#body(c, head, upload, {
             deadline,
             off,
@@ -1103,6 +1199,7 @@ export class HttpClient implements AsyncDisposable {
             timing,
             what,
             cancelled,
+            read,
           }),
         });
       } catch (err) {
@@ -1173,15 +1270,15 @@ export class HttpClient implements AsyncDisposable {
       timing: Timing;
       what: string;
       cancelled: { value: boolean };
+      read: BodyReadOptions;
     },
   ): AsyncGenerator<Uint8Array, void, undefined> {
     let complete = false;
     c.inBody = true;
     try {
       if (ctx.cancelled.value) return;
-      for await (const piece of bodyReader(c.reader, head.body, { readSize: this.#readSize })) {
-        yield piece;
-      }
+      const options = { readSize: this.#readSize, ...ctx.read };
+      for await (const piece of bodyReader(c.reader, head.body, options)) yield piece;
       complete = true;
     } catch (err) {
       if (ctx.deadline.expired) throw new HttpClientError("timeout", `${ctx.what}: timed out`);

@@ -801,3 +801,38 @@ Deno.test("HttpClient with fresh: true opens a new connection even with an idle 
     assertEquals(client.idleConnections, 1);
   });
 });
+
+Deno.test("HttpClient writeTo() streams a body through one buffer and classifies sink failures", async (t) => {
+  const body = "0123456789".repeat(1000);
+  await using server = rawServer(() => ok(body));
+  await using client = new HttpClient();
+  await t.step("every write is a view of the one buffer; the connection is kept", async () => {
+    const res = await client.request(`${server.url}/a`);
+    const buffers = new Set<ArrayBufferLike>();
+    let text = "";
+    const seen: number[] = [];
+    const n = await res.writeTo({
+      write(p) {
+        buffers.add(p.buffer);
+        text += new TextDecoder().decode(p);
+        return Promise.resolve(p.length);
+      },
+    }, { bufferSize: 4096, fill: true, onWrite: (w) => seen.push(w) });
+    assertEquals(n, body.length);
+    assertEquals(text, body);
+    assertEquals(buffers.size, 1);
+    // Filled: full 4 KiB writes, then the tail.
+    assertEquals(seen, [4096, 8192, 10000]);
+    assertEquals(client.idleConnections, 1);
+  });
+  await t.step("a failing sink is a write failure (23) and the connection is dropped", async () => {
+    const res = await client.request(`${server.url}/b`);
+    assertEquals(res.reused, true);
+    const sink = { write: () => Promise.reject(new Error("disk full")) };
+    await assertFails(res.writeTo(sink), "write", 23);
+    assertEquals(client.idleConnections, 0);
+    const next = await client.request(`${server.url}/c`);
+    assertEquals(next.reused, false);
+    assertEquals(await next.discard(), body.length);
+  });
+});
