@@ -18,6 +18,10 @@
  * it exits (checked in Deno's `v8_code_cache_v2` database: five such runs
  * stored nothing for `icmp_pinger/`), so the warm-up runs are longer ones,
  * as a user's usual runs are: `ping -c 2 -i 0.2` and `traceroute -z 50`.
+ * The tasks' `--no-lazy` makes that cache hold every function, not only the
+ * modules' top levels. `startup_test.ts` checks that neither tool loads at
+ * start what these runs do not use (the resolver, quoted-packet parsing,
+ * other probe methods).
  *
  * @module
  */
