@@ -10,7 +10,10 @@
  * It prints the median of each, and each tool's cost over its floor: the
  * median of the rounds' differences, which cancels the machine's slower and
  * faster spells. Run as root: `deno run -A bench/startup.ts [rounds]`
- * (default 21; `deno task bench startup`).
+ * (default 21; `deno task bench startup`). On a machine busy with other
+ * work, `chrt -f 10 deno task bench startup` runs the tools and the floor
+ * alike at real-time priority, which takes most of that load's noise out
+ * (the floor stays near its quiet 15 ms).
  *
  * What is measured is a user's start-up, with Deno's caches in place. The
  * V8 code cache of a run's modules is stored in a later turn of its event
