@@ -10,7 +10,10 @@
  * It prints the median of each, and each tool's cost over its floor: the
  * median of the rounds' differences, which cancels the machine's slower and
  * faster spells. Run as root: `deno run -A bench/startup.ts [rounds]`
- * (default 21; `deno task bench startup`).
+ * (default 21; `deno task bench startup`). On a machine busy with other
+ * work, `chrt -f 10 deno task bench startup` runs the tools and the floor
+ * alike at real-time priority, which takes most of that load's noise out
+ * (the floor stays near its quiet 15 ms).
  *
  * What is measured is a user's start-up, with Deno's caches in place. The
  * V8 code cache of a run's modules is stored in a later turn of its event
@@ -18,6 +21,10 @@
  * it exits (checked in Deno's `v8_code_cache_v2` database: five such runs
  * stored nothing for `icmp_pinger/`), so the warm-up runs are longer ones,
  * as a user's usual runs are: `ping -c 2 -i 0.2` and `traceroute -z 50`.
+ * The tasks' `--no-lazy` makes that cache hold every function, not only the
+ * modules' top levels. `startup_test.ts` checks that neither tool loads at
+ * start what these runs do not use (the resolver, quoted-packet parsing,
+ * other probe methods).
  *
  * @module
  */

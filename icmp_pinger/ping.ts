@@ -275,6 +275,12 @@ const PARK_EVERY_MS = 250;
 // here (each measured in the lab, bench/ping.ts), one line of why each:
 // - the `ping` task's `--invocation-count-for-turbofan=300`: a long flood's
 //   burst loop (lib/rawsock/echo.ts) gets optimized within its priming;
+// - its `--no-lazy`: V8 compiles every function with its module, so Deno's
+//   code cache holds them all and a run compiles nothing on first call
+//   (5.5 ms less start-up for `-c 1 127.0.0.1`, paired runs);
+// - its `--no-sparkplug`: V8's baseline tier cost start-up time (0.7 ms
+//   here, 3.4 ms for traceroute 127.0.0.1), and a flood reaches TurboFan
+//   as fast without it (the same rate against iputils in the lab);
 // - PingSession.#prime(): short intervals and long floods first run their
 //   own code to the loopback address, so what the target sees is optimized
 //   code (measured at -i 0.002: 6 µs average round trips, 8 µs cold);

@@ -10,7 +10,8 @@
  *
  * @module
  */
-import { buildEcho, parseIcmp, parseQuoted } from "../lib/icmp.ts";
+import { buildEcho, parseIcmp } from "../lib/icmp.ts";
+import { parseQuoted } from "../lib/icmp_error.ts";
 import { realtimeNs } from "../lib/rawsock/clock.ts";
 import type { Socket } from "../lib/rawsock/socket.ts";
 import {

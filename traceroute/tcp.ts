@@ -11,7 +11,8 @@
  *
  * @module
  */
-import { checksum, parseIcmp, parseQuoted, pseudoHeaderSum } from "../lib/icmp.ts";
+import { checksum, parseIcmp, pseudoHeaderSum } from "../lib/icmp.ts";
+import { parseQuoted } from "../lib/icmp_error.ts";
 import { realtimeNs } from "../lib/rawsock/clock.ts";
 import type { Socket } from "../lib/rawsock/socket.ts";
 import {

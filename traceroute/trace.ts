@@ -190,11 +190,25 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
     if (!Number.isInteger(queries) || queries < 1 || queries > 10) {
       throw new RangeError(`Invalid probes per hop ${queries}: must be from 1 to 10`);
     }
-    const resolved = await resolve(this.#host, o.family);
-    if ((o.resolveNames ?? true) && this.#names === undefined) {
-      const { ReverseCache } = await import("../lib/resolve.ts");
-      this.#names = new ReverseCache();
-    }
+    // Only the chosen method's module is loaded, and it and the resolver
+    // (for names) load while the host resolves, not one after another:
+    // start-up time counts.
+    const opener = o.openMethod
+      ? Promise.resolve(o.openMethod)
+      : methodName === "udp"
+      ? import("./udp.ts").then((m) => m.openUdpMethod)
+      : methodName === "icmp"
+      ? import("./icmp_probe.ts").then((m) => m.openIcmpMethod)
+      : import("./tcp.ts").then((m) => m.openTcpMethod);
+    const resolver = (o.resolveNames ?? true) && this.#names === undefined
+      ? import("../lib/resolve.ts")
+      : undefined;
+    const [resolved, open, names] = await Promise.all([
+      resolve(this.#host, o.family),
+      opener,
+      resolver,
+    ]);
+    if (names) this.#names = new names.ReverseCache();
     const family = resolved.family;
     const mo: MethodOptions = {
       family,
@@ -207,14 +221,7 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
     if (o.source !== undefined) mo.source = o.source;
     if (o.device !== undefined) mo.device = o.device;
     if (o.sourcePort !== undefined) mo.sourcePort = o.sourcePort;
-    // Only the chosen method's module is loaded: start-up time counts.
-    const method = o.openMethod
-      ? await o.openMethod(mo)
-      : methodName === "udp"
-      ? (await import("./udp.ts")).openUdpMethod(mo)
-      : methodName === "icmp"
-      ? (await import("./icmp_probe.ts")).openIcmpMethod(mo)
-      : (await import("./tcp.ts")).openTcpMethod(mo);
+    const method = await open(mo);
     return {
       target: {
         host: this.#host,

@@ -85,15 +85,17 @@ const SYMBOLS = {
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /**
- * Bound with `Deno.dlopen` when this module loads: `dlsym`, through which
- * every other symbol is looked up on first use (about 0.04 ms) and called
- * through `Deno.UnsafeFnPointer` (about 2 µs per call). Binding costs
- * start-up time (measured: 0.9 ms for `dlsym` alone, 1.5 ms with the three
- * of `FAST`), so a hot loop binds those itself ({@linkcode bindFastCalls}),
- * and a tool that has none (traceroute, a single ping) never does. (Deno's
- * test sanitizers do not count a library opened during a test, checked.)
+ * Looked up when this module loads: the address of `dlsym` (`Deno.dlopen`
+ * with it as a data symbol), through which every other symbol is looked up
+ * on first use (about 0.04 ms); each is called through
+ * `Deno.UnsafeFnPointer` (about 2 µs per call). Binding functions with
+ * `Deno.dlopen` costs start-up time (measured: 0.9 ms for `dlsym` alone,
+ * 1.5 ms with the three of `FAST`, against 0.4 ms for `dlsym`'s address),
+ * so a hot loop binds its calls itself ({@linkcode bindFastCalls}), and a
+ * tool that has none (traceroute, a single ping) never does. (Deno's test
+ * sanitizers do not count a library opened during a test, checked.)
  */
-const CORE = ["dlsym"] as const satisfies readonly (keyof typeof SYMBOLS)[];
+const CORE = { dlsym: { type: "pointer" } } as const satisfies Deno.ForeignLibraryInterface;
 
 /**
  * The symbols called per datagram in a hot loop, bound by
@@ -120,6 +122,20 @@ let loadError: Error | undefined;
  */
 export let errnoCell: Int32Array = new Int32Array(1);
 
+/** The C function at `ptr`, callable as JavaScript through `Deno.UnsafeFnPointer`. */
+function callThrough(
+  ptr: Deno.PointerObject,
+  definition: Deno.UnsafeCallbackDefinition,
+): (...args: unknown[]) => unknown {
+  const fn = new Deno.UnsafeFnPointer(
+    ptr as Deno.PointerObject<typeof definition>,
+    definition,
+  ) as unknown as {
+    call(...args: unknown[]): unknown;
+  };
+  return fn.call.bind(fn);
+}
+
 function loadCore(): void {
   if (Deno.build.os !== "linux") {
     loadError = new Error(
@@ -127,10 +143,9 @@ function loadCore(): void {
     );
     return;
   }
-  const wanted = Object.fromEntries(CORE.map((name) => [name, SYMBOLS[name]]));
-  let core: Record<string, unknown>;
+  let dlsymAddress: Deno.PointerValue;
   try {
-    core = Deno.dlopen("libc.so.6", wanted).symbols;
+    dlsymAddress = Deno.dlopen("libc.so.6", CORE).symbols.dlsym;
   } catch (err) {
     loadError = err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
       ? new Error(`Raw sockets need FFI permission: run Deno with --allow-ffi (or -A)`)
@@ -141,10 +156,14 @@ function loadCore(): void {
       );
     return;
   }
-  const dlsym = core.dlsym as Libc["dlsym"];
-  const table = { ...core } as Libc;
+  if (dlsymAddress === null) {
+    loadError = new Error(`Cannot find "dlsym" in glibc "libc.so.6"`);
+    return;
+  }
+  const dlsym = callThrough(dlsymAddress, SYMBOLS.dlsym) as Libc["dlsym"];
+  const table = { dlsym } as Libc;
   for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) {
-    if (name in core) continue;
+    if (name === "dlsym") continue;
     Object.defineProperty(table, name, {
       configurable: true,
       enumerable: true,
@@ -152,13 +171,7 @@ function loadCore(): void {
         const definition: Deno.UnsafeCallbackDefinition & { name?: string } = SYMBOLS[name];
         const ptr = dlsym(null, cString(definition.name ?? name));
         if (ptr === null) throw new Error(`Cannot find "${name}" in glibc "libc.so.6"`);
-        const fn = new Deno.UnsafeFnPointer(
-          ptr as Deno.PointerObject<typeof definition>,
-          definition,
-        ) as unknown as {
-          call(...args: unknown[]): unknown;
-        };
-        const call = fn.call.bind(fn);
+        const call = callThrough(ptr, definition);
         Object.defineProperty(table, name, { value: call, enumerable: true });
         return call;
       },

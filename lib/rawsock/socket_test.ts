@@ -1,13 +1,7 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "../testing/assert.ts";
 import { type ExecResult, type Lab, labTest } from "../testing/lab.ts";
-import {
-  buildEcho,
-  Icmp6Type,
-  IcmpType,
-  parseIcmp,
-  parseIpv4Header,
-  TimeExceededCode,
-} from "../icmp.ts";
+import { buildEcho, Icmp6Type, IcmpType, parseIcmp, TimeExceededCode } from "../icmp.ts";
+import { parseIpv4Header } from "../icmp_error.ts";
 import {
   type Datagram,
   DatagramInfo,
