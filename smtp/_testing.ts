@@ -121,7 +121,7 @@ export interface Aiosmtpd extends AsyncDisposable {
 export async function startAiosmtpd(
   options: {
     mode?: "plain" | "starttls" | "implicit";
-    certs?: Certs;
+    certs?: Certs | KeyPair;
     cert?: "good" | "wrong";
     user?: string;
     password?: string;
@@ -136,7 +136,8 @@ export async function startAiosmtpd(
     options.mode ?? "plain",
   ];
   if (options.certs) {
-    const which = options.cert === "wrong" ? options.certs.wrong : options.certs.good;
+    const certs = options.certs;
+    const which = "good" in certs ? (options.cert === "wrong" ? certs.wrong : certs.good) : certs;
     args.push("--cert", which.cert, "--key", which.key);
   }
   if (options.user !== undefined) args.push("--user", options.user);
@@ -291,4 +292,51 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
 export async function sha256File(path: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A self-signed certificate as `openssl req -x509` makes it by default (`CA:TRUE`). */
+export interface SelfSigned extends KeyPair, AsyncDisposable {
+  /** Its SHA-256 fingerprint as openssl prints it: `SHA256:AB:CD:…`. */
+  fingerprint: string;
+}
+
+/**
+ * Makes the certificate most small mail servers have: `openssl req -x509
+ * -newkey rsa:2048 -nodes -subj /CN=localhost -addext
+ * subjectAltName=DNS:localhost`, a `CA:TRUE` leaf.
+ */
+export async function makeSelfSigned(): Promise<SelfSigned> {
+  const dir = await Deno.makeTempDir({ prefix: "smtp_selfsigned_" });
+  const cert = `${dir}/cert.pem`;
+  const key = `${dir}/key.pem`;
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command("openssl", { args, stdout: "piped", stderr: "piped" })
+      .output();
+    if (!out.success) throw new Error(`openssl ${args[0]} failed: ${decoder.decode(out.stderr)}`);
+    return decoder.decode(out.stdout);
+  };
+  await run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost",
+    "-days",
+    "2",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+  ]);
+  const printed = await run(["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"]);
+  return {
+    cert,
+    key,
+    fingerprint: `SHA256:${printed.trim().split("=")[1]}`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
 }

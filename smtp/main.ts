@@ -28,6 +28,7 @@ import {
   messageFromFile,
   parseMailbox,
 } from "./mime.ts";
+import { nodeTransport, parseFingerprint } from "./_tls.ts";
 
 /** Exit codes, one per failing phase; the numbers follow swaks where swaks has one. */
 const EXIT: Record<SmtpPhase | "partial" | "message", number> = {
@@ -126,11 +127,17 @@ export const OPTIONS = {
     type: "string",
     arg: "FILE",
     default: "the system's CAs only",
-    description: "trust this CA certificate (PEM) too",
+    description: "trust the certificates in this PEM file: CAs, or the server's own",
+  },
+  "tls-fingerprint": {
+    type: "string",
+    multiple: true,
+    arg: "SHA256:HEX",
+    description: "accept only the certificate with this SHA-256 fingerprint",
   },
   insecure: {
     type: "boolean",
-    description: "do not check the certificate's name (the chain is still verified)",
+    description: "do not verify the server's certificate at all (a warning on stderr)",
   },
   "allow-plaintext-auth": {
     type: "boolean",
@@ -181,6 +188,11 @@ const HELP = {
 sending (header injection, unreadable file), 20 connect, 21 greeting, 22 EHLO, 23 MAIL, 24 RCPT,
 25 DATA, 28 AUTH, 29 TLS.`,
 };
+
+/** What a refused certificate's message adds: the ways to trust it. */
+const TLS_HINT =
+  "smtp: to trust this server, pass its certificate or its CA with --tls-ca FILE, pin it with " +
+  "--tls-fingerprint SHA256:..., or skip verification with --insecure";
 
 const MECHANISMS = ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"] as const;
 const QUIT_AFTER = ["CONNECT", "EHLO", "TLS", "AUTH", "MAIL", "RCPT"] as const;
@@ -405,6 +417,17 @@ async function main(args: string[]): Promise<number> {
       );
     }
   }
+  const fingerprints = values["tls-fingerprint"] ?? [];
+  for (const fingerprint of fingerprints) {
+    try {
+      parseFingerprint(fingerprint);
+    } catch (err) {
+      throw new CliError(`invalid argument for --tls-fingerprint: ${(err as Error).message}`);
+    }
+  }
+  if (values.insecure) {
+    console.error("smtp: warning: --insecure: the server's certificate is not verified");
+  }
   const dsn: DsnOptions = {};
   if (values["dsn-notify"] !== undefined) {
     const notify = list([values["dsn-notify"].toUpperCase()]);
@@ -431,7 +454,11 @@ async function main(args: string[]): Promise<number> {
       ...(port !== undefined ? { port } : {}),
       implicitTls,
       caCerts,
-      skipNameCheck: values.insecure ?? false,
+      fingerprints,
+      // TLS goes through node:tls: it takes a trusted self-signed certificate as the
+      // server's own, and shows the fingerprint of a refused one.
+      ...(tlsPolicy !== "none" ? { transport: nodeTransport } : {}),
+      insecure: values.insecure ?? false,
       allowPlaintextAuth: values["allow-plaintext-auth"] ?? false,
       ...(values.ehlo !== undefined ? { ehloName: values.ehlo } : {}),
       timeouts: { connect: timeout, command: timeout, data: Math.max(timeout, 600_000) },
@@ -475,6 +502,9 @@ async function main(args: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof SmtpError && err.phase === "connect" && session === undefined) {
       await explainLookup(hostname);
+    }
+    if (err instanceof SmtpError && err.phase === "tls" && /certificate/i.test(err.message)) {
+      throw new CliError(`${err.message}\n${TLS_HINT}`, EXIT.tls);
     }
     if (err instanceof SmtpError) throw new CliError(err.message, EXIT[err.phase]);
     if (err instanceof TypeError) throw new CliError(err.message, EXIT.message);
