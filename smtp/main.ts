@@ -8,6 +8,7 @@ import {
   CliError,
   describePath,
   type Options,
+  type ParsedValues,
   parseNumber,
   parseOrHelp,
   runMain,
@@ -28,6 +29,12 @@ import {
   messageFromFile,
   parseMailbox,
 } from "./mime.ts";
+import {
+  type Canonicalization,
+  DEFAULT_SIGNED_HEADERS,
+  type DkimOptions,
+  dkimSign,
+} from "./dkim.ts";
 import { nodeTransport, parseFingerprint } from "./_tls.ts";
 
 /** Exit codes, one per failing phase; the numbers follow swaks where swaks has one. */
@@ -170,6 +177,31 @@ export const OPTIONS = {
     default: "30",
     description: "time limit for each reply",
   },
+  "dkim-key": {
+    type: "string",
+    arg: "FILE",
+    default: "no signature",
+    description: "sign with DKIM with this private key (PEM: RSA or Ed25519)",
+  },
+  "dkim-selector": { type: "string", arg: "SELECTOR", description: "DKIM selector (s=)" },
+  "dkim-domain": {
+    type: "string",
+    arg: "DOMAIN",
+    default: "the From address's domain",
+    description: "DKIM signing domain (d=)",
+  },
+  "dkim-headers": {
+    type: "string",
+    arg: "LIST",
+    default: DEFAULT_SIGNED_HEADERS.join(":"),
+    description: "header fields to sign when present (colon- or comma-separated)",
+  },
+  "dkim-canonicalization": {
+    type: "string",
+    arg: "HEADER/BODY",
+    default: "relaxed/relaxed",
+    description: "simple or relaxed, for the header and the body",
+  },
   dump: { type: "boolean", description: "print the message instead of sending it" },
   verbose: {
     type: "boolean",
@@ -304,6 +336,52 @@ async function promptPassword(): Promise<string> {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
+/** The DKIM settings from the command line, or `undefined` without `--dkim-key`. */
+async function dkimOptions(
+  values: ParsedValues<typeof OPTIONS>,
+  sender: string,
+): Promise<DkimOptions | undefined> {
+  const keyFile = values["dkim-key"];
+  if (keyFile === undefined) {
+    for (const name of ["dkim-selector", "dkim-domain", "dkim-headers", "dkim-canonicalization"]) {
+      if (values[name as keyof typeof values] !== undefined) {
+        throw new CliError(`--${name} needs --dkim-key`);
+      }
+    }
+    return undefined;
+  }
+  const selector = values["dkim-selector"];
+  if (selector === undefined) throw new CliError("--dkim-key needs --dkim-selector");
+  const domain = values["dkim-domain"] ?? sender.split("@").pop() ?? "";
+  let privateKey: string;
+  try {
+    privateKey = await Deno.readTextFile(userPath(keyFile));
+  } catch (err) {
+    throw new CliError(
+      `Cannot read --dkim-key file ${describePath(keyFile)}: ${
+        err instanceof Error ? err.message : err
+      }`,
+    );
+  }
+  const options: DkimOptions = { domain, selector, privateKey };
+  if (values["dkim-headers"] !== undefined) {
+    options.headers = values["dkim-headers"].split(/[:,]/).map((h) => h.trim());
+  }
+  if (values["dkim-canonicalization"] !== undefined) {
+    const text = values["dkim-canonicalization"].toLowerCase();
+    const [header = "", body = "simple"] = text.split("/");
+    const valid = ["simple", "relaxed"];
+    if (!valid.includes(header) || !valid.includes(body)) {
+      throw new CliError(
+        `invalid argument for --dkim-canonicalization: '${values["dkim-canonicalization"]}'`,
+      );
+    }
+    options.headerCanonicalization = header as Canonicalization;
+    options.bodyCanonicalization = body as Canonicalization;
+  }
+  return options;
+}
+
 async function main(args: string[]): Promise<number> {
   const parsed = parseOrHelp(normaliseAuthFlag(args), OPTIONS, HELP);
   if (parsed === undefined) return 0;
@@ -363,6 +441,15 @@ async function main(args: string[]): Promise<number> {
       text = text.replaceAll(`"${absolute}"`, describePath(typed));
     }
     throw new CliError(text, EXIT.message);
+  }
+
+  const dkim = await dkimOptions(values, envelope.from);
+  if (dkim) {
+    try {
+      message = await dkimSign(message, dkim);
+    } catch (err) {
+      throw new CliError(err instanceof Error ? err.message : String(err), EXIT.message);
+    }
   }
 
   if (values.dump) {

@@ -613,11 +613,15 @@ async function* generatePieces(pieces: Piece[]): AsyncGenerator<Uint8Array> {
 
 /** Base64 of `bytes` (whole 57-byte lines, except perhaps the last) in 76-column CRLF lines. */
 function base64Lines(bytes: Uint8Array): Uint8Array {
+  // One encoding call for the whole chunk, then the lines are cut from it: a call per
+  // 57-byte line costs more than the encoding itself.
+  const flat = encoder.encode(bytes.toBase64());
   const out = new Uint8Array(base64Size(bytes.length));
   let o = 0;
-  for (let i = 0; i < bytes.length; i += B64_LINE_BYTES) {
-    const line = bytes.subarray(i, Math.min(i + B64_LINE_BYTES, bytes.length)).toBase64();
-    o += encoder.encodeInto(line, out.subarray(o)).written;
+  for (let i = 0; i < flat.length; i += 76) {
+    const line = flat.subarray(i, Math.min(i + 76, flat.length));
+    out.set(line, o);
+    o += line.length;
     out[o++] = 13;
     out[o++] = 10;
   }
