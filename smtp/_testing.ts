@@ -340,3 +340,27 @@ export async function makeSelfSigned(): Promise<SelfSigned> {
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
 }
+
+/** Runs the `smtp/sendmail` wrapper (sendmail mode) with `stdin` as the message. */
+export async function runSendmail(
+  args: string[],
+  stdin: string,
+  env: Record<string, string> = {},
+): Promise<CliResult> {
+  const child = new Deno.Command(`${here}sendmail`, {
+    args,
+    // The wrapper finds deno on the PATH, as it would when installed.
+    env: {
+      PATH: `${Deno.execPath().replace(/\/[^/]*$/, "")}:${Deno.env.get("PATH") ?? ""}`,
+      ...env,
+    },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(stdin));
+  await writer.close();
+  const out = await child.output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
