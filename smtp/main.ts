@@ -557,7 +557,7 @@ async function dataFiles(typed: string): Promise<string[]> {
   }
   if (!info.isDirectory) return [path];
   // A Maildir keeps messages in new/ and cur/ (tmp/ is for deliveries under way); any
-  // other folder: the files in it. In name order, which for a Maildir is delivery order.
+  // other folder: the files in it.
   const folders = [`${path}/new`, `${path}/cur`];
   const isMaildir = (await Promise.all(folders.map((f) => Deno.stat(f).catch(() => undefined))))
     .some((f) => f?.isDirectory);
@@ -571,7 +571,9 @@ async function dataFiles(typed: string): Promise<string[]> {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
   }
-  return files.sort();
+  // By name, which for a Maildir is delivery order (the names start with the time).
+  const name = (path: string) => path.slice(path.lastIndexOf("/") + 1);
+  return files.sort((a, b) => name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0);
 }
 
 /** Builds the messages: one composed from the options, or one per `--data` file. */
@@ -767,7 +769,9 @@ async function enqueue(dir: string, job: Job, reason: string): Promise<string> {
   const id = `${new Date().toISOString().replace(/[:.]/g, "-")}-${crypto.randomUUID().slice(0, 8)}`;
   const base = `${dir}/${id}`;
   using file = await Deno.open(`${base}.eml`, { write: true, createNew: true, mode: 0o600 });
-  await job.message.stream().pipeTo(file.writable, { preventClose: true });
+  for await (const chunk of job.message.stream()) {
+    for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
+  }
   // The envelope last: a message without one is not in the queue yet.
   await Deno.writeTextFile(
     `${base}.json`,
@@ -959,7 +963,7 @@ async function deliver(jobs: Job[], values: Values, queueDir: string | undefined
     }
     failures++;
     failure ??= err;
-    if (many) console.error(`smtp: ${job.label}: ${err.message}`);
+    if (many || job.queued) console.error(`smtp: ${job.label}: ${err.message}`);
   };
   try {
     try {
@@ -997,7 +1001,9 @@ async function deliver(jobs: Job[], values: Values, queueDir: string | undefined
         }
       } catch (err) {
         const cliError = await cliErrorOf(err, settings.hostname, true);
-        if (!many && !(queueDir !== undefined && isTemporary(cliError))) throw cliError;
+        const queueing = job.queued !== undefined ||
+          (queueDir !== undefined && isTemporary(cliError));
+        if (!many && !queueing) throw cliError;
         await fail(job, cliError);
       }
     }
