@@ -5,6 +5,7 @@
  * @module
  */
 import { makeTestCa } from "../lib/testing/tls.ts";
+import { freePort } from "../lib/testing/ports.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -363,4 +364,123 @@ export async function runSendmail(
   await writer.close();
   const out = await child.output();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** A running Postfix instance of its own (Debian `postfix`), configured by the test. */
+export interface Postfix extends AsyncDisposable {
+  /** The STARTTLS submission port (smtpd, TLS offered). */
+  starttlsPort: number;
+  /** The implicit-TLS port (smtpd with `smtpd_tls_wrappermode`). */
+  implicitPort: number;
+}
+
+/**
+ * Starts Postfix with a private configuration directory, queue and log: two
+ * smtpd listeners on loopback presenting `cert`, relaying everything for
+ * 127.0.0.0/8 to `relayPort` (an aiosmtpd fixture, so the test sees what
+ * Postfix delivered).
+ */
+export async function startPostfix(cert: KeyPair, relayPort: number): Promise<Postfix> {
+  const dir = await Deno.makeTempDir({ prefix: "smtp_postfix_" });
+  const conf = `${dir}/conf`;
+  const [starttlsPort, implicitPort] = [freePort(), freePort()];
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command("postfix", {
+      args: ["-c", conf, ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      const log = await Deno.readTextFile(`${dir}/maillog`).catch(() => "");
+      throw new Error(`postfix ${args.join(" ")} failed: ${decoder.decode(out.stderr)}${log}`);
+    }
+  };
+  try {
+    // Postfix's daemons run as user postfix: they must reach the data directory.
+    await Deno.chmod(dir, 0o755);
+    await Deno.mkdir(conf);
+    await Deno.copyFile(cert.cert, `${conf}/cert.pem`);
+    await Deno.copyFile(cert.key, `${conf}/key.pem`);
+    await Deno.mkdir(`${dir}/data`);
+    await Deno.mkdir(`${dir}/queue`);
+    await Deno.chown(`${dir}/data`, await postfixUid(), null);
+    // The stock master.cf without its port 25 listener, chroot off (the queue is no jail).
+    const master = (await Deno.readTextFile("/etc/postfix/master.cf"))
+      .split("\n").filter((line) => !/^smtp\s+inet\s/.test(line))
+      .map((line) =>
+        /^[a-z][\w-]*\s+(unix|unix-dgram|fifo|pass)\s/.test(line)
+          ? line.replace(/^(\S+\s+\S+\s+\S+\s+\S+\s+)\S+/, "$1n")
+          : line
+      ).join("\n");
+    await Deno.writeTextFile(
+      `${conf}/master.cf`,
+      `${master}\n127.0.0.1:${starttlsPort} inet n - n - - smtpd\n` +
+        `127.0.0.1:${implicitPort} inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n`,
+    );
+    await Deno.writeTextFile(
+      `${conf}/main.cf`,
+      [
+        "compatibility_level = 3.6",
+        `queue_directory = ${dir}/queue`,
+        `data_directory = ${dir}/data`,
+        `maillog_file = ${dir}/maillog`,
+        `maillog_file_prefixes = ${dir}`,
+        "myhostname = postfix.test",
+        "inet_interfaces = 127.0.0.1",
+        "inet_protocols = ipv4",
+        "mydestination =",
+        `relayhost = [127.0.0.1]:${relayPort}`,
+        "mynetworks = 127.0.0.0/8",
+        "smtpd_relay_restrictions = permit_mynetworks, reject",
+        `smtpd_tls_cert_file = ${conf}/cert.pem`,
+        `smtpd_tls_key_file = ${conf}/key.pem`,
+        "smtpd_tls_security_level = may",
+        "alias_maps =",
+        "alias_database =",
+        // Deliver at once: the test waits for the relayed message.
+        "smtp_tls_security_level = none",
+      ].join("\n") + "\n",
+    );
+    await run(["start"]);
+    // Ready when both listeners accept.
+    for (const port of [starttlsPort, implicitPort]) {
+      for (let tries = 0;; tries++) {
+        try {
+          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+          break;
+        } catch (err) {
+          if (tries > 200) throw err;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    }
+  } catch (err) {
+    await run(["abort"]).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+    throw err;
+  }
+  return {
+    starttlsPort,
+    implicitPort,
+    async [Symbol.asyncDispose]() {
+      await run(["stop"]);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+async function postfixUid(): Promise<number> {
+  const out = await new Deno.Command("id", { args: ["-u", "postfix"], stdout: "piped" }).output();
+  return Number(decoder.decode(out.stdout).trim());
+}
+
+/** Waits until `count` messages have been delivered to `server` (a relay's target). */
+export async function waitForDelivered(server: Aiosmtpd, count: number): Promise<string[]> {
+  for (let tries = 0; tries < 600; tries++) {
+    const delivered = await server.delivered();
+    if (delivered.length >= count) return delivered;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`expected ${count} delivered message(s) within 30 s`);
 }
