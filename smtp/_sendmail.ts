@@ -6,7 +6,7 @@
  * @module
  */
 import { CliError, type Options } from "../lib/cli.ts";
-import { parseMailbox, rfc5322Date } from "./mime.ts";
+import { findHeaderEnd, parseMailbox, rfc5322Date } from "./mime.ts";
 
 /** `sysexits.h` codes, as sendmail and msmtp exit with them. */
 export const SYSEXITS = {
@@ -38,6 +38,15 @@ export interface SendmailRequest {
   /** `-F`: the full name for a From header the message lacks. */
   fullName?: string;
 }
+
+/** sendmail flags (msmtp's) that stand for a long option of the normal mode. */
+const AS_LONG_OPTION: Record<string, string> = {
+  "-C": "--config",
+  "-a": "--account",
+  "-N": "--dsn-notify",
+  "-R": "--dsn-ret",
+  "-V": "--dsn-envid",
+};
 
 /** sendmail flags that change nothing here (input always ends at EOF, as in msmtp). */
 const IGNORED = /^-(i|oi|oem|oee|oep|oeq|oew|om|odb|odi|odq|ods|U|G|em|ep|eq|bm|m|L.*|X.*|B.*)$/;
@@ -80,6 +89,13 @@ export function parseSendmailArgs(args: readonly string[], options: Options): Se
     if (IGNORED.test(arg)) continue;
     const flag = arg.slice(0, 2);
     const attached = arg.slice(2);
+    const long = AS_LONG_OPTION[flag];
+    if (long !== undefined) {
+      let given: string;
+      [given, i] = value(i, flag, attached);
+      request.options.push(long, given);
+      continue;
+    }
     switch (flag) {
       case "-t":
         if (attached !== "") throw new CliError(`unknown option ${arg}`, SYSEXITS.usage);
@@ -95,36 +111,6 @@ export function parseSendmailArgs(args: readonly string[], options: Options): Se
       case "-F":
         [request.fullName, i] = value(i, flag, attached);
         break;
-      case "-C": {
-        let file: string;
-        [file, i] = value(i, flag, attached);
-        request.options.push("--config", file);
-        break;
-      }
-      case "-a": {
-        let account: string;
-        [account, i] = value(i, flag, attached);
-        request.options.push("--account", account);
-        break;
-      }
-      case "-N": {
-        let notify: string;
-        [notify, i] = value(i, flag, attached);
-        request.options.push("--dsn-notify", notify);
-        break;
-      }
-      case "-R": {
-        let ret: string;
-        [ret, i] = value(i, flag, attached);
-        request.options.push("--dsn-ret", ret);
-        break;
-      }
-      case "-V": {
-        let envid: string;
-        [envid, i] = value(i, flag, attached);
-        request.options.push("--dsn-envid", envid);
-        break;
-      }
       default:
         throw new CliError(
           `unsupported sendmail option ${arg} (only sending a message from stdin is supported)`,
@@ -175,7 +161,7 @@ export async function readStdinMessage(
       const joined = new Uint8Array(head.length + (value?.length ?? 0));
       joined.set(head);
       if (value) joined.set(value, head.length);
-      const end = headerEnd(joined);
+      const end = findHeaderEnd(joined);
       if (end) {
         head = joined.subarray(0, end.headEnd);
         rest = joined.subarray(end.bodyStart);
@@ -210,15 +196,6 @@ export async function readStdinMessage(
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-}
-
-function headerEnd(bytes: Uint8Array): { headEnd: number; bodyStart: number } | undefined {
-  for (let i = 0; i < bytes.length; i++) {
-    if (bytes[i] !== 10) continue;
-    if (bytes[i + 1] === 10) return { headEnd: i + 1, bodyStart: i + 2 };
-    if (bytes[i + 1] === 13 && bytes[i + 2] === 10) return { headEnd: i + 1, bodyStart: i + 3 };
-  }
-  return undefined;
 }
 
 function completeHeader(

@@ -484,3 +484,13 @@ export async function waitForDelivered(server: Aiosmtpd, count: number): Promise
   }
   throw new Error(`expected ${count} delivered message(s) within 30 s`);
 }
+
+/** Runs `fn` with a fresh temporary directory, removed afterwards. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "smtp_test_" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -11,7 +11,7 @@
  * @module
  */
 import { createHash, createPrivateKey, type KeyObject, sign } from "node:crypto";
-import type { ComposedMessage } from "./mime.ts";
+import { type ComposedMessage, findHeaderEnd } from "./mime.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -282,8 +282,8 @@ async function splitMessage(
     const joined = new Uint8Array(head.length + chunk.length);
     joined.set(head);
     joined.set(chunk, head.length);
-    const end = headerEnd(joined);
-    if (end === -1) {
+    const end = findHeaderEnd(joined);
+    if (end === undefined) {
       if (joined.length > 1 << 20) throw new TypeError("Cannot sign: the header is over 1 MiB");
       head = joined;
       continue;
@@ -294,18 +294,6 @@ async function splitMessage(
   }
   // A message without an empty line is all header (RFC 5322 §3.5).
   return decoder.decode(head);
-}
-
-/** Where the header block ends: the first empty line, with CRLF or bare LF line ends. */
-function headerEnd(bytes: Uint8Array): { headEnd: number; bodyStart: number } | -1 {
-  if (bytes[0] === 10) return { headEnd: 0, bodyStart: 1 };
-  if (bytes[0] === 13 && bytes[1] === 10) return { headEnd: 0, bodyStart: 2 };
-  for (let i = 0; i < bytes.length; i++) {
-    if (bytes[i] !== 10) continue;
-    if (bytes[i + 1] === 10) return { headEnd: i + 1, bodyStart: i + 2 };
-    if (bytes[i + 1] === 13 && bytes[i + 2] === 10) return { headEnd: i + 1, bodyStart: i + 3 };
-  }
-  return -1;
 }
 
 /**

@@ -652,6 +652,36 @@ export function rfc5322Date(date: Date): string {
 }
 
 /**
+ * Finds where a message's header block ends: at its first empty line
+ * (RFC 5322 §2.1), with CRLF or bare LF line ends.
+ *
+ * @param bytes The start of a message.
+ * @returns Where the header block ends (its last line end included) and
+ *   where the body starts, or `undefined` when no empty line is in `bytes`.
+ *
+ * @example
+ * ```ts
+ * import { findHeaderEnd } from "./mime.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const bytes = new TextEncoder().encode("Subject: x\r\n\r\nbody");
+ * assertEquals(findHeaderEnd(bytes), { headEnd: 12, bodyStart: 14 });
+ * ```
+ */
+export function findHeaderEnd(
+  bytes: Uint8Array,
+): { headEnd: number; bodyStart: number } | undefined {
+  // A message that starts with an empty line has no header.
+  if (bytes[0] === 10) return { headEnd: 0, bodyStart: 1 };
+  if (bytes[0] === 13 && bytes[1] === 10) return { headEnd: 0, bodyStart: 2 };
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] !== 10) continue;
+    if (bytes[i + 1] === 10) return { headEnd: i + 1, bodyStart: i + 2 };
+    if (bytes[i + 1] === 13 && bytes[i + 2] === 10) return { headEnd: i + 1, bodyStart: i + 3 };
+  }
+  return undefined;
+}
+
+/**
  * Wraps a ready message file (e.g. a `.eml`) as a {@linkcode ComposedMessage},
  * sent as it is. The file is scanned once for 8-bit octets, in chunks.
  *

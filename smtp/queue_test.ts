@@ -1,16 +1,7 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
-import { runCli, runSendmail, startAiosmtpd, startSmtpServer } from "./_testing.ts";
+import { runCli, runSendmail, startAiosmtpd, startSmtpServer, withTempDir } from "./_testing.ts";
 
 const envelope = ["-f", "a@example.com", "-t", "b@example.com"];
-
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "smtp_queue_" });
-  try {
-    return await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 async function list(dir: string): Promise<string[]> {
   const names: string[] = [];
@@ -24,7 +15,7 @@ async function list(dir: string): Promise<string[]> {
 
 Deno.test("--data sends several files and a Maildir over one connection, RSET between", async () => {
   await using server = await startAiosmtpd();
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await Deno.mkdir(`${dir}/Maildir/new`, { recursive: true });
     await Deno.mkdir(`${dir}/Maildir/cur`);
     await Deno.mkdir(`${dir}/Maildir/tmp`);
@@ -53,7 +44,7 @@ Deno.test("--data sends several files and a Maildir over one connection, RSET be
 });
 
 Deno.test("a 4xx puts the message in the --queue; --flush-queue sends it later", async (t) => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const queue = `${dir}/queue`;
     await t.step("451 at MAIL: queued, exit 0", async () => {
       await using busy = await startSmtpServer({
@@ -137,7 +128,7 @@ Deno.test("sendmail mode queues a temporary failure and exits 0, as msmtpq does"
   await using busy = await startSmtpServer({
     refuse: { phase: "rcpt", code: 450, message: "mailbox busy" },
   });
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const result = await runSendmail(
       ["--server", `127.0.0.1:${busy.port}`, "--queue", dir, "root@example.com"],
       "Subject: nightly\n\nreport\n",

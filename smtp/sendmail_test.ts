@@ -1,17 +1,14 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
-import { parseWithPython, runSendmail, startAiosmtpd, startSmtpServer } from "./_testing.ts";
+import {
+  parseWithPython,
+  runSendmail,
+  startAiosmtpd,
+  startSmtpServer,
+  withTempDir,
+} from "./_testing.ts";
 import { taskViaConfig } from "../lib/testing/tasks.ts";
 
 const here = new URL(".", import.meta.url).pathname;
-
-async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "smtp_sendmail_" });
-  try {
-    return await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 Deno.test("sendmail -t, as cron runs it: recipients from To, Cc and Bcc, Bcc removed, header completed", async () => {
   await using server = await startAiosmtpd();
@@ -65,7 +62,7 @@ Deno.test("sendmail takes recipients as arguments and the sender from the From h
 Deno.test("sendmail uses the configuration file's account; command-line options override it", async (t) => {
   await using server = await startAiosmtpd({ user: "alice", password: "from eval" });
   await using other = await startAiosmtpd();
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     await Deno.mkdir(`${dir}/netkit`);
     await Deno.writeTextFile(
       `${dir}/netkit/smtp.toml`,
@@ -181,7 +178,7 @@ Deno.test("sendmail exits with sysexits.h codes", async (t) => {
 
 Deno.test("git send-email delivers a patch through smtp/sendmail", async () => {
   await using server = await startAiosmtpd();
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const env = {
       GIT_AUTHOR_NAME: "Alice",
       GIT_AUTHOR_EMAIL: "alice@example.com",
