@@ -253,7 +253,9 @@ const HELP = {
   usage: "Usage: deno task smtp [options]",
   summary: "Sends a message over SMTP, with options like swaks'. Relative paths\n" +
     "(--body @FILE, --html @FILE, --attach, --data, --tls-ca) are taken from the directory\n" +
-    "the command runs in.",
+    "the command runs in. Accounts are read from ~/.config/netkit/smtp.toml when it exists.\n" +
+    "As sendmail: deno task sendmail [-t] [-i] [-f ADDR] [-F NAME] [RECIPIENT...]\n" +
+    '(smtp/README.md, "sendmail mode").',
   footer: `Exit codes: 0 sent, 1 sent but some recipients refused, 2 usage, 3 message refused before
 sending (header injection, unreadable file), 20 connect, 21 greeting, 22 EHLO, 23 MAIL, 24 RCPT,
 25 DATA, 28 AUTH, 29 TLS.`,
