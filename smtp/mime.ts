@@ -611,11 +611,17 @@ async function* generatePieces(pieces: Piece[]): AsyncGenerator<Uint8Array> {
   }
 }
 
+/** Reused by {@linkcode base64Lines}: fewer short-lived buffers keep the peak memory down. */
+let base64Scratch = new Uint8Array(0);
+
 /** Base64 of `bytes` (whole 57-byte lines, except perhaps the last) in 76-column CRLF lines. */
 function base64Lines(bytes: Uint8Array): Uint8Array {
   // One encoding call for the whole chunk, then the lines are cut from it: a call per
   // 57-byte line costs more than the encoding itself.
-  const flat = encoder.encode(bytes.toBase64());
+  const text = bytes.toBase64();
+  if (base64Scratch.length < text.length) base64Scratch = new Uint8Array(text.length);
+  const length = encoder.encodeInto(text, base64Scratch).written;
+  const flat = base64Scratch.subarray(0, length);
   const out = new Uint8Array(base64Size(bytes.length));
   let o = 0;
   for (let i = 0; i < flat.length; i += 76) {
@@ -778,11 +784,14 @@ function fileStream(path: string): ReadableStream<Uint8Array> {
 export function smtpData(message: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
   let atLineStart = true;
   let pendingCr = false;
+  let scratch = new Uint8Array(0);
   return message.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
-        // Worst case every octet doubles ("\n" → "\r\n", "." → "..").
-        const out = new Uint8Array(chunk.length * 2 + 2);
+        // Worst case every octet doubles ("\n" → "\r\n", "." → ".."). The worst-case buffer is
+        // reused and each chunk leaves as an exact copy: half the short-lived memory.
+        if (scratch.length < chunk.length * 2 + 2) scratch = new Uint8Array(chunk.length * 2 + 2);
+        const out = scratch;
         let o = 0;
         for (let i = 0; i < chunk.length; i++) {
           const b = chunk[i]!;
@@ -807,7 +816,7 @@ export function smtpData(message: ReadableStream<Uint8Array>): ReadableStream<Ui
           out[o++] = b;
           atLineStart = false;
         }
-        if (o > 0) controller.enqueue(out.subarray(0, o));
+        if (o > 0) controller.enqueue(out.slice(0, o));
       },
       flush(controller) {
         const tail = pendingCr || !atLineStart ? "\r\n.\r\n" : ".\r\n";
