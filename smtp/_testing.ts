@@ -5,6 +5,7 @@
  * @module
  */
 import { makeTestCa } from "../lib/testing/tls.ts";
+import { freePort } from "../lib/testing/ports.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -121,7 +122,7 @@ export interface Aiosmtpd extends AsyncDisposable {
 export async function startAiosmtpd(
   options: {
     mode?: "plain" | "starttls" | "implicit";
-    certs?: Certs;
+    certs?: Certs | KeyPair;
     cert?: "good" | "wrong";
     user?: string;
     password?: string;
@@ -136,7 +137,8 @@ export async function startAiosmtpd(
     options.mode ?? "plain",
   ];
   if (options.certs) {
-    const which = options.cert === "wrong" ? options.certs.wrong : options.certs.good;
+    const certs = options.certs;
+    const which = "good" in certs ? (options.cert === "wrong" ? certs.wrong : certs.good) : certs;
     args.push("--cert", which.cert, "--key", which.key);
   }
   if (options.user !== undefined) args.push("--user", options.user);
@@ -291,4 +293,204 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
 export async function sha256File(path: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A self-signed certificate as `openssl req -x509` makes it by default (`CA:TRUE`). */
+export interface SelfSigned extends KeyPair, AsyncDisposable {
+  /** Its SHA-256 fingerprint as openssl prints it: `SHA256:AB:CD:…`. */
+  fingerprint: string;
+}
+
+/**
+ * Makes the certificate most small mail servers have: `openssl req -x509
+ * -newkey rsa:2048 -nodes -subj /CN=localhost -addext
+ * subjectAltName=DNS:localhost`, a `CA:TRUE` leaf.
+ */
+export async function makeSelfSigned(): Promise<SelfSigned> {
+  const dir = await Deno.makeTempDir({ prefix: "smtp_selfsigned_" });
+  const cert = `${dir}/cert.pem`;
+  const key = `${dir}/key.pem`;
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command("openssl", { args, stdout: "piped", stderr: "piped" })
+      .output();
+    if (!out.success) throw new Error(`openssl ${args[0]} failed: ${decoder.decode(out.stderr)}`);
+    return decoder.decode(out.stdout);
+  };
+  await run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost",
+    "-days",
+    "2",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+  ]);
+  const printed = await run(["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"]);
+  return {
+    cert,
+    key,
+    fingerprint: `SHA256:${printed.trim().split("=")[1]}`,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+/** Runs the `smtp/sendmail` wrapper (sendmail mode) with `stdin` as the message. */
+export async function runSendmail(
+  args: string[],
+  stdin: string,
+  env: Record<string, string> = {},
+): Promise<CliResult> {
+  const child = new Deno.Command(`${here}sendmail`, {
+    args,
+    // The wrapper finds deno on the PATH, as it would when installed.
+    env: {
+      PATH: `${Deno.execPath().replace(/\/[^/]*$/, "")}:${Deno.env.get("PATH") ?? ""}`,
+      ...env,
+    },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(stdin));
+  await writer.close();
+  const out = await child.output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** A running Postfix instance of its own (Debian `postfix`), configured by the test. */
+export interface Postfix extends AsyncDisposable {
+  /** The STARTTLS submission port (smtpd, TLS offered). */
+  starttlsPort: number;
+  /** The implicit-TLS port (smtpd with `smtpd_tls_wrappermode`). */
+  implicitPort: number;
+}
+
+/**
+ * Starts Postfix with a private configuration directory, queue and log: two
+ * smtpd listeners on loopback presenting `cert`, relaying everything for
+ * 127.0.0.0/8 to `relayPort` (an aiosmtpd fixture, so the test sees what
+ * Postfix delivered).
+ */
+export async function startPostfix(cert: KeyPair, relayPort: number): Promise<Postfix> {
+  const dir = await Deno.makeTempDir({ prefix: "smtp_postfix_" });
+  const conf = `${dir}/conf`;
+  const [starttlsPort, implicitPort] = [freePort(), freePort()];
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command("postfix", {
+      args: ["-c", conf, ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      const log = await Deno.readTextFile(`${dir}/maillog`).catch(() => "");
+      throw new Error(`postfix ${args.join(" ")} failed: ${decoder.decode(out.stderr)}${log}`);
+    }
+  };
+  try {
+    // Postfix's daemons run as user postfix: they must reach the data directory.
+    await Deno.chmod(dir, 0o755);
+    await Deno.mkdir(conf);
+    await Deno.copyFile(cert.cert, `${conf}/cert.pem`);
+    await Deno.copyFile(cert.key, `${conf}/key.pem`);
+    await Deno.mkdir(`${dir}/data`);
+    await Deno.mkdir(`${dir}/queue`);
+    await Deno.chown(`${dir}/data`, await postfixUid(), null);
+    // The stock master.cf without its port 25 listener, chroot off (the queue is no jail).
+    const master = (await Deno.readTextFile("/etc/postfix/master.cf"))
+      .split("\n").filter((line) => !/^smtp\s+inet\s/.test(line))
+      .map((line) =>
+        /^[a-z][\w-]*\s+(unix|unix-dgram|fifo|pass)\s/.test(line)
+          ? line.replace(/^(\S+\s+\S+\s+\S+\s+\S+\s+)\S+/, "$1n")
+          : line
+      ).join("\n");
+    await Deno.writeTextFile(
+      `${conf}/master.cf`,
+      `${master}\n127.0.0.1:${starttlsPort} inet n - n - - smtpd\n` +
+        `127.0.0.1:${implicitPort} inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n`,
+    );
+    await Deno.writeTextFile(
+      `${conf}/main.cf`,
+      [
+        "compatibility_level = 3.6",
+        `queue_directory = ${dir}/queue`,
+        `data_directory = ${dir}/data`,
+        `maillog_file = ${dir}/maillog`,
+        `maillog_file_prefixes = ${dir}`,
+        "myhostname = postfix.test",
+        "inet_interfaces = 127.0.0.1",
+        "inet_protocols = ipv4",
+        "mydestination =",
+        `relayhost = [127.0.0.1]:${relayPort}`,
+        "mynetworks = 127.0.0.0/8",
+        "smtpd_relay_restrictions = permit_mynetworks, reject",
+        `smtpd_tls_cert_file = ${conf}/cert.pem`,
+        `smtpd_tls_key_file = ${conf}/key.pem`,
+        "smtpd_tls_security_level = may",
+        "alias_maps =",
+        "alias_database =",
+        // Deliver at once: the test waits for the relayed message.
+        "smtp_tls_security_level = none",
+      ].join("\n") + "\n",
+    );
+    await run(["start"]);
+    // Ready when both listeners accept.
+    for (const port of [starttlsPort, implicitPort]) {
+      for (let tries = 0;; tries++) {
+        try {
+          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+          break;
+        } catch (err) {
+          if (tries > 200) throw err;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    }
+  } catch (err) {
+    await run(["abort"]).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+    throw err;
+  }
+  return {
+    starttlsPort,
+    implicitPort,
+    async [Symbol.asyncDispose]() {
+      await run(["stop"]);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+async function postfixUid(): Promise<number> {
+  const out = await new Deno.Command("id", { args: ["-u", "postfix"], stdout: "piped" }).output();
+  return Number(decoder.decode(out.stdout).trim());
+}
+
+/** Waits until `count` messages have been delivered to `server` (a relay's target). */
+export async function waitForDelivered(server: Aiosmtpd, count: number): Promise<string[]> {
+  for (let tries = 0; tries < 600; tries++) {
+    const delivered = await server.delivered();
+    if (delivered.length >= count) return delivered;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`expected ${count} delivered message(s) within 30 s`);
+}
+
+/** Runs `fn` with a fresh temporary directory, removed afterwards. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "smtp_test_" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }

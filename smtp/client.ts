@@ -13,6 +13,7 @@
 import { createHmac } from "node:crypto";
 import { Deadline } from "../lib/deadline.ts";
 import { type ComposedMessage, smtpData } from "./mime.ts";
+import { nodeTransport } from "./_tls.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -111,6 +112,13 @@ export interface TlsOptions {
   caCerts?: string[];
   /** Do not check the certificate's name against `hostname` (the chain is still verified). @default false */
   skipNameCheck?: boolean;
+  /**
+   * Accept only a certificate with one of these SHA-256 fingerprints
+   * (`SHA256:` and hex or base64), whatever its issuer and names. @default []
+   */
+  fingerprints?: string[];
+  /** Skip every check of the server's certificate (as `curl -k`). @default false */
+  insecure?: boolean;
 }
 
 /** How a session reaches the server; inject a fake one to test without a network. */
@@ -202,13 +210,27 @@ export interface ConnectOptions {
   caCerts?: string[];
   /** Skip the certificate's name check (the chain is still verified). @default false */
   skipNameCheck?: boolean;
+  /**
+   * Accept only a certificate with one of these SHA-256 fingerprints
+   * (`SHA256:` and hex or base64), whatever its issuer and names. @default []
+   */
+  fingerprints?: string[];
+  /** Skip every check of the server's certificate (as `curl -k`). @default false */
+  insecure?: boolean;
   /** Name to check the certificate against. @default hostname */
   tlsName?: string;
   /** The name sent in EHLO / HELO. @default the local host name */
   ehloName?: string;
   /** Time limits. @default see {@linkcode SmtpTimeouts} */
   timeouts?: SmtpTimeouts;
-  /** The transport. @default denoTransport */
+  /**
+   * The transport. @default `node:net` and `node:tls` with `implicitTls`,
+   * `caCerts`, `fingerprints`, `insecure` or `skipNameCheck` (and in
+   * `openSession` unless `startTls` is `"none"`), else `denoTransport`: Deno's
+   * own TLS refuses a trusted certificate used as the server's own
+   * (`CaUsedAsEndEntity`), cannot pin or skip verification, and cannot show
+   * the fingerprint of a refused certificate.
+   */
   transport?: SmtpTransport;
   /** Receives each transcript line; AUTH secrets are masked. @default none */
   onTranscript?: (direction: TranscriptDirection, line: string) => void;
@@ -352,7 +374,7 @@ export class SmtpSession implements AsyncDisposable {
    * @returns The session, before EHLO.
    */
   static async connect(options: ConnectOptions): Promise<SmtpSession> {
-    const transport = options.transport ?? denoTransport;
+    const transport = chooseTransport(options);
     const implicit = options.implicitTls ?? false;
     const port = options.port ?? (implicit ? 465 : 25);
     const tls = implicit ? tlsOptions(options) : undefined;
@@ -369,9 +391,11 @@ export class SmtpSession implements AsyncDisposable {
       attempt.then((c) => c.close(), () => {});
       const phase: SmtpPhase = implicit && isTlsError(err) ? "tls" : "connect";
       throw new SmtpError(
-        `Cannot connect to ${options.hostname}:${port}${implicit ? " over TLS" : ""}: ${
-          reason(err)
-        }`,
+        phase === "tls"
+          ? `Cannot start TLS with ${options.hostname}:${port}: ${reason(err)}`
+          : `Cannot connect to ${options.hostname}:${port}${implicit ? " over TLS" : ""}: ${
+            reason(err)
+          }`,
         phase,
         undefined,
         { cause: err },
@@ -381,7 +405,7 @@ export class SmtpSession implements AsyncDisposable {
       "**",
       `connected to ${options.hostname}:${port}${implicit ? " (TLS)" : ""}`,
     );
-    const session = new SmtpSession(conn, options, implicit);
+    const session = new SmtpSession(conn, { ...options, transport }, implicit);
     try {
       session.#greeting = await session.#readReply("greeting");
       if (session.#greeting.code !== 220) {
@@ -468,7 +492,7 @@ export class SmtpSession implements AsyncDisposable {
     if (reply.code !== 220) throw this.#refused("The server refused STARTTLS", "tls", reply);
     // RFC 3207 §6: anything received before the handshake may be injected; drop it.
     this.#buffer = new Uint8Array(0);
-    const transport = this.#options.transport ?? denoTransport;
+    const transport = this.#options.transport!;
     const limit = this.#options.timeouts?.connect ?? 30_000;
     try {
       this.#conn = await this.#timed(
@@ -913,7 +937,16 @@ function tlsOptions(options: ConnectOptions): TlsOptions {
     hostname: options.tlsName ?? options.hostname,
     caCerts: options.caCerts ?? [],
     skipNameCheck: options.skipNameCheck ?? false,
+    fingerprints: options.fingerprints ?? [],
+    insecure: options.insecure ?? false,
   };
+}
+
+function chooseTransport(options: ConnectOptions): SmtpTransport {
+  if (options.transport) return options.transport;
+  const custom = (options.caCerts?.length ?? 0) > 0 || (options.fingerprints?.length ?? 0) > 0 ||
+    options.insecure || options.skipNameCheck;
+  return custom || options.implicitTls ? nodeTransport : denoTransport;
 }
 
 function reason(err: unknown): string {
@@ -963,10 +996,12 @@ export interface OpenSessionOptions extends ConnectOptions {
  * ```
  */
 export async function openSession(options: OpenSessionOptions): Promise<SmtpSession> {
-  const session = await SmtpSession.connect(options);
+  const policy = options.startTls ?? "opportunistic";
+  const session = await SmtpSession.connect(
+    policy === "none" || options.transport ? options : { ...options, transport: nodeTransport },
+  );
   try {
     await session.hello();
-    const policy = options.startTls ?? "opportunistic";
     if (!session.secure && policy !== "none") {
       if (session.capabilities.has("STARTTLS")) await session.startTls();
       else if (policy === "required") {

@@ -8,6 +8,7 @@ import {
   CliError,
   describePath,
   type Options,
+  type ParsedValues,
   parseNumber,
   parseOrHelp,
   runMain,
@@ -16,6 +17,7 @@ import {
 import {
   type Credentials,
   type DsnOptions,
+  type Envelope,
   type SendResult,
   SmtpError,
   type SmtpPhase,
@@ -28,6 +30,21 @@ import {
   messageFromFile,
   parseMailbox,
 } from "./mime.ts";
+import {
+  type Canonicalization,
+  DEFAULT_SIGNED_HEADERS,
+  type DkimOptions,
+  dkimSign,
+} from "./dkim.ts";
+import { nodeTransport, parseFingerprint } from "./_tls.ts";
+import {
+  type Account,
+  ConfigError,
+  defaultConfigPath,
+  evalPassword,
+  loadAccount,
+} from "./_config.ts";
+import { parseSendmailArgs, readStdinMessage, splitAddresses, SYSEXITS } from "./_sendmail.ts";
 
 /** Exit codes, one per failing phase; the numbers follow swaks where swaks has one. */
 const EXIT: Record<SmtpPhase | "partial" | "message", number> = {
@@ -102,9 +119,10 @@ export const OPTIONS = {
   },
   data: {
     type: "string",
-    arg: "@FILE.eml",
+    multiple: true,
+    arg: "@FILE.eml|MAILDIR",
     default: "none",
-    description: "send this ready message as it is",
+    description: "send ready messages as they are; repeatable; a Maildir or folder sends each one",
   },
   auth: {
     type: "string",
@@ -126,11 +144,23 @@ export const OPTIONS = {
     type: "string",
     arg: "FILE",
     default: "the system's CAs only",
-    description: "trust this CA certificate (PEM) too",
+    description: "trust the certificates in this PEM file: CAs, or the server's own",
+  },
+  "tls-fingerprint": {
+    type: "string",
+    multiple: true,
+    arg: "SHA256:HEX",
+    description: "accept only the certificate with this SHA-256 fingerprint",
   },
   insecure: {
     type: "boolean",
-    description: "do not check the certificate's name (the chain is still verified)",
+    description: "do not verify the server's certificate at all (a warning on stderr)",
+  },
+  "password-eval": {
+    type: "string",
+    arg: "COMMAND",
+    default: "none",
+    description: "run this shell command and use the first line it prints as the password",
   },
   "allow-plaintext-auth": {
     type: "boolean",
@@ -163,6 +193,53 @@ export const OPTIONS = {
     default: "30",
     description: "time limit for each reply",
   },
+  "dkim-key": {
+    type: "string",
+    arg: "FILE",
+    default: "no signature",
+    description: "sign with DKIM with this private key (PEM: RSA or Ed25519)",
+  },
+  "dkim-selector": { type: "string", arg: "SELECTOR", description: "DKIM selector (s=)" },
+  "dkim-domain": {
+    type: "string",
+    arg: "DOMAIN",
+    default: "the From address's domain",
+    description: "DKIM signing domain (d=)",
+  },
+  "dkim-headers": {
+    type: "string",
+    arg: "LIST",
+    default: DEFAULT_SIGNED_HEADERS.join(":"),
+    description: "header fields to sign when present (colon- or comma-separated)",
+  },
+  "dkim-canonicalization": {
+    type: "string",
+    arg: "HEADER/BODY",
+    default: "relaxed/relaxed",
+    description: "simple or relaxed, for the header and the body",
+  },
+  config: {
+    type: "string",
+    arg: "FILE",
+    default: "~/.config/netkit/smtp.toml when it exists",
+    description: "configuration file with accounts",
+  },
+  account: {
+    type: "string",
+    arg: "NAME",
+    default: "the file's default",
+    description: "account of the configuration file to use",
+  },
+  queue: {
+    type: "string",
+    arg: "DIR",
+    default: "none",
+    description: "on a temporary failure (4xx, connection), keep the message in DIR",
+  },
+  "flush-queue": {
+    type: "boolean",
+    description: "send the messages kept in --queue DIR, over one connection",
+  },
   dump: { type: "boolean", description: "print the message instead of sending it" },
   verbose: {
     type: "boolean",
@@ -176,11 +253,18 @@ const HELP = {
   usage: "Usage: deno task smtp [options]",
   summary: "Sends a message over SMTP, with options like swaks'. Relative paths\n" +
     "(--body @FILE, --html @FILE, --attach, --data, --tls-ca) are taken from the directory\n" +
-    "the command runs in.",
+    "the command runs in. Accounts are read from ~/.config/netkit/smtp.toml when it exists.\n" +
+    "As sendmail: deno task sendmail [-t] [-i] [-f ADDR] [-F NAME] [RECIPIENT...]\n" +
+    '(smtp/README.md, "sendmail mode").',
   footer: `Exit codes: 0 sent, 1 sent but some recipients refused, 2 usage, 3 message refused before
 sending (header injection, unreadable file), 20 connect, 21 greeting, 22 EHLO, 23 MAIL, 24 RCPT,
 25 DATA, 28 AUTH, 29 TLS.`,
 };
+
+/** What a refused certificate's message adds: the ways to trust it. */
+const TLS_HINT =
+  "smtp: to trust this server, pass its certificate or its CA with --tls-ca FILE, pin it with " +
+  "--tls-fingerprint SHA256:..., or skip verification with --insecure";
 
 const MECHANISMS = ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"] as const;
 const QUIT_AFTER = ["CONNECT", "EHLO", "TLS", "AUTH", "MAIL", "RCPT"] as const;
@@ -292,58 +376,332 @@ async function promptPassword(): Promise<string> {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
+/** The DKIM settings from the command line, or `undefined` without `--dkim-key`. */
+async function dkimOptions(
+  values: ParsedValues<typeof OPTIONS>,
+  sender: string,
+): Promise<DkimOptions | undefined> {
+  const keyFile = values["dkim-key"];
+  if (keyFile === undefined) {
+    for (const name of ["dkim-selector", "dkim-domain", "dkim-headers", "dkim-canonicalization"]) {
+      if (values[name as keyof typeof values] !== undefined) {
+        throw new CliError(`--${name} needs --dkim-key`);
+      }
+    }
+    return undefined;
+  }
+  const selector = values["dkim-selector"];
+  if (selector === undefined) throw new CliError("--dkim-key needs --dkim-selector");
+  const domain = values["dkim-domain"] ?? sender.split("@").pop() ?? "";
+  let privateKey: string;
+  try {
+    privateKey = await Deno.readTextFile(userPath(keyFile));
+  } catch (err) {
+    throw new CliError(
+      `Cannot read --dkim-key file ${describePath(keyFile)}: ${
+        err instanceof Error ? err.message : err
+      }`,
+    );
+  }
+  const options: DkimOptions = { domain, selector, privateKey };
+  if (values["dkim-headers"] !== undefined) {
+    options.headers = values["dkim-headers"].split(/[:,]/).map((h) => h.trim());
+  }
+  if (values["dkim-canonicalization"] !== undefined) {
+    const text = values["dkim-canonicalization"].toLowerCase();
+    const [header = "", body = "simple"] = text.split("/");
+    const valid = ["simple", "relaxed"];
+    if (!valid.includes(header) || !valid.includes(body)) {
+      throw new CliError(
+        `invalid argument for --dkim-canonicalization: '${values["dkim-canonicalization"]}'`,
+      );
+    }
+    options.headerCanonicalization = header as Canonicalization;
+    options.bodyCanonicalization = body as Canonicalization;
+  }
+  return options;
+}
+
+/**
+ * A CLI error that also knows its `sysexits.h` code, for sendmail mode: the
+ * same failure exits with the swaks-style code normally, and with the
+ * sendmail one there.
+ */
+class SmtpCliError extends CliError {
+  readonly sysexit: number;
+  constructor(message: string, exitCode: number, sysexit: number) {
+    super(message, exitCode);
+    this.sysexit = sysexit;
+  }
+}
+
+/** sysexits.h code for each normal exit code, when no finer one is known. */
+const SYSEXIT_OF: Record<number, number> = {
+  1: SYSEXITS.noUser,
+  2: SYSEXITS.usage,
+  3: SYSEXITS.dataErr,
+  20: SYSEXITS.tempFail,
+  21: SYSEXITS.tempFail,
+  22: SYSEXITS.tempFail,
+  23: SYSEXITS.tempFail,
+  24: SYSEXITS.noUser,
+  25: SYSEXITS.tempFail,
+  28: SYSEXITS.noPerm,
+  29: SYSEXITS.protocol,
+};
+
+function sysexitOf(err: CliError): number {
+  if (err instanceof SmtpCliError) return err.sysexit;
+  const code = err.exitCode;
+  // Codes 64 to 78 are sysexits.h codes already (sendmail's own usage errors).
+  return SYSEXIT_OF[code] ??
+    (code >= SYSEXITS.usage && code <= SYSEXITS.config ? code : SYSEXITS.software);
+}
+
+/**
+ * Whether a failure may pass if tried later (RFC 5321 §4.2.1: a 4yz reply; or
+ * the connection failing), so the message may be queued.
+ */
+function isTemporary(err: CliError): boolean {
+  return err instanceof SmtpCliError && err.sysexit === SYSEXITS.tempFail;
+}
+
+/** Turns a session failure into the CLI's message and exit codes. */
+async function cliErrorOf(err: unknown, hostname: string, connected: boolean): Promise<CliError> {
+  if (err instanceof CliError) return err;
+  if (err instanceof SmtpError) {
+    if (err.phase === "connect" && !connected) {
+      try {
+        await explainLookup(hostname);
+      } catch (lookup) {
+        if (lookup instanceof CliError) {
+          return new SmtpCliError(lookup.message, lookup.exitCode, SYSEXITS.noHost);
+        }
+      }
+    }
+    const code = EXIT[err.phase];
+    const reply = err.reply?.code;
+    if (err.phase === "tls" && /certificate/i.test(err.message)) {
+      return new SmtpCliError(`${err.message}\n${TLS_HINT}`, code, SYSEXITS.noPerm);
+    }
+    let sysexit: number;
+    if (reply !== undefined && reply >= 400 && reply < 500) sysexit = SYSEXITS.tempFail;
+    else if (err.phase === "auth") sysexit = SYSEXITS.noPerm;
+    else if (err.phase === "tls") sysexit = SYSEXITS.protocol;
+    else if (reply !== undefined) {
+      sysexit = err.phase === "rcpt" ? SYSEXITS.noUser : SYSEXITS.unavailable;
+    } // No reply: a timeout or a lost connection, worth another try.
+    else sysexit = SYSEXITS.tempFail;
+    return new SmtpCliError(err.message, code, sysexit);
+  }
+  if (err instanceof TypeError) return new CliError(err.message, EXIT.message);
+  if (err instanceof ConfigError) {
+    return new SmtpCliError(err.message, EXIT_USAGE_CONFIG, SYSEXITS.config);
+  }
+  throw err;
+}
+
+/** A configuration file problem is a usage error (exit 2), or EX_CONFIG in sendmail mode. */
+const EXIT_USAGE_CONFIG = 2;
+
+type Values = ParsedValues<typeof OPTIONS>;
+
+/**
+ * Fills the options the command line left out from the configuration file's
+ * account: the command line wins, key by key. The TLS mode and the server's
+ * port go together: a mode or a server on the command line drops the
+ * account's.
+ */
+async function withAccount(values: Values): Promise<Values> {
+  const path = values.config !== undefined ? userPath(values.config) : defaultConfigPath();
+  if (path === undefined) return values;
+  let account: Account | undefined;
+  try {
+    account = await loadAccount(path, {
+      ...(values.account !== undefined ? { name: values.account } : {}),
+      required: values.config !== undefined || values.account !== undefined,
+    });
+  } catch (err) {
+    throw await cliErrorOf(err, "", false);
+  }
+  if (!account) return values;
+  const merged: Record<string, unknown> = { ...values };
+  const tlsModes = ["tls", "tls-optional", "tls-on-connect"];
+  const cliTls = tlsModes.some((k) => merged[k] !== undefined);
+  for (const [key, value] of account) {
+    if (cliTls && tlsModes.includes(key)) continue;
+    if (key === "port" && values.server !== undefined) continue;
+    merged[key] ??= value;
+  }
+  return merged as Values;
+}
+
+/** One message to send, and what it is called in messages. */
+interface Job {
+  label: string;
+  message: ComposedMessage;
+  envelope: Envelope;
+  /** The queue files of a message being flushed. */
+  queued?: string;
+}
+
+/** The files a `--data` value stands for: the file, or a Maildir's messages. */
+async function dataFiles(typed: string): Promise<string[]> {
+  const path = userPath(typed);
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (err) {
+    throw new CliError(
+      `Cannot read --data file ${describePath(typed)}: ${err instanceof Error ? err.message : err}`,
+      EXIT.message,
+    );
+  }
+  if (!info.isDirectory) return [path];
+  // A Maildir keeps messages in new/ and cur/ (tmp/ is for deliveries under way); any
+  // other folder: the files in it.
+  const folders = [`${path}/new`, `${path}/cur`];
+  const isMaildir = (await Promise.all(folders.map((f) => Deno.stat(f).catch(() => undefined))))
+    .some((f) => f?.isDirectory);
+  const files: string[] = [];
+  for (const folder of isMaildir ? folders : [path]) {
+    try {
+      for await (const entry of Deno.readDir(folder)) {
+        if (entry.isFile && !entry.name.startsWith(".")) files.push(`${folder}/${entry.name}`);
+      }
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
+  // By name, which for a Maildir is delivery order (the names start with the time).
+  const name = (path: string) => path.slice(path.lastIndexOf("/") + 1);
+  return files.sort((a, b) => name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0);
+}
+
+/** Builds the messages: one composed from the options, or one per `--data` file. */
+async function buildJobs(values: Values, envelope: Envelope): Promise<Job[]> {
+  if (values.data !== undefined) {
+    const jobs: Job[] = [];
+    for (const value of values.data) {
+      const typed = value.replace(/^@/, "");
+      for (const path of await dataFiles(typed)) {
+        try {
+          jobs.push({ label: path, message: await messageFromFile(path), envelope });
+        } catch (err) {
+          throw new CliError(
+            `Cannot read --data file ${describePath(path === userPath(typed) ? typed : path)}: ${
+              err instanceof Error && err.cause instanceof Error ? err.cause.message : err
+            }`,
+            EXIT.message,
+          );
+        }
+      }
+    }
+    if (jobs.length === 0) throw new CliError("--data: no message found", EXIT.message);
+    return jobs;
+  }
+  const headers: Array<[string, string]> = (values.header ?? []).map((h) => {
+    const colon = h.indexOf(":");
+    if (colon <= 0) {
+      throw new CliError(`invalid argument for --header: "${h}" is not NAME: VALUE`);
+    }
+    return [h.slice(0, colon).trim(), h.slice(colon + 1).trimStart()];
+  });
+  const options: Parameters<typeof composeMessage>[0] = {
+    from: values.from!,
+    to: list(values.to),
+    cc: list(values.cc),
+    headers,
+    attachments: (values.attach ?? []).map(parseAttach),
+  };
+  if (values.subject !== undefined) options.subject = values.subject;
+  if (values.body !== undefined) options.text = await textOrFile("--body", values.body);
+  if (values.html !== undefined) options.html = await textOrFile("--html", values.html);
+  return [{ label: "message", message: await composeMessage(options), envelope }];
+}
+
 async function main(args: string[]): Promise<number> {
+  if (args[0] === "--sendmail") return await sendmailMain(args.slice(1));
   const parsed = parseOrHelp(normaliseAuthFlag(args), OPTIONS, HELP);
   if (parsed === undefined) return 0;
-  const { values, positionals } = parsed;
+  const { positionals } = parsed;
   if (positionals.length > 0) throw new CliError(`unexpected argument: ${positionals[0]}`);
+  return await run(await withAccount(parsed.values));
+}
 
-  const from = values.from;
-  const to = list(values.to);
-  const cc = list(values.cc);
-  const bcc = list(values.bcc);
-  if (from === undefined) throw new CliError("missing --from");
-
-  // Build the message first: a refused header or an unreadable file fails before any traffic.
-  let message: ComposedMessage;
-  let envelope: { from: string; to: string[] };
+/**
+ * sendmail mode: sendmail's command line, the message on stdin, the
+ * connection options and the configuration file as in the normal mode, the
+ * exit codes of sysexits.h.
+ */
+async function sendmailMain(args: string[]): Promise<number> {
+  let tmp: string | undefined;
   try {
-    envelope = {
-      from: parseMailbox(from).address,
-      to: [...to, ...cc, ...bcc].map((a) => parseMailbox(a).address),
-    };
-    if (values.data !== undefined) {
-      const typed = values.data.replace(/^@/, "");
-      try {
-        message = await messageFromFile(userPath(typed));
-      } catch (err) {
-        throw new CliError(
-          `Cannot read --data file ${describePath(typed)}: ${
-            err instanceof Error && err.cause instanceof Error ? err.cause.message : err
-          }`,
-          EXIT.message,
-        );
-      }
-    } else {
-      const headers: Array<[string, string]> = (values.header ?? []).map((h) => {
-        const colon = h.indexOf(":");
-        if (colon <= 0) {
-          throw new CliError(`invalid argument for --header: "${h}" is not NAME: VALUE`);
-        }
-        return [h.slice(0, colon).trim(), h.slice(colon + 1).trimStart()];
-      });
-      const options: Parameters<typeof composeMessage>[0] = {
-        from,
-        to,
-        cc,
-        headers,
-        attachments: (values.attach ?? []).map(parseAttach),
-      };
-      if (values.subject !== undefined) options.subject = values.subject;
-      if (values.body !== undefined) options.text = await textOrFile("--body", values.body);
-      if (values.html !== undefined) options.html = await textOrFile("--html", values.html);
-      message = await composeMessage(options);
+    const request = parseSendmailArgs(args, OPTIONS);
+    const parsed = parseOrHelp(normaliseAuthFlag(request.options), OPTIONS, HELP);
+    if (parsed === undefined) return 0;
+    const values = await withAccount(parsed.values);
+    const configured = request.sender ?? values.from;
+    let fallback = configured;
+    if (fallback === undefined) {
+      const user = Deno.env.get("USER") ?? Deno.env.get("LOGNAME") ?? "root";
+      fallback = `${user}@${Deno.hostname()}`;
     }
+    const stdin = await readStdinMessage(Deno.stdin.readable, {
+      removeBcc: request.fromHeaders,
+      sender: parseMailbox(fallback).address,
+      ...(request.fullName !== undefined ? { fullName: request.fullName } : {}),
+    });
+    tmp = stdin.path;
+    const recipients = [
+      ...new Set([
+        ...request.recipients.flatMap(splitAddresses).map((a) => parseMailbox(a).address),
+        ...(request.fromHeaders ? stdin.headerRecipients : []),
+      ]),
+    ];
+    if (recipients.length === 0) {
+      throw new CliError(
+        "no recipients: give them as arguments, or -t to take them from the header",
+        SYSEXITS.usage,
+      );
+    }
+    const code = await run({
+      ...values,
+      from: configured ?? stdin.fromAddress ?? fallback,
+      to: recipients,
+      cc: [],
+      bcc: [],
+      data: [tmp],
+    });
+    return code === 0 ? 0 : SYSEXIT_OF[code] ?? SYSEXITS.software;
+  } catch (err) {
+    if (err instanceof CliError) throw new CliError(err.message, sysexitOf(err));
+    if (err instanceof TypeError) throw new CliError(err.message, SYSEXITS.dataErr);
+    throw err;
+  } finally {
+    if (tmp !== undefined) await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+/** Sends (or dumps, or queues) what the options say; resolves to the exit code. */
+async function run(values: Values): Promise<number> {
+  const queueDir = values.queue !== undefined ? userPath(values.queue) : undefined;
+  if (values["flush-queue"]) {
+    if (queueDir === undefined) throw new CliError("--flush-queue needs --queue DIR");
+    return await flushQueue(values, queueDir);
+  }
+  const from = values.from;
+  if (from === undefined) throw new CliError("missing --from");
+  const recipients = [...list(values.to), ...list(values.cc), ...list(values.bcc)];
+
+  // Build the messages first: a refused header or an unreadable file fails before any traffic.
+  let jobs: Job[];
+  try {
+    const envelope = {
+      from: parseMailbox(from).address,
+      to: recipients.map((a) => parseMailbox(a).address),
+    };
+    jobs = await buildJobs(values, envelope);
   } catch (err) {
     if (err instanceof CliError) throw err;
     let text = err instanceof Error ? err.message : String(err);
@@ -353,12 +711,89 @@ async function main(args: string[]): Promise<number> {
     throw new CliError(text, EXIT.message);
   }
 
+  const dkim = await dkimOptions(values, jobs[0]!.envelope.from);
+  if (dkim) {
+    for (const job of jobs) {
+      try {
+        job.message = await dkimSign(job.message, dkim);
+      } catch (err) {
+        throw new CliError(err instanceof Error ? err.message : String(err), EXIT.message);
+      }
+    }
+  }
+
   if (values.dump) {
-    await message.stream().pipeTo(Deno.stdout.writable, { preventClose: true });
+    for (const job of jobs) {
+      await job.message.stream().pipeTo(Deno.stdout.writable, { preventClose: true });
+    }
     return 0;
   }
-  if (to.length + cc.length + bcc.length === 0) throw new CliError("missing --to");
+  if (recipients.length === 0) throw new CliError("missing --to");
+  return await deliver(jobs, values, queueDir);
+}
 
+/** Resends the queued messages over one session; sent ones leave the queue. */
+async function flushQueue(values: Values, dir: string): Promise<number> {
+  const jobs: Job[] = [];
+  for (const entry of await queuedEntries(dir)) {
+    const meta = JSON.parse(await Deno.readTextFile(`${dir}/${entry}.json`));
+    jobs.push({
+      label: `${dir}/${entry}.eml`,
+      message: await messageFromFile(`${dir}/${entry}.eml`),
+      envelope: { from: meta.from, to: meta.to },
+      queued: `${dir}/${entry}`,
+    });
+  }
+  if (jobs.length === 0) {
+    if (!values.verbose) console.log("the queue is empty");
+    return 0;
+  }
+  return await deliver(jobs, values, dir);
+}
+
+async function queuedEntries(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && entry.name.endsWith(".json")) names.push(entry.name.slice(0, -5));
+    }
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw err;
+  }
+  return names.sort();
+}
+
+/** Writes a message and its envelope to the queue (msmtpq's way: a file pair per message). */
+async function enqueue(dir: string, job: Job, reason: string): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  // Time first, so that name order is queue order.
+  const id = `${new Date().toISOString().replace(/[:.]/g, "-")}-${crypto.randomUUID().slice(0, 8)}`;
+  const base = `${dir}/${id}`;
+  using file = await Deno.open(`${base}.eml`, { write: true, createNew: true, mode: 0o600 });
+  for await (const chunk of job.message.stream()) {
+    for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
+  }
+  // The envelope last: a message without one is not in the queue yet.
+  await Deno.writeTextFile(
+    `${base}.json`,
+    JSON.stringify({ from: job.envelope.from, to: job.envelope.to, queued: new Date(), reason }),
+    { mode: 0o600 },
+  );
+  return `${base}.eml`;
+}
+
+/** What a session needs from the options. */
+interface SessionSettings {
+  hostname: string;
+  connect: Parameters<typeof SmtpSession.connect>[0];
+  tlsPolicy: "required" | "opportunistic" | "none";
+  credentials?: Credentials;
+  quitAfter?: string;
+  dsn: DsnOptions;
+}
+
+async function sessionSettings(values: Values): Promise<SessionSettings> {
   const { hostname, port: serverPort } = splitServer(values.server ?? "localhost");
   const port = values.port !== undefined
     ? parseNumber("--port", values.port, portRange)
@@ -378,9 +813,18 @@ async function main(args: string[]): Promise<number> {
     const user = values["auth-user"];
     if (user === undefined) throw new CliError("--auth needs --auth-user");
     let password = values["auth-password"] ?? (Deno.env.get("SMTP_PASSWORD") || undefined);
+    if (password === undefined && values["password-eval"] !== undefined) {
+      try {
+        password = await evalPassword(values["password-eval"]);
+      } catch (err) {
+        throw await cliErrorOf(err, hostname, false);
+      }
+    }
     if (password === undefined) {
       if (!Deno.stdin.isTerminal()) {
-        throw new CliError("--auth needs a password: --auth-password, SMTP_PASSWORD or a TTY");
+        throw new CliError(
+          "--auth needs a password: --auth-password, SMTP_PASSWORD, password-eval or a TTY",
+        );
       }
       password = await promptPassword();
     }
@@ -405,6 +849,17 @@ async function main(args: string[]): Promise<number> {
       );
     }
   }
+  const fingerprints = values["tls-fingerprint"] ?? [];
+  for (const fingerprint of fingerprints) {
+    try {
+      parseFingerprint(fingerprint);
+    } catch (err) {
+      throw new CliError(`invalid argument for --tls-fingerprint: ${(err as Error).message}`);
+    }
+  }
+  if (values.insecure) {
+    console.error("smtp: warning: --insecure: the server's certificate is not verified");
+  }
   const dsn: DsnOptions = {};
   if (values["dsn-notify"] !== undefined) {
     const notify = list([values["dsn-notify"].toUpperCase()]);
@@ -422,66 +877,150 @@ async function main(args: string[]): Promise<number> {
     dsn.ret = ret;
   }
   if (values["dsn-envid"] !== undefined) dsn.envid = values["dsn-envid"];
-
-  const verbose = values.verbose ?? false;
-  let session: SmtpSession | undefined;
-  try {
-    session = await SmtpSession.connect({
+  return {
+    hostname,
+    connect: {
       hostname,
       ...(port !== undefined ? { port } : {}),
       implicitTls,
       caCerts,
-      skipNameCheck: values.insecure ?? false,
+      fingerprints,
+      // TLS goes through node:tls: it takes a trusted self-signed certificate as the
+      // server's own, and shows the fingerprint of a refused one.
+      ...(tlsPolicy !== "none" ? { transport: nodeTransport } : {}),
+      insecure: values.insecure ?? false,
       allowPlaintextAuth: values["allow-plaintext-auth"] ?? false,
       ...(values.ehlo !== undefined ? { ehloName: values.ehlo } : {}),
       timeouts: { connect: timeout, command: timeout, data: Math.max(timeout, 600_000) },
-      ...(verbose
+      ...(values.verbose
         ? { onTranscript: (dir: string, line: string) => console.log(`${dir} ${line}`) }
         : {}),
-    });
-    if (quitAfter === "CONNECT") return 0;
-    await session.hello();
-    if (quitAfter === "EHLO") return 0;
-    if (!session.secure && tlsPolicy !== "none") {
-      if (session.capabilities.has("STARTTLS")) await session.startTls();
-      else if (tlsPolicy === "required") {
-        throw new SmtpError("Cannot start TLS: the server does not offer STARTTLS", "tls");
+    },
+    tlsPolicy,
+    ...(credentials ? { credentials } : {}),
+    ...(quitAfter !== undefined ? { quitAfter } : {}),
+    dsn,
+  };
+}
+
+/**
+ * Opens the session (connect, EHLO, STARTTLS, AUTH), stopping early for
+ * `--quit-after`: then it resolves to `undefined`.
+ */
+async function openCliSession(
+  settings: SessionSettings,
+  opened: (session: SmtpSession) => void,
+): Promise<SmtpSession | undefined> {
+  const { quitAfter, tlsPolicy } = settings;
+  const session = await SmtpSession.connect(settings.connect);
+  opened(session);
+  if (quitAfter === "CONNECT") return undefined;
+  await session.hello();
+  if (quitAfter === "EHLO") return undefined;
+  if (!session.secure && tlsPolicy !== "none") {
+    if (session.capabilities.has("STARTTLS")) await session.startTls();
+    else if (tlsPolicy === "required") {
+      throw new SmtpError("Cannot start TLS: the server does not offer STARTTLS", "tls");
+    }
+  }
+  if (quitAfter === "TLS") return undefined;
+  if (settings.credentials) await session.authenticate(settings.credentials);
+  if (quitAfter === "AUTH") return undefined;
+  return session;
+}
+
+function replyLine(reply: SendResult["reply"]): string {
+  return `${reply.code} ${reply.enhanced ? `${reply.enhanced} ` : ""}${reply.lines.join(" ")}`;
+}
+
+/**
+ * Sends the messages over one session, with RSET between them. A message
+ * that fails for now (4xx, lost connection) goes to the queue when there is
+ * one; a queued message being flushed stays there.
+ */
+async function deliver(jobs: Job[], values: Values, queueDir: string | undefined): Promise<number> {
+  const settings = await sessionSettings(values);
+  const verbose = values.verbose ?? false;
+  const many = jobs.length > 1;
+  let session: SmtpSession | undefined;
+  let failure: CliError | undefined;
+  let failures = 0;
+  let partial = false;
+  const fail = async (job: Job, err: CliError) => {
+    if (queueDir !== undefined && isTemporary(err)) {
+      if (job.queued) console.error(`smtp: ${job.label} stays queued: ${err.message}`);
+      else {
+        const path = await enqueue(queueDir, job, err.message);
+        console.error(`smtp: ${many ? `${job.label}: ` : ""}queued as ${path}: ${err.message}`);
+      }
+      return;
+    }
+    if (job.queued) {
+      // A permanent refusal: retrying cannot help; keep it apart for the user to see.
+      await Deno.mkdir(`${queueDir}/failed`, { recursive: true });
+      for (const ext of [".eml", ".json"]) {
+        const name = job.queued.split("/").pop();
+        await Deno.rename(`${job.queued}${ext}`, `${queueDir}/failed/${name}${ext}`);
       }
     }
-    if (quitAfter === "TLS") return 0;
-    if (credentials) await session.authenticate(credentials);
-    if (quitAfter === "AUTH") return 0;
-    const result: SendResult = await session.send(envelope, message, {
-      pipelining: values.pipeline ?? false,
-      dsn,
-      ...(quitAfter === "MAIL" ? { stopAfter: "mail" as const } : {}),
-      ...(quitAfter === "RCPT" ? { stopAfter: "rcpt" as const } : {}),
-    });
-    for (const { recipient, reply } of result.rejected) {
-      console.error(
-        `smtp: recipient <${recipient}> refused: ${reply.code} ${
-          reply.enhanced ? `${reply.enhanced} ` : ""
-        }${reply.lines.join(" ")}`,
-      );
+    failures++;
+    failure ??= err;
+    if (many || job.queued) console.error(`smtp: ${job.label}: ${err.message}`);
+  };
+  try {
+    try {
+      session = await openCliSession(settings, (opened) => (session = opened));
+    } catch (err) {
+      const cliError = await cliErrorOf(err, settings.hostname, session !== undefined);
+      if (queueDir === undefined || !isTemporary(cliError)) throw cliError;
+      for (const job of jobs) await fail(job, cliError);
+      return 0;
     }
-    if (quitAfter === undefined && !verbose) {
-      console.log(
-        `sent to ${result.accepted.length} recipient(s): ${result.reply.code} ${
-          result.reply.enhanced ? `${result.reply.enhanced} ` : ""
-        }${result.reply.lines.join(" ")}`,
-      );
+    if (session === undefined) return 0;
+    for (const [i, job] of jobs.entries()) {
+      try {
+        if (i > 0) await session.reset();
+        const result = await session.send(job.envelope, job.message, {
+          pipelining: values.pipeline ?? false,
+          dsn: settings.dsn,
+          ...(settings.quitAfter === "MAIL" ? { stopAfter: "mail" as const } : {}),
+          ...(settings.quitAfter === "RCPT" ? { stopAfter: "rcpt" as const } : {}),
+        });
+        for (const { recipient, reply } of result.rejected) {
+          console.error(`smtp: recipient <${recipient}> refused: ${replyLine(reply)}`);
+        }
+        partial ||= result.rejected.length > 0;
+        if (settings.quitAfter === undefined && !verbose) {
+          console.log(
+            `${many ? `${job.label}: ` : ""}sent to ${result.accepted.length} recipient(s): ${
+              replyLine(result.reply)
+            }`,
+          );
+        }
+        if (job.queued) {
+          await Deno.remove(`${job.queued}.json`);
+          await Deno.remove(`${job.queued}.eml`);
+        }
+      } catch (err) {
+        const cliError = await cliErrorOf(err, settings.hostname, true);
+        const queueing = job.queued !== undefined ||
+          (queueDir !== undefined && isTemporary(cliError));
+        if (!many && !queueing) throw cliError;
+        await fail(job, cliError);
+      }
     }
-    return result.rejected.length > 0 ? EXIT.partial : 0;
-  } catch (err) {
-    if (err instanceof SmtpError && err.phase === "connect" && session === undefined) {
-      await explainLookup(hostname);
-    }
-    if (err instanceof SmtpError) throw new CliError(err.message, EXIT[err.phase]);
-    if (err instanceof TypeError) throw new CliError(err.message, EXIT.message);
-    throw err;
   } finally {
     await session?.quit();
   }
+  const failed = failure as CliError | undefined;
+  if (failed) {
+    throw new SmtpCliError(
+      `${failures} of ${jobs.length} messages not sent; the first: ${failed.message}`,
+      failed.exitCode,
+      sysexitOf(failed),
+    );
+  }
+  return partial ? EXIT.partial : 0;
 }
 
 if (import.meta.main) {

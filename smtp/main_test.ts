@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
-import { makeCerts, runCli, startAiosmtpd, startSmtpServer } from "./_testing.ts";
+import { makeCerts, makeSelfSigned, runCli, startAiosmtpd, startSmtpServer } from "./_testing.ts";
 import { OPTIONS } from "./main.ts";
 
 const basic = ["-f", "a@example.com", "-t", "b@example.com", "--subject", "cli test"];
@@ -20,6 +20,53 @@ Deno.test("smtp CLI sends over STARTTLS with --tls-ca and prints the final reply
   assertMatch(result.stdout, /^sent to 1 recipient\(s\): 250 /);
   assertEquals((await server.delivered()).length, 1);
   assertEquals((await server.envelope(1)).tls, true);
+});
+
+Deno.test("smtp CLI trusts a self-signed CA:TRUE certificate given with --tls-ca, pinned, or with --insecure", async (t) => {
+  await using self = await makeSelfSigned();
+  await using other = await makeSelfSigned();
+  const cases = [
+    { name: "--tls-ca cert.pem", args: ["--tls-ca", self.cert], code: 0 },
+    { name: "--tls-fingerprint", args: ["--tls-fingerprint", self.fingerprint], code: 0 },
+    {
+      name: "--tls-fingerprint, bare lower-case hex",
+      args: ["--tls-fingerprint", self.fingerprint.slice(7).replaceAll(":", "").toLowerCase()],
+      code: 0,
+    },
+    { name: "--insecure", args: ["--insecure"], code: 0 },
+    { name: "no trust: refused", args: [], code: 29 },
+    { name: "another certificate: refused", args: ["--tls-ca", other.cert], code: 29 },
+    {
+      name: "another fingerprint: refused",
+      args: ["--tls-fingerprint", other.fingerprint],
+      code: 29,
+    },
+  ];
+  for (const mode of ["starttls", "implicit"] as const) {
+    await using server = await startAiosmtpd({ mode, certs: self });
+    const tlsFlag = mode === "starttls" ? "--tls" : "--tls-on-connect";
+    let delivered = 0;
+    for (const c of cases) {
+      await t.step(`${mode}: ${c.name}`, async () => {
+        const result = await runCli([
+          "-s",
+          `localhost:${server.port}`,
+          ...basic,
+          tlsFlag,
+          ...c.args,
+        ]);
+        assertEquals(result.code, c.code, result.stderr);
+        if (c.code === 0) delivered++;
+        assertEquals((await server.delivered()).length, delivered);
+        if (c.code !== 0) {
+          // The refusal says why, shows what to pin, and names the fixes.
+          assertMatch(result.stderr, /certificate/);
+          assert(result.stderr.includes(self.fingerprint), result.stderr);
+          assert(result.stderr.includes("--tls-ca FILE"), result.stderr);
+        }
+      });
+    }
+  }
 });
 
 Deno.test("smtp CLI failures give the documented exit code and message", async (t) => {
@@ -60,7 +107,7 @@ Deno.test("smtp CLI failures give the documented exit code and message", async (
       assertEquals(result.code, 29, result.stderr);
       assertMatch(result.stderr, /^smtp: Cannot start TLS with 127\.0\.0\.1(:\d+)?: .*(name|Name)/);
       assertEquals((await server.delivered()).length, 0);
-      // --insecure skips the name check only: the same server is then accepted.
+      // --insecure skips every check: the same server is then accepted, with a warning.
       const insecure = await runCli([
         "-s",
         `127.0.0.1:${server.port}`,
@@ -71,6 +118,10 @@ Deno.test("smtp CLI failures give the documented exit code and message", async (
         "--insecure",
       ]);
       assertEquals(insecure.code, 0, insecure.stderr);
+      assertMatch(
+        insecure.stderr,
+        /^smtp: warning: --insecure: the server's certificate is not verified/,
+      );
     }
   });
 

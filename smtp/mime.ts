@@ -611,13 +611,23 @@ async function* generatePieces(pieces: Piece[]): AsyncGenerator<Uint8Array> {
   }
 }
 
+/** Reused by {@linkcode base64Lines}: fewer short-lived buffers keep the peak memory down. */
+let base64Scratch = new Uint8Array(0);
+
 /** Base64 of `bytes` (whole 57-byte lines, except perhaps the last) in 76-column CRLF lines. */
 function base64Lines(bytes: Uint8Array): Uint8Array {
+  // One encoding call for the whole chunk, then the lines are cut from it: a call per
+  // 57-byte line costs more than the encoding itself.
+  const text = bytes.toBase64();
+  if (base64Scratch.length < text.length) base64Scratch = new Uint8Array(text.length);
+  const length = encoder.encodeInto(text, base64Scratch).written;
+  const flat = base64Scratch.subarray(0, length);
   const out = new Uint8Array(base64Size(bytes.length));
   let o = 0;
-  for (let i = 0; i < bytes.length; i += B64_LINE_BYTES) {
-    const line = bytes.subarray(i, Math.min(i + B64_LINE_BYTES, bytes.length)).toBase64();
-    o += encoder.encodeInto(line, out.subarray(o)).written;
+  for (let i = 0; i < flat.length; i += 76) {
+    const line = flat.subarray(i, Math.min(i + 76, flat.length));
+    out.set(line, o);
+    o += line.length;
     out[o++] = 13;
     out[o++] = 10;
   }
@@ -645,6 +655,36 @@ export function rfc5322Date(date: Date): string {
   return `${DAYS[date.getUTCDay()]}, ${p(date.getUTCDate())} ${MONTHS[date.getUTCMonth()]} ` +
     `${date.getUTCFullYear()} ${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:` +
     `${p(date.getUTCSeconds())} +0000`;
+}
+
+/**
+ * Finds where a message's header block ends: at its first empty line
+ * (RFC 5322 §2.1), with CRLF or bare LF line ends.
+ *
+ * @param bytes The start of a message.
+ * @returns Where the header block ends (its last line end included) and
+ *   where the body starts, or `undefined` when no empty line is in `bytes`.
+ *
+ * @example
+ * ```ts
+ * import { findHeaderEnd } from "./mime.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const bytes = new TextEncoder().encode("Subject: x\r\n\r\nbody");
+ * assertEquals(findHeaderEnd(bytes), { headEnd: 12, bodyStart: 14 });
+ * ```
+ */
+export function findHeaderEnd(
+  bytes: Uint8Array,
+): { headEnd: number; bodyStart: number } | undefined {
+  // A message that starts with an empty line has no header.
+  if (bytes[0] === 10) return { headEnd: 0, bodyStart: 1 };
+  if (bytes[0] === 13 && bytes[1] === 10) return { headEnd: 0, bodyStart: 2 };
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] !== 10) continue;
+    if (bytes[i + 1] === 10) return { headEnd: i + 1, bodyStart: i + 2 };
+    if (bytes[i + 1] === 13 && bytes[i + 2] === 10) return { headEnd: i + 1, bodyStart: i + 3 };
+  }
+  return undefined;
 }
 
 /**
@@ -744,11 +784,14 @@ function fileStream(path: string): ReadableStream<Uint8Array> {
 export function smtpData(message: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
   let atLineStart = true;
   let pendingCr = false;
+  let scratch = new Uint8Array(0);
   return message.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
-        // Worst case every octet doubles ("\n" → "\r\n", "." → "..").
-        const out = new Uint8Array(chunk.length * 2 + 2);
+        // Worst case every octet doubles ("\n" → "\r\n", "." → ".."). The worst-case buffer is
+        // reused and each chunk leaves as an exact copy: half the short-lived memory.
+        if (scratch.length < chunk.length * 2 + 2) scratch = new Uint8Array(chunk.length * 2 + 2);
+        const out = scratch;
         let o = 0;
         for (let i = 0; i < chunk.length; i++) {
           const b = chunk[i]!;
@@ -773,7 +816,7 @@ export function smtpData(message: ReadableStream<Uint8Array>): ReadableStream<Ui
           out[o++] = b;
           atLineStart = false;
         }
-        if (o > 0) controller.enqueue(out.subarray(0, o));
+        if (o > 0) controller.enqueue(out.slice(0, o));
       },
       flush(controller) {
         const tail = pendingCr || !atLineStart ? "\r\n.\r\n" : ".\r\n";
