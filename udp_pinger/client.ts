@@ -31,6 +31,9 @@ import {
   type ServerCounters,
 } from "./protocol.ts";
 import { type IdleTicker, loadTicker } from "./_ticker.ts";
+import { DatagramInfo, openSocket } from "../lib/rawsock/socket.ts";
+import { bindFastCalls } from "../lib/rawsock/ffi.ts";
+import { realtimeInto } from "../lib/rawsock/clock.ts";
 
 // Re-exported: the summary's RTT statistics are part of this module's API.
 export type { IpdvSummary, RttSummary } from "../lib/stats.ts";
@@ -83,6 +86,12 @@ export interface UdpPingOptions {
    * @default {true}
    */
   serverStats?: boolean;
+  /**
+   * Ask the kernel for receive times (`SO_TIMESTAMPNS`); off, every reply is
+   * timed when this process reads it (the fallback where the kernel gives none).
+   * @default {true}
+   */
+  kernelStamps?: boolean;
   /** Stops sending; the summary comes at once, outstanding pings count as lost. */
   signal?: AbortSignal;
   /** Called for each event, as it happens. */
@@ -98,6 +107,8 @@ export type UdpPingEvent =
     bytes: number;
     from: string;
     rttMs: number;
+    /** Where the receive time came from: the kernel (`SO_TIMESTAMPNS`), or user space when the kernel gave none. */
+    stamp: StampSource;
     /** A second reply for this sequence number. */
     duplicate: boolean;
     /** Came after its timeout had been reported. */
@@ -107,6 +118,21 @@ export type UdpPingEvent =
   }
   | { type: "timeout"; seq: number }
   | { type: "heartbeat"; seq: number; bytes: number };
+
+/** Where a time was taken: by the kernel, or by this process (user space). */
+export type StampSource = "kernel" | "user space";
+
+/** Where the client's timestamps came from, as irtt reports its timestamp source. */
+export interface TimestampSources {
+  /** The send time: read from CLOCK_REALTIME right before `sendto()`, always in user space. */
+  send: "user space";
+  /** The receive time: "kernel" (`SO_TIMESTAMPNS`) for every reply, "user space" for none, else "mixed". */
+  receive: StampSource | "mixed";
+  /** Replies timed by the kernel. */
+  kernel: number;
+  /** Replies the kernel gave no time for, timed when this process read them. */
+  userSpace: number;
+}
 
 /** The end-of-run figures of {@linkcode udpPing}. Times are in milliseconds. */
 export interface UdpPingSummary {
@@ -130,6 +156,8 @@ export interface UdpPingSummary {
   reordered: number;
   /** RTT statistics of the received replies. */
   rtt: RttSummary & { p99: number };
+  /** Where the send and receive times came from. */
+  timestamps: TimestampSources;
   /** The server's counters for this client, if it is a netkit server. */
   server: ServerCounters | undefined;
   /** Pings that never reached the server: `sent − server.rx`. */
@@ -197,15 +225,25 @@ function randomNonce(): string {
  * Pings a UDP ping server and returns the summary; events (replies,
  * timeouts) are reported through `onEvent` as they happen.
  *
+ * Datagrams go through the project's socket layer (`lib/rawsock`), as
+ * ping's do:
+ * - the send time is read from CLOCK_REALTIME right before `sendto()`;
+ * - the receive time is the kernel's (`SO_TIMESTAMPNS`, the same clock), so
+ *   the RTT does not include the time this process takes to see a reply;
+ *   where the kernel gives none, the time the reply is read (noted in the
+ *   event and the summary);
+ * - waiting for replies is `poll()` on a worker thread, never blocking the
+ *   event loop.
+ *
  * Sends go out on a drift-free schedule (`t0 + k·interval`) driven by a
- * worker thread; a late tick sends late rather than skipping. Receive times
- * are taken when the event loop sees the datagram.
+ * worker thread; a late tick sends late rather than skipping.
  *
  * @param host A name or an address.
  * @param options Count, interval, timeout, size, family, mode and callbacks.
  * @returns The summary.
  * @throws {ResolveError} If the host cannot be resolved (from `lib/resolve.ts`).
  * @throws {RangeError} If an option is out of range.
+ * @throws {SocketError} If the socket cannot be opened (from `lib/rawsock`).
  */
 export async function udpPing(host: string, options: UdpPingOptions = {}): Promise<UdpPingSummary> {
   const port = options.port ?? DEFAULT_PORT;
@@ -228,26 +266,43 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     host,
     options.family === undefined ? {} : { family: options.family },
   );
-  const v6 = family === 6;
-  const conn = Deno.listenDatagram({ transport: "udp", hostname: v6 ? "::" : "0.0.0.0", port: 0 });
-  const target: Deno.NetAddr = { transport: "udp", hostname: address, port };
+  // Not connected: a server bound to a wildcard address may answer from
+  // another of its addresses, and the course's client accepts that too.
+  // ICMP errors are not asked for: a lost ping is a timeout, as there.
+  const sock = openSocket({
+    kind: "udp",
+    family,
+    receiveTtl: false,
+    receiveErrors: false,
+    timestamps: options.kernelStamps ?? true,
+  });
+  const target = { family, address, port };
+  const clock = new RealtimeClock();
+  try {
+    sock.bind({ family, address: family === 6 ? "::" : "0.0.0.0", port: 0 });
+  } catch (err) {
+    sock.close();
+    throw err;
+  }
 
   const stats = new RttStats();
   const sendErrors: number[] = [];
   const onTimeErrors: number[] = [];
   let catchUp = 0, lastSend = -Infinity;
-  // Pings awaiting a reply, seq → send time, in send order: with one timeout
+  // Pings awaiting a reply, seq → send time (performance.now() for the
+  // timeout, CLOCK_REALTIME for the RTT), in send order: with one timeout
   // for all, the first entry always expires first, so a single timer armed
-  // for it replaces a timer per ping (two fewer async ops per ping).
-  const outstanding = new Map<number, { sentAt: number }>();
+  // for it replaces a timer per ping.
+  const outstanding = new Map<number, { sentAt: number; sentNs: number }>();
   let expiryTimer: ReturnType<typeof setTimeout> | undefined;
   const received = new Set<number>();
   // Send times stay known after a timeout, for a late reply's RTT, and are
   // forgotten (with the seq's other state) after 4 timeouts, so memory stays
   // bounded on endless runs.
-  const sentTimes = new Map<number, number>();
+  const sentTimes = new Map<number, { sentAt: number; sentNs: number }>();
   const timedOut = new Set<number>();
   let sent = 0, inTime = 0, duplicates = 0, late = 0, reordered = 0, highest = 0;
+  let kernelStamps = 0, userStamps = 0;
   let lastEvent = 0;
   let closing = false;
   let server: ServerCounters | undefined;
@@ -262,8 +317,8 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     if (drained && outstanding.size === 0) drained();
   }
 
-  function onDatagram(data: Uint8Array, from: Deno.NetAddr, now: number): void {
-    if (from.port !== port) return;
+  function onDatagram(data: Uint8Array, from: string, receivedNs: number, stamp: StampSource) {
+    const now = performance.now();
     const m = parseMessage(data);
     if (m?.kind === "stats-reply" && m.nonce.toLowerCase() === nonce) {
       server = m.counters;
@@ -280,11 +335,13 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     const seq = m.seq;
     const pending = outstanding.get(seq);
     lastEvent = now;
+    if (stamp === "kernel") kernelStamps++;
+    else userStamps++;
     if (pending) {
       outstanding.delete(seq);
       received.add(seq);
       inTime++;
-      const rtt = now - pending.sentAt;
+      const rtt = (receivedNs - pending.sentNs) / 1e6;
       const isReordered = seq < highest;
       if (isReordered) reordered++;
       else highest = seq;
@@ -293,8 +350,9 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         type: "reply",
         seq,
         bytes: data.length,
-        from: from.hostname,
+        from,
         rttMs: rtt,
+        stamp,
         duplicate: false,
         late: false,
         reordered: isReordered,
@@ -306,12 +364,14 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         late++;
         received.add(seq);
       } else duplicates++;
+      const sentNs = sentTimes.get(seq)?.sentNs;
       emit({
         type: "reply",
         seq,
         bytes: data.length,
-        from: from.hostname,
-        rttMs: now - (sentTimes.get(seq) ?? now),
+        from,
+        rttMs: sentNs === undefined ? 0 : (receivedNs - sentNs) / 1e6,
+        stamp,
         duplicate: !isLate,
         late: isLate,
         reordered: false,
@@ -319,20 +379,44 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     }
   }
 
-  async function receiveLoop(): Promise<void> {
-    const buf = new Uint8Array(65536);
+  const rx = new Uint8Array(65536);
+  const info = new DatagramInfo();
+  sock.useReceiveBuffer(rx);
+
+  /** Reads every queued datagram, without waiting. */
+  function drain(): void {
     for (;;) {
-      let data: Uint8Array, addr: Deno.Addr;
-      try {
-        [data, addr] = await conn.receive(buf);
-      } catch (err) {
-        if (closing || err instanceof Deno.errors.BadResource) return;
-        if (err instanceof Deno.errors.Interrupted) return;
-        // An ICMP error for an earlier send may surface as a receive error
-        // (ECONNREFUSED); the socket is still good.
-        continue;
+      if (closing) return;
+      const n = sock.receiveInto(rx, info);
+      if (n < 0) return;
+      const from = sock.lastSender();
+      if (from === undefined || from.port !== port) continue;
+      let receivedNs: number, stamp: StampSource;
+      if (info.timestampSec >= 0) {
+        receivedNs = clock.toNs(info.timestampSec, info.timestampNsec);
+        stamp = "kernel";
+      } else {
+        receivedNs = clock.nowNs();
+        stamp = "user space";
       }
-      onDatagram(data, addr as Deno.NetAddr, performance.now());
+      onDatagram(rx.subarray(0, n), from.address, receivedNs, stamp);
+    }
+  }
+
+  async function receiveLoop(): Promise<void> {
+    while (!closing) {
+      drain();
+      if (closing) return;
+      // poll() on a worker thread; close() wakes it.
+      await sock.wait();
+    }
+  }
+
+  function transmit(data: Uint8Array): void {
+    try {
+      sock.send(data, target);
+    } catch {
+      // A full send queue or a local error: the ping is lost, which UDP allows.
     }
   }
 
@@ -350,19 +434,23 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     lastSend = now;
     sent++;
     for (const [old, at] of sentTimes) {
-      if (now - at < 4 * timeout) break;
+      if (now - at.sentAt < 4 * timeout) break;
       sentTimes.delete(old);
       timedOut.delete(old);
       received.delete(old);
     }
     if (heartbeat) {
+      transmit(data);
       emit({ type: "heartbeat", seq, bytes: data.length });
-    } else {
-      sentTimes.set(seq, now);
-      outstanding.set(seq, { sentAt: now });
-      armExpiry();
+      return;
     }
-    conn.send(data, target).catch(() => {});
+    // The send time as ping takes it: the clock read, then at once sendto().
+    clock.stamp();
+    transmit(data);
+    const entry = { sentAt: now, sentNs: clock.stampNs() };
+    sentTimes.set(seq, entry);
+    outstanding.set(seq, entry);
+    armExpiry();
   }
 
   function armExpiry(): void {
@@ -372,6 +460,8 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     const wait = Math.max(0, head.value.sentAt + timeout - performance.now());
     expiryTimer = setTimeout(() => {
       expiryTimer = undefined;
+      // A reply may be queued and not yet read: read it before judging.
+      drain();
       const now = performance.now();
       for (const [seq, { sentAt }] of outstanding) {
         if (sentAt + timeout > now) break;
@@ -387,9 +477,12 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
 
   let ticker: IdleTicker | undefined;
   try {
-    if (count > 1) ticker = await loadTicker();
+    if (count > 1) {
+      ticker = await loadTicker();
+      bindFastCalls();
+    }
   } catch (err) {
-    conn.close();
+    sock.close();
     throw err;
   }
   emit({ type: "start", host, address, port });
@@ -433,7 +526,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
               clearTimeout(timer);
               resolve();
             };
-            conn.send(request, target).catch(() => {});
+            transmit(request);
           });
         }
       }
@@ -443,7 +536,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     options.signal?.removeEventListener("abort", onAbort);
     closing = true;
     clearTimeout(expiryTimer);
-    conn.close();
+    sock.close();
     await receiving;
   }
   const sortedErrors = sendErrors.toSorted((a, b) => a - b);
@@ -459,6 +552,12 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     late,
     reordered,
     rtt: summaryRtt,
+    timestamps: {
+      send: "user space",
+      receive: userStamps === 0 ? "kernel" : kernelStamps === 0 ? "user space" : "mixed",
+      kernel: kernelStamps,
+      userSpace: userStamps,
+    },
     server,
     upstreamLoss: server ? sent - server.rx : undefined,
     downstreamLoss: server ? server.tx - (inTime + late) : undefined,
@@ -472,6 +571,46 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     },
     elapsedMs: Math.max(lastEvent, performance.now()) - t0,
   };
+}
+
+/**
+ * CLOCK_REALTIME readings as nanoseconds since the second the run started:
+ * exact in a double for 104 days, where nanoseconds since 1970 are not.
+ */
+class RealtimeClock {
+  #buf = new Uint8Array(16);
+  #view = new DataView(this.#buf.buffer);
+  #base: number;
+
+  constructor() {
+    realtimeInto(this.#buf);
+    this.#base = this.#seconds();
+  }
+
+  #seconds(): number {
+    return this.#view.getUint32(0, true) + this.#view.getInt32(4, true) * 2 ** 32;
+  }
+
+  /** Reads the clock into the stamp buffer: nothing else between it and the caller's send. */
+  stamp(): void {
+    realtimeInto(this.#buf);
+  }
+
+  /** The reading last taken by {@linkcode stamp}, in nanoseconds since the base. */
+  stampNs(): number {
+    return (this.#seconds() - this.#base) * 1e9 + this.#view.getUint32(8, true);
+  }
+
+  /** Now, in nanoseconds since the base. */
+  nowNs(): number {
+    this.stamp();
+    return this.stampNs();
+  }
+
+  /** A kernel timestamp in nanoseconds since the base. */
+  toNs(seconds: number, nanoseconds: number): number {
+    return (seconds - this.#base) * 1e9 + nanoseconds;
+  }
 }
 
 /**
@@ -578,6 +717,16 @@ export function formatSummary(
           fmt3(r.ipdv.max)
         } ms (${r.ipdv.count} pairs)`,
     );
+  }
+  const t = s.timestamps;
+  if (t.kernel + t.userSpace > 0) {
+    lines.push(`timestamps: send ${t.send}, receive ${t.receive}`);
+    if (t.userSpace > 0) {
+      lines.push(
+        `note: ${t.userSpace} of ${t.kernel + t.userSpace} replies had no kernel receive time; ` +
+          "their RTTs include this process's delay in reading them",
+      );
+    }
   }
   if (s.server) {
     const c = s.server;

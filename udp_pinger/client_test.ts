@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { ResolveError } from "../lib/resolve.ts";
 import { serve } from "./server.ts";
-import { formatEvent, formatMs, splitHostPort, udpPing } from "./client.ts";
+import { formatEvent, formatMs, formatSummary, splitHostPort, udpPing } from "./client.ts";
 import { encodePing, parseMessage, toUpperAscii } from "./protocol.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
@@ -285,6 +285,45 @@ Deno.test("the course's original Python client works against our server CLI", as
         }
         await child.status;
       }
+    });
+  }
+});
+
+Deno.test("udpPing() times replies by the kernel's receive stamps, or in user space with a note", async (t) => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  for (const kernelStamps of [true, false]) {
+    await t.step(kernelStamps ? "kernel stamps" : "without kernel stamps", async () => {
+      const stamps: string[] = [];
+      // The span from just before the first send to the end: every RTT lies within it.
+      const before = performance.now();
+      const summary = await udpPing("127.0.0.1", {
+        port: server.addr.port,
+        count: 5,
+        interval: 10,
+        kernelStamps,
+        onEvent: (e) => {
+          if (e.type === "reply") {
+            stamps.push(e.stamp);
+            assert(e.rttMs > 0, `RTT ${e.rttMs} ms is not positive`);
+          }
+        },
+      });
+      const span = performance.now() - before;
+      const source = kernelStamps ? "kernel" : "user space";
+      assertEquals(stamps, Array(5).fill(source));
+      assertEquals(summary.timestamps, {
+        send: "user space",
+        receive: source,
+        kernel: kernelStamps ? 5 : 0,
+        userSpace: kernelStamps ? 0 : 5,
+      });
+      assert(summary.rtt.max < span, `RTT ${summary.rtt.max} ms exceeds the run's ${span} ms`);
+      const lines = formatSummary(summary);
+      assert(lines.includes(`timestamps: send user space, receive ${source}`), lines.join("\n"));
+      assertEquals(
+        lines.some((l) => l.startsWith("note: 5 of 5 replies had no kernel receive time")),
+        !kernelStamps,
+      );
     });
   }
 });

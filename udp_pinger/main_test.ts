@@ -33,6 +33,7 @@ Deno.test("the client CLI prints ping-like lines, JSON, and exit codes", async (
       lines[7]!,
       /^rtt min\/avg\/median\/max\/mdev = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms$/,
     );
+    assertMatch(r.stdout, /\ntimestamps: send user space, receive kernel\n/);
     assertMatch(
       r.stdout,
       /server: 3 received, 0 dropped by server, 3 replied, 0 duplicate requests; loss upstream 0, downstream 0/,
@@ -47,6 +48,13 @@ Deno.test("the client CLI prints ping-like lines, JSON, and exit codes", async (
     assertEquals([summary.sent, summary.received, summary.server.tx], [3, 3, 3]);
     assert(typeof summary.rtt.median === "number" && typeof summary.rtt.jitter === "number");
     assertEquals(objects[1].seq, 1);
+    assertEquals(objects.slice(1, 4).map((o) => o.stamp), ["kernel", "kernel", "kernel"]);
+    assertEquals(summary.timestamps, {
+      send: "user space",
+      receive: "kernel",
+      kernel: 3,
+      userSpace: 0,
+    });
   });
   await t.step("exit 1 when nothing answers", async () => {
     const silent = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
