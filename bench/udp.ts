@@ -13,7 +13,7 @@
  *    it cannot take the same generator; it is measured under irtt's own
  *    client at its fastest interval, as a labelled reference.
  *
- * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice]`. Needs gcc,
+ * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice] [--rtt-only]`. Needs gcc,
  * irtt and /usr/bin/time (Debian `time`, for the generator's CPU time). On a
  * shared machine `--nice` runs every measured process (ours and irtt's alike)
  * under `nice -n -19`, to keep other load from dominating.
@@ -165,6 +165,118 @@ async function irttPrecision(): Promise<Precision> {
   }
 }
 
+/** Round trips of one client against its own server, in microseconds. */
+interface RttSample {
+  /** Each reply's RTT. */
+  rtts: number[];
+  /** Where the receive times came from, as the client reports it. */
+  source: string;
+}
+
+/** `udp-ping` against `udp-server`: the RTT of each reply, from its JSON events. */
+async function ourRtts(
+  count: number,
+  intervalMs: number,
+  serverArgs: string[],
+): Promise<RttSample> {
+  const port = freePort();
+  const server = start([
+    ...DENO,
+    ...SERVER,
+    "--host",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "--quiet",
+    ...serverArgs,
+  ]);
+  try {
+    await sleep(1500);
+    const r = await output([
+      ...DENO,
+      ...CLIENT,
+      "--json",
+      "--no-stats",
+      "-c",
+      String(count),
+      "-i",
+      `${intervalMs}ms`,
+      `127.0.0.1:${port}`,
+    ]);
+    const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const rtts = events.filter((e) => e.type === "reply" && !e.duplicate && !e.late)
+      .map((e) => e.rttMs * 1000);
+    return { rtts, source: `receive ${events.at(-1).timestamps.receive}` };
+  } finally {
+    await stop(server);
+  }
+}
+
+/** `irtt client` against `irtt server`: the RTT of each round trip, from its JSON output. */
+async function irttRtts(count: number, intervalMs: number): Promise<RttSample> {
+  const port = freePort();
+  const server = start([...IRTT, "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
+  const file = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    await sleep(500);
+    const r = await output([
+      ...IRTT,
+      "client",
+      "-Q",
+      "-i",
+      `${intervalMs}ms`,
+      "-d",
+      `${count * intervalMs}ms`,
+      "-o",
+      file,
+      `127.0.0.1:${port}`,
+    ]);
+    if (r.code !== 0) throw new Error(`irtt client failed: ${r.stderr}`);
+    const d = JSON.parse(await Deno.readTextFile(file));
+    const rtts = (d.round_trips as { lost: string; delay: { rtt?: number } }[])
+      .filter((t) => t.lost === "false" && t.delay.rtt !== undefined)
+      .map((t) => t.delay.rtt! / 1000);
+    // irtt 0.9 (Go) stamps in user space at both ends.
+    return { rtts, source: "user space" };
+  } finally {
+    await stop(server);
+    await Deno.remove(file).catch(() => {});
+  }
+}
+
+/** Median and 99th percentile (nearest rank) of `values`. */
+function quantiles(values: number[]): { median: number; p99: number; count: number } {
+  const sorted = values.toSorted((a, b) => a - b);
+  const at = (p: number) =>
+    sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+  return { median: at(50), p99: at(99), count: sorted.length };
+}
+
+/**
+ * RTT accuracy on loopback: 200 pings at 10 ms, ours against our server and
+ * irtt against its own, alternating over `rounds` rounds in one run, so
+ * that load on the machine falls on both alike; samples are pooled.
+ */
+async function rttComparison(rounds: number, serverArgs: string[]) {
+  const ours: number[] = [], irtt: number[] = [];
+  let source = "";
+  for (let round = 0; round < rounds; round++) {
+    const a = await ourRtts(200, 10, serverArgs);
+    ours.push(...a.rtts);
+    source = a.source;
+    irtt.push(...(await irttRtts(200, 10)).rtts);
+  }
+  const o = quantiles(ours), i = quantiles(irtt);
+  return {
+    ours: { ...o, source },
+    irtt: i,
+    medianDiffUs: o.median - i.median,
+    p99DiffUs: o.p99 - i.p99,
+    medianTargetMet: o.median - i.median <= 15,
+    p99TargetMet: o.p99 - i.p99 <= 50,
+  };
+}
+
 async function buildBlaster(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "udp-blaster-" });
   const exe = `${dir}/udp_blaster`;
@@ -269,6 +381,11 @@ if (import.meta.main) {
   const json = Deno.args.includes("--json");
   const loadBefore = await loadavg();
   const blaster = await buildBlaster();
+  const rtt = await rttComparison(3, []);
+  if (Deno.args.includes("--rtt-only")) {
+    console.log(JSON.stringify(rtt));
+    Deno.exit(0);
+  }
   const ours = await ourPrecision();
   const irtt = await irttPrecision();
   const ourRps = await ourThroughput(blaster, 5);
@@ -278,6 +395,7 @@ if (import.meta.main) {
   const result = {
     load,
     nice: NICE.length > 0,
+    rtt,
     precision: { ours, irtt },
     throughput: {
       ours: ourRps.rps,
@@ -294,6 +412,25 @@ if (import.meta.main) {
     const f = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(0));
     const col = (v: string | number, w: number) => String(v).padEnd(w);
     console.log(`load average: ${load}${NICE.length > 0 ? " (run under nice -n -19)" : ""}`);
+    console.log(
+      "RTT on loopback, 3 × 200 pings at 10 ms, each client against its own server (µs):",
+    );
+    console.log("  tool      replies median p99    timestamps");
+    console.log(
+      `  ${col("udp-ping", 9)} ${col(rtt.ours.count, 7)} ${col(f(rtt.ours.median), 6)} ${
+        col(f(rtt.ours.p99), 6)
+      } send user space, ${rtt.ours.source}`,
+    );
+    console.log(
+      `  ${col("irtt", 9)} ${col(rtt.irtt.count, 7)} ${col(f(rtt.irtt.median), 6)} ${
+        col(f(rtt.irtt.p99), 6)
+      } user space at both ends`,
+    );
+    console.log(
+      `  udp-ping − irtt: median ${f(rtt.medianDiffUs)} µs (target ≤ 15: ${
+        rtt.medianTargetMet ? "met" : "NOT met"
+      }), p99 ${f(rtt.p99DiffUs)} µs (target ≤ 50: ${rtt.p99TargetMet ? "met" : "NOT met"})`,
+    );
     console.log("client precision, -i 1ms for 10 s on loopback (send-time error in µs):");
     console.log(
       "  tool      scheduled sent   received catch-up/missed median p99     max     mean  p99-on-time",
