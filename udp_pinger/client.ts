@@ -12,6 +12,7 @@
  * import { udpPing } from "./client.ts";
  * import { assertEquals } from "../lib/testing/assert.ts";
  * await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+ * await server.ready;
  * const summary = await udpPing("127.0.0.1", { port: server.addr.port, count: 3, interval: 10 });
  * assertEquals(summary.received, 3);
  * assertEquals(summary.server?.rx, 3);

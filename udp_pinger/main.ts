@@ -79,6 +79,12 @@ export const SERVER_OPTIONS = {
     default: "10000",
     description: "clients tracked at once",
   },
+  threads: {
+    type: "string",
+    arg: "N",
+    default: "the number of cores",
+    description: "receive loops, each on its own thread and SO_REUSEPORT socket",
+  },
   quiet: { type: "boolean", short: "q", description: "no session log lines on stderr" },
   help: { type: "boolean", short: "h", description: "show this help" },
 } as const satisfies Options;
@@ -234,6 +240,9 @@ async function serverMain(args: string[]): Promise<number> {
       integer: true,
     }),
     quiet: values.quiet ?? false,
+    threads: values.threads === undefined
+      ? navigator.hardwareConcurrency
+      : parseNumber("--threads", values.threads, { min: 1, max: 1024, integer: true }),
   };
   if (values.seed !== undefined) {
     options.seed = parseNumber("--seed", values.seed, { integer: true });
@@ -253,6 +262,7 @@ async function serverMain(args: string[]): Promise<number> {
       EXIT_CANNOT_START,
     );
   }
+  await server.ready;
   if (!options.quiet) {
     const { hostname, port } = server.addr;
     const where = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;

@@ -5,9 +5,10 @@
  * stats request, heartbeat monitoring, bounded memory and no amplification.
  *
  * The serving logic is {@linkcode PingService}, a function from a datagram to
- * the replies, tested without a socket; {@linkcode serve} puts it on a
- * `Deno.listenDatagram` socket. The command line (`deno task udp-server`)
- * is `main.ts server`.
+ * the replies, tested without a socket; {@linkcode serve} runs it in
+ * receive loops on worker threads, each on a `SO_REUSEPORT` socket of
+ * `lib/rawsock` that it waits on in `poll()` (`_server_worker.ts`). The
+ * command line (`deno task udp-server`) is `main.ts server`.
  *
  * @example Serving on an ephemeral loopback port
  * ```ts
@@ -29,6 +30,8 @@ import {
   toUpperAscii,
 } from "./protocol.ts";
 import { nonNegative, positive, probability } from "../lib/validate.ts";
+import { openSocket, type Socket } from "../lib/rawsock/socket.ts";
+import { COUNTERS, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
 
 /** Behaviour of a {@linkcode PingService}. */
 export interface PingServiceOptions {
@@ -475,7 +478,7 @@ function upper(data: Uint8Array, inPlace: boolean): Uint8Array {
 /** Options of {@linkcode serve}: the socket, then the service's behaviour. */
 export interface ServeOptions extends PingServiceOptions {
   /**
-   * Address to bind.
+   * Address to bind: an IPv4 or IPv6 literal.
    * @default {"0.0.0.0"}
    */
   hostname?: string;
@@ -490,114 +493,204 @@ export interface ServeOptions extends PingServiceOptions {
    */
   quiet?: boolean;
   /**
-   * Most delayed replies waiting at once; more are not sent, so memory stays bounded.
+   * Most delayed replies waiting at once, per thread; more are not sent, so
+   * memory stays bounded.
    * @default {10000}
    */
   maxPending?: number;
   /**
-   * Receive operations kept in flight. Each `receive()` is one async op; with
-   * several pending, one event-loop turn collects several datagrams, which
-   * measured faster under load than one at a time (see bench/udp.ts).
-   * @default {8}
+   * Receive loops, each on a worker thread of its own with a socket of its
+   * own, all bound to the same port with `SO_REUSEPORT`: the kernel spreads
+   * clients over them by their address and port, so one client's pings all
+   * reach the same loop (and its counters). Each loop tracks at most
+   * `maxClients / threads` clients. The command line's default is the
+   * number of cores.
+   * @default {1}
    */
-  receivers?: number;
+  threads?: number;
+}
+
+/** One receive loop's counters, from {@linkcode UdpPingServer.threads}. */
+export interface ThreadCounters {
+  /** Datagrams received. */
+  datagrams: number;
+  /** Replies sent (echoes, duplicates, stats replies). */
+  replies: number;
+  /** Datagrams ignored as not of the protocol. */
+  malformed: number;
+  /** Clients tracked now. */
+  clients: number;
 }
 
 /** A running server; dispose of it (or call `close()`) to stop it. */
 export interface UdpPingServer extends AsyncDisposable {
   /** The bound address. */
   readonly addr: Deno.NetAddr;
-  /** The service, for its counters. */
-  readonly service: PingService;
-  /** Stops serving, logs open sessions, and resolves when the socket is closed. */
+  /**
+   * Each receive loop's counters, read from shared memory (up to date as of
+   * the last datagram each loop handled).
+   *
+   * @returns One entry per thread.
+   */
+  threads(): ThreadCounters[];
+  /**
+   * Resolves once every receive loop runs. Datagrams that come earlier wait
+   * in the sockets' queues, so waiting for this is needed only to time
+   * replies from the first one.
+   */
+  readonly ready: Promise<void>;
+  /** Stops serving, logs open sessions, and resolves when the sockets are closed. */
   close(): Promise<void>;
 }
 
 /**
- * Serves the UDP ping protocol on a `Deno.listenDatagram` socket.
+ * Serves the UDP ping protocol on sockets of `lib/rawsock`, one receive
+ * loop per thread (see {@linkcode ServeOptions.threads}), each reading
+ * datagrams with their kernel receive times (`SO_TIMESTAMPNS`).
  *
- * @param options Address, port and the service's behaviour.
+ * The sockets are bound before this returns (so a taken port throws here);
+ * the loops start on their threads within tens of milliseconds, and what
+ * comes meanwhile waits in the sockets' queues.
+ *
+ * @param options Address, port, threads and the service's behaviour.
  * @returns The running server.
+ * @throws {TypeError} If the hostname is not an IP address.
+ * @throws {SocketError} If the port cannot be bound (e.g. EADDRINUSE).
  *
  * @example
  * ```ts
  * import { serve } from "./server.ts";
- * const server = serve({ hostname: "::1", port: 0, loss: 0.3, seed: 1, quiet: true });
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const server = serve({ hostname: "::1", port: 0, threads: 2, seed: 1, quiet: true });
+ * assertEquals(server.threads().length, 2);
  * await server.close();
  * ```
  */
 export function serve(options: ServeOptions = {}): UdpPingServer {
-  const log = options.quiet ? () => {} : options.log ?? ((line: string) => console.error(line));
-  const service = new PingService({ ...options, log });
-  const conn = Deno.listenDatagram({
-    transport: "udp",
-    hostname: options.hostname ?? "0.0.0.0",
-    port: options.port ?? DEFAULT_PORT,
+  const log = options.quiet ? undefined : options.log ?? ((line: string) => console.error(line));
+  const hostname = options.hostname ?? "0.0.0.0";
+  const family = hostname.includes(":") ? 6 : 4;
+  const threads = positive("threads", options.threads ?? 1);
+  if (!Number.isInteger(threads)) {
+    throw new RangeError(`Cannot use threads ${threads}: it must be an integer >= 1`);
+  }
+  const service: Omit<PingServiceOptions, "log"> = {
+    ...options,
+    // Every loop the same seed: one client meets one loop, so its drops are
+    // what a single-threaded server with that seed would drop.
+    seed: options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
+    maxClients: Math.max(1, Math.ceil((options.maxClients ?? 10000) / threads)),
+  };
+  delete (service as { log?: unknown }).log;
+  const sockets = bindAll(hostname, family, options.port ?? DEFAULT_PORT, threads);
+  const port = sockets[0]!.localAddress().port;
+  const control = new SharedArrayBuffer(4);
+  const counters = new SharedArrayBuffer(threads * COUNTERS.length * 8);
+  const values = new Float64Array(counters);
+  const stopped: Promise<void>[] = [];
+  const started: Promise<void>[] = [];
+  const workers = sockets.map((sock, index) => {
+    const worker = new Worker(new URL("./_server_worker.ts", import.meta.url), { type: "module" });
+    const done = Promise.withResolvers<void>();
+    const running = Promise.withResolvers<void>();
+    stopped.push(done.promise);
+    started.push(running.promise);
+    worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
+      const m = event.data;
+      if (m.type === "log") log?.(m.line);
+      else if (m.type === "ready") running.resolve();
+      else {
+        running.resolve();
+        done.resolve();
+      }
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      console.error(`udp-server: receive loop ${index} failed: ${event.message}`);
+      running.resolve();
+      done.resolve();
+    };
+    const start: WorkerStart = {
+      fd: sock.fd,
+      family,
+      index,
+      service,
+      log: log !== undefined,
+      maxPending: options.maxPending ?? 10000,
+      control,
+      counters,
+    };
+    worker.postMessage(start);
+    return worker;
   });
-  const maxPending = options.maxPending ?? 10000;
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  let closed = false;
-
-  function send(data: Uint8Array, addr: Deno.NetAddr): Promise<unknown> {
-    // A failed send (e.g. the socket closed meanwhile) is a lost reply, which UDP allows.
-    return conn.send(data, addr).catch(() => {});
-  }
-
-  async function loop(): Promise<void> {
-    const buf = new Uint8Array(65536);
-    // One options object per loop, updated per datagram: no allocation.
-    const handleOptions = { inPlace: true, wallClock: 0 };
-    while (!closed) {
-      let data: Uint8Array, addr: Deno.Addr;
-      try {
-        [data, addr] = await conn.receive(buf);
-      } catch (err) {
-        if (closed || err instanceof Deno.errors.BadResource) return;
-        if (err instanceof Deno.errors.Interrupted) return;
-        // Anything else concerns one datagram (an ICMP error for an earlier
-        // reply surfacing as ECONNREFUSED, a truncation): keep serving.
-        continue;
-      }
-      const peer = addr as Deno.NetAddr;
-      // The echo is built in this loop's receive buffer, so an immediate
-      // reply is awaited before the buffer is reused; the other receive
-      // loops keep the socket busy meanwhile. A delayed reply gets a copy.
-      const now = performance.now();
-      // timeOrigin + now rather than Date.now(): sub-millisecond, like the
-      // client's stamp, for heartbeat one-way delays.
-      handleOptions.wallClock = performance.timeOrigin + now;
-      for (const out of service.handle(data, peer, now, handleOptions)) {
-        if (out.delay <= 0) await send(out.data, peer);
-        else if (timers.size < maxPending) {
-          const copy = out.data.slice();
-          const id = setTimeout(() => {
-            timers.delete(id);
-            send(copy, peer);
-            if (out.held) service.release(peer, true);
-          }, out.delay);
-          timers.add(id);
-        } else if (out.held) service.release(peer, false);
-      }
-    }
-  }
-
-  const sweeper = setInterval(() => service.sweep(performance.now()), 100);
-  const receivers = Math.max(1, options.receivers ?? 8);
-  const done = Promise.all(Array.from({ length: receivers }, loop)).then(() => {});
-  async function close(): Promise<void> {
-    if (closed) return done;
-    closed = true;
-    clearInterval(sweeper);
-    for (const id of timers) clearTimeout(id);
-    timers.clear();
-    conn.close();
-    await done;
-    service.finish(performance.now());
+  let closing: Promise<void> | undefined;
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      Atomics.store(new Int32Array(control), 0, 1);
+      await Promise.all(stopped);
+      for (const worker of workers) worker.terminate();
+      for (const sock of sockets) sock.close();
+    })();
+    return closing;
   }
   return {
-    addr: conn.addr as Deno.NetAddr,
-    service,
+    addr: { transport: "udp", hostname, port },
+    ready: Promise.all(started).then(() => {}),
+    threads: () =>
+      sockets.map((_, i) => {
+        const at = i * COUNTERS.length;
+        return {
+          datagrams: values[at]!,
+          replies: values[at + 1]!,
+          malformed: values[at + 2]!,
+          clients: values[at + 3]!,
+        };
+      }),
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * Opens `threads` UDP sockets on one address and port with `SO_REUSEPORT`.
+ * The port is first bound alone, without the option: that fails if anyone
+ * holds it, even another server with `SO_REUSEPORT`, which would otherwise
+ * silently share our datagrams (and, for port 0, picks the port).
+ */
+function bindAll(hostname: string, family: 4 | 6, port: number, threads: number): Socket[] {
+  const address = { family, address: hostname, port };
+  using probe = openSocket({ kind: "udp", family, receiveTtl: false, receiveErrors: false });
+  probe.bind(address);
+  address.port = probe.localAddress().port;
+  if (threads === 1) {
+    // One socket needs no sharing: keep the probe's binding, no race.
+    const sock = openSocket({ kind: "udp", family, receiveTtl: false, receiveErrors: false });
+    probe.close();
+    try {
+      sock.bind(address);
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+    return [sock];
+  }
+  probe.close();
+  const sockets: Socket[] = [];
+  try {
+    for (let i = 0; i < threads; i++) {
+      const sock = openSocket({
+        kind: "udp",
+        family,
+        receiveTtl: false,
+        receiveErrors: false,
+        reusePort: true,
+      });
+      sockets.push(sock);
+      sock.bind(address);
+    }
+  } catch (err) {
+    for (const sock of sockets) sock.close();
+    throw err;
+  }
+  return sockets;
 }

@@ -1,6 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { createRandom } from "../lib/random.ts";
-import { PingService } from "./server.ts";
+import { PingService, serve } from "./server.ts";
+import { assertThrows } from "../lib/testing/assert.ts";
+import { SocketError } from "../lib/rawsock/errno.ts";
 import { encodeHeartbeat, encodePing, encodeStatsRequest, parseMessage } from "./protocol.ts";
 
 const peer = { hostname: "192.0.2.1", port: 5000 };
@@ -196,4 +198,42 @@ Deno.test("PingService reports lost heartbeats and a client that stops as gone",
   );
   assert(log[1]!.includes("one-way delay min/avg/max 2.000/2.000/2.000 ms"), log[1]);
   assertEquals(service.clients, 0);
+});
+
+Deno.test("serve() with 2 threads spreads clients over both receive loops, and holds its port", async (t) => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, threads: 2, quiet: true });
+  await server.ready;
+  await t.step("32 clients, each answered, on both loops", async () => {
+    // The kernel picks a socket by a hash of the sender's address and port:
+    // with 32 source ports, all on one loop has odds of 2 in 2^32.
+    const clients = Array.from(
+      { length: 32 },
+      () => Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }),
+    );
+    try {
+      const replies = await Promise.all(clients.map(async (conn, i) => {
+        await conn.send(encodePing(i, 0), server.addr);
+        const [data] = await conn.receive();
+        return new TextDecoder().decode(data);
+      }));
+      assertEquals(replies, clients.map((_, i) => `PING ${i} 0.000000`));
+    } finally {
+      for (const conn of clients) conn.close();
+    }
+    const loops = server.threads();
+    assertEquals(loops.length, 2);
+    assertEquals(loops[0]!.datagrams + loops[1]!.datagrams, 32);
+    assertEquals(loops[0]!.replies + loops[1]!.replies, 32);
+    assert(loops.every((l) => l.datagrams > 0), `load not spread: ${JSON.stringify(loops)}`);
+    assertEquals(loops[0]!.clients + loops[1]!.clients, 32);
+  });
+  await t.step("a second server cannot join the port, SO_REUSEPORT or not", () => {
+    for (const threads of [1, 2]) {
+      const err = assertThrows(
+        () => serve({ hostname: "127.0.0.1", port: server.addr.port, threads, quiet: true }),
+        SocketError,
+      );
+      assertEquals(err.code, "EADDRINUSE");
+    }
+  });
 });
