@@ -17,7 +17,8 @@ import { DatagramInfo, openSocket, Socket } from "../lib/rawsock/socket.ts";
 import { bindFastCalls } from "../lib/rawsock/ffi.ts";
 import type { SocketAddress } from "../lib/sockaddr.ts";
 import { type Peer, PingService } from "./server.ts";
-import { encodePing } from "./protocol.ts";
+import { encodePing, writeStamp } from "./protocol.ts";
+import { realtimeInto } from "../lib/rawsock/clock.ts";
 import { COUNTERS, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
 
 /** The longest the loop blocks before it looks at the stop flag, sweeps and sends delayed replies. */
@@ -37,6 +38,7 @@ interface Delayed {
   to: SocketAddress;
   peer: Peer;
   held: boolean;
+  txAt: number;
 }
 
 // The worker global scope, typed by hand (see _ticker_worker.ts).
@@ -92,11 +94,12 @@ function prime(start: WorkerStart, counters: Float64Array): void {
     maxPending: start.maxPending,
     counters: new Float64Array(counters.length),
   });
-  const ping = encodePing(1, 0, { size: 64 });
-  const sink = new Uint8Array(128);
+  // Plain and stamped pings, so that both paths are compiled.
+  const pings = [encodePing(1, 0, { size: 64 }), encodePing(1, 0, { stamps: true })];
+  const sink = new Uint8Array(256);
   const info = new DatagramInfo();
   for (let i = 0; i < PRIME_PINGS; i++) {
-    client.send(ping, to);
+    client.send(pings[i & 1]!, to);
     loop.step(0);
     while (client.receiveInto(sink, info) >= 0);
   }
@@ -112,7 +115,9 @@ class ReceiveLoop {
   #info = new DatagramInfo();
   // Delayed replies, in due order (inserted by binary search).
   #delayed: Delayed[] = [];
-  #handleOptions = { inPlace: true, wallClock: 0 };
+  #handleOptions = { inPlace: true, wallClock: 0, rxSeconds: -1, rxNanoseconds: 0 };
+  #clock = new Uint8Array(16);
+  #clockView = new DataView(this.#clock.buffer);
   #lastSender: SocketAddress | undefined;
   #peer: Peer = { hostname: "", port: 0 };
   #lastSweep = performance.now();
@@ -153,13 +158,17 @@ class ReceiveLoop {
       }
       const peer = this.#peer;
       now = performance.now();
-      // The kernel's receive time, for heartbeats' one-way delays.
-      this.#handleOptions.wallClock = info.timestampSec >= 0
+      // The kernel's receive time, for heartbeats' one-way delays and
+      // stamped pings.
+      const options = this.#handleOptions;
+      options.wallClock = info.timestampSec >= 0
         ? info.timestampSec * 1000 + info.timestampNsec / 1e6
         : performance.timeOrigin + now;
+      options.rxSeconds = info.timestampSec;
+      options.rxNanoseconds = info.timestampNsec;
       const malformed = service.malformed;
-      for (const out of service.handle(buf.subarray(0, n), peer, now, this.#handleOptions)) {
-        if (out.delay <= 0) this.#send(out.data, from);
+      for (const out of service.handle(buf.subarray(0, n), peer, now, options)) {
+        if (out.delay <= 0) this.#send(out.data, from, out.txAt ?? -1);
         else if (delayed.length < this.#maxPending) {
           this.#hold({
             due: now + out.delay,
@@ -167,6 +176,7 @@ class ReceiveLoop {
             to: from,
             peer,
             held: out.held ?? false,
+            txAt: out.txAt ?? -1,
           });
         } else if (out.held) service.release(peer, false);
       }
@@ -175,7 +185,7 @@ class ReceiveLoop {
     now = performance.now();
     while (delayed.length > 0 && delayed[0]!.due <= now) {
       const item = delayed.shift()!;
-      this.#send(item.data, item.to);
+      this.#send(item.data, item.to, item.txAt);
       if (item.held) service.release(item.peer, true);
     }
     if (now - this.#lastSweep >= SWEEP_MS) {
@@ -190,7 +200,14 @@ class ReceiveLoop {
     this.#service.finish(performance.now());
   }
 
-  #send(data: Uint8Array, to: SocketAddress): void {
+  /** Sends a reply; `txAt` ≥ 0: with the send time read right before `sendto()` written there. */
+  #send(data: Uint8Array, to: SocketAddress, txAt: number): void {
+    if (txAt >= 0) {
+      const v = this.#clockView;
+      realtimeInto(this.#clock);
+      const seconds = v.getUint32(0, true) + v.getInt32(4, true) * 2 ** 32;
+      writeStamp(data, txAt, seconds, v.getUint32(8, true));
+    }
     try {
       this.#sock.send(data, to);
       this.#counters[1]!++;

@@ -29,6 +29,7 @@ import {
   encodeStatsRequest,
   MAX_PAYLOAD,
   parseMessage,
+  parseStamps,
   type ServerCounters,
 } from "./protocol.ts";
 import { type IdleTicker, loadTicker } from "./_ticker.ts";
@@ -93,6 +94,13 @@ export interface UdpPingOptions {
    * @default {true}
    */
   kernelStamps?: boolean;
+  /**
+   * Send stamped pings (at least 96 bytes), so that a netkit server writes
+   * its receive and send times into each echo, and split each round trip
+   * into upstream, server and downstream delay (see {@linkcode OneWaySummary}).
+   * @default {false}
+   */
+  oneWay?: boolean;
   /** Stops sending; the summary comes at once, outstanding pings count as lost. */
   signal?: AbortSignal;
   /** Called for each event, as it happens. */
@@ -110,6 +118,15 @@ export type UdpPingEvent =
     rttMs: number;
     /** Where the receive time came from: the kernel (`SO_TIMESTAMPNS`), or user space when the kernel gave none. */
     stamp: StampSource;
+    /**
+     * With `oneWay` and a server that stamps: the server's receive time
+     * minus our send time (includes the clock offset, as irtt's send delay).
+     */
+    upMs?: number;
+    /** With `oneWay`: our receive time minus the server's send time (includes minus the clock offset). */
+    downMs?: number;
+    /** With `oneWay`: the server's send time minus its receive time. */
+    serverMs?: number;
     /** A second reply for this sequence number. */
     duplicate: boolean;
     /** Came after its timeout had been reported. */
@@ -133,6 +150,43 @@ export interface TimestampSources {
   kernel: number;
   /** Replies the kernel gave no time for, timed when this process read them. */
   userSpace: number;
+}
+
+/** Median, minimum and maximum of a delay, in milliseconds. */
+export interface DelayStats {
+  /** The smallest. */
+  min: number;
+  /** The median. */
+  median: number;
+  /** The largest. */
+  max: number;
+}
+
+/**
+ * One-way delays from the server's stamps (`oneWay`), as irtt splits a
+ * round trip: T1 our send, T2 the server's receive, T3 its send, T4 our
+ * receive. Upstream is T2 − T1 and downstream T4 − T3, read on two clocks,
+ * so each includes the clock offset between them (± it); they are exact
+ * when both ends share a clock.
+ *
+ * The offset is estimated as NTP does (RFC 5905 §8), from the round trip
+ * with the least network time δ = (T4 − T1) − (T3 − T2):
+ * θ = ((T2 − T1) + (T3 − T4)) / 2, which is exact when that trip's two
+ * directions took equally long, and off by at most δ / 2 otherwise.
+ */
+export interface OneWaySummary {
+  /** Round trips with the server's stamps. */
+  count: number;
+  /** T2 − T1. */
+  up: DelayStats;
+  /** T4 − T3. */
+  down: DelayStats;
+  /** T3 − T2: the server's own time. */
+  server: DelayStats;
+  /** The estimated offset of the server's clock from ours, θ. */
+  offsetMs: number;
+  /** Its error bound, δ / 2 of the round trip it came from. */
+  offsetErrorMs: number;
 }
 
 /** The end-of-run figures of {@linkcode udpPing}. Times are in milliseconds. */
@@ -159,6 +213,8 @@ export interface UdpPingSummary {
   rtt: RttSummary & { p99: number };
   /** Where the send and receive times came from. */
   timestamps: TimestampSources;
+  /** With `oneWay`: the delays each way; `undefined` when no reply carried the server's stamps. */
+  oneWay?: OneWaySummary | undefined;
   /** The server's counters for this client, if it is a netkit server. */
   server: ServerCounters | undefined;
   /** Pings that never reached the server: `sent − server.rx`. */
@@ -304,6 +360,9 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
   const timedOut = new Set<number>();
   let sent = 0, inTime = 0, duplicates = 0, late = 0, reordered = 0, highest = 0;
   let kernelStamps = 0, userStamps = 0;
+  const oneWay = options.oneWay ?? false;
+  const ups: number[] = [], downs: number[] = [], serverTimes: number[] = [];
+  let bestDelta = Infinity, bestOffset = NaN;
   let lastEvent = 0;
   let closing = false;
   let server: ServerCounters | undefined;
@@ -347,7 +406,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       if (isReordered) reordered++;
       else highest = seq;
       stats.add(rtt, seq);
-      emit({
+      const event: UdpPingEvent = {
         type: "reply",
         seq,
         bytes: data.length,
@@ -357,7 +416,25 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         duplicate: false,
         late: false,
         reordered: isReordered,
-      });
+      };
+      const stamps = oneWay ? parseStamps(data) : undefined;
+      if (stamps !== undefined) {
+        const t2 = clock.toNs(stamps.rxSeconds, stamps.rxNanoseconds);
+        const t3 = clock.toNs(stamps.txSeconds, stamps.txNanoseconds);
+        const up = (t2 - pending.sentNs) / 1e6, down = (receivedNs - t3) / 1e6;
+        const serverMs = (t3 - t2) / 1e6;
+        ups.push(up);
+        downs.push(down);
+        serverTimes.push(serverMs);
+        // RFC 5905 §8: the offset from the trip with the least network time.
+        const delta = up + down;
+        if (delta < bestDelta) {
+          bestDelta = delta;
+          bestOffset = (up - down) / 2;
+        }
+        Object.assign(event, { upMs: up, downMs: down, serverMs });
+      }
+      emit(event);
       settle();
     } else if (received.has(seq) || timedOut.has(seq)) {
       const isLate = timedOut.delete(seq);
@@ -428,7 +505,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     while (now < scheduled) now = performance.now();
     const data = heartbeat
       ? encodeHeartbeat(seq, (performance.timeOrigin + now) / 1000, interval)
-      : encodePing(seq, (performance.timeOrigin + now) / 1000, { size });
+      : encodePing(seq, (performance.timeOrigin + now) / 1000, { size, stamps: oneWay });
     sendErrors.push(now - scheduled);
     if (scheduled < lastSend) catchUp++;
     else onTimeErrors.push(now - scheduled);
@@ -559,6 +636,14 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       kernel: kernelStamps,
       userSpace: userStamps,
     },
+    oneWay: ups.length === 0 ? undefined : {
+      count: ups.length,
+      up: delayStats(ups),
+      down: delayStats(downs),
+      server: delayStats(serverTimes),
+      offsetMs: bestOffset,
+      offsetErrorMs: bestDelta / 2,
+    },
     server,
     upstreamLoss: server ? sent - server.rx : undefined,
     downstreamLoss: server ? server.tx - (inTime + late) : undefined,
@@ -572,6 +657,11 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     },
     elapsedMs: Math.max(lastEvent, performance.now()) - t0,
   };
+}
+
+function delayStats(values: number[]): DelayStats {
+  const sorted = values.toSorted((a, b) => a - b);
+  return { min: sorted[0]!, median: percentile(sorted, 50), max: sorted.at(-1)! };
 }
 
 /**
@@ -657,9 +747,14 @@ export function formatEvent(event: UdpPingEvent): string | undefined {
       return `UDP PING ${event.host} (${event.address}) port ${event.port}`;
     case "reply": {
       const mark = event.duplicate ? " (DUP!)" : event.late ? " (late)" : "";
+      const split = event.upMs === undefined
+        ? ""
+        : ` up=${formatMs(event.upMs)} down=${formatMs(event.downMs!)} server=${
+          formatMs(event.serverMs!)
+        } ms`;
       return `${event.bytes} bytes from ${event.from}: seq=${event.seq} time=${
         formatMs(event.rttMs)
-      } ms${mark}`;
+      } ms${split}${mark}`;
     }
     case "timeout":
       return `Request timed out (seq=${event.seq})`;
@@ -717,6 +812,16 @@ export function formatSummary(
         `${fmt3(r.ipdv.meanAbs)}/${fmt3(r.ipdv.min)}/${
           fmt3(r.ipdv.max)
         } ms (${r.ipdv.count} pairs)`,
+    );
+  }
+  const w = s.oneWay;
+  if (w) {
+    const d = (x: DelayStats) => `${fmt3(x.min)}/${fmt3(x.median)}/${fmt3(x.max)}`;
+    lines.push(
+      `one-way min/median/max: up ${d(w.up)}, down ${d(w.down)}, server ${d(w.server)} ms ` +
+        `(${w.count} stamped replies)`,
+      `clock offset ${fmt3(w.offsetMs)} ± ${fmt3(w.offsetErrorMs)} ms (server minus client, ` +
+        `min-RTT NTP estimate): up and down each include it`,
     );
   }
   const t = s.timestamps;

@@ -1,7 +1,14 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { ResolveError } from "../lib/resolve.ts";
 import { serve } from "./server.ts";
-import { formatEvent, formatMs, formatSummary, splitHostPort, udpPing } from "./client.ts";
+import {
+  formatEvent,
+  formatMs,
+  formatSummary,
+  splitHostPort,
+  udpPing,
+  type UdpPingEvent,
+} from "./client.ts";
 import { encodePing, parseMessage, toUpperAscii } from "./protocol.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
@@ -239,9 +246,12 @@ Deno.test("our client works against the course's original Python server", async 
           count: 20,
           interval: 10,
           timeout: 300,
+          oneWay: true,
           onEvent: (e) => events.push(e.type),
         });
         assertEquals(summary.sent, 20);
+        // It echoes stamped pings as any other: no stamps, so no split.
+        assertEquals(summary.oneWay, undefined);
         // The original drops 4 of 11 at random; all 20 lost has odds of 1e-9.
         assert(summary.received > 0 && summary.received < 20 || summary.received === 20);
         assertEquals(events.filter((e) => e === "reply").length, summary.received);
@@ -332,6 +342,35 @@ Deno.test("udpPing() times replies by the kernel's receive stamps, or in user sp
       );
     });
   }
+});
+
+Deno.test("udpPing() with oneWay splits each round trip by our server's stamps", async () => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  await server.ready;
+  const replies: { rttMs: number; upMs?: number; downMs?: number; serverMs?: number }[] = [];
+  const summary = await udpPing("127.0.0.1", {
+    port: server.addr.port,
+    count: 10,
+    interval: 10,
+    oneWay: true,
+    onEvent: (e) => {
+      if (e.type === "reply") replies.push(e);
+    },
+  });
+  assertEquals(summary.received, 10);
+  assertEquals(summary.oneWay?.count, 10);
+  for (const r of replies) {
+    // One host, one clock: each part is a real duration, and they add up
+    // to the round trip (to the nanosecond, in floating point).
+    assert(r.upMs! > 0 && r.downMs! > 0 && r.serverMs! > 0, JSON.stringify(r));
+    assert(Math.abs(r.upMs! + r.serverMs! + r.downMs! - r.rttMs) < 1e-6, JSON.stringify(r));
+  }
+  const w = summary.oneWay!;
+  // The true offset is 0; the estimate's bound must cover it.
+  assert(Math.abs(w.offsetMs) <= w.offsetErrorMs, JSON.stringify(w));
+  const lines = formatSummary(summary);
+  assert(lines.some((l) => l.startsWith("one-way min/median/max: up ")), lines.join("\n"));
+  assertMatch(formatEvent({ type: "reply", ...replies[0]! } as UdpPingEvent)!, / up=[\d.]+ down=/);
 });
 
 Deno.test("client helpers parse targets and format times", async (t) => {

@@ -1,22 +1,25 @@
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { type Lab, labTest } from "../lib/testing/lab.ts";
+import { median } from "../lib/stats.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 const SERVER = [MAIN, "server"];
 const CLIENT = [MAIN, "client"];
 const DENO = [Deno.execPath(), "run", "-A", "--unstable-net"];
+const RELAY = new URL("./testdata/udp_relay.ts", import.meta.url).pathname;
 
 /**
- * Starts a server on the lab's target and resolves once it has printed
- * `ready` (on stdout or stderr, as the server writes it); dispose of the
- * result to stop it.
+ * Starts a server on a lab host (the target unless said) and resolves once
+ * it has printed `ready` (on stdout or stderr, as the server writes it);
+ * dispose of the result to stop it.
  */
 async function startServer(
   lab: Lab,
   cmd: string[],
   ready: string,
-): Promise<AsyncDisposable> {
-  const server = lab.spawn("target", cmd, { stdin: "null" });
+  host = "target",
+): Promise<AsyncDisposable & { output(): string }> {
+  const server = lab.spawn(host, cmd, { stdin: "null" });
   const text = new TextDecoder();
   let head = "";
   const readers = [server.stdout.getReader(), server.stderr.getReader()];
@@ -30,6 +33,7 @@ async function startServer(
     }
   });
   const stop = {
+    output: () => head,
     async [Symbol.asyncDispose]() {
       try {
         server.kill("SIGTERM");
@@ -241,5 +245,81 @@ labTest(
       jitterGap <= 1,
       `jitter ${s.rtt.ipdv.meanAbs} ms vs irtt's ${ms(i.ipdv_round_trip.mean)} ms`,
     );
+  },
+);
+
+labTest(
+  "udp-ping --one-way puts a 25 ms delay in one direction where it is, within 1 ms",
+  async (t, lab) => {
+    const PORT = 12020, RELAY_PORT = 12021;
+    await using _server = await startServer(lab, [
+      ...DENO,
+      ...SERVER,
+      "--port",
+      String(PORT),
+    ], "listening on");
+    for (const [up, down] of [[25, 0], [0, 25]] as const) {
+      await t.step(`${up} ms up, ${down} ms down`, async () => {
+        // No netem here: a relay on r1 forwards both ways and holds one
+        // direction. All hosts share the kernel's clock, so the true clock
+        // offset is 0 and the one-way delays are exact.
+        await using relay = await startServer(
+          lab,
+          [
+            ...DENO,
+            RELAY,
+            String(RELAY_PORT),
+            lab.host("target").v4,
+            String(PORT),
+            String(up),
+            String(down),
+          ],
+          "ready",
+          "r1",
+        );
+        const r = await lab.exec("client", [
+          ...DENO,
+          ...CLIENT,
+          "--json",
+          "--one-way",
+          "-c",
+          "20",
+          "-i",
+          "100ms",
+          `${lab.host("r1").v4}:${RELAY_PORT}`,
+        ]);
+        assertEquals(r.code, 0, r.stderr);
+        const summary = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+        const w = summary.oneWay;
+        assertEquals(w.count, summary.received, r.stdout);
+        // What the relay did, each datagram from its kernel receive time to
+        // its sendto(): the hold, or longer when the relay woke late.
+        const held = (direction: string) =>
+          median(
+            [...relay.output().matchAll(new RegExp(`^${direction} ([\\d.]+)$`, "gm"))]
+              .map((m) => Number(m[1])),
+          );
+        const relayUp = held("up"), relayDown = held("down");
+        assert(relayUp >= up && relayDown >= down, `relay held ${relayUp}/${relayDown} ms`);
+        // Within 1 ms of that: the rest of the path (three veth hops each
+        // way) adds a fraction of it, while a split that put any share of
+        // the 25 ms in the other direction would be off by far more.
+        assert(
+          Math.abs(w.up.median - relayUp) <= 1,
+          `up ${JSON.stringify(w.up)}, relay held ${relayUp} ms`,
+        );
+        assert(
+          Math.abs(w.down.median - relayDown) <= 1,
+          `down ${JSON.stringify(w.down)}, relay held ${relayDown} ms`,
+        );
+        // The NTP estimate cannot see asymmetry: it is off by half of it,
+        // and its error bound must say so (the true offset here is 0).
+        assert(
+          Math.abs(w.offsetMs) <= w.offsetErrorMs,
+          `offset ${w.offsetMs} ± ${w.offsetErrorMs} ms excludes the true 0`,
+        );
+        assert(w.offsetErrorMs >= 12, `error bound ${w.offsetErrorMs} ms hides the asymmetry`);
+      });
+    }
   },
 );

@@ -132,6 +132,10 @@ export const CLIENT_OPTIONS = {
     description: 'send heartbeats ("Heartbeat <seq> <time> <interval>"), expect no replies',
   },
   "no-stats": { type: "boolean", description: "do not ask the server for its counters" },
+  "one-way": {
+    type: "boolean",
+    description: "ask for the server's times (pings of 96+ bytes): up/down/server delays",
+  },
   help: { type: "boolean", short: "h", description: "show this help" },
 } as const satisfies Options;
 
@@ -304,6 +308,7 @@ async function clientMain(args: string[]): Promise<number> {
       : parseNumber("-s", values.size, { min: 0, max: MAX_PAYLOAD, integer: true }),
     heartbeat,
     serverStats: !values["no-stats"],
+    oneWay: values["one-way"] ?? false,
   };
   if (values.ipv4) options.family = 4;
   if (values.ipv6) options.family = 6;

@@ -27,7 +27,9 @@ import {
   type Message,
   parseMessage,
   type ServerCounters,
+  stampOffset,
   toUpperAscii,
+  writeStamps,
 } from "./protocol.ts";
 import { nonNegative, positive, probability } from "../lib/validate.ts";
 import { openSocket, type Socket } from "../lib/rawsock/socket.ts";
@@ -95,6 +97,12 @@ export interface Outgoing {
    * sent (or given up) with {@linkcode PingService.release}.
    */
   held?: boolean;
+  /**
+   * The echo of a stamped ping: where its send time goes. Write it with
+   * `writeStamp()` (protocol.ts) right before sending; until then it reads
+   * zero.
+   */
+  txAt?: number;
 }
 
 /** Where a datagram came from: a client's address and port. */
@@ -250,6 +258,17 @@ export class PingService {
        * @default {false}
        */
       inPlace?: boolean;
+      /**
+       * The kernel's receive time, whole seconds since the epoch, for the
+       * echo of a stamped ping; negative: none, `wallClock` stands in.
+       * @default {-1}
+       */
+      rxSeconds?: number;
+      /**
+       * Its nanoseconds.
+       * @default {0}
+       */
+      rxNanoseconds?: number;
     } = {},
   ): Outgoing[] {
     const message = parseMessage(data);
@@ -261,8 +280,22 @@ export class PingService {
     }
     const session = this.#touch(peer, now);
     switch (message.kind) {
-      case "ping":
-        return this.#ping(session, message.seq, data, options.inPlace ?? false);
+      case "ping": {
+        const out = this.#ping(session, message.seq, data, options.inPlace ?? false);
+        const echo = out[0]?.data;
+        const at = echo === undefined ? -1 : stampOffset(echo);
+        if (at >= 0) {
+          let seconds = options.rxSeconds ?? -1, nanoseconds = options.rxNanoseconds ?? 0;
+          if (seconds < 0) {
+            const ms = options.wallClock ?? Date.now();
+            seconds = Math.floor(ms / 1000);
+            nanoseconds = Math.round((ms - seconds * 1000) * 1e6);
+          }
+          const txAt = writeStamps(echo!, at, seconds, nanoseconds);
+          for (const o of out) o.txAt = txAt;
+        }
+        return out;
+      }
       case "stats": {
         const reply = encodeStatsReply(message.nonce, session.counters, { maxSize: data.length });
         return reply ? [{ data: reply, delay: 0 }] : [];

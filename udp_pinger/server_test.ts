@@ -3,7 +3,14 @@ import { createRandom } from "../lib/random.ts";
 import { PingService, serve } from "./server.ts";
 import { assertThrows } from "../lib/testing/assert.ts";
 import { SocketError } from "../lib/rawsock/errno.ts";
-import { encodeHeartbeat, encodePing, encodeStatsRequest, parseMessage } from "./protocol.ts";
+import {
+  encodeHeartbeat,
+  encodePing,
+  encodeStatsRequest,
+  parseMessage,
+  parseStamps,
+  writeStamp,
+} from "./protocol.ts";
 
 const peer = { hostname: "192.0.2.1", port: 5000 };
 const text = new TextEncoder();
@@ -234,6 +241,32 @@ Deno.test("serve() with 2 threads spreads clients over both receive loops, and h
         SocketError,
       );
       assertEquals(err.code, "EADDRINUSE");
+    }
+  });
+});
+
+Deno.test("PingService writes its stamps over a stamped ping's padding, never growing it", async (t) => {
+  const service = new PingService();
+  const at = { rxSeconds: 1700000000, rxNanoseconds: 123456789 };
+  await t.step("room for them: rx now, tx where the caller writes it", () => {
+    const ping = encodePing(7, 1.5, { stamps: true, size: 120 });
+    const [out] = service.handle(ping.slice(), peer, 0, at);
+    assertEquals(out!.data.length, 120);
+    const echo = new TextDecoder().decode(out!.data);
+    assert(echo.startsWith("PING 7 1.500000 STAMPS rx=1700000000.123456789 tx="), echo);
+    writeStamp(out!.data, out!.txAt!, 1700000000, 123460000);
+    assertEquals(parseStamps(out!.data), {
+      rxSeconds: 1700000000,
+      rxNanoseconds: 123456789,
+      txSeconds: 1700000000,
+      txNanoseconds: 123460000,
+    });
+  });
+  await t.step("no room, or no marker: the plain echo", () => {
+    for (const text of ["Ping 8 1.5 stamps xx", "Ping 9 1.5 " + "x".repeat(100)]) {
+      const [out] = service.handle(new TextEncoder().encode(text), peer, 0, at);
+      assertEquals(out!.txAt, undefined);
+      assertEquals(new TextDecoder().decode(out!.data), text.toUpperCase());
     }
   });
 });
