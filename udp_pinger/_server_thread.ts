@@ -9,7 +9,14 @@ import type { Family } from "../lib/sockaddr.ts";
 import type { PingServiceOptions } from "./server.ts";
 
 /** Per-thread counters in the shared array, in this order. */
-export const COUNTERS = ["datagrams", "replies", "malformed", "clients"] as const;
+export const COUNTERS = [
+  "datagrams",
+  "replies",
+  "malformed",
+  "clients",
+  "rejected",
+  "replayed",
+] as const;
 
 /** What the main thread sends to start the loop. */
 export interface WorkerStart {

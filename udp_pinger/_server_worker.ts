@@ -17,7 +17,7 @@ import { DatagramInfo, openSocket, Socket } from "../lib/rawsock/socket.ts";
 import { bindFastCalls } from "../lib/rawsock/ffi.ts";
 import type { SocketAddress } from "../lib/sockaddr.ts";
 import { type Peer, PingService } from "./server.ts";
-import { encodePing, writeStamp } from "./protocol.ts";
+import { encodePing, signDatagram, writeStamp } from "./protocol.ts";
 import { realtimeInto } from "../lib/rawsock/clock.ts";
 import { COUNTERS, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
 
@@ -39,6 +39,7 @@ interface Delayed {
   peer: Peer;
   held: boolean;
   txAt: number;
+  sessionId: string | undefined;
 }
 
 // The worker global scope, typed by hand (see _ticker_worker.ts).
@@ -50,7 +51,11 @@ const scope = self as unknown as {
 scope.onmessage = (event: MessageEvent<WorkerStart>) => {
   const start = event.data;
   try {
-    const counters = new Float64Array(start.counters, start.index * COUNTERS.length * 8, 4);
+    const counters = new Float64Array(
+      start.counters,
+      start.index * COUNTERS.length * 8,
+      COUNTERS.length,
+    );
     bindFastCalls();
     prime(start, counters);
     const loop = new ReceiveLoop(
@@ -59,7 +64,7 @@ scope.onmessage = (event: MessageEvent<WorkerStart>) => {
         ...start.service,
         log: start.log ? (line) => scope.postMessage({ type: "log", line }) : () => {},
       }),
-      { maxPending: start.maxPending, counters },
+      { maxPending: start.maxPending, counters, hmac: start.service.hmac },
     );
     scope.postMessage({ type: "ready" });
     const stop = new Int32Array(start.control);
@@ -90,7 +95,9 @@ function prime(start: WorkerStart, counters: Float64Array): void {
     return;
   }
   const to = server.localAddress();
-  const loop = new ReceiveLoop(server, new PingService({ ...start.service, seed: 1 }), {
+  // Unsigned, whatever the server's mode: the path to prime is the reply's.
+  const { hmac: _, ...plain } = start.service;
+  const loop = new ReceiveLoop(server, new PingService({ ...plain, seed: 1 }), {
     maxPending: start.maxPending,
     counters: new Float64Array(counters.length),
   });
@@ -121,12 +128,14 @@ class ReceiveLoop {
   #lastSender: SocketAddress | undefined;
   #peer: Peer = { hostname: "", port: 0 };
   #lastSweep = performance.now();
+  #hmac: Uint8Array | undefined;
 
   constructor(
     sock: Socket,
     service: PingService,
-    options: { maxPending: number; counters: Float64Array },
+    options: { maxPending: number; counters: Float64Array; hmac?: Uint8Array | undefined },
   ) {
+    this.#hmac = options.hmac;
     this.#sock = sock;
     this.#service = service;
     this.#maxPending = options.maxPending;
@@ -168,7 +177,7 @@ class ReceiveLoop {
       options.rxNanoseconds = info.timestampNsec;
       const malformed = service.malformed;
       for (const out of service.handle(buf.subarray(0, n), peer, now, options)) {
-        if (out.delay <= 0) this.#send(out.data, from, out.txAt ?? -1);
+        if (out.delay <= 0) this.#send(out.data, from, out.txAt ?? -1, out.sessionId);
         else if (delayed.length < this.#maxPending) {
           this.#hold({
             due: now + out.delay,
@@ -177,15 +186,18 @@ class ReceiveLoop {
             peer,
             held: out.held ?? false,
             txAt: out.txAt ?? -1,
+            sessionId: out.sessionId,
           });
         } else if (out.held) service.release(peer, false);
       }
       if (service.malformed !== malformed) counters[2] = service.malformed;
+      counters[4] = service.rejected;
+      counters[5] = service.replayed;
     }
     now = performance.now();
     while (delayed.length > 0 && delayed[0]!.due <= now) {
       const item = delayed.shift()!;
-      this.#send(item.data, item.to, item.txAt);
+      this.#send(item.data, item.to, item.txAt, item.sessionId);
       if (item.held) service.release(item.peer, true);
     }
     if (now - this.#lastSweep >= SWEEP_MS) {
@@ -200,13 +212,19 @@ class ReceiveLoop {
     this.#service.finish(performance.now());
   }
 
-  /** Sends a reply; `txAt` ≥ 0: with the send time read right before `sendto()` written there. */
-  #send(data: Uint8Array, to: SocketAddress, txAt: number): void {
+  /**
+   * Sends a reply; `txAt` ≥ 0: with the send time read right before
+   * `sendto()` written there; with a session id: signed after that.
+   */
+  #send(data: Uint8Array, to: SocketAddress, txAt: number, sessionId?: string): void {
     if (txAt >= 0) {
       const v = this.#clockView;
       realtimeInto(this.#clock);
       const seconds = v.getUint32(0, true) + v.getInt32(4, true) * 2 ** 32;
       writeStamp(data, txAt, seconds, v.getUint32(8, true));
+    }
+    if (sessionId !== undefined && this.#hmac !== undefined) {
+      signDatagram(data, this.#hmac, sessionId);
     }
     try {
       this.#sock.send(data, to);

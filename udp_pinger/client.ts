@@ -23,6 +23,7 @@
 import { resolveHost } from "../lib/resolve.ts";
 import { percentile, RttStats, type RttSummary } from "../lib/stats.ts";
 import {
+  AUTH_BYTES,
   DEFAULT_PORT,
   encodeHeartbeat,
   encodePing,
@@ -31,6 +32,8 @@ import {
   parseMessage,
   parseStamps,
   type ServerCounters,
+  signDatagram,
+  verifyDatagram,
 } from "./protocol.ts";
 import { type IdleTicker, loadTicker } from "./_ticker.ts";
 import { DatagramInfo, openSocket } from "../lib/rawsock/socket.ts";
@@ -101,6 +104,12 @@ export interface UdpPingOptions {
    * @default {false}
    */
   oneWay?: boolean;
+  /**
+   * A shared key: sign every datagram (HMAC-SHA256, see `signDatagram()` in
+   * protocol.ts, at the cost of 83 bytes per ping) and count only replies
+   * signed with it; a netkit server started with the same key answers.
+   */
+  hmac?: Uint8Array;
   /** Stops sending; the summary comes at once, outstanding pings count as lost. */
   signal?: AbortSignal;
   /** Called for each event, as it happens. */
@@ -213,6 +222,8 @@ export interface UdpPingSummary {
   rtt: RttSummary & { p99: number };
   /** Where the send and receive times came from. */
   timestamps: TimestampSources;
+  /** With `hmac`: datagrams from the server's port ignored for a missing or wrong MAC. */
+  unauthenticated: number;
   /** With `oneWay`: the delays each way; `undefined` when no reply carried the server's stamps. */
   oneWay?: OneWaySummary | undefined;
   /** The server's counters for this client, if it is a netkit server. */
@@ -359,7 +370,8 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
   const sentTimes = new Map<number, { sentAt: number; sentNs: number }>();
   const timedOut = new Set<number>();
   let sent = 0, inTime = 0, duplicates = 0, late = 0, reordered = 0, highest = 0;
-  let kernelStamps = 0, userStamps = 0;
+  let kernelStamps = 0, userStamps = 0, unauthenticated = 0;
+  const key = options.hmac;
   const oneWay = options.oneWay ?? false;
   const ups: number[] = [], downs: number[] = [], serverTimes: number[] = [];
   let bestDelta = Infinity, bestOffset = NaN;
@@ -377,7 +389,13 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     if (drained && outstanding.size === 0) drained();
   }
 
-  function onDatagram(data: Uint8Array, from: string, receivedNs: number, stamp: StampSource) {
+  function onDatagram(
+    data: Uint8Array,
+    bytes: number,
+    from: string,
+    receivedNs: number,
+    stamp: StampSource,
+  ) {
     const now = performance.now();
     const m = parseMessage(data);
     if (m?.kind === "stats-reply" && m.nonce.toLowerCase() === nonce) {
@@ -409,7 +427,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       const event: UdpPingEvent = {
         type: "reply",
         seq,
-        bytes: data.length,
+        bytes,
         from,
         rttMs: rtt,
         stamp,
@@ -446,7 +464,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       emit({
         type: "reply",
         seq,
-        bytes: data.length,
+        bytes,
         from,
         rttMs: sentNs === undefined ? 0 : (receivedNs - sentNs) / 1e6,
         stamp,
@@ -469,6 +487,15 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       if (n < 0) return;
       const from = sock.lastSender();
       if (from === undefined || from.port !== port) continue;
+      let data = rx.subarray(0, n);
+      if (key !== undefined) {
+        // Only what the server signed for this run counts.
+        if (verifyDatagram(data, key) !== nonce) {
+          unauthenticated++;
+          continue;
+        }
+        data = data.subarray(0, n - AUTH_BYTES);
+      }
       let receivedNs: number, stamp: StampSource;
       if (info.timestampSec >= 0) {
         receivedNs = clock.toNs(info.timestampSec, info.timestampNsec);
@@ -477,7 +504,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         receivedNs = clock.nowNs();
         stamp = "user space";
       }
-      onDatagram(rx.subarray(0, n), from.address, receivedNs, stamp);
+      onDatagram(data, n, from.address, receivedNs, stamp);
     }
   }
 
@@ -488,6 +515,18 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       // poll() on a worker thread; close() wakes it.
       await sock.wait();
     }
+  }
+
+  /** With `hmac`, signs `data` (appending room for the tail when it has no padding). */
+  function sign(data: Uint8Array): Uint8Array {
+    if (key === undefined) return data;
+    let signed = data;
+    if (parseMessage(data)?.kind === "heartbeat") {
+      signed = new Uint8Array(data.length + AUTH_BYTES);
+      signed.set(data);
+    }
+    signDatagram(signed, key, nonce);
+    return signed;
   }
 
   function transmit(data: Uint8Array): void {
@@ -503,9 +542,15 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     // The ticker wakes us up `spin` ms early; the rest is spun here, on the
     // thread that sends, whose own wake-up from the timer is the late part.
     while (now < scheduled) now = performance.now();
-    const data = heartbeat
-      ? encodeHeartbeat(seq, (performance.timeOrigin + now) / 1000, interval)
-      : encodePing(seq, (performance.timeOrigin + now) / 1000, { size, stamps: oneWay });
+    const data = sign(
+      heartbeat
+        ? encodeHeartbeat(seq, (performance.timeOrigin + now) / 1000, interval)
+        : encodePing(seq, (performance.timeOrigin + now) / 1000, {
+          size,
+          stamps: oneWay,
+          auth: key !== undefined,
+        }),
+    );
     sendErrors.push(now - scheduled);
     if (scheduled < lastSend) catchUp++;
     else onTimeErrors.push(now - scheduled);
@@ -589,7 +634,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         });
       }
       if (!heartbeat && (options.serverStats ?? true)) {
-        const request = encodeStatsRequest(nonce);
+        const request = sign(encodeStatsRequest(nonce));
         // Three tries, as the request or its reply may be lost; one when
         // nothing ever answered, so an absent server does not hold us long.
         const tries = inTime + late > 0 ? 3 : 1;
@@ -630,6 +675,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     late,
     reordered,
     rtt: summaryRtt,
+    unauthenticated,
     timestamps: {
       send: "user space",
       receive: userStamps === 0 ? "kernel" : kernelStamps === 0 ? "user space" : "mixed",
@@ -823,6 +869,9 @@ export function formatSummary(
       `clock offset ${fmt3(w.offsetMs)} ± ${fmt3(w.offsetErrorMs)} ms (server minus client, ` +
         `min-RTT NTP estimate): up and down each include it`,
     );
+  }
+  if (s.unauthenticated > 0) {
+    lines.push(`${s.unauthenticated} datagrams failed authentication (--hmac) and were ignored`);
   }
   const t = s.timestamps;
   if (t.kernel + t.userSpace > 0) {

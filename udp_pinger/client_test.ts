@@ -9,7 +9,13 @@ import {
   udpPing,
   type UdpPingEvent,
 } from "./client.ts";
-import { encodePing, parseMessage, toUpperAscii } from "./protocol.ts";
+import {
+  encodePing,
+  parseMessage,
+  signDatagram,
+  toUpperAscii,
+  verifyDatagram,
+} from "./protocol.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 const PY_SERVER = new URL("./testdata/UDPPingerServer.py", import.meta.url).pathname;
@@ -371,6 +377,60 @@ Deno.test("udpPing() with oneWay splits each round trip by our server's stamps",
   const lines = formatSummary(summary);
   assert(lines.some((l) => l.startsWith("one-way min/median/max: up ")), lines.join("\n"));
   assertMatch(formatEvent({ type: "reply", ...replies[0]! } as UdpPingEvent)!, / up=[\d.]+ down=/);
+});
+
+Deno.test("udpPing() with hmac: answered under the server's key only, replays refused", async (t) => {
+  const key = new TextEncoder().encode("course secret");
+  await using server = serve({ hostname: "127.0.0.1", port: 0, hmac: key, quiet: true });
+  await server.ready;
+  const port = server.addr.port;
+  await t.step("the same key: every ping, the counters and the one-way split", async () => {
+    const summary = await udpPing("127.0.0.1", {
+      port,
+      count: 5,
+      interval: 10,
+      hmac: key,
+      oneWay: true,
+    });
+    assertEquals([summary.received, summary.unauthenticated], [5, 0]);
+    assertEquals(summary.server?.rx, 5);
+    assertEquals(summary.oneWay?.count, 5);
+  });
+  await t.step("another key, or none: nothing answered, each refused", async () => {
+    const before = server.threads()[0]!.rejected;
+    for (const hmac of [new TextEncoder().encode("guess"), undefined]) {
+      const summary = await udpPing("127.0.0.1", {
+        port,
+        count: 3,
+        interval: 10,
+        timeout: 200,
+        serverStats: false,
+        ...(hmac ? { hmac } : {}),
+      });
+      assertEquals(summary.received, 0);
+    }
+    assertEquals(server.threads()[0]!.rejected - before, 6);
+  });
+  await t.step("a signed ping sent again from elsewhere is a replay", async () => {
+    const ping = encodePing(1, Date.now() / 1000, { auth: true });
+    signDatagram(ping, key, "00000000beef");
+    const senders = [0, 1].map(() =>
+      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 })
+    );
+    try {
+      await senders[0]!.send(ping, server.addr);
+      const [echo] = await senders[0]!.receive();
+      assertEquals(verifyDatagram(echo, key), "00000000beef");
+      await senders[1]!.send(ping, server.addr);
+      // Condition, not a sleep: the loop counts the replay when it reads it.
+      while (server.threads().every((l) => l.replayed === 0)) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assertEquals(server.threads().reduce((n, l) => n + l.replayed, 0), 1);
+    } finally {
+      for (const s of senders) s.close();
+    }
+  });
 });
 
 Deno.test("client helpers parse targets and format times", async (t) => {

@@ -79,6 +79,16 @@ export const SERVER_OPTIONS = {
     default: "10000",
     description: "clients tracked at once",
   },
+  hmac: {
+    type: "string",
+    arg: "KEY",
+    description: "sign and check every datagram with HMAC-SHA256 under KEY",
+  },
+  "hmac-file": {
+    type: "string",
+    arg: "FILE",
+    description: "as --hmac, the key read from FILE (its bytes, a final newline dropped)",
+  },
   threads: {
     type: "string",
     arg: "N",
@@ -132,6 +142,16 @@ export const CLIENT_OPTIONS = {
     description: 'send heartbeats ("Heartbeat <seq> <time> <interval>"), expect no replies',
   },
   "no-stats": { type: "boolean", description: "do not ask the server for its counters" },
+  hmac: {
+    type: "string",
+    arg: "KEY",
+    description: "sign and check every datagram with HMAC-SHA256 under KEY",
+  },
+  "hmac-file": {
+    type: "string",
+    arg: "FILE",
+    description: "as --hmac, the key read from FILE (its bytes, a final newline dropped)",
+  },
   "one-way": {
     type: "boolean",
     description: "ask for the server's times (pings of 96+ bytes): up/down/server delays",
@@ -218,6 +238,26 @@ class LineWriter {
   }
 }
 
+/** The key of `--hmac KEY` or `--hmac-file FILE`, or `undefined` without either. */
+async function hmacKey(values: { hmac?: string; "hmac-file"?: string }) {
+  if (values.hmac !== undefined && values["hmac-file"] !== undefined) {
+    throw new CliError("--hmac and --hmac-file are mutually exclusive");
+  }
+  let key: Uint8Array;
+  if (values["hmac-file"] !== undefined) {
+    const path = values["hmac-file"];
+    try {
+      key = await Deno.readFile(path);
+    } catch (err) {
+      throw new CliError(`Cannot read the key file "${path}": ${(err as Error).message}`);
+    }
+    if (key.at(-1) === 0x0a) key = key.subarray(0, -1);
+  } else if (values.hmac !== undefined) key = new TextEncoder().encode(values.hmac);
+  else return undefined;
+  if (key.length === 0) throw new CliError("invalid argument for --hmac: the key is empty");
+  return key;
+}
+
 function parsePort(text: string, min: number): number {
   return parseNumber("--port", text, { min, max: 65535, integer: true });
 }
@@ -251,6 +291,8 @@ async function serverMain(args: string[]): Promise<number> {
   if (values.seed !== undefined) {
     options.seed = parseNumber("--seed", values.seed, { integer: true });
   }
+  const key = await hmacKey(values);
+  if (key) options.hmac = key;
   const { serve } = await import("./server.ts");
   // Listen for the signals before saying where it listens: whoever reads
   // that line may stop the server at once.
@@ -310,6 +352,8 @@ async function clientMain(args: string[]): Promise<number> {
     serverStats: !values["no-stats"],
     oneWay: values["one-way"] ?? false,
   };
+  const key = await hmacKey(values);
+  if (key) options.hmac = key;
   if (values.ipv4) options.family = 4;
   if (values.ipv6) options.family = 6;
   const json = values.json ?? false;

@@ -48,6 +48,8 @@
  * @module
  */
 
+import { createHmac, timingSafeEqual } from "node:crypto";
+
 /** The course's server port. */
 export const DEFAULT_PORT = 12000;
 
@@ -159,15 +161,23 @@ export function encodePing(
      * @default {false}
      */
     stamps?: boolean;
+    /**
+     * Leave room for the authentication tail ({@linkcode AUTH_BYTES}) at the
+     * end, to be written by {@linkcode signDatagram}.
+     * @default {false}
+     */
+    auth?: boolean;
   } = {},
 ): Uint8Array {
   checkSeq(seq);
   const stamps = options.stamps ?? false;
-  const size = Math.max(options.size ?? 0, stamps ? STAMPED_PING_SIZE : 0);
+  const tail = options.auth ? AUTH_BYTES : 0;
+  let size = Math.max(options.size ?? 0, stamps ? STAMPED_PING_SIZE + tail : 0);
   if (!(size >= 0 && size <= MAX_PAYLOAD)) {
     throw new RangeError(`Cannot encode a ping of ${size} bytes: the limit is ${MAX_PAYLOAD}`);
   }
   const text = `Ping ${seq} ${epochSeconds.toFixed(6)}${stamps ? MARKER : ""}`;
+  if (tail > 0) size = Math.max(size, text.length + 1 + tail);
   if (size <= text.length + 1) return encoder.encode(text);
   const out = new Uint8Array(size);
   encoder.encodeInto(text, out);
@@ -326,6 +336,7 @@ export function parseMessage(data: Uint8Array): Message | undefined {
  * -1 when the ping asks for none or has no room for them.
  *
  * @param data A ping (as {@linkcode parseMessage} accepts it).
+ * @param reserve Bytes at the end the stamps must leave alone (an authentication tail).
  * @returns The offset, or -1.
  *
  * @example
@@ -336,7 +347,7 @@ export function parseMessage(data: Uint8Array): Message | undefined {
  * assertEquals(stampOffset(encodePing(1, 1.5, { size: 96 })), -1);
  * ```
  */
-export function stampOffset(data: Uint8Array): number {
+export function stampOffset(data: Uint8Array, reserve = 0): number {
   // "ping <seq> <time> stamps": the third space ends the time.
   let spaces = 0, i = 0;
   for (; i < data.length && i < 64 && spaces < 3; i++) if (data[i] === 0x20) spaces++;
@@ -346,7 +357,7 @@ export function stampOffset(data: Uint8Array): number {
   }
   const at = i + MARKER.length - 1;
   if (at < data.length && data[at] !== 0x20) return -1;
-  return data.length - at >= 2 * (RX.length + STAMP_DIGITS) ? at : -1;
+  return data.length - reserve - at >= 2 * (RX.length + STAMP_DIGITS) ? at : -1;
 }
 
 /**
@@ -469,6 +480,75 @@ function readStamp(echo: Uint8Array, at: number, key: string): [number, number] 
     else nanoseconds = nanoseconds * 10 + c - 0x30;
   }
   return [seconds, nanoseconds];
+}
+
+/**
+ * Bytes of the authentication tail that `--hmac` adds at the end of every
+ * datagram: ` auth=`, the sender's session id (12 hex digits), a dot, and
+ * HMAC-SHA256 of the whole datagram with the MAC's digits zeroed (64 hex
+ * digits), as irtt zeroes its HMAC field.
+ */
+export const AUTH_BYTES = 83;
+const AUTH = " auth=";
+const MAC_AT = AUTH_BYTES - 64;
+
+/**
+ * Signs a datagram in place: writes the authentication tail (see
+ * {@linkcode AUTH_BYTES}) over its last bytes.
+ *
+ * @param data The datagram, whose last {@linkcode AUTH_BYTES} bytes are
+ *   overwritten (padding, or the peer's tail in an echo).
+ * @param key The shared key.
+ * @param sessionId The sender's session id: 12 hex digits.
+ * @throws {RangeError} If the datagram is shorter than the tail or the id is not 12 hex digits.
+ *
+ * @example
+ * ```ts
+ * import { encodePing, signDatagram, verifyDatagram, AUTH_BYTES } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const key = new TextEncoder().encode("secret");
+ * const ping = encodePing(1, 1.5, { size: 30 + AUTH_BYTES });
+ * signDatagram(ping, key, "00112233aabb");
+ * assertEquals(verifyDatagram(ping, key), "00112233aabb");
+ * ping[0] = 0x70; // "ping": any change breaks it
+ * assertEquals(verifyDatagram(ping, key), undefined);
+ * ```
+ */
+export function signDatagram(data: Uint8Array, key: Uint8Array, sessionId: string): void {
+  if (!/^[0-9a-f]{12}$/.test(sessionId)) {
+    throw new RangeError(`Cannot sign with session id "${sessionId}": 12 hex digits expected`);
+  }
+  if (data.length < AUTH_BYTES) {
+    throw new RangeError(`Cannot sign a ${data.length}-byte datagram: it needs ${AUTH_BYTES}`);
+  }
+  const at = data.length - AUTH_BYTES;
+  encoder.encodeInto(`${AUTH}${sessionId}.`, data.subarray(at));
+  data.fill(0x30, at + MAC_AT);
+  encoder.encodeInto(mac(data, key), data.subarray(at + MAC_AT));
+}
+
+/**
+ * Checks a datagram's authentication tail.
+ *
+ * @param data The datagram (left as it was).
+ * @param key The shared key.
+ * @returns The sender's session id when the MAC is right, else `undefined`.
+ */
+export function verifyDatagram(data: Uint8Array, key: Uint8Array): string | undefined {
+  if (data.length < AUTH_BYTES) return undefined;
+  const at = data.length - AUTH_BYTES;
+  const tail = decoder.decode(data.subarray(at));
+  const m = /^ auth=([0-9a-f]{12})\.([0-9a-f]{64})$/.exec(tail);
+  if (!m) return undefined;
+  const copy = data.slice();
+  copy.fill(0x30, at + MAC_AT);
+  const want = encoder.encode(mac(copy, key));
+  const got = encoder.encode(m[2]!);
+  return timingSafeEqual(want, got) ? m[1] : undefined;
+}
+
+function mac(data: Uint8Array, key: Uint8Array): string {
+  return createHmac("sha256", key).update(data).digest("hex");
 }
 
 /** Bytes of "ping " with the ASCII case bit (0x20) set. */

@@ -22,6 +22,7 @@
  */
 import { createRandom } from "../lib/random.ts";
 import {
+  AUTH_BYTES,
   DEFAULT_PORT,
   encodeStatsReply,
   type Message,
@@ -29,6 +30,7 @@ import {
   type ServerCounters,
   stampOffset,
   toUpperAscii,
+  verifyDatagram,
   writeStamps,
 } from "./protocol.ts";
 import { nonNegative, positive, probability } from "../lib/validate.ts";
@@ -80,6 +82,12 @@ export interface PingServiceOptions {
    */
   deadAfter?: number;
   /**
+   * A shared key: answer only datagrams signed with it (HMAC-SHA256, see
+   * `signDatagram()` in protocol.ts), refuse replays, and sign every reply.
+   * Without it, the course's plain protocol, unauthenticated.
+   */
+  hmac?: Uint8Array;
+  /**
    * Where session log lines go.
    * @default {() => {}}
    */
@@ -103,6 +111,12 @@ export interface Outgoing {
    * zero.
    */
   txAt?: number;
+  /**
+   * With `hmac`: the client's session id, to sign the reply with
+   * (`signDatagram()`, protocol.ts) after the send time is written, right
+   * before sending.
+   */
+  sessionId?: string;
 }
 
 /** Where a datagram came from: a client's address and port. */
@@ -189,6 +203,12 @@ export class PingService {
   // load (bench/udp.ts).
   #newest: Session | undefined;
   #malformed = 0;
+  #hmac: Uint8Array | undefined;
+  #rejected = 0;
+  #replayed = 0;
+  // Signed sessions by id, least recently seen first: the replay window of
+  // each (as the per-address one), bounded as the sessions are.
+  #authSessions = new Map<string, { highest: number; window: Uint8Array; lastSeen: number }>();
 
   /**
    * Creates the service.
@@ -205,10 +225,21 @@ export class PingService {
     this.#sessionTimeout = positive("sessionTimeout", options.sessionTimeout ?? 30000);
     this.#deadAfter = positive("deadAfter", options.deadAfter ?? 3);
     this.#log = options.log ?? (() => {});
+    this.#hmac = options.hmac;
     const seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!;
     this.#lossRandom = createRandom(seed);
     this.#delayRandom = createRandom(seed + 1);
     this.#dupRandom = createRandom(seed + 2);
+  }
+
+  /** With `hmac`: datagrams refused for a missing or wrong MAC, or a send time outside the session timeout. */
+  get rejected(): number {
+    return this.#rejected;
+  }
+
+  /** With `hmac`: signed pings and heartbeats refused as copies of ones already seen. */
+  get replayed(): number {
+    return this.#replayed;
   }
 
   /** Datagrams ignored because they were not messages of the protocol. */
@@ -271,19 +302,47 @@ export class PingService {
       rxNanoseconds?: number;
     } = {},
   ): Outgoing[] {
-    const message = parseMessage(data);
+    const key = this.#hmac;
+    let sessionId: string | undefined;
+    let body = data;
+    if (key !== undefined) {
+      // Authenticated mode: nothing without a valid tail is answered.
+      sessionId = verifyDatagram(data, key);
+      if (sessionId === undefined) {
+        this.#rejected++;
+        return [];
+      }
+      body = data.subarray(0, data.length - AUTH_BYTES);
+    }
+    const message = parseMessage(body);
     if (message === undefined || message.kind === "stats-reply") {
       this.#malformed++;
       const s = this.#sessions.get(peerKey(peer));
       if (s) s.malformed++;
       return [];
     }
+    if (sessionId !== undefined && message.kind !== "stats") {
+      // A signed ping or heartbeat counts once per session id and sequence
+      // number, from whatever address (a copy from elsewhere is a replay),
+      // and only while its signed send time is within the session timeout
+      // of ours (so a replay cannot wait for its session to be forgotten).
+      const wall = options.wallClock ?? Date.now();
+      const sent = message.time;
+      if (sent === undefined || Math.abs(wall - sent * 1000) > this.#sessionTimeout) {
+        this.#rejected++;
+        return [];
+      }
+      if (!this.#freshAuth(sessionId, message.seq, now)) {
+        this.#replayed++;
+        return [];
+      }
+    }
     const session = this.#touch(peer, now);
     switch (message.kind) {
       case "ping": {
         const out = this.#ping(session, message.seq, data, options.inPlace ?? false);
         const echo = out[0]?.data;
-        const at = echo === undefined ? -1 : stampOffset(echo);
+        const at = echo === undefined ? -1 : stampOffset(echo, key ? AUTH_BYTES : 0);
         if (at >= 0) {
           let seconds = options.rxSeconds ?? -1, nanoseconds = options.rxNanoseconds ?? 0;
           if (seconds < 0) {
@@ -294,11 +353,19 @@ export class PingService {
           const txAt = writeStamps(echo!, at, seconds, nanoseconds);
           for (const o of out) o.txAt = txAt;
         }
+        if (sessionId !== undefined) { for (const o of out) o.sessionId = sessionId; }
         return out;
       }
       case "stats": {
-        const reply = encodeStatsReply(message.nonce, session.counters, { maxSize: data.length });
-        return reply ? [{ data: reply, delay: 0 }] : [];
+        const tail = sessionId === undefined ? 0 : AUTH_BYTES;
+        const reply = encodeStatsReply(message.nonce, session.counters, {
+          maxSize: data.length - tail,
+        });
+        if (reply === undefined) return [];
+        if (sessionId === undefined) return [{ data: reply, delay: 0 }];
+        const signed = new Uint8Array(reply.length + AUTH_BYTES);
+        signed.set(reply);
+        return [{ data: signed, delay: 0, sessionId }];
       }
       case "heartbeat":
         this.#heartbeat(session, message, now, options.wallClock ?? Date.now());
@@ -393,23 +460,29 @@ export class PingService {
     if (this.#newest === s) this.#newest = undefined;
   }
 
+  /** Marks `seq` seen for a signed session; false when it was (a replay). */
+  #freshAuth(id: string, seq: number, now: number): boolean {
+    const sessions = this.#authSessions;
+    let a = sessions.get(id);
+    if (a) sessions.delete(id);
+    else {
+      for (const [old, o] of sessions) {
+        if (sessions.size < this.#maxClients && now - o.lastSeen <= this.#sessionTimeout) break;
+        sessions.delete(old);
+      }
+      a = { highest: -1, window: new Uint8Array(WINDOW), lastSeen: now };
+    }
+    a.lastSeen = now;
+    sessions.set(id, a);
+    // Older than the window: refused, as IPsec's anti-replay window does.
+    return markSeen(a, seq, false);
+  }
+
   /** Marks `seq` seen; returns false when it was already seen (a duplicate). */
   #firstTime(s: Session, seq: number): boolean {
-    if (seq > s.highest) {
-      const advance = s.highest < 0 ? WINDOW : seq - s.highest;
-      if (advance >= WINDOW) s.window.fill(0);
-      else for (let q = s.highest + 1; q < seq; q++) s.window[q % WINDOW] = 0;
-      s.highest = seq;
-      s.window[seq % WINDOW] = 1;
-      return true;
-    }
     // Older than the window: cannot tell, so count it as new (as IPsec's
     // window would reject it; here counting is the safer error).
-    if (s.highest - seq >= WINDOW) return true;
-    const i = seq % WINDOW;
-    if (s.window[i]) return false;
-    s.window[i] = 1;
-    return true;
+    return markSeen(s, seq, true);
   }
 
   #ping(s: Session, seq: number, data: Uint8Array, inPlace: boolean): Outgoing[] {
@@ -499,6 +572,27 @@ export class PingService {
   }
 }
 
+/**
+ * Marks `seq` seen in a sliding window of sequence numbers (RFC 4303
+ * §3.4.3's anti-replay window): false when it was seen already; `tooOld`
+ * for one older than the window, which cannot be told.
+ */
+function markSeen(w: { highest: number; window: Uint8Array }, seq: number, tooOld: boolean) {
+  if (seq > w.highest) {
+    const advance = w.highest < 0 ? WINDOW : seq - w.highest;
+    if (advance >= WINDOW) w.window.fill(0);
+    else for (let q = w.highest + 1; q < seq; q++) w.window[q % WINDOW] = 0;
+    w.highest = seq;
+    w.window[seq % WINDOW] = 1;
+    return true;
+  }
+  if (w.highest - seq >= WINDOW) return tooOld;
+  const i = seq % WINDOW;
+  if (w.window[i]) return false;
+  w.window[i] = 1;
+  return true;
+}
+
 function upper(data: Uint8Array, inPlace: boolean): Uint8Array {
   if (!inPlace) return toUpperAscii(data);
   for (let i = 0; i < data.length; i++) {
@@ -553,6 +647,10 @@ export interface ThreadCounters {
   malformed: number;
   /** Clients tracked now. */
   clients: number;
+  /** With `hmac`: datagrams refused for a missing or wrong MAC or a stale send time. */
+  rejected: number;
+  /** With `hmac`: signed pings refused as replays. */
+  replayed: number;
 }
 
 /** A running server; dispose of it (or call `close()`) to stop it. */
@@ -677,6 +775,8 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
           replies: values[at + 1]!,
           malformed: values[at + 2]!,
           clients: values[at + 3]!,
+          rejected: values[at + 4]!,
+          replayed: values[at + 5]!,
         };
       }),
     close,

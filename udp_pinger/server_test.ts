@@ -9,6 +9,8 @@ import {
   encodeStatsRequest,
   parseMessage,
   parseStamps,
+  signDatagram,
+  verifyDatagram,
   writeStamp,
 } from "./protocol.ts";
 
@@ -268,5 +270,45 @@ Deno.test("PingService writes its stamps over a stamped ping's padding, never gr
       assertEquals(out!.txAt, undefined);
       assertEquals(new TextDecoder().decode(out!.data), text.toUpperCase());
     }
+  });
+});
+
+Deno.test("PingService with hmac: refuses a wrong key, detects a replay, signs its replies", async (t) => {
+  const key = new TextEncoder().encode("k1");
+  const signed = (seq: number, as = key, wall = Date.now()) => {
+    const ping = encodePing(seq, wall / 1000, { auth: true });
+    signDatagram(ping, as, "0123456789ab");
+    return ping;
+  };
+  await t.step("a signed ping is answered, and the echo carries the session's signature", () => {
+    const service = new PingService({ hmac: key });
+    const [out] = service.handle(signed(1), peer, 0);
+    assertEquals(out!.sessionId, "0123456789ab");
+    signDatagram(out!.data, key, out!.sessionId!);
+    assertEquals(verifyDatagram(out!.data, key), "0123456789ab");
+    assertEquals([service.rejected, service.replayed], [0, 0]);
+  });
+  await t.step("a wrong key, no signature, or a stale send time: refused", () => {
+    const service = new PingService({ hmac: key, sessionTimeout: 30_000 });
+    const wrong = signed(1, new TextEncoder().encode("k2"));
+    const plain = encodePing(2, Date.now() / 1000, { size: 120 });
+    const stale = signed(3, key, Date.now() - 60_000);
+    for (const data of [wrong, plain, stale]) assertEquals(service.handle(data, peer, 0), []);
+    assertEquals(service.rejected, 3);
+    assertEquals(service.clients, 0, "refused datagrams create no client state");
+  });
+  await t.step("a copy, from the same address or another: a replay, not answered", () => {
+    const service = new PingService({ hmac: key });
+    const ping = signed(5);
+    assertEquals(service.handle(ping.slice(), peer, 0).length, 1);
+    assertEquals(service.handle(ping.slice(), peer, 1), []);
+    assertEquals(service.handle(ping.slice(), { hostname: "198.51.100.7", port: 1 }, 2), []);
+    assertEquals(service.replayed, 2);
+    assertEquals(service.handle(signed(6), peer, 3).length, 1);
+  });
+  await t.step("without hmac, the course's plain mode: a signed ping is just a ping", () => {
+    const service = new PingService();
+    assertEquals(service.handle(signed(1), peer, 0).length, 1);
+    assertEquals(service.handle(encodePing(2, 0), peer, 0).length, 1);
   });
 });
