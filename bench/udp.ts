@@ -76,6 +76,48 @@ function freePort(): number {
   return port;
 }
 
+/** Starts `udp-server` on a free loopback port, and gives it time to start. */
+async function ourServer(extra: string[] = []) {
+  const port = freePort();
+  const server = start([
+    ...DENO,
+    ...SERVER,
+    "--host",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "--quiet",
+    ...extra,
+  ]);
+  await sleep(1500);
+  return { port, server };
+}
+
+/**
+ * `udp-ping --json --no-stats -c COUNT -i INTERVAL` against our server on
+ * `port`: every line, parsed (the events, then the summary).
+ */
+async function ourPings(
+  port: number,
+  options: { count: number; interval: string; extra?: string[] },
+  // deno-lint-ignore no-explicit-any
+): Promise<any[]> {
+  const { count, interval, extra = [] } = options;
+  const r = await output([
+    ...DENO,
+    ...CLIENT,
+    "--json",
+    "--no-stats",
+    "-c",
+    String(count),
+    "-i",
+    interval,
+    ...extra,
+    `127.0.0.1:${port}`,
+  ]);
+  return r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+}
+
 interface Precision {
   scheduled: number;
   sent: number;
@@ -91,24 +133,9 @@ interface Precision {
 }
 
 async function ourPrecision(): Promise<Precision> {
-  const port = freePort();
-  const server = start([...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), "--quiet"]);
+  const { port, server } = await ourServer();
   try {
-    await sleep(1500);
-    const r = await output([
-      ...DENO,
-      ...CLIENT,
-      "--json",
-      "--no-stats",
-      "-c",
-      "10000",
-      "-i",
-      "1ms",
-      "-W",
-      "1",
-      `127.0.0.1:${port}`,
-    ]);
-    const s = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+    const s = (await ourPings(port, { count: 10000, interval: "1ms", extra: ["-W", "1"] })).at(-1);
     return {
       scheduled: 10000,
       sent: s.sent,
@@ -125,48 +152,63 @@ async function ourPrecision(): Promise<Precision> {
   }
 }
 
-async function irttPrecision(): Promise<Precision> {
+/** Starts `irtt server` on a free loopback port, with no minimum interval, and gives it time to start. */
+async function irttServer() {
   const port = freePort();
   const server = start([...IRTT, "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
+  await sleep(500);
+  return { port, server };
+}
+
+/**
+ * `irtt client -i INTERVAL -d DURATION` against a fresh `irtt server` on
+ * loopback: its JSON output, parsed.
+ */
+// deno-lint-ignore no-explicit-any
+async function irttRun(interval: string, duration: string): Promise<any> {
+  const { port, server } = await irttServer();
   const file = await Deno.makeTempFile({ suffix: ".json" });
   try {
-    await sleep(500);
     const r = await output([
       ...IRTT,
       "client",
       "-Q",
       "-i",
-      "1ms",
+      interval,
       "-d",
-      "10s",
+      duration,
       "-o",
       file,
       `127.0.0.1:${port}`,
     ]);
     if (r.code !== 0) throw new Error(`irtt client failed: ${r.stderr}`);
-    const d = JSON.parse(await Deno.readTextFile(file));
-    const interval = d.config.params.interval as number; // ns
-    const stats = d.stats;
-    // irtt's JSON has no per-packet timer error, only its mean, stddev and
-    // max (its timer re-bases on each wake-up, so the error cannot be rebuilt
-    // from the send times). The 99th percentile is estimated as
-    // mean + 2.326·stddev, the normal approximation.
-    const e = stats.timer_error;
-    return {
-      scheduled: Math.round(stats.duration / interval),
-      sent: stats.packets_sent,
-      received: stats.packets_received,
-      errorMedianUs: NaN,
-      errorP99Us: (e.mean + 2.326 * e.stddev) / 1000,
-      errorMaxUs: e.max / 1000,
-      errorMeanUs: e.mean / 1000,
-      catchUpOrMissed: stats.timer_misses,
-      errorP99OnTimeUs: (e.mean + 2.326 * e.stddev) / 1000,
-    };
+    return JSON.parse(await Deno.readTextFile(file));
   } finally {
     await stop(server);
     await Deno.remove(file).catch(() => {});
   }
+}
+
+async function irttPrecision(): Promise<Precision> {
+  const d = await irttRun("1ms", "10s");
+  const interval = d.config.params.interval as number; // ns
+  const stats = d.stats;
+  // irtt's JSON has no per-packet timer error, only its mean, stddev and
+  // max (its timer re-bases on each wake-up, so the error cannot be rebuilt
+  // from the send times). The 99th percentile is estimated as
+  // mean + 2.326·stddev, the normal approximation.
+  const e = stats.timer_error;
+  return {
+    scheduled: Math.round(stats.duration / interval),
+    sent: stats.packets_sent,
+    received: stats.packets_received,
+    errorMedianUs: NaN,
+    errorP99Us: (e.mean + 2.326 * e.stddev) / 1000,
+    errorMaxUs: e.max / 1000,
+    errorMeanUs: e.mean / 1000,
+    catchUpOrMissed: stats.timer_misses,
+    errorP99OnTimeUs: (e.mean + 2.326 * e.stddev) / 1000,
+  };
 }
 
 /** Round trips of one client against its own server, in microseconds. */
@@ -178,36 +220,10 @@ interface RttSample {
 }
 
 /** `udp-ping` against `udp-server`: the RTT of each reply, from its JSON events. */
-async function ourRtts(
-  count: number,
-  intervalMs: number,
-  serverArgs: string[],
-): Promise<RttSample> {
-  const port = freePort();
-  const server = start([
-    ...DENO,
-    ...SERVER,
-    "--host",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "--quiet",
-    ...serverArgs,
-  ]);
+async function ourRtts(count: number, intervalMs: number): Promise<RttSample> {
+  const { port, server } = await ourServer();
   try {
-    await sleep(1500);
-    const r = await output([
-      ...DENO,
-      ...CLIENT,
-      "--json",
-      "--no-stats",
-      "-c",
-      String(count),
-      "-i",
-      `${intervalMs}ms`,
-      `127.0.0.1:${port}`,
-    ]);
-    const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const events = await ourPings(port, { count, interval: `${intervalMs}ms` });
     const rtts = events.filter((e) => e.type === "reply" && !e.duplicate && !e.late)
       .map((e) => e.rttMs * 1000);
     return { rtts, source: `receive ${events.at(-1).timestamps.receive}` };
@@ -218,34 +234,12 @@ async function ourRtts(
 
 /** `irtt client` against `irtt server`: the RTT of each round trip, from its JSON output. */
 async function irttRtts(count: number, intervalMs: number): Promise<RttSample> {
-  const port = freePort();
-  const server = start([...IRTT, "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
-  const file = await Deno.makeTempFile({ suffix: ".json" });
-  try {
-    await sleep(500);
-    const r = await output([
-      ...IRTT,
-      "client",
-      "-Q",
-      "-i",
-      `${intervalMs}ms`,
-      "-d",
-      `${count * intervalMs}ms`,
-      "-o",
-      file,
-      `127.0.0.1:${port}`,
-    ]);
-    if (r.code !== 0) throw new Error(`irtt client failed: ${r.stderr}`);
-    const d = JSON.parse(await Deno.readTextFile(file));
-    const rtts = (d.round_trips as { lost: string; delay: { rtt?: number } }[])
-      .filter((t) => t.lost === "false" && t.delay.rtt !== undefined)
-      .map((t) => t.delay.rtt! / 1000);
-    // irtt 0.9 (Go) stamps in user space at both ends.
-    return { rtts, source: "user space" };
-  } finally {
-    await stop(server);
-    await Deno.remove(file).catch(() => {});
-  }
+  const d = await irttRun(`${intervalMs}ms`, `${count * intervalMs}ms`);
+  const rtts = (d.round_trips as { lost: string; delay: { rtt?: number } }[])
+    .filter((t) => t.lost === "false" && t.delay.rtt !== undefined)
+    .map((t) => t.delay.rtt! / 1000);
+  // irtt 0.9 (Go) stamps in user space at both ends.
+  return { rtts, source: "user space" };
 }
 
 /** Median and 99th percentile (nearest rank) of `values`. */
@@ -261,11 +255,11 @@ function quantiles(values: number[]): { median: number; p99: number; count: numb
  * irtt against its own, alternating over `rounds` rounds in one run, so
  * that load on the machine falls on both alike; samples are pooled.
  */
-async function rttComparison(rounds: number, serverArgs: string[]) {
+async function rttComparison(rounds: number) {
   const ours: number[] = [], irtt: number[] = [];
   let source = "";
   for (let round = 0; round < rounds; round++) {
-    const a = await ourRtts(200, 10, serverArgs);
+    const a = await ourRtts(200, 10);
     ours.push(...a.rtts);
     source = a.source;
     irtt.push(...(await irttRtts(200, 10)).rtts);
@@ -318,21 +312,24 @@ interface Throughput {
 /** The load generator's settings, the same for both servers: requests in flight, size (irtt's default packet length), client sockets. */
 const LOAD = { window: "64", size: "60", sockets: "8" };
 
-async function ourThroughput(blaster: string, seconds: number): Promise<Throughput> {
-  const port = freePort();
-  const server = start([
-    ...DENO,
-    ...SERVER,
-    "--host",
+/** The generator's command line against `port` on loopback. */
+function load(blaster: string, at: { port: number; seconds: number }): string[] {
+  const { port, seconds } = at;
+  return [
+    ...NICE,
+    blaster,
     "127.0.0.1",
-    "-p",
     String(port),
-    "--quiet",
-    "--threads",
-    "2",
-  ]);
+    String(seconds),
+    LOAD.window,
+    LOAD.size,
+    LOAD.sockets,
+  ];
+}
+
+async function ourThroughput(blaster: string, seconds: number): Promise<Throughput> {
+  const { port, server } = await ourServer(["--threads", "2"]);
   try {
-    await sleep(1500);
     const cpu0 = await cpuSeconds(server.pid);
     const m0 = await machineJiffies();
     const t0 = performance.now();
@@ -341,14 +338,7 @@ async function ourThroughput(blaster: string, seconds: number): Promise<Throughp
       "/usr/bin/time",
       "-f",
       "%U %S",
-      ...NICE,
-      blaster,
-      "127.0.0.1",
-      String(port),
-      String(seconds),
-      LOAD.window,
-      LOAD.size,
-      LOAD.sockets,
+      ...load(blaster, { port, seconds }),
     ]);
     const wall = (performance.now() - t0) / 1000;
     const cpu1 = await cpuSeconds(server.pid);
@@ -386,21 +376,9 @@ async function captureIrttOpen(): Promise<string> {
 /** irtt's server under the same generator, speaking irtt's protocol (see udp_blaster.c). */
 async function irttThroughput(blaster: string, seconds: number): Promise<number> {
   const open = await captureIrttOpen();
-  const port = freePort();
-  const server = start([...IRTT, "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
+  const { port, server } = await irttServer();
   try {
-    await sleep(500);
-    const r = await output([
-      ...NICE,
-      blaster,
-      "127.0.0.1",
-      String(port),
-      String(seconds),
-      LOAD.window,
-      LOAD.size,
-      LOAD.sockets,
-      open,
-    ]);
+    const r = await output([...load(blaster, { port, seconds }), open]);
     if (r.code !== 0) throw new Error(`udp_blaster against irtt failed: ${r.stderr}`);
     return JSON.parse(r.stdout).rps;
   } finally {
@@ -422,7 +400,7 @@ if (import.meta.main) {
   const json = Deno.args.includes("--json");
   const loadBefore = await loadavg();
   const blaster = await buildBlaster();
-  const rtt = await rttComparison(3, []);
+  const rtt = await rttComparison(3);
   if (Deno.args.includes("--rtt-only")) {
     console.log(JSON.stringify(rtt));
     Deno.exit(0);

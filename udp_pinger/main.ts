@@ -33,6 +33,20 @@ const portOption = {
   default: String(DEFAULT_PORT),
 } as const;
 
+/** `--hmac` and `--hmac-file`, the same on both sides. */
+const hmacOptions = {
+  hmac: {
+    type: "string",
+    arg: "KEY",
+    description: "sign and check every datagram with HMAC-SHA256 under KEY",
+  },
+  "hmac-file": {
+    type: "string",
+    arg: "FILE",
+    description: "as --hmac, the key read from FILE (its bytes, a final newline dropped)",
+  },
+} as const;
+
 /** The options of `udp-server` (`main.ts server`): the parser and `--help` read this table. */
 export const SERVER_OPTIONS = {
   port: { ...portOption, description: "UDP port to listen on; 0 picks a free one" },
@@ -79,16 +93,7 @@ export const SERVER_OPTIONS = {
     default: "10000",
     description: "clients tracked at once",
   },
-  hmac: {
-    type: "string",
-    arg: "KEY",
-    description: "sign and check every datagram with HMAC-SHA256 under KEY",
-  },
-  "hmac-file": {
-    type: "string",
-    arg: "FILE",
-    description: "as --hmac, the key read from FILE (its bytes, a final newline dropped)",
-  },
+  ...hmacOptions,
   threads: {
     type: "string",
     arg: "N",
@@ -142,16 +147,7 @@ export const CLIENT_OPTIONS = {
     description: 'send heartbeats ("Heartbeat <seq> <time> <interval>"), expect no replies',
   },
   "no-stats": { type: "boolean", description: "do not ask the server for its counters" },
-  hmac: {
-    type: "string",
-    arg: "KEY",
-    description: "sign and check every datagram with HMAC-SHA256 under KEY",
-  },
-  "hmac-file": {
-    type: "string",
-    arg: "FILE",
-    description: "as --hmac, the key read from FILE (its bytes, a final newline dropped)",
-  },
+  ...hmacOptions,
   "one-way": {
     type: "boolean",
     description: "ask for the server's times (pings of 96+ bytes): up/down/server delays",
