@@ -76,20 +76,29 @@ function freePort(): number {
   return port;
 }
 
-/** Starts `udp-server` on a free loopback port, and gives it time to start. */
+/**
+ * Starts `udp-server` on a free loopback port and waits until it says it
+ * listens, which it does once every receive loop has primed itself (under
+ * load that can take longer than any fixed wait).
+ */
 async function ourServer(extra: string[] = []) {
   const port = freePort();
-  const server = start([
-    ...DENO,
-    ...SERVER,
-    "--host",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "--quiet",
-    ...extra,
-  ]);
-  await sleep(1500);
+  const cmd = [...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), ...extra];
+  const server = new Deno.Command(cmd[0]!, {
+    args: cmd.slice(1),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("listening on")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`udp-server did not start: ${text}`);
+    text += value;
+  }
+  // Its session log lines are not read; the pipe is closed.
+  await lines.cancel();
   return { port, server };
 }
 
