@@ -93,6 +93,18 @@ export const SERVER_OPTIONS = {
     default: "10000",
     description: "clients tracked at once",
   },
+  "max-rate": {
+    type: "string",
+    arg: "N",
+    default: "no cap",
+    description: "answer at most N pings per second per client (bursts of 5), drop the rest",
+  },
+  "max-duration": {
+    type: "string",
+    arg: "SEC",
+    default: "no cap",
+    description: "answer a client's pings for SEC seconds from its first, drop the rest",
+  },
   ...hmacOptions,
   threads: {
     type: "string",
@@ -286,6 +298,13 @@ async function serverMain(args: string[]): Promise<number> {
   };
   if (values.seed !== undefined) {
     options.seed = parseNumber("--seed", values.seed, { integer: true });
+  }
+  if (values["max-rate"] !== undefined) {
+    options.maxRate = parseNumber("--max-rate", values["max-rate"], { min: 0.001 });
+  }
+  if (values["max-duration"] !== undefined) {
+    options.maxDuration = 1000 *
+      parseNumber("--max-duration", values["max-duration"], { min: 0.001 });
   }
   const key = await hmacKey(values);
   if (key) options.hmac = key;

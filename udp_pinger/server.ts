@@ -82,6 +82,20 @@ export interface PingServiceOptions {
    */
   deadAfter?: number;
   /**
+   * Most pings per second answered per client (a token bucket that lets
+   * {@linkcode RATE_BURST} through at once, as irtt's server allows a burst
+   * of 5 before enforcing its minimum interval); the rest are dropped and
+   * counted in `drop`. `Infinity`: no cap.
+   * @default {Infinity}
+   */
+  maxRate?: number;
+  /**
+   * Milliseconds a client's session is answered for, from its first
+   * datagram; later pings are dropped and counted in `drop`. `Infinity`: no cap.
+   * @default {Infinity}
+   */
+  maxDuration?: number;
+  /**
    * A shared key: answer only datagrams signed with it (HMAC-SHA256, see
    * `signDatagram()` in protocol.ts), refuse replays, and sign every reply.
    * Without it, the course's plain protocol, unauthenticated.
@@ -151,7 +165,13 @@ interface Session {
   highest: number;
   window: Uint8Array;
   heartbeat: Heartbeat | undefined;
+  // --max-rate's token bucket: tokens left, as of tokensAt.
+  tokens: number;
+  tokensAt: number;
 }
+
+/** Pings a client may send at once under `maxRate` (irtt's server allows a burst of 5). */
+export const RATE_BURST = 5;
 
 /** Sequence numbers remembered per client for duplicate detection. */
 const WINDOW = 1024;
@@ -204,6 +224,8 @@ export class PingService {
   #newest: Session | undefined;
   #malformed = 0;
   #hmac: Uint8Array | undefined;
+  #maxRate: number;
+  #maxDuration: number;
   #rejected = 0;
   #replayed = 0;
   // Signed sessions by id, least recently seen first: the replay window of
@@ -226,6 +248,12 @@ export class PingService {
     this.#deadAfter = positive("deadAfter", options.deadAfter ?? 3);
     this.#log = options.log ?? (() => {});
     this.#hmac = options.hmac;
+    this.#maxRate = options.maxRate === undefined || options.maxRate === Infinity
+      ? Infinity
+      : positive("maxRate", options.maxRate);
+    this.#maxDuration = options.maxDuration === undefined || options.maxDuration === Infinity
+      ? Infinity
+      : positive("maxDuration", options.maxDuration);
     const seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!;
     this.#lossRandom = createRandom(seed);
     this.#delayRandom = createRandom(seed + 1);
@@ -436,6 +464,8 @@ export class PingService {
         highest: -1,
         window: new Uint8Array(WINDOW),
         heartbeat: undefined,
+        tokens: RATE_BURST,
+        tokensAt: now,
       };
     }
     s.lastSeen = now;
@@ -478,6 +508,18 @@ export class PingService {
     return markSeen(a, seq, false);
   }
 
+  /** Whether a ping of session `s` may be answered under `maxRate` and `maxDuration`. */
+  #allowed(s: Session): boolean {
+    const now = s.lastSeen;
+    if (now - s.firstSeen > this.#maxDuration) return false;
+    if (this.#maxRate === Infinity) return true;
+    s.tokens = Math.min(RATE_BURST, s.tokens + ((now - s.tokensAt) / 1000) * this.#maxRate);
+    s.tokensAt = now;
+    if (s.tokens < 1) return false;
+    s.tokens--;
+    return true;
+  }
+
   /** Marks `seq` seen; returns false when it was already seen (a duplicate). */
   #firstTime(s: Session, seq: number): boolean {
     // Older than the window: cannot tell, so count it as new (as IPsec's
@@ -487,7 +529,17 @@ export class PingService {
 
   #ping(s: Session, seq: number, data: Uint8Array, inPlace: boolean): Outgoing[] {
     const c = s.counters;
-    if (!this.#firstTime(s, seq)) {
+    const first = this.#firstTime(s, seq);
+    if (!this.#allowed(s)) {
+      // Over --max-rate or past --max-duration: dropped by the server, so
+      // the client's upstream and downstream loss stay right.
+      if (first) {
+        c.rx++;
+        c.drop++;
+      } else c.dup++;
+      return [];
+    }
+    if (!first) {
       // A duplicated request is answered (the echo is what a pinger
       // measures) but not counted again, and draws no random numbers, so a
       // duplicating network does not shift the seeded drop pattern.

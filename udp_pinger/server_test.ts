@@ -312,3 +312,26 @@ Deno.test("PingService with hmac: refuses a wrong key, detects a replay, signs i
     assertEquals(service.handle(encodePing(2, 0), peer, 0).length, 1);
   });
 });
+
+Deno.test("PingService caps a client's rate and session length, counting the rest as dropped", async (t) => {
+  const answered = (service: PingService, times: number[], from = peer) =>
+    times.map((ms, i) => service.handle(encodePing(i + 1, 0), from, ms).length);
+  await t.step("--max-rate 10: a burst of 5, then one per 100 ms", () => {
+    const service = new PingService({ maxRate: 10 });
+    // 8 at once, then one every 50 ms for 500 ms.
+    const times = [...Array(8).fill(0), ...Array.from({ length: 10 }, (_, i) => 50 * (i + 1))];
+    const got = answered(service, times);
+    assertEquals(got.slice(0, 8), [1, 1, 1, 1, 1, 0, 0, 0]);
+    // 50 ms of tokens is half a ping: every second one is answered.
+    assertEquals(got.slice(8), [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+    const c = service.counters(peer)!;
+    assertEquals([c.rx, c.drop, c.tx], [18, 8, 10]);
+    // Another client has its own bucket.
+    assertEquals(answered(service, [0], { hostname: "192.0.2.2", port: 1 }), [1]);
+  });
+  await t.step("--max-duration 1 s: answered for a second from the first ping", () => {
+    const service = new PingService({ maxDuration: 1000 });
+    assertEquals(answered(service, [0, 500, 1000, 1001, 5000]), [1, 1, 1, 0, 0]);
+    assertEquals(service.counters(peer)!.drop, 2);
+  });
+});
