@@ -1,19 +1,23 @@
 /**
  * End-to-end benchmark of the UDP pinger against irtt, on loopback, in one run:
  *
- * 1. Client precision: `udp-ping -c 10000 -i 1ms` against our server, next to
+ * 1. RTT: 3 × 200 pings at 10 ms, `udp-ping` against `udp-server` and
+ *    `irtt client` against `irtt server`, alternating; median and p99 of each,
+ *    their differences, and issue #20's targets (within 15 µs and 50 µs).
+ * 2. Client precision: `udp-ping -c 10000 -i 1ms` against our server, next to
  *    `irtt client -i 1ms -d 10s` against `irtt server`. Reported: packets sent
  *    out of the ticks scheduled (no self-inflicted loss), and the send-time
  *    error (actual minus scheduled send time): our client's own figures, and
  *    irtt's reported `timer_error` plus its 99th percentile rebuilt from the
  *    per-packet monotonic send times in its JSON output.
- * 2. Server throughput: `bench/udp_blaster.c` (compiled here with gcc), a
- *    closed-loop generator keeping 64 pings in flight, against our server.
- *    irtt's server speaks only irtt's protocol (a handshake, then tokens), so
- *    it cannot take the same generator; it is measured under irtt's own
- *    client at its fastest interval, as a labelled reference.
+ * 3. Server throughput: `bench/udp_blaster.c` (compiled here with gcc), a
+ *    closed-loop generator keeping 64 requests in flight over 8 sockets,
+ *    against `udp-server --threads 2` and against `irtt server`, which it
+ *    drives in irtt's own protocol (an open request captured from
+ *    `irtt client`, then echo requests with the conn token), 3 alternating
+ *    rounds each.
  *
- * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice]`. Needs gcc,
+ * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice] [--rtt-only]`. Needs gcc,
  * irtt and /usr/bin/time (Debian `time`, for the generator's CPU time). On a
  * shared machine `--nice` runs every measured process (ours and irtt's alike)
  * under `nice -n -19`, to keep other load from dominating.
@@ -72,6 +76,57 @@ function freePort(): number {
   return port;
 }
 
+/**
+ * Starts `udp-server` on a free loopback port and waits until it says it
+ * listens, which it does once every receive loop has primed itself (under
+ * load that can take longer than any fixed wait).
+ */
+async function ourServer(extra: string[] = []) {
+  const port = freePort();
+  const cmd = [...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), ...extra];
+  const server = new Deno.Command(cmd[0]!, {
+    args: cmd.slice(1),
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("listening on")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`udp-server did not start: ${text}`);
+    text += value;
+  }
+  // Its session log lines are not read; the pipe is closed.
+  await lines.cancel();
+  return { port, server };
+}
+
+/**
+ * `udp-ping --json --no-stats -c COUNT -i INTERVAL` against our server on
+ * `port`: every line, parsed (the events, then the summary).
+ */
+async function ourPings(
+  port: number,
+  options: { count: number; interval: string; extra?: string[] },
+  // deno-lint-ignore no-explicit-any
+): Promise<any[]> {
+  const { count, interval, extra = [] } = options;
+  const r = await output([
+    ...DENO,
+    ...CLIENT,
+    "--json",
+    "--no-stats",
+    "-c",
+    String(count),
+    "-i",
+    interval,
+    ...extra,
+    `127.0.0.1:${port}`,
+  ]);
+  return r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+}
+
 interface Precision {
   scheduled: number;
   sent: number;
@@ -87,24 +142,9 @@ interface Precision {
 }
 
 async function ourPrecision(): Promise<Precision> {
-  const port = freePort();
-  const server = start([...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), "--quiet"]);
+  const { port, server } = await ourServer();
   try {
-    await sleep(1500);
-    const r = await output([
-      ...DENO,
-      ...CLIENT,
-      "--json",
-      "--no-stats",
-      "-c",
-      "10000",
-      "-i",
-      "1ms",
-      "-W",
-      "1",
-      `127.0.0.1:${port}`,
-    ]);
-    const s = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+    const s = (await ourPings(port, { count: 10000, interval: "1ms", extra: ["-W", "1"] })).at(-1);
     return {
       scheduled: 10000,
       sent: s.sent,
@@ -121,48 +161,127 @@ async function ourPrecision(): Promise<Precision> {
   }
 }
 
-async function irttPrecision(): Promise<Precision> {
+/** Starts `irtt server` on a free loopback port, with no minimum interval, and gives it time to start. */
+async function irttServer() {
   const port = freePort();
   const server = start([...IRTT, "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
+  await sleep(500);
+  return { port, server };
+}
+
+/**
+ * `irtt client -i INTERVAL -d DURATION` against a fresh `irtt server` on
+ * loopback: its JSON output, parsed.
+ */
+// deno-lint-ignore no-explicit-any
+async function irttRun(interval: string, duration: string): Promise<any> {
+  const { port, server } = await irttServer();
   const file = await Deno.makeTempFile({ suffix: ".json" });
   try {
-    await sleep(500);
     const r = await output([
       ...IRTT,
       "client",
       "-Q",
       "-i",
-      "1ms",
+      interval,
       "-d",
-      "10s",
+      duration,
       "-o",
       file,
       `127.0.0.1:${port}`,
     ]);
     if (r.code !== 0) throw new Error(`irtt client failed: ${r.stderr}`);
-    const d = JSON.parse(await Deno.readTextFile(file));
-    const interval = d.config.params.interval as number; // ns
-    const stats = d.stats;
-    // irtt's JSON has no per-packet timer error, only its mean, stddev and
-    // max (its timer re-bases on each wake-up, so the error cannot be rebuilt
-    // from the send times). The 99th percentile is estimated as
-    // mean + 2.326·stddev, the normal approximation.
-    const e = stats.timer_error;
-    return {
-      scheduled: Math.round(stats.duration / interval),
-      sent: stats.packets_sent,
-      received: stats.packets_received,
-      errorMedianUs: NaN,
-      errorP99Us: (e.mean + 2.326 * e.stddev) / 1000,
-      errorMaxUs: e.max / 1000,
-      errorMeanUs: e.mean / 1000,
-      catchUpOrMissed: stats.timer_misses,
-      errorP99OnTimeUs: (e.mean + 2.326 * e.stddev) / 1000,
-    };
+    return JSON.parse(await Deno.readTextFile(file));
   } finally {
     await stop(server);
     await Deno.remove(file).catch(() => {});
   }
+}
+
+async function irttPrecision(): Promise<Precision> {
+  const d = await irttRun("1ms", "10s");
+  const interval = d.config.params.interval as number; // ns
+  const stats = d.stats;
+  // irtt's JSON has no per-packet timer error, only its mean, stddev and
+  // max (its timer re-bases on each wake-up, so the error cannot be rebuilt
+  // from the send times). The 99th percentile is estimated as
+  // mean + 2.326·stddev, the normal approximation.
+  const e = stats.timer_error;
+  return {
+    scheduled: Math.round(stats.duration / interval),
+    sent: stats.packets_sent,
+    received: stats.packets_received,
+    errorMedianUs: NaN,
+    errorP99Us: (e.mean + 2.326 * e.stddev) / 1000,
+    errorMaxUs: e.max / 1000,
+    errorMeanUs: e.mean / 1000,
+    catchUpOrMissed: stats.timer_misses,
+    errorP99OnTimeUs: (e.mean + 2.326 * e.stddev) / 1000,
+  };
+}
+
+/** Round trips of one client against its own server, in microseconds. */
+interface RttSample {
+  /** Each reply's RTT. */
+  rtts: number[];
+  /** Where the receive times came from, as the client reports it. */
+  source: string;
+}
+
+/** `udp-ping` against `udp-server`: the RTT of each reply, from its JSON events. */
+async function ourRtts(count: number, intervalMs: number): Promise<RttSample> {
+  const { port, server } = await ourServer();
+  try {
+    const events = await ourPings(port, { count, interval: `${intervalMs}ms` });
+    const rtts = events.filter((e) => e.type === "reply" && !e.duplicate && !e.late)
+      .map((e) => e.rttMs * 1000);
+    return { rtts, source: `receive ${events.at(-1).timestamps.receive}` };
+  } finally {
+    await stop(server);
+  }
+}
+
+/** `irtt client` against `irtt server`: the RTT of each round trip, from its JSON output. */
+async function irttRtts(count: number, intervalMs: number): Promise<RttSample> {
+  const d = await irttRun(`${intervalMs}ms`, `${count * intervalMs}ms`);
+  const rtts = (d.round_trips as { lost: string; delay: { rtt?: number } }[])
+    .filter((t) => t.lost === "false" && t.delay.rtt !== undefined)
+    .map((t) => t.delay.rtt! / 1000);
+  // irtt 0.9 (Go) stamps in user space at both ends.
+  return { rtts, source: "user space" };
+}
+
+/** Median and 99th percentile (nearest rank) of `values`. */
+function quantiles(values: number[]): { median: number; p99: number; count: number } {
+  const sorted = values.toSorted((a, b) => a - b);
+  const at = (p: number) =>
+    sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+  return { median: at(50), p99: at(99), count: sorted.length };
+}
+
+/**
+ * RTT accuracy on loopback: 200 pings at 10 ms, ours against our server and
+ * irtt against its own, alternating over `rounds` rounds in one run, so
+ * that load on the machine falls on both alike; samples are pooled.
+ */
+async function rttComparison(rounds: number) {
+  const ours: number[] = [], irtt: number[] = [];
+  let source = "";
+  for (let round = 0; round < rounds; round++) {
+    const a = await ourRtts(200, 10);
+    ours.push(...a.rtts);
+    source = a.source;
+    irtt.push(...(await irttRtts(200, 10)).rtts);
+  }
+  const o = quantiles(ours), i = quantiles(irtt);
+  return {
+    ours: { ...o, source },
+    irtt: i,
+    medianDiffUs: o.median - i.median,
+    p99DiffUs: o.p99 - i.p99,
+    medianTargetMet: o.median - i.median <= 15,
+    p99TargetMet: o.p99 - i.p99 <= 50,
+  };
 }
 
 async function buildBlaster(): Promise<string> {
@@ -199,11 +318,27 @@ interface Throughput {
   machineCores: number;
 }
 
+/** The load generator's settings, the same for both servers: requests in flight, size (irtt's default packet length), client sockets. */
+const LOAD = { window: "64", size: "60", sockets: "8" };
+
+/** The generator's command line against `port` on loopback. */
+function load(blaster: string, at: { port: number; seconds: number }): string[] {
+  const { port, seconds } = at;
+  return [
+    ...NICE,
+    blaster,
+    "127.0.0.1",
+    String(port),
+    String(seconds),
+    LOAD.window,
+    LOAD.size,
+    LOAD.sockets,
+  ];
+}
+
 async function ourThroughput(blaster: string, seconds: number): Promise<Throughput> {
-  const port = freePort();
-  const server = start([...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), "--quiet"]);
+  const { port, server } = await ourServer(["--threads", "2"]);
   try {
-    await sleep(1500);
     const cpu0 = await cpuSeconds(server.pid);
     const m0 = await machineJiffies();
     const t0 = performance.now();
@@ -212,13 +347,7 @@ async function ourThroughput(blaster: string, seconds: number): Promise<Throughp
       "/usr/bin/time",
       "-f",
       "%U %S",
-      ...NICE,
-      blaster,
-      "127.0.0.1",
-      String(port),
-      String(seconds),
-      "64",
-      "32",
+      ...load(blaster, { port, seconds }),
     ]);
     const wall = (performance.now() - t0) / 1000;
     const cpu1 = await cpuSeconds(server.pid);
@@ -235,30 +364,41 @@ async function ourThroughput(blaster: string, seconds: number): Promise<Throughp
   }
 }
 
-async function irttThroughput(seconds: number): Promise<number> {
-  const port = freePort();
-  const server = start([...IRTT, "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
-  const file = await Deno.makeTempFile({ suffix: ".json" });
+/**
+ * The open request `irtt client` sends (with its default packet length,
+ * 60 bytes, and both timestamps and received stats), captured on a socket
+ * that never answers, as hex for the generator's irtt mode.
+ */
+async function captureIrttOpen(): Promise<string> {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (conn.addr as Deno.NetAddr).port;
+  const client = start([...IRTT, "client", "-Q", "-i", "10ms", "-d", "60s", `127.0.0.1:${port}`]);
   try {
-    await sleep(500);
-    await output([
-      ...IRTT,
-      "client",
-      "-Q",
-      "-i",
-      "1us",
-      "-d",
-      `${seconds}s`,
-      "-o",
-      file,
-      `127.0.0.1:${port}`,
-    ]);
-    const d = JSON.parse(await Deno.readTextFile(file));
-    return d.stats.server_packets_received / (d.stats.duration / 1e9);
+    const [data] = await conn.receive();
+    return [...data].map((b) => b.toString(16).padStart(2, "0")).join("");
+  } finally {
+    conn.close();
+    await stop(client);
+  }
+}
+
+/** irtt's server under the same generator, speaking irtt's protocol (see udp_blaster.c). */
+async function irttThroughput(blaster: string, seconds: number): Promise<number> {
+  const open = await captureIrttOpen();
+  const { port, server } = await irttServer();
+  try {
+    const r = await output([...load(blaster, { port, seconds }), open]);
+    if (r.code !== 0) throw new Error(`udp_blaster against irtt failed: ${r.stderr}`);
+    return JSON.parse(r.stdout).rps;
   } finally {
     await stop(server);
-    await Deno.remove(file).catch(() => {});
   }
+}
+
+/** The median of `values`. */
+function middle(values: number[]): number {
+  const sorted = values.toSorted((a, b) => a - b);
+  return sorted[sorted.length >> 1]!;
 }
 
 async function loadavg(): Promise<string> {
@@ -269,19 +409,32 @@ if (import.meta.main) {
   const json = Deno.args.includes("--json");
   const loadBefore = await loadavg();
   const blaster = await buildBlaster();
+  const rtt = await rttComparison(3);
+  if (Deno.args.includes("--rtt-only")) {
+    console.log(JSON.stringify(rtt));
+    Deno.exit(0);
+  }
   const ours = await ourPrecision();
   const irtt = await irttPrecision();
-  const ourRps = await ourThroughput(blaster, 5);
-  const irttRps = await irttThroughput(5);
+  // Alternating rounds, so that other load on the machine falls on both.
+  const ourRounds: Throughput[] = [], irttRounds: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    ourRounds.push(await ourThroughput(blaster, 3));
+    irttRounds.push(await irttThroughput(blaster, 3));
+  }
+  const ourRps = ourRounds.find((r) => r.rps === middle(ourRounds.map((x) => x.rps)))!;
+  const irttRps = middle(irttRounds);
   await Deno.remove(blaster.replace(/\/udp_blaster$/, ""), { recursive: true });
   const load = `${loadBefore} before, ${await loadavg()} after`;
   const result = {
     load,
     nice: NICE.length > 0,
+    rtt,
     precision: { ours, irtt },
     throughput: {
       ours: ourRps.rps,
-      irttUnderIrttClient: irttRps,
+      irtt: irttRps,
+      rounds: { ours: ourRounds.map((r) => r.rps), irtt: irttRounds },
       cpuCores: {
         server: ourRps.serverCores,
         blaster: ourRps.blasterCores,
@@ -294,6 +447,25 @@ if (import.meta.main) {
     const f = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(0));
     const col = (v: string | number, w: number) => String(v).padEnd(w);
     console.log(`load average: ${load}${NICE.length > 0 ? " (run under nice -n -19)" : ""}`);
+    console.log(
+      "RTT on loopback, 3 × 200 pings at 10 ms, each client against its own server (µs):",
+    );
+    console.log("  tool      replies median p99    timestamps");
+    console.log(
+      `  ${col("udp-ping", 9)} ${col(rtt.ours.count, 7)} ${col(f(rtt.ours.median), 6)} ${
+        col(f(rtt.ours.p99), 6)
+      } send user space, ${rtt.ours.source}`,
+    );
+    console.log(
+      `  ${col("irtt", 9)} ${col(rtt.irtt.count, 7)} ${col(f(rtt.irtt.median), 6)} ${
+        col(f(rtt.irtt.p99), 6)
+      } user space at both ends`,
+    );
+    console.log(
+      `  udp-ping − irtt: median ${f(rtt.medianDiffUs)} µs (target ≤ 15: ${
+        rtt.medianTargetMet ? "met" : "NOT met"
+      }), p99 ${f(rtt.p99DiffUs)} µs (target ≤ 50: ${rtt.p99TargetMet ? "met" : "NOT met"})`,
+    );
     console.log("client precision, -i 1ms for 10 s on loopback (send-time error in µs):");
     console.log(
       "  tool      scheduled sent   received catch-up/missed median p99     max     mean  p99-on-time",
@@ -316,17 +488,23 @@ if (import.meta.main) {
         (ours.errorP99OnTimeUs / irtt.errorP99OnTimeUs).toFixed(2)
       } on time`,
     );
-    console.log("server throughput on loopback (replies/s):");
     console.log(
-      `  udp-server under udp_blaster (64 in flight): ${ourRps.rps.toFixed(0)} ` +
+      `server throughput on loopback (replies/s), median of 3 rounds of 3 s, same generator ` +
+        `(udp_blaster: ${LOAD.window} in flight, ${LOAD.size}-byte requests, ${LOAD.sockets} sockets):`,
+    );
+    console.log(
+      `  udp-server --threads 2: ${ourRps.rps.toFixed(0)} ` +
         `(CPU: server ${ourRps.serverCores.toFixed(2)}, udp_blaster ${
           ourRps.blasterCores.toFixed(2)
         }, whole machine ${
           ourRps.machineCores.toFixed(2)
         } of ${navigator.hardwareConcurrency} cores)`,
     );
+    console.log(`  irtt server:             ${irttRps.toFixed(0)}`);
     console.log(
-      `  irtt server under irtt client -i 1us (reference, other generator): ${irttRps.toFixed(0)}`,
+      `  ratio udp-server/irtt: ${(ourRps.rps / irttRps).toFixed(2)} ` +
+        `(rounds: ours ${ourRounds.map((r) => r.rps.toFixed(0)).join(" ")}, ` +
+        `irtt ${irttRounds.map((r) => r.toFixed(0)).join(" ")})`,
     );
   }
 }

@@ -12,6 +12,7 @@
  * import { udpPing } from "./client.ts";
  * import { assertEquals } from "../lib/testing/assert.ts";
  * await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+ * await server.ready;
  * const summary = await udpPing("127.0.0.1", { port: server.addr.port, count: 3, interval: 10 });
  * assertEquals(summary.received, 3);
  * assertEquals(summary.server?.rx, 3);
@@ -22,15 +23,22 @@
 import { resolveHost } from "../lib/resolve.ts";
 import { percentile, RttStats, type RttSummary } from "../lib/stats.ts";
 import {
+  AUTH_BYTES,
   DEFAULT_PORT,
   encodeHeartbeat,
   encodePing,
   encodeStatsRequest,
   MAX_PAYLOAD,
   parseMessage,
+  parseStamps,
   type ServerCounters,
+  signDatagram,
+  verifyDatagram,
 } from "./protocol.ts";
 import { type IdleTicker, loadTicker } from "./_ticker.ts";
+import { DatagramInfo, openSocket } from "../lib/rawsock/socket.ts";
+import { bindFastCalls } from "../lib/rawsock/ffi.ts";
+import { realtimeInto } from "../lib/rawsock/clock.ts";
 
 // Re-exported: the summary's RTT statistics are part of this module's API.
 export type { IpdvSummary, RttSummary } from "../lib/stats.ts";
@@ -83,6 +91,25 @@ export interface UdpPingOptions {
    * @default {true}
    */
   serverStats?: boolean;
+  /**
+   * Ask the kernel for receive times (`SO_TIMESTAMPNS`); off, every reply is
+   * timed when this process reads it (the fallback where the kernel gives none).
+   * @default {true}
+   */
+  kernelStamps?: boolean;
+  /**
+   * Send stamped pings (at least 96 bytes), so that a netkit server writes
+   * its receive and send times into each echo, and split each round trip
+   * into upstream, server and downstream delay (see {@linkcode OneWaySummary}).
+   * @default {false}
+   */
+  oneWay?: boolean;
+  /**
+   * A shared key: sign every datagram (HMAC-SHA256, see `signDatagram()` in
+   * protocol.ts, at the cost of 83 bytes per ping) and count only replies
+   * signed with it; a netkit server started with the same key answers.
+   */
+  hmac?: Uint8Array;
   /** Stops sending; the summary comes at once, outstanding pings count as lost. */
   signal?: AbortSignal;
   /** Called for each event, as it happens. */
@@ -98,6 +125,17 @@ export type UdpPingEvent =
     bytes: number;
     from: string;
     rttMs: number;
+    /** Where the receive time came from: the kernel (`SO_TIMESTAMPNS`), or user space when the kernel gave none. */
+    stamp: StampSource;
+    /**
+     * With `oneWay` and a server that stamps: the server's receive time
+     * minus our send time (includes the clock offset, as irtt's send delay).
+     */
+    upMs?: number;
+    /** With `oneWay`: our receive time minus the server's send time (includes minus the clock offset). */
+    downMs?: number;
+    /** With `oneWay`: the server's send time minus its receive time. */
+    serverMs?: number;
     /** A second reply for this sequence number. */
     duplicate: boolean;
     /** Came after its timeout had been reported. */
@@ -107,6 +145,58 @@ export type UdpPingEvent =
   }
   | { type: "timeout"; seq: number }
   | { type: "heartbeat"; seq: number; bytes: number };
+
+/** Where a time was taken: by the kernel, or by this process (user space). */
+export type StampSource = "kernel" | "user space";
+
+/** Where the client's timestamps came from, as irtt reports its timestamp source. */
+export interface TimestampSources {
+  /** The send time: read from CLOCK_REALTIME right before `sendto()`, always in user space. */
+  send: "user space";
+  /** The receive time: "kernel" (`SO_TIMESTAMPNS`) for every reply, "user space" for none, else "mixed". */
+  receive: StampSource | "mixed";
+  /** Replies timed by the kernel. */
+  kernel: number;
+  /** Replies the kernel gave no time for, timed when this process read them. */
+  userSpace: number;
+}
+
+/** Median, minimum and maximum of a delay, in milliseconds. */
+export interface DelayStats {
+  /** The smallest. */
+  min: number;
+  /** The median. */
+  median: number;
+  /** The largest. */
+  max: number;
+}
+
+/**
+ * One-way delays from the server's stamps (`oneWay`), as irtt splits a
+ * round trip: T1 our send, T2 the server's receive, T3 its send, T4 our
+ * receive. Upstream is T2 − T1 and downstream T4 − T3, read on two clocks,
+ * so each includes the clock offset between them (± it); they are exact
+ * when both ends share a clock.
+ *
+ * The offset is estimated as NTP does (RFC 5905 §8), from the round trip
+ * with the least network time δ = (T4 − T1) − (T3 − T2):
+ * θ = ((T2 − T1) + (T3 − T4)) / 2, which is exact when that trip's two
+ * directions took equally long, and off by at most δ / 2 otherwise.
+ */
+export interface OneWaySummary {
+  /** Round trips with the server's stamps. */
+  count: number;
+  /** T2 − T1. */
+  up: DelayStats;
+  /** T4 − T3. */
+  down: DelayStats;
+  /** T3 − T2: the server's own time. */
+  server: DelayStats;
+  /** The estimated offset of the server's clock from ours, θ. */
+  offsetMs: number;
+  /** Its error bound, δ / 2 of the round trip it came from. */
+  offsetErrorMs: number;
+}
 
 /** The end-of-run figures of {@linkcode udpPing}. Times are in milliseconds. */
 export interface UdpPingSummary {
@@ -130,6 +220,12 @@ export interface UdpPingSummary {
   reordered: number;
   /** RTT statistics of the received replies. */
   rtt: RttSummary & { p99: number };
+  /** Where the send and receive times came from. */
+  timestamps: TimestampSources;
+  /** With `hmac`: datagrams from the server's port ignored for a missing or wrong MAC. */
+  unauthenticated: number;
+  /** With `oneWay`: the delays each way; `undefined` when no reply carried the server's stamps. */
+  oneWay?: OneWaySummary | undefined;
   /** The server's counters for this client, if it is a netkit server. */
   server: ServerCounters | undefined;
   /** Pings that never reached the server: `sent − server.rx`. */
@@ -197,15 +293,25 @@ function randomNonce(): string {
  * Pings a UDP ping server and returns the summary; events (replies,
  * timeouts) are reported through `onEvent` as they happen.
  *
+ * Datagrams go through the project's socket layer (`lib/rawsock`), as
+ * ping's do:
+ * - the send time is read from CLOCK_REALTIME right before `sendto()`;
+ * - the receive time is the kernel's (`SO_TIMESTAMPNS`, the same clock), so
+ *   the RTT does not include the time this process takes to see a reply;
+ *   where the kernel gives none, the time the reply is read (noted in the
+ *   event and the summary);
+ * - waiting for replies is `poll()` on a worker thread, never blocking the
+ *   event loop.
+ *
  * Sends go out on a drift-free schedule (`t0 + k·interval`) driven by a
- * worker thread; a late tick sends late rather than skipping. Receive times
- * are taken when the event loop sees the datagram.
+ * worker thread; a late tick sends late rather than skipping.
  *
  * @param host A name or an address.
  * @param options Count, interval, timeout, size, family, mode and callbacks.
  * @returns The summary.
  * @throws {ResolveError} If the host cannot be resolved (from `lib/resolve.ts`).
  * @throws {RangeError} If an option is out of range.
+ * @throws {SocketError} If the socket cannot be opened (from `lib/rawsock`).
  */
 export async function udpPing(host: string, options: UdpPingOptions = {}): Promise<UdpPingSummary> {
   const port = options.port ?? DEFAULT_PORT;
@@ -228,26 +334,47 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     host,
     options.family === undefined ? {} : { family: options.family },
   );
-  const v6 = family === 6;
-  const conn = Deno.listenDatagram({ transport: "udp", hostname: v6 ? "::" : "0.0.0.0", port: 0 });
-  const target: Deno.NetAddr = { transport: "udp", hostname: address, port };
+  // Not connected: a server bound to a wildcard address may answer from
+  // another of its addresses, and the course's client accepts that too.
+  // ICMP errors are not asked for: a lost ping is a timeout, as there.
+  const sock = openSocket({
+    kind: "udp",
+    family,
+    receiveTtl: false,
+    receiveErrors: false,
+    timestamps: options.kernelStamps ?? true,
+  });
+  const target = { family, address, port };
+  const clock = new RealtimeClock();
+  try {
+    sock.bind({ family, address: family === 6 ? "::" : "0.0.0.0", port: 0 });
+  } catch (err) {
+    sock.close();
+    throw err;
+  }
 
   const stats = new RttStats();
   const sendErrors: number[] = [];
   const onTimeErrors: number[] = [];
   let catchUp = 0, lastSend = -Infinity;
-  // Pings awaiting a reply, seq → send time, in send order: with one timeout
+  // Pings awaiting a reply, seq → send time (performance.now() for the
+  // timeout, CLOCK_REALTIME for the RTT), in send order: with one timeout
   // for all, the first entry always expires first, so a single timer armed
-  // for it replaces a timer per ping (two fewer async ops per ping).
-  const outstanding = new Map<number, { sentAt: number }>();
+  // for it replaces a timer per ping.
+  const outstanding = new Map<number, { sentAt: number; sentNs: number }>();
   let expiryTimer: ReturnType<typeof setTimeout> | undefined;
   const received = new Set<number>();
   // Send times stay known after a timeout, for a late reply's RTT, and are
   // forgotten (with the seq's other state) after 4 timeouts, so memory stays
   // bounded on endless runs.
-  const sentTimes = new Map<number, number>();
+  const sentTimes = new Map<number, { sentAt: number; sentNs: number }>();
   const timedOut = new Set<number>();
   let sent = 0, inTime = 0, duplicates = 0, late = 0, reordered = 0, highest = 0;
+  let kernelStamps = 0, userStamps = 0, unauthenticated = 0;
+  const key = options.hmac;
+  const oneWay = options.oneWay ?? false;
+  const ups: number[] = [], downs: number[] = [], serverTimes: number[] = [];
+  let bestDelta = Infinity, bestOffset = NaN;
   let lastEvent = 0;
   let closing = false;
   let server: ServerCounters | undefined;
@@ -262,8 +389,14 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     if (drained && outstanding.size === 0) drained();
   }
 
-  function onDatagram(data: Uint8Array, from: Deno.NetAddr, now: number): void {
-    if (from.port !== port) return;
+  function onDatagram(
+    data: Uint8Array,
+    bytes: number,
+    from: string,
+    receivedNs: number,
+    stamp: StampSource,
+  ) {
+    const now = performance.now();
     const m = parseMessage(data);
     if (m?.kind === "stats-reply" && m.nonce.toLowerCase() === nonce) {
       server = m.counters;
@@ -280,25 +413,46 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     const seq = m.seq;
     const pending = outstanding.get(seq);
     lastEvent = now;
+    if (stamp === "kernel") kernelStamps++;
+    else userStamps++;
     if (pending) {
       outstanding.delete(seq);
       received.add(seq);
       inTime++;
-      const rtt = now - pending.sentAt;
+      const rtt = (receivedNs - pending.sentNs) / 1e6;
       const isReordered = seq < highest;
       if (isReordered) reordered++;
       else highest = seq;
       stats.add(rtt, seq);
-      emit({
+      const event: UdpPingEvent = {
         type: "reply",
         seq,
-        bytes: data.length,
-        from: from.hostname,
+        bytes,
+        from,
         rttMs: rtt,
+        stamp,
         duplicate: false,
         late: false,
         reordered: isReordered,
-      });
+      };
+      const stamps = oneWay ? parseStamps(data) : undefined;
+      if (stamps !== undefined) {
+        const t2 = clock.toNs(stamps.rxSeconds, stamps.rxNanoseconds);
+        const t3 = clock.toNs(stamps.txSeconds, stamps.txNanoseconds);
+        const up = (t2 - pending.sentNs) / 1e6, down = (receivedNs - t3) / 1e6;
+        const serverMs = (t3 - t2) / 1e6;
+        ups.push(up);
+        downs.push(down);
+        serverTimes.push(serverMs);
+        // RFC 5905 §8: the offset from the trip with the least network time.
+        const delta = up + down;
+        if (delta < bestDelta) {
+          bestDelta = delta;
+          bestOffset = (up - down) / 2;
+        }
+        Object.assign(event, { upMs: up, downMs: down, serverMs });
+      }
+      emit(event);
       settle();
     } else if (received.has(seq) || timedOut.has(seq)) {
       const isLate = timedOut.delete(seq);
@@ -306,12 +460,14 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         late++;
         received.add(seq);
       } else duplicates++;
+      const sentNs = sentTimes.get(seq)?.sentNs;
       emit({
         type: "reply",
         seq,
-        bytes: data.length,
-        from: from.hostname,
-        rttMs: now - (sentTimes.get(seq) ?? now),
+        bytes,
+        from,
+        rttMs: sentNs === undefined ? 0 : (receivedNs - sentNs) / 1e6,
+        stamp,
         duplicate: !isLate,
         late: isLate,
         reordered: false,
@@ -319,20 +475,65 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     }
   }
 
-  async function receiveLoop(): Promise<void> {
-    const buf = new Uint8Array(65536);
+  const rx = new Uint8Array(65536);
+  const info = new DatagramInfo();
+  sock.useReceiveBuffer(rx);
+
+  /** Reads every queued datagram, without waiting. */
+  function drain(): void {
     for (;;) {
-      let data: Uint8Array, addr: Deno.Addr;
-      try {
-        [data, addr] = await conn.receive(buf);
-      } catch (err) {
-        if (closing || err instanceof Deno.errors.BadResource) return;
-        if (err instanceof Deno.errors.Interrupted) return;
-        // An ICMP error for an earlier send may surface as a receive error
-        // (ECONNREFUSED); the socket is still good.
-        continue;
+      if (closing) return;
+      const n = sock.receiveInto(rx, info);
+      if (n < 0) return;
+      const from = sock.lastSender();
+      if (from === undefined || from.port !== port) continue;
+      let data = rx.subarray(0, n);
+      if (key !== undefined) {
+        // Only what the server signed for this run counts.
+        if (verifyDatagram(data, key) !== nonce) {
+          unauthenticated++;
+          continue;
+        }
+        data = data.subarray(0, n - AUTH_BYTES);
       }
-      onDatagram(data, addr as Deno.NetAddr, performance.now());
+      let receivedNs: number, stamp: StampSource;
+      if (info.timestampSec >= 0) {
+        receivedNs = clock.toNs(info.timestampSec, info.timestampNsec);
+        stamp = "kernel";
+      } else {
+        receivedNs = clock.nowNs();
+        stamp = "user space";
+      }
+      onDatagram(data, n, from.address, receivedNs, stamp);
+    }
+  }
+
+  async function receiveLoop(): Promise<void> {
+    while (!closing) {
+      drain();
+      if (closing) return;
+      // poll() on a worker thread; close() wakes it.
+      await sock.wait();
+    }
+  }
+
+  /** With `hmac`, signs `data` (appending room for the tail when it has no padding). */
+  function sign(data: Uint8Array): Uint8Array {
+    if (key === undefined) return data;
+    let signed = data;
+    if (parseMessage(data)?.kind === "heartbeat") {
+      signed = new Uint8Array(data.length + AUTH_BYTES);
+      signed.set(data);
+    }
+    signDatagram(signed, key, nonce);
+    return signed;
+  }
+
+  function transmit(data: Uint8Array): void {
+    try {
+      sock.send(data, target);
+    } catch {
+      // A full send queue or a local error: the ping is lost, which UDP allows.
     }
   }
 
@@ -341,28 +542,38 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     // The ticker wakes us up `spin` ms early; the rest is spun here, on the
     // thread that sends, whose own wake-up from the timer is the late part.
     while (now < scheduled) now = performance.now();
-    const data = heartbeat
-      ? encodeHeartbeat(seq, (performance.timeOrigin + now) / 1000, interval)
-      : encodePing(seq, (performance.timeOrigin + now) / 1000, { size });
+    const data = sign(
+      heartbeat
+        ? encodeHeartbeat(seq, (performance.timeOrigin + now) / 1000, interval)
+        : encodePing(seq, (performance.timeOrigin + now) / 1000, {
+          size,
+          stamps: oneWay,
+          auth: key !== undefined,
+        }),
+    );
     sendErrors.push(now - scheduled);
     if (scheduled < lastSend) catchUp++;
     else onTimeErrors.push(now - scheduled);
     lastSend = now;
     sent++;
     for (const [old, at] of sentTimes) {
-      if (now - at < 4 * timeout) break;
+      if (now - at.sentAt < 4 * timeout) break;
       sentTimes.delete(old);
       timedOut.delete(old);
       received.delete(old);
     }
     if (heartbeat) {
+      transmit(data);
       emit({ type: "heartbeat", seq, bytes: data.length });
-    } else {
-      sentTimes.set(seq, now);
-      outstanding.set(seq, { sentAt: now });
-      armExpiry();
+      return;
     }
-    conn.send(data, target).catch(() => {});
+    // The send time as ping takes it: the clock read, then at once sendto().
+    clock.stamp();
+    transmit(data);
+    const entry = { sentAt: now, sentNs: clock.stampNs() };
+    sentTimes.set(seq, entry);
+    outstanding.set(seq, entry);
+    armExpiry();
   }
 
   function armExpiry(): void {
@@ -372,6 +583,8 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     const wait = Math.max(0, head.value.sentAt + timeout - performance.now());
     expiryTimer = setTimeout(() => {
       expiryTimer = undefined;
+      // A reply may be queued and not yet read: read it before judging.
+      drain();
       const now = performance.now();
       for (const [seq, { sentAt }] of outstanding) {
         if (sentAt + timeout > now) break;
@@ -387,9 +600,12 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
 
   let ticker: IdleTicker | undefined;
   try {
-    if (count > 1) ticker = await loadTicker();
+    if (count > 1) {
+      ticker = await loadTicker();
+      bindFastCalls();
+    }
   } catch (err) {
-    conn.close();
+    sock.close();
     throw err;
   }
   emit({ type: "start", host, address, port });
@@ -418,7 +634,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         });
       }
       if (!heartbeat && (options.serverStats ?? true)) {
-        const request = encodeStatsRequest(nonce);
+        const request = sign(encodeStatsRequest(nonce));
         // Three tries, as the request or its reply may be lost; one when
         // nothing ever answered, so an absent server does not hold us long.
         const tries = inTime + late > 0 ? 3 : 1;
@@ -433,7 +649,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
               clearTimeout(timer);
               resolve();
             };
-            conn.send(request, target).catch(() => {});
+            transmit(request);
           });
         }
       }
@@ -443,7 +659,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     options.signal?.removeEventListener("abort", onAbort);
     closing = true;
     clearTimeout(expiryTimer);
-    conn.close();
+    sock.close();
     await receiving;
   }
   const sortedErrors = sendErrors.toSorted((a, b) => a - b);
@@ -459,6 +675,21 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     late,
     reordered,
     rtt: summaryRtt,
+    unauthenticated,
+    timestamps: {
+      send: "user space",
+      receive: userStamps === 0 ? "kernel" : kernelStamps === 0 ? "user space" : "mixed",
+      kernel: kernelStamps,
+      userSpace: userStamps,
+    },
+    oneWay: ups.length === 0 ? undefined : {
+      count: ups.length,
+      up: delayStats(ups),
+      down: delayStats(downs),
+      server: delayStats(serverTimes),
+      offsetMs: bestOffset,
+      offsetErrorMs: bestDelta / 2,
+    },
     server,
     upstreamLoss: server ? sent - server.rx : undefined,
     downstreamLoss: server ? server.tx - (inTime + late) : undefined,
@@ -472,6 +703,51 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     },
     elapsedMs: Math.max(lastEvent, performance.now()) - t0,
   };
+}
+
+function delayStats(values: number[]): DelayStats {
+  const sorted = values.toSorted((a, b) => a - b);
+  return { min: sorted[0]!, median: percentile(sorted, 50), max: sorted.at(-1)! };
+}
+
+/**
+ * CLOCK_REALTIME readings as nanoseconds since the second the run started:
+ * exact in a double for 104 days, where nanoseconds since 1970 are not.
+ */
+class RealtimeClock {
+  #buf = new Uint8Array(16);
+  #view = new DataView(this.#buf.buffer);
+  #base: number;
+
+  constructor() {
+    realtimeInto(this.#buf);
+    this.#base = this.#seconds();
+  }
+
+  #seconds(): number {
+    return this.#view.getUint32(0, true) + this.#view.getInt32(4, true) * 2 ** 32;
+  }
+
+  /** Reads the clock into the stamp buffer: nothing else between it and the caller's send. */
+  stamp(): void {
+    realtimeInto(this.#buf);
+  }
+
+  /** The reading last taken by {@linkcode stamp}, in nanoseconds since the base. */
+  stampNs(): number {
+    return (this.#seconds() - this.#base) * 1e9 + this.#view.getUint32(8, true);
+  }
+
+  /** Now, in nanoseconds since the base. */
+  nowNs(): number {
+    this.stamp();
+    return this.stampNs();
+  }
+
+  /** A kernel timestamp in nanoseconds since the base. */
+  toNs(seconds: number, nanoseconds: number): number {
+    return (seconds - this.#base) * 1e9 + nanoseconds;
+  }
 }
 
 /**
@@ -517,9 +793,14 @@ export function formatEvent(event: UdpPingEvent): string | undefined {
       return `UDP PING ${event.host} (${event.address}) port ${event.port}`;
     case "reply": {
       const mark = event.duplicate ? " (DUP!)" : event.late ? " (late)" : "";
+      const split = event.upMs === undefined
+        ? ""
+        : ` up=${formatMs(event.upMs)} down=${formatMs(event.downMs!)} server=${
+          formatMs(event.serverMs!)
+        } ms`;
       return `${event.bytes} bytes from ${event.from}: seq=${event.seq} time=${
         formatMs(event.rttMs)
-      } ms${mark}`;
+      } ms${split}${mark}`;
     }
     case "timeout":
       return `Request timed out (seq=${event.seq})`;
@@ -578,6 +859,29 @@ export function formatSummary(
           fmt3(r.ipdv.max)
         } ms (${r.ipdv.count} pairs)`,
     );
+  }
+  const w = s.oneWay;
+  if (w) {
+    const d = (x: DelayStats) => `${fmt3(x.min)}/${fmt3(x.median)}/${fmt3(x.max)}`;
+    lines.push(
+      `one-way min/median/max: up ${d(w.up)}, down ${d(w.down)}, server ${d(w.server)} ms ` +
+        `(${w.count} stamped replies)`,
+      `clock offset ${fmt3(w.offsetMs)} ± ${fmt3(w.offsetErrorMs)} ms (server minus client, ` +
+        `min-RTT NTP estimate): up and down each include it`,
+    );
+  }
+  if (s.unauthenticated > 0) {
+    lines.push(`${s.unauthenticated} datagrams failed authentication (--hmac) and were ignored`);
+  }
+  const t = s.timestamps;
+  if (t.kernel + t.userSpace > 0) {
+    lines.push(`timestamps: send ${t.send}, receive ${t.receive}`);
+    if (t.userSpace > 0) {
+      lines.push(
+        `note: ${t.userSpace} of ${t.kernel + t.userSpace} replies had no kernel receive time; ` +
+          "their RTTs include this process's delay in reading them",
+      );
+    }
   }
   if (s.server) {
     const c = s.server;

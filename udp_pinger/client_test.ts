@@ -1,8 +1,21 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { ResolveError } from "../lib/resolve.ts";
 import { serve } from "./server.ts";
-import { formatEvent, formatMs, splitHostPort, udpPing } from "./client.ts";
-import { encodePing, parseMessage, toUpperAscii } from "./protocol.ts";
+import {
+  formatEvent,
+  formatMs,
+  formatSummary,
+  splitHostPort,
+  udpPing,
+  type UdpPingEvent,
+} from "./client.ts";
+import {
+  encodePing,
+  parseMessage,
+  signDatagram,
+  toUpperAscii,
+  verifyDatagram,
+} from "./protocol.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 const PY_SERVER = new URL("./testdata/UDPPingerServer.py", import.meta.url).pathname;
@@ -50,6 +63,8 @@ Deno.test("udpPing() pings our server on loopback over IPv4 and IPv6", async (t)
   for (const hostname of ["127.0.0.1", "::1"]) {
     await t.step(hostname, async () => {
       await using server = serve({ hostname, port: 0, quiet: true });
+      // Replies are timed: wait until the receive loop runs.
+      await server.ready;
       const events: string[] = [];
       const summary = await udpPing(hostname, {
         port: server.addr.port,
@@ -136,6 +151,7 @@ Deno.test("udpPing() loss equals the server's seeded drop count over 1000 pings"
     seed: 2026,
     log: (l) => log.push(l),
   });
+  await server.ready;
   let timeouts = 0;
   let summary;
   try {
@@ -167,6 +183,7 @@ Deno.test("udpPing() loss equals the server's seeded drop count over 1000 pings"
 
 Deno.test("the server keeps serving after malformed and oversized datagrams", async () => {
   await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  await server.ready;
   const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   try {
     const junk = [
@@ -186,7 +203,7 @@ Deno.test("the server keeps serving after malformed and oversized datagrams", as
   }
   const summary = await udpPing("127.0.0.1", { port: server.addr.port, count: 3, interval: 10 });
   assertEquals(summary.received, 3);
-  assertEquals(server.service.malformed, 5);
+  assertEquals(server.threads()[0]!.malformed, 5);
 });
 
 Deno.test("a heartbeat client that stops is logged as gone", async () => {
@@ -197,6 +214,7 @@ Deno.test("a heartbeat client that stops is logged as gone", async () => {
     deadAfter: 3,
     log: (l) => log.push(l),
   });
+  await server.ready;
   const summary = await udpPing("127.0.0.1", {
     port: server.addr.port,
     count: 5,
@@ -234,9 +252,12 @@ Deno.test("our client works against the course's original Python server", async 
           count: 20,
           interval: 10,
           timeout: 300,
+          oneWay: true,
           onEvent: (e) => events.push(e.type),
         });
         assertEquals(summary.sent, 20);
+        // It echoes stamped pings as any other: no stamps, so no split.
+        assertEquals(summary.oneWay, undefined);
         // The original drops 4 of 11 at random; all 20 lost has odds of 1e-9.
         assert(summary.received > 0 && summary.received < 20 || summary.received === 20);
         assertEquals(events.filter((e) => e === "reply").length, summary.received);
@@ -289,6 +310,129 @@ Deno.test("the course's original Python client works against our server CLI", as
   }
 });
 
+Deno.test("udpPing() times replies by the kernel's receive stamps, or in user space with a note", async (t) => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  await server.ready;
+  for (const kernelStamps of [true, false]) {
+    await t.step(kernelStamps ? "kernel stamps" : "without kernel stamps", async () => {
+      const stamps: string[] = [];
+      // The span from just before the first send to the end: every RTT lies within it.
+      const before = performance.now();
+      const summary = await udpPing("127.0.0.1", {
+        port: server.addr.port,
+        count: 5,
+        interval: 10,
+        kernelStamps,
+        onEvent: (e) => {
+          if (e.type === "reply") {
+            stamps.push(e.stamp);
+            assert(e.rttMs > 0, `RTT ${e.rttMs} ms is not positive`);
+          }
+        },
+      });
+      const span = performance.now() - before;
+      const source = kernelStamps ? "kernel" : "user space";
+      assertEquals(stamps, Array(5).fill(source));
+      assertEquals(summary.timestamps, {
+        send: "user space",
+        receive: source,
+        kernel: kernelStamps ? 5 : 0,
+        userSpace: kernelStamps ? 0 : 5,
+      });
+      assert(summary.rtt.max < span, `RTT ${summary.rtt.max} ms exceeds the run's ${span} ms`);
+      const lines = formatSummary(summary);
+      assert(lines.includes(`timestamps: send user space, receive ${source}`), lines.join("\n"));
+      assertEquals(
+        lines.some((l) => l.startsWith("note: 5 of 5 replies had no kernel receive time")),
+        !kernelStamps,
+      );
+    });
+  }
+});
+
+Deno.test("udpPing() with oneWay splits each round trip by our server's stamps", async () => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  await server.ready;
+  const replies: { rttMs: number; upMs?: number; downMs?: number; serverMs?: number }[] = [];
+  const summary = await udpPing("127.0.0.1", {
+    port: server.addr.port,
+    count: 10,
+    interval: 10,
+    oneWay: true,
+    onEvent: (e) => {
+      if (e.type === "reply") replies.push(e);
+    },
+  });
+  assertEquals(summary.received, 10);
+  assertEquals(summary.oneWay?.count, 10);
+  for (const r of replies) {
+    // One host, one clock: each part is a real duration, and they add up
+    // to the round trip (to the nanosecond, in floating point).
+    assert(r.upMs! > 0 && r.downMs! > 0 && r.serverMs! > 0, JSON.stringify(r));
+    assert(Math.abs(r.upMs! + r.serverMs! + r.downMs! - r.rttMs) < 1e-6, JSON.stringify(r));
+  }
+  const w = summary.oneWay!;
+  // The true offset is 0; the estimate's bound must cover it.
+  assert(Math.abs(w.offsetMs) <= w.offsetErrorMs, JSON.stringify(w));
+  const lines = formatSummary(summary);
+  assert(lines.some((l) => l.startsWith("one-way min/median/max: up ")), lines.join("\n"));
+  assertMatch(formatEvent({ type: "reply", ...replies[0]! } as UdpPingEvent)!, / up=[\d.]+ down=/);
+});
+
+Deno.test("udpPing() with hmac: answered under the server's key only, replays refused", async (t) => {
+  const key = new TextEncoder().encode("course secret");
+  await using server = serve({ hostname: "127.0.0.1", port: 0, hmac: key, quiet: true });
+  await server.ready;
+  const port = server.addr.port;
+  await t.step("the same key: every ping, the counters and the one-way split", async () => {
+    const summary = await udpPing("127.0.0.1", {
+      port,
+      count: 5,
+      interval: 10,
+      hmac: key,
+      oneWay: true,
+    });
+    assertEquals([summary.received, summary.unauthenticated], [5, 0]);
+    assertEquals(summary.server?.rx, 5);
+    assertEquals(summary.oneWay?.count, 5);
+  });
+  await t.step("another key, or none: nothing answered, each refused", async () => {
+    const before = server.threads()[0]!.rejected;
+    for (const hmac of [new TextEncoder().encode("guess"), undefined]) {
+      const summary = await udpPing("127.0.0.1", {
+        port,
+        count: 3,
+        interval: 10,
+        timeout: 200,
+        serverStats: false,
+        ...(hmac ? { hmac } : {}),
+      });
+      assertEquals(summary.received, 0);
+    }
+    assertEquals(server.threads()[0]!.rejected - before, 6);
+  });
+  await t.step("a signed ping sent again from elsewhere is a replay", async () => {
+    const ping = encodePing(1, Date.now() / 1000, { auth: true });
+    signDatagram(ping, key, "00000000beef");
+    const senders = [0, 1].map(() =>
+      Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 })
+    );
+    try {
+      await senders[0]!.send(ping, server.addr);
+      const [echo] = await senders[0]!.receive();
+      assertEquals(verifyDatagram(echo, key), "00000000beef");
+      await senders[1]!.send(ping, server.addr);
+      // Condition, not a sleep: the loop counts the replay when it reads it.
+      while (server.threads().every((l) => l.replayed === 0)) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assertEquals(server.threads().reduce((n, l) => n + l.replayed, 0), 1);
+    } finally {
+      for (const s of senders) s.close();
+    }
+  });
+});
+
 Deno.test("client helpers parse targets and format times", async (t) => {
   await t.step("splitHostPort()", () => {
     const table: [string, { host: string; port: number }][] = [
@@ -312,6 +456,7 @@ Deno.test("client helpers parse targets and format times", async (t) => {
 Deno.test("-4 and -6 pick the address family and refuse the other family's literal", async (t) => {
   await t.step("-4 localhost", async () => {
     await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+    await server.ready;
     const summary = await udpPing("localhost", { port: server.addr.port, count: 1, family: 4 });
     assertEquals([summary.address, summary.received], ["127.0.0.1", 1]);
   });
@@ -335,6 +480,7 @@ Deno.test("-4 and -6 pick the address family and refuse the other family's liter
 Deno.test("udpPing() counts duplicated and late replies from the server's --duplicate and --delay", async (t) => {
   await t.step("--duplicate 1: every reply twice, one counted, one a duplicate", async () => {
     await using server = serve({ hostname: "127.0.0.1", port: 0, duplicate: 1, quiet: true });
+    await server.ready;
     const dups: number[] = [];
     const summary = await udpPing("127.0.0.1", {
       port: server.addr.port,
@@ -350,6 +496,7 @@ Deno.test("udpPing() counts duplicated and late replies from the server's --dupl
   });
   await t.step("--delay beyond -W: replies come late or are still held, none lost", async () => {
     await using server = serve({ hostname: "127.0.0.1", port: 0, delay: 100, quiet: true });
+    await server.ready;
     const summary = await udpPing("127.0.0.1", {
       port: server.addr.port,
       count: 3,

@@ -33,6 +33,20 @@ const portOption = {
   default: String(DEFAULT_PORT),
 } as const;
 
+/** `--hmac` and `--hmac-file`, the same on both sides. */
+const hmacOptions = {
+  hmac: {
+    type: "string",
+    arg: "KEY",
+    description: "sign and check every datagram with HMAC-SHA256 under KEY",
+  },
+  "hmac-file": {
+    type: "string",
+    arg: "FILE",
+    description: "as --hmac, the key read from FILE (its bytes, a final newline dropped)",
+  },
+} as const;
+
 /** The options of `udp-server` (`main.ts server`): the parser and `--help` read this table. */
 export const SERVER_OPTIONS = {
   port: { ...portOption, description: "UDP port to listen on; 0 picks a free one" },
@@ -78,6 +92,25 @@ export const SERVER_OPTIONS = {
     arg: "N",
     default: "10000",
     description: "clients tracked at once",
+  },
+  "max-rate": {
+    type: "string",
+    arg: "N",
+    default: "no cap",
+    description: "answer at most N pings per second per client (bursts of 5), drop the rest",
+  },
+  "max-duration": {
+    type: "string",
+    arg: "SEC",
+    default: "no cap",
+    description: "answer a client's pings for SEC seconds from its first, drop the rest",
+  },
+  ...hmacOptions,
+  threads: {
+    type: "string",
+    arg: "N",
+    default: "the number of cores",
+    description: "receive loops, each on its own thread and SO_REUSEPORT socket",
   },
   quiet: { type: "boolean", short: "q", description: "no session log lines on stderr" },
   help: { type: "boolean", short: "h", description: "show this help" },
@@ -126,6 +159,11 @@ export const CLIENT_OPTIONS = {
     description: 'send heartbeats ("Heartbeat <seq> <time> <interval>"), expect no replies',
   },
   "no-stats": { type: "boolean", description: "do not ask the server for its counters" },
+  ...hmacOptions,
+  "one-way": {
+    type: "boolean",
+    description: "ask for the server's times (pings of 96+ bytes): up/down/server delays",
+  },
   help: { type: "boolean", short: "h", description: "show this help" },
 } as const satisfies Options;
 
@@ -208,6 +246,26 @@ class LineWriter {
   }
 }
 
+/** The key of `--hmac KEY` or `--hmac-file FILE`, or `undefined` without either. */
+async function hmacKey(values: { hmac?: string; "hmac-file"?: string }) {
+  if (values.hmac !== undefined && values["hmac-file"] !== undefined) {
+    throw new CliError("--hmac and --hmac-file are mutually exclusive");
+  }
+  let key: Uint8Array;
+  if (values["hmac-file"] !== undefined) {
+    const path = values["hmac-file"];
+    try {
+      key = await Deno.readFile(path);
+    } catch (err) {
+      throw new CliError(`Cannot read the key file "${path}": ${(err as Error).message}`);
+    }
+    if (key.at(-1) === 0x0a) key = key.subarray(0, -1);
+  } else if (values.hmac !== undefined) key = new TextEncoder().encode(values.hmac);
+  else return undefined;
+  if (key.length === 0) throw new CliError("invalid argument for --hmac: the key is empty");
+  return key;
+}
+
 function parsePort(text: string, min: number): number {
   return parseNumber("--port", text, { min, max: 65535, integer: true });
 }
@@ -234,10 +292,22 @@ async function serverMain(args: string[]): Promise<number> {
       integer: true,
     }),
     quiet: values.quiet ?? false,
+    threads: values.threads === undefined
+      ? navigator.hardwareConcurrency
+      : parseNumber("--threads", values.threads, { min: 1, max: 1024, integer: true }),
   };
   if (values.seed !== undefined) {
     options.seed = parseNumber("--seed", values.seed, { integer: true });
   }
+  if (values["max-rate"] !== undefined) {
+    options.maxRate = parseNumber("--max-rate", values["max-rate"], { min: 0.001 });
+  }
+  if (values["max-duration"] !== undefined) {
+    options.maxDuration = 1000 *
+      parseNumber("--max-duration", values["max-duration"], { min: 0.001 });
+  }
+  const key = await hmacKey(values);
+  if (key) options.hmac = key;
   const { serve } = await import("./server.ts");
   // Listen for the signals before saying where it listens: whoever reads
   // that line may stop the server at once.
@@ -253,6 +323,7 @@ async function serverMain(args: string[]): Promise<number> {
       EXIT_CANNOT_START,
     );
   }
+  await server.ready;
   if (!options.quiet) {
     const { hostname, port } = server.addr;
     const where = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
@@ -294,7 +365,10 @@ async function clientMain(args: string[]): Promise<number> {
       : parseNumber("-s", values.size, { min: 0, max: MAX_PAYLOAD, integer: true }),
     heartbeat,
     serverStats: !values["no-stats"],
+    oneWay: values["one-way"] ?? false,
   };
+  const key = await hmacKey(values);
+  if (key) options.hmac = key;
   if (values.ipv4) options.family = 4;
   if (values.ipv6) options.family = 6;
   const json = values.json ?? false;

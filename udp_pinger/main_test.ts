@@ -17,6 +17,7 @@ async function udp(
 
 Deno.test("the client CLI prints ping-like lines, JSON, and exit codes", async (t) => {
   await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  await server.ready;
   const target = `127.0.0.1:${server.addr.port}`;
   await t.step("text output", async () => {
     const r = await udp("udp-ping", ["-c", "3", "-i", "10ms", "-s", "100", target]);
@@ -33,6 +34,7 @@ Deno.test("the client CLI prints ping-like lines, JSON, and exit codes", async (
       lines[7]!,
       /^rtt min\/avg\/median\/max\/mdev = [\d.]+\/[\d.]+\/[\d.]+\/[\d.]+\/[\d.]+ ms$/,
     );
+    assertMatch(r.stdout, /\ntimestamps: send user space, receive kernel\n/);
     assertMatch(
       r.stdout,
       /server: 3 received, 0 dropped by server, 3 replied, 0 duplicate requests; loss upstream 0, downstream 0/,
@@ -47,6 +49,13 @@ Deno.test("the client CLI prints ping-like lines, JSON, and exit codes", async (
     assertEquals([summary.sent, summary.received, summary.server.tx], [3, 3, 3]);
     assert(typeof summary.rtt.median === "number" && typeof summary.rtt.jitter === "number");
     assertEquals(objects[1].seq, 1);
+    assertEquals(objects.slice(1, 4).map((o) => o.stamp), ["kernel", "kernel", "kernel"]);
+    assertEquals(summary.timestamps, {
+      send: "user space",
+      receive: "kernel",
+      kernel: 3,
+      userSpace: 0,
+    });
   });
   await t.step("exit 1 when nothing answers", async () => {
     const silent = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
@@ -106,6 +115,7 @@ Deno.test("udp-server and udp-ping --help list every option with its default, on
 
 Deno.test("udp-ping -p and udp-server -p take the port, as every other tool", async () => {
   await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  await server.ready;
   const port = String(server.addr.port);
   for (const args of [["-p", port, "127.0.0.1"], ["--port", port, "127.0.0.1:1"]]) {
     const r = await udp("udp-ping", ["-c", "1", "--no-stats", ...args]);
@@ -129,6 +139,7 @@ Deno.test("udp-ping -p and udp-server -p take the port, as every other tool", as
 
 Deno.test("udp-server that cannot bind exits 1, the code of every server that cannot start", async () => {
   await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  await server.ready;
   const r = await udp("udp-server", ["--host", "127.0.0.1", "-p", String(server.addr.port)]);
   assertEquals(r.code, 1, r.stderr);
   assertMatch(r.stderr, /^udp-server: Cannot listen on 127\.0\.0\.1 port \d+: /);

@@ -12,6 +12,8 @@
  * | stats request | client | `Stats <nonce> ` then spaces up to {@linkcode STATS_REQUEST_SIZE} |
  * | stats reply | server | `STATS <nonce> rx=N dup=N drop=N tx=N extra=N held=N` (lower-case keys) |
  * | heartbeat | client | `Heartbeat <seq> <time> <interval-ms>`; never answered |
+ * | stamped ping | client | `Ping <seq> <time> stamps <padding>`, at least {@linkcode STAMPED_PING_SIZE} bytes |
+ * | stamped echo | server | `PING <seq> <time> STAMPS rx=<s>.<ns> tx=<s>.<ns>` and spaces, the request's length |
  *
  * `<time>` is the sender's wall clock in seconds since the Unix epoch with a
  * fraction, as Python's `time.time()` prints it; the server only reads it
@@ -24,6 +26,12 @@
  * echo that the client ignores; the original client never sends either.
  * A stats reply is never longer than its request (it is dropped rather than
  * sent when it would be), so nothing here can amplify traffic.
+ *
+ * A stamped ping asks for the server's kernel receive time (`rx`) and its
+ * send time (`tx`), CLOCK_REALTIME as seconds and nanoseconds, written over
+ * the echo's padding: the echo keeps the request's length. The original
+ * server echoes the request upper-cased, without lower-case `rx=`, which
+ * tells a client that this server does not stamp.
  *
  * @example A ping, its echo, and the parse of both
  * ```ts
@@ -40,6 +48,8 @@
  * @module
  */
 
+import { createHmac, timingSafeEqual } from "node:crypto";
+
 /** The course's server port. */
 export const DEFAULT_PORT = 12000;
 
@@ -48,6 +58,19 @@ export const STATS_REQUEST_SIZE = 256;
 
 /** The largest UDP payload over IPv4 (65535 − 8 − 20), the cap for `-s`. */
 export const MAX_PAYLOAD = 65507;
+
+/**
+ * The least size of a stamped ping: the text of a ping with a 15-digit
+ * sequence number, the marker and the two stamps fit.
+ */
+export const STAMPED_PING_SIZE = 96;
+
+/** Bytes of one stamp as written in an echo: 10 digits of seconds, a dot, 9 of nanoseconds. */
+const STAMP_DIGITS = 20;
+/** `stamps` in a ping, ` rx=` and ` tx=` in its echo. */
+const MARKER = " stamps";
+const RX = " rx=";
+const TX = " tx=";
 
 /** Per-client counters the server keeps and reports in a stats reply. */
 export interface ServerCounters {
@@ -132,14 +155,29 @@ export function encodePing(
      * @default {0}
      */
     size?: number;
+    /**
+     * Ask for the server's receive and send times (a stamped ping), padded
+     * to at least {@linkcode STAMPED_PING_SIZE} bytes.
+     * @default {false}
+     */
+    stamps?: boolean;
+    /**
+     * Leave room for the authentication tail ({@linkcode AUTH_BYTES}) at the
+     * end, to be written by {@linkcode signDatagram}.
+     * @default {false}
+     */
+    auth?: boolean;
   } = {},
 ): Uint8Array {
   checkSeq(seq);
-  const size = options.size ?? 0;
+  const stamps = options.stamps ?? false;
+  const tail = options.auth ? AUTH_BYTES : 0;
+  let size = Math.max(options.size ?? 0, stamps ? STAMPED_PING_SIZE + tail : 0);
   if (!(size >= 0 && size <= MAX_PAYLOAD)) {
     throw new RangeError(`Cannot encode a ping of ${size} bytes: the limit is ${MAX_PAYLOAD}`);
   }
-  const text = `Ping ${seq} ${epochSeconds.toFixed(6)}`;
+  const text = `Ping ${seq} ${epochSeconds.toFixed(6)}${stamps ? MARKER : ""}`;
+  if (tail > 0) size = Math.max(size, text.length + 1 + tail);
   if (size <= text.length + 1) return encoder.encode(text);
   const out = new Uint8Array(size);
   encoder.encodeInto(text, out);
@@ -290,6 +328,227 @@ export function parseMessage(data: Uint8Array): Message | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * Where the server writes its stamps in the echo of a stamped ping: the
+ * offset right after its `stamps` marker (which must follow the time), or
+ * -1 when the ping asks for none or has no room for them.
+ *
+ * @param data A ping (as {@linkcode parseMessage} accepts it).
+ * @param reserve Bytes at the end the stamps must leave alone (an authentication tail).
+ * @returns The offset, or -1.
+ *
+ * @example
+ * ```ts
+ * import { encodePing, stampOffset } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(stampOffset(encodePing(1, 1.5, { stamps: true })), 22);
+ * assertEquals(stampOffset(encodePing(1, 1.5, { size: 96 })), -1);
+ * ```
+ */
+export function stampOffset(data: Uint8Array, reserve = 0): number {
+  // "ping <seq> <time> stamps": the third space ends the time.
+  let spaces = 0, i = 0;
+  for (; i < data.length && i < 64 && spaces < 3; i++) if (data[i] === 0x20) spaces++;
+  if (spaces < 3) return -1;
+  for (let k = 1; k < MARKER.length; k++) {
+    if ((data[i + k - 1]! | 0x20) !== MARKER.charCodeAt(k)) return -1;
+  }
+  const at = i + MARKER.length - 1;
+  if (at < data.length && data[at] !== 0x20) return -1;
+  return data.length - reserve - at >= 2 * (RX.length + STAMP_DIGITS) ? at : -1;
+}
+
+/**
+ * Writes the server's stamps into an echo at `at` (from
+ * {@linkcode stampOffset}): ` rx=` and the receive time, ` tx=` and a
+ * placeholder, then spaces to the end. Fill the send time in with
+ * {@linkcode writeStamp} at the returned offset right before sending.
+ *
+ * @param echo The echo, written in place.
+ * @param at Where the stamps go.
+ * @param rxSeconds The receive time's whole seconds.
+ * @param rxNanoseconds Its nanoseconds.
+ * @returns The offset of the send time's digits.
+ *
+ * @example
+ * ```ts
+ * import { encodePing, stampOffset, writeStamps, writeStamp, toUpperAscii, parseStamps } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const echo = toUpperAscii(encodePing(1, 1.5, { stamps: true }));
+ * const tx = writeStamps(echo, stampOffset(echo), 1700000000, 5);
+ * writeStamp(echo, tx, 1700000000, 2500);
+ * assertEquals(parseStamps(echo), { rxSeconds: 1700000000, rxNanoseconds: 5, txSeconds: 1700000000, txNanoseconds: 2500 });
+ * ```
+ */
+export function writeStamps(
+  echo: Uint8Array,
+  at: number,
+  rxSeconds: number,
+  rxNanoseconds: number,
+): number {
+  let i = at;
+  for (let k = 0; k < RX.length; k++) echo[i++] = RX.charCodeAt(k);
+  writeStamp(echo, i, rxSeconds, rxNanoseconds);
+  i += STAMP_DIGITS;
+  for (let k = 0; k < TX.length; k++) echo[i++] = TX.charCodeAt(k);
+  const tx = i;
+  writeStamp(echo, tx, 0, 0);
+  echo.fill(0x20, tx + STAMP_DIGITS);
+  return tx;
+}
+
+/**
+ * Writes one stamp (`<10 digits>.<9 digits>`, allocating nothing) at `at`.
+ *
+ * @param echo The echo, written in place.
+ * @param at The offset, e.g. from {@linkcode writeStamps}.
+ * @param seconds Whole seconds since the epoch (below 10^10).
+ * @param nanoseconds The nanoseconds, below 10^9.
+ *
+ * @example
+ * ```ts
+ * import { writeStamp } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const out = new Uint8Array(20);
+ * writeStamp(out, 0, 1700000000, 42);
+ * assertEquals(new TextDecoder().decode(out), "1700000000.000000042");
+ * ```
+ */
+export function writeStamp(echo: Uint8Array, at: number, seconds: number, nanoseconds: number) {
+  let s = seconds, ns = nanoseconds;
+  for (let k = at + 9; k >= at; k--) {
+    echo[k] = 0x30 + (s % 10);
+    s = Math.floor(s / 10);
+  }
+  echo[at + 10] = 0x2e;
+  for (let k = at + STAMP_DIGITS - 1; k > at + 10; k--) {
+    echo[k] = 0x30 + (ns % 10);
+    ns = Math.floor(ns / 10);
+  }
+}
+
+/** The server's stamps in an echo, from {@linkcode parseStamps}. */
+export interface ServerStamps {
+  /** The server's kernel receive time: whole seconds since the epoch. */
+  rxSeconds: number;
+  /** Its nanoseconds. */
+  rxNanoseconds: number;
+  /** The server's send time: whole seconds since the epoch. */
+  txSeconds: number;
+  /** Its nanoseconds. */
+  txNanoseconds: number;
+}
+
+/**
+ * Reads the server's stamps from the echo of a stamped ping.
+ *
+ * @param echo The echo.
+ * @returns The stamps, or `undefined` when the server wrote none (the
+ *   course's original server echoes the request upper-cased).
+ *
+ * @example
+ * ```ts
+ * import { encodePing, parseStamps, toUpperAscii } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(parseStamps(toUpperAscii(encodePing(1, 1.5, { stamps: true }))), undefined);
+ * ```
+ */
+export function parseStamps(echo: Uint8Array): ServerStamps | undefined {
+  const at = stampOffset(echo);
+  if (at < 0) return undefined;
+  const rx = readStamp(echo, at, RX);
+  const tx = readStamp(echo, at + RX.length + STAMP_DIGITS, TX);
+  if (rx === undefined || tx === undefined) return undefined;
+  return { rxSeconds: rx[0], rxNanoseconds: rx[1], txSeconds: tx[0], txNanoseconds: tx[1] };
+}
+
+/** `key` then a stamp at `at`, as [seconds, nanoseconds]. */
+function readStamp(echo: Uint8Array, at: number, key: string): [number, number] | undefined {
+  for (let k = 0; k < key.length; k++) if (echo[at + k] !== key.charCodeAt(k)) return undefined;
+  let seconds = 0, nanoseconds = 0;
+  const start = at + key.length;
+  for (let k = 0; k < STAMP_DIGITS; k++) {
+    const c = echo[start + k]!;
+    if (k === 10) {
+      if (c !== 0x2e) return undefined;
+      continue;
+    }
+    if (c < 0x30 || c > 0x39) return undefined;
+    if (k < 10) seconds = seconds * 10 + c - 0x30;
+    else nanoseconds = nanoseconds * 10 + c - 0x30;
+  }
+  return [seconds, nanoseconds];
+}
+
+/**
+ * Bytes of the authentication tail that `--hmac` adds at the end of every
+ * datagram: ` auth=`, the sender's session id (12 hex digits), a dot, and
+ * HMAC-SHA256 of the whole datagram with the MAC's digits zeroed (64 hex
+ * digits), as irtt zeroes its HMAC field.
+ */
+export const AUTH_BYTES = 83;
+const AUTH = " auth=";
+const MAC_AT = AUTH_BYTES - 64;
+
+/**
+ * Signs a datagram in place: writes the authentication tail (see
+ * {@linkcode AUTH_BYTES}) over its last bytes.
+ *
+ * @param data The datagram, whose last {@linkcode AUTH_BYTES} bytes are
+ *   overwritten (padding, or the peer's tail in an echo).
+ * @param key The shared key.
+ * @param sessionId The sender's session id: 12 hex digits.
+ * @throws {RangeError} If the datagram is shorter than the tail or the id is not 12 hex digits.
+ *
+ * @example
+ * ```ts
+ * import { encodePing, signDatagram, verifyDatagram, AUTH_BYTES } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const key = new TextEncoder().encode("secret");
+ * const ping = encodePing(1, 1.5, { size: 30 + AUTH_BYTES });
+ * signDatagram(ping, key, "00112233aabb");
+ * assertEquals(verifyDatagram(ping, key), "00112233aabb");
+ * ping[0] = 0x70; // "ping": any change breaks it
+ * assertEquals(verifyDatagram(ping, key), undefined);
+ * ```
+ */
+export function signDatagram(data: Uint8Array, key: Uint8Array, sessionId: string): void {
+  if (!/^[0-9a-f]{12}$/.test(sessionId)) {
+    throw new RangeError(`Cannot sign with session id "${sessionId}": 12 hex digits expected`);
+  }
+  if (data.length < AUTH_BYTES) {
+    throw new RangeError(`Cannot sign a ${data.length}-byte datagram: it needs ${AUTH_BYTES}`);
+  }
+  const at = data.length - AUTH_BYTES;
+  encoder.encodeInto(`${AUTH}${sessionId}.`, data.subarray(at));
+  data.fill(0x30, at + MAC_AT);
+  encoder.encodeInto(mac(data, key), data.subarray(at + MAC_AT));
+}
+
+/**
+ * Checks a datagram's authentication tail.
+ *
+ * @param data The datagram (left as it was).
+ * @param key The shared key.
+ * @returns The sender's session id when the MAC is right, else `undefined`.
+ */
+export function verifyDatagram(data: Uint8Array, key: Uint8Array): string | undefined {
+  if (data.length < AUTH_BYTES) return undefined;
+  const at = data.length - AUTH_BYTES;
+  const tail = decoder.decode(data.subarray(at));
+  const m = /^ auth=([0-9a-f]{12})\.([0-9a-f]{64})$/.exec(tail);
+  if (!m) return undefined;
+  const copy = data.slice();
+  copy.fill(0x30, at + MAC_AT);
+  const want = encoder.encode(mac(copy, key));
+  const got = encoder.encode(m[2]!);
+  return timingSafeEqual(want, got) ? m[1] : undefined;
+}
+
+function mac(data: Uint8Array, key: Uint8Array): string {
+  return createHmac("sha256", key).update(data).digest("hex");
 }
 
 /** Bytes of "ping " with the ASCII case bit (0x20) set. */

@@ -5,9 +5,10 @@
  * stats request, heartbeat monitoring, bounded memory and no amplification.
  *
  * The serving logic is {@linkcode PingService}, a function from a datagram to
- * the replies, tested without a socket; {@linkcode serve} puts it on a
- * `Deno.listenDatagram` socket. The command line (`deno task udp-server`)
- * is `main.ts server`.
+ * the replies, tested without a socket; {@linkcode serve} runs it in
+ * receive loops on worker threads, each on a `SO_REUSEPORT` socket of
+ * `lib/rawsock` that it waits on in `poll()` (`_server_worker.ts`). The
+ * command line (`deno task udp-server`) is `main.ts server`.
  *
  * @example Serving on an ephemeral loopback port
  * ```ts
@@ -21,14 +22,20 @@
  */
 import { createRandom } from "../lib/random.ts";
 import {
+  AUTH_BYTES,
   DEFAULT_PORT,
   encodeStatsReply,
   type Message,
   parseMessage,
   type ServerCounters,
+  stampOffset,
   toUpperAscii,
+  verifyDatagram,
+  writeStamps,
 } from "./protocol.ts";
 import { nonNegative, positive, probability } from "../lib/validate.ts";
+import { openSocket, type Socket } from "../lib/rawsock/socket.ts";
+import { COUNTERS, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
 
 /** Behaviour of a {@linkcode PingService}. */
 export interface PingServiceOptions {
@@ -75,6 +82,26 @@ export interface PingServiceOptions {
    */
   deadAfter?: number;
   /**
+   * Most pings per second answered per client (a token bucket that lets
+   * {@linkcode RATE_BURST} through at once, as irtt's server allows a burst
+   * of 5 before enforcing its minimum interval); the rest are dropped and
+   * counted in `drop`. `Infinity`: no cap.
+   * @default {Infinity}
+   */
+  maxRate?: number;
+  /**
+   * Milliseconds a client's session is answered for, from its first
+   * datagram; later pings are dropped and counted in `drop`. `Infinity`: no cap.
+   * @default {Infinity}
+   */
+  maxDuration?: number;
+  /**
+   * A shared key: answer only datagrams signed with it (HMAC-SHA256, see
+   * `signDatagram()` in protocol.ts), refuse replays, and sign every reply.
+   * Without it, the course's plain protocol, unauthenticated.
+   */
+  hmac?: Uint8Array;
+  /**
    * Where session log lines go.
    * @default {() => {}}
    */
@@ -92,6 +119,18 @@ export interface Outgoing {
    * sent (or given up) with {@linkcode PingService.release}.
    */
   held?: boolean;
+  /**
+   * The echo of a stamped ping: where its send time goes. Write it with
+   * `writeStamp()` (protocol.ts) right before sending; until then it reads
+   * zero.
+   */
+  txAt?: number;
+  /**
+   * With `hmac`: the client's session id, to sign the reply with
+   * (`signDatagram()`, protocol.ts) after the send time is written, right
+   * before sending.
+   */
+  sessionId?: string;
 }
 
 /** Where a datagram came from: a client's address and port. */
@@ -126,7 +165,13 @@ interface Session {
   highest: number;
   window: Uint8Array;
   heartbeat: Heartbeat | undefined;
+  // --max-rate's token bucket: tokens left, as of tokensAt.
+  tokens: number;
+  tokensAt: number;
 }
+
+/** Pings a client may send at once under `maxRate` (irtt's server allows a burst of 5). */
+export const RATE_BURST = 5;
 
 /** Sequence numbers remembered per client for duplicate detection. */
 const WINDOW = 1024;
@@ -178,6 +223,14 @@ export class PingService {
   // load (bench/udp.ts).
   #newest: Session | undefined;
   #malformed = 0;
+  #hmac: Uint8Array | undefined;
+  #maxRate: number;
+  #maxDuration: number;
+  #rejected = 0;
+  #replayed = 0;
+  // Signed sessions by id, least recently seen first: the replay window of
+  // each (as the per-address one), bounded as the sessions are.
+  #authSessions = new Map<string, { highest: number; window: Uint8Array; lastSeen: number }>();
 
   /**
    * Creates the service.
@@ -194,10 +247,27 @@ export class PingService {
     this.#sessionTimeout = positive("sessionTimeout", options.sessionTimeout ?? 30000);
     this.#deadAfter = positive("deadAfter", options.deadAfter ?? 3);
     this.#log = options.log ?? (() => {});
+    this.#hmac = options.hmac;
+    this.#maxRate = options.maxRate === undefined || options.maxRate === Infinity
+      ? Infinity
+      : positive("maxRate", options.maxRate);
+    this.#maxDuration = options.maxDuration === undefined || options.maxDuration === Infinity
+      ? Infinity
+      : positive("maxDuration", options.maxDuration);
     const seed = options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!;
     this.#lossRandom = createRandom(seed);
     this.#delayRandom = createRandom(seed + 1);
     this.#dupRandom = createRandom(seed + 2);
+  }
+
+  /** With `hmac`: datagrams refused for a missing or wrong MAC, or a send time outside the session timeout. */
+  get rejected(): number {
+    return this.#rejected;
+  }
+
+  /** With `hmac`: signed pings and heartbeats refused as copies of ones already seen. */
+  get replayed(): number {
+    return this.#replayed;
   }
 
   /** Datagrams ignored because they were not messages of the protocol. */
@@ -247,22 +317,83 @@ export class PingService {
        * @default {false}
        */
       inPlace?: boolean;
+      /**
+       * The kernel's receive time, whole seconds since the epoch, for the
+       * echo of a stamped ping; negative: none, `wallClock` stands in.
+       * @default {-1}
+       */
+      rxSeconds?: number;
+      /**
+       * Its nanoseconds.
+       * @default {0}
+       */
+      rxNanoseconds?: number;
     } = {},
   ): Outgoing[] {
-    const message = parseMessage(data);
+    const key = this.#hmac;
+    let sessionId: string | undefined;
+    let body = data;
+    if (key !== undefined) {
+      // Authenticated mode: nothing without a valid tail is answered.
+      sessionId = verifyDatagram(data, key);
+      if (sessionId === undefined) {
+        this.#rejected++;
+        return [];
+      }
+      body = data.subarray(0, data.length - AUTH_BYTES);
+    }
+    const message = parseMessage(body);
     if (message === undefined || message.kind === "stats-reply") {
       this.#malformed++;
       const s = this.#sessions.get(peerKey(peer));
       if (s) s.malformed++;
       return [];
     }
+    if (sessionId !== undefined && message.kind !== "stats") {
+      // A signed ping or heartbeat counts once per session id and sequence
+      // number, from whatever address (a copy from elsewhere is a replay),
+      // and only while its signed send time is within the session timeout
+      // of ours (so a replay cannot wait for its session to be forgotten).
+      const wall = options.wallClock ?? Date.now();
+      const sent = message.time;
+      if (sent === undefined || Math.abs(wall - sent * 1000) > this.#sessionTimeout) {
+        this.#rejected++;
+        return [];
+      }
+      if (!this.#freshAuth(sessionId, message.seq, now)) {
+        this.#replayed++;
+        return [];
+      }
+    }
     const session = this.#touch(peer, now);
     switch (message.kind) {
-      case "ping":
-        return this.#ping(session, message.seq, data, options.inPlace ?? false);
+      case "ping": {
+        const out = this.#ping(session, message.seq, data, options.inPlace ?? false);
+        const echo = out[0]?.data;
+        const at = echo === undefined ? -1 : stampOffset(echo, key ? AUTH_BYTES : 0);
+        if (at >= 0) {
+          let seconds = options.rxSeconds ?? -1, nanoseconds = options.rxNanoseconds ?? 0;
+          if (seconds < 0) {
+            const ms = options.wallClock ?? Date.now();
+            seconds = Math.floor(ms / 1000);
+            nanoseconds = Math.round((ms - seconds * 1000) * 1e6);
+          }
+          const txAt = writeStamps(echo!, at, seconds, nanoseconds);
+          for (const o of out) o.txAt = txAt;
+        }
+        if (sessionId !== undefined) { for (const o of out) o.sessionId = sessionId; }
+        return out;
+      }
       case "stats": {
-        const reply = encodeStatsReply(message.nonce, session.counters, { maxSize: data.length });
-        return reply ? [{ data: reply, delay: 0 }] : [];
+        const tail = sessionId === undefined ? 0 : AUTH_BYTES;
+        const reply = encodeStatsReply(message.nonce, session.counters, {
+          maxSize: data.length - tail,
+        });
+        if (reply === undefined) return [];
+        if (sessionId === undefined) return [{ data: reply, delay: 0 }];
+        const signed = new Uint8Array(reply.length + AUTH_BYTES);
+        signed.set(reply);
+        return [{ data: signed, delay: 0, sessionId }];
       }
       case "heartbeat":
         this.#heartbeat(session, message, now, options.wallClock ?? Date.now());
@@ -333,6 +464,8 @@ export class PingService {
         highest: -1,
         window: new Uint8Array(WINDOW),
         heartbeat: undefined,
+        tokens: RATE_BURST,
+        tokensAt: now,
       };
     }
     s.lastSeen = now;
@@ -357,28 +490,56 @@ export class PingService {
     if (this.#newest === s) this.#newest = undefined;
   }
 
+  /** Marks `seq` seen for a signed session; false when it was (a replay). */
+  #freshAuth(id: string, seq: number, now: number): boolean {
+    const sessions = this.#authSessions;
+    let a = sessions.get(id);
+    if (a) sessions.delete(id);
+    else {
+      for (const [old, o] of sessions) {
+        if (sessions.size < this.#maxClients && now - o.lastSeen <= this.#sessionTimeout) break;
+        sessions.delete(old);
+      }
+      a = { highest: -1, window: new Uint8Array(WINDOW), lastSeen: now };
+    }
+    a.lastSeen = now;
+    sessions.set(id, a);
+    // Older than the window: refused, as IPsec's anti-replay window does.
+    return markSeen(a, seq, false);
+  }
+
+  /** Whether a ping of session `s` may be answered under `maxRate` and `maxDuration`. */
+  #allowed(s: Session): boolean {
+    const now = s.lastSeen;
+    if (now - s.firstSeen > this.#maxDuration) return false;
+    if (this.#maxRate === Infinity) return true;
+    s.tokens = Math.min(RATE_BURST, s.tokens + ((now - s.tokensAt) / 1000) * this.#maxRate);
+    s.tokensAt = now;
+    if (s.tokens < 1) return false;
+    s.tokens--;
+    return true;
+  }
+
   /** Marks `seq` seen; returns false when it was already seen (a duplicate). */
   #firstTime(s: Session, seq: number): boolean {
-    if (seq > s.highest) {
-      const advance = s.highest < 0 ? WINDOW : seq - s.highest;
-      if (advance >= WINDOW) s.window.fill(0);
-      else for (let q = s.highest + 1; q < seq; q++) s.window[q % WINDOW] = 0;
-      s.highest = seq;
-      s.window[seq % WINDOW] = 1;
-      return true;
-    }
     // Older than the window: cannot tell, so count it as new (as IPsec's
     // window would reject it; here counting is the safer error).
-    if (s.highest - seq >= WINDOW) return true;
-    const i = seq % WINDOW;
-    if (s.window[i]) return false;
-    s.window[i] = 1;
-    return true;
+    return markSeen(s, seq, true);
   }
 
   #ping(s: Session, seq: number, data: Uint8Array, inPlace: boolean): Outgoing[] {
     const c = s.counters;
-    if (!this.#firstTime(s, seq)) {
+    const first = this.#firstTime(s, seq);
+    if (!this.#allowed(s)) {
+      // Over --max-rate or past --max-duration: dropped by the server, so
+      // the client's upstream and downstream loss stay right.
+      if (first) {
+        c.rx++;
+        c.drop++;
+      } else c.dup++;
+      return [];
+    }
+    if (!first) {
       // A duplicated request is answered (the echo is what a pinger
       // measures) but not counted again, and draws no random numbers, so a
       // duplicating network does not shift the seeded drop pattern.
@@ -463,6 +624,27 @@ export class PingService {
   }
 }
 
+/**
+ * Marks `seq` seen in a sliding window of sequence numbers (RFC 4303
+ * §3.4.3's anti-replay window): false when it was seen already; `tooOld`
+ * for one older than the window, which cannot be told.
+ */
+function markSeen(w: { highest: number; window: Uint8Array }, seq: number, tooOld: boolean) {
+  if (seq > w.highest) {
+    const advance = w.highest < 0 ? WINDOW : seq - w.highest;
+    if (advance >= WINDOW) w.window.fill(0);
+    else for (let q = w.highest + 1; q < seq; q++) w.window[q % WINDOW] = 0;
+    w.highest = seq;
+    w.window[seq % WINDOW] = 1;
+    return true;
+  }
+  if (w.highest - seq >= WINDOW) return tooOld;
+  const i = seq % WINDOW;
+  if (w.window[i]) return false;
+  w.window[i] = 1;
+  return true;
+}
+
 function upper(data: Uint8Array, inPlace: boolean): Uint8Array {
   if (!inPlace) return toUpperAscii(data);
   for (let i = 0; i < data.length; i++) {
@@ -475,7 +657,7 @@ function upper(data: Uint8Array, inPlace: boolean): Uint8Array {
 /** Options of {@linkcode serve}: the socket, then the service's behaviour. */
 export interface ServeOptions extends PingServiceOptions {
   /**
-   * Address to bind.
+   * Address to bind: an IPv4 or IPv6 literal.
    * @default {"0.0.0.0"}
    */
   hostname?: string;
@@ -490,114 +672,210 @@ export interface ServeOptions extends PingServiceOptions {
    */
   quiet?: boolean;
   /**
-   * Most delayed replies waiting at once; more are not sent, so memory stays bounded.
+   * Most delayed replies waiting at once, per thread; more are not sent, so
+   * memory stays bounded.
    * @default {10000}
    */
   maxPending?: number;
   /**
-   * Receive operations kept in flight. Each `receive()` is one async op; with
-   * several pending, one event-loop turn collects several datagrams, which
-   * measured faster under load than one at a time (see bench/udp.ts).
-   * @default {8}
+   * Receive loops, each on a worker thread of its own with a socket of its
+   * own, all bound to the same port with `SO_REUSEPORT`: the kernel spreads
+   * clients over them by their address and port, so one client's pings all
+   * reach the same loop (and its counters). Each loop tracks at most
+   * `maxClients / threads` clients. The command line's default is the
+   * number of cores.
+   * @default {1}
    */
-  receivers?: number;
+  threads?: number;
+}
+
+/** One receive loop's counters, from {@linkcode UdpPingServer.threads}. */
+export interface ThreadCounters {
+  /** Datagrams received. */
+  datagrams: number;
+  /** Replies sent (echoes, duplicates, stats replies). */
+  replies: number;
+  /** Datagrams ignored as not of the protocol. */
+  malformed: number;
+  /** Clients tracked now. */
+  clients: number;
+  /** With `hmac`: datagrams refused for a missing or wrong MAC or a stale send time. */
+  rejected: number;
+  /** With `hmac`: signed pings refused as replays. */
+  replayed: number;
 }
 
 /** A running server; dispose of it (or call `close()`) to stop it. */
 export interface UdpPingServer extends AsyncDisposable {
   /** The bound address. */
   readonly addr: Deno.NetAddr;
-  /** The service, for its counters. */
-  readonly service: PingService;
-  /** Stops serving, logs open sessions, and resolves when the socket is closed. */
+  /**
+   * Each receive loop's counters, read from shared memory (up to date as of
+   * the last datagram each loop handled).
+   *
+   * @returns One entry per thread.
+   */
+  threads(): ThreadCounters[];
+  /**
+   * Resolves once every receive loop runs. Datagrams that come earlier wait
+   * in the sockets' queues, so waiting for this is needed only to time
+   * replies from the first one.
+   */
+  readonly ready: Promise<void>;
+  /** Stops serving, logs open sessions, and resolves when the sockets are closed. */
   close(): Promise<void>;
 }
 
 /**
- * Serves the UDP ping protocol on a `Deno.listenDatagram` socket.
+ * Serves the UDP ping protocol on sockets of `lib/rawsock`, one receive
+ * loop per thread (see {@linkcode ServeOptions.threads}), each reading
+ * datagrams with their kernel receive times (`SO_TIMESTAMPNS`).
  *
- * @param options Address, port and the service's behaviour.
+ * The sockets are bound before this returns (so a taken port throws here);
+ * the loops start on their threads within tens of milliseconds, and what
+ * comes meanwhile waits in the sockets' queues.
+ *
+ * @param options Address, port, threads and the service's behaviour.
  * @returns The running server.
+ * @throws {TypeError} If the hostname is not an IP address.
+ * @throws {SocketError} If the port cannot be bound (e.g. EADDRINUSE).
  *
  * @example
  * ```ts
  * import { serve } from "./server.ts";
- * const server = serve({ hostname: "::1", port: 0, loss: 0.3, seed: 1, quiet: true });
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const server = serve({ hostname: "::1", port: 0, threads: 2, seed: 1, quiet: true });
+ * assertEquals(server.threads().length, 2);
  * await server.close();
  * ```
  */
 export function serve(options: ServeOptions = {}): UdpPingServer {
-  const log = options.quiet ? () => {} : options.log ?? ((line: string) => console.error(line));
-  const service = new PingService({ ...options, log });
-  const conn = Deno.listenDatagram({
-    transport: "udp",
-    hostname: options.hostname ?? "0.0.0.0",
-    port: options.port ?? DEFAULT_PORT,
+  const log = options.quiet ? undefined : options.log ?? ((line: string) => console.error(line));
+  const hostname = options.hostname ?? "0.0.0.0";
+  const family = hostname.includes(":") ? 6 : 4;
+  const threads = positive("threads", options.threads ?? 1);
+  if (!Number.isInteger(threads)) {
+    throw new RangeError(`Cannot use threads ${threads}: it must be an integer >= 1`);
+  }
+  const service: Omit<PingServiceOptions, "log"> = {
+    ...options,
+    // Every loop the same seed: one client meets one loop, so its drops are
+    // what a single-threaded server with that seed would drop.
+    seed: options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
+    maxClients: Math.max(1, Math.ceil((options.maxClients ?? 10000) / threads)),
+  };
+  delete (service as { log?: unknown }).log;
+  const sockets = bindAll(hostname, family, options.port ?? DEFAULT_PORT, threads);
+  const port = sockets[0]!.localAddress().port;
+  const control = new SharedArrayBuffer(4);
+  const counters = new SharedArrayBuffer(threads * COUNTERS.length * 8);
+  const values = new Float64Array(counters);
+  const stopped: Promise<void>[] = [];
+  const started: Promise<void>[] = [];
+  const workers = sockets.map((sock, index) => {
+    const worker = new Worker(new URL("./_server_worker.ts", import.meta.url), { type: "module" });
+    const done = Promise.withResolvers<void>();
+    const running = Promise.withResolvers<void>();
+    stopped.push(done.promise);
+    started.push(running.promise);
+    worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
+      const m = event.data;
+      if (m.type === "log") log?.(m.line);
+      else if (m.type === "ready") running.resolve();
+      else {
+        running.resolve();
+        done.resolve();
+      }
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      console.error(`udp-server: receive loop ${index} failed: ${event.message}`);
+      running.resolve();
+      done.resolve();
+    };
+    const start: WorkerStart = {
+      fd: sock.fd,
+      family,
+      index,
+      service,
+      log: log !== undefined,
+      maxPending: options.maxPending ?? 10000,
+      control,
+      counters,
+    };
+    worker.postMessage(start);
+    return worker;
   });
-  const maxPending = options.maxPending ?? 10000;
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  let closed = false;
-
-  function send(data: Uint8Array, addr: Deno.NetAddr): Promise<unknown> {
-    // A failed send (e.g. the socket closed meanwhile) is a lost reply, which UDP allows.
-    return conn.send(data, addr).catch(() => {});
-  }
-
-  async function loop(): Promise<void> {
-    const buf = new Uint8Array(65536);
-    // One options object per loop, updated per datagram: no allocation.
-    const handleOptions = { inPlace: true, wallClock: 0 };
-    while (!closed) {
-      let data: Uint8Array, addr: Deno.Addr;
-      try {
-        [data, addr] = await conn.receive(buf);
-      } catch (err) {
-        if (closed || err instanceof Deno.errors.BadResource) return;
-        if (err instanceof Deno.errors.Interrupted) return;
-        // Anything else concerns one datagram (an ICMP error for an earlier
-        // reply surfacing as ECONNREFUSED, a truncation): keep serving.
-        continue;
-      }
-      const peer = addr as Deno.NetAddr;
-      // The echo is built in this loop's receive buffer, so an immediate
-      // reply is awaited before the buffer is reused; the other receive
-      // loops keep the socket busy meanwhile. A delayed reply gets a copy.
-      const now = performance.now();
-      // timeOrigin + now rather than Date.now(): sub-millisecond, like the
-      // client's stamp, for heartbeat one-way delays.
-      handleOptions.wallClock = performance.timeOrigin + now;
-      for (const out of service.handle(data, peer, now, handleOptions)) {
-        if (out.delay <= 0) await send(out.data, peer);
-        else if (timers.size < maxPending) {
-          const copy = out.data.slice();
-          const id = setTimeout(() => {
-            timers.delete(id);
-            send(copy, peer);
-            if (out.held) service.release(peer, true);
-          }, out.delay);
-          timers.add(id);
-        } else if (out.held) service.release(peer, false);
-      }
-    }
-  }
-
-  const sweeper = setInterval(() => service.sweep(performance.now()), 100);
-  const receivers = Math.max(1, options.receivers ?? 8);
-  const done = Promise.all(Array.from({ length: receivers }, loop)).then(() => {});
-  async function close(): Promise<void> {
-    if (closed) return done;
-    closed = true;
-    clearInterval(sweeper);
-    for (const id of timers) clearTimeout(id);
-    timers.clear();
-    conn.close();
-    await done;
-    service.finish(performance.now());
+  let closing: Promise<void> | undefined;
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      Atomics.store(new Int32Array(control), 0, 1);
+      await Promise.all(stopped);
+      for (const worker of workers) worker.terminate();
+      for (const sock of sockets) sock.close();
+    })();
+    return closing;
   }
   return {
-    addr: conn.addr as Deno.NetAddr,
-    service,
+    addr: { transport: "udp", hostname, port },
+    ready: Promise.all(started).then(() => {}),
+    threads: () =>
+      sockets.map((_, i) => {
+        const at = i * COUNTERS.length;
+        return {
+          datagrams: values[at]!,
+          replies: values[at + 1]!,
+          malformed: values[at + 2]!,
+          clients: values[at + 3]!,
+          rejected: values[at + 4]!,
+          replayed: values[at + 5]!,
+        };
+      }),
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/**
+ * Opens `threads` UDP sockets on one address and port with `SO_REUSEPORT`.
+ * The port is first bound alone, without the option: that fails if anyone
+ * holds it, even another server with `SO_REUSEPORT`, which would otherwise
+ * silently share our datagrams (and, for port 0, picks the port).
+ */
+function bindAll(hostname: string, family: 4 | 6, port: number, threads: number): Socket[] {
+  const address = { family, address: hostname, port };
+  using probe = openSocket({ kind: "udp", family, receiveTtl: false, receiveErrors: false });
+  probe.bind(address);
+  address.port = probe.localAddress().port;
+  if (threads === 1) {
+    // One socket needs no sharing: keep the probe's binding, no race.
+    const sock = openSocket({ kind: "udp", family, receiveTtl: false, receiveErrors: false });
+    probe.close();
+    try {
+      sock.bind(address);
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+    return [sock];
+  }
+  probe.close();
+  const sockets: Socket[] = [];
+  try {
+    for (let i = 0; i < threads; i++) {
+      const sock = openSocket({
+        kind: "udp",
+        family,
+        receiveTtl: false,
+        receiveErrors: false,
+        reusePort: true,
+      });
+      sockets.push(sock);
+      sock.bind(address);
+    }
+  } catch (err) {
+    for (const sock of sockets) sock.close();
+    throw err;
+  }
+  return sockets;
 }

@@ -1,7 +1,18 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { createRandom } from "../lib/random.ts";
-import { PingService } from "./server.ts";
-import { encodeHeartbeat, encodePing, encodeStatsRequest, parseMessage } from "./protocol.ts";
+import { PingService, serve } from "./server.ts";
+import { assertThrows } from "../lib/testing/assert.ts";
+import { SocketError } from "../lib/rawsock/errno.ts";
+import {
+  encodeHeartbeat,
+  encodePing,
+  encodeStatsRequest,
+  parseMessage,
+  parseStamps,
+  signDatagram,
+  verifyDatagram,
+  writeStamp,
+} from "./protocol.ts";
 
 const peer = { hostname: "192.0.2.1", port: 5000 };
 const text = new TextEncoder();
@@ -196,4 +207,131 @@ Deno.test("PingService reports lost heartbeats and a client that stops as gone",
   );
   assert(log[1]!.includes("one-way delay min/avg/max 2.000/2.000/2.000 ms"), log[1]);
   assertEquals(service.clients, 0);
+});
+
+Deno.test("serve() with 2 threads spreads clients over both receive loops, and holds its port", async (t) => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, threads: 2, quiet: true });
+  await server.ready;
+  await t.step("32 clients, each answered, on both loops", async () => {
+    // The kernel picks a socket by a hash of the sender's address and port:
+    // with 32 source ports, all on one loop has odds of 2 in 2^32.
+    const clients = Array.from(
+      { length: 32 },
+      () => Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }),
+    );
+    try {
+      const replies = await Promise.all(clients.map(async (conn, i) => {
+        await conn.send(encodePing(i, 0), server.addr);
+        const [data] = await conn.receive();
+        return new TextDecoder().decode(data);
+      }));
+      assertEquals(replies, clients.map((_, i) => `PING ${i} 0.000000`));
+    } finally {
+      for (const conn of clients) conn.close();
+    }
+    const loops = server.threads();
+    assertEquals(loops.length, 2);
+    assertEquals(loops[0]!.datagrams + loops[1]!.datagrams, 32);
+    assertEquals(loops[0]!.replies + loops[1]!.replies, 32);
+    assert(loops.every((l) => l.datagrams > 0), `load not spread: ${JSON.stringify(loops)}`);
+    assertEquals(loops[0]!.clients + loops[1]!.clients, 32);
+  });
+  await t.step("a second server cannot join the port, SO_REUSEPORT or not", () => {
+    for (const threads of [1, 2]) {
+      const err = assertThrows(
+        () => serve({ hostname: "127.0.0.1", port: server.addr.port, threads, quiet: true }),
+        SocketError,
+      );
+      assertEquals(err.code, "EADDRINUSE");
+    }
+  });
+});
+
+Deno.test("PingService writes its stamps over a stamped ping's padding, never growing it", async (t) => {
+  const service = new PingService();
+  const at = { rxSeconds: 1700000000, rxNanoseconds: 123456789 };
+  await t.step("room for them: rx now, tx where the caller writes it", () => {
+    const ping = encodePing(7, 1.5, { stamps: true, size: 120 });
+    const [out] = service.handle(ping.slice(), peer, 0, at);
+    assertEquals(out!.data.length, 120);
+    const echo = new TextDecoder().decode(out!.data);
+    assert(echo.startsWith("PING 7 1.500000 STAMPS rx=1700000000.123456789 tx="), echo);
+    writeStamp(out!.data, out!.txAt!, 1700000000, 123460000);
+    assertEquals(parseStamps(out!.data), {
+      rxSeconds: 1700000000,
+      rxNanoseconds: 123456789,
+      txSeconds: 1700000000,
+      txNanoseconds: 123460000,
+    });
+  });
+  await t.step("no room, or no marker: the plain echo", () => {
+    for (const text of ["Ping 8 1.5 stamps xx", "Ping 9 1.5 " + "x".repeat(100)]) {
+      const [out] = service.handle(new TextEncoder().encode(text), peer, 0, at);
+      assertEquals(out!.txAt, undefined);
+      assertEquals(new TextDecoder().decode(out!.data), text.toUpperCase());
+    }
+  });
+});
+
+Deno.test("PingService with hmac: refuses a wrong key, detects a replay, signs its replies", async (t) => {
+  const key = new TextEncoder().encode("k1");
+  const signed = (seq: number, as = key, wall = Date.now()) => {
+    const ping = encodePing(seq, wall / 1000, { auth: true });
+    signDatagram(ping, as, "0123456789ab");
+    return ping;
+  };
+  await t.step("a signed ping is answered, and the echo carries the session's signature", () => {
+    const service = new PingService({ hmac: key });
+    const [out] = service.handle(signed(1), peer, 0);
+    assertEquals(out!.sessionId, "0123456789ab");
+    signDatagram(out!.data, key, out!.sessionId!);
+    assertEquals(verifyDatagram(out!.data, key), "0123456789ab");
+    assertEquals([service.rejected, service.replayed], [0, 0]);
+  });
+  await t.step("a wrong key, no signature, or a stale send time: refused", () => {
+    const service = new PingService({ hmac: key, sessionTimeout: 30_000 });
+    const wrong = signed(1, new TextEncoder().encode("k2"));
+    const plain = encodePing(2, Date.now() / 1000, { size: 120 });
+    const stale = signed(3, key, Date.now() - 60_000);
+    for (const data of [wrong, plain, stale]) assertEquals(service.handle(data, peer, 0), []);
+    assertEquals(service.rejected, 3);
+    assertEquals(service.clients, 0, "refused datagrams create no client state");
+  });
+  await t.step("a copy, from the same address or another: a replay, not answered", () => {
+    const service = new PingService({ hmac: key });
+    const ping = signed(5);
+    assertEquals(service.handle(ping.slice(), peer, 0).length, 1);
+    assertEquals(service.handle(ping.slice(), peer, 1), []);
+    assertEquals(service.handle(ping.slice(), { hostname: "198.51.100.7", port: 1 }, 2), []);
+    assertEquals(service.replayed, 2);
+    assertEquals(service.handle(signed(6), peer, 3).length, 1);
+  });
+  await t.step("without hmac, the course's plain mode: a signed ping is just a ping", () => {
+    const service = new PingService();
+    assertEquals(service.handle(signed(1), peer, 0).length, 1);
+    assertEquals(service.handle(encodePing(2, 0), peer, 0).length, 1);
+  });
+});
+
+Deno.test("PingService caps a client's rate and session length, counting the rest as dropped", async (t) => {
+  const answered = (service: PingService, times: number[], from = peer) =>
+    times.map((ms, i) => service.handle(encodePing(i + 1, 0), from, ms).length);
+  await t.step("--max-rate 10: a burst of 5, then one per 100 ms", () => {
+    const service = new PingService({ maxRate: 10 });
+    // 8 at once, then one every 50 ms for 500 ms.
+    const times = [...Array(8).fill(0), ...Array.from({ length: 10 }, (_, i) => 50 * (i + 1))];
+    const got = answered(service, times);
+    assertEquals(got.slice(0, 8), [1, 1, 1, 1, 1, 0, 0, 0]);
+    // 50 ms of tokens is half a ping: every second one is answered.
+    assertEquals(got.slice(8), [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+    const c = service.counters(peer)!;
+    assertEquals([c.rx, c.drop, c.tx], [18, 8, 10]);
+    // Another client has its own bucket.
+    assertEquals(answered(service, [0], { hostname: "192.0.2.2", port: 1 }), [1]);
+  });
+  await t.step("--max-duration 1 s: answered for a second from the first ping", () => {
+    const service = new PingService({ maxDuration: 1000 });
+    assertEquals(answered(service, [0, 500, 1000, 1001, 5000]), [1, 1, 1, 0, 0]);
+    assertEquals(service.counters(peer)!.drop, 2);
+  });
 });

@@ -22,6 +22,7 @@ export const ICMP_FILTER = 1;
 export const ICMP6_FILTER = 1;
 export const SO_BINDTODEVICE = 25;
 export const SO_RCVBUF = 8;
+export const SO_REUSEPORT = 15;
 export const SO_ATTACH_FILTER = 26;
 export const IP_TTL = 2;
 export const IP_RECVERR = 11;

@@ -42,7 +42,8 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
-  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (timeout 0 only: never blocks)
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (timeout 0, never blocking;
+  // or, by Socket.waitSync() only, on a worker thread that serves nothing but its socket)
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },

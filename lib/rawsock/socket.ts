@@ -49,6 +49,7 @@ import {
   SO_ATTACH_FILTER,
   SO_BINDTODEVICE,
   SO_RCVBUF,
+  SO_REUSEPORT,
   SO_TIMESTAMPNS,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
@@ -86,6 +87,13 @@ export interface OpenOptions {
   netns?: string;
   /** Receive buffer size in bytes (`SO_RCVBUF`). @default {undefined (the system default)} */
   receiveBufferSize?: number;
+  /**
+   * Let several sockets bind the same address and port (`SO_REUSEPORT`):
+   * the kernel then spreads incoming datagrams over them by a hash of the
+   * sender's address and port, so one sender always reaches the same socket.
+   * @default {false}
+   */
+  reusePort?: boolean;
 }
 
 /** A datagram received by {@linkcode Socket.receive}. */
@@ -257,6 +265,7 @@ export function openSocket(options: OpenOptions): Socket {
     if (options.receiveBufferSize !== undefined) {
       sock.setOption(SOL_SOCKET, SO_RCVBUF, options.receiveBufferSize);
     }
+    if (options.reusePort) sock.setOption(SOL_SOCKET, SO_REUSEPORT, 1);
   } catch (err) {
     sock.close();
     throw err;
@@ -918,6 +927,42 @@ export class Socket implements Disposable {
     this.#readyView.setInt32(0, fd, true);
     const n = lib().poll(this.#readyFds, 1n, 0);
     return n < 0 ? check(n, errnoCell[0]!, "poll") > 0 : n > 0;
+  }
+
+  /**
+   * Blocks the calling thread in `poll()` until a datagram or an error is
+   * queued or the timeout passes. Only for a worker thread whose whole job
+   * is this socket (a server's receive loop): on any other thread, use
+   * {@linkcode Socket.wait}, which never blocks the event loop. The worker
+   * sees messages only between calls, so keep the timeout short.
+   *
+   * @param timeoutMs How long to wait at most, in milliseconds (rounded up).
+   * @returns `true` when something is queued.
+   *
+   * @example
+   * ```ts
+   * import { openSocket } from "./mod.ts";
+   * import { assertEquals } from "../testing/assert.ts";
+   * using sock = openSocket({ kind: "udp", family: 4 });
+   * sock.bind({ family: 4, address: "127.0.0.1", port: 0 });
+   * assertEquals(sock.waitSync(1), false);
+   * sock.send(new Uint8Array([1]), sock.localAddress());
+   * assertEquals(sock.waitSync(1000), true);
+   * ```
+   */
+  waitSync(timeoutMs: number): boolean {
+    const fd = this.#open("poll");
+    const v = this.#readyView;
+    v.setInt32(0, fd, true);
+    v.setInt16(6, 0, true);
+    const ms = Math.min(Math.max(Math.ceil(timeoutMs), 0), 2 ** 31 - 1);
+    const n = lib().poll(this.#readyFds, 1n, ms);
+    if (n < 0) {
+      const e = errnoCell[0]!;
+      if (e === EINTR) return false;
+      throw new SocketError(e, "poll");
+    }
+    return n > 0;
   }
 
   #wake(): void {

@@ -1,0 +1,247 @@
+/**
+ * One receive loop of the UDP ping server (see `serve()` in `server.ts`),
+ * on a worker thread of its own: it blocks in `poll()` on its socket (one
+ * of the server's `SO_REUSEPORT` sockets, opened by the main thread), reads
+ * each datagram with its kernel receive time, answers through its own
+ * {@linkcode PingService}, and keeps its counters in shared memory.
+ *
+ * Blocking is what this thread is for: a datagram wakes it straight from
+ * `poll()`, where a wait on the main thread's event loop would hop threads
+ * (about 70 µs on loopback, DESIGN.md). It looks at the stop flag at least
+ * every {@linkcode TICK_MS}, and sends its log lines to the main thread as
+ * messages (a worker's `postMessage` does not wait for its event loop).
+ *
+ * @module
+ */
+import { DatagramInfo, openSocket, Socket } from "../lib/rawsock/socket.ts";
+import { bindFastCalls } from "../lib/rawsock/ffi.ts";
+import type { SocketAddress } from "../lib/sockaddr.ts";
+import { type Peer, PingService } from "./server.ts";
+import { encodePing, signDatagram, writeStamp } from "./protocol.ts";
+import { realtimeInto } from "../lib/rawsock/clock.ts";
+import { COUNTERS, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
+
+/** The longest the loop blocks before it looks at the stop flag, sweeps and sends delayed replies. */
+const TICK_MS = 20;
+/** How often idle sessions are swept, as the single-threaded server did. */
+const SWEEP_MS = 100;
+/**
+ * Pings the loop answers on loopback before it serves (see {@linkcode prime}).
+ * Measured on loopback at 10 ms intervals: cold, 70 µs passed from the
+ * thread's wake-up to the reply's `sendto()`.
+ */
+const PRIME_PINGS = 3000;
+
+interface Delayed {
+  due: number;
+  data: Uint8Array;
+  to: SocketAddress;
+  peer: Peer;
+  held: boolean;
+  txAt: number;
+  sessionId: string | undefined;
+}
+
+// The worker global scope, typed by hand (see _ticker_worker.ts).
+const scope = self as unknown as {
+  onmessage: ((event: MessageEvent<WorkerStart>) => void) | null;
+  postMessage(message: WorkerMessage): void;
+};
+
+scope.onmessage = (event: MessageEvent<WorkerStart>) => {
+  const start = event.data;
+  try {
+    const counters = new Float64Array(
+      start.counters,
+      start.index * COUNTERS.length * 8,
+      COUNTERS.length,
+    );
+    bindFastCalls();
+    prime(start, counters);
+    const loop = new ReceiveLoop(
+      new Socket(start.fd, start.family, "udp"),
+      new PingService({
+        ...start.service,
+        log: start.log ? (line) => scope.postMessage({ type: "log", line }) : () => {},
+      }),
+      { maxPending: start.maxPending, counters, hmac: start.service.hmac },
+    );
+    scope.postMessage({ type: "ready" });
+    const stop = new Int32Array(start.control);
+    while (Atomics.load(stop, 0) === 0) loop.step(TICK_MS);
+    loop.finish();
+  } finally {
+    scope.postMessage({ type: "stopped" });
+  }
+};
+
+/**
+ * Runs {@linkcode ReceiveLoop.step} on {@linkcode PRIME_PINGS} pings from a
+ * socket pair on loopback, with a service and counters of its own, so that
+ * V8 has optimized the loop (and its libc calls take their fast path) before
+ * the first real ping: as ping's priming does (icmp_pinger/ping.ts). Where
+ * there is no loopback of the server's family, it starts cold.
+ */
+function prime(start: WorkerStart, counters: Float64Array): void {
+  const family = start.family;
+  const local = { family, address: family === 4 ? "127.0.0.1" : "::1", port: 0 };
+  const options = { kind: "udp", family, receiveTtl: false, receiveErrors: false } as const;
+  using server = openSocket(options);
+  using client = openSocket(options);
+  try {
+    server.bind(local);
+    client.bind(local);
+  } catch {
+    return;
+  }
+  const to = server.localAddress();
+  // Unsigned, whatever the server's mode: the path to prime is the reply's.
+  const { hmac: _, ...plain } = start.service;
+  const loop = new ReceiveLoop(server, new PingService({ ...plain, seed: 1 }), {
+    maxPending: start.maxPending,
+    counters: new Float64Array(counters.length),
+  });
+  // Plain and stamped pings, so that both paths are compiled.
+  const pings = [encodePing(1, 0, { size: 64 }), encodePing(1, 0, { stamps: true })];
+  const sink = new Uint8Array(256);
+  const info = new DatagramInfo();
+  for (let i = 0; i < PRIME_PINGS; i++) {
+    client.send(pings[i & 1]!, to);
+    loop.step(0);
+    while (client.receiveInto(sink, info) >= 0);
+  }
+}
+
+/** One socket's receive loop, a step at a time. */
+class ReceiveLoop {
+  #sock: Socket;
+  #service: PingService;
+  #maxPending: number;
+  #counters: Float64Array;
+  #buf = new Uint8Array(65536);
+  #info = new DatagramInfo();
+  // Delayed replies, in due order (inserted by binary search).
+  #delayed: Delayed[] = [];
+  #handleOptions = { inPlace: true, wallClock: 0, rxSeconds: -1, rxNanoseconds: 0 };
+  #clock = new Uint8Array(16);
+  #clockView = new DataView(this.#clock.buffer);
+  #lastSender: SocketAddress | undefined;
+  #peer: Peer = { hostname: "", port: 0 };
+  #lastSweep = performance.now();
+  #hmac: Uint8Array | undefined;
+
+  constructor(
+    sock: Socket,
+    service: PingService,
+    options: { maxPending: number; counters: Float64Array; hmac?: Uint8Array | undefined },
+  ) {
+    this.#hmac = options.hmac;
+    this.#sock = sock;
+    this.#service = service;
+    this.#maxPending = options.maxPending;
+    this.#counters = options.counters;
+    sock.useReceiveBuffer(this.#buf);
+  }
+
+  /** Waits up to `tickMs` for datagrams, answers every one queued, then sends what is due and sweeps. */
+  step(tickMs: number): void {
+    const sock = this.#sock;
+    const service = this.#service;
+    const buf = this.#buf;
+    const info = this.#info;
+    const counters = this.#counters;
+    const delayed = this.#delayed;
+    let now = performance.now();
+    const next = Math.min(this.#lastSweep + SWEEP_MS, delayed[0]?.due ?? Infinity);
+    sock.waitSync(Math.min(tickMs, Math.max(0, next - now)));
+    for (;;) {
+      const n = sock.receiveInto(buf, info);
+      if (n < 0) break;
+      counters[0]!++;
+      const from = sock.lastSender();
+      if (from === undefined) continue;
+      // lastSender() returns the same object while the sender stays the same.
+      if (from !== this.#lastSender) {
+        this.#lastSender = from;
+        this.#peer = { hostname: from.address, port: from.port };
+      }
+      const peer = this.#peer;
+      now = performance.now();
+      // The kernel's receive time, for heartbeats' one-way delays and
+      // stamped pings.
+      const options = this.#handleOptions;
+      options.wallClock = info.timestampSec >= 0
+        ? info.timestampSec * 1000 + info.timestampNsec / 1e6
+        : performance.timeOrigin + now;
+      options.rxSeconds = info.timestampSec;
+      options.rxNanoseconds = info.timestampNsec;
+      const malformed = service.malformed;
+      for (const out of service.handle(buf.subarray(0, n), peer, now, options)) {
+        if (out.delay <= 0) this.#send(out.data, from, out.txAt ?? -1, out.sessionId);
+        else if (delayed.length < this.#maxPending) {
+          this.#hold({
+            due: now + out.delay,
+            data: out.data.slice(),
+            to: from,
+            peer,
+            held: out.held ?? false,
+            txAt: out.txAt ?? -1,
+            sessionId: out.sessionId,
+          });
+        } else if (out.held) service.release(peer, false);
+      }
+      if (service.malformed !== malformed) counters[2] = service.malformed;
+      counters[4] = service.rejected;
+      counters[5] = service.replayed;
+    }
+    now = performance.now();
+    while (delayed.length > 0 && delayed[0]!.due <= now) {
+      const item = delayed.shift()!;
+      this.#send(item.data, item.to, item.txAt, item.sessionId);
+      if (item.held) service.release(item.peer, true);
+    }
+    if (now - this.#lastSweep >= SWEEP_MS) {
+      this.#lastSweep = now;
+      service.sweep(now);
+    }
+    counters[3] = service.clients;
+  }
+
+  /** Logs the open sessions, as at shutdown. */
+  finish(): void {
+    this.#service.finish(performance.now());
+  }
+
+  /**
+   * Sends a reply; `txAt` ≥ 0: with the send time read right before
+   * `sendto()` written there; with a session id: signed after that.
+   */
+  #send(data: Uint8Array, to: SocketAddress, txAt: number, sessionId?: string): void {
+    if (txAt >= 0) {
+      const v = this.#clockView;
+      realtimeInto(this.#clock);
+      const seconds = v.getUint32(0, true) + v.getInt32(4, true) * 2 ** 32;
+      writeStamp(data, txAt, seconds, v.getUint32(8, true));
+    }
+    if (sessionId !== undefined && this.#hmac !== undefined) {
+      signDatagram(data, this.#hmac, sessionId);
+    }
+    try {
+      this.#sock.send(data, to);
+      this.#counters[1]!++;
+    } catch {
+      // A full send queue or an unreachable client: a lost reply, which UDP allows.
+    }
+  }
+
+  #hold(item: Delayed): void {
+    const delayed = this.#delayed;
+    let lo = 0, hi = delayed.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (delayed[mid]!.due <= item.due) lo = mid + 1;
+      else hi = mid;
+    }
+    delayed.splice(lo, 0, item);
+  }
+}
