@@ -46,8 +46,6 @@ def main() -> None:
         async def handle_DATA(self, server, session, envelope):
             counter["n"] += 1
             base = os.path.join(args.dir, str(counter["n"]))
-            with open(base + ".eml", "wb") as f:
-                f.write(envelope.original_content)
             with open(base + ".json", "w") as f:
                 json.dump({
                     "mail_from": envelope.mail_from,
@@ -56,6 +54,11 @@ def main() -> None:
                     "authenticated": bool(session.authenticated),
                     "tls": session.ssl is not None,
                 }, f)
+            # The test counts .eml files as delivered messages: the name appears
+            # only once the message and its envelope are complete on disk.
+            with open(base + ".eml.part", "wb") as f:
+                f.write(envelope.original_content)
+            os.rename(base + ".eml.part", base + ".eml")
             return "250 2.0.0 Message accepted for delivery"
 
         # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) is added
