@@ -795,6 +795,8 @@ export interface CacheStatusParams {
   ttl?: number;
   /** Free-form detail token. */
   detail?: string;
+  /** The request shared another request's forward (collapsed forwarding). */
+  collapsed?: boolean;
 }
 
 /**
@@ -818,6 +820,7 @@ export function formatCacheStatus(cacheName: string, params: CacheStatusParams):
   if (params.fwd !== undefined) s += `; fwd=${params.fwd}`;
   if (params.fwdStatus !== undefined) s += `; fwd-status=${params.fwdStatus}`;
   if (params.stored) s += "; stored";
+  if (params.collapsed) s += "; collapsed";
   if (params.ttl !== undefined) s += `; ttl=${params.ttl}`;
   if (params.detail !== undefined) s += `; detail=${params.detail}`;
   return s;

@@ -55,6 +55,7 @@ import {
   varyKey,
 } from "./cache.ts";
 import { CacheStore, type Entry, type EntryMeta, type StoreOptions } from "./store.ts";
+import { Flight } from "./_flight.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
 export interface ProxyOptions extends
@@ -334,6 +335,7 @@ class ProxyServer implements Proxy {
   #clients = new WeakMap<ServerConnection, ClientState>();
   #urlMemo = new Map<string, string>();
   #revalidating = new Set<string>();
+  #flights = new Map<string, Flight>();
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
@@ -559,16 +561,16 @@ class ProxyServer implements Proxy {
       }
     }
     const vary = this.store.varyOf(url);
-    if (vary === undefined) return await this.#miss(conn, head, x, url, "uri-miss");
+    if (vary === undefined) return await this.#miss(conn, head, x, url, "uri-miss", url);
     let key = url;
     if (vary !== "") {
       const vk = varyKey(vary, head.headers);
-      if (vk === null) return await this.#miss(conn, head, x, url, "vary-miss");
+      if (vk === null) return await this.#miss(conn, head, x, url, "vary-miss", null);
       key = `${url}\n${vk}`;
     }
     const entry = this.store.get(key);
     if (entry === undefined) {
-      return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss");
+      return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss", key);
     }
     const memo = memoOf(entry, this.#policy);
     const h = head.headers;
@@ -628,17 +630,63 @@ class ProxyServer implements Proxy {
     return keepAlive;
   }
 
-  #miss(
+  async #miss(
     conn: ServerConnection,
     head: RequestHead,
     x: Exchange,
     url: string,
     why: "uri-miss" | "vary-miss" | "miss",
+    collapseKey: string | null,
   ): Promise<boolean> {
     if (parseCacheControl(head.headers.get("cache-control")).has("only-if-cached")) {
-      return this.#onlyIfCached(conn, head);
+      return await this.#onlyIfCached(conn, head);
     }
-    return this.#forward(conn, head, x, url, null, why);
+    // Only a plain GET shares a response: a range or a conditional asks for
+    // a different answer than the whole 200 the others want.
+    const h = head.headers;
+    const plain = head.method === "GET" && !h.has("range") && !h.has("if-none-match") &&
+      !h.has("if-modified-since") && !h.has("if-match") && !h.has("if-unmodified-since");
+    if (collapseKey === null || !plain) return await this.#forward(conn, head, x, url, null, why);
+    const flight = this.#flights.get(collapseKey);
+    if (flight === undefined || !flight.shared) {
+      const lead = new Flight();
+      this.#flights.set(collapseKey, lead);
+      try {
+        return await this.#forward(conn, head, x, url, null, why, lead);
+      } finally {
+        lead.end(false);
+        if (this.#flights.get(collapseKey) === lead) this.#flights.delete(collapseKey);
+      }
+    }
+    flight.waiters++;
+    const shared = await flight.head;
+    // Not storable, or stored under another Vary key than this request's:
+    // fetch on our own (RFC 9111 §4.1), without joining another flight.
+    if (
+      shared === null ||
+      (shared.varyKey !== "" && varyKey(shared.head.headers.get("vary"), h) !== shared.varyKey)
+    ) {
+      return await this.#forward(conn, head, x, url, null, why);
+    }
+    x.hier = "HIER_NONE/-";
+    return await this.#pipeResponse(
+      conn,
+      {
+        head: shared.head,
+        body: () => flight.body(),
+        upload: Promise.resolve(),
+      },
+      head,
+      x,
+      {
+        url,
+        requestTime: shared.requestTime,
+        responseTime: shared.responseTime,
+        keepAlive: head.keepAlive && !conn.closing,
+        fwd: why,
+        collapsed: true,
+      },
+    );
   }
 
   /** Serves a stored response (fully or as 304 to a conditional request). */
@@ -844,6 +892,7 @@ class ProxyServer implements Proxy {
     url: string,
     validate: { key: string; entry: Entry; reason: "stale" | "request" } | null,
     why: "uri-miss" | "vary-miss" | "miss" = "miss",
+    flight?: Flight,
   ): Promise<boolean> {
     const target = new URL(url);
     const isSafe = head.method === "GET" || head.method === "HEAD";
@@ -952,6 +1001,7 @@ class ProxyServer implements Proxy {
       responseTime,
       keepAlive,
       fwd: fwdReason,
+      ...(flight !== undefined ? { flight } : {}),
     });
 
     // RFC 9111 §4.4: a successful unsafe request invalidates what it names.
@@ -1022,7 +1072,7 @@ class ProxyServer implements Proxy {
    */
   async #pipeResponse(
     conn: ServerConnection | null,
-    res: ClientResponse,
+    res: Pick<ClientResponse, "head" | "body" | "upload">,
     req: { method: string; headers: FieldList; version?: string },
     x: Exchange,
     ctx: {
@@ -1031,6 +1081,10 @@ class ProxyServer implements Proxy {
       responseTime: number;
       keepAlive: boolean;
       fwd: CacheStatusParams["fwd"] | null;
+      /** Publish the response to these waiters (the leader of a collapsed miss). */
+      flight?: Flight;
+      /** Relay a response another request is storing (a collapsed waiter). */
+      collapsed?: boolean;
     },
   ): Promise<boolean> {
     const { url, requestTime, responseTime } = ctx;
@@ -1042,7 +1096,8 @@ class ProxyServer implements Proxy {
     const stored = stripHopByHop(up.headers);
     let writer = null;
     let key = url;
-    if (verdict.storable) {
+    let flight = ctx.flight;
+    if (verdict.storable && !ctx.collapsed) {
       const vary = up.headers.get("vary");
       const vk = varyKey(vary, req.headers);
       if (vk !== null && vk !== "") key = `${url}\n${vk}`;
@@ -1066,6 +1121,10 @@ class ProxyServer implements Proxy {
         responseTime,
         bodyLength: 0,
       });
+      flight?.publish({ head: up, varyKey: vk ?? "", requestTime, responseTime });
+    } else {
+      flight?.publish(null);
+      flight = undefined;
     }
     const isHeadReq = req.method === "HEAD";
     const hasBody = up.body.type === "length" || up.body.type === "chunked" ||
@@ -1082,6 +1141,7 @@ class ProxyServer implements Proxy {
         : undefined;
       const params: CacheStatusParams = { fwd: ctx.fwd ?? "miss", fwdStatus: up.status };
       if (verdict.storable) params.stored = true;
+      if (ctx.collapsed) params.collapsed = true;
       if (ttl !== undefined) params.ttl = ttl;
       if (!verdict.storable && req.method === "GET") params.detail = verdict.reason;
       out.append("Cache-Status", formatCacheStatus(this.#name, params));
@@ -1103,17 +1163,29 @@ class ProxyServer implements Proxy {
       pending = encodeResponseHead({ status: up.status, reason: up.reason, headers: out });
     }
     let complete = false;
+    // A client that goes away while others wait on this response (or while it
+    // is being stored) does not stop the download: it ends only its own answer.
+    let clientGone: unknown = undefined;
     try {
       for await (const chunk of res.body()) {
-        if (conn !== null) {
+        flight?.push(chunk);
+        if (conn !== null && clientGone === undefined) {
           const data = clientChunked ? encodeChunk(chunk) : chunk;
-          await conn.write(pending === null ? data : concat([pending, data]));
+          try {
+            await conn.write(pending === null ? data : concat([pending, data]));
+          } catch (err) {
+            if (flight === undefined) throw err;
+            clientGone = err;
+          }
           pending = null;
           conn.bodyBytes += chunk.length;
         }
-        if (writer !== null && !(await writer.write(chunk))) writer = null;
+        if (writer !== null && !(await writer.write(chunk))) {
+          writer = null;
+          flight?.unshare();
+        }
       }
-      if (pending !== null && conn !== null) {
+      if (pending !== null && conn !== null && clientGone === undefined) {
         await conn.write(clientChunked ? concat([pending, LAST_CHUNK]) : pending);
         clientChunked = false;
         pending = null;
@@ -1126,6 +1198,11 @@ class ProxyServer implements Proxy {
         await writer?.abort();
         x.code += "_ABORTED";
       }
+      flight?.end(complete);
+    }
+    if (clientGone !== undefined) {
+      if (writer !== null) await writer.commit();
+      return false;
     }
     if (clientChunked && conn !== null) await conn.write(LAST_CHUNK);
     if (!(await res.upload.then(() => true, () => false))) {
