@@ -50,6 +50,13 @@ export const OPTIONS = {
     default: "loopback only",
     description: "also allow clients from CIDR (loopback is always allowed)",
   },
+  "purge-allow": {
+    type: "string",
+    multiple: true,
+    arg: "CIDR",
+    default: "loopback only",
+    description: "also accept PURGE from CIDR (loopback always may)",
+  },
   "connect-ports": {
     type: "string",
     arg: "LIST",
@@ -190,6 +197,7 @@ async function main(): Promise<number> {
       port,
       ...(values.upstream !== undefined ? { upstream: values.upstream } : {}),
       allow,
+      purgeAllow: values["purge-allow"] ?? [],
       connectPorts,
       store,
       dropRate: values["drop-rate"] === undefined

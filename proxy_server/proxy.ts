@@ -104,6 +104,12 @@ export interface ProxyOptions extends
    */
   allow?: string[];
   /**
+   * Client networks allowed to send `PURGE` (by URL, or by `Surrogate-Key`),
+   * as CIDRs. Loopback always may; anyone else gets 403.
+   * @default {[]}
+   */
+  purgeAllow?: string[];
+  /**
    * Ports CONNECT may reach.
    * @default {[443]}
    */
@@ -311,6 +317,8 @@ export async function startProxy(options: ProxyOptions = {}): Promise<Proxy> {
 /** Per-connection verdicts, taken once at the first request. */
 interface ClientState {
   allowed: boolean;
+  /** Whether it may send PURGE. */
+  purge: boolean;
   drop: boolean;
 }
 
@@ -322,6 +330,7 @@ class ProxyServer implements Proxy {
   #client: HttpClient;
   #upstream: URL | undefined;
   #allow: Cidr[];
+  #purgeAllow: Cidr[];
   #connectPorts: Set<number>;
   #random: () => number;
   #dropRate: number;
@@ -353,6 +362,11 @@ class ProxyServer implements Proxy {
       parseCidr("127.0.0.0/8"),
       parseCidr("::1/128"),
       ...(options.allow ?? []).map(parseCidr),
+    ];
+    this.#purgeAllow = [
+      parseCidr("127.0.0.0/8"),
+      parseCidr("::1/128"),
+      ...(options.purgeAllow ?? []).map(parseCidr),
     ];
     this.#connectPorts = new Set(options.connectPorts ?? [443]);
     this.#random = createRandom(options.seed ?? Date.now());
@@ -413,6 +427,7 @@ class ProxyServer implements Proxy {
       const ip = normaliseClientIp(conn.remoteAddr.hostname);
       st = {
         allowed: ip !== undefined && this.#allow.some((c) => inCidr(ip, c)),
+        purge: ip !== undefined && this.#purgeAllow.some((c) => inCidr(ip, c)),
         drop: this.#dropRate > 0 && this.#random() < this.#dropRate,
       };
       this.#clients.set(conn, st);
@@ -425,7 +440,8 @@ class ProxyServer implements Proxy {
     const st = this.#clientState(conn);
     const x: Exchange = { code: "TCP_MISS", hier: "HIER_NONE/-", type: null, url: head.target };
     if (this.#logging) conn.logExtra = x;
-    if (!st.allowed) {
+    // A purging client need not be allowed to use the proxy otherwise.
+    if (!st.allowed && !(head.method === "PURGE" && st.purge)) {
       x.code = "TCP_DENIED";
       await this.#sendError(
         conn,
@@ -548,6 +564,7 @@ class ProxyServer implements Proxy {
       await this.#sendError(conn, 508, "Forwarding loop detected.", "bypass", false);
       return false;
     }
+    if (head.method === "PURGE") return await this.#purge(conn, head, x, this.#clientState(conn));
     const url = this.#targetUrl(head);
     x.url = url;
     const isGet = head.method === "GET";
@@ -614,6 +631,56 @@ class ProxyServer implements Proxy {
       return await this.#onlyIfCached(conn, head);
     }
     return await this.#forward(conn, head, x, url, { key, entry, reason: action.reason });
+  }
+
+  /**
+   * Answers `PURGE`: by `Surrogate-Key` when the request carries one, else by
+   * the target URI (all its variants); 200 when something was evicted from
+   * both tiers, 404 when nothing was stored, 403 for a client outside
+   * loopback and `purgeAllow` (as Varnish's and Squid's purge ACLs).
+   */
+  async #purge(
+    conn: ServerConnection,
+    head: RequestHead,
+    x: Exchange,
+    st: ClientState,
+  ): Promise<boolean> {
+    const keepAlive = head.keepAlive && !conn.closing;
+    if (head.body.type !== "none") {
+      for await (const _ of conn.body(head)) {
+        // A body on PURGE has no meaning: read and drop it.
+      }
+    }
+    if (!st.purge) {
+      x.code = "TCP_DENIED";
+      await this.#sendError(
+        conn,
+        403,
+        "Access denied: your address may not purge.",
+        "bypass",
+        false,
+      );
+      return false;
+    }
+    const tags = head.headers.get("surrogate-key");
+    let n: number;
+    let what: string;
+    if (tags !== null) {
+      const list = tags.split(/\s+/).filter((t) => t !== "");
+      n = await this.store.deleteTags(list);
+      what = `surrogate key ${list.join(" ")}`;
+    } else {
+      const url = this.#targetUrl(head);
+      x.url = url;
+      n = await this.store.deleteUrl(url);
+      what = url;
+    }
+    if (n === 0) {
+      await this.#sendError(conn, 404, `Nothing stored for ${what}.`, "bypass", keepAlive);
+    } else {
+      await this.#sendError(conn, 200, `Purged ${n} object(s) for ${what}.`, "bypass", keepAlive);
+    }
+    return keepAlive;
   }
 
   async #onlyIfCached(conn: ServerConnection, head: RequestHead): Promise<boolean> {
