@@ -102,6 +102,13 @@ export const OPTIONS = {
     default: "604800",
     description: "serve a response this stale when the origin cannot be reached (0: never)",
   },
+  "stale-if-error": {
+    type: "string",
+    arg: "SEC",
+    default: "none: directives only",
+    description:
+      "serve a response this stale on a 5xx, refusal or timeout, unless it says otherwise",
+  },
   "drop-rate": {
     type: "string",
     arg: "P",
@@ -214,6 +221,11 @@ async function main(): Promise<number> {
       maxStale: values["max-stale"] === undefined
         ? 604800
         : parseNumber("--max-stale", values["max-stale"], { min: 0 }),
+      ...(values["stale-if-error"] !== undefined
+        ? {
+          staleIfError: parseNumber("--stale-if-error", values["stale-if-error"], { min: 0 }),
+        }
+        : {}),
       ...core,
       ...(upstreamCaCerts.length > 0 ? { upstreamCaCerts } : {}),
       ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),

@@ -181,6 +181,14 @@ export interface ProxyOptions extends
    * @default {604800}
    */
   maxStale?: number;
+  /**
+   * Seconds of staleness up to which a stored response is served when the
+   * origin fails (5xx, refused, timeout) and neither the request nor the
+   * response has `stale-if-error` (RFC 5861; Varnish's grace). Unset: only
+   * the directives decide.
+   * @default {undefined}
+   */
+  staleIfError?: number;
 }
 
 /** A running proxy; {@linkcode startProxy} returns it. */
@@ -341,6 +349,7 @@ class ProxyServer implements Proxy {
   #via: string;
   #policy: Policy;
   #maxStale: number;
+  #staleIfError: { fallback?: number };
   #clients = new WeakMap<ServerConnection, ClientState>();
   #urlMemo = new Map<string, string>();
   #revalidating = new Set<string>();
@@ -407,6 +416,9 @@ class ProxyServer implements Proxy {
       targets: options.cacheControlTargets ?? ["CDN-Cache-Control"],
     };
     this.#maxStale = options.maxStale ?? 604800;
+    this.#staleIfError = options.staleIfError !== undefined
+      ? { fallback: options.staleIfError }
+      : {};
   }
 
   close(): Promise<void> {
@@ -1048,7 +1060,12 @@ class ProxyServer implements Proxy {
     if (validate !== null && res.status >= 500) {
       const memo = memoOf(validate.entry, this.#policy);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
-      if (mayServeStaleOnError(head.headers, memo.policy, age - memo.lifetime)) {
+      if (
+        mayServeStaleOnError(head.headers, memo.policy, {
+          staleness: age - memo.lifetime,
+          ...this.#staleIfError,
+        })
+      ) {
         await res.discard().catch(() => {});
         x.code = "TCP_REFRESH_FAIL_OLD";
         return await this.#serveStored(conn, head, x, validate.entry, age, {
@@ -1094,7 +1111,10 @@ class ProxyServer implements Proxy {
       const memo = memoOf(validate.entry, this.#policy);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
       const staleness = age - memo.lifetime;
-      const detail = mayServeStaleOnError(head.headers, memo.policy, staleness)
+      const detail = mayServeStaleOnError(head.headers, memo.policy, {
+          staleness,
+          ...this.#staleIfError,
+        })
         ? "stale-if-error"
         : mayServeStaleDisconnected(head.headers, memo.policy, {
             staleness,
