@@ -29,6 +29,7 @@ Deno.test("proxy collapses concurrent misses for one key into one origin request
     port: 0,
     upstream: nginx.url,
     maxConnectionsPerIp: 0,
+    adminPort: 0,
   });
 
   await t.step("100 concurrent misses: 1 origin request, 100 whole bodies", async () => {
@@ -43,6 +44,11 @@ Deno.test("proxy collapses concurrent misses for one key into one origin request
     }
     const collapsed = replies.filter((r) => /; collapsed/.test(r!.headers.get("cache-status")!));
     assert(collapsed.length > 0, "no request shared the first one's response");
+    const metrics = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+    assert(
+      metrics.includes(`\nnetkit_proxy_collapsed_waiters_total ${collapsed.length}\n`),
+      metrics,
+    );
     const lines = await nginx.log(1);
     assertEquals(lines.filter((l) => l.includes("/big.txt")), ["GET /big.txt 200"]);
   });

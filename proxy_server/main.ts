@@ -109,6 +109,12 @@ export const OPTIONS = {
     description:
       "serve a response this stale on a 5xx, refusal or timeout, unless it says otherwise",
   },
+  "admin-port": {
+    type: "string",
+    arg: "N",
+    default: "none",
+    description: "serve /metrics (Prometheus) and /healthz on 127.0.0.1:N",
+  },
   "drop-rate": {
     type: "string",
     arg: "P",
@@ -226,6 +232,15 @@ async function main(): Promise<number> {
           staleIfError: parseNumber("--stale-if-error", values["stale-if-error"], { min: 0 }),
         }
         : {}),
+      ...(values["admin-port"] !== undefined
+        ? {
+          adminPort: parseNumber("--admin-port", values["admin-port"], {
+            min: 0,
+            max: 65535,
+            integer: true,
+          }),
+        }
+        : {}),
       ...core,
       ...(upstreamCaCerts.length > 0 ? { upstreamCaCerts } : {}),
       ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),
@@ -242,6 +257,9 @@ async function main(): Promise<number> {
         values.upstream ? `reverse mode for ${values.upstream}` : "forward mode"
       }, cache ${values["cache-dir"] ?? "in memory"})`,
     );
+    if (proxy.adminPort !== undefined) {
+      console.error(`proxy: metrics on http://127.0.0.1:${proxy.adminPort}/metrics`);
+    }
     await stopped;
     await proxy.close();
   } catch (err) {

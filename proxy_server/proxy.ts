@@ -56,6 +56,7 @@ import {
 } from "./cache.ts";
 import { CacheStore, type Entry, type EntryMeta, type StoreOptions } from "./store.ts";
 import { Flight } from "./_flight.ts";
+import { Metrics } from "./_metrics.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
 export interface ProxyOptions extends
@@ -189,6 +190,12 @@ export interface ProxyOptions extends
    * @default {undefined}
    */
   staleIfError?: number;
+  /**
+   * Serve `/metrics` (Prometheus text) and `/healthz` on this port of
+   * 127.0.0.1 (0 picks a free one). Unset: no admin port.
+   * @default {undefined}
+   */
+  adminPort?: number;
 }
 
 /** A running proxy; {@linkcode startProxy} returns it. */
@@ -199,6 +206,8 @@ export interface Proxy extends AsyncDisposable {
   readonly port: number;
   /** The cache store. */
   readonly store: CacheStore;
+  /** The admin port (`/metrics`, `/healthz`) on 127.0.0.1, when `adminPort` was given. */
+  readonly adminPort: number | undefined;
   /**
    * Stops accepting, lets requests in flight finish (within a grace
    * period), then closes every connection and the upstream pool.
@@ -334,7 +343,10 @@ class ProxyServer implements Proxy {
   readonly hostname: string;
   readonly port: number;
   readonly store: CacheStore;
+  readonly adminPort: number | undefined;
   #server: HttpServer;
+  #metrics: Metrics | undefined;
+  #admin: Deno.HttpServer<Deno.NetAddr> | undefined;
   #client: HttpClient;
   #upstream: URL | undefined;
   #allow: Cidr[];
@@ -384,7 +396,17 @@ class ProxyServer implements Proxy {
     this.#timeout = options.timeout ?? 30000;
     this.#name = options.name ?? "netkit";
     const log = options.log;
-    this.#logging = log !== undefined;
+    const metrics = options.adminPort !== undefined ? new Metrics() : undefined;
+    this.#metrics = metrics;
+    // The access log's entry carries the cache outcome the metrics count too.
+    this.#logging = log !== undefined || metrics !== undefined;
+    const onLog = (entry: AccessLogEntry) => {
+      if (metrics !== undefined) {
+        const code = (entry.extra as Exchange | undefined)?.code ?? "NONE_NONE";
+        metrics.request(code, { sent: entry.sent, ms: entry.duration });
+      }
+      if (log !== undefined) log(squidLine(entry));
+    };
     this.#client = new HttpClient({
       connectTimeout: this.#timeout,
       headTimeout: this.#timeout,
@@ -403,7 +425,7 @@ class ProxyServer implements Proxy {
       maxBodySize: options.maxBodySize ?? 1 << 30,
       maxConnections: options.maxConnections ?? defaultMaxConnections(2),
       errorResponse: (status, message) => this.#errorPage(status, message, "bypass", false),
-      ...(log !== undefined ? { onLog: (entry: AccessLogEntry) => log(squidLine(entry)) } : {}),
+      ...(this.#logging ? { onLog } : {}),
     });
     const addr = this.#server.addr;
     this.hostname = addr.hostname;
@@ -416,13 +438,42 @@ class ProxyServer implements Proxy {
       targets: options.cacheControlTargets ?? ["CDN-Cache-Control"],
     };
     this.#maxStale = options.maxStale ?? 604800;
+    if (metrics !== undefined) {
+      const admin = Deno.serve({
+        hostname: "127.0.0.1",
+        port: options.adminPort ?? 0,
+        onListen() {},
+      }, (req: Request) => this.#adminAnswer(req, metrics));
+      this.#admin = admin;
+      this.adminPort = admin.addr.port;
+    }
     this.#staleIfError = options.staleIfError !== undefined
       ? { fallback: options.staleIfError }
       : {};
   }
 
+  /** Answers the admin port: `/metrics` and `/healthz`. */
+  #adminAnswer(req: Request, metrics: Metrics): Response {
+    const path = new URL(req.url).pathname;
+    if (path === "/healthz") {
+      return new Response("ok\n", { headers: { "content-type": "text/plain" } });
+    }
+    if (path !== "/metrics") return new Response("not found\n", { status: 404 });
+    const s = this.store;
+    return new Response(
+      metrics.render({
+        memoryObjects: s.memoryObjects,
+        memoryBytes: s.memoryBytes,
+        diskObjects: s.diskObjects,
+        diskBytes: s.diskBytes,
+      }),
+      { headers: { "content-type": "text/plain; version=0.0.4" } },
+    );
+  }
+
   close(): Promise<void> {
     this.#closed ??= (async () => {
+      await this.#admin?.shutdown();
       await this.#server.shutdown();
       this.#client.close();
     })();
@@ -738,6 +789,7 @@ class ProxyServer implements Proxy {
       }
     }
     flight.waiters++;
+    if (this.#metrics !== undefined) this.#metrics.collapsedWaiters++;
     const shared = await flight.head;
     // Not storable, or stored under another Vary key than this request's:
     // fetch on our own (RFC 9111 §4.1), without joining another flight.
@@ -1132,6 +1184,7 @@ class ProxyServer implements Proxy {
       }
     }
     const timeout = err instanceof HttpClientError && err.kind === "timeout";
+    this.#metrics?.upstreamError(timeout ? "timeout" : "error");
     // As Squid: a refused connection was still forwarded, to that address.
     if (err instanceof HttpClientError && err.address !== undefined) {
       x.hier = `HIER_DIRECT/${err.address}`;
@@ -1256,6 +1309,9 @@ class ProxyServer implements Proxy {
     try {
       for await (const chunk of res.body()) {
         flight?.push(chunk);
+        if (this.#metrics !== undefined && !ctx.collapsed) {
+          this.#metrics.upstreamBytes += chunk.length;
+        }
         if (conn !== null && clientGone === undefined) {
           const data = clientChunked ? encodeChunk(chunk) : chunk;
           try {

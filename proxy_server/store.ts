@@ -221,6 +221,16 @@ export class CacheStore {
     return this.#disk.size;
   }
 
+  /** Entries in the memory tier. */
+  get memoryObjects(): number {
+    return this.#memory.size;
+  }
+
+  /** Entries in the disk tier (0 without a directory). */
+  get diskObjects(): number {
+    return this.#disk.size;
+  }
+
   /** Bytes used by the memory tier. */
   get memoryBytes(): number {
     return this.#memoryBytes;
