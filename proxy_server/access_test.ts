@@ -32,36 +32,39 @@ async function statusVia(
   return "000";
 }
 
+/** Starts the proxy in the target namespace, listening on every address. */
+function spawnProxy(lab: Lab, port: string, ...args: string[]): Deno.ChildProcess {
+  return lab.spawn("target", [
+    Deno.execPath(),
+    "run",
+    "-A",
+    MAIN,
+    "-l",
+    "0.0.0.0",
+    "-p",
+    port,
+    "--access-log",
+    "none",
+    ...args,
+  ]);
+}
+
+/** Stops the proxies and drains their output. */
+async function stopAll(children: Deno.ChildProcess[]): Promise<void> {
+  for (const child of children) {
+    child.kill("SIGTERM");
+    await child.status;
+    await child.stdout.cancel();
+    await child.stderr.cancel();
+  }
+}
+
 Deno.test("proxy serves only loopback and --allow networks, even when listening on every address", async (t) => {
   await using lab = await Lab.create({ routers: 0 });
   const target = lab.host("target").v4;
   const client = lab.host("client").v4;
-  const closed = lab.spawn("target", [
-    Deno.execPath(),
-    "run",
-    "-A",
-    MAIN,
-    "-l",
-    "0.0.0.0",
-    "-p",
-    "8888",
-    "--access-log",
-    "none",
-  ]);
-  const open = lab.spawn("target", [
-    Deno.execPath(),
-    "run",
-    "-A",
-    MAIN,
-    "-l",
-    "0.0.0.0",
-    "-p",
-    "8889",
-    "--access-log",
-    "none",
-    "--allow",
-    `${client}/32`,
-  ]);
+  const closed = spawnProxy(lab, "8888");
+  const open = spawnProxy(lab, "8889", "--allow", `${client}/32`);
   try {
     await t.step("a non-loopback client without --allow gets 403", async () => {
       assertEquals(await statusVia(lab, `http://${target}:8888`, "http://127.0.0.1:1/"), "403");
@@ -73,12 +76,7 @@ Deno.test("proxy serves only loopback and --allow networks, even when listening 
       },
     );
   } finally {
-    for (const child of [closed, open]) {
-      child.kill("SIGTERM");
-      await child.status;
-      await child.stdout.cancel();
-      await child.stderr.cancel();
-    }
+    await stopAll([closed, open]);
   }
 });
 
@@ -86,23 +84,9 @@ Deno.test("PURGE is accepted only from loopback and --purge-allow networks", asy
   await using lab = await Lab.create({ routers: 0 });
   const target = lab.host("target").v4;
   const client = lab.host("client").v4;
-  const proxy = (port: string, ...args: string[]) =>
-    lab.spawn("target", [
-      Deno.execPath(),
-      "run",
-      "-A",
-      MAIN,
-      "-l",
-      "0.0.0.0",
-      "-p",
-      port,
-      "--access-log",
-      "none",
-      ...args,
-    ]);
   // Allowed to use the proxy, not to purge; and allowed to purge only.
-  const user = proxy("8888", "--allow", `${client}/32`);
-  const purger = proxy("8889", "--purge-allow", `${client}/32`);
+  const user = spawnProxy(lab, "8888", "--allow", `${client}/32`);
+  const purger = spawnProxy(lab, "8889", "--purge-allow", `${client}/32`);
   try {
     await t.step("an --allow client that is not in --purge-allow gets 403", async () => {
       assertEquals(await statusVia(lab, `http://${target}:8888`, "http://127.0.0.1:1/"), "502");
@@ -119,11 +103,6 @@ Deno.test("PURGE is accepted only from loopback and --purge-allow networks", asy
       assertEquals(await statusVia(lab, `http://${target}:8889`, "http://127.0.0.1:1/"), "403");
     });
   } finally {
-    for (const child of [user, purger]) {
-      child.kill("SIGTERM");
-      await child.status;
-      await child.stdout.cancel();
-      await child.stderr.cancel();
-    }
+    await stopAll([user, purger]);
   }
 });
