@@ -34,12 +34,13 @@ export function startNetkitProxy(port: number, args: string[]): Deno.ChildProces
  * Starts nginx with `proxy_cache` in front of an origin.
  *
  * @param dir A fresh directory for its configuration, cache and logs.
- * @param options The port to listen on, the origin's port and the worker count.
+ * @param options The port to listen on, the origin's port, the worker count, and
+ *   whether concurrent misses for one key wait for the first (`proxy_cache_lock on`).
  * @returns The nginx process (stop it with SIGTERM).
  */
 export async function startNginxCache(
   dir: string,
-  options: { port: number; originPort: number; workers: string },
+  options: { port: number; originPort: number; workers: string; lock?: boolean },
 ): Promise<Deno.ChildProcess> {
   await Deno.mkdir(`${dir}/cache`, { recursive: true });
   await Deno.writeTextFile(
@@ -61,7 +62,7 @@ http {
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_cache c;
+      proxy_cache c;${options.lock ? "\n      proxy_cache_lock on;" : ""}
       add_header Cache-Status $upstream_cache_status;
     }
   }

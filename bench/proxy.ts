@@ -10,7 +10,10 @@
  * 2. the miss path's added median latency over going direct (wrk -t1 -c1, a
  *    `no-store` object, so every request goes to the origin);
  * 3. peak memory (VmHWM) of the proxy with 10,000 distinct cached objects and
- *    a 64 MiB memory tier; and of a 1 GiB download streamed through it.
+ *    a 64 MiB memory tier; and of a 1 GiB download streamed through it;
+ * 4. collapsed forwarding: 100 concurrent misses on each of 100 keys (one key
+ *    at a time; the origin answers after 20 ms), against nginx with
+ *    `proxy_cache_lock on`: requests/s and origin requests per key.
  *
  * @module
  */
@@ -37,6 +40,8 @@ const NOSTORE = enc.encode(
   `HTTP/1.1 200 OK\r\nDate: ${DATE}\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\nContent-Length: 1024\r\n\r\n${BODY}`,
 );
 const GIB = 1 << 30;
+// Requests the origin received per /slow/ key (the collapsed-forwarding benchmark).
+const slowHits = new Map<string, number>();
 const originPort = freePort();
 const origin = Deno.listen({ hostname: "127.0.0.1", port: originPort });
 (async () => {
@@ -64,6 +69,13 @@ const origin = Deno.listen({ hostname: "127.0.0.1", port: originPort });
                 let off = 0;
                 while (off < chunk.length) off += await conn.write(chunk.subarray(off));
               }
+            } else if (line.includes(" /slow/")) {
+              // A slow origin (20 ms), so that concurrent misses overlap.
+              const path = line.split(" ")[1]!;
+              slowHits.set(path, (slowHits.get(path) ?? 0) + 1);
+              await new Promise((r) => setTimeout(r, 20));
+              let off = 0;
+              while (off < CACHEABLE.length) off += await conn.write(CACHEABLE.subarray(off));
             } else {
               const res = line.includes(" /nostore") ? NOSTORE : CACHEABLE;
               let off = 0;
@@ -93,8 +105,17 @@ function startOurs(port: number, extra: string[] = []): Deno.ChildProcess {
   return child;
 }
 
-async function startNginx(port: number, workers: string): Promise<Deno.ChildProcess> {
-  const child = await startNginxCache(`${tmp}/nginx_${workers}`, { port, originPort, workers });
+async function startNginx(
+  port: number,
+  workers: string,
+  lock = false,
+): Promise<Deno.ChildProcess> {
+  const child = await startNginxCache(`${tmp}/nginx_${workers}${lock ? "_lock" : ""}`, {
+    port,
+    originPort,
+    workers,
+    lock,
+  });
   children.push(child);
   return child;
 }
@@ -204,7 +225,39 @@ try {
       }`,
   );
 
-  // 3. memory with 10,000 distinct objects, with a roomy and with a tight memory tier
+  // 3. collapsed forwarding: for each of 100 keys, 100 concurrent requests (every
+  // one a miss when it is sent); the proxies in turn, each with its own keys.
+  const lockPort = freePort();
+  await startNginx(lockPort, "auto", true);
+  await waitPort(lockPort);
+  const collapse: Record<string, { reqPerSec: number; originPerKey: number; errors: number }> = {};
+  for (
+    const [name, port] of [
+      ["netkit proxy", oursPort],
+      ["nginx proxy_cache_lock (auto = 2 workers)", lockPort],
+    ] as const
+  ) {
+    const prefix = `/slow/${port}/`;
+    let errors = 0;
+    const t0 = performance.now();
+    for (let k = 0; k < 100; k++) {
+      await Promise.all(Array.from({ length: 100 }, async () => {
+        const res = await fetch(`http://127.0.0.1:${port}${prefix}${k}`);
+        if ((await res.arrayBuffer()).byteLength !== 1024 || res.status !== 200) errors++;
+      }));
+    }
+    const secs = (performance.now() - t0) / 1000;
+    let origin = 0;
+    for (const [path, n] of slowHits) if (path.startsWith(prefix)) origin += n;
+    collapse[name] = { reqPerSec: 10000 / secs, originPerKey: origin / 100, errors };
+    console.error(
+      `collapsed misses ${name}: ${(10000 / secs).toFixed(0)} req/s, ` +
+        `${(origin / 100).toFixed(2)} origin requests per key, ${errors} errors`,
+    );
+  }
+  results.collapsedMisses = collapse;
+
+  // 4. memory with 10,000 distinct objects, with a roomy and with a tight memory tier
   for (const tier of ["64M", "16M"]) {
     const memPort = freePort();
     const mem = startOurs(memPort, ["--memory-size", tier]);
@@ -242,7 +295,7 @@ try {
     await mem.status;
   }
 
-  // 4. a 1 GiB download streamed through the proxy
+  // 5. a 1 GiB download streamed through the proxy
   const bigPort = freePort();
   const big = startOurs(bigPort);
   await waitPort(bigPort);

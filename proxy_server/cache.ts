@@ -425,7 +425,8 @@ export function mayServeStaleDisconnected(
     if (resCc.has(d)) return false;
   }
   if (parseCacheControl(request.get("cache-control")).has("no-cache")) return false;
-  return options.staleness <= options.maxStale;
+  // 0 turns it off, even for a response that has only just become stale.
+  return options.maxStale > 0 && options.staleness <= options.maxStale;
 }
 
 /** What to do with a stored response for a request: the result of {@linkcode selectAction}. */
@@ -525,12 +526,14 @@ export function selectAction(
 
 /**
  * Tells whether a stale response may be served because the origin failed
- * (RFC 5861 §4 stale-if-error, in the response or the request), unless
+ * (RFC 5861 §4 stale-if-error, in the request or the response), unless
  * must-revalidate, proxy-revalidate or s-maxage forbid it (RFC 9111 §4.2.4).
+ * Without a directive, the operator's `fallback` window applies (Varnish's
+ * grace), unless `no-cache` in the request or the response asks for validation.
  *
  * @param request The request header fields.
  * @param stored The stored response header fields.
- * @param staleness How many seconds the response is past its freshness lifetime.
+ * @param options How stale, and the operator's default window.
  * @returns `true` when the stale response may be served instead of an error.
  *
  * @example
@@ -538,13 +541,23 @@ export function selectAction(
  * import { mayServeStaleOnError } from "./cache.ts";
  * import { assert } from "../lib/testing/assert.ts";
  * const h = new Headers({ "cache-control": "max-age=1, stale-if-error=60" });
- * assert(mayServeStaleOnError(new Headers(), h, 30));
+ * assert(mayServeStaleOnError(new Headers(), h, { staleness: 30 }));
+ * assert(mayServeStaleOnError(new Headers(), new Headers(), { staleness: 30, fallback: 60 }));
  * ```
  */
 export function mayServeStaleOnError(
   request: FieldReader,
   stored: FieldReader,
-  staleness: number,
+  options: {
+    /** Seconds past the freshness lifetime. */
+    staleness: number;
+    /**
+     * The window, in seconds, when neither the request nor the response has
+     * `stale-if-error` (0 or unset: none).
+     * @default {undefined}
+     */
+    fallback?: number;
+  },
 ): boolean {
   const resCc = parseCacheControl(stored.get("cache-control"));
   if (resCc.has("must-revalidate") || resCc.has("proxy-revalidate") || resCc.has("s-maxage")) {
@@ -553,7 +566,9 @@ export function mayServeStaleOnError(
   const reqCc = parseCacheControl(request.get("cache-control"));
   const limit = deltaSeconds(reqCc.get("stale-if-error")) ??
     deltaSeconds(resCc.get("stale-if-error"));
-  return limit !== undefined && staleness <= limit;
+  if (limit !== undefined) return options.staleness <= limit;
+  if (!options.fallback || resCc.has("no-cache") || reqCc.has("no-cache")) return false;
+  return options.staleness <= options.fallback;
 }
 
 /**
@@ -795,6 +810,8 @@ export interface CacheStatusParams {
   ttl?: number;
   /** Free-form detail token. */
   detail?: string;
+  /** The request shared another request's forward (collapsed forwarding). */
+  collapsed?: boolean;
 }
 
 /**
@@ -818,6 +835,7 @@ export function formatCacheStatus(cacheName: string, params: CacheStatusParams):
   if (params.fwd !== undefined) s += `; fwd=${params.fwd}`;
   if (params.fwdStatus !== undefined) s += `; fwd-status=${params.fwdStatus}`;
   if (params.stored) s += "; stored";
+  if (params.collapsed) s += "; collapsed";
   if (params.ttl !== undefined) s += `; ttl=${params.ttl}`;
   if (params.detail !== undefined) s += `; detail=${params.detail}`;
   return s;

@@ -383,9 +383,28 @@ Deno.test("mayServeStaleOnError() follows stale-if-error unless revalidation is 
   for (const [name, reqH, resH, staleness, expected] of cases) {
     await t.step(
       name,
-      () => assertEquals(mayServeStaleOnError(h(reqH), h(resH), staleness), expected),
+      () => assertEquals(mayServeStaleOnError(h(reqH), h(resH), { staleness }), expected),
     );
   }
+  // The operator's default window (--stale-if-error) applies when no directive says otherwise.
+  const fallbackCases: Array<[string, Record<string, string>, Record<string, string>, boolean]> = [
+    ["within the default window", {}, { "cache-control": "max-age=1" }, true],
+    ["a directive wins over it", {}, { "cache-control": "max-age=1, stale-if-error=5" }, false],
+    ["response no-cache", {}, { "cache-control": "no-cache" }, false],
+    ["request no-cache", { "cache-control": "no-cache" }, { "cache-control": "max-age=1" }, false],
+    ["must-revalidate", {}, { "cache-control": "max-age=1, must-revalidate" }, false],
+  ];
+  for (const [name, reqH, resH, expected] of fallbackCases) {
+    await t.step(`fallback: ${name}`, () =>
+      assertEquals(
+        mayServeStaleOnError(h(reqH), h(resH), { staleness: 30, fallback: 60 }),
+        expected,
+      ));
+  }
+  assertEquals(
+    mayServeStaleOnError(h(), h({ "cache-control": "max-age=1" }), { staleness: 61, fallback: 60 }),
+    false,
+  );
 });
 
 Deno.test("validatorFields() and updateStoredFields() revalidate and merge a 304 (§4.3)", () => {

@@ -50,6 +50,13 @@ export const OPTIONS = {
     default: "loopback only",
     description: "also allow clients from CIDR (loopback is always allowed)",
   },
+  "purge-allow": {
+    type: "string",
+    multiple: true,
+    arg: "CIDR",
+    default: "loopback only",
+    description: "also accept PURGE from CIDR (loopback always may)",
+  },
   "connect-ports": {
     type: "string",
     arg: "LIST",
@@ -94,6 +101,19 @@ export const OPTIONS = {
     arg: "SEC",
     default: "604800",
     description: "serve a response this stale when the origin cannot be reached (0: never)",
+  },
+  "stale-if-error": {
+    type: "string",
+    arg: "SEC",
+    default: "none: directives only",
+    description:
+      "serve a response this stale on a 5xx, refusal or timeout, unless it says otherwise",
+  },
+  "admin-port": {
+    type: "string",
+    arg: "N",
+    default: "none",
+    description: "serve /metrics (Prometheus) and /healthz on 127.0.0.1:N",
   },
   "drop-rate": {
     type: "string",
@@ -190,6 +210,7 @@ async function main(): Promise<number> {
       port,
       ...(values.upstream !== undefined ? { upstream: values.upstream } : {}),
       allow,
+      purgeAllow: values["purge-allow"] ?? [],
       connectPorts,
       store,
       dropRate: values["drop-rate"] === undefined
@@ -206,6 +227,20 @@ async function main(): Promise<number> {
       maxStale: values["max-stale"] === undefined
         ? 604800
         : parseNumber("--max-stale", values["max-stale"], { min: 0 }),
+      ...(values["stale-if-error"] !== undefined
+        ? {
+          staleIfError: parseNumber("--stale-if-error", values["stale-if-error"], { min: 0 }),
+        }
+        : {}),
+      ...(values["admin-port"] !== undefined
+        ? {
+          adminPort: parseNumber("--admin-port", values["admin-port"], {
+            min: 0,
+            max: 65535,
+            integer: true,
+          }),
+        }
+        : {}),
       ...core,
       ...(upstreamCaCerts.length > 0 ? { upstreamCaCerts } : {}),
       ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),
@@ -222,6 +257,9 @@ async function main(): Promise<number> {
         values.upstream ? `reverse mode for ${values.upstream}` : "forward mode"
       }, cache ${values["cache-dir"] ?? "in memory"})`,
     );
+    if (proxy.adminPort !== undefined) {
+      console.error(`proxy: metrics on http://127.0.0.1:${proxy.adminPort}/metrics`);
+    }
     await stopped;
     await proxy.close();
   } catch (err) {

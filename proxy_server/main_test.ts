@@ -40,6 +40,12 @@ Deno.test("proxy CLI rejects bad options with exit code 2 and a one-line message
       /^proxy: invalid --cache-control-target 'Bad Name': not a field name\n$/,
     ],
     [["--max-stale", "-1"], /^proxy: invalid argument for --max-stale/],
+    [["--stale-if-error", "soon"], /^proxy: invalid argument for --stale-if-error/],
+    [["--admin-port", "70000"], /^proxy: invalid argument for --admin-port/],
+    [
+      ["--purge-allow", "10.0.0.0/99"],
+      /^proxy: Cannot parse CIDR "10\.0\.0\.0\/99": bad prefix length\n$/,
+    ],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), async () => {

@@ -55,6 +55,8 @@ import {
   varyKey,
 } from "./cache.ts";
 import { CacheStore, type Entry, type EntryMeta, type StoreOptions } from "./store.ts";
+import { Flight } from "./_flight.ts";
+import { Metrics } from "./_metrics.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
 export interface ProxyOptions extends
@@ -102,6 +104,12 @@ export interface ProxyOptions extends
    * @default {[]}
    */
   allow?: string[];
+  /**
+   * Client networks allowed to send `PURGE` (by URL, or by `Surrogate-Key`),
+   * as CIDRs. Loopback always may; anyone else gets 403.
+   * @default {[]}
+   */
+  purgeAllow?: string[];
   /**
    * Ports CONNECT may reach.
    * @default {[443]}
@@ -174,6 +182,20 @@ export interface ProxyOptions extends
    * @default {604800}
    */
   maxStale?: number;
+  /**
+   * Seconds of staleness up to which a stored response is served when the
+   * origin fails (5xx, refused, timeout) and neither the request nor the
+   * response has `stale-if-error` (RFC 5861; Varnish's grace). Unset: only
+   * the directives decide.
+   * @default {undefined}
+   */
+  staleIfError?: number;
+  /**
+   * Serve `/metrics` (Prometheus text) and `/healthz` on this port of
+   * 127.0.0.1 (0 picks a free one). Unset: no admin port.
+   * @default {undefined}
+   */
+  adminPort?: number;
 }
 
 /** A running proxy; {@linkcode startProxy} returns it. */
@@ -184,6 +206,8 @@ export interface Proxy extends AsyncDisposable {
   readonly port: number;
   /** The cache store. */
   readonly store: CacheStore;
+  /** The admin port (`/metrics`, `/healthz`) on 127.0.0.1, when `adminPort` was given. */
+  readonly adminPort: number | undefined;
   /**
    * Stops accepting, lets requests in flight finish (within a grace
    * period), then closes every connection and the upstream pool.
@@ -310,6 +334,8 @@ export async function startProxy(options: ProxyOptions = {}): Promise<Proxy> {
 /** Per-connection verdicts, taken once at the first request. */
 interface ClientState {
   allowed: boolean;
+  /** Whether it may send PURGE. */
+  purge: boolean;
   drop: boolean;
 }
 
@@ -317,10 +343,14 @@ class ProxyServer implements Proxy {
   readonly hostname: string;
   readonly port: number;
   readonly store: CacheStore;
+  readonly adminPort: number | undefined;
   #server: HttpServer;
+  #metrics: Metrics | undefined;
+  #admin: Deno.HttpServer<Deno.NetAddr> | undefined;
   #client: HttpClient;
   #upstream: URL | undefined;
   #allow: Cidr[];
+  #purgeAllow: Cidr[];
   #connectPorts: Set<number>;
   #random: () => number;
   #dropRate: number;
@@ -331,9 +361,11 @@ class ProxyServer implements Proxy {
   #via: string;
   #policy: Policy;
   #maxStale: number;
+  #staleIfError: { fallback?: number };
   #clients = new WeakMap<ServerConnection, ClientState>();
   #urlMemo = new Map<string, string>();
   #revalidating = new Set<string>();
+  #flights = new Map<string, Flight>();
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
@@ -352,6 +384,11 @@ class ProxyServer implements Proxy {
       parseCidr("::1/128"),
       ...(options.allow ?? []).map(parseCidr),
     ];
+    this.#purgeAllow = [
+      parseCidr("127.0.0.0/8"),
+      parseCidr("::1/128"),
+      ...(options.purgeAllow ?? []).map(parseCidr),
+    ];
     this.#connectPorts = new Set(options.connectPorts ?? [443]);
     this.#random = createRandom(options.seed ?? Date.now());
     this.#dropRate = options.dropRate ?? 0;
@@ -359,7 +396,17 @@ class ProxyServer implements Proxy {
     this.#timeout = options.timeout ?? 30000;
     this.#name = options.name ?? "netkit";
     const log = options.log;
-    this.#logging = log !== undefined;
+    const metrics = options.adminPort !== undefined ? new Metrics() : undefined;
+    this.#metrics = metrics;
+    // The access log's entry carries the cache outcome the metrics count too.
+    this.#logging = log !== undefined || metrics !== undefined;
+    const onLog = (entry: AccessLogEntry) => {
+      if (metrics !== undefined) {
+        const code = (entry.extra as Exchange | undefined)?.code ?? "NONE_NONE";
+        metrics.request(code, { sent: entry.sent, ms: entry.duration });
+      }
+      if (log !== undefined) log(squidLine(entry));
+    };
     this.#client = new HttpClient({
       connectTimeout: this.#timeout,
       headTimeout: this.#timeout,
@@ -378,7 +425,7 @@ class ProxyServer implements Proxy {
       maxBodySize: options.maxBodySize ?? 1 << 30,
       maxConnections: options.maxConnections ?? defaultMaxConnections(2),
       errorResponse: (status, message) => this.#errorPage(status, message, "bypass", false),
-      ...(log !== undefined ? { onLog: (entry: AccessLogEntry) => log(squidLine(entry)) } : {}),
+      ...(this.#logging ? { onLog } : {}),
     });
     const addr = this.#server.addr;
     this.hostname = addr.hostname;
@@ -391,10 +438,42 @@ class ProxyServer implements Proxy {
       targets: options.cacheControlTargets ?? ["CDN-Cache-Control"],
     };
     this.#maxStale = options.maxStale ?? 604800;
+    if (metrics !== undefined) {
+      const admin = Deno.serve({
+        hostname: "127.0.0.1",
+        port: options.adminPort ?? 0,
+        onListen() {},
+      }, (req: Request) => this.#adminAnswer(req, metrics));
+      this.#admin = admin;
+      this.adminPort = admin.addr.port;
+    }
+    this.#staleIfError = options.staleIfError !== undefined
+      ? { fallback: options.staleIfError }
+      : {};
+  }
+
+  /** Answers the admin port: `/metrics` and `/healthz`. */
+  #adminAnswer(req: Request, metrics: Metrics): Response {
+    const path = new URL(req.url).pathname;
+    if (path === "/healthz") {
+      return new Response("ok\n", { headers: { "content-type": "text/plain" } });
+    }
+    if (path !== "/metrics") return new Response("not found\n", { status: 404 });
+    const s = this.store;
+    return new Response(
+      metrics.render({
+        memoryObjects: s.memoryObjects,
+        memoryBytes: s.memoryBytes,
+        diskObjects: s.diskObjects,
+        diskBytes: s.diskBytes,
+      }),
+      { headers: { "content-type": "text/plain; version=0.0.4" } },
+    );
   }
 
   close(): Promise<void> {
     this.#closed ??= (async () => {
+      await this.#admin?.shutdown();
       await this.#server.shutdown();
       this.#client.close();
     })();
@@ -411,6 +490,7 @@ class ProxyServer implements Proxy {
       const ip = normaliseClientIp(conn.remoteAddr.hostname);
       st = {
         allowed: ip !== undefined && this.#allow.some((c) => inCidr(ip, c)),
+        purge: ip !== undefined && this.#purgeAllow.some((c) => inCidr(ip, c)),
         drop: this.#dropRate > 0 && this.#random() < this.#dropRate,
       };
       this.#clients.set(conn, st);
@@ -423,7 +503,8 @@ class ProxyServer implements Proxy {
     const st = this.#clientState(conn);
     const x: Exchange = { code: "TCP_MISS", hier: "HIER_NONE/-", type: null, url: head.target };
     if (this.#logging) conn.logExtra = x;
-    if (!st.allowed) {
+    // A purging client need not be allowed to use the proxy otherwise.
+    if (!st.allowed && !(head.method === "PURGE" && st.purge)) {
       x.code = "TCP_DENIED";
       await this.#sendError(
         conn,
@@ -546,6 +627,7 @@ class ProxyServer implements Proxy {
       await this.#sendError(conn, 508, "Forwarding loop detected.", "bypass", false);
       return false;
     }
+    if (head.method === "PURGE") return await this.#purge(conn, head, x, this.#clientState(conn));
     const url = this.#targetUrl(head);
     x.url = url;
     const isGet = head.method === "GET";
@@ -559,16 +641,16 @@ class ProxyServer implements Proxy {
       }
     }
     const vary = this.store.varyOf(url);
-    if (vary === undefined) return await this.#miss(conn, head, x, url, "uri-miss");
+    if (vary === undefined) return await this.#miss(conn, head, x, url, "uri-miss", url);
     let key = url;
     if (vary !== "") {
       const vk = varyKey(vary, head.headers);
-      if (vk === null) return await this.#miss(conn, head, x, url, "vary-miss");
+      if (vk === null) return await this.#miss(conn, head, x, url, "vary-miss", null);
       key = `${url}\n${vk}`;
     }
     const entry = this.store.get(key);
     if (entry === undefined) {
-      return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss");
+      return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss", key);
     }
     const memo = memoOf(entry, this.#policy);
     const h = head.headers;
@@ -614,6 +696,56 @@ class ProxyServer implements Proxy {
     return await this.#forward(conn, head, x, url, { key, entry, reason: action.reason });
   }
 
+  /**
+   * Answers `PURGE`: by `Surrogate-Key` when the request carries one, else by
+   * the target URI (all its variants); 200 when something was evicted from
+   * both tiers, 404 when nothing was stored, 403 for a client outside
+   * loopback and `purgeAllow` (as Varnish's and Squid's purge ACLs).
+   */
+  async #purge(
+    conn: ServerConnection,
+    head: RequestHead,
+    x: Exchange,
+    st: ClientState,
+  ): Promise<boolean> {
+    const keepAlive = head.keepAlive && !conn.closing;
+    if (head.body.type !== "none") {
+      for await (const _ of conn.body(head)) {
+        // A body on PURGE has no meaning: read and drop it.
+      }
+    }
+    if (!st.purge) {
+      x.code = "TCP_DENIED";
+      await this.#sendError(
+        conn,
+        403,
+        "Access denied: your address may not purge.",
+        "bypass",
+        false,
+      );
+      return false;
+    }
+    const tags = head.headers.get("surrogate-key");
+    let n: number;
+    let what: string;
+    if (tags !== null) {
+      const list = tags.split(/\s+/).filter((t) => t !== "");
+      n = await this.store.deleteTags(list);
+      what = `surrogate key ${list.join(" ")}`;
+    } else {
+      const url = this.#targetUrl(head);
+      x.url = url;
+      n = await this.store.deleteUrl(url);
+      what = url;
+    }
+    if (n === 0) {
+      await this.#sendError(conn, 404, `Nothing stored for ${what}.`, "bypass", keepAlive);
+    } else {
+      await this.#sendError(conn, 200, `Purged ${n} object(s) for ${what}.`, "bypass", keepAlive);
+    }
+    return keepAlive;
+  }
+
   async #onlyIfCached(conn: ServerConnection, head: RequestHead): Promise<boolean> {
     // RFC 9111 §5.2.1.7: no stored response satisfies it → 504.
     const keepAlive = head.keepAlive && !conn.closing;
@@ -628,17 +760,64 @@ class ProxyServer implements Proxy {
     return keepAlive;
   }
 
-  #miss(
+  async #miss(
     conn: ServerConnection,
     head: RequestHead,
     x: Exchange,
     url: string,
     why: "uri-miss" | "vary-miss" | "miss",
+    collapseKey: string | null,
   ): Promise<boolean> {
     if (parseCacheControl(head.headers.get("cache-control")).has("only-if-cached")) {
-      return this.#onlyIfCached(conn, head);
+      return await this.#onlyIfCached(conn, head);
     }
-    return this.#forward(conn, head, x, url, null, why);
+    // Only a plain GET shares a response: a range or a conditional asks for
+    // a different answer than the whole 200 the others want.
+    const h = head.headers;
+    const plain = head.method === "GET" && !h.has("range") && !h.has("if-none-match") &&
+      !h.has("if-modified-since") && !h.has("if-match") && !h.has("if-unmodified-since");
+    if (collapseKey === null || !plain) return await this.#forward(conn, head, x, url, null, why);
+    const flight = this.#flights.get(collapseKey);
+    if (flight === undefined || !flight.shared) {
+      const lead = new Flight();
+      this.#flights.set(collapseKey, lead);
+      try {
+        return await this.#forward(conn, head, x, url, null, why, lead);
+      } finally {
+        lead.end(false);
+        if (this.#flights.get(collapseKey) === lead) this.#flights.delete(collapseKey);
+      }
+    }
+    flight.waiters++;
+    if (this.#metrics !== undefined) this.#metrics.collapsedWaiters++;
+    const shared = await flight.head;
+    // Not storable, or stored under another Vary key than this request's:
+    // fetch on our own (RFC 9111 §4.1), without joining another flight.
+    if (
+      shared === null ||
+      (shared.varyKey !== "" && varyKey(shared.head.headers.get("vary"), h) !== shared.varyKey)
+    ) {
+      return await this.#forward(conn, head, x, url, null, why);
+    }
+    x.hier = "HIER_NONE/-";
+    return await this.#pipeResponse(
+      conn,
+      {
+        head: shared.head,
+        body: () => flight.body(),
+        upload: Promise.resolve(),
+      },
+      head,
+      x,
+      {
+        url,
+        requestTime: shared.requestTime,
+        responseTime: shared.responseTime,
+        keepAlive: head.keepAlive && !conn.closing,
+        fwd: why,
+        collapsed: true,
+      },
+    );
   }
 
   /** Serves a stored response (fully or as 304 to a conditional request). */
@@ -844,6 +1023,7 @@ class ProxyServer implements Proxy {
     url: string,
     validate: { key: string; entry: Entry; reason: "stale" | "request" } | null,
     why: "uri-miss" | "vary-miss" | "miss" = "miss",
+    flight?: Flight,
   ): Promise<boolean> {
     const target = new URL(url);
     const isSafe = head.method === "GET" || head.method === "HEAD";
@@ -932,7 +1112,12 @@ class ProxyServer implements Proxy {
     if (validate !== null && res.status >= 500) {
       const memo = memoOf(validate.entry, this.#policy);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
-      if (mayServeStaleOnError(head.headers, memo.policy, age - memo.lifetime)) {
+      if (
+        mayServeStaleOnError(head.headers, memo.policy, {
+          staleness: age - memo.lifetime,
+          ...this.#staleIfError,
+        })
+      ) {
         await res.discard().catch(() => {});
         x.code = "TCP_REFRESH_FAIL_OLD";
         return await this.#serveStored(conn, head, x, validate.entry, age, {
@@ -952,6 +1137,7 @@ class ProxyServer implements Proxy {
       responseTime,
       keepAlive,
       fwd: fwdReason,
+      ...(flight !== undefined ? { flight } : {}),
     });
 
     // RFC 9111 §4.4: a successful unsafe request invalidates what it names.
@@ -977,7 +1163,10 @@ class ProxyServer implements Proxy {
       const memo = memoOf(validate.entry, this.#policy);
       const age = currentAge(memo.fields, { ...validate.entry.meta, now: Date.now() });
       const staleness = age - memo.lifetime;
-      const detail = mayServeStaleOnError(head.headers, memo.policy, staleness)
+      const detail = mayServeStaleOnError(head.headers, memo.policy, {
+          staleness,
+          ...this.#staleIfError,
+        })
         ? "stale-if-error"
         : mayServeStaleDisconnected(head.headers, memo.policy, {
             staleness,
@@ -995,6 +1184,7 @@ class ProxyServer implements Proxy {
       }
     }
     const timeout = err instanceof HttpClientError && err.kind === "timeout";
+    this.#metrics?.upstreamError(timeout ? "timeout" : "error");
     // As Squid: a refused connection was still forwarded, to that address.
     if (err instanceof HttpClientError && err.address !== undefined) {
       x.hier = `HIER_DIRECT/${err.address}`;
@@ -1022,7 +1212,7 @@ class ProxyServer implements Proxy {
    */
   async #pipeResponse(
     conn: ServerConnection | null,
-    res: ClientResponse,
+    res: Pick<ClientResponse, "head" | "body" | "upload">,
     req: { method: string; headers: FieldList; version?: string },
     x: Exchange,
     ctx: {
@@ -1031,6 +1221,10 @@ class ProxyServer implements Proxy {
       responseTime: number;
       keepAlive: boolean;
       fwd: CacheStatusParams["fwd"] | null;
+      /** Publish the response to these waiters (the leader of a collapsed miss). */
+      flight?: Flight;
+      /** Relay a response another request is storing (a collapsed waiter). */
+      collapsed?: boolean;
     },
   ): Promise<boolean> {
     const { url, requestTime, responseTime } = ctx;
@@ -1042,7 +1236,8 @@ class ProxyServer implements Proxy {
     const stored = stripHopByHop(up.headers);
     let writer = null;
     let key = url;
-    if (verdict.storable) {
+    let flight = ctx.flight;
+    if (verdict.storable && !ctx.collapsed) {
       const vary = up.headers.get("vary");
       const vk = varyKey(vary, req.headers);
       if (vk !== null && vk !== "") key = `${url}\n${vk}`;
@@ -1066,6 +1261,10 @@ class ProxyServer implements Proxy {
         responseTime,
         bodyLength: 0,
       });
+      flight?.publish({ head: up, varyKey: vk ?? "", requestTime, responseTime });
+    } else {
+      flight?.publish(null);
+      flight = undefined;
     }
     const isHeadReq = req.method === "HEAD";
     const hasBody = up.body.type === "length" || up.body.type === "chunked" ||
@@ -1082,6 +1281,7 @@ class ProxyServer implements Proxy {
         : undefined;
       const params: CacheStatusParams = { fwd: ctx.fwd ?? "miss", fwdStatus: up.status };
       if (verdict.storable) params.stored = true;
+      if (ctx.collapsed) params.collapsed = true;
       if (ttl !== undefined) params.ttl = ttl;
       if (!verdict.storable && req.method === "GET") params.detail = verdict.reason;
       out.append("Cache-Status", formatCacheStatus(this.#name, params));
@@ -1103,17 +1303,32 @@ class ProxyServer implements Proxy {
       pending = encodeResponseHead({ status: up.status, reason: up.reason, headers: out });
     }
     let complete = false;
+    // A client that goes away while others wait on this response (or while it
+    // is being stored) does not stop the download: it ends only its own answer.
+    let clientGone: unknown = undefined;
     try {
       for await (const chunk of res.body()) {
-        if (conn !== null) {
+        flight?.push(chunk);
+        if (this.#metrics !== undefined && !ctx.collapsed) {
+          this.#metrics.upstreamBytes += chunk.length;
+        }
+        if (conn !== null && clientGone === undefined) {
           const data = clientChunked ? encodeChunk(chunk) : chunk;
-          await conn.write(pending === null ? data : concat([pending, data]));
+          try {
+            await conn.write(pending === null ? data : concat([pending, data]));
+          } catch (err) {
+            if (flight === undefined) throw err;
+            clientGone = err;
+          }
           pending = null;
           conn.bodyBytes += chunk.length;
         }
-        if (writer !== null && !(await writer.write(chunk))) writer = null;
+        if (writer !== null && !(await writer.write(chunk))) {
+          writer = null;
+          flight?.unshare();
+        }
       }
-      if (pending !== null && conn !== null) {
+      if (pending !== null && conn !== null && clientGone === undefined) {
         await conn.write(clientChunked ? concat([pending, LAST_CHUNK]) : pending);
         clientChunked = false;
         pending = null;
@@ -1126,6 +1341,11 @@ class ProxyServer implements Proxy {
         await writer?.abort();
         x.code += "_ABORTED";
       }
+      flight?.end(complete);
+    }
+    if (clientGone !== undefined) {
+      if (writer !== null) await writer.commit();
+      return false;
     }
     if (clientChunked && conn !== null) await conn.write(LAST_CHUNK);
     if (!(await res.upload.then(() => true, () => false))) {

@@ -179,6 +179,10 @@ export class CacheStore {
   #vary = new Map<string, string>();
   /** URI → the full keys stored under it. */
   #byUrl = new Map<string, Set<string>>();
+  /** Full key → its surrogate keys (from `Surrogate-Key` and `xkey`). */
+  #tagsOf = new Map<string, string[]>();
+  /** Surrogate key → the full keys whose response carried it. */
+  #byTag = new Map<string, Set<string>>();
 
   private constructor(options: StoreOptions) {
     this.#dir = options.dir;
@@ -214,6 +218,16 @@ export class CacheStore {
   /** How many entries the store holds (both tiers, counted once). */
   get size(): number {
     if (this.#dir === undefined) return this.#memory.size;
+    return this.#disk.size;
+  }
+
+  /** Entries in the memory tier. */
+  get memoryObjects(): number {
+    return this.#memory.size;
+  }
+
+  /** Entries in the disk tier (0 without a directory). */
+  get diskObjects(): number {
     return this.#disk.size;
   }
 
@@ -267,9 +281,28 @@ export class CacheStore {
     let keys = this.#byUrl.get(meta.url);
     if (keys === undefined) this.#byUrl.set(meta.url, keys = new Set());
     keys.add(meta.key);
+    this.#forgetTags(meta.key);
+    const tags = surrogateKeys(meta.fields);
+    if (tags.length === 0) return;
+    this.#tagsOf.set(meta.key, tags);
+    for (const tag of tags) {
+      let tagged = this.#byTag.get(tag);
+      if (tagged === undefined) this.#byTag.set(tag, tagged = new Set());
+      tagged.add(meta.key);
+    }
+  }
+
+  #forgetTags(key: string): void {
+    for (const tag of this.#tagsOf.get(key) ?? []) {
+      const tagged = this.#byTag.get(tag);
+      tagged?.delete(key);
+      if (tagged?.size === 0) this.#byTag.delete(tag);
+    }
+    this.#tagsOf.delete(key);
   }
 
   #forgetKey(key: string, url: string): void {
+    this.#forgetTags(key);
     const keys = this.#byUrl.get(url);
     if (keys === undefined) return;
     keys.delete(key);
@@ -576,12 +609,56 @@ export class CacheStore {
    * invalidation after an unsafe method requires (RFC 9111 §4.4).
    *
    * @param url The absolute URI.
+   * @returns How many entries were deleted.
    */
-  async deleteUrl(url: string): Promise<void> {
+  async deleteUrl(url: string): Promise<number> {
     const keys = this.#byUrl.get(url);
-    if (keys === undefined) return;
-    for (const key of [...keys]) await this.delete(key);
+    if (keys === undefined) return 0;
+    const victims = [...keys];
+    for (const key of victims) await this.delete(key);
+    return victims.length;
   }
+
+  /**
+   * Deletes every entry whose response carried one of these surrogate keys
+   * in `Surrogate-Key` (Fastly) or `xkey` (Varnish): purge by tag.
+   *
+   * @param tags The surrogate keys.
+   * @returns How many entries were deleted.
+   *
+   * @example
+   * ```ts
+   * import { CacheStore } from "./store.ts";
+   * import { assertEquals } from "../lib/testing/assert.ts";
+   * const store = await CacheStore.open();
+   * const w = store.beginWrite({
+   *   key: "http://a.test/", url: "http://a.test/", status: 200, reason: "OK",
+   *   fields: [["surrogate-key", "news front"]], requestTime: 0, responseTime: 0, bodyLength: 0,
+   * });
+   * await w.commit();
+   * assertEquals(await store.deleteTags(["front"]), 1);
+   * assertEquals(store.size, 0);
+   * ```
+   */
+  async deleteTags(tags: readonly string[]): Promise<number> {
+    const victims = new Set<string>();
+    for (const tag of tags) for (const key of this.#byTag.get(tag) ?? []) victims.add(key);
+    for (const key of victims) await this.delete(key);
+    return victims.size;
+  }
+}
+
+/**
+ * The surrogate keys of a stored response: the space-separated members of
+ * its `Surrogate-Key` (Fastly) and `xkey` (Varnish; commas allowed) fields.
+ */
+function surrogateKeys(fields: ReadonlyArray<readonly [string, string]>): string[] {
+  const tags = new Set<string>();
+  for (const [name, value] of fields) {
+    if (name !== "surrogate-key" && name !== "xkey") continue;
+    for (const tag of value.split(/[\s,]+/)) if (tag !== "") tags.add(tag);
+  }
+  return [...tags];
 }
 
 function makeHeader(metaLen: number, bodyLen: number, crc: number): Uint8Array {

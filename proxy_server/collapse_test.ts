@@ -1,0 +1,71 @@
+import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { startNginx } from "../web_server/_nginx.ts";
+import { get, rawRequest } from "./_test_util.ts";
+import { startProxy } from "./proxy.ts";
+
+/** 512 KiB of text in which every line differs, so a misplaced piece shows. */
+function bigText(): string {
+  const lines: string[] = [];
+  for (let i = 0; lines.length * 16 < 512 * 1024; i++) {
+    lines.push(`line ${String(i).padStart(9, "0")}\n`);
+  }
+  return lines.join("");
+}
+
+Deno.test("proxy collapses concurrent misses for one key into one origin request", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "netkit_collapse_" });
+  const text = bigText();
+  await Deno.writeTextFile(`${root}/big.txt`, text);
+  await Deno.writeTextFile(`${root}/private.txt`, "not for sharing\n");
+  // limit_rate makes the body take about a quarter of a second, so the
+  // requests arrive while the first response is still streaming.
+  await using nginx = await startNginx(root, {
+    workers: 1,
+    logFormat: "$request_method $uri $status",
+    server: `location /big.txt { limit_rate 2m; add_header Cache-Control "max-age=60"; }
+      location /private.txt { add_header Cache-Control "no-store"; }`,
+  });
+  await using proxy = await startProxy({
+    port: 0,
+    upstream: nginx.url,
+    maxConnectionsPerIp: 0,
+    adminPort: 0,
+  });
+
+  await t.step("100 concurrent misses: 1 origin request, 100 whole bodies", async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 100 }, () => rawRequest(proxy.port, get("/big.txt"))),
+    );
+    for (const reply of replies) {
+      assert(reply !== null);
+      const r = reply;
+      assertEquals(r.status, 200);
+      assert(r.body === text, `a body of ${r.body.length} bytes differs from the origin's`);
+    }
+    const collapsed = replies.filter((r) => /; collapsed/.test(r!.headers.get("cache-status")!));
+    assert(collapsed.length > 0, "no request shared the first one's response");
+    const metrics = await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+    assert(
+      metrics.includes(`\nnetkit_proxy_collapsed_waiters_total ${collapsed.length}\n`),
+      metrics,
+    );
+    const lines = await nginx.log(1);
+    assertEquals(lines.filter((l) => l.includes("/big.txt")), ["GET /big.txt 200"]);
+  });
+
+  await t.step("a non-storable answer releases the waiters to fetch on their own", async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, () => rawRequest(proxy.port, get("/private.txt"))),
+    );
+    for (const reply of replies) {
+      assert(reply !== null);
+      const r = reply;
+      assertEquals(r.status, 200);
+      assertEquals(r.body, "not for sharing\n");
+      assert(!/collapsed/.test(r.headers.get("cache-status")!));
+    }
+    const lines = await nginx.log(21);
+    assertEquals(lines.filter((l) => l.includes("/private.txt")).length, 20);
+  });
+  await Deno.remove(root, { recursive: true });
+});
