@@ -101,6 +101,12 @@ export const OPTIONS = {
     description: "source port, for UDP and TCP",
   },
   paris: { type: "boolean", description: "Paris traceroute: one flow for every probe of a trace" },
+  "dont-fragment": { short: "F", type: "boolean", description: "do not fragment packets" },
+  mtu: {
+    type: "boolean",
+    description: "discover the MTU along the path, printed as F=NUM where it changes; " +
+      "implies -F -N 1",
+  },
   report: {
     short: "r",
     type: "boolean",
@@ -166,6 +172,8 @@ async function main(args: string[]): Promise<number> {
   const numeric = flag("numeric");
   const json = flag("json");
   const o: TraceOptions = { method, resolveNames: !numeric, paris: flag("paris") };
+  if (flag("dont-fragment")) o.dontFragment = true;
+  if (flag("mtu")) o.mtu = true;
   if (flag("ipv4")) o.family = 4;
   if (flag("ipv6")) o.family = 6;
   const int = (name: string, letter: string, min: number, max?: number) => {

@@ -47,6 +47,8 @@ export interface ReportRow {
   worst: number;
   /** Sample standard deviation in ms (0 below two answers, as mtr shows). */
   stdev: number;
+  /** With `mtu`: the smallest probe size that reached this hop. */
+  mtu?: number;
 }
 
 /** A finished report. */
@@ -84,7 +86,10 @@ export async function report(host: string, options: ReportOptions = {}): Promise
   }
   const names = options.names ?? new ReverseCache();
   const start = new Date();
-  const acc = new Map<number, { hosts: string[]; sent: number; stats: RttStats; last: number }>();
+  const acc = new Map<
+    number,
+    { hosts: string[]; sent: number; stats: RttStats; last: number; mtu?: number }
+  >();
   let target: TraceTarget | undefined;
   let lastTtl = Infinity;
   const intervalMs = options.intervalMs ?? 100;
@@ -100,6 +105,7 @@ export async function report(host: string, options: ReportOptions = {}): Promise
     for await (const hop of t) {
       let row = acc.get(hop.ttl);
       if (!row) acc.set(hop.ttl, row = { hosts: [], sent: 0, stats: new RttStats(), last: NaN });
+      if (hop.mtu !== undefined) row.mtu = Math.min(row.mtu ?? Infinity, hop.mtu);
       for (const p of hop.probes) {
         row.sent++;
         if (p.address === undefined || p.rttMs === undefined) continue;
@@ -131,6 +137,7 @@ export async function report(host: string, options: ReportOptions = {}): Promise
       best: row.stats.min,
       worst: row.stats.max,
       stdev: received < 2 ? 0 : row.stats.stddev,
+      ...(row.mtu === undefined ? {} : { mtu: row.mtu }),
     });
   }
   return { target: target!, cycles, start, rows };
@@ -172,9 +179,12 @@ function ms(value: number): string {
  * ```
  */
 export function formatReport(r: Report, localHost: string = Deno.hostname()): string[] {
+  // An MTU column (after mtr's) only when the report measured it (--mtu).
+  const withMtu = r.rows.some((row) => row.mtu !== undefined);
   const lines = [
     `Start: ${isoLocal(r.start)}`,
-    `HOST: ${localHost}`.padEnd(33) + " Loss%   Snt   Last   Avg  Best  Wrst StDev",
+    `HOST: ${localHost}`.padEnd(33) + " Loss%   Snt   Last   Avg  Best  Wrst StDev" +
+    (withMtu ? "   MTU" : ""),
   ];
   for (const row of r.rows) {
     const host = row.hosts.length === 0 ? "???" : row.names[0] ?? row.hosts[0]!;
@@ -187,7 +197,8 @@ export function formatReport(r: Report, localHost: string = Deno.hostname()): st
         ms(row.avg).padStart(6) +
         ms(row.best).padStart(6) +
         ms(row.worst).padStart(6) +
-        ms(row.stdev).padStart(6),
+        ms(row.stdev).padStart(6) +
+        (withMtu ? String(row.mtu ?? "?").padStart(6) : ""),
     );
     // mtr lists the other addresses that answered at the hop below it.
     row.hosts.slice(1).forEach((h, i) => lines.push(`    |  \`|-- ${row.names[i + 1] ?? h}`));
@@ -233,6 +244,7 @@ export function reportJson(r: Report): {
     best: number | null;
     worst: number | null;
     stdev: number | null;
+    mtu?: number;
   }[];
 } {
   const num = (v: number) => Number.isFinite(v) ? Math.round(v * 1000) / 1000 : null;
@@ -256,6 +268,7 @@ export function reportJson(r: Report): {
       best: num(row.best),
       worst: num(row.worst),
       stdev: row.received === 0 ? null : num(row.stdev),
+      ...(row.mtu === undefined ? {} : { mtu: row.mtu }),
     })),
   };
 }

@@ -432,3 +432,63 @@ labTest(
     }
   },
 );
+
+labTest(
+  "traceroute --mtu reports each drop of the path MTU at its hop, as Butskoy",
+  async (t, lab) => {
+    // client -1500- r1 -1400- r2 -1280- r3 -1280- target: r1 reports 1400
+    // for probes to r2 and beyond, r2 reports 1280 for those to r3.
+    const links: [string, string, number][] = [
+      ["r1", "r2", 1400],
+      ["r2", "r3", 1280],
+      ["r3", "target", 1280],
+    ];
+    for (const [a, b, mtu] of links) {
+      for (const [host, towards] of [[a, b], [b, a]] as const) {
+        const dev = lab.iface(host, towards);
+        const r = await lab.exec(host, ["ip", "link", "set", "dev", dev, "mtu", String(mtu)]);
+        assertEquals(r.code, 0, r.stderr);
+      }
+    }
+    const target = lab.host("target");
+    for (const [name, flags] of METHODS.slice(0, 2)) {
+      for (const family of [4, 6] as const) {
+        await t.step(`${name} over IPv${family}`, async () => {
+          const addr = family === 4 ? target.v4 : target.v6;
+          const out = await compare(lab, ["-n", "--mtu", ...flags, addr]);
+          const lines = mask(out).trimEnd().split("\n");
+          assertMatch(lines[0]!, /, 65000 byte packets$/);
+          for (
+            const [i, host, note] of [[1, "r1", 1500], [2, "r2", 1400], [3, "r3", 1280]] as const
+          ) {
+            const a = family === 4 ? lab.host(host).v4 : lab.host(host).v6;
+            assertEquals(lines[i], ` ${i}  ${a}  X ms F=${note}  X ms  X ms`);
+          }
+        });
+      }
+    }
+    await t.step("an asked-for size below the first MTU, as Butskoy", async () => {
+      await compare(lab, ["-n", "--mtu", target.v4, "1300"]);
+    });
+    await t.step("-F: a probe too big for r2's link ends at r1 with !F-1400", async () => {
+      const out = await compare(lab, ["-n", "-F", target.v4, "1450"]);
+      assertMatch(out.trimEnd().split("\n")[2]!, / !F-1400$/);
+    });
+    await t.step("--json carries each hop's MTU", async () => {
+      const r = await ours(lab, ["-n", "--mtu", "--json", "-I", target.v6]);
+      assertEquals(r.code, 0, r.stderr);
+      const mtus = jsonLines(r.stdout).slice(0, -1).map((l) => l.mtu);
+      assertEquals(mtus, [1500, 1400, 1280, 1280]);
+    });
+    await t.step("the report's JSON and text carry each hop's MTU", async () => {
+      const r = await ours(lab, ["-n", "--mtu", "--report", "-c", "2", "--json", target.v4]);
+      assertEquals(r.code, 0, r.stderr);
+      const hops = (JSON.parse(r.stdout) as { hops: { mtu: number }[] }).hops;
+      assertEquals(hops.map((h) => h.mtu), [1500, 1400, 1280, 1280]);
+      const text = await ours(lab, ["-n", "--mtu", "--report", "-c", "1", target.v4]);
+      const lines = text.stdout.trimEnd().split("\n");
+      assertMatch(lines[1]!, / StDev {3}MTU$/);
+      assertMatch(lines[3]!, / 1400$/);
+    });
+  },
+);

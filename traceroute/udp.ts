@@ -15,16 +15,17 @@ import { realtimeNs } from "../lib/rawsock/clock.ts";
 import type { Socket } from "../lib/rawsock/socket.ts";
 import {
   applyLocal,
-  classifiedReply,
-  classifyIcmp,
   type Flow,
   isIcmpReportFor,
+  isTooBig,
+  localMtuReply,
   type MethodOptions,
   openProbeSocket,
   payload,
   type ProbeMethod,
   type ProbeReply,
   probeSize,
+  reportReply,
   sendProbe,
 } from "./probe.ts";
 
@@ -50,8 +51,9 @@ export function openUdpMethod(options: MethodOptions): ProbeMethod {
 
 class UdpMethod implements ProbeMethod {
   readonly name = "udp" as const;
-  readonly packetLength: number;
+  packetLength: number;
   #o: MethodOptions;
+  #last = 0;
   #sock: Socket;
   #data: Uint8Array;
   #ttl = 0;
@@ -104,7 +106,20 @@ class UdpMethod implements ProbeMethod {
     const to = o.paris
       ? undefined
       : { family: o.family, address: o.destination, port: (o.port + index) & 0xffff };
-    return sendProbe(this.#sock, data, to);
+    this.#last = index;
+    try {
+      return sendProbe(this.#sock, data, to);
+    } catch (err) {
+      // A DF probe above the interface's MTU: the error queue holds the MTU.
+      if (o.dontFragment && isTooBig(err)) return realtimeNs();
+      throw err;
+    }
+  }
+
+  resize(packetLength: number): void {
+    const size = probeSize({ ...this.#o, packetLength }, UDP_HEADER);
+    this.packetLength = size.packetLength;
+    this.#data = payload(size.dataLength, 0);
   }
 
   drain(): ProbeReply[] {
@@ -112,6 +127,11 @@ class UdpMethod implements ProbeMethod {
     for (;;) {
       const got = this.#sock.tryReceive();
       if (got === null) break;
+      const local = localMtuReply(got, this.#last);
+      if (local) {
+        replies.push(local);
+        continue;
+      }
       // A datagram back from the destination is not part of the protocol:
       // only ICMP errors answer a probe.
       if (!isIcmpReportFor(got, this.#o.destination)) continue;
@@ -123,10 +143,7 @@ class UdpMethod implements ProbeMethod {
         if (got.destination === undefined) continue;
         index = (got.destination.port - this.#o.port) & 0xffff;
       }
-      replies.push(classifiedReply(
-        { index, from: got.offender.address, receivedNs: got.timestampNs ?? realtimeNs() },
-        classifyIcmp(this.#o.family, got.icmpType, got.icmpCode, got.info),
-      ));
+      replies.push(reportReply(got, index, this.#o.family));
     }
     return replies;
   }
