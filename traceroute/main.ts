@@ -125,6 +125,13 @@ export const OPTIONS = {
     default: "0.1",
     description: "with --report: pause between cycles",
   },
+  flows: {
+    type: "string",
+    arg: "N",
+    description: "trace N Paris flows at once (source ports for UDP and TCP, identifiers for " +
+      "ICMP) and print each hop's addresses with the flows that reached them",
+  },
+  dot: { type: "boolean", description: "with --flows: print the graph in Graphviz's DOT language" },
   json: { type: "boolean", description: "one JSON object per hop, then a summary" },
   help: { short: "h", type: "boolean", description: "print this list of options and exit" },
 } as const satisfies Options;
@@ -217,6 +224,11 @@ async function main(args: string[]): Promise<number> {
   const intervalMs = interval === undefined
     ? undefined
     : parseNumber("--interval", interval, { min: 0 }) * 1000;
+  const flows = int("flows", "--flows", 1, 64);
+  if (flag("dot") && flows === undefined) throw new CliError("--dot needs --flows");
+  if (flows !== undefined && (flag("report") || flag("mtu") || flag("paris"))) {
+    throw new CliError("--flows cannot be used with --report, --mtu or --paris");
+  }
   const enc = new TextEncoder();
   const out = (line: string) => Deno.stdout.writeSync(enc.encode(line + "\n"));
   try {
@@ -231,6 +243,15 @@ async function main(args: string[]): Promise<number> {
       });
       if (json) out(JSON.stringify(reportJson(r)));
       else for (const line of formatReport(r)) out(line);
+      return 0;
+    }
+    if (flows !== undefined) {
+      // Loaded on demand, as the report: a plain trace does not need it.
+      const { discoverFlows, flowsJson, formatDot, formatFlows } = await import("./flows.ts");
+      const g = await discoverFlows(host, { ...o, flows });
+      if (flag("dot")) Deno.stdout.writeSync(enc.encode(formatDot(g)));
+      else if (json) out(JSON.stringify(flowsJson(g)));
+      else for (const line of formatFlows(g, { numeric })) out(line);
       return 0;
     }
     const t = trace(host, o);

@@ -4,10 +4,18 @@
  * from the socket's error queue (`IP_RECVERR`), so no privilege is needed.
  *
  * Classic mode sends probe `n` to port `base + n` and matches an error by
- * the destination port of the quoted datagram. Paris mode connects the
- * socket, so every probe has the same 5-tuple; the probe index travels in
- * the payload (which also makes every UDP checksum differ) and is read back
- * from the quoted payload.
+ * the destination port of the quoted datagram. Paris mode binds one source
+ * port and sends every probe to one destination port, so every probe has
+ * the same 5-tuple; the probe index travels in the payload (which also makes
+ * every UDP checksum differ) and is read back from the quoted payload.
+ *
+ * The Paris socket is bound, not connected: connecting gives a socket a
+ * random transmit hash (`sk_txhash`), which the kernel attaches to its
+ * packets and, for IPv6, turns into the flow label. A router in the same
+ * host (a namespace lab) balances on that hash instead of the 5-tuple, and
+ * an IPv6 router may hash the label: the same 5-tuple would then take
+ * different branches from run to run. Unconnected, the label is derived
+ * from the 5-tuple itself.
  *
  * @module
  */
@@ -27,6 +35,7 @@ import {
   probeSize,
   reportReply,
   sendProbe,
+  sourceAddressFor,
 } from "./probe.ts";
 
 const UDP_HEADER = 8;
@@ -75,11 +84,17 @@ class UdpMethod implements ProbeMethod {
     try {
       applyLocal(this.#sock, o);
       if (o.paris) {
-        this.#sock.connect({ family: o.family, address: o.destination, port: o.port });
+        if (o.source === undefined && o.sourcePort === undefined) {
+          this.#sock.bind({
+            family: o.family,
+            address: o.family === 4 ? "0.0.0.0" : "::",
+            port: 0,
+          });
+        }
         const local = this.#sock.localAddress();
         this.#flow = {
           protocol: "udp",
-          source: local.address,
+          source: o.source ?? sourceAddressFor(o.family, o.destination, o.device),
           destination: o.destination,
           sourcePort: local.port,
           destinationPort: o.port,
@@ -103,9 +118,11 @@ class UdpMethod implements ProbeMethod {
     const data = this.#data;
     data[0] = (index >>> 8) & 0xff;
     data[1] = index & 0xff;
-    const to = o.paris
-      ? undefined
-      : { family: o.family, address: o.destination, port: (o.port + index) & 0xffff };
+    const to = {
+      family: o.family,
+      address: o.destination,
+      port: o.paris ? o.port : (o.port + index) & 0xffff,
+    };
     this.#last = index;
     try {
       return sendProbe(this.#sock, data, to);
