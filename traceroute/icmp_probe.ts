@@ -20,7 +20,6 @@ import {
   classifyIcmp,
   type Flow,
   isIcmpReportFor,
-  isTooBig,
   localMtuReply,
   type MethodOptions,
   mtuField,
@@ -32,6 +31,7 @@ import {
   rawPayload,
   reportReply,
   sendProbe,
+  sendTolerant,
   sourceAddressFor,
 } from "./probe.ts";
 
@@ -169,18 +169,15 @@ class IcmpMethod implements ProbeMethod {
     });
     const to = { family: o.family, address: o.destination, port: 0 };
     this.#last = index;
-    try {
-      if (!this.#raw) return sendProbe(this.#sock, msg, to);
-      // An unconnected raw socket without IP_RECVERR never holds a pending
-      // error (Linux raw_err(), rawv6_err()), so nothing needs clearing first.
+    if (!this.#raw) return sendTolerant(o, () => sendProbe(this.#sock, msg, to));
+    // An unconnected raw socket without IP_RECVERR never holds a pending
+    // error (Linux raw_err(), rawv6_err()), so nothing needs clearing first
+    // (with -F it has IP_RECVERR, but only for local reports).
+    return sendTolerant(o, () => {
       const sent = realtimeNs();
       this.#sock.send(msg, to);
       return sent;
-    } catch (err) {
-      // A DF probe above the interface's MTU: the error queue holds the MTU.
-      if (o.dontFragment && isTooBig(err)) return realtimeNs();
-      throw err;
-    }
+    });
   }
 
   resize(packetLength: number): void {

@@ -125,6 +125,11 @@ export const OPTIONS = {
     default: "0.1",
     description: "with --report: pause between cycles",
   },
+  live: {
+    type: "boolean",
+    description: "mtr's live full-screen view (keys: q quit and report, p pause, r reset, " +
+      "n names, d history, j jitter)",
+  },
   flows: {
     type: "string",
     arg: "N",
@@ -243,6 +248,17 @@ async function main(args: string[]): Promise<number> {
       });
       if (json) out(JSON.stringify(reportJson(r)));
       else for (const line of formatReport(r)) out(line);
+      return 0;
+    }
+    if (flag("live")) {
+      // Loaded on demand: the view is not part of a plain trace's start-up.
+      const { liveOnTerminal } = await import("./live.ts");
+      const { formatReport } = await import("./report.ts");
+      const r = await liveOnTerminal(host, {
+        ...o,
+        ...(intervalMs !== undefined ? { intervalMs } : {}),
+      });
+      for (const line of formatReport(r)) out(line);
       return 0;
     }
     if (flows !== undefined) {

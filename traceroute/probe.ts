@@ -446,22 +446,33 @@ export function dontFragment(sock: Socket, family: Family): void {
 }
 
 /**
- * Tells whether a send failed only because a DF probe is larger than the
- * interface's MTU; the error queue then holds the MTU (see
- * {@linkcode localMtuReply}).
+ * Sends a probe, tolerating the one failure `-F` expects: a DF probe larger
+ * than the interface's MTU is refused with EMSGSIZE, and the error queue
+ * then holds that MTU (see {@linkcode localMtuReply}).
  *
- * @param err What the send threw.
- * @returns `true` for EMSGSIZE.
+ * @param options The method options (`dontFragment`).
+ * @param send Sends the probe and returns its send time.
+ * @returns The send time, or the time of the refusal.
  *
  * @example
  * ```ts
- * import { isTooBig } from "./probe.ts";
- * import { assert } from "../lib/testing/assert.ts";
- * assert(!isTooBig(new Error("x")));
+ * import { sendTolerant } from "./probe.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(sendTolerant({ dontFragment: true }, () => 5n), 5n);
  * ```
  */
-export function isTooBig(err: unknown): boolean {
-  return err instanceof SocketError && err.code === "EMSGSIZE";
+export function sendTolerant(
+  options: Pick<MethodOptions, "dontFragment">,
+  send: () => bigint,
+): bigint {
+  try {
+    return send();
+  } catch (err) {
+    if (options.dontFragment && err instanceof SocketError && err.code === "EMSGSIZE") {
+      return realtimeNs();
+    }
+    throw err;
+  }
 }
 
 /**

@@ -19,13 +19,11 @@
  *
  * @module
  */
-import { realtimeNs } from "../lib/rawsock/clock.ts";
 import type { Socket } from "../lib/rawsock/socket.ts";
 import {
   applyLocal,
   type Flow,
   isIcmpReportFor,
-  isTooBig,
   localMtuReply,
   type MethodOptions,
   openProbeSocket,
@@ -35,6 +33,7 @@ import {
   probeSize,
   reportReply,
   sendProbe,
+  sendTolerant,
   sourceAddressFor,
 } from "./probe.ts";
 
@@ -124,13 +123,7 @@ class UdpMethod implements ProbeMethod {
       port: o.paris ? o.port : (o.port + index) & 0xffff,
     };
     this.#last = index;
-    try {
-      return sendProbe(this.#sock, data, to);
-    } catch (err) {
-      // A DF probe above the interface's MTU: the error queue holds the MTU.
-      if (o.dontFragment && isTooBig(err)) return realtimeNs();
-      throw err;
-    }
+    return sendTolerant(o, () => sendProbe(this.#sock, data, to));
   }
 
   resize(packetLength: number): void {
