@@ -10,9 +10,8 @@
  * @module
  */
 import { ReverseCache } from "../lib/resolve.ts";
-import { RttStats } from "../lib/stats.ts";
-import type { Report, ReportRow } from "./report.ts";
-import { trace, type TraceOptions, type TraceTarget } from "./trace.ts";
+import { PathStats, type Report } from "./report.ts";
+import type { TraceOptions } from "./trace.ts";
 
 /** Options of {@linkcode runLive}. */
 export interface LiveOptions extends Omit<TraceOptions, "queries"> {
@@ -32,21 +31,7 @@ export interface LiveTerminal {
   color: boolean;
 }
 
-interface Row {
-  hosts: string[];
-  sent: number;
-  stats: RttStats;
-  last: number;
-  history: string;
-  /** The difference between the last two round trips, and the largest such. */
-  jitterLast: number;
-  jitterMax: number;
-  mtu?: number;
-}
-
 type View = "stats" | "history" | "jitter";
-
-const HISTORY = 60;
 
 /**
  * Runs the live view until `q`, Ctrl-C, a signal or the last cycle, then
@@ -75,15 +60,14 @@ export function runLive(
   options: LiveOptions,
   term: LiveTerminal,
 ): { key(k: string): void; done: Promise<Report> } {
-  const rows = new Map<number, Row>();
   const names = options.names ?? new ReverseCache();
+  const path = new PathStats(host, { ...options, names });
+  const rows = path.rows;
   const shown = new Map<string, string>();
   let showNames = options.resolveNames ?? true;
   let view: View = "stats";
   let paused = false;
   let quit = false;
-  let lastTtl = Infinity;
-  let target: TraceTarget | undefined;
   let wake: (() => void) | undefined;
   const start = new Date();
   let cycles = 0;
@@ -101,6 +85,7 @@ export function runLive(
   };
 
   const draw = (): void => {
+    const target = path.target;
     if (target === undefined) return;
     const { columns, rows: height } = term.size();
     const bold = (s: string) => term.color ? `\x1b[1m${s}\x1b[0m` : s;
@@ -120,7 +105,7 @@ export function runLive(
       `${"".padEnd(4)}${"Host".padEnd(hostWidth)}  ${head}`,
     ];
     for (const [ttl, row] of [...rows].sort((a, b) => a[0] - b[0])) {
-      if (ttl > lastTtl) break;
+      if (ttl > path.lastTtl) break;
       const who = row.hosts.length === 0 ? "???" : name(row.hosts[0]!);
       const label = `${String(ttl).padStart(2)}. ${who}`.slice(0, hostWidth + 4)
         .padEnd(hostWidth + 4);
@@ -190,82 +175,22 @@ export function runLive(
         await sleep(3_600_000);
         continue;
       }
-      const maxHops = Math.min(options.maxHops ?? 30, lastTtl + 1);
-      const t = trace(host, { ...options, maxHops, queries: 1, names, resolveNames: false });
-      target ??= await t.target();
-      let finalTtl: number | undefined;
-      for await (const hop of t) {
-        let row = rows.get(hop.ttl);
-        if (!row) {
-          rows.set(
-            hop.ttl,
-            row = {
-              hosts: [],
-              sent: 0,
-              stats: new RttStats(),
-              last: NaN,
-              history: "",
-              jitterLast: 0,
-              jitterMax: 0,
-            },
-          );
-        }
-        const p = hop.probes[0]!;
-        row.sent++;
-        if (hop.mtu !== undefined) row.mtu = Math.min(row.mtu ?? Infinity, hop.mtu);
-        if (p.address !== undefined && p.rttMs !== undefined) {
-          if (!row.hosts.includes(p.address)) row.hosts.push(p.address);
-          row.stats.add(p.rttMs);
-          if (Number.isFinite(row.last)) {
-            row.jitterLast = Math.abs(p.rttMs - row.last);
-            row.jitterMax = Math.max(row.jitterMax, row.jitterLast);
-          }
-          row.last = p.rttMs;
-          row.history = (row.history + ".").slice(-HISTORY);
-          if (p.final) finalTtl = hop.ttl;
-        } else {
-          row.history = (row.history + "?").slice(-HISTORY);
-        }
+      await path.cycle(() => {
         draw();
-        if (quit) break;
-      }
-      if (finalTtl !== undefined) lastTtl = Math.min(lastTtl, finalTtl);
+        return quit;
+      });
       cycles++;
       draw();
       if (!quit && cycles < maxCycles && intervalMs > 0) await sleep(intervalMs);
     }
-    return toReport(target!, rows, lastTtl, Math.max(cycles, 1), start);
+    return {
+      target: path.target!,
+      cycles: Math.max(cycles, 1),
+      start,
+      rows: await path.reportRows(),
+    };
   })();
   return { key, done };
-}
-
-function toReport(
-  target: TraceTarget,
-  rows: Map<number, Row>,
-  lastTtl: number,
-  cycles: number,
-  start: Date,
-): Report {
-  const out: ReportRow[] = [];
-  for (const [ttl, row] of [...rows].sort((a, b) => a[0] - b[0])) {
-    if (ttl > lastTtl) break;
-    const s = row.stats;
-    out.push({
-      ttl,
-      hosts: row.hosts,
-      names: row.hosts.map(() => undefined),
-      sent: row.sent,
-      received: s.count,
-      lossPercent: row.sent === 0 ? 0 : (row.sent - s.count) * 100 / row.sent,
-      last: row.last,
-      avg: s.avg,
-      best: s.min,
-      worst: s.max,
-      stdev: s.count < 2 ? 0 : s.stddev,
-      ...(row.mtu === undefined ? {} : { mtu: row.mtu }),
-    });
-  }
-  return { target, cycles, start, rows: out };
 }
 
 /**
