@@ -55,6 +55,8 @@ export function formatHop(hop: Hop, options: FormatOptions = {}): string {
   for (const p of hop.probes) {
     if (p.address === undefined) {
       line += " *";
+      // Butskoy prints an unanswered probe's `F=MTU` note too.
+      if (p.annotation !== "") line += ` ${p.annotation}`;
     } else {
       // As Butskoy: the address is printed when it differs from the last
       // one printed in this hop (a `*` between two answers does not count).
@@ -86,6 +88,7 @@ export function formatHop(hop: Hop, options: FormatOptions = {}): string {
 export function hopJson(hop: Hop): {
   type: "hop";
   ttl: number;
+  mtu?: number;
   probes: {
     address: string | null;
     name: string | null;
@@ -96,6 +99,7 @@ export function hopJson(hop: Hop): {
   return {
     type: "hop",
     ttl: hop.ttl,
+    ...(hop.mtu === undefined ? {} : { mtu: hop.mtu }),
     probes: hop.probes.map((p) => ({
       address: p.address ?? null,
       name: p.name ?? null,

@@ -20,14 +20,18 @@ import {
   classifyIcmp,
   type Flow,
   isIcmpReportFor,
+  localMtuReply,
   type MethodOptions,
+  mtuField,
   openProbeSocket,
   payload,
   type ProbeMethod,
   type ProbeReply,
   probeSize,
   rawPayload,
+  reportReply,
   sendProbe,
+  sendTolerant,
   sourceAddressFor,
 } from "./probe.ts";
 
@@ -52,7 +56,8 @@ export function openIcmpMethod(options: MethodOptions): ProbeMethod {
 
 class IcmpMethod implements ProbeMethod {
   readonly name = "icmp" as const;
-  readonly packetLength: number;
+  packetLength: number;
+  #last = 0;
   #o: MethodOptions;
   #sock: Socket;
   #raw: boolean;
@@ -77,6 +82,9 @@ class IcmpMethod implements ProbeMethod {
         family: o.family,
         receiveBufferSize: 1 << 20,
         receiveTtl: false,
+        // A DF probe above the interface's MTU is reported, with that MTU,
+        // only through the error queue.
+        receiveErrors: o.dontFragment ?? false,
       });
       this.#raw = true;
     } catch (err) {
@@ -160,12 +168,22 @@ class IcmpMethod implements ProbeMethod {
       payload: this.#payload(index, seq),
     });
     const to = { family: o.family, address: o.destination, port: 0 };
-    if (!this.#raw) return sendProbe(this.#sock, msg, to);
+    this.#last = index;
+    if (!this.#raw) return sendTolerant(o, () => sendProbe(this.#sock, msg, to));
     // An unconnected raw socket without IP_RECVERR never holds a pending
-    // error (Linux raw_err(), rawv6_err()), so nothing needs clearing first.
-    const sent = realtimeNs();
-    this.#sock.send(msg, to);
-    return sent;
+    // error (Linux raw_err(), rawv6_err()), so nothing needs clearing first
+    // (with -F it has IP_RECVERR, but only for local reports).
+    return sendTolerant(o, () => {
+      const sent = realtimeNs();
+      this.#sock.send(msg, to);
+      return sent;
+    });
+  }
+
+  resize(packetLength: number): void {
+    const size = probeSize({ ...this.#o, packetLength }, ICMP_HEADER);
+    this.packetLength = size.packetLength;
+    this.#dataLength = size.dataLength;
   }
 
   #index(seq: number): number {
@@ -179,14 +197,19 @@ class IcmpMethod implements ProbeMethod {
       const got = this.#sock.tryReceive();
       if (got === null) break;
       const receivedNs = got.timestampNs ?? realtimeNs();
+      const local = localMtuReply(got, this.#last);
+      if (local) {
+        replies.push(local);
+        continue;
+      }
       if (got.type === "error") {
+        // A raw socket reads ICMP errors as packets (below); its error queue
+        // is only for local reports.
+        if (this.#raw) continue;
         // Datagram sockets: the report quotes our echo request as sent.
         if (!isIcmpReportFor(got, o.destination) || got.original.length < 8) continue;
         const seq = (got.original[6]! << 8) | got.original[7]!;
-        replies.push(classifiedReply(
-          { index: this.#index(seq), from: got.offender.address, receivedNs },
-          classifyIcmp(o.family, got.icmpType, got.icmpCode, got.info),
-        ));
+        replies.push(reportReply(got, this.#index(seq), o.family));
         continue;
       }
       try {
@@ -210,7 +233,12 @@ class IcmpMethod implements ProbeMethod {
           const t = q.transport;
           if (t?.kind !== "icmp" || t.id !== this.#id || q.dst !== o.destination) continue;
           replies.push(classifiedReply(
-            { index: this.#index(t.seq), from, receivedNs },
+            {
+              index: this.#index(t.seq),
+              from,
+              receivedNs,
+              ...mtuField(o.family, msg.type, msg.code, msg.mtu ?? 0),
+            },
             classifyIcmp(o.family, msg.type, msg.code, msg.mtu ?? 0),
           ));
         }

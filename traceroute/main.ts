@@ -101,6 +101,12 @@ export const OPTIONS = {
     description: "source port, for UDP and TCP",
   },
   paris: { type: "boolean", description: "Paris traceroute: one flow for every probe of a trace" },
+  "dont-fragment": { short: "F", type: "boolean", description: "do not fragment packets" },
+  mtu: {
+    type: "boolean",
+    description: "discover the MTU along the path, printed as F=NUM where it changes; " +
+      "implies -F -N 1",
+  },
   report: {
     short: "r",
     type: "boolean",
@@ -119,6 +125,18 @@ export const OPTIONS = {
     default: "0.1",
     description: "with --report: pause between cycles",
   },
+  live: {
+    type: "boolean",
+    description: "mtr's live full-screen view (keys: q quit and report, p pause, r reset, " +
+      "n names, d history, j jitter)",
+  },
+  flows: {
+    type: "string",
+    arg: "N",
+    description: "trace N Paris flows at once (source ports for UDP and TCP, identifiers for " +
+      "ICMP) and print each hop's addresses with the flows that reached them",
+  },
+  dot: { type: "boolean", description: "with --flows: print the graph in Graphviz's DOT language" },
   json: { type: "boolean", description: "one JSON object per hop, then a summary" },
   help: { short: "h", type: "boolean", description: "print this list of options and exit" },
 } as const satisfies Options;
@@ -166,6 +184,8 @@ async function main(args: string[]): Promise<number> {
   const numeric = flag("numeric");
   const json = flag("json");
   const o: TraceOptions = { method, resolveNames: !numeric, paris: flag("paris") };
+  if (flag("dont-fragment")) o.dontFragment = true;
+  if (flag("mtu")) o.mtu = true;
   if (flag("ipv4")) o.family = 4;
   if (flag("ipv6")) o.family = 6;
   const int = (name: string, letter: string, min: number, max?: number) => {
@@ -209,6 +229,11 @@ async function main(args: string[]): Promise<number> {
   const intervalMs = interval === undefined
     ? undefined
     : parseNumber("--interval", interval, { min: 0 }) * 1000;
+  const flows = int("flows", "--flows", 1, 64);
+  if (flag("dot") && flows === undefined) throw new CliError("--dot needs --flows");
+  if (flows !== undefined && (flag("report") || flag("mtu") || flag("paris"))) {
+    throw new CliError("--flows cannot be used with --report, --mtu or --paris");
+  }
   const enc = new TextEncoder();
   const out = (line: string) => Deno.stdout.writeSync(enc.encode(line + "\n"));
   try {
@@ -223,6 +248,26 @@ async function main(args: string[]): Promise<number> {
       });
       if (json) out(JSON.stringify(reportJson(r)));
       else for (const line of formatReport(r)) out(line);
+      return 0;
+    }
+    if (flag("live")) {
+      // Loaded on demand: the view is not part of a plain trace's start-up.
+      const { liveOnTerminal } = await import("./live.ts");
+      const { formatReport } = await import("./report.ts");
+      const r = await liveOnTerminal(host, {
+        ...o,
+        ...(intervalMs !== undefined ? { intervalMs } : {}),
+      });
+      for (const line of formatReport(r)) out(line);
+      return 0;
+    }
+    if (flows !== undefined) {
+      // Loaded on demand, as the report: a plain trace does not need it.
+      const { discoverFlows, flowsJson, formatDot, formatFlows } = await import("./flows.ts");
+      const g = await discoverFlows(host, { ...o, flows });
+      if (flag("dot")) Deno.stdout.writeSync(enc.encode(formatDot(g)));
+      else if (json) out(JSON.stringify(flowsJson(g)));
+      else for (const line of formatFlows(g, { numeric })) out(line);
       return 0;
     }
     const t = trace(host, o);

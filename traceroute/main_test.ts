@@ -26,6 +26,15 @@ Deno.test("traceroute rejects bad input with one line and exit code 2", async (t
     ["a bad wait", ["-w", "x", "127.0.0.1"], /invalid argument for -w/],
     ["both -I and -T", ["-I", "-T", "127.0.0.1"], /-I and -T/],
     ["a source port with ICMP", ["-I", "--sport", "5000", "127.0.0.1"], /ICMP has no ports/],
+    ["--mtu with TCP", ["-T", "--mtu", "127.0.0.1"], /Cannot use --mtu or -F with TCP/],
+    ["--dot without --flows", ["--dot", "127.0.0.1"], /--dot needs --flows/],
+    ["no flows", ["--flows", "0", "127.0.0.1"], /invalid argument for --flows/],
+    ["--flows with --report", ["--flows", "2", "-r", "127.0.0.1"], /--flows cannot be used/],
+    [
+      "flows beyond the last port",
+      ["--flows", "4", "--sport", "65534", "::1"],
+      /ports up to 65535/,
+    ],
   ];
   for (const [what, args, pattern] of cases) {
     await t.step(what, async () => {

@@ -28,6 +28,10 @@ export interface ProbeReply {
   final: boolean;
   /** Butskoy's annotation, such as `"!H"`; empty when there is none. */
   annotation: string;
+  /** The path MTU a "fragmentation needed" / "packet too big" (or the local interface) reported. */
+  mtu?: number;
+  /** The error came from the local host (`SO_EE_ORIGIN_LOCAL`), not from a node of the path. */
+  local?: boolean;
 }
 
 /** The constant flow of a Paris trace: what every probe carried. */
@@ -62,6 +66,11 @@ export interface ProbeMethod extends Disposable {
   wait(timeoutMs: number): Promise<void>;
   /** The constant flow of a Paris trace, once known. */
   flow(): Flow | undefined;
+  /**
+   * Changes the size of later probes (`--mtu` after a smaller path MTU was
+   * reported); methods that cannot leave it out.
+   */
+  resize?(packetLength: number): void;
 }
 
 /** Settings shared by the probe methods. */
@@ -84,6 +93,8 @@ export interface MethodOptions {
   sourcePort?: number;
   /** Interface to send through (`SO_BINDTODEVICE`). */
   device?: string;
+  /** Set DF and never fragment (`-F`; `IP_PMTUDISC_PROBE`, as Butskoy). */
+  dontFragment?: boolean;
 }
 
 const V4_UNREACH: Record<number, string> = {
@@ -303,10 +314,165 @@ export function probeSize(
  * ```
  */
 export function classifiedReply(
-  reply: Pick<ProbeReply, "index" | "from" | "receivedNs">,
+  reply: Pick<ProbeReply, "index" | "from" | "receivedNs" | "mtu">,
   annotation: string | null,
 ): ProbeReply {
   return { ...reply, final: annotation !== null, annotation: annotation ?? "" };
+}
+
+/**
+ * The reply an error-queue report of an ICMP error makes: its responder,
+ * Butskoy's annotation and, for a "fragmentation needed" / "packet too
+ * big", the MTU it reported.
+ *
+ * @param got The report.
+ * @param index The probe it answers.
+ * @param family The IP version.
+ * @returns The reply.
+ *
+ * @example
+ * ```ts
+ * import { reportReply } from "./probe.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const r = reportReply({
+ *   type: "error", errno: 90, code: "EMSGSIZE", origin: "icmp", icmpType: 3, icmpCode: 4,
+ *   info: 1400, data: 0, original: new Uint8Array(), offender: { family: 4, address: "10.0.0.1", port: 0 },
+ * }, 7, 4);
+ * assertEquals([r.index, r.annotation, r.mtu], [7, "!F-1400", 1400]);
+ * ```
+ */
+export function reportReply(
+  got: ErrorReport & { offender: SocketAddress },
+  index: number,
+  family: Family,
+): ProbeReply {
+  return classifiedReply(
+    {
+      index,
+      from: got.offender.address,
+      receivedNs: got.timestampNs ?? realtimeNs(),
+      ...mtuField(family, got.icmpType, got.icmpCode, got.info),
+    },
+    classifyIcmp(family, got.icmpType, got.icmpCode, got.info),
+  );
+}
+
+/**
+ * The `mtu` field of a reply: present for a "fragmentation needed" (ICMP
+ * 3/4) or a "packet too big" (ICMPv6 2), which carry the next hop's MTU.
+ *
+ * @param family The IP version.
+ * @param type The ICMP type.
+ * @param code The ICMP code.
+ * @param mtu The MTU field of the message.
+ * @returns `{ mtu }`, or `{}` for any other message.
+ *
+ * @example
+ * ```ts
+ * import { mtuField } from "./probe.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(mtuField(6, 2, 0, 1280), { mtu: 1280 });
+ * assertEquals(mtuField(4, 11, 0, 0), {});
+ * ```
+ */
+export function mtuField(
+  family: Family,
+  type: number,
+  code: number,
+  mtu: number,
+): { mtu?: number } {
+  const tooBig = family === 4 ? type === 3 && code === 4 : type === 2;
+  return tooBig && mtu > 0 ? { mtu } : {};
+}
+
+/**
+ * The reply a local "message too long" makes (a DF probe larger than the
+ * outgoing interface's MTU, reported through the error queue with that
+ * MTU): it names no responder, so it only serves `--mtu`.
+ *
+ * @param got What the socket received.
+ * @param index The probe it answers (the last one sent: `--mtu` sends one at a time).
+ * @returns The reply, or `undefined` when `got` is no such report.
+ *
+ * @example
+ * ```ts
+ * import { localMtuReply } from "./probe.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const r = localMtuReply({
+ *   type: "error", errno: 90, code: "EMSGSIZE", origin: "local", icmpType: 0, icmpCode: 0,
+ *   info: 1500, data: 0, original: new Uint8Array(),
+ * }, 0);
+ * assertEquals(r?.mtu, 1500);
+ * ```
+ */
+export function localMtuReply(got: Datagram | ErrorReport, index: number): ProbeReply | undefined {
+  if (got.type !== "error" || got.origin !== "local" || got.code !== "EMSGSIZE" || got.info <= 0) {
+    return undefined;
+  }
+  return {
+    index,
+    from: "",
+    receivedNs: got.timestampNs ?? realtimeNs(),
+    final: false,
+    annotation: "",
+    mtu: got.info,
+    local: true,
+  };
+}
+
+const IP_MTU_DISCOVER = 10;
+const IPV6_MTU_DISCOVER = 23;
+/** Set DF, ignore the cached path MTU, never fragment locally (Butskoy's `-F`). */
+const PMTUDISC_PROBE = 3;
+
+/**
+ * Makes a socket's probes unfragmentable, as Butskoy's `-F` does
+ * (`IP_PMTUDISC_PROBE`): DF set, the path MTU the kernel cached ignored,
+ * and a probe above the interface's MTU refused with EMSGSIZE.
+ *
+ * @param sock The socket.
+ * @param family The IP version.
+ *
+ * @example
+ * ```ts
+ * import { dontFragment, openProbeSocket } from "./probe.ts";
+ * using sock = openProbeSocket({ kind: "udp", family: 6 });
+ * dontFragment(sock, 6);
+ * ```
+ */
+export function dontFragment(sock: Socket, family: Family): void {
+  if (family === 4) sock.setOption(0, IP_MTU_DISCOVER, PMTUDISC_PROBE);
+  else sock.setOption(41, IPV6_MTU_DISCOVER, PMTUDISC_PROBE);
+}
+
+/**
+ * Sends a probe, tolerating the one failure `-F` expects: a DF probe larger
+ * than the interface's MTU is refused with EMSGSIZE, and the error queue
+ * then holds that MTU (see {@linkcode localMtuReply}).
+ *
+ * @param options The method options (`dontFragment`).
+ * @param send Sends the probe and returns its send time.
+ * @returns The send time, or the time of the refusal.
+ *
+ * @example
+ * ```ts
+ * import { sendTolerant } from "./probe.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(sendTolerant({ dontFragment: true }, () => 5n), 5n);
+ * ```
+ */
+export function sendTolerant(
+  options: Pick<MethodOptions, "dontFragment">,
+  send: () => bigint,
+): bigint {
+  try {
+    return send();
+  } catch (err) {
+    if (options.dontFragment && err instanceof SocketError && err.code === "EMSGSIZE") {
+      return realtimeNs();
+    }
+    throw err;
+  }
 }
 
 /**
@@ -388,6 +554,7 @@ export function rawPayload(got: Datagram, family: Family): { from: string; bytes
  * ```
  */
 export function applyLocal(sock: Socket, options: MethodOptions): void {
+  if (options.dontFragment) dontFragment(sock, options.family);
   if (options.device !== undefined) sock.bindToDevice(options.device);
   if (options.source !== undefined || options.sourcePort !== undefined) {
     const any = options.family === 4 ? "0.0.0.0" : "::";

@@ -47,6 +47,8 @@ export interface ReportRow {
   worst: number;
   /** Sample standard deviation in ms (0 below two answers, as mtr shows). */
   stdev: number;
+  /** With `mtu`: the smallest probe size that reached this hop. */
+  mtu?: number;
 }
 
 /** A finished report. */
@@ -84,56 +86,163 @@ export async function report(host: string, options: ReportOptions = {}): Promise
   }
   const names = options.names ?? new ReverseCache();
   const start = new Date();
-  const acc = new Map<number, { hosts: string[]; sent: number; stats: RttStats; last: number }>();
-  let target: TraceTarget | undefined;
-  let lastTtl = Infinity;
+  const path = new PathStats(host, { ...options, names });
   const intervalMs = options.intervalMs ?? 100;
   for (let c = 0; c < cycles; c++) {
     if (c > 0 && intervalMs > 0) await new Promise((r) => setTimeout(r, intervalMs));
+    await path.cycle();
+  }
+  const resolve = options.resolveNames ?? true;
+  return { target: path.target!, cycles, start, rows: await path.reportRows(resolve) };
+}
+
+/** One hop's counters in {@linkcode PathStats}. */
+export interface HopStats {
+  /** The addresses that answered, in the order first seen. */
+  hosts: string[];
+  /** Probes sent. */
+  sent: number;
+  /** The round trips. */
+  stats: RttStats;
+  /** The last round trip in ms (`NaN` before the first answer). */
+  last: number;
+  /** Per probe, newest last: `.` answered, `?` lost (the last 60). */
+  history: string;
+  /** The difference between the last two round trips in ms. */
+  jitterLast: number;
+  /** The largest such difference in ms. */
+  jitterMax: number;
+  /** With `mtu`: the smallest probe size that reached the hop. */
+  mtu?: number;
+}
+
+const HISTORY = 60;
+
+/**
+ * Per-hop counters over cycles of one probe per hop: what the report and
+ * the live view keep.
+ *
+ * @example
+ * ```ts
+ * import { PathStats } from "./report.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const path = new PathStats("127.0.0.1", { resolveNames: false });
+ * await path.cycle();
+ * assertEquals(path.rows.get(1)?.sent, 1);
+ * ```
+ */
+export class PathStats {
+  /** The counters by hop number. */
+  readonly rows: Map<number, HopStats> = new Map();
+  /** The destination's hop, once it answered (`Infinity` before). */
+  lastTtl: number = Infinity;
+  /** The target, known after the first cycle started. */
+  target: TraceTarget | undefined;
+  #host: string;
+  #o: Omit<TraceOptions, "queries">;
+  #names: ReverseCache;
+
+  /**
+   * Prepares the counters; nothing is sent before {@linkcode PathStats.cycle}.
+   *
+   * @param host The host.
+   * @param options The trace options (one probe per hop is implied).
+   */
+  constructor(host: string, options: Omit<TraceOptions, "queries"> = {}) {
+    this.#host = host;
+    this.#o = options;
+    this.#names = options.names ?? new ReverseCache();
+  }
+
+  /**
+   * Probes the path once, one probe per hop, counting each hop as it completes.
+   *
+   * @param onHop Called after each hop is counted; returning `true` stops the cycle.
+   * @returns Once the cycle ended.
+   */
+  async cycle(onHop?: (ttl: number) => boolean | void): Promise<void> {
     // Once the destination's hop is known, probe one hop beyond it only:
     // that probe answers fast when the destination's own probe is lost, so
     // the NEAR rule ends the wait for it early.
-    const maxHops = Math.min(options.maxHops ?? 30, lastTtl + 1);
-    const t = trace(host, { ...options, maxHops, queries: 1, names, resolveNames: false });
-    target ??= await t.target();
+    const maxHops = Math.min(this.#o.maxHops ?? 30, this.lastTtl + 1);
+    const t = trace(this.#host, {
+      ...this.#o,
+      maxHops,
+      queries: 1,
+      names: this.#names,
+      resolveNames: false,
+    });
+    this.target ??= await t.target();
     let finalTtl: number | undefined;
     for await (const hop of t) {
-      let row = acc.get(hop.ttl);
-      if (!row) acc.set(hop.ttl, row = { hosts: [], sent: 0, stats: new RttStats(), last: NaN });
+      let row = this.rows.get(hop.ttl);
+      if (!row) {
+        this.rows.set(
+          hop.ttl,
+          row = {
+            hosts: [],
+            sent: 0,
+            stats: new RttStats(),
+            last: NaN,
+            history: "",
+            jitterLast: 0,
+            jitterMax: 0,
+          },
+        );
+      }
+      if (hop.mtu !== undefined) row.mtu = Math.min(row.mtu ?? Infinity, hop.mtu);
       for (const p of hop.probes) {
         row.sent++;
-        if (p.address === undefined || p.rttMs === undefined) continue;
+        if (p.address === undefined || p.rttMs === undefined) {
+          row.history = (row.history + "?").slice(-HISTORY);
+          continue;
+        }
         if (!row.hosts.includes(p.address)) row.hosts.push(p.address);
         row.stats.add(p.rttMs);
+        if (Number.isFinite(row.last)) {
+          row.jitterLast = Math.abs(p.rttMs - row.last);
+          row.jitterMax = Math.max(row.jitterMax, row.jitterLast);
+        }
         row.last = p.rttMs;
+        row.history = (row.history + ".").slice(-HISTORY);
         if (p.final) finalTtl = hop.ttl;
       }
+      if (onHop?.(hop.ttl) === true) break;
     }
-    if (finalTtl !== undefined) lastTtl = Math.min(lastTtl, finalTtl);
+    if (finalTtl !== undefined) this.lastTtl = Math.min(this.lastTtl, finalTtl);
   }
-  const resolve = options.resolveNames ?? true;
-  const rows: ReportRow[] = [];
-  for (const [ttl, row] of [...acc].sort((a, b) => a[0] - b[0])) {
-    if (ttl > lastTtl) break;
-    const received = row.stats.count;
-    const hostNames = resolve
-      ? await Promise.all(row.hosts.map((h) => names.get(h)))
-      : row.hosts.map(() => undefined);
-    rows.push({
-      ttl,
-      hosts: row.hosts,
-      names: hostNames,
-      sent: row.sent,
-      received,
-      lossPercent: row.sent === 0 ? 0 : (row.sent - received) * 100 / row.sent,
-      last: row.last,
-      avg: row.stats.avg,
-      best: row.stats.min,
-      worst: row.stats.max,
-      stdev: received < 2 ? 0 : row.stats.stddev,
-    });
+
+  /**
+   * The report's rows: the hops up to the destination's.
+   *
+   * @param resolveNames Look up the hosts' names. @default {false}
+   * @returns The rows.
+   */
+  async reportRows(resolveNames = false): Promise<ReportRow[]> {
+    const rows: ReportRow[] = [];
+    for (const [ttl, row] of [...this.rows].sort((a, b) => a[0] - b[0])) {
+      if (ttl > this.lastTtl) break;
+      const received = row.stats.count;
+      const hostNames = resolveNames
+        ? await Promise.all(row.hosts.map((h) => this.#names.get(h)))
+        : row.hosts.map(() => undefined);
+      rows.push({
+        ttl,
+        hosts: row.hosts,
+        names: hostNames,
+        sent: row.sent,
+        received,
+        lossPercent: row.sent === 0 ? 0 : (row.sent - received) * 100 / row.sent,
+        last: row.last,
+        avg: row.stats.avg,
+        best: row.stats.min,
+        worst: row.stats.max,
+        stdev: received < 2 ? 0 : row.stats.stddev,
+        ...(row.mtu === undefined ? {} : { mtu: row.mtu }),
+      });
+    }
+    return rows;
   }
-  return { target: target!, cycles, start, rows };
 }
 
 function isoLocal(d: Date): string {
@@ -172,9 +281,12 @@ function ms(value: number): string {
  * ```
  */
 export function formatReport(r: Report, localHost: string = Deno.hostname()): string[] {
+  // An MTU column (after mtr's) only when the report measured it (--mtu).
+  const withMtu = r.rows.some((row) => row.mtu !== undefined);
   const lines = [
     `Start: ${isoLocal(r.start)}`,
-    `HOST: ${localHost}`.padEnd(33) + " Loss%   Snt   Last   Avg  Best  Wrst StDev",
+    `HOST: ${localHost}`.padEnd(33) + " Loss%   Snt   Last   Avg  Best  Wrst StDev" +
+    (withMtu ? "   MTU" : ""),
   ];
   for (const row of r.rows) {
     const host = row.hosts.length === 0 ? "???" : row.names[0] ?? row.hosts[0]!;
@@ -187,7 +299,8 @@ export function formatReport(r: Report, localHost: string = Deno.hostname()): st
         ms(row.avg).padStart(6) +
         ms(row.best).padStart(6) +
         ms(row.worst).padStart(6) +
-        ms(row.stdev).padStart(6),
+        ms(row.stdev).padStart(6) +
+        (withMtu ? String(row.mtu ?? "?").padStart(6) : ""),
     );
     // mtr lists the other addresses that answered at the hop below it.
     row.hosts.slice(1).forEach((h, i) => lines.push(`    |  \`|-- ${row.names[i + 1] ?? h}`));
@@ -233,6 +346,7 @@ export function reportJson(r: Report): {
     best: number | null;
     worst: number | null;
     stdev: number | null;
+    mtu?: number;
   }[];
 } {
   const num = (v: number) => Number.isFinite(v) ? Math.round(v * 1000) / 1000 : null;
@@ -256,6 +370,7 @@ export function reportJson(r: Report): {
       best: num(row.best),
       worst: num(row.worst),
       stdev: row.received === 0 ? null : num(row.stdev),
+      ...(row.mtu === undefined ? {} : { mtu: row.mtu }),
     })),
   };
 }

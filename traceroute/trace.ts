@@ -70,6 +70,16 @@ export interface TraceOptions {
   packetLength?: number;
   /** Paris traceroute: the same flow identifier for every probe. @default {false} */
   paris?: boolean;
+  /** Never fragment a probe (`-F`): DF set, local fragmentation refused. @default {false} */
+  dontFragment?: boolean;
+  /**
+   * Discover the MTU along the path (`--mtu`, as Butskoy): implies
+   * `dontFragment` and one probe in flight, starts from 65000-byte probes
+   * unless `packetLength` is given, and shrinks them to each MTU reported;
+   * the probe that met a new MTU is sent again and annotated `F=MTU`.
+   * @default {false}
+   */
+  mtu?: boolean;
   /** Look up the names of hop addresses (`-n` turns this off). @default {true} */
   resolveNames?: boolean;
   /** The cache of reverse lookups, to share between traces. @default {a new ReverseCache} */
@@ -104,6 +114,8 @@ export interface Hop {
   ttl: number;
   /** The probes of this hop. */
   probes: Probe[];
+  /** With `mtu`: the probe size (IP header included) that reached this hop's answers. */
+  mtu?: number;
 }
 
 /** What a trace goes to, known once the host is resolved. */
@@ -145,7 +157,14 @@ interface Slot {
   sentNs: bigint;
   done: boolean;
   reply?: ProbeReply;
+  /** The probe's size when (last) sent. */
+  size?: number;
+  /** `F=MTU` when the probe met a new path MTU and was sent again. */
+  note?: string;
 }
+
+/** Butskoy's `--mtu` starts from the largest probe it allows. */
+const MTU_START = 65000;
 
 /**
  * A running trace: an async iterable of hops, with the resolved target and,
@@ -190,6 +209,11 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
     if (!Number.isInteger(queries) || queries < 1 || queries > 10) {
       throw new RangeError(`Invalid probes per hop ${queries}: must be from 1 to 10`);
     }
+    if ((o.mtu || o.dontFragment) && methodName === "tcp" && !o.openMethod) {
+      throw new RangeError(
+        "Cannot use --mtu or -F with TCP probes: only UDP and ICMP support them",
+      );
+    }
     // Only the chosen method's module is loaded, and it and the resolver
     // (for names) load while the host resolves, not one after another:
     // start-up time counts.
@@ -214,10 +238,11 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
       family,
       destination: resolved.address,
       port: o.port ?? (methodName === "udp" ? 33434 : methodName === "icmp" ? 1 : 80),
-      packetLength: o.packetLength ?? (family === 4 ? 60 : 80),
+      packetLength: o.packetLength ?? (o.mtu ? MTU_START : family === 4 ? 60 : 80),
       paris: o.paris ?? false,
       queries,
     };
+    if (o.dontFragment || o.mtu) mo.dontFragment = true;
     if (o.source !== undefined) mo.source = o.source;
     if (o.device !== undefined) mo.device = o.device;
     if (o.sourcePort !== undefined) mo.sourcePort = o.sourcePort;
@@ -344,7 +369,9 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
     const o = this.#o;
     const q = o.queries ?? 3;
     const first = o.firstHop ?? 1;
-    const sim = Math.max(1, o.simultaneous ?? 16);
+    const mtu = o.mtu ?? false;
+    // Butskoy: --mtu implies -N 1, so a reported MTU answers the one probe in flight.
+    const sim = mtu ? 1 : Math.max(1, o.simultaneous ?? 16);
     const w: WaitTimes = { ...DEFAULT_WAIT, ...o.wait };
     const maxNs = BigInt(Math.round(w.max * 1e9));
     const gapNs = BigInt(Math.round((o.sendWaitMs ?? 0) * 1e6));
@@ -389,6 +416,16 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
       const s = slots[n];
       // Stray, duplicate and late replies (for a probe already timed out) are ignored.
       if (s === undefined || n < start || n >= end || s.sentNs === 0n || s.done) return;
+      if (mtu && r.mtu !== undefined && r.mtu < method.packetLength && method.resize) {
+        // Butskoy: the probe is sent again at the new size, and the MTU is
+        // noted on it (the node that reported it is the previous hop).
+        method.resize(r.mtu);
+        s.sentNs = 0n;
+        s.note = `F=${r.mtu}`;
+        return;
+      }
+      // A local error names no responder: it only serves --mtu.
+      if (r.local) return;
       s.done = true;
       s.reply = r;
       if (resolveNames) this.#names?.peek(r.from);
@@ -431,6 +468,7 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
           if (next < 0n || due < next) next = due;
           break;
         }
+        s.size = method.packetLength;
         s.sentNs = method.send(base + n, s.ttl);
         lastSendNs = s.sentNs;
         this.#summary.probesSent++;
@@ -456,17 +494,23 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
 
   #hop(slots: Slot[], destination: string): Hop {
     const probes: Probe[] = slots.map((s) => {
-      if (!s.reply) return { annotation: "", final: false };
+      // Butskoy: an annotation of the answer replaces the `F=MTU` note.
+      if (!s.reply) return { annotation: s.note ?? "", final: false };
       const r = s.reply;
       if (r.final && r.from === destination && r.annotation === "") this.#summary.reached = true;
       return {
         address: r.from,
         rttMs: Number(r.receivedNs - s.sentNs) / 1e6,
-        annotation: r.annotation,
+        annotation: r.annotation || (s.note ?? ""),
         final: r.final,
       };
     });
-    return { ttl: slots[0]!.ttl, probes };
+    const hop: Hop = { ttl: slots[0]!.ttl, probes };
+    if (this.#o.mtu) {
+      const size = slots.findLast((s) => s.reply !== undefined)?.size ?? slots.at(-1)?.size;
+      if (size !== undefined) hop.mtu = size;
+    }
+    return hop;
   }
 }
 

@@ -432,3 +432,237 @@ labTest(
     }
   },
 );
+
+labTest(
+  "traceroute --mtu reports each drop of the path MTU at its hop, as Butskoy",
+  async (t, lab) => {
+    // client -1500- r1 -1400- r2 -1280- r3 -1280- target: r1 reports 1400
+    // for probes to r2 and beyond, r2 reports 1280 for those to r3.
+    const links: [string, string, number][] = [
+      ["r1", "r2", 1400],
+      ["r2", "r3", 1280],
+      ["r3", "target", 1280],
+    ];
+    for (const [a, b, mtu] of links) {
+      for (const [host, towards] of [[a, b], [b, a]] as const) {
+        const dev = lab.iface(host, towards);
+        const r = await lab.exec(host, ["ip", "link", "set", "dev", dev, "mtu", String(mtu)]);
+        assertEquals(r.code, 0, r.stderr);
+      }
+    }
+    const target = lab.host("target");
+    for (const [name, flags] of METHODS.slice(0, 2)) {
+      for (const family of [4, 6] as const) {
+        await t.step(`${name} over IPv${family}`, async () => {
+          const addr = family === 4 ? target.v4 : target.v6;
+          const out = await compare(lab, ["-n", "--mtu", ...flags, addr]);
+          const lines = mask(out).trimEnd().split("\n");
+          assertMatch(lines[0]!, /, 65000 byte packets$/);
+          for (
+            const [i, host, note] of [[1, "r1", 1500], [2, "r2", 1400], [3, "r3", 1280]] as const
+          ) {
+            const a = family === 4 ? lab.host(host).v4 : lab.host(host).v6;
+            assertEquals(lines[i], ` ${i}  ${a}  X ms F=${note}  X ms  X ms`);
+          }
+        });
+      }
+    }
+    await t.step("an asked-for size below the first MTU, as Butskoy", async () => {
+      await compare(lab, ["-n", "--mtu", target.v4, "1300"]);
+    });
+    await t.step("-F: a probe too big for r2's link ends at r1 with !F-1400", async () => {
+      const out = await compare(lab, ["-n", "-F", target.v4, "1450"]);
+      assertMatch(out.trimEnd().split("\n")[2]!, / !F-1400$/);
+    });
+    await t.step("--json carries each hop's MTU", async () => {
+      const r = await ours(lab, ["-n", "--mtu", "--json", "-I", target.v6]);
+      assertEquals(r.code, 0, r.stderr);
+      const mtus = jsonLines(r.stdout).slice(0, -1).map((l) => l.mtu);
+      assertEquals(mtus, [1500, 1400, 1280, 1280]);
+    });
+    await t.step("the report's JSON and text carry each hop's MTU", async () => {
+      const r = await ours(lab, ["-n", "--mtu", "--report", "-c", "2", "--json", target.v4]);
+      assertEquals(r.code, 0, r.stderr);
+      const hops = (JSON.parse(r.stdout) as { hops: { mtu: number }[] }).hops;
+      assertEquals(hops.map((h) => h.mtu), [1500, 1400, 1280, 1280]);
+      const text = await ours(lab, ["-n", "--mtu", "--report", "-c", "1", target.v4]);
+      const lines = text.stdout.trimEnd().split("\n");
+      assertMatch(lines[1]!, / StDev {3}MTU$/);
+      assertMatch(lines[3]!, / 1400$/);
+    });
+  },
+);
+
+/**
+ * Adds r2b beside r2 (client -- r1 -- {r2, r2b} -- r3 -- target) and makes
+ * r1 balance flows to the target over both, hashing the 5-tuple
+ * (`fib_multipath_hash_policy=1`). Returns what removes r2b.
+ */
+async function addBranch(lab: Lab): Promise<{ v4: string; v6: string; remove(): Promise<void> }> {
+  const ns = `${lab.host("r2").ns}b`;
+  const sh = async (where: string | null, script: string) => {
+    const cmd = where === null
+      ? new Deno.Command("sh", { args: ["-e"], stdin: "piped", stderr: "piped" })
+      : new Deno.Command("ip", {
+        args: ["netns", "exec", where, "sh", "-e"],
+        stdin: "piped",
+        stderr: "piped",
+      });
+    const child = cmd.spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(script));
+    await w.close();
+    const out = await child.output();
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  };
+  const r1 = lab.host("r1").ns;
+  const r3 = lab.host("r3").ns;
+  await sh(
+    null,
+    `ip netns add ${ns}\n` +
+      `ip link add name to-r2b netns ${r1} type veth peer name to-r1 netns ${ns}\n` +
+      `ip link add name to-r2b netns ${r3} type veth peer name to-r3 netns ${ns}\n`,
+  );
+  const remove = async () => {
+    await new Deno.Command("ip", { args: ["netns", "del", ns] }).output();
+  };
+  try {
+    const sysctl = (kv: string) => {
+      const [k, v] = kv.split("=") as [string, string];
+      return `echo ${v} > /proc/sys/${k.replaceAll(".", "/")}\n`;
+    };
+    const addr = (dev: string, v4: string, v6: string) =>
+      `ip addr add ${v4}/24 dev ${dev}\nip addr add ${v6}/64 dev ${dev} nodad\nip link set ${dev} up\n`;
+    await sh(
+      ns,
+      ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv4.icmp_ratelimit=0"]
+        .map(sysctl).join("") +
+        "echo 0 > /proc/sys/net/ipv6/icmp/ratelimit\nip link set lo up\n" +
+        addr("to-r1", "10.0.100.2", "fd00:0:100::2") +
+        addr("to-r3", "10.0.101.1", "fd00:0:101::1") +
+        "ip route add 10.0.0.0/24 via 10.0.100.1\nip route add fd00::/64 via fd00:0:100::1\n" +
+        "ip route add 10.0.3.0/24 via 10.0.101.2\nip route add fd00:0:3::/64 via fd00:0:101::2\n",
+    );
+    await sh(
+      r3,
+      addr("to-r2b", "10.0.101.2", "fd00:0:101::2") +
+        sysctl("net.ipv4.conf.all.rp_filter=0") + sysctl("net.ipv4.conf.to-r2b.rp_filter=0"),
+    );
+    await sh(
+      r1,
+      addr("to-r2b", "10.0.100.1", "fd00:0:100::1") +
+        sysctl("net.ipv4.fib_multipath_hash_policy=1") +
+        sysctl("net.ipv6.fib_multipath_hash_policy=1") +
+        "ip route replace 10.0.3.0/24 nexthop via 10.0.1.2 nexthop via 10.0.100.2\n" +
+        "ip -6 route replace fd00:0:3::/64 nexthop via fd00:0:1::2 nexthop via fd00:0:100::2\n",
+    );
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+  return { v4: "10.0.100.2", v6: "fd00:0:100::2", remove };
+}
+
+interface FlowsDoc {
+  nodes: { id: string; ttl: number; address: string | null; flows: number[] }[];
+  edges: { from: string; to: string; flows: number[] }[];
+  flows: { id: number; flow: { sourcePort: number } | null }[];
+}
+
+labTest(
+  "traceroute --flows finds both branches of an ECMP router and where they join",
+  async (t, lab) => {
+    const branch = await addBranch(lab);
+    try {
+      for (const family of [4, 6] as const) {
+        const v = (h: string) => family === 4 ? lab.host(h).v4 : lab.host(h).v6;
+        const r2b = family === 4 ? branch.v4 : branch.v6;
+        for (const [name, flags] of METHODS.filter(([n]) => n !== "ICMP")) {
+          await t.step(`${name} over IPv${family}: --flows 8, JSON graph`, async () => {
+            // The hash may send all of 8 flows one way (2 × 0.5^8 ≈ 0.8%);
+            // distinct source ports from 40000 make the outcome fixed per run.
+            const r = await ours(lab, [
+              "-n",
+              "--flows",
+              "8",
+              "--sport",
+              "40000",
+              "--json",
+              ...flags,
+              v("target"),
+            ]);
+            assertEquals(r.code, 0, r.stderr);
+            const g = JSON.parse(r.stdout) as FlowsDoc;
+            assertEquals(
+              g.flows.map((f) => f.flow?.sourcePort),
+              [0, 1, 2, 3, 4, 5, 6, 7].map((i) => 40000 + i),
+            );
+            const at = (ttl: number) => g.nodes.filter((n) => n.ttl === ttl);
+            assertEquals(at(1).map((n) => n.address), [v("r1")]);
+            assertEquals(at(2).map((n) => n.address).sort(), [v("r2"), r2b].sort(), r.stdout);
+            const two = at(2).flatMap((n) => n.flows).sort((a, b) => a - b);
+            assertEquals(two, [1, 2, 3, 4, 5, 6, 7, 8], "each flow took exactly one branch");
+            // Edges: r1 forks to both branches, with each branch's flows.
+            for (const n of at(2)) assertEquals(g.edges.find((e) => e.to === n.id)?.flows, n.flows);
+            if (family === 4) {
+              // r3 answers from the address of its route back (towards r2)
+              // whichever way a probe came: the branches join at hop 3.
+              assertEquals(at(3).map((n) => [n.address, n.flows.length]), [[v("r3"), 8]], "join");
+              for (const n of at(2)) {
+                assertEquals(g.edges.find((e) => e.from === n.id)?.to, at(3)[0]!.id);
+              }
+            } else {
+              // ICMPv6 errors come from the interface the probe arrived on
+              // (RFC 4443 §2.2), so r3 shows two addresses, one per branch,
+              // and the addresses join at the target.
+              const r2b3 = "fd00:0:101::2";
+              assertEquals(at(3).map((n) => n.address).sort(), [v("r3"), r2b3].sort());
+              const viaB = at(2).find((n) => n.address === r2b)!.flows;
+              assertEquals(at(3).find((n) => n.address === r2b3)!.flows, viaB);
+            }
+            assertEquals(at(4).map((n) => [n.address, n.flows.length]), [[v("target"), 8]]);
+          });
+        }
+        await t.step(`a single Paris flow stays on one branch over IPv${family}`, async () => {
+          const seen = new Set<string>();
+          for (let run = 0; run < 20; run++) {
+            const r = await ours(lab, ["-n", "--paris", "--sport", "40001", "--json", v("target")]);
+            assertEquals(r.code, 0, r.stderr);
+            const hop2 = jsonLines(r.stdout)[1] as { probes: { address: string }[] };
+            for (const p of hop2.probes) seen.add(p.address);
+          }
+          assertEquals(seen.size, 1, [...seen].join(" "));
+        });
+      }
+      await t.step("classic UDP (a port per probe) meets both branches", async () => {
+        const seen = new Set<string>();
+        for (let run = 0; run < 3; run++) {
+          const r = await ours(lab, ["-n", "-q", "6", "--json", lab.host("target").v4]);
+          const hop2 = jsonLines(r.stdout)[1] as { probes: { address: string }[] };
+          for (const p of hop2.probes) seen.add(p.address);
+        }
+        assertEquals([...seen].sort(), [lab.host("r2").v4, branch.v4].sort());
+      });
+      await t.step("text and DOT output name each address's flows", async () => {
+        const text = await ours(lab, [
+          "-n",
+          "--flows",
+          "4",
+          "--sport",
+          "40000",
+          lab.host("target").v4,
+        ]);
+        assertMatch(
+          text.stdout,
+          /, 4 flows\n 1 {2}10\.0\.0\.2 \[1-4\]\n 2 {2}10\.0\.\d+\.2 \[[\d,-]+\]/,
+        );
+        assertMatch(text.stdout, /\n 3 {2}10\.0\.2\.2 \[1-4\]\n 4 {2}10\.0\.3\.2 \[1-4\]\n$/);
+        const dot = await ours(lab, ["-n", "--flows", "4", "--dot", lab.host("target").v4]);
+        assertMatch(dot.stdout, /^digraph traceroute \{\n/);
+        assertMatch(dot.stdout, /"2:10\.0\.\d+\.2" -> "3:10\.0\.2\.2" \[label="[\d,-]+"\];/);
+      });
+    } finally {
+      await branch.remove();
+    }
+  },
+);

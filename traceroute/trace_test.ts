@@ -284,3 +284,72 @@ Deno.test("a trace closes its probe method when iterated to the end or closed ea
     assertEquals(m.disposed, 1);
   });
 });
+
+/** A path whose first link takes 1500 bytes and the rest 1400 (reported by hop 1). */
+class MtuPath implements ProbeMethod {
+  readonly name = "udp" as const;
+  packetLength = 65000;
+  sizes: number[] = [];
+  #due: ProbeReply[] = [];
+
+  send(index: number, ttl: number): bigint {
+    const now = realtimeNs();
+    this.sizes.push(this.packetLength);
+    const reply = { index, receivedNs: now, annotation: "", final: false };
+    if (this.packetLength > 1500) {
+      this.#due.push({ ...reply, from: "", mtu: 1500, local: true });
+    } else if (ttl >= 2 && this.packetLength > 1400) {
+      this.#due.push({ ...reply, from: "h1", mtu: 1400, final: true, annotation: "!F-1400" });
+    } else {
+      this.#due.push({ ...reply, from: `h${ttl}`, final: ttl === 3 });
+    }
+    return now;
+  }
+  drain(): ProbeReply[] {
+    return this.#due.splice(0);
+  }
+  async wait(): Promise<void> {}
+  flow(): undefined {
+    return undefined;
+  }
+  resize(packetLength: number): void {
+    this.packetLength = packetLength;
+  }
+  [Symbol.dispose](): void {}
+}
+
+Deno.test("trace() with mtu resends a probe at each smaller MTU reported and notes F=MTU", async (t) => {
+  const path = new MtuPath();
+  const hops = await collect({ mtu: true, openMethod: () => path });
+  await t.step("the probe that met a new MTU is annotated, once", () => {
+    assertEquals(
+      hops.map((h) => h.probes.map((p) => `${p.address}${p.annotation}`).join(" ")),
+      ["h1F=1500 h1 h1", "h2F=1400 h2 h2", "h3 h3 h3"],
+    );
+  });
+  await t.step("each hop carries the size that reached it", () => {
+    assertEquals(hops.map((h) => h.mtu), [1500, 1400, 1400]);
+  });
+  await t.step("one probe at a time, sizes shrinking as reported", () => {
+    assertEquals(path.sizes.slice(0, 5), [65000, 1500, 1500, 1500, 1500]);
+    assertEquals(path.sizes.filter((s) => s === 1400).length, 6);
+  });
+});
+
+Deno.test("trace() without mtu ends at a too-big error with !F-MTU and no resend", async () => {
+  const path = new MtuPath();
+  path.packetLength = 1450;
+  const hops = await collect({ openMethod: () => path, wait: { max: 0.05, here: 0, near: 0 } });
+  assertEquals(hops.map((h) => h.probes.map((p) => p.annotation).join(",")), [
+    ",,",
+    "!F-1400,!F-1400,!F-1400",
+  ]);
+  assertEquals(hops[1]!.probes[0]!.address, "h1");
+  assertEquals(hops[0]!.mtu, undefined);
+});
+
+async function collect(options: TraceOptions): Promise<Hop[]> {
+  const hops: Hop[] = [];
+  for await (const hop of trace("192.0.2.1", { resolveNames: false, ...options })) hops.push(hop);
+  return hops;
+}

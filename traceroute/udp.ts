@@ -4,28 +4,37 @@
  * from the socket's error queue (`IP_RECVERR`), so no privilege is needed.
  *
  * Classic mode sends probe `n` to port `base + n` and matches an error by
- * the destination port of the quoted datagram. Paris mode connects the
- * socket, so every probe has the same 5-tuple; the probe index travels in
- * the payload (which also makes every UDP checksum differ) and is read back
- * from the quoted payload.
+ * the destination port of the quoted datagram. Paris mode binds one source
+ * port and sends every probe to one destination port, so every probe has
+ * the same 5-tuple; the probe index travels in the payload (which also makes
+ * every UDP checksum differ) and is read back from the quoted payload.
+ *
+ * The Paris socket is bound, not connected: connecting gives a socket a
+ * random transmit hash (`sk_txhash`), which the kernel attaches to its
+ * packets and, for IPv6, turns into the flow label. A router in the same
+ * host (a namespace lab) balances on that hash instead of the 5-tuple, and
+ * an IPv6 router may hash the label: the same 5-tuple would then take
+ * different branches from run to run. Unconnected, the label is derived
+ * from the 5-tuple itself.
  *
  * @module
  */
-import { realtimeNs } from "../lib/rawsock/clock.ts";
 import type { Socket } from "../lib/rawsock/socket.ts";
 import {
   applyLocal,
-  classifiedReply,
-  classifyIcmp,
   type Flow,
   isIcmpReportFor,
+  localMtuReply,
   type MethodOptions,
   openProbeSocket,
   payload,
   type ProbeMethod,
   type ProbeReply,
   probeSize,
+  reportReply,
   sendProbe,
+  sendTolerant,
+  sourceAddressFor,
 } from "./probe.ts";
 
 const UDP_HEADER = 8;
@@ -50,8 +59,9 @@ export function openUdpMethod(options: MethodOptions): ProbeMethod {
 
 class UdpMethod implements ProbeMethod {
   readonly name = "udp" as const;
-  readonly packetLength: number;
+  packetLength: number;
   #o: MethodOptions;
+  #last = 0;
   #sock: Socket;
   #data: Uint8Array;
   #ttl = 0;
@@ -73,11 +83,17 @@ class UdpMethod implements ProbeMethod {
     try {
       applyLocal(this.#sock, o);
       if (o.paris) {
-        this.#sock.connect({ family: o.family, address: o.destination, port: o.port });
+        if (o.source === undefined && o.sourcePort === undefined) {
+          this.#sock.bind({
+            family: o.family,
+            address: o.family === 4 ? "0.0.0.0" : "::",
+            port: 0,
+          });
+        }
         const local = this.#sock.localAddress();
         this.#flow = {
           protocol: "udp",
-          source: local.address,
+          source: o.source ?? sourceAddressFor(o.family, o.destination, o.device),
           destination: o.destination,
           sourcePort: local.port,
           destinationPort: o.port,
@@ -101,10 +117,19 @@ class UdpMethod implements ProbeMethod {
     const data = this.#data;
     data[0] = (index >>> 8) & 0xff;
     data[1] = index & 0xff;
-    const to = o.paris
-      ? undefined
-      : { family: o.family, address: o.destination, port: (o.port + index) & 0xffff };
-    return sendProbe(this.#sock, data, to);
+    const to = {
+      family: o.family,
+      address: o.destination,
+      port: o.paris ? o.port : (o.port + index) & 0xffff,
+    };
+    this.#last = index;
+    return sendTolerant(o, () => sendProbe(this.#sock, data, to));
+  }
+
+  resize(packetLength: number): void {
+    const size = probeSize({ ...this.#o, packetLength }, UDP_HEADER);
+    this.packetLength = size.packetLength;
+    this.#data = payload(size.dataLength, 0);
   }
 
   drain(): ProbeReply[] {
@@ -112,6 +137,11 @@ class UdpMethod implements ProbeMethod {
     for (;;) {
       const got = this.#sock.tryReceive();
       if (got === null) break;
+      const local = localMtuReply(got, this.#last);
+      if (local) {
+        replies.push(local);
+        continue;
+      }
       // A datagram back from the destination is not part of the protocol:
       // only ICMP errors answer a probe.
       if (!isIcmpReportFor(got, this.#o.destination)) continue;
@@ -123,10 +153,7 @@ class UdpMethod implements ProbeMethod {
         if (got.destination === undefined) continue;
         index = (got.destination.port - this.#o.port) & 0xffff;
       }
-      replies.push(classifiedReply(
-        { index, from: got.offender.address, receivedNs: got.timestampNs ?? realtimeNs() },
-        classifyIcmp(this.#o.family, got.icmpType, got.icmpCode, got.info),
-      ));
+      replies.push(reportReply(got, index, this.#o.family));
     }
     return replies;
   }
