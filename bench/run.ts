@@ -4,7 +4,7 @@
  * each of which runs our tool and its reference tool in the same process
  * tree and prints medians and ratios. With names, runs only those suites.
  *
- * Suites: micro, ping, startup, traceroute, udp, web, client, proxy, cache_conformance, smtp.
+ * Suites: micro, ping, startup, traceroute, traceroute_live, udp, web, client, proxy, cache_conformance, smtp.
  * The network ones need root (raw sockets, network namespaces) and the Debian
  * peers that `.ci/run` installs (iputils, traceroute, irtt, nginx, squid, wrk,
  * swaks; node and npm for the HTTP cache conformance suite, which is looked for
@@ -20,6 +20,7 @@ const SUITES: Record<string, string[]> = {
   ping: ["run", "-A", `${here}ping.ts`, "11"],
   startup: ["run", "-A", `${here}startup.ts`, "21"],
   traceroute: ["run", "-A", `${here}traceroute.ts`, "9"],
+  traceroute_live: ["run", "-A", `${here}traceroute_live.ts`],
   udp: ["run", "-A", `${here}udp.ts`],
   web: ["run", "-A", `${here}web.ts`, "--duration", "4", "--rounds", "3"],
   client: ["run", "-A", `${here}client.ts`, "--rounds", "7"],
