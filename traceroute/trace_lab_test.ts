@@ -410,16 +410,19 @@ labTest(
         `${dir}/resolv.conf`,
         "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
       );
+      // Every probe here is answered, so these steps wait on MAX alone
+      // (`-w 5`): Butskoy looks each name up between reading answers, and
+      // under load a lookup outlasted even WAIT's 100 ms HERE and NEAR, so
+      // Butskoy printed `* * *` for hops 2 to 6 whose probes were all
+      // answered. Without HERE and NEAR, a late read is still a reply.
+      const NAMES_WAIT = ["-w", "5"];
       await t.step("UDP to a name with both address families", async () => {
-        const out = await compare(lab, ["target.lab"]);
+        const out = await compare(lab, [...NAMES_WAIT, "target.lab"]);
         assertMatch(out, /^traceroute to target\.lab \(10\.0\.3\.2\)/);
         assertMatch(out, /\n 2 {2}r2\.lab \(10\.0\.1\.2\) {2}/);
       });
       await t.step("ICMP over IPv6 with names", async () => {
-        // Butskoy looks names up between reading answers; under its default
-        // HERE (about 3 ms here) a slow lookup made it print `*` for answered
-        // probes. WAIT's 100 ms limit leaves room for the lookups.
-        const out = await compare(lab, ["-I", lab.host("target").v6]);
+        const out = await compare(lab, [...NAMES_WAIT, "-I", lab.host("target").v6]);
         assertEquals(
           mask(out).trimEnd().split("\n").slice(1),
           ["r1", "r2", "r3", "target"].map((h, i) =>
