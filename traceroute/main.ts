@@ -14,6 +14,16 @@ import { CliError, formatHelp, type Options, parseArgs, parseNumber, runMain } f
 import { formatHeader, formatHop, hopJson, summaryJson } from "./format.ts";
 import { PRIVILEGE_MESSAGE } from "./probe.ts";
 import { type Method, trace, type TraceOptions, type WaitTimes } from "./trace.ts";
+// Every module of the start path, imported here as well: Deno then loads
+// them all in one round instead of one round per level of the import graph
+// (bench/startup_test.ts keeps the list whole).
+import "../lib/rawsock/ffi.ts";
+import "../lib/rawsock/constants.ts";
+import "../lib/rawsock/netns.ts";
+import "../lib/privilege.ts";
+import "../lib/rawsock/socket.ts";
+import "../lib/rawsock/clock.ts";
+import "../lib/sockaddr.ts";
 
 /** Traceroute's options: the parser reads them and `--help` lists them. */
 export const OPTIONS = {
