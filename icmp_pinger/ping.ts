@@ -284,8 +284,8 @@ const PARK_EVERY_MS = 250;
 // - PingSession.#prime(): short intervals and long floods first run their
 //   own code to the loopback address, so what the target sees is optimized
 //   code (measured at -i 0.002: 6 µs average round trips, 8 µs cold);
-// - warmSend() and one stamp in the constructor: the first timed request
-//   does not pay for lazily compiling the send path;
+// - one stamp in the constructor: the first timed request does not pay for
+//   the first run of the code between the clock read and sendto();
 // - shape guards (PingSession.#parkedAt starts as a double; #prime() writes
 //   back only fields that changed and drains with tryReceive()): V8 would
 //   otherwise drop code already optimized on a changed assumption.
@@ -308,20 +308,6 @@ const PRIME_FLOOD_PACKETS = 3000;
 /** The priming flood stops after this many milliseconds whatever happens. */
 const PRIME_LIMIT_MS = 100;
 
-/**
- * Compiles the sendto() path while nothing is timed (otherwise the first
- * round trip includes a few hundred microseconds of it): unconnected and
- * without an address, the call fails with EDESTADDRREQ and sends nothing.
- */
-function warmSend(sock: Socket): void {
-  const empty = new Uint8Array(8);
-  // Once is enough to compile the path; each failure costs ~60 µs.
-  try {
-    sock.send(empty);
-  } catch {
-    // Expected: EDESTADDRREQ.
-  }
-}
 // (End of the V8 measures, but for #prime() below.)
 // ---------------------------------------------------------------------------
 
@@ -375,7 +361,8 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
       else sock.bindToDevice(iface);
     }
     if (options.ttl !== undefined) sock.setTtl(options.ttl);
-    warmSend(sock);
+    // The first request is timed: its sendto() must already be looked up.
+    sock.prepareSend();
     // Connected, the socket sends without encoding an address each time.
     sock.connect(target);
   } catch (err) {
