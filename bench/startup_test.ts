@@ -50,10 +50,8 @@ const COLD = {
   "traceroute/main.ts": [
     "lib/icmp.ts", // the ICMP and TCP methods only
     "lib/icmp_error.ts",
-    "lib/resolve.ts", // loaded while the host resolves
     "lib/stats.ts", // --report only
-    "traceroute/udp.ts", // each method's module, once chosen
-    "traceroute/icmp_probe.ts",
+    "traceroute/icmp_probe.ts", // the other methods' modules, once chosen
     "traceroute/tcp.ts",
     "traceroute/report.ts",
   ],
