@@ -497,8 +497,10 @@ function openRaw(family: 4 | 6): { sock: Socket; kind: "raw"; id: number } {
 /** Whether this network namespace's `ping_group_range` admits no group at all. */
 function pingGroupsEmpty(): boolean {
   try {
+    // The kernel writes "low<TAB>high" (no regular expression: its first
+    // use costs start-up time).
     const [low, high] = Deno.readTextFileSync("/proc/sys/net/ipv4/ping_group_range")
-      .trim().split(/\s+/).map(Number);
+      .trim().split("\t").map(Number);
     return low !== undefined && high !== undefined && low > high;
   } catch {
     // Unreadable (no --allow-read, no /proc): just try the socket.
