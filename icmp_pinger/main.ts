@@ -367,9 +367,15 @@ async function main(args: string[]): Promise<number> {
 
   // Nothing on the start-up path may call setTimeout(): its first use costs
   // about 8 ms in Deno 2.9 (measured), a fifth of the start-up budget.
-  // Reverse lookups (lib/resolve.ts, and with it node:dns) only when names are printed.
+  // Reverse lookups (lib/resolve.ts) only when names are printed. Named by
+  // URL (here and below): Deno reads every module that a literal import()
+  // names, and its imports, before a program starts.
   const wantNames = !v.numeric && !json && sessions.some((s) => !s.numeric);
-  const names = wantNames ? new (await import("../lib/resolve.ts")).ReverseCache() : undefined;
+  const names = wantNames
+    ? new (await (import(new URL("../lib/resolve.ts", import.meta.url).href) as Promise<
+      typeof import("../lib/resolve.ts")
+    >)).ReverseCache()
+    : undefined;
   const timestamps = v.timestamps ?? false;
   try {
     const results = await Promise.all(sessions.map(async (s) => {
@@ -541,7 +547,10 @@ function jsonSummary(s: PingSummary, code: number): Record<string, unknown> {
 
 async function cliError(err: unknown, iface: string | undefined): Promise<unknown> {
   if (err instanceof Error && err.name === "ResolveError") {
-    const { gaiMessage, ResolveError } = await import("../lib/resolve.ts");
+    const { gaiMessage, ResolveError } =
+      await (import(new URL("../lib/resolve.ts", import.meta.url).href) as Promise<
+        typeof import("../lib/resolve.ts")
+      >);
     if (err instanceof ResolveError) return new CliError(gaiMessage(err));
   }
   if (err instanceof SocketError) {

@@ -382,8 +382,9 @@ export async function ping(host: string, options: PingOptions = {}): Promise<Pin
 }
 
 /**
- * Resolves like `lib/resolve.ts`, which is only loaded for names: its
- * `node:dns` costs start-up time that a numeric target does not need.
+ * Resolves like `lib/resolve.ts`, which is only loaded for names (and named
+ * by URL: Deno reads every module that a literal import() names before a
+ * program starts), as a numeric target does not need it.
  */
 async function resolve(
   host: string,
@@ -391,7 +392,10 @@ async function resolve(
 ): Promise<{ address: string; family: 4 | 6; numeric: boolean }> {
   const numeric = ipFamily(host);
   if (numeric === undefined || (family !== undefined && family !== numeric)) {
-    const { resolveHost, ResolveError } = await import("../lib/resolve.ts");
+    const { resolveHost, ResolveError } =
+      await (import(new URL("../lib/resolve.ts", import.meta.url).href) as Promise<
+        typeof import("../lib/resolve.ts")
+      >);
     try {
       return await resolveHost(host, family ? { family } : {});
     } catch (err) {

@@ -254,9 +254,14 @@ async function main(args: string[]): Promise<number> {
   const out = (line: string) => Deno.stdout.writeSync(enc.encode(line + "\n"));
   try {
     if (flag("report")) {
-      // Loaded on demand: the report pulls in the resolver and statistics,
-      // which a plain trace does not need at start-up.
-      const { formatReport, report, reportJson } = await import("./report.ts");
+      // Loaded on demand: the report pulls in statistics, which a plain
+      // trace does not need at start-up. Named by URL (here and below):
+      // Deno reads every module that a literal import() names, and its
+      // imports, before a program starts.
+      const { formatReport, report, reportJson } =
+        await (import(new URL("./report.ts", import.meta.url).href) as Promise<
+          typeof import("./report.ts")
+        >);
       const r = await report(host, {
         ...o,
         cycles: cycles ?? 10,
@@ -268,8 +273,14 @@ async function main(args: string[]): Promise<number> {
     }
     if (flag("live")) {
       // Loaded on demand: the view is not part of a plain trace's start-up.
-      const { liveOnTerminal } = await import("./live.ts");
-      const { formatReport } = await import("./report.ts");
+      const { liveOnTerminal } =
+        await (import(new URL("./live.ts", import.meta.url).href) as Promise<
+          typeof import("./live.ts")
+        >);
+      const { formatReport } =
+        await (import(new URL("./report.ts", import.meta.url).href) as Promise<
+          typeof import("./report.ts")
+        >);
       const r = await liveOnTerminal(host, {
         ...o,
         ...(intervalMs !== undefined ? { intervalMs } : {}),
@@ -279,7 +290,10 @@ async function main(args: string[]): Promise<number> {
     }
     if (flows !== undefined) {
       // Loaded on demand, as the report: a plain trace does not need it.
-      const { discoverFlows, flowsJson, formatDot, formatFlows } = await import("./flows.ts");
+      const { discoverFlows, flowsJson, formatDot, formatFlows } =
+        await (import(new URL("./flows.ts", import.meta.url).href) as Promise<
+          typeof import("./flows.ts")
+        >);
       const g = await discoverFlows(host, { ...o, flows });
       if (flag("dot")) Deno.stdout.writeSync(enc.encode(formatDot(g)));
       else if (json) out(JSON.stringify(flowsJson(g)));

@@ -216,14 +216,19 @@ export class Trace implements AsyncIterable<Hop>, AsyncDisposable {
     }
     // Only the chosen method's module is loaded, and it and the resolver
     // (for names) load while the host resolves, not one after another:
-    // start-up time counts.
+    // start-up time counts. The methods off traceroute's start path are
+    // named by URL: Deno reads every module that a literal import() names
+    // (and its imports) before a program starts.
     const opener = o.openMethod
       ? Promise.resolve(o.openMethod)
       : methodName === "udp"
       ? import("./udp.ts").then((m) => m.openUdpMethod)
       : methodName === "icmp"
-      ? import("./icmp_probe.ts").then((m) => m.openIcmpMethod)
-      : import("./tcp.ts").then((m) => m.openTcpMethod);
+      ? (import(new URL("./icmp_probe.ts", import.meta.url).href) as Promise<
+        typeof import("./icmp_probe.ts")
+      >).then((m) => m.openIcmpMethod)
+      : (import(new URL("./tcp.ts", import.meta.url).href) as Promise<typeof import("./tcp.ts")>)
+        .then((m) => m.openTcpMethod);
     const resolver = (o.resolveNames ?? true) && this.#names === undefined
       ? import("../lib/resolve.ts")
       : undefined;
