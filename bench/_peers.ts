@@ -86,43 +86,6 @@ http {
 }
 
 /**
- * Starts Squid as an accelerator in front of an origin, with a 64 MiB memory cache.
- *
- * @param dir A fresh directory for its configuration and logs (made world-writable for Squid's user).
- * @param options The port to listen on and the origin's port.
- * @returns The Squid process (stop it with SIGTERM).
- */
-export async function startSquidAccel(
-  dir: string,
-  options: { port: number; originPort: number },
-): Promise<Deno.ChildProcess> {
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.chmod(dir, 0o777);
-  await Deno.writeTextFile(
-    `${dir}/squid.conf`,
-    `http_port 127.0.0.1:${options.port} accel defaultsite=127.0.0.1 vhost
-cache_peer 127.0.0.1 parent ${options.originPort} 0 no-query no-digest originserver name=origin
-http_access allow all
-cache_peer_access origin allow all
-cache_mem 64 MB
-maximum_object_size_in_memory 1 MB
-access_log none
-cache_log ${dir}/cache.log
-pid_filename ${dir}/squid.pid
-coredump_dir ${dir}
-cache_effective_user proxy
-shutdown_lifetime 0 seconds
-server_persistent_connections off
-`,
-  );
-  return new Deno.Command("squid", {
-    args: ["-N", "-f", `${dir}/squid.conf`],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}
-
-/**
  * Waits until something accepts connections on a loopback port.
  *
  * @param port The port.

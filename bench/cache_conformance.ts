@@ -24,7 +24,8 @@
  */
 import { parseArgs } from "node:util";
 import { freePort } from "../lib/testing/ports.ts";
-import { startNetkitProxy, startNginxCache, startSquidAccel, waitPort } from "./_peers.ts";
+import { startSquid } from "../proxy_server/_squid.ts";
+import { startNetkitProxy, startNginxCache, waitPort } from "./_peers.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -100,7 +101,7 @@ async function installed(cmd: string): Promise<boolean> {
 /** Starts a cache, waits for its port, scores it, and stops it. */
 async function score(
   name: string,
-  start: (port: number) => Deno.ChildProcess | Promise<Deno.ChildProcess>,
+  start: (port: number) => AsyncDisposable | Promise<AsyncDisposable>,
   run: (port: number) => Promise<Score>,
 ): Promise<Score> {
   const port = freePort();
@@ -153,9 +154,7 @@ try {
         // Squid started while nothing listens at its origin fails the suite's first
         // requests (23/163 here, against 117 otherwise): hold the port while it starts.
         using _hold = Deno.listen({ hostname: "127.0.0.1", port: 8000 });
-        const squid = await startSquidAccel(`${tmp}/squid`, { port, originPort: 8000 });
-        await waitPort(port);
-        return squid;
+        return await startSquid({ port, originPort: 8000, accessLog: false });
       },
       (port) => runSuite(`http://127.0.0.1:${port}`),
     );

@@ -19,7 +19,8 @@
  */
 import { parseArgs } from "node:util";
 import { freePort } from "../lib/testing/ports.ts";
-import { startNetkitProxy, startNginxCache, startSquidAccel, waitPort } from "./_peers.ts";
+import { startSquid } from "../proxy_server/_squid.ts";
+import { startNetkitProxy, startNginxCache, waitPort } from "./_peers.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -98,6 +99,7 @@ const origin = Deno.listen({ hostname: "127.0.0.1", port: originPort });
 const tmp = await Deno.makeTempDir({ prefix: "proxy_bench_" });
 await Deno.chmod(tmp, 0o777);
 const children: Deno.ChildProcess[] = [];
+let squid: AsyncDisposable | undefined;
 
 function startOurs(port: number, extra: string[] = []): Deno.ChildProcess {
   const child = startNetkitProxy(port, ["--upstream", `http://127.0.0.1:${originPort}`, ...extra]);
@@ -116,12 +118,6 @@ async function startNginx(
     workers,
     lock,
   });
-  children.push(child);
-  return child;
-}
-
-async function startSquid(port: number): Promise<Deno.ChildProcess> {
-  const child = await startSquidAccel(`${tmp}/squid`, { port, originPort });
   children.push(child);
   return child;
 }
@@ -174,8 +170,9 @@ try {
   startOurs(oursPort);
   await startNginx(nginx1Port, "1");
   await startNginx(nginx2Port, "auto");
-  await startSquid(squidPort);
-  await Promise.all([oursPort, nginx1Port, nginx2Port, squidPort].map(waitPort));
+  // Squid returns once it accepts connections; it stops with the run.
+  squid = await startSquid({ port: squidPort, originPort, accessLog: false });
+  await Promise.all([oursPort, nginx1Port, nginx2Port].map(waitPort));
 
   // 1. cache hits: three rounds, the servers in turn within each round, so that load
   // from other processes on this shared machine falls on all alike; the median round counts.
@@ -327,6 +324,7 @@ try {
     }
     await c.status;
   }
+  await squid?.[Symbol.asyncDispose]();
   origin.close();
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
 }

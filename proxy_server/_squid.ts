@@ -1,7 +1,9 @@
 /**
- * Test helper: runs Debian's Squid as the reference forward proxy, with a
- * private configuration, a memory-only cache and its access log in a
- * temporary directory.
+ * Runs Debian's Squid as a reference: for the tests, a forward proxy with
+ * its access log; for the benchmarks, an accelerator (reverse proxy) in
+ * front of an origin. Either has a private configuration, a memory-only
+ * cache and its files in a temporary directory, and is ready when its
+ * `cache.log` says it accepts connections.
  *
  * @module
  */
@@ -11,17 +13,35 @@ import { freePort } from "../lib/testing/ports.ts";
 export interface Squid extends AsyncDisposable {
   /** The port it listens on (127.0.0.1). */
   port: number;
-  /** Its access log (`logformat squid`). */
+  /** Its process id (for its memory use). */
+  pid: number;
+  /** Its access log (`logformat squid`); empty when `accessLog` is off. */
   accessLog: string;
 }
 
 /** Options of {@linkcode startSquid}. */
 export interface SquidOptions {
   /**
-   * Ports CONNECT may reach, as the proxy's `--connect-ports`.
+   * The port to listen on (127.0.0.1).
+   * @default {a free port}
+   */
+  port?: number;
+  /**
+   * Serve as an accelerator for the origin on this loopback port (a 64 MiB
+   * memory cache, any client) instead of as a forward proxy.
+   * @default {undefined}
+   */
+  originPort?: number;
+  /**
+   * Ports CONNECT may reach, as the proxy's `--connect-ports` (forward mode).
    * @default {[443]}
    */
   connectPorts?: number[];
+  /**
+   * Write an access log (a benchmark turns it off: the log costs throughput).
+   * @default {true}
+   */
+  accessLog?: boolean;
 }
 
 /**
@@ -38,12 +58,33 @@ export function squidMissing(): string | undefined {
   }
 }
 
+/** The configuration lines of each mode. */
+function modeConfig(port: number, options: SquidOptions): string {
+  if (options.originPort !== undefined) {
+    return `http_port 127.0.0.1:${port} accel defaultsite=127.0.0.1 vhost
+cache_peer 127.0.0.1 parent ${options.originPort} 0 no-query no-digest originserver name=origin
+http_access allow all
+cache_peer_access origin allow all
+cache_mem 64 MB
+maximum_object_size_in_memory 1 MB
+server_persistent_connections off
+`;
+  }
+  return `http_port 127.0.0.1:${port}
+acl connect_ports port ${(options.connectPorts ?? [443]).join(" ")}
+http_access deny CONNECT !connect_ports
+http_access allow localhost
+http_access deny all
+`;
+}
+
 /**
- * Starts Squid on a free loopback port in forward mode: loopback clients
- * only, no disk cache, CONNECT to the given ports only, access log in
- * Squid's native format.
+ * Starts Squid on a loopback port: a forward proxy (loopback clients only,
+ * CONNECT to the given ports only), or with `originPort` an accelerator in
+ * front of that origin. No disk cache; the access log in Squid's native
+ * format unless turned off.
  *
- * @param options The CONNECT ports.
+ * @param options The mode, the port and the log.
  * @returns The running Squid; dispose of it to stop it.
  */
 export async function startSquid(options: SquidOptions = {}): Promise<Squid> {
@@ -51,24 +92,19 @@ export async function startSquid(options: SquidOptions = {}): Promise<Squid> {
   // Started as root, Squid drops to its own user (proxy), which must still
   // write its logs here.
   await Deno.chmod(dir, 0o777);
-  const port = freePort();
-  const connectPorts = (options.connectPorts ?? [443]).join(" ");
+  const port = options.port ?? freePort();
+  const accessLog = (options.accessLog ?? true) ? `${dir}/access.log` : "";
   await Deno.writeTextFile(
     `${dir}/squid.conf`,
-    `http_port 127.0.0.1:${port}
-visible_hostname netkit-test
+    `${modeConfig(port, options)}visible_hostname netkit-test
 pid_filename ${dir}/squid.pid
 cache_log ${dir}/cache.log
-access_log stdio:${dir}/access.log squid
+access_log ${accessLog ? `stdio:${accessLog} squid` : "none"}
 cache_store_log none
 coredump_dir ${dir}
 netdb_filename none
 pinger_enable off
 shutdown_lifetime 0 seconds
-acl connect_ports port ${connectPorts}
-http_access deny CONNECT !connect_ports
-http_access allow localhost
-http_access deny all
 `,
   );
   const child = new Deno.Command("squid", {
@@ -80,13 +116,14 @@ http_access deny all
   const stderr = new Response(child.stderr).text();
   let exited = false;
   const status = child.status.then((s) => (exited = true, s));
-  // Ready when cache.log says so: a probe connection would put a line of its
-  // own in the access log. Squid takes about half a second; 10 s is a
-  // generous bound.
+  // Ready when cache.log says so ("Accepting HTTP Socket connections at",
+  // or "Accepting reverse-proxy HTTP ..." as an accelerator): a probe
+  // connection would put a line of its own in the access log. Squid takes
+  // about half a second; 10 s is a generous bound.
   const deadline = Date.now() + 10_000;
   for (;;) {
     const log = await Deno.readTextFile(`${dir}/cache.log`).catch(() => "");
-    if (log.includes(`Accepting HTTP Socket connections at`)) break;
+    if (log.includes(`HTTP Socket connections at`)) break;
     if (exited || Date.now() > deadline) {
       if (!exited) child.kill("SIGKILL");
       await status;
@@ -97,9 +134,10 @@ http_access deny all
   }
   return {
     port,
-    accessLog: `${dir}/access.log`,
+    pid: child.pid,
+    accessLog,
     async [Symbol.asyncDispose]() {
-      child.kill("SIGTERM");
+      if (!exited) child.kill("SIGTERM");
       await status;
       await stderr;
       await Deno.remove(dir, { recursive: true });
