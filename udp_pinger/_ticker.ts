@@ -205,6 +205,7 @@ export async function loadSender(
       let collected = 0;
       collect = () => {
         const sent = Atomics.load(flags, SENT);
+        if (sent === collected) return;
         for (; collected < sent; collected++) {
           const at = (collected % RING) * RECORD;
           onSent({

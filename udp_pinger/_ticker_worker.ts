@@ -22,6 +22,9 @@ import {
   STOP,
 } from "./_ticker.ts";
 
+/** Sends after which the main thread is told even when this thread never gets ahead of schedule. */
+const TELL_EVERY = 16;
+
 // The worker global scope, typed by hand: the project type-checks with the
 // window lib, and a `deno.worker` lib reference would clash with it.
 const scope = self as unknown as {
@@ -51,6 +54,12 @@ function send(start: SenderStart, flags: Int32Array): void {
   const view = new DataView(clock.buffer);
   // Each thread has its own timeOrigin; both are on the same wall clock.
   const origin = start.start - performance.timeOrigin;
+  // Sends the main thread has been told of. It is told when this thread
+  // wakes for the next send, not right after a send: a main thread woken
+  // then would run (and, on 2 cores, take the core) while the server
+  // answers, and the reply's round trip would include its wait for a core.
+  // The main thread also collects whenever it reads a reply.
+  let told = 0;
   for (let k = 0; k < count; k++) {
     // Absolute schedule, t0 + k·interval, so the send times never drift.
     const due = origin + k * interval;
@@ -59,7 +68,16 @@ function send(start: SenderStart, flags: Int32Array): void {
       if (Atomics.load(flags, STOP) !== 0) return;
       if (now >= due) break;
       if (due - now > spin) Atomics.wait(flags, STOP, 0, due - now - spin);
+      if (told < k) {
+        scope.postMessage(k);
+        told = k;
+      }
       now = performance.now();
+    }
+    if (k - told >= TELL_EVERY) {
+      // Behind schedule, never spinning: tell now and then all the same.
+      scope.postMessage(k);
+      told = k;
     }
     // A main thread that stops collecting (stalled for RING sends) holds
     // the sender rather than lose records.
@@ -83,8 +101,8 @@ function send(start: SenderStart, flags: Int32Array): void {
     } catch {
       // A full send queue or a local error: the ping is lost, which UDP allows.
     }
-    scope.postMessage(k + 1);
   }
+  scope.postMessage(count);
 }
 
 // Tell the main thread that the worker is loaded, so that the schedule starts

@@ -416,7 +416,18 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     }
     if (m?.kind !== "ping") return;
     const seq = m.seq;
-    const pending = outstanding.get(seq);
+    let pending = outstanding.get(seq);
+    if (pending !== undefined && receivedNs - pending.sentNs > timeout * 1e6) {
+      // It came after its timeout, before the timer ran (the sender thread
+      // tells of a ping only at its next wake-up): late, as the timer would
+      // have made it.
+      expire();
+      if (outstanding.delete(seq)) {
+        timedOut.add(seq);
+        emit({ type: "timeout", seq });
+      }
+      pending = undefined;
+    }
     lastEvent = now;
     if (stamp === "kernel") kernelStamps++;
     else userStamps++;
@@ -491,7 +502,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       const n = sock.receiveInto(rx, info);
       if (n < 0) return;
       // Book what the sender thread has sent (an atomic read when nothing
-      // is new): a reply can be read before the sender's wake-up message.
+      // is new): a reply can be read before the sender tells of its ping.
       sender?.collect();
       const from = sock.lastSender();
       if (from === undefined || from.port !== port) continue;
@@ -578,17 +589,22 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       expiryTimer = undefined;
       // A reply may be queued and not yet read: read it before judging.
       drain();
-      const now = performance.now();
-      for (const [seq, { sentAt }] of outstanding) {
-        if (sentAt + timeout > now) break;
-        outstanding.delete(seq);
-        timedOut.add(seq);
-        lastEvent = now;
-        emit({ type: "timeout", seq });
-      }
+      expire();
       settle();
       armExpiry();
     }, wait);
+  }
+
+  /** Reports the pings whose timeout has passed. */
+  function expire(): void {
+    const now = performance.now();
+    for (const [seq, { sentAt }] of outstanding) {
+      if (sentAt + timeout > now) break;
+      outstanding.delete(seq);
+      timedOut.add(seq);
+      lastEvent = now;
+      emit({ type: "timeout", seq });
+    }
   }
 
   const plan: SendPlan = { heartbeat, interval, size, stamps: oneWay, key, session: nonce };
