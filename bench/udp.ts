@@ -22,8 +22,9 @@
  * shared machine `--nice` runs every measured process (ours and irtt's alike)
  * under `nice -n -19`, to keep other load from dominating; when even that
  * leaves stalls of hundreds of milliseconds (seen with the load average at 10
- * on 2 cores), `--fifo` runs them under `chrt -f 10` (SCHED_FIFO; the
- * kernel's RT throttling still leaves 5% to the rest).
+ * on 2 cores), `--fifo` runs the RTT phase under `chrt -f 10` (SCHED_FIFO;
+ * the kernel's RT throttling still leaves 5% to the rest) and the others
+ * under `nice -n -19`.
  * Run it on a quiet machine: every figure here is a latency under the OS
  * scheduler.
  *
@@ -35,13 +36,21 @@ const MAIN = new URL("udp_pinger/main.ts", ROOT).pathname;
 const SERVER = [MAIN, "server"];
 const CLIENT = [MAIN, "client"];
 const BLASTER_C = new URL("bench/udp_blaster.c", ROOT).pathname;
-const NICE = Deno.args.includes("--fifo")
-  ? ["chrt", "-f", "10"]
-  : Deno.args.includes("--nice")
-  ? ["nice", "-n", "-19"]
-  : [];
-const DENO = [...NICE, Deno.execPath(), "run", "-A", "--unstable-net"];
-const IRTT = [...NICE, "irtt"];
+const FIFO = Deno.args.includes("--fifo");
+const NICE = FIFO || Deno.args.includes("--nice") ? ["nice", "-n", "-19"] : [];
+/**
+ * What the measured processes run under now: `--fifo` gives the RTT phase
+ * SCHED_FIFO and the others `nice -n -19`, because irtt's client at
+ * `-i 1ms` under SCHED_FIFO spun and never finished (its threads wait for
+ * each other at one real-time priority on 2 cores, and none yields).
+ */
+let prio: string[] = NICE;
+function deno(): string[] {
+  return [...prio, Deno.execPath(), "run", "-A", "--unstable-net"];
+}
+function irtt(): string[] {
+  return [...prio, "irtt"];
+}
 
 async function output(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(cmd[0]!, {
@@ -90,7 +99,7 @@ function freePort(): number {
  */
 async function ourServer(extra: string[] = []) {
   const port = freePort();
-  const cmd = [...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), ...extra];
+  const cmd = [...deno(), ...SERVER, "--host", "127.0.0.1", "-p", String(port), ...extra];
   const server = new Deno.Command(cmd[0]!, {
     args: cmd.slice(1),
     stdin: "null",
@@ -120,7 +129,7 @@ async function ourPings(
 ): Promise<any[]> {
   const { count, interval, extra = [] } = options;
   const r = await output([
-    ...DENO,
+    ...deno(),
     ...CLIENT,
     "--json",
     "--no-stats",
@@ -171,7 +180,7 @@ async function ourPrecision(): Promise<Precision> {
 /** Starts `irtt server` on a free loopback port, with no minimum interval, and gives it time to start. */
 async function irttServer() {
   const port = freePort();
-  const server = start([...IRTT, "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
+  const server = start([...irtt(), "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
   await sleep(500);
   return { port, server };
 }
@@ -186,7 +195,7 @@ async function irttRun(interval: string, duration: string): Promise<any> {
   const file = await Deno.makeTempFile({ suffix: ".json" });
   try {
     const r = await output([
-      ...IRTT,
+      ...irtt(),
       "client",
       "-Q",
       "-i",
@@ -332,7 +341,7 @@ const LOAD = { window: "64", size: "60", sockets: "8" };
 function load(blaster: string, at: { port: number; seconds: number }): string[] {
   const { port, seconds } = at;
   return [
-    ...NICE,
+    ...prio,
     blaster,
     "127.0.0.1",
     String(port),
@@ -379,7 +388,7 @@ async function ourThroughput(blaster: string, seconds: number): Promise<Throughp
 async function captureIrttOpen(): Promise<string> {
   const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const port = (conn.addr as Deno.NetAddr).port;
-  const client = start([...IRTT, "client", "-Q", "-i", "10ms", "-d", "60s", `127.0.0.1:${port}`]);
+  const client = start([...irtt(), "client", "-Q", "-i", "10ms", "-d", "60s", `127.0.0.1:${port}`]);
   try {
     const [data] = await conn.receive();
     return [...data].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -416,7 +425,9 @@ if (import.meta.main) {
   const json = Deno.args.includes("--json");
   const loadBefore = await loadavg();
   const blaster = await buildBlaster();
+  if (FIFO) prio = ["chrt", "-f", "10"];
   const rtt = await rttComparison(3);
+  prio = NICE;
   if (Deno.args.includes("--rtt-only")) {
     console.log(JSON.stringify(rtt));
     Deno.exit(0);
@@ -435,7 +446,10 @@ if (import.meta.main) {
   const load = `${loadBefore} before, ${await loadavg()} after`;
   const result = {
     load,
-    priority: NICE.join(" ") || "normal",
+    priority: {
+      rtt: FIFO ? "chrt -f 10" : NICE.join(" ") || "normal",
+      rest: NICE.join(" ") || "normal",
+    },
     rtt,
     precision: { ours, irtt },
     throughput: {
@@ -453,7 +467,15 @@ if (import.meta.main) {
   else {
     const f = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(0));
     const col = (v: string | number, w: number) => String(v).padEnd(w);
-    console.log(`load average: ${load}${NICE.length > 0 ? ` (run under ${NICE.join(" ")})` : ""}`);
+    console.log(
+      `load average: ${load}${
+        FIFO
+          ? " (RTT under chrt -f 10, the rest under nice -n -19)"
+          : NICE.length > 0
+          ? " (run under nice -n -19)"
+          : ""
+      }`,
+    );
     console.log(
       "RTT on loopback, 3 × 200 pings at 10 ms, each client against its own server (µs):",
     );
