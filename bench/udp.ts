@@ -17,10 +17,14 @@
  *    `irtt client`, then echo requests with the conn token), 3 alternating
  *    rounds each.
  *
- * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice] [--rtt-only]`. Needs gcc,
+ * Run: `deno run -A --unstable-net bench/udp.ts [--json] [--nice | --fifo] [--rtt-only]`. Needs gcc,
  * irtt and /usr/bin/time (Debian `time`, for the generator's CPU time). On a
  * shared machine `--nice` runs every measured process (ours and irtt's alike)
- * under `nice -n -19`, to keep other load from dominating.
+ * under `nice -n -19`, to keep other load from dominating; when even that
+ * leaves stalls of hundreds of milliseconds (seen with the load average at 10
+ * on 2 cores), `--fifo` runs the RTT phase under `chrt -f 10` (SCHED_FIFO;
+ * the kernel's RT throttling still leaves 5% to the rest) and the others
+ * under `nice -n -19`.
  * Run it on a quiet machine: every figure here is a latency under the OS
  * scheduler.
  *
@@ -32,9 +36,21 @@ const MAIN = new URL("udp_pinger/main.ts", ROOT).pathname;
 const SERVER = [MAIN, "server"];
 const CLIENT = [MAIN, "client"];
 const BLASTER_C = new URL("bench/udp_blaster.c", ROOT).pathname;
-const NICE = Deno.args.includes("--nice") ? ["nice", "-n", "-19"] : [];
-const DENO = [...NICE, Deno.execPath(), "run", "-A", "--unstable-net"];
-const IRTT = [...NICE, "irtt"];
+const FIFO = Deno.args.includes("--fifo");
+const NICE = FIFO || Deno.args.includes("--nice") ? ["nice", "-n", "-19"] : [];
+/**
+ * What the measured processes run under now: `--fifo` gives the RTT phase
+ * SCHED_FIFO and the others `nice -n -19`, because irtt's client at
+ * `-i 1ms` under SCHED_FIFO spun and never finished (its threads wait for
+ * each other at one real-time priority on 2 cores, and none yields).
+ */
+let prio: string[] = NICE;
+function deno(): string[] {
+  return [...prio, Deno.execPath(), "run", "-A", "--unstable-net"];
+}
+function irtt(): string[] {
+  return [...prio, "irtt"];
+}
 
 async function output(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(cmd[0]!, {
@@ -83,7 +99,7 @@ function freePort(): number {
  */
 async function ourServer(extra: string[] = []) {
   const port = freePort();
-  const cmd = [...DENO, ...SERVER, "--host", "127.0.0.1", "-p", String(port), ...extra];
+  const cmd = [...deno(), ...SERVER, "--host", "127.0.0.1", "-p", String(port), ...extra];
   const server = new Deno.Command(cmd[0]!, {
     args: cmd.slice(1),
     stdin: "null",
@@ -113,7 +129,7 @@ async function ourPings(
 ): Promise<any[]> {
   const { count, interval, extra = [] } = options;
   const r = await output([
-    ...DENO,
+    ...deno(),
     ...CLIENT,
     "--json",
     "--no-stats",
@@ -164,7 +180,7 @@ async function ourPrecision(): Promise<Precision> {
 /** Starts `irtt server` on a free loopback port, with no minimum interval, and gives it time to start. */
 async function irttServer() {
   const port = freePort();
-  const server = start([...IRTT, "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
+  const server = start([...irtt(), "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
   await sleep(500);
   return { port, server };
 }
@@ -179,7 +195,7 @@ async function irttRun(interval: string, duration: string): Promise<any> {
   const file = await Deno.makeTempFile({ suffix: ".json" });
   try {
     const r = await output([
-      ...IRTT,
+      ...irtt(),
       "client",
       "-Q",
       "-i",
@@ -325,7 +341,7 @@ const LOAD = { window: "64", size: "60", sockets: "8" };
 function load(blaster: string, at: { port: number; seconds: number }): string[] {
   const { port, seconds } = at;
   return [
-    ...NICE,
+    ...prio,
     blaster,
     "127.0.0.1",
     String(port),
@@ -372,7 +388,7 @@ async function ourThroughput(blaster: string, seconds: number): Promise<Throughp
 async function captureIrttOpen(): Promise<string> {
   const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const port = (conn.addr as Deno.NetAddr).port;
-  const client = start([...IRTT, "client", "-Q", "-i", "10ms", "-d", "60s", `127.0.0.1:${port}`]);
+  const client = start([...irtt(), "client", "-Q", "-i", "10ms", "-d", "60s", `127.0.0.1:${port}`]);
   try {
     const [data] = await conn.receive();
     return [...data].map((b) => b.toString(16).padStart(2, "0")).join("");
@@ -409,7 +425,9 @@ if (import.meta.main) {
   const json = Deno.args.includes("--json");
   const loadBefore = await loadavg();
   const blaster = await buildBlaster();
+  if (FIFO) prio = ["chrt", "-f", "10"];
   const rtt = await rttComparison(3);
+  prio = NICE;
   if (Deno.args.includes("--rtt-only")) {
     console.log(JSON.stringify(rtt));
     Deno.exit(0);
@@ -428,7 +446,10 @@ if (import.meta.main) {
   const load = `${loadBefore} before, ${await loadavg()} after`;
   const result = {
     load,
-    nice: NICE.length > 0,
+    priority: {
+      rtt: FIFO ? "chrt -f 10" : NICE.join(" ") || "normal",
+      rest: NICE.join(" ") || "normal",
+    },
     rtt,
     precision: { ours, irtt },
     throughput: {
@@ -446,7 +467,15 @@ if (import.meta.main) {
   else {
     const f = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? "-" : n.toFixed(0));
     const col = (v: string | number, w: number) => String(v).padEnd(w);
-    console.log(`load average: ${load}${NICE.length > 0 ? " (run under nice -n -19)" : ""}`);
+    console.log(
+      `load average: ${load}${
+        FIFO
+          ? " (RTT under chrt -f 10, the rest under nice -n -19)"
+          : NICE.length > 0
+          ? " (run under nice -n -19)"
+          : ""
+      }`,
+    );
     console.log(
       "RTT on loopback, 3 × 200 pings at 10 ms, each client against its own server (µs):",
     );
@@ -484,9 +513,11 @@ if (import.meta.main) {
     );
     console.log("  ticks, while udp-ping sends them late (catch-up), so the on-time p99s compare.");
     console.log(
-      `  p99 ratio udp-ping/irtt: ${(ours.errorP99Us / irtt.errorP99Us).toFixed(2)} overall, ${
-        (ours.errorP99OnTimeUs / irtt.errorP99OnTimeUs).toFixed(2)
-      } on time`,
+      `  udp-ping − irtt: send-time p99 ${
+        f(ours.errorP99Us - irtt.errorP99Us)
+      } µs overall (target < 0: ${ours.errorP99Us < irtt.errorP99Us ? "met" : "NOT met"}), ${
+        f(ours.errorP99OnTimeUs - irtt.errorP99OnTimeUs)
+      } µs on time; all ${ours.scheduled} sent: ${ours.sent === ours.scheduled ? "yes" : "NO"}`,
     );
     console.log(
       `server throughput on loopback (replies/s), median of 3 rounds of 3 s, same generator ` +
@@ -506,5 +537,25 @@ if (import.meta.main) {
         `(rounds: ours ${ourRounds.map((r) => r.rps.toFixed(0)).join(" ")}, ` +
         `irtt ${irttRounds.map((r) => r.toFixed(0)).join(" ")})`,
     );
+    console.log("issue #20's figures, udp-ping vs irtt in this run (µs):");
+    console.log("  figure            udp-ping irtt     difference target");
+    const rows: [string, number, number, string, boolean][] = [
+      ["median RTT", rtt.ours.median, rtt.irtt.median, "within 15", rtt.medianTargetMet],
+      ["p99 RTT", rtt.ours.p99, rtt.irtt.p99, "within 50", rtt.p99TargetMet],
+      [
+        "send-time p99",
+        ours.errorP99Us,
+        irtt.errorP99Us,
+        "below irtt",
+        ours.errorP99Us < irtt.errorP99Us,
+      ],
+    ];
+    for (const [name, a, b, target, met] of rows) {
+      console.log(
+        `  ${col(name, 17)} ${col(f(a), 8)} ${col(f(b), 8)} ${col(f(a - b), 10)} ${target}: ${
+          met ? "met" : "NOT met"
+        }`,
+      );
+    }
   }
 }

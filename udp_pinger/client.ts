@@ -25,20 +25,27 @@ import { percentile, RttStats, type RttSummary } from "../lib/stats.ts";
 import {
   AUTH_BYTES,
   DEFAULT_PORT,
-  encodeHeartbeat,
-  encodePing,
   encodeStatsRequest,
   MAX_PAYLOAD,
   parseMessage,
   parseStamps,
   type ServerCounters,
-  signDatagram,
   verifyDatagram,
 } from "./protocol.ts";
-import { type IdleTicker, loadTicker } from "./_ticker.ts";
+import {
+  encodeFor,
+  type IdleSender,
+  loadSender,
+  type Sender,
+  type SendPlan,
+  signFor,
+} from "./_ticker.ts";
 import { DatagramInfo, openSocket } from "../lib/rawsock/socket.ts";
 import { bindFastCalls } from "../lib/rawsock/ffi.ts";
 import { realtimeInto } from "../lib/rawsock/clock.ts";
+
+/** How far ahead of the call the send schedule starts: the sender thread's start message takes well under this. */
+const START_LEAD_MS = 2;
 
 // Re-exported: the summary's RTT statistics are part of this module's API.
 export type { IpdvSummary, RttSummary } from "../lib/stats.ts";
@@ -78,11 +85,9 @@ export interface UdpPingOptions {
    */
   heartbeat?: boolean;
   /**
-   * Milliseconds before each send that the timer thread wakes this one, which
-   * then busy-waits to the exact time (capped at a quarter of the interval):
-   * the main thread's own wake-up is what is late. 0 sends on the timer's wake-up.
-   * On loopback at `-i 1ms` it took the median send-time error from about
-   * 55 µs to 0 (bench/udp.ts).
+   * Milliseconds before each send that the sending thread stops sleeping
+   * and busy-waits to the exact time (capped at a quarter of the interval):
+   * its wake-up from the sleep is what is late. 0 sends on the wake-up.
    * @default {0.3}
    */
   spin?: number;
@@ -411,7 +416,18 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     }
     if (m?.kind !== "ping") return;
     const seq = m.seq;
-    const pending = outstanding.get(seq);
+    let pending = outstanding.get(seq);
+    if (pending !== undefined && receivedNs - pending.sentNs > timeout * 1e6) {
+      // It came after its timeout, before the timer ran (the sender thread
+      // tells of a ping only at its next wake-up): late, as the timer would
+      // have made it.
+      expire();
+      if (outstanding.delete(seq)) {
+        timedOut.add(seq);
+        emit({ type: "timeout", seq });
+      }
+      pending = undefined;
+    }
     lastEvent = now;
     if (stamp === "kernel") kernelStamps++;
     else userStamps++;
@@ -485,6 +501,9 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       if (closing) return;
       const n = sock.receiveInto(rx, info);
       if (n < 0) return;
+      // Book what the sender thread has sent (an atomic read when nothing
+      // is new): a reply can be read before the sender tells of its ping.
+      sender?.collect();
       const from = sock.lastSender();
       if (from === undefined || from.port !== port) continue;
       let data = rx.subarray(0, n);
@@ -517,18 +536,6 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     }
   }
 
-  /** With `hmac`, signs `data` (appending room for the tail when it has no padding). */
-  function sign(data: Uint8Array): Uint8Array {
-    if (key === undefined) return data;
-    let signed = data;
-    if (parseMessage(data)?.kind === "heartbeat") {
-      signed = new Uint8Array(data.length + AUTH_BYTES);
-      signed.set(data);
-    }
-    signDatagram(signed, key, nonce);
-    return signed;
-  }
-
   function transmit(data: Uint8Array): void {
     try {
       sock.send(data, target);
@@ -537,20 +544,11 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     }
   }
 
-  function sendOne(seq: number, scheduled: number): void {
-    let now = performance.now();
-    // The ticker wakes us up `spin` ms early; the rest is spun here, on the
-    // thread that sends, whose own wake-up from the timer is the late part.
-    while (now < scheduled) now = performance.now();
-    const data = sign(
-      heartbeat
-        ? encodeHeartbeat(seq, (performance.timeOrigin + now) / 1000, interval)
-        : encodePing(seq, (performance.timeOrigin + now) / 1000, {
-          size,
-          stamps: oneWay,
-          auth: key !== undefined,
-        }),
-    );
+  /** Books a send (made by the sender thread, or here for a single ping). */
+  function recordSend(
+    send: { seq: number; scheduled: number; sentAt: number; sentNs: number; bytes: number },
+  ): void {
+    const { seq, scheduled, sentAt: now } = send;
     sendErrors.push(now - scheduled);
     if (scheduled < lastSend) catchUp++;
     else onTimeErrors.push(now - scheduled);
@@ -562,18 +560,24 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       timedOut.delete(old);
       received.delete(old);
     }
-    if (heartbeat) {
-      transmit(data);
-      emit({ type: "heartbeat", seq, bytes: data.length });
-      return;
+    if (heartbeat) emit({ type: "heartbeat", seq, bytes: send.bytes });
+    else {
+      const entry = { sentAt: now, sentNs: send.sentNs };
+      sentTimes.set(seq, entry);
+      outstanding.set(seq, entry);
+      armExpiry();
     }
+    if (seq >= count) sendingDone();
+  }
+
+  /** A single ping: sent from this thread, without starting the sender's. */
+  function sendOne(t0: number): void {
+    const now = performance.now();
+    const data = encodeFor(1, (performance.timeOrigin + now) / 1000, plan);
     // The send time as ping takes it: the clock read, then at once sendto().
     clock.stamp();
     transmit(data);
-    const entry = { sentAt: now, sentNs: clock.stampNs() };
-    sentTimes.set(seq, entry);
-    outstanding.set(seq, entry);
-    armExpiry();
+    recordSend({ seq: 1, scheduled: t0, sentAt: now, sentNs: clock.stampNs(), bytes: data.length });
   }
 
   function armExpiry(): void {
@@ -585,23 +589,29 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       expiryTimer = undefined;
       // A reply may be queued and not yet read: read it before judging.
       drain();
-      const now = performance.now();
-      for (const [seq, { sentAt }] of outstanding) {
-        if (sentAt + timeout > now) break;
-        outstanding.delete(seq);
-        timedOut.add(seq);
-        lastEvent = now;
-        emit({ type: "timeout", seq });
-      }
+      expire();
       settle();
       armExpiry();
     }, wait);
   }
 
-  let ticker: IdleTicker | undefined;
+  /** Reports the pings whose timeout has passed. */
+  function expire(): void {
+    const now = performance.now();
+    for (const [seq, { sentAt }] of outstanding) {
+      if (sentAt + timeout > now) break;
+      outstanding.delete(seq);
+      timedOut.add(seq);
+      lastEvent = now;
+      emit({ type: "timeout", seq });
+    }
+  }
+
+  const plan: SendPlan = { heartbeat, interval, size, stamps: oneWay, key, session: nonce };
+  let idle: IdleSender | undefined, sender: Sender | undefined;
   try {
     if (count > 1) {
-      ticker = await loadTicker();
+      idle = await loadSender({ fd: sock.fd, family, target }, { plan, spin });
       bindFastCalls();
     }
   } catch (err) {
@@ -610,21 +620,23 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
   }
   emit({ type: "start", host, address, port });
   const receiving = receiveLoop();
-  const t0 = performance.now();
+  // The sender thread needs the start message first: the schedule begins
+  // a little ahead, so that the first ping is on time too.
+  const t0 = performance.now() + (idle ? START_LEAD_MS : 0);
   const onAbort = () => sendingDone();
   options.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     if (!options.signal?.aborted) {
-      sendOne(1, t0);
-      if (count > 1) {
-        ticker!.start(t0, interval, (k, scheduled) => {
-          sendOne(k + 1, scheduled);
-          if (k + 1 >= count) sendingDone();
-        }, { lead: spin });
-      } else sendingDone();
+      if (idle) {
+        sender = idle.start(t0, {
+          interval,
+          count,
+          onSent: (r) => recordSend({ ...r, sentNs: clock.toNs(r.realtimeSec, r.realtimeNsec) }),
+        });
+      } else sendOne(t0);
       await sendingFinished;
     }
-    ticker?.stop();
+    idle?.stop();
     if (!options.signal?.aborted) {
       // Wait until every ping is answered or timed out.
       if (outstanding.size > 0) {
@@ -634,7 +646,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
         });
       }
       if (!heartbeat && (options.serverStats ?? true)) {
-        const request = sign(encodeStatsRequest(nonce));
+        const request = signFor(encodeStatsRequest(nonce), plan);
         // Three tries, as the request or its reply may be lost; one when
         // nothing ever answered, so an absent server does not hold us long.
         const tries = inTime + late > 0 ? 3 : 1;
@@ -655,7 +667,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       }
     }
   } finally {
-    ticker?.stop();
+    idle?.stop();
     options.signal?.removeEventListener("abort", onAbort);
     closing = true;
     clearTimeout(expiryTimer);

@@ -36,6 +36,7 @@ import {
 import { nonNegative, positive, probability } from "../lib/validate.ts";
 import { openSocket, type Socket } from "../lib/rawsock/socket.ts";
 import { COUNTERS, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
+import { replayMemory, ReplayTable, SeenWindows } from "./_seen.ts";
 
 /** Behaviour of a {@linkcode PingService}. */
 export interface PingServiceOptions {
@@ -102,6 +103,13 @@ export interface PingServiceOptions {
    */
   hmac?: Uint8Array;
   /**
+   * With `hmac`: the shared memory of the replay table, so that services on
+   * several threads refuse one another's replays ({@linkcode serve} makes
+   * one for its receive loops); by default the service has its own, sized
+   * for `maxClients` sessions.
+   */
+  replayMemory?: SharedArrayBuffer;
+  /**
    * Where session log lines go.
    * @default {() => {}}
    */
@@ -162,8 +170,7 @@ interface Session {
   malformed: number;
   // Duplicate detection over a sliding window of sequence numbers, as the
   // RFC 4303 §3.4.3 anti-replay window: memory per client is fixed.
-  highest: number;
-  window: Uint8Array;
+  seen: SeenWindows;
   heartbeat: Heartbeat | undefined;
   // --max-rate's token bucket: tokens left, as of tokensAt.
   tokens: number;
@@ -172,9 +179,6 @@ interface Session {
 
 /** Pings a client may send at once under `maxRate` (irtt's server allows a burst of 5). */
 export const RATE_BURST = 5;
-
-/** Sequence numbers remembered per client for duplicate detection. */
-const WINDOW = 1024;
 
 function peerKey(peer: Peer): string {
   return peer.hostname.includes(":")
@@ -228,9 +232,9 @@ export class PingService {
   #maxDuration: number;
   #rejected = 0;
   #replayed = 0;
-  // Signed sessions by id, least recently seen first: the replay window of
-  // each (as the per-address one), bounded as the sessions are.
-  #authSessions = new Map<string, { highest: number; window: Uint8Array; lastSeen: number }>();
+  // Signed sessions by id, with the replay window of each (as the
+  // per-address one), bounded as the sessions are.
+  #replays: ReplayTable | undefined;
 
   /**
    * Creates the service.
@@ -248,6 +252,9 @@ export class PingService {
     this.#deadAfter = positive("deadAfter", options.deadAfter ?? 3);
     this.#log = options.log ?? (() => {});
     this.#hmac = options.hmac;
+    if (options.hmac !== undefined) {
+      this.#replays = new ReplayTable(options.replayMemory ?? replayMemory(this.#maxClients));
+    }
     this.#maxRate = options.maxRate === undefined || options.maxRate === Infinity
       ? Infinity
       : positive("maxRate", options.maxRate);
@@ -360,7 +367,7 @@ export class PingService {
         this.#rejected++;
         return [];
       }
-      if (!this.#freshAuth(sessionId, message.seq, now)) {
+      if (!this.#replays!.fresh(sessionId, message.seq, wall)) {
         this.#replayed++;
         return [];
       }
@@ -461,8 +468,7 @@ export class PingService {
         lastSeen: now,
         counters: { rx: 0, dup: 0, drop: 0, tx: 0, extra: 0, held: 0 },
         malformed: 0,
-        highest: -1,
-        window: new Uint8Array(WINDOW),
+        seen: new SeenWindows(1),
         heartbeat: undefined,
         tokens: RATE_BURST,
         tokensAt: now,
@@ -490,24 +496,6 @@ export class PingService {
     if (this.#newest === s) this.#newest = undefined;
   }
 
-  /** Marks `seq` seen for a signed session; false when it was (a replay). */
-  #freshAuth(id: string, seq: number, now: number): boolean {
-    const sessions = this.#authSessions;
-    let a = sessions.get(id);
-    if (a) sessions.delete(id);
-    else {
-      for (const [old, o] of sessions) {
-        if (sessions.size < this.#maxClients && now - o.lastSeen <= this.#sessionTimeout) break;
-        sessions.delete(old);
-      }
-      a = { highest: -1, window: new Uint8Array(WINDOW), lastSeen: now };
-    }
-    a.lastSeen = now;
-    sessions.set(id, a);
-    // Older than the window: refused, as IPsec's anti-replay window does.
-    return markSeen(a, seq, false);
-  }
-
   /** Whether a ping of session `s` may be answered under `maxRate` and `maxDuration`. */
   #allowed(s: Session): boolean {
     const now = s.lastSeen;
@@ -524,7 +512,7 @@ export class PingService {
   #firstTime(s: Session, seq: number): boolean {
     // Older than the window: cannot tell, so count it as new (as IPsec's
     // window would reject it; here counting is the safer error).
-    return markSeen(s, seq, true);
+    return s.seen.mark(0, seq, true);
   }
 
   #ping(s: Session, seq: number, data: Uint8Array, inPlace: boolean): Outgoing[] {
@@ -622,27 +610,6 @@ export class PingService {
     if (oneWay < hb.oneWayMin) hb.oneWayMin = oneWay;
     if (oneWay > hb.oneWayMax) hb.oneWayMax = oneWay;
   }
-}
-
-/**
- * Marks `seq` seen in a sliding window of sequence numbers (RFC 4303
- * §3.4.3's anti-replay window): false when it was seen already; `tooOld`
- * for one older than the window, which cannot be told.
- */
-function markSeen(w: { highest: number; window: Uint8Array }, seq: number, tooOld: boolean) {
-  if (seq > w.highest) {
-    const advance = w.highest < 0 ? WINDOW : seq - w.highest;
-    if (advance >= WINDOW) w.window.fill(0);
-    else for (let q = w.highest + 1; q < seq; q++) w.window[q % WINDOW] = 0;
-    w.highest = seq;
-    w.window[seq % WINDOW] = 1;
-    return true;
-  }
-  if (w.highest - seq >= WINDOW) return tooOld;
-  const i = seq % WINDOW;
-  if (w.window[i]) return false;
-  w.window[i] = 1;
-  return true;
 }
 
 function upper(data: Uint8Array, inPlace: boolean): Uint8Array {
@@ -764,6 +731,9 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
     seed: options.seed ?? crypto.getRandomValues(new Uint32Array(1))[0]!,
     maxClients: Math.max(1, Math.ceil((options.maxClients ?? 10000) / threads)),
   };
+  // One replay table for all the loops: a copy from another address can
+  // reach a loop that never saw the original.
+  if (options.hmac !== undefined) service.replayMemory = replayMemory(options.maxClients ?? 10000);
   delete (service as { log?: unknown }).log;
   const sockets = bindAll(hostname, family, options.port ?? DEFAULT_PORT, threads);
   const port = sockets[0]!.localAddress().port;

@@ -1,7 +1,9 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { createRandom } from "../lib/random.ts";
 import { PingService, serve } from "./server.ts";
+import { replayMemory as sharedReplayMemory, ReplayTable, SeenWindows } from "./_seen.ts";
 import { assertThrows } from "../lib/testing/assert.ts";
+import { delay } from "../lib/deadline.ts";
 import { SocketError } from "../lib/rawsock/errno.ts";
 import {
   encodeHeartbeat,
@@ -306,6 +308,14 @@ Deno.test("PingService with hmac: refuses a wrong key, detects a replay, signs i
     assertEquals(service.replayed, 2);
     assertEquals(service.handle(signed(6), peer, 3).length, 1);
   });
+  await t.step("services sharing a replay table refuse each other's copies", () => {
+    const replayMemory = sharedReplayMemory(100);
+    const [a, b] = [0, 1].map(() => new PingService({ hmac: key, replayMemory }));
+    const ping = signed(7);
+    assertEquals(a!.handle(ping.slice(), peer, 0).length, 1);
+    assertEquals(b!.handle(ping.slice(), { hostname: "198.51.100.7", port: 1 }, 0), []);
+    assertEquals([a!.replayed, b!.replayed], [0, 1]);
+  });
   await t.step("without hmac, the course's plain mode: a signed ping is just a ping", () => {
     const service = new PingService();
     assertEquals(service.handle(signed(1), peer, 0).length, 1);
@@ -334,4 +344,81 @@ Deno.test("PingService caps a client's rate and session length, counting the res
     assertEquals(answered(service, [0, 500, 1000, 1001, 5000]), [1, 1, 1, 0, 0]);
     assertEquals(service.counters(peer)!.drop, 2);
   });
+});
+
+Deno.test("SeenWindows and ReplayTable: a sliding window of sequence numbers per session", async (t) => {
+  await t.step("seen, new, too old, and a jump past the window", () => {
+    const w = new SeenWindows(2);
+    const cases: [number, boolean][] = [
+      [5, true],
+      [5, false],
+      [3, true],
+      [3, false],
+      [1030, true], // 5 is now 1025 behind: too old
+      [5, false],
+      [1029, true],
+      [2 ** 40 + 3, true], // beyond 32 bits: bit positions still right
+      [2 ** 40 + 3, false],
+      [2 ** 40 + 2, true],
+    ];
+    for (const [seq, fresh] of cases) assertEquals(w.mark(0, seq, false), fresh, `seq ${seq}`);
+    assertEquals(w.mark(1, 5, false), true, "windows are independent");
+    assertEquals(w.mark(0, 1, true), true, "too old counts as tooOld says");
+  });
+  await t.step("a full bucket forgets its least recently seen session", () => {
+    // Room for 8: one bucket.
+    const table = new ReplayTable(sharedReplayMemory(8));
+    const ids = Array.from({ length: 9 }, (_, i) => i.toString(16).padStart(12, "0"));
+    for (const [i, id] of ids.slice(0, 8).entries()) assert(table.fresh(id, 1, i + 1));
+    assert(!table.fresh(ids[0]!, 1, 10), "remembered, and now the most recently seen");
+    assert(table.fresh(ids[8]!, 1, 11));
+    assert(table.fresh(ids[1]!, 1, 12), "the least recently seen was forgotten");
+    assert(!table.fresh(ids[0]!, 1, 13));
+  });
+  await t.step("memory not made for a table is refused", () => {
+    assertThrows(() => new ReplayTable(new SharedArrayBuffer(100)), RangeError);
+  });
+});
+
+Deno.test("serve() with 2 threads and hmac: a copy from another address is a replay on the other loop too", async () => {
+  const key = new TextEncoder().encode("k1");
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    threads: 2,
+    hmac: key,
+    quiet: true,
+  });
+  await server.ready;
+  const ping = encodePing(1, Date.now() / 1000, { auth: true });
+  signDatagram(ping, key, "00000000abcd");
+  const senders: Deno.DatagramConn[] = [];
+  try {
+    // The kernel picks a loop by a hash of the source address and port:
+    // copies from new ports until both loops have had one (odds of 64
+    // misses: 2 in 2^64).
+    // Handled: answered or refused (counted after the datagram is).
+    const seen = () => server.threads().map((l) => l.replies + l.replayed);
+    while (senders.length < 64 && seen().some((n) => n === 0)) {
+      const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      senders.push(conn);
+      const before = seen().reduce((a, b) => a + b, 0);
+      await conn.send(ping, server.addr);
+      while (seen().reduce((a, b) => a + b, 0) === before) await delay(1);
+    }
+    const loops = server.threads();
+    assert(
+      loops.every((l) => l.datagrams > 0),
+      `one loop got every copy: ${JSON.stringify(loops)}`,
+    );
+    // The original is answered once; every copy, on either loop, is refused and counted.
+    assertEquals(loops[0]!.replies + loops[1]!.replies, 1);
+    assertEquals(loops[0]!.replayed + loops[1]!.replayed, senders.length - 1);
+    const first = loops.findIndex((l) => l.replies === 1);
+    assert(loops[1 - first]!.replayed > 0, "the loop without the original refused its copy");
+    const [reply] = await senders[0]!.receive();
+    assertEquals(verifyDatagram(reply, key), "00000000abcd");
+  } finally {
+    for (const conn of senders) conn.close();
+  }
 });
