@@ -6,7 +6,8 @@
  * - peak resident memory (VmHWM) in each case of our server, and of nginx (master + workers).
  *
  * nginx is Debian's nginx-light with workers = cores, sendfile on, access log
- * off; ours runs `web_server/main.ts --no-log` (both without access logs).
+ * off; ours runs as `deno task webserver --no-log` does, V8 flags included
+ * (both without access logs).
  * Each case alternates the servers for several rounds and reports the median.
  *
  * Run: `deno run -A bench/web.ts [--duration 5] [--rounds 3] [--workers N] [--json]`
