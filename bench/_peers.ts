@@ -5,26 +5,26 @@
  *
  * @module
  */
+import { taskCommand } from "../lib/testing/tasks.ts";
 
 /**
- * Starts this project's proxy (`proxy_server/main.ts`) with no access log.
+ * Starts this project's proxy as `deno task proxy` does, with no access log.
  *
  * @param port The port to listen on.
  * @param args More options, such as `["--upstream", "http://127.0.0.1:8000"]`.
  * @returns The proxy process (stop it with SIGTERM).
  */
 export function startNetkitProxy(port: number, args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../proxy_server/main.ts", import.meta.url).pathname,
-      "-p",
-      String(port),
-      "--access-log",
-      "none",
-      ...args,
-    ],
+  // As `deno task proxy` runs it, with the task's V8 flags (they bound the heap).
+  const [deno, ...argv] = taskCommand("proxy", [
+    "-p",
+    String(port),
+    "--access-log",
+    "none",
+    ...args,
+  ]);
+  return new Deno.Command(deno!, {
+    args: argv,
     stdout: "null",
     stderr: "null",
   }).spawn();

@@ -11,8 +11,8 @@
  *
  * each as wall time and peak RSS (`/usr/bin/time`'s maximum resident set),
  * medians of several rounds with the clients alternating. Ours runs as
- * `deno task webclient` does (`deno run -A web_server/client.ts`), so its
- * times include Deno's start-up. Then the body-path variants the client's
+ * `deno task webclient` does (its `deno run` line, V8 flags included), so
+ * its times include Deno's start-up. Then the body-path variants the client's
  * design was chosen from, each a bare loop on a raw connection writing the
  * same file (`--variant`).
  *
@@ -28,6 +28,7 @@ import { readRequestHead, readResponseHead } from "../lib/http/heads.ts";
 import { HttpClient } from "../lib/http/client.ts";
 import { bodyReader } from "../lib/http/bodies.ts";
 import { writeAll } from "../lib/bytes.ts";
+import { taskCommand } from "../lib/testing/tasks.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -44,7 +45,6 @@ const { values } = parseArgs({
 });
 
 const SELF = new URL(import.meta.url).pathname;
-const CLIENT = new URL("../web_server/client.ts", import.meta.url).pathname;
 const encoder = new TextEncoder();
 
 /** The upload sink: reads each request's body into one buffer and drops it. */
@@ -245,10 +245,10 @@ async function main(): Promise<void> {
       const ours: Sample[] = [];
       // One warm-up each (page cache, Deno's module cache).
       await measure(["curl", "-q", "-s", ...c.args]);
-      await measure([Deno.execPath(), "run", "-A", CLIENT, "-s", ...c.args]);
+      await measure(taskCommand("webclient", ["-s", ...c.args]));
       for (let r = 0; r < rounds; r++) {
         curl.push(await measure(["curl", "-q", "-s", ...c.args]));
-        ours.push(await measure([Deno.execPath(), "run", "-A", CLIENT, "-s", ...c.args]));
+        ours.push(await measure(taskCommand("webclient", ["-s", ...c.args])));
       }
       const a = summary(curl);
       const b = summary(ours);

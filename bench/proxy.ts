@@ -9,8 +9,10 @@
  *    reverse (accelerator) mode in front of the same loopback origin;
  * 2. the miss path's added median latency over going direct (wrk -t1 -c1, a
  *    `no-store` object, so every request goes to the origin);
- * 3. peak memory (VmHWM) of the proxy with 10,000 distinct cached objects and
- *    a 64 MiB memory tier; and of a 1 GiB download streamed through it;
+ * 3. peak memory (VmHWM) of the proxy in the hit and collapsed cases; with 10,000
+ *    distinct cached objects and a 64 MiB and a 16 MiB memory tier, checked
+ *    against the bound of the README (max(tier, 48 MiB) + 64 MiB: PASS or FAIL); and of a
+ *    1 GiB download streamed through it;
  * 4. collapsed forwarding: 100 concurrent misses on each of 100 keys (one key
  *    at a time; the origin answers after 20 ms), against nginx with
  *    `proxy_cache_lock on`: requests/s and origin requests per key.
@@ -156,6 +158,11 @@ async function peakRss(pid: number): Promise<number> {
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
 }
 
+/** Restarts a process's VmHWM from its current RSS (`clear_refs` 5), for per-case peaks. */
+async function resetPeak(pid: number): Promise<void> {
+  await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5").catch(() => {});
+}
+
 async function currentRss(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
@@ -167,7 +174,7 @@ try {
   const nginx1Port = freePort();
   const nginx2Port = freePort();
   const squidPort = freePort();
-  startOurs(oursPort);
+  const oursProc = startOurs(oursPort);
   await startNginx(nginx1Port, "1");
   await startNginx(nginx2Port, "auto");
   // Squid returns once it accepts connections; it stops with the run.
@@ -199,6 +206,8 @@ try {
   for (const [name] of servers) hit[name] = [...samples[name]!].sort((a, b) => a - b)[1]!;
   results.hitReqPerSec = hit;
   results.hitSamples = samples;
+  results.hitPeakRss = await peakRss(oursProc.pid);
+  console.error(`hits: proxy peak RSS ${(results.hitPeakRss as number / 2 ** 20).toFixed(1)} MiB`);
 
   // 2. miss path latency: alternate direct and proxied runs, five rounds, so that
   // load from other processes hits both alike; report the median round.
@@ -224,6 +233,7 @@ try {
 
   // 3. collapsed forwarding: for each of 100 keys, 100 concurrent requests (every
   // one a miss when it is sent); the proxies in turn, each with its own keys.
+  await resetPeak(oursProc.pid);
   const lockPort = freePort();
   await startNginx(lockPort, "auto", true);
   await waitPort(lockPort);
@@ -253,6 +263,12 @@ try {
     );
   }
   results.collapsedMisses = collapse;
+  results.collapsedPeakRss = await peakRss(oursProc.pid);
+  console.error(
+    `collapsed misses: proxy peak RSS ${
+      (results.collapsedPeakRss as number / 2 ** 20).toFixed(1)
+    } MiB`,
+  );
 
   // 4. memory with 10,000 distinct objects, with a roomy and with a tight memory tier
   for (const tier of ["64M", "16M"]) {
@@ -274,6 +290,9 @@ try {
     await check.arrayBuffer();
     const peak = await peakRss(mem.pid);
     const after = await currentRss(mem.pid);
+    // The bound the README promises: the memory tier plus 64 MiB, the tier counted as at
+    // least 48 MiB (below that, the runtime's own floor decides).
+    const bound = (Math.max(Number(tier.slice(0, -1)), 48) + 64) * 2 ** 20;
     results[`memory10k_${tier}`] = {
       objects: N,
       memoryTier: tier,
@@ -281,12 +300,16 @@ try {
       peakRss: peak,
       rssAfter: after,
       lastObjectStatus: checkStatus,
+      bound,
+      pass: peak <= bound,
     };
     console.error(
       `10k objects, memory tier ${tier}: baseline RSS ${(baseline / 2 ** 20).toFixed(1)} MiB, ` +
         `peak ${(peak / 2 ** 20).toFixed(1)} MiB, after ${
           (after / 2 ** 20).toFixed(1)
-        } MiB, last object re-read: ${checkStatus}`,
+        } MiB, last object re-read: ${checkStatus}; peak ≤ max(tier, 48 MiB) + 64 MiB (${
+          bound / 2 ** 20
+        } MiB): ${peak <= bound ? "PASS" : "FAIL"}`,
     );
     mem.kill("SIGTERM");
     await mem.status;

@@ -3,10 +3,11 @@
  *
  * - 1 KiB file, keep-alive, `-t2 -c64`: requests/s (target: ratio ≥ 1.0);
  * - 1 MiB file, `-t2 -c16`: throughput (target: ratio ≥ 0.7);
- * - peak resident memory (VmHWM) of our server, and of nginx (master + workers).
+ * - peak resident memory (VmHWM) in each case of our server, and of nginx (master + workers).
  *
  * nginx is Debian's nginx-light with workers = cores, sendfile on, access log
- * off; ours runs `web_server/main.ts --no-log` (both without access logs).
+ * off; ours runs as `deno task webserver --no-log` does, V8 flags included
+ * (both without access logs).
  * Each case alternates the servers for several rounds and reports the median.
  *
  * Run: `deno run -A bench/web.ts [--duration 5] [--rounds 3] [--workers N] [--json]`
@@ -16,6 +17,7 @@
 import { parseArgs } from "node:util";
 import { startNginx } from "../web_server/_nginx.ts";
 import { median } from "../lib/stats.ts";
+import { taskCommand } from "../lib/testing/tasks.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -64,6 +66,19 @@ function vmHwmKiB(pid: number): number {
   }
 }
 
+/** Restarts a process's VmHWM from its current RSS (`clear_refs` 5), for per-case peaks. */
+function resetPeak(pid: number): void {
+  try {
+    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
+  } catch {
+    // Not ours to reset: the peak then spans the run so far.
+  }
+}
+
+function sumHwm(pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + vmHwmKiB(pid), 0);
+}
+
 function childrenOf(pid: number): number[] {
   try {
     return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(/\s+/)
@@ -98,20 +113,19 @@ await Deno.writeFile(`${root}/1m.bin`, mib);
 const portProbe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
 const ourPort = (portProbe.addr as Deno.NetAddr).port;
 portProbe.close();
-const ours = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "-A",
-    new URL("../web_server/main.ts", import.meta.url).pathname,
-    "--no-log",
-    "--workers",
-    values.workers,
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(ourPort),
-    root,
-  ],
+// Run as `deno task webserver` does, with the task's V8 flags (they bound the heaps).
+const [deno, ...taskArgs] = taskCommand("webserver", [
+  "--no-log",
+  "--workers",
+  values.workers,
+  "--host",
+  "127.0.0.1",
+  "--port",
+  String(ourPort),
+  root,
+]);
+const ours = new Deno.Command(deno!, {
+  args: taskArgs,
   stdout: "piped",
   stderr: "inherit",
 }).spawn();
@@ -129,6 +143,8 @@ try {
   for (const c of cases) {
     const mine: WrkResult[] = [];
     const theirs: WrkResult[] = [];
+    // Each case's own peak: the kernel restarts VmHWM from the current RSS.
+    for (const pid of [ours.pid, nginx.pid, ...childrenOf(nginx.pid)]) resetPeak(pid);
     // Warm both (JIT, page cache, our response cache).
     await wrk(`http://127.0.0.1:${ourPort}${c.path}`, c.connections, 1);
     await wrk(`http://127.0.0.1:${nginx.port}${c.path}`, c.connections, 1);
@@ -160,18 +176,16 @@ try {
       nginx: n,
       ratio: m[c.metric] / n[c.metric],
       requestsPerCpuSecond: perCpu,
+      peakRssKiB: { ours: vmHwmKiB(ours.pid), nginx: sumHwm(nginxPids) },
     });
   }
 } finally {
-  const peakOurs = vmHwmKiB(ours.pid);
-  const nginxPids = [nginx.pid, ...childrenOf(nginx.pid)];
-  const peakNginx = nginxPids.reduce((sum, pid) => sum + vmHwmKiB(pid), 0);
   ours.kill("SIGTERM");
   await ours.status;
   await ours.stdout.cancel().catch(() => {});
   await Deno.remove(root, { recursive: true });
   if (values.json) {
-    console.log(JSON.stringify({ results, peakRssKiB: { ours: peakOurs, nginx: peakNginx } }));
+    console.log(JSON.stringify({ results }));
   } else {
     const fmt = (x: number) => x.toFixed(0).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
     const gb = (x: number) => `${(x / 1e9).toFixed(2)} GB/s`;
@@ -187,13 +201,10 @@ try {
           gb(r.nginx.bytesPerSecond).padStart(11)
         }   ratio ${r.ratio.toFixed(2)}   req per CPU-second: ours ${
           fmt(r.requestsPerCpuSecond.ours)
-        }, nginx ${fmt(r.requestsPerCpuSecond.nginx)}`,
+        }, nginx ${fmt(r.requestsPerCpuSecond.nginx)}   peak RSS: ours ${
+          (r.peakRssKiB.ours / 1024).toFixed(1)
+        } MiB, nginx ${(r.peakRssKiB.nginx / 1024).toFixed(1)} MiB`,
       );
     }
-    console.log(
-      `peak RSS (VmHWM): ours ${(peakOurs / 1024).toFixed(1)} MiB, nginx master+workers ${
-        (peakNginx / 1024).toFixed(1)
-      } MiB`,
-    );
   }
 }

@@ -27,31 +27,40 @@ export interface FlightHead {
  * the pieces from the first one, so a waiter that joins late misses nothing.
  */
 export class Flight {
-  /** Resolves with the shared head, or `null` when the waiters must fetch on their own. */
-  readonly head: Promise<FlightHead | null>;
   /** How many requests wait on this flight. */
   waiters = 0;
-  #resolveHead!: (head: FlightHead | null) => void;
+  // Most misses have no waiter: the promise, the cursor set and the wake list
+  // are made only once one joins, so a lone miss leaves little garbage behind.
+  #head: Promise<FlightHead | null> | undefined;
+  #resolveHead: ((head: FlightHead | null) => void) | undefined;
+  /** The published head; `undefined` until then. */
+  #published: FlightHead | null | undefined;
   #pieces: Uint8Array[] = [];
   /** The index (from the first piece) of `#pieces[0]`. */
   #base = 0;
   /** The next index of each reader, once pieces are dropped behind them. */
-  #cursors = new Set<{ next: number }>();
+  #cursors: Set<{ next: number }> | undefined;
   #keepAll = true;
   #state: "open" | "done" | "failed" = "open";
-  #wake: Array<() => void> = [];
+  #wake: Array<() => void> | undefined;
 
-  constructor() {
-    this.head = new Promise((resolve) => this.#resolveHead = resolve);
+  /** Resolves with the shared head, or `null` when the waiters must fetch on their own. */
+  get head(): Promise<FlightHead | null> {
+    this.#head ??= this.#published !== undefined
+      ? Promise.resolve(this.#published)
+      : new Promise((resolve) => this.#resolveHead = resolve);
+    return this.#head;
   }
 
   /**
-   * Publishes the head (or releases the waiters with `null`).
+   * Publishes the head (or releases the waiters with `null`); only the first call counts.
    *
    * @param head The shared head, or `null`.
    */
   publish(head: FlightHead | null): void {
-    this.#resolveHead(head);
+    if (this.#published !== undefined) return;
+    this.#published = head;
+    this.#resolveHead?.(head);
   }
 
   /**
@@ -82,7 +91,7 @@ export class Flight {
 
   #trim(): void {
     let low = this.#base + this.#pieces.length;
-    for (const c of this.#cursors) low = Math.min(low, c.next);
+    for (const c of this.#cursors ?? []) low = Math.min(low, c.next);
     if (low > this.#base) {
       this.#pieces.splice(0, low - this.#base);
       this.#base = low;
@@ -98,7 +107,7 @@ export class Flight {
     if (this.#state !== "open") return;
     this.#state = complete ? "done" : "failed";
     // A leader that ends before publishing (an exception) still releases its waiters.
-    this.#resolveHead(null);
+    this.publish(null);
     this.#notify();
   }
 
@@ -110,7 +119,7 @@ export class Flight {
   async *body(): AsyncGenerator<Uint8Array, void, undefined> {
     if (this.#base > 0) throw new Error("The shared upstream response is no longer kept whole");
     const cursor = { next: 0 };
-    this.#cursors.add(cursor);
+    (this.#cursors ??= new Set()).add(cursor);
     try {
       for (;;) {
         while (cursor.next < this.#base + this.#pieces.length) {
@@ -118,16 +127,17 @@ export class Flight {
         }
         if (this.#state === "done") return;
         if (this.#state === "failed") throw new Error("The shared upstream response broke off");
-        await new Promise<void>((resolve) => this.#wake.push(resolve));
+        await new Promise<void>((resolve) => (this.#wake ??= []).push(resolve));
       }
     } finally {
-      this.#cursors.delete(cursor);
+      this.#cursors?.delete(cursor);
     }
   }
 
   #notify(): void {
     const wake = this.#wake;
-    this.#wake = [];
+    if (wake === undefined) return;
+    this.#wake = undefined;
     for (const w of wake) w();
   }
 }

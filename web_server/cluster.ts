@@ -28,6 +28,8 @@ export interface ServerConfig {
   key?: string;
   /** Keep small responses in memory, invalidated by file-system events. */
   cache: boolean;
+  /** Bytes those responses may take, all loops together (64 MiB when unset). */
+  cacheBytes?: number;
   /** The access log: a file path, `"-"` for stdout, or `null` for none. */
   log: string | null;
   /** Set `SO_REUSEPORT` (needed when several loops share the port). */
@@ -92,6 +94,7 @@ export async function startServer(config: ServerConfig): Promise<Running> {
       ? { cert: config.cert, key: config.key }
       : {}),
     ...(config.cache ? { cacheRoot: config.serve.fsRoot } : {}),
+    ...(config.cacheBytes !== undefined ? { cacheBytes: config.cacheBytes } : {}),
     ...(log ? { onLog: (e: AccessLogEntry) => log.write(formatCombinedLog(e)) } : {}),
   });
   return {
@@ -138,7 +141,9 @@ export interface Cluster {
 export async function startCluster(config: ServerConfig, workers: number): Promise<Cluster> {
   // One set of counters for every loop: the caps hold for the server as a whole.
   const counters = new ConnectionLimits(config.core ?? {}).buffer;
-  const shared = { ...config, reusePort: workers > 1, counters };
+  // Each loop keeps its own responses: the budget is split so that it bounds the whole.
+  const cacheBytes = Math.floor((config.cacheBytes ?? 64 * 1024 * 1024) / workers);
+  const shared = { ...config, reusePort: workers > 1, counters, cacheBytes };
   const main = await startServer(shared);
   const addr = main.server.addr;
   const threads: Worker[] = [];

@@ -12,6 +12,7 @@ import {
   type Options,
   parseNumber,
   parseOrHelp,
+  parseSize,
   runMain,
   SERVER_EXIT_CODES,
   userPath,
@@ -77,6 +78,12 @@ export const OPTIONS = {
   },
   "no-log": { type: "boolean", description: "no access log" },
   "no-cache": { type: "boolean", description: "do not keep small responses in memory" },
+  "cache-size": {
+    type: "string",
+    arg: "SIZE",
+    default: "64M",
+    description: "memory for kept responses, shared among the loops",
+  },
   workers: {
     type: "string",
     short: "w",
@@ -125,6 +132,7 @@ async function main(): Promise<number> {
   }
   const port = parseNumber("--port", values.port ?? "8000", { min: 0, max: 65535, integer: true });
   const core = serverCliSettings(values, "1M");
+  const cacheBytes = parseSize("--cache-size", values["cache-size"] ?? "64M");
   const options: ServeDirOptions & { fsRoot: string } = {
     fsRoot: root,
     cors: values.cors ?? false,
@@ -160,6 +168,7 @@ async function main(): Promise<number> {
       port,
       ...tls,
       cache: !values["no-cache"],
+      cacheBytes,
       log: log === null || log === "-" ? log : userPath(log),
       core,
     }, workers);

@@ -83,3 +83,9 @@ Deno.test("webserver that cannot start exits 1 and names the path as typed and r
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("webserver rejects a --cache-size that is not a size with exit 2", async () => {
+  const r = await runTaskIn(Deno.cwd(), "webserver", ["-p", "0", "--cache-size", "lots", "."]);
+  assertEquals(r.code, 2, r.stderr);
+  assertMatch(r.stderr, /^webserver: invalid size for --cache-size: 'lots'/);
+});
