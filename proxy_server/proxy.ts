@@ -774,9 +774,14 @@ class ProxyServer implements Proxy {
     // Only a plain GET shares a response: a range or a conditional asks for
     // a different answer than the whole 200 the others want.
     const h = head.headers;
-    const plain = head.method === "GET" && !h.has("range") && !h.has("if-none-match") &&
+    const unconditional = head.method === "GET" && !h.has("if-none-match") &&
       !h.has("if-modified-since") && !h.has("if-match") && !h.has("if-unmodified-since");
-    if (collapseKey === null || !plain) return await this.#forward(conn, head, x, url, null, why);
+    if (collapseKey !== null && unconditional && h.has("range")) {
+      return await this.#rangeMiss(conn, head, x, url, why);
+    }
+    if (collapseKey === null || !unconditional || h.has("range")) {
+      return await this.#forward(conn, head, x, url, null, why);
+    }
     const flight = this.#flights.get(collapseKey);
     if (flight === undefined || !flight.shared) {
       const lead = new Flight();
@@ -818,6 +823,61 @@ class ProxyServer implements Proxy {
         collapsed: true,
       },
     );
+  }
+
+  /**
+   * Answers a range request that missed (RFC 9111 §3.3–3.4): the whole
+   * representation is fetched without `Range` and `If-Range`, stored, and the
+   * ranges are cut from it as it streams, so the next range is a hit. When
+   * the origin says the whole is larger than the store keeps, that fetch is
+   * dropped and the request goes upstream as it came, its 206 relayed.
+   */
+  async #rangeMiss(
+    conn: ServerConnection,
+    head: RequestHead,
+    x: Exchange,
+    url: string,
+    why: "uri-miss" | "vary-miss" | "miss",
+  ): Promise<boolean> {
+    const target = new URL(url);
+    const fields = forwardFields(head.headers, this.#via, target);
+    fields.delete("range");
+    fields.delete("if-range");
+    const requestTime = Date.now();
+    let res: ClientResponse;
+    try {
+      res = await this.#client.request(target, {
+        method: "GET",
+        headers: fields,
+        exactHeaders: true,
+      });
+    } catch (err) {
+      return await this.#upstreamFailed(conn, head, x, null, err, why);
+    }
+    x.hier = `HIER_DIRECT/${res.remoteAddress}`;
+    const responseTime = Date.now();
+    const up = res.head;
+    const size = up.body.type === "length" ? up.body.length : undefined;
+    if (up.status === 200 && size !== undefined && size > this.store.storableSize) {
+      await res.cancel();
+      return await this.#forward(conn, head, x, url, null, why);
+    }
+    // The client's If-Range is evaluated here, against what the origin sent (RFC 9110 §13.1.5).
+    const ranges = up.status === 200 && size !== undefined
+      ? rangesToServe(head.headers, {
+        size,
+        etag: up.headers.get("etag"),
+        lastModified: parseHttpDate(up.headers.get("last-modified")),
+      })
+      : undefined;
+    return await this.#pipeResponse(conn, res, head, x, {
+      url,
+      requestTime,
+      responseTime,
+      keepAlive: head.keepAlive && !conn.closing,
+      fwd: why,
+      ...(ranges !== undefined && ascending(ranges) ? { ranges } : {}),
+    });
   }
 
   /** Serves a stored response (fully or as 304 to a conditional request). */
@@ -866,51 +926,20 @@ class ProxyServer implements Proxy {
     let parts: Uint8Array[] | null = null;
     if (ranges === undefined || !ascending(ranges)) {
       headBytes = concat([memo.prefix, encoder.encode(extra + "\r\n")]);
-    } else if (ranges.length === 0) {
-      // RFC 9110 §15.5.17: no range overlaps the stored representation.
-      conn.status = 416;
-      const fields: Array<[string, string]> = [
-        ["Content-Range", `bytes */${entry.meta.bodyLength}`],
-        ["Content-Length", "0"],
-        ["Via", this.#via],
-      ];
-      await conn.write(concat([
-        encodeResponseHead({ status: 416, headers: fields }).subarray(0, -2),
-        encoder.encode(extra + "\r\n"),
-      ]));
-      return keepAlive;
     } else {
       // RFC 9111 §3.4 / RFC 9110 §14: a range of a stored complete response is a 206
-      // built here, with the stored fields, so the origin is not asked.
-      conn.status = 206;
-      const size = entry.meta.bodyLength;
-      const fields = new FieldList();
-      for (const [n, v] of memo.fields) {
-        if (n === "content-length" || (ranges.length > 1 && n === "content-type")) continue;
-        fields.append(n, v);
-      }
-      fields.append("Via", this.#via);
-      let length: number;
-      if (ranges.length === 1) {
-        const r = ranges[0]!;
-        fields.append("Content-Range", `bytes ${r.start}-${r.end}/${size}`);
-        length = r.end - r.start + 1;
-      } else {
-        const boundary = `netkit-byteranges-${crypto.randomUUID().replaceAll("-", "")}`;
-        const framing = byterangesFraming(ranges, {
-          size,
-          type: memo.fields.get("content-type") ?? "application/octet-stream",
-          boundary,
-        });
-        parts = framing.parts;
-        length = framing.length;
-        fields.append("Content-Type", `multipart/byteranges; boundary=${boundary}`);
-      }
-      fields.append("Content-Length", String(length));
+      // (or a 416) built here, with the stored fields, so the origin is not asked.
+      const answer = rangeAnswer(memo.fields, ranges, entry.meta.bodyLength, this.#via);
+      conn.status = answer.status;
+      parts = answer.parts;
       headBytes = concat([
-        encodeResponseHead({ status: 206, headers: fields }).subarray(0, -2),
+        encodeResponseHead({ status: answer.status, headers: answer.fields }).subarray(0, -2),
         encoder.encode(extra + "\r\n"),
       ]);
+      if (answer.status === 416) {
+        await conn.write(headBytes);
+        return keepAlive;
+      }
     }
     let body: Uint8Array | ReadableStream<Uint8Array> | undefined = entry.body ?? undefined;
     if (body === undefined && head.method === "GET") {
@@ -1225,6 +1254,11 @@ class ProxyServer implements Proxy {
       flight?: Flight;
       /** Relay a response another request is storing (a collapsed waiter). */
       collapsed?: boolean;
+      /**
+       * Send the client these ascending ranges of the 200 (with a known
+       * length) as a 206, or a 416 when empty, while the whole is stored.
+       */
+      ranges?: readonly ByteRange[];
     },
   ): Promise<boolean> {
     const { url, requestTime, responseTime } = ctx;
@@ -1272,9 +1306,17 @@ class ProxyServer implements Proxy {
     let clientChunked = false;
     let pending: Uint8Array | null = null;
     let keep = ctx.keepAlive && up.body.type !== "tunnel";
+    let cutter: RangeCutter | undefined;
     if (conn !== null) {
-      const out = stored.clone();
+      let status = up.status;
+      let out = stored.clone();
       out.append("Via", this.#via);
+      if (ctx.ranges !== undefined && up.body.type === "length") {
+        const answer = rangeAnswer(stored, ctx.ranges, up.body.length, this.#via);
+        status = conn.status = answer.status;
+        out = answer.fields;
+        cutter = new RangeCutter(ctx.ranges, answer.parts);
+      }
       const ttl = verdict.storable
         ? freshnessLifetime(up.status, policy, { responseTime }).lifetime -
           currentAge(up.headers, { requestTime, responseTime, now: responseTime })
@@ -1286,7 +1328,9 @@ class ProxyServer implements Proxy {
       if (!verdict.storable && req.method === "GET") params.detail = verdict.reason;
       out.append("Cache-Status", formatCacheStatus(this.#name, params));
       if (up.body.type === "chunked" || up.body.type === "close") out.delete("content-length");
-      if (up.body.type === "length") out.set("Content-Length", String(up.body.length));
+      if (cutter !== undefined) {
+        // The range answer's own Content-Length stands.
+      } else if (up.body.type === "length") out.set("Content-Length", String(up.body.length));
       else if (hasBody && !isHeadReq) {
         if (req.version === "HTTP/1.0" || !keep) keep = false;
         else {
@@ -1300,7 +1344,9 @@ class ProxyServer implements Proxy {
       if (this.#delay > 0) await delay(this.#delay);
       // The head goes out with the first piece of body: one write, not two, for
       // the common small response (this is most of the miss path's added latency).
-      pending = encodeResponseHead({ status: up.status, reason: up.reason, headers: out });
+      pending = cutter === undefined
+        ? encodeResponseHead({ status, reason: up.reason, headers: out })
+        : encodeResponseHead({ status, headers: out });
     }
     let complete = false;
     // A client that goes away while others wait on this response (or while it
@@ -1313,15 +1359,24 @@ class ProxyServer implements Proxy {
           this.#metrics.upstreamBytes += chunk.length;
         }
         if (conn !== null && clientGone === undefined) {
-          const data = clientChunked ? encodeChunk(chunk) : chunk;
+          let data = clientChunked ? encodeChunk(chunk) : chunk;
+          let bodyBytes = chunk.length;
+          if (cutter !== undefined) {
+            const pieces = cutter.cut(chunk);
+            data = pieces.length === 1 ? pieces[0]! : concat(pieces);
+            bodyBytes = data.length;
+          }
           try {
-            await conn.write(pending === null ? data : concat([pending, data]));
+            if (pending !== null || data.length > 0) {
+              await conn.write(pending === null ? data : concat([pending, data]));
+            }
           } catch (err) {
-            if (flight === undefined) throw err;
+            // The store (or the waiters) still want the rest of the body.
+            if (flight === undefined && (cutter === undefined || writer === null)) throw err;
             clientGone = err;
           }
           pending = null;
-          conn.bodyBytes += chunk.length;
+          conn.bodyBytes += bodyBytes;
         }
         if (writer !== null && !(await writer.write(chunk))) {
           writer = null;
@@ -1456,23 +1511,100 @@ async function* rangedBody(
   ranges: readonly ByteRange[],
   parts: Uint8Array[] | null,
 ): AsyncGenerator<Uint8Array> {
-  let i = 0;
-  let pos = 0;
-  if (parts !== null) yield parts[0]!;
+  const cutter = new RangeCutter(ranges, parts);
   for await (const chunk of body) {
-    while (i < ranges.length) {
-      const r = ranges[i]!;
+    yield* cutter.cut(chunk);
+    if (cutter.done) return;
+  }
+}
+
+/**
+ * Cuts ascending ranges out of a body that arrives in pieces, in one pass,
+ * each range preceded by its multipart head when `parts` is given (the
+ * closing delimiter comes after the last range).
+ */
+class RangeCutter {
+  #ranges: readonly ByteRange[];
+  #parts: Uint8Array[] | null;
+  #i = 0;
+  #pos = 0;
+
+  constructor(ranges: readonly ByteRange[], parts: Uint8Array[] | null) {
+    this.#ranges = ranges;
+    this.#parts = parts;
+  }
+
+  /** Whether every range has been cut. */
+  get done(): boolean {
+    return this.#i >= this.#ranges.length;
+  }
+
+  /** The pieces of the answer in `chunk`, the body's next bytes (views of it, or multipart heads). */
+  cut(chunk: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const ranges = this.#ranges;
+    const parts = this.#parts;
+    const pos = this.#pos;
+    if (pos === 0 && this.#i === 0 && parts !== null) out.push(parts[0]!);
+    while (this.#i < ranges.length) {
+      const r = ranges[this.#i]!;
       const from = Math.max(r.start - pos, 0);
       if (from >= chunk.length) break;
       const to = Math.min(r.end - pos + 1, chunk.length);
-      yield chunk.subarray(from, to);
+      out.push(chunk.subarray(from, to));
       if (r.end - pos + 1 > chunk.length) break;
-      i++;
-      if (parts !== null) yield parts[i]!;
+      this.#i++;
+      if (parts !== null) out.push(parts[this.#i]!);
     }
-    pos += chunk.length;
-    if (i >= ranges.length) return;
+    this.#pos += chunk.length;
+    return out;
   }
+}
+
+/**
+ * The head of the answer to ascending ranges of a representation of `size`
+ * bytes with `fields`: a 206 with `Content-Range`, or `multipart/byteranges`
+ * with its part heads, or, for no range at all, a 416 (RFC 9110 §14, §15.5.17).
+ */
+function rangeAnswer(
+  fields: Iterable<[string, string]>,
+  ranges: readonly ByteRange[],
+  size: number,
+  via: string,
+): { status: number; fields: FieldList; parts: Uint8Array[] | null; length: number } {
+  const out = new FieldList();
+  if (ranges.length === 0) {
+    out.append("Content-Range", `bytes */${size}`);
+    out.append("Content-Length", "0");
+    out.append("Via", via);
+    return { status: 416, fields: out, parts: null, length: 0 };
+  }
+  let type = "application/octet-stream";
+  for (const [n, v] of fields) {
+    const lower = n.toLowerCase();
+    if (lower === "content-type") type = v;
+    if (
+      lower === "content-length" || lower === "content-range" ||
+      (ranges.length > 1 && lower === "content-type")
+    ) continue;
+    out.append(n, v);
+  }
+  out.append("Via", via);
+  let parts: Uint8Array[] | null = null;
+  let length: number;
+  if (ranges.length === 1) {
+    const r = ranges[0]!;
+    out.append("Content-Range", `bytes ${r.start}-${r.end}/${size}`);
+    length = r.end - r.start + 1;
+  } else {
+    const boundary = `netkit-byteranges-${crypto.randomUUID().replaceAll("-", "")}`;
+    const framing = byterangesFraming(ranges, { size, type, boundary });
+    parts = framing.parts;
+    length = framing.length;
+    out.append("Content-Type", `multipart/byteranges; boundary=${boundary}`);
+  }
+  out.append("Content-Length", String(length));
+  return { status: 206, fields: out, parts, length };
 }
 
 /** The server-core settings a proxy passes through, without its own options. */
