@@ -56,6 +56,7 @@ import {
 } from "./cache.ts";
 import { CacheStore, type Entry, type EntryMeta, type StoreOptions } from "./store.ts";
 import { Flight } from "./_flight.ts";
+import { parseContentRange, PartStore, strongValidator } from "./_parts.ts";
 import { Metrics } from "./_metrics.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
@@ -237,6 +238,19 @@ interface Memo {
 
 const encoder = new TextEncoder();
 
+/** Bytes of 206 parts held in memory until they combine; a larger representation is not assembled. */
+const PARTS_BUDGET = 16 << 20;
+
+/** A 206 being received whose bytes may complete a stored representation. */
+interface PendingPart {
+  start: number;
+  end: number;
+  size: number;
+  validator: string;
+  pieces: Uint8Array[];
+  got: number;
+}
+
 /** Parsed CIDR. */
 interface Cidr {
   bytes: Uint8Array;
@@ -366,6 +380,8 @@ class ProxyServer implements Proxy {
   #urlMemo = new Map<string, string>();
   #revalidating = new Set<string>();
   #flights = new Map<string, Flight>();
+  /** 206 parts waiting for the rest of their representation (RFC 9111 §3.4). */
+  #parts = new PartStore(PARTS_BUDGET);
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
@@ -735,6 +751,7 @@ class ProxyServer implements Proxy {
     } else {
       const url = this.#targetUrl(head);
       x.url = url;
+      this.#parts.delete(url);
       n = await this.store.deleteUrl(url);
       what = url;
     }
@@ -1174,6 +1191,7 @@ class ProxyServer implements Proxy {
       for (
         const u of invalidatedUris(head.method, url, { status: res.status, headers: res.headers })
       ) {
+        this.#parts.delete(u);
         await this.store.deleteUrl(u);
       }
     }
@@ -1300,6 +1318,9 @@ class ProxyServer implements Proxy {
       flight?.publish(null);
       flight = undefined;
     }
+    let part = up.status === 206 && req.method === "GET" && !ctx.collapsed
+      ? this.#partOf(req, up, policy)
+      : undefined;
     const isHeadReq = req.method === "HEAD";
     const hasBody = up.body.type === "length" || up.body.type === "chunked" ||
       up.body.type === "close";
@@ -1382,6 +1403,11 @@ class ProxyServer implements Proxy {
           writer = null;
           flight?.unshare();
         }
+        if (part !== undefined) {
+          part.pieces.push(chunk.slice());
+          part.got += chunk.length;
+          if (part.got > part.end - part.start + 1) part = undefined;
+        }
       }
       if (pending !== null && conn !== null && clientGone === undefined) {
         await conn.write(clientChunked ? concat([pending, LAST_CHUNK]) : pending);
@@ -1409,7 +1435,71 @@ class ProxyServer implements Proxy {
       return false;
     }
     if (writer !== null) await writer.commit();
+    if (part !== undefined && part.got === part.end - part.start + 1) {
+      await this.#combine(url, part, stored, { requestTime, responseTime });
+    }
     return keep;
+  }
+
+  /**
+   * A 206 that may be kept as a part (RFC 9111 §3.4): one range with a known
+   * complete length the store could hold, a strong validator, no `Vary`, and
+   * storable but for its status.
+   */
+  #partOf(
+    req: { method: string; headers: FieldList },
+    up: ResponseHead,
+    policy: FieldReader,
+  ): PendingPart | undefined {
+    const range = parseContentRange(up.headers.get("content-range"));
+    if (range === undefined || range.size > Math.min(this.store.storableSize, PARTS_BUDGET)) {
+      return undefined;
+    }
+    if (up.headers.has("vary") || !storability(req, { status: 200, headers: policy }).storable) {
+      return undefined;
+    }
+    const validator = strongValidator((name) => up.headers.get(name));
+    if (validator === undefined) return undefined;
+    return { ...range, validator, pieces: [], got: 0 };
+  }
+
+  /**
+   * Keeps a received part; when the parts held for the URI now cover the
+   * whole representation, stores it as a 200 with the newest part's fields.
+   */
+  async #combine(
+    url: string,
+    part: PendingPart,
+    fields: FieldList,
+    times: { requestTime: number; responseTime: number },
+  ): Promise<void> {
+    const own: Array<[string, string]> = [];
+    for (const [n, v] of fields) {
+      const lower = n.toLowerCase();
+      if (lower !== "content-length" && lower !== "content-range") own.push([lower, v]);
+    }
+    const whole = this.#parts.add({
+      url,
+      start: part.start,
+      bytes: concat(part.pieces),
+      size: part.size,
+      fields: own,
+      ...times,
+    }, part.validator);
+    if (whole === undefined) return;
+    if ((this.store.varyOf(url) ?? "") !== "") await this.store.deleteUrl(url);
+    const writer = this.store.beginWrite({
+      key: url,
+      url,
+      status: 200,
+      reason: "OK",
+      fields: whole.fields,
+      requestTime: whole.requestTime,
+      responseTime: whole.responseTime,
+      bodyLength: 0,
+    });
+    for (const piece of whole.pieces) if (!(await writer.write(piece))) return;
+    await writer.commit();
   }
 
   async #tunnel(conn: ServerConnection, head: RequestHead, x: Exchange): Promise<boolean> {
