@@ -157,8 +157,11 @@ export interface ProxyOptions extends
    */
   maxBodySize?: number;
   /**
-   * Idle upstream connections kept per origin.
-   * @default {16}
+   * Idle upstream connections kept per origin: as many as the clients that
+   * keep the origin busy at once, or each answer closes one and the next
+   * request opens another (16 cost two thirds of the revalidation path's
+   * throughput at 64 clients).
+   * @default {64}
    */
   poolSize?: number;
   /**
@@ -427,7 +430,7 @@ class ProxyServer implements Proxy {
       connectTimeout: this.#timeout,
       headTimeout: this.#timeout,
       bodyTimeout: this.#timeout,
-      maxIdlePerOrigin: options.poolSize ?? 16,
+      maxIdlePerOrigin: options.poolSize ?? 64,
       maxConnectionsPerOrigin: options.maxConnectionsPerOrigin ?? 256,
       // 64 KiB pieces: a download in flight holds little memory per client.
       readSize: 65536,
