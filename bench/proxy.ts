@@ -17,12 +17,19 @@
  * 5. the revalidation path: a stored object that is always stale, which the
  *    origin confirms with a 304 each time, against nginx with
  *    `proxy_cache_revalidate on` (wrk -t2 -c64): requests/s and origin
- *    requests (200s and 304s) per client request.
+ *    requests (200s and 304s) per client request;
+ * 6. a 512 MiB miss (nginx with sendfile as the origin, the file on tmpfs):
+ *    through this proxy and through nginx `proxy_pass` (its default
+ *    `proxy_buffering on`), curl to /dev/null, five alternating rounds:
+ *    throughput, the ratio, and the proxy's peak RSS.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { freePort } from "../lib/testing/ports.ts";
+import { writeAll } from "../lib/bytes.ts";
+import { median } from "../lib/stats.ts";
+import { startNginx as startNginxServer } from "../web_server/_nginx.ts";
 import { startNetkitProxy, startNginxCache, startSquidAccel, waitPort } from "./_peers.ts";
 
 const { values } = parseArgs({
@@ -388,6 +395,73 @@ try {
       (before / 2 ** 20).toFixed(1)
     } → ${((await peakRss(big.pid)) / 2 ** 20).toFixed(1)} MiB`,
   );
+
+  // 6. a 512 MiB miss: every request goes to the origin (the store keeps nothing
+  // that large), so this is the path origin → proxy → client alone.
+  {
+    const MISS_MIB = 512;
+    const missRoot = await Deno.makeTempDir({
+      prefix: "proxy_bench_miss_",
+      ...(await Deno.stat("/dev/shm").then(() => ({ dir: "/dev/shm" }), () => ({}))),
+    });
+    try {
+      {
+        using file = await Deno.open(`${missRoot}/big.bin`, { write: true, create: true });
+        const piece = Uint8Array.from({ length: 1 << 20 }, (_, i) => (i * 31) & 255);
+        for (let i = 0; i < MISS_MIB; i++) await writeAll(file, piece);
+      }
+      await using originNginx = await startNginxServer(missRoot, { workers: 2 });
+      await using passNginx = await startNginxServer(missRoot, {
+        workers: 2,
+        server: `location /pass/ { proxy_pass ${originNginx.url}/; }`,
+      });
+      const missPort = freePort();
+      const missProxy = startNetkitProxy(missPort, ["--upstream", originNginx.url]);
+      children.push(missProxy);
+      await waitPort(missPort);
+      const baseline = await currentRss(missProxy.pid);
+      const clients = [
+        ["netkit proxy", `http://127.0.0.1:${missPort}/big.bin`],
+        ["nginx proxy_pass (auto = 2 workers)", `${passNginx.url}/pass/big.bin`],
+      ] as const;
+      const times: Record<string, number[]> = {};
+      for (let round = 0; round < 5; round++) {
+        for (const [name, url] of clients) {
+          const out = await new Deno.Command("curl", {
+            args: ["-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url],
+            stdout: "piped",
+          }).output();
+          const [size, secs] = new TextDecoder().decode(out.stdout).split(" ").map(Number);
+          if (size !== MISS_MIB << 20) {
+            throw new Error(`${name}: ${size} bytes, not ${MISS_MIB} MiB`);
+          }
+          (times[name] ??= []).push(secs!);
+        }
+      }
+      const ours = median(times["netkit proxy"]!);
+      const nginx = median(times["nginx proxy_pass (auto = 2 workers)"]!);
+      const peak = await peakRss(missProxy.pid);
+      results.miss512MiB = {
+        seconds: { ours, nginx },
+        mibPerSec: { ours: MISS_MIB / ours, nginx: MISS_MIB / nginx },
+        ratio: nginx / ours,
+        baselineRss: baseline,
+        peakRss: peak,
+        samples: times,
+      };
+      console.error(
+        `512 MiB miss (median of 5): netkit ${ours.toFixed(2)} s (${
+          (MISS_MIB / ours).toFixed(0)
+        } MiB/s), nginx proxy_pass ${nginx.toFixed(2)} s (${
+          (MISS_MIB / nginx).toFixed(0)
+        } MiB/s), ratio ${(nginx / ours).toFixed(2)} (target 0.7); proxy RSS ${
+          (baseline / 2 ** 20).toFixed(1)
+        } MiB at start, peak ${(peak / 2 ** 20).toFixed(1)} MiB`,
+      );
+    } finally {
+      await Deno.remove(missRoot, { recursive: true });
+    }
+  }
 } finally {
   for (const c of children) {
     try {

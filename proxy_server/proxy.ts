@@ -244,6 +244,12 @@ const encoder = new TextEncoder();
 /** Bytes of 206 parts held in memory until they combine; a larger representation is not assembled. */
 const PARTS_BUDGET = 16 << 20;
 
+/** Size of the buffers a response body moves through on the miss path (the client's read size). */
+const BODY_BUFFER = 65536;
+
+/** Free body buffers; a miss takes one and gives it back, so pieces cost no allocation. */
+const bodyBuffers: Uint8Array[] = [];
+
 /** A 206 being received whose bytes may complete a stored representation. */
 interface PendingPart {
   start: number;
@@ -1287,7 +1293,14 @@ class ProxyServer implements Proxy {
     if (conn !== null) conn.status = up.status;
     x.type = up.headers.get("content-type");
     const policy = targetedFields(up.headers, this.#policy.targets);
-    const verdict = storability(req, { status: up.status, headers: policy });
+    let verdict = storability(req, { status: up.status, headers: policy });
+    if (
+      verdict.storable && up.body.type === "length" && up.body.length > this.store.storableSize
+    ) {
+      // Larger than the store keeps, as the origin says: not written at all, and
+      // collapsed waiters fetch on their own rather than share a body held whole.
+      verdict = { storable: false, reason: "size" };
+    }
     const stored = stripHopByHop(up.headers);
     let writer = null;
     let key = url;
@@ -1376,9 +1389,15 @@ class ProxyServer implements Proxy {
     // A client that goes away while others wait on this response (or while it
     // is being stored) does not stop the download: it ends only its own answer.
     let clientGone: unknown = undefined;
+    // Origin → client and origin → store through one reused buffer: each write
+    // completes before the next read into it. Only the pieces the flight keeps
+    // for waiters (and parts) are copied.
+    const buffer = bodyBuffers.pop() ?? new Uint8Array(BODY_BUFFER);
     try {
-      for await (const chunk of res.body()) {
-        flight?.push(chunk);
+      for await (const chunk of res.body({ buffer })) {
+        if (flight !== undefined) {
+          flight.push(flight.shared || flight.waiters > 0 ? chunk.slice() : chunk);
+        }
         if (this.#metrics !== undefined && !ctx.collapsed) {
           this.#metrics.upstreamBytes += chunk.length;
         }
@@ -1419,6 +1438,7 @@ class ProxyServer implements Proxy {
       }
       complete = true;
     } finally {
+      if (bodyBuffers.length < 64) bodyBuffers.push(buffer);
       if (!complete) {
         // Truncated or reset upstream (or a client gone): never store, and make
         // the client see the failure by closing instead of ending the message.
