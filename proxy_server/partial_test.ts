@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { createRandom } from "../lib/random.ts";
 import { startNginx } from "../web_server/_nginx.ts";
+import { curlBytes } from "./_test_util.ts";
 import { parseContentRange, PartStore, strongValidator } from "./_parts.ts";
 import { startProxy } from "./proxy.ts";
 
@@ -8,21 +9,8 @@ import { startProxy } from "./proxy.ts";
 async function fetchBytes(
   args: string[],
 ): Promise<{ status: number; cacheStatus: string; body: Uint8Array }> {
-  const dir = await Deno.makeTempDir();
-  try {
-    const out = await new Deno.Command("curl", {
-      args: ["-s", "--max-time", "20", "-D", `${dir}/h`, "-o", `${dir}/b`, ...args],
-    }).output();
-    assertEquals(out.code, 0, `curl ${args.join(" ")}`);
-    const head = await Deno.readTextFile(`${dir}/h`);
-    return {
-      status: Number(head.split(" ")[1]),
-      cacheStatus: /^cache-status: (.*)\r$/im.exec(head)?.[1] ?? "",
-      body: await Deno.readFile(`${dir}/b`),
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const { status, headers, body } = await curlBytes(args);
+  return { status, cacheStatus: headers.get("cache-status") ?? "", body };
 }
 
 Deno.test("PartStore combines parts with one validator and drops those of another", async (t) => {

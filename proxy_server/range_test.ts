@@ -2,35 +2,9 @@ import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { createRandom } from "../lib/random.ts";
 import { serveDir } from "../web_server/serve.ts";
 import { startNginx } from "../web_server/_nginx.ts";
-import { startOrigin } from "./_test_util.ts";
+import { curlBytes, startOrigin } from "./_test_util.ts";
 import { startProxy } from "./proxy.ts";
 import { CacheStore } from "./store.ts";
-
-/** Runs curl and returns its status, the headers of the last response and the body bytes. */
-async function curlBytes(
-  args: string[],
-): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
-  const dir = await Deno.makeTempDir();
-  try {
-    const out = await new Deno.Command("curl", {
-      args: ["-s", "--max-time", "20", "-D", `${dir}/h`, "-o", `${dir}/b`, ...args],
-    }).output();
-    assertEquals(out.code, 0, `curl ${args.join(" ")}`);
-    const lines = (await Deno.readTextFile(`${dir}/h`)).trim().split("\r\n");
-    const headers = new Headers();
-    for (const l of lines.slice(1)) {
-      const i = l.indexOf(":");
-      headers.append(l.slice(0, i).trim(), l.slice(i + 1).trim());
-    }
-    return {
-      status: Number(lines[0]!.split(" ")[1]),
-      headers,
-      body: await Deno.readFile(`${dir}/b`),
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** The parts of a multipart/byteranges body: each part's Content-Range and bytes. */
 function multipartParts(body: Uint8Array, contentType: string): Array<[string, Uint8Array]> {
