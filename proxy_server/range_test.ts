@@ -220,3 +220,45 @@ Deno.test("proxy answers curl -r on a miss by storing the whole object, as nginx
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("proxy relays a chunked whole as a 200 to a range miss, and stores it", async () => {
+  const text = "0123456789".repeat(1000);
+  await using origin = await startOrigin(() =>
+    new Response(
+      new ReadableStream({
+        start(c) {
+          // Two pieces and no Content-Length: the length is unknown until the end.
+          c.enqueue(new TextEncoder().encode(text.slice(0, 4000)));
+          c.enqueue(new TextEncoder().encode(text.slice(4000)));
+          c.close();
+        },
+      }),
+      { headers: { "cache-control": "max-age=600" } },
+    )
+  );
+  await using proxy = await startProxy({ port: 0, upstream: origin.url });
+  const via = `http://127.0.0.1:${proxy.port}/stream`;
+  const first = await curlBytes(["-r", "10-19", via]);
+  assertEquals(first.status, 200);
+  assertEquals(new TextDecoder().decode(first.body), text);
+  const second = await curlBytes(["-r", "10-19", via]);
+  assertEquals(second.status, 206);
+  assertEquals(new TextDecoder().decode(second.body), "0123456789");
+  assertMatch(second.headers.get("cache-status") ?? "", /^netkit; hit;/);
+  assertEquals(origin.hits.get("/stream"), 1);
+});
+
+Deno.test("proxy does not store a body announced larger than the store keeps (detail=size)", async () => {
+  const big = new Uint8Array(3 << 20).fill(7);
+  await using origin = await startOrigin(() =>
+    new Response(big, { headers: { "cache-control": "max-age=600" } })
+  );
+  // Memory only: bodies up to 1 MiB are kept.
+  await using proxy = await startProxy({ port: 0, upstream: origin.url });
+  for (let i = 1; i <= 2; i++) {
+    const r = await curlBytes([`http://127.0.0.1:${proxy.port}/big`]);
+    assertEquals(r.body.length, big.length);
+    assertMatch(r.headers.get("cache-status") ?? "", /fwd=uri-miss; fwd-status=200; detail=size/);
+    assertEquals(origin.hits.get("/big"), i);
+  }
+});
