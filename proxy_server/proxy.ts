@@ -797,23 +797,23 @@ class ProxyServer implements Proxy {
     if (parseCacheControl(head.headers.get("cache-control")).has("only-if-cached")) {
       return await this.#onlyIfCached(conn, head);
     }
-    // Only a plain GET shares a response: a range or a conditional asks for
-    // a different answer than the whole 200 the others want.
+    // Only an unconditional GET shares a response: a conditional asks for a
+    // different answer than the whole 200 the others want. Ranges are cut from that whole.
     const h = head.headers;
     const unconditional = head.method === "GET" && !h.has("if-none-match") &&
       !h.has("if-modified-since") && !h.has("if-match") && !h.has("if-unmodified-since");
-    if (collapseKey !== null && unconditional && h.has("range")) {
-      return await this.#rangeMiss(conn, head, x, url, why);
-    }
-    if (collapseKey === null || !unconditional || h.has("range")) {
+    if (collapseKey === null || !unconditional) {
       return await this.#forward(conn, head, x, url, null, why);
     }
+    const ranged = h.has("range");
     const flight = this.#flights.get(collapseKey);
     if (flight === undefined || !flight.shared) {
       const lead = new Flight();
       this.#flights.set(collapseKey, lead);
       try {
-        return await this.#forward(conn, head, x, url, null, why, lead);
+        return ranged
+          ? await this.#rangeMiss(conn, head, x, url, why, lead)
+          : await this.#forward(conn, head, x, url, null, why, lead);
       } finally {
         lead.end(false);
         if (this.#flights.get(collapseKey) === lead) this.#flights.delete(collapseKey);
@@ -828,9 +828,12 @@ class ProxyServer implements Proxy {
       shared === null ||
       (shared.varyKey !== "" && varyKey(shared.head.headers.get("vary"), h) !== shared.varyKey)
     ) {
-      return await this.#forward(conn, head, x, url, null, why);
+      return ranged
+        ? await this.#rangeMiss(conn, head, x, url, why)
+        : await this.#forward(conn, head, x, url, null, why);
     }
     x.hier = "HIER_NONE/-";
+    const ranges = ranged ? rangesOf(h, shared.head) : undefined;
     return await this.#pipeResponse(
       conn,
       {
@@ -847,6 +850,7 @@ class ProxyServer implements Proxy {
         keepAlive: head.keepAlive && !conn.closing,
         fwd: why,
         collapsed: true,
+        ...(ranges !== undefined ? { ranges } : {}),
       },
     );
   }
@@ -864,6 +868,7 @@ class ProxyServer implements Proxy {
     x: Exchange,
     url: string,
     why: "uri-miss" | "vary-miss" | "miss",
+    flight?: Flight,
   ): Promise<boolean> {
     const target = new URL(url);
     const fields = forwardFields(head.headers, this.#via, target);
@@ -888,21 +893,15 @@ class ProxyServer implements Proxy {
       await res.cancel();
       return await this.#forward(conn, head, x, url, null, why);
     }
-    // The client's If-Range is evaluated here, against what the origin sent (RFC 9110 §13.1.5).
-    const ranges = up.status === 200 && size !== undefined
-      ? rangesToServe(head.headers, {
-        size,
-        etag: up.headers.get("etag"),
-        lastModified: parseHttpDate(up.headers.get("last-modified")),
-      })
-      : undefined;
+    const ranges = rangesOf(head.headers, up);
     return await this.#pipeResponse(conn, res, head, x, {
       url,
       requestTime,
       responseTime,
       keepAlive: head.keepAlive && !conn.closing,
       fwd: why,
-      ...(ranges !== undefined && ascending(ranges) ? { ranges } : {}),
+      ...(ranges !== undefined ? { ranges } : {}),
+      ...(flight !== undefined ? { flight } : {}),
     });
   }
 
@@ -1629,6 +1628,21 @@ async function* rangedBody(
     yield* cutter.cut(chunk);
     if (cutter.done) return;
   }
+}
+
+/**
+ * The ranges a request asks of a 200 with a known length, when they can be cut
+ * in one pass; the client's `If-Range` is evaluated against the validators the
+ * origin sent (RFC 9110 §13.1.5). `undefined`: answer the whole.
+ */
+function rangesOf(request: FieldList, up: ResponseHead): readonly ByteRange[] | undefined {
+  if (up.status !== 200 || up.body.type !== "length") return undefined;
+  const ranges = rangesToServe(request, {
+    size: up.body.length,
+    etag: up.headers.get("etag"),
+    lastModified: parseHttpDate(up.headers.get("last-modified")),
+  });
+  return ranges !== undefined && ascending(ranges) ? ranges : undefined;
 }
 
 /**
