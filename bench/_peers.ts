@@ -35,12 +35,19 @@ export function startNetkitProxy(port: number, args: string[]): Deno.ChildProces
  *
  * @param dir A fresh directory for its configuration, cache and logs.
  * @param options The port to listen on, the origin's port, the worker count, and
- *   whether concurrent misses for one key wait for the first (`proxy_cache_lock on`).
+ *   whether concurrent misses for one key wait for the first (`proxy_cache_lock on`), and
+ *   whether a stale entry is revalidated with a conditional request (`proxy_cache_revalidate on`).
  * @returns The nginx process (stop it with SIGTERM).
  */
 export async function startNginxCache(
   dir: string,
-  options: { port: number; originPort: number; workers: string; lock?: boolean },
+  options: {
+    port: number;
+    originPort: number;
+    workers: string;
+    lock?: boolean;
+    revalidate?: boolean;
+  },
 ): Promise<Deno.ChildProcess> {
   await Deno.mkdir(`${dir}/cache`, { recursive: true });
   await Deno.writeTextFile(
@@ -62,7 +69,9 @@ http {
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_cache c;${options.lock ? "\n      proxy_cache_lock on;" : ""}
+      proxy_cache c;${options.lock ? "\n      proxy_cache_lock on;" : ""}${
+      options.revalidate ? "\n      proxy_cache_revalidate on;" : ""
+    }
       add_header Cache-Status $upstream_cache_status;
     }
   }

@@ -15,13 +15,24 @@
  *    1 GiB download streamed through it;
  * 4. collapsed forwarding: 100 concurrent misses on each of 100 keys (one key
  *    at a time; the origin answers after 20 ms), against nginx with
- *    `proxy_cache_lock on`: requests/s and origin requests per key.
+ *    `proxy_cache_lock on`: requests/s and origin requests per key;
+ * 5. the revalidation path: a stored object that is always stale, which the
+ *    origin confirms with a 304 each time, against nginx with
+ *    `proxy_cache_revalidate on` (wrk -t2 -c64): requests/s and origin
+ *    requests (200s and 304s) per client request;
+ * 6. a 512 MiB miss (nginx with sendfile as the origin, the file on tmpfs):
+ *    through this proxy and through nginx `proxy_pass` (its default
+ *    `proxy_buffering on`), curl to /dev/null, five alternating rounds:
+ *    throughput, the ratio, and the proxy's peak RSS.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { freePort } from "../lib/testing/ports.ts";
+import { writeAll } from "../lib/bytes.ts";
+import { median } from "../lib/stats.ts";
 import { startSquid } from "../proxy_server/_squid.ts";
+import { startNginx as startNginxServer } from "../web_server/_nginx.ts";
 import { startNetkitProxy, startNginxCache, waitPort } from "./_peers.ts";
 
 const { values } = parseArgs({
@@ -42,6 +53,17 @@ const CACHEABLE = enc.encode(
 const NOSTORE = enc.encode(
   `HTTP/1.1 200 OK\r\nDate: ${DATE}\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\nContent-Length: 1024\r\n\r\n${BODY}`,
 );
+// Stale at once for both caches: max-age=0 for ours, and for nginx an X-Accel-Expires
+// in the past (it takes precedence over Cache-Control there, and nginx will not
+// store max-age=0), so that every request is a revalidation the origin answers with 304.
+const REVAL_FIELDS =
+  `Date: ${DATE}\r\nX-Accel-Expires: @1\r\nCache-Control: max-age=0\r\nETag: "r1"\r\n`;
+const REVALIDATED = enc.encode(`HTTP/1.1 304 Not Modified\r\n${REVAL_FIELDS}\r\n`);
+const REVAL_FULL = enc.encode(
+  `HTTP/1.1 200 OK\r\n${REVAL_FIELDS}Content-Type: text/plain\r\nContent-Length: 1024\r\n\r\n${BODY}`,
+);
+// Origin answers per /reval/ prefix: [200s, 304s].
+const revalHits = new Map<string, [number, number]>();
 const GIB = 1 << 30;
 // Requests the origin received per /slow/ key (the collapsed-forwarding benchmark).
 const slowHits = new Map<string, number>();
@@ -60,8 +82,17 @@ const origin = Deno.listen({ hostname: "127.0.0.1", port: originPort });
           let end;
           while ((end = pending.indexOf("\r\n\r\n")) >= 0) {
             const line = pending.slice(0, pending.indexOf("\r\n"));
+            const conditional = /\r\nif-none-match:/i.test(pending.slice(0, end + 2));
             pending = pending.slice(end + 4);
-            if (line.includes(" /big")) {
+            if (line.includes(" /reval/")) {
+              const prefix = line.split(" ")[1]!.split("/").slice(0, 3).join("/");
+              const counts = revalHits.get(prefix) ?? [0, 0];
+              counts[conditional ? 1 : 0]++;
+              revalHits.set(prefix, counts);
+              const res = conditional ? REVALIDATED : REVAL_FULL;
+              let off = 0;
+              while (off < res.length) off += await conn.write(res.subarray(off));
+            } else if (line.includes(" /big")) {
               await conn.write(
                 enc.encode(
                   `HTTP/1.1 200 OK\r\nContent-Length: ${GIB}\r\nCache-Control: no-store\r\n\r\n`,
@@ -112,13 +143,14 @@ function startOurs(port: number, extra: string[] = []): Deno.ChildProcess {
 async function startNginx(
   port: number,
   workers: string,
-  lock = false,
+  variant: { lock?: boolean; revalidate?: boolean } = {},
 ): Promise<Deno.ChildProcess> {
-  const child = await startNginxCache(`${tmp}/nginx_${workers}${lock ? "_lock" : ""}`, {
+  const name = `${workers}${variant.lock ? "_lock" : ""}${variant.revalidate ? "_reval" : ""}`;
+  const child = await startNginxCache(`${tmp}/nginx_${name}`, {
     port,
     originPort,
     workers,
-    lock,
+    ...variant,
   });
   children.push(child);
   return child;
@@ -235,7 +267,7 @@ try {
   // one a miss when it is sent); the proxies in turn, each with its own keys.
   await resetPeak(oursProc.pid);
   const lockPort = freePort();
-  await startNginx(lockPort, "auto", true);
+  await startNginx(lockPort, "auto", { lock: true });
   await waitPort(lockPort);
   const collapse: Record<string, { reqPerSec: number; originPerKey: number; errors: number }> = {};
   for (
@@ -268,6 +300,51 @@ try {
     `collapsed misses: proxy peak RSS ${
       (results.collapsedPeakRss as number / 2 ** 20).toFixed(1)
     } MiB`,
+  );
+
+  // The revalidation path: every request finds a stale copy, revalidates it
+  // with If-None-Match, and the origin answers 304; the two caches in turn, three rounds.
+  const revalPort = freePort();
+  await startNginx(revalPort, "auto", { revalidate: true });
+  await waitPort(revalPort);
+  const revalServers = [
+    ["netkit proxy", oursPort],
+    ["nginx proxy_cache_revalidate (auto = 2 workers)", revalPort],
+  ] as const;
+  const revalSamples: Record<string, Array<{ reqPerSec: number; originPerRequest: number }>> = {};
+  for (const [name, port] of revalServers) {
+    const cs = await warm(`http://127.0.0.1:${port}/reval/${port}`);
+    console.error(`warm revalidation ${name}: ${cs}`);
+    revalSamples[name] = [];
+  }
+  for (let round = 0; round < 3; round++) {
+    for (const [name, port] of revalServers) {
+      const [full0, cond0] = revalHits.get(`/reval/${port}`) ?? [0, 0];
+      const text = await wrk(`http://127.0.0.1:${port}/reval/${port}`, ["-t2", "-c64"]);
+      const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
+      const [full1, cond1] = revalHits.get(`/reval/${port}`) ?? [0, 0];
+      const sample = {
+        reqPerSec: reqPerSec(text),
+        originPerRequest: (full1 - full0 + cond1 - cond0) / requests,
+      };
+      revalSamples[name]!.push(sample);
+      console.error(
+        `revalidation round ${round + 1} ${name}: ${sample.reqPerSec.toFixed(0)} req/s, ` +
+          `${sample.originPerRequest.toFixed(3)} origin requests per request ` +
+          `(${cond1 - cond0} 304s, ${full1 - full0} 200s)`,
+      );
+    }
+  }
+  const reval: Record<string, { reqPerSec: number; originPerRequest: number }> = {};
+  for (const [name] of revalServers) {
+    reval[name] = [...revalSamples[name]!].sort((a, b) => a.reqPerSec - b.reqPerSec)[1]!;
+  }
+  const revalOurs = reval["netkit proxy"]!.reqPerSec;
+  const revalNginx = reval["nginx proxy_cache_revalidate (auto = 2 workers)"]!.reqPerSec;
+  results.revalidation = { ...reval, ratio: revalOurs / revalNginx, samples: revalSamples };
+  console.error(
+    `revalidation (median of 3 rounds): netkit ${revalOurs.toFixed(0)} req/s, ` +
+      `nginx ${revalNginx.toFixed(0)} req/s, ratio ${(revalOurs / revalNginx).toFixed(2)}`,
   );
 
   // 4. memory with 10,000 distinct objects, with a roomy and with a tight memory tier
@@ -338,6 +415,73 @@ try {
       (before / 2 ** 20).toFixed(1)
     } → ${((await peakRss(big.pid)) / 2 ** 20).toFixed(1)} MiB`,
   );
+
+  // 6. a 512 MiB miss: every request goes to the origin (the store keeps nothing
+  // that large), so this is the path origin → proxy → client alone.
+  {
+    const MISS_MIB = 512;
+    const missRoot = await Deno.makeTempDir({
+      prefix: "proxy_bench_miss_",
+      ...(await Deno.stat("/dev/shm").then(() => ({ dir: "/dev/shm" }), () => ({}))),
+    });
+    try {
+      {
+        using file = await Deno.open(`${missRoot}/big.bin`, { write: true, create: true });
+        const piece = Uint8Array.from({ length: 1 << 20 }, (_, i) => (i * 31) & 255);
+        for (let i = 0; i < MISS_MIB; i++) await writeAll(file, piece);
+      }
+      await using originNginx = await startNginxServer(missRoot, { workers: 2 });
+      await using passNginx = await startNginxServer(missRoot, {
+        workers: 2,
+        server: `location /pass/ { proxy_pass ${originNginx.url}/; }`,
+      });
+      const missPort = freePort();
+      const missProxy = startNetkitProxy(missPort, ["--upstream", originNginx.url]);
+      children.push(missProxy);
+      await waitPort(missPort);
+      const baseline = await currentRss(missProxy.pid);
+      const clients = [
+        ["netkit proxy", `http://127.0.0.1:${missPort}/big.bin`],
+        ["nginx proxy_pass (auto = 2 workers)", `${passNginx.url}/pass/big.bin`],
+      ] as const;
+      const times: Record<string, number[]> = {};
+      for (let round = 0; round < 5; round++) {
+        for (const [name, url] of clients) {
+          const out = await new Deno.Command("curl", {
+            args: ["-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url],
+            stdout: "piped",
+          }).output();
+          const [size, secs] = new TextDecoder().decode(out.stdout).split(" ").map(Number);
+          if (size !== MISS_MIB << 20) {
+            throw new Error(`${name}: ${size} bytes, not ${MISS_MIB} MiB`);
+          }
+          (times[name] ??= []).push(secs!);
+        }
+      }
+      const ours = median(times["netkit proxy"]!);
+      const nginx = median(times["nginx proxy_pass (auto = 2 workers)"]!);
+      const peak = await peakRss(missProxy.pid);
+      results.miss512MiB = {
+        seconds: { ours, nginx },
+        mibPerSec: { ours: MISS_MIB / ours, nginx: MISS_MIB / nginx },
+        ratio: nginx / ours,
+        baselineRss: baseline,
+        peakRss: peak,
+        samples: times,
+      };
+      console.error(
+        `512 MiB miss (median of 5): netkit ${ours.toFixed(2)} s (${
+          (MISS_MIB / ours).toFixed(0)
+        } MiB/s), nginx proxy_pass ${nginx.toFixed(2)} s (${
+          (MISS_MIB / nginx).toFixed(0)
+        } MiB/s), ratio ${(nginx / ours).toFixed(2)} (target 0.7); proxy RSS ${
+          (baseline / 2 ** 20).toFixed(1)
+        } MiB at start, peak ${(peak / 2 ** 20).toFixed(1)} MiB`,
+      );
+    } finally {
+      await Deno.remove(missRoot, { recursive: true });
+    }
+  }
 } finally {
   for (const c of children) {
     try {

@@ -150,3 +150,34 @@ export async function curl(args: string[]): Promise<CurlResult> {
   }
   return { code: out.code, replies, stderr: new TextDecoder().decode(out.stderr) };
 }
+
+/**
+ * Runs curl with `-s` plus the given arguments, keeping the body as bytes.
+ *
+ * @param args The curl arguments.
+ * @returns The status and headers of the last response, and its body.
+ */
+export async function curlBytes(
+  args: string[],
+): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = await new Deno.Command("curl", {
+      args: ["-s", "--max-time", "20", "-D", `${dir}/h`, "-o", `${dir}/b`, ...args],
+    }).output();
+    if (out.code !== 0) throw new Error(`curl ${args.join(" ")} exited with ${out.code}`);
+    const lines = (await Deno.readTextFile(`${dir}/h`)).trim().split("\r\n");
+    const headers = new Headers();
+    for (const l of lines.slice(1)) {
+      const i = l.indexOf(":");
+      headers.append(l.slice(0, i).trim(), l.slice(i + 1).trim());
+    }
+    return {
+      status: Number(lines[0]!.split(" ")[1]),
+      headers,
+      body: await Deno.readFile(`${dir}/b`),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

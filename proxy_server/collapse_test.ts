@@ -17,13 +17,15 @@ Deno.test("proxy collapses concurrent misses for one key into one origin request
   const text = bigText();
   await Deno.writeTextFile(`${root}/big.txt`, text);
   await Deno.writeTextFile(`${root}/private.txt`, "not for sharing\n");
+  await Deno.writeTextFile(`${root}/ranged.txt`, text);
   // limit_rate makes the body take about a quarter of a second, so the
   // requests arrive while the first response is still streaming.
   await using nginx = await startNginx(root, {
     workers: 1,
     logFormat: "$request_method $uri $status",
     server: `location /big.txt { limit_rate 2m; add_header Cache-Control "max-age=60"; }
-      location /private.txt { add_header Cache-Control "no-store"; }`,
+      location /private.txt { add_header Cache-Control "no-store"; }
+      location /ranged.txt { limit_rate 2m; add_header Cache-Control "max-age=60"; }`,
   });
   await using proxy = await startProxy({
     port: 0,
@@ -66,6 +68,33 @@ Deno.test("proxy collapses concurrent misses for one key into one origin request
     }
     const lines = await nginx.log(21);
     assertEquals(lines.filter((l) => l.includes("/private.txt")).length, 20);
+  });
+
+  await t.step("range misses share the whole fetch with plain ones: 1 origin request", async () => {
+    const before = (await nginx.log(21)).length;
+    const replies = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => {
+        const range = i % 2 === 0 ? undefined : `bytes=${i * 1000}-${i * 1000 + 99}`;
+        return rawRequest(proxy.port, get("/ranged.txt", range ? { Range: range } : {}))
+          .then((reply) => ({ reply, i, range }));
+      }),
+    );
+    for (const { reply, i, range } of replies) {
+      assert(reply !== null);
+      if (range === undefined) {
+        assertEquals(reply.status, 200);
+        assert(reply.body === text, `a body of ${reply.body.length} bytes differs`);
+      } else {
+        assertEquals(reply.status, 206);
+        assertEquals(reply.body, text.slice(i * 1000, i * 1000 + 100));
+      }
+    }
+    const shared = replies.filter(({ reply, range }) =>
+      range !== undefined && /; collapsed/.test(reply!.headers.get("cache-status")!)
+    );
+    assert(shared.length > 0, "no range request shared the first one's response");
+    const lines = (await nginx.log(before + 1)).slice(before);
+    assertEquals(lines.filter((l) => l.includes("/ranged.txt")), ["GET /ranged.txt 200"]);
   });
   await Deno.remove(root, { recursive: true });
 });

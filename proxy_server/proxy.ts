@@ -56,6 +56,7 @@ import {
 } from "./cache.ts";
 import { CacheStore, type Entry, type EntryMeta, type StoreOptions } from "./store.ts";
 import { Flight } from "./_flight.ts";
+import { parseContentRange, PartStore, strongValidator } from "./_parts.ts";
 import { Metrics } from "./_metrics.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
@@ -156,8 +157,11 @@ export interface ProxyOptions extends
    */
   maxBodySize?: number;
   /**
-   * Idle upstream connections kept per origin.
-   * @default {16}
+   * Idle upstream connections kept per origin: as many as the clients that
+   * keep the origin busy at once, or each answer closes one and the next
+   * request opens another (16 cost two thirds of the revalidation path's
+   * throughput at 64 clients).
+   * @default {64}
    */
   poolSize?: number;
   /**
@@ -236,6 +240,25 @@ interface Memo {
 }
 
 const encoder = new TextEncoder();
+
+/** Bytes of 206 parts held in memory until they combine; a larger representation is not assembled. */
+const PARTS_BUDGET = 16 << 20;
+
+/** Size of the buffers a response body moves through on the miss path (the client's read size). */
+const BODY_BUFFER = 65536;
+
+/** Free body buffers; a miss takes one and gives it back, so pieces cost no allocation. */
+const bodyBuffers: Uint8Array[] = [];
+
+/** A 206 being received whose bytes may complete a stored representation. */
+interface PendingPart {
+  start: number;
+  end: number;
+  size: number;
+  validator: string;
+  pieces: Uint8Array[];
+  got: number;
+}
 
 /** Parsed CIDR. */
 interface Cidr {
@@ -366,6 +389,8 @@ class ProxyServer implements Proxy {
   #urlMemo = new Map<string, string>();
   #revalidating = new Set<string>();
   #flights = new Map<string, Flight>();
+  /** 206 parts waiting for the rest of their representation (RFC 9111 §3.4). */
+  #parts = new PartStore(PARTS_BUDGET);
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
@@ -411,7 +436,7 @@ class ProxyServer implements Proxy {
       connectTimeout: this.#timeout,
       headTimeout: this.#timeout,
       bodyTimeout: this.#timeout,
-      maxIdlePerOrigin: options.poolSize ?? 16,
+      maxIdlePerOrigin: options.poolSize ?? 64,
       maxConnectionsPerOrigin: options.maxConnectionsPerOrigin ?? 256,
       // 64 KiB pieces: a download in flight holds little memory per client.
       readSize: 65536,
@@ -735,6 +760,7 @@ class ProxyServer implements Proxy {
     } else {
       const url = this.#targetUrl(head);
       x.url = url;
+      this.#parts.delete(url);
       n = await this.store.deleteUrl(url);
       what = url;
     }
@@ -771,18 +797,23 @@ class ProxyServer implements Proxy {
     if (parseCacheControl(head.headers.get("cache-control")).has("only-if-cached")) {
       return await this.#onlyIfCached(conn, head);
     }
-    // Only a plain GET shares a response: a range or a conditional asks for
-    // a different answer than the whole 200 the others want.
+    // Only an unconditional GET shares a response: a conditional asks for a
+    // different answer than the whole 200 the others want. Ranges are cut from that whole.
     const h = head.headers;
-    const plain = head.method === "GET" && !h.has("range") && !h.has("if-none-match") &&
+    const unconditional = head.method === "GET" && !h.has("if-none-match") &&
       !h.has("if-modified-since") && !h.has("if-match") && !h.has("if-unmodified-since");
-    if (collapseKey === null || !plain) return await this.#forward(conn, head, x, url, null, why);
+    if (collapseKey === null || !unconditional) {
+      return await this.#forward(conn, head, x, url, null, why);
+    }
+    const ranged = h.has("range");
     const flight = this.#flights.get(collapseKey);
     if (flight === undefined || !flight.shared) {
       const lead = new Flight();
       this.#flights.set(collapseKey, lead);
       try {
-        return await this.#forward(conn, head, x, url, null, why, lead);
+        return ranged
+          ? await this.#rangeMiss(conn, head, x, url, why, lead)
+          : await this.#forward(conn, head, x, url, null, why, lead);
       } finally {
         lead.end(false);
         if (this.#flights.get(collapseKey) === lead) this.#flights.delete(collapseKey);
@@ -797,9 +828,12 @@ class ProxyServer implements Proxy {
       shared === null ||
       (shared.varyKey !== "" && varyKey(shared.head.headers.get("vary"), h) !== shared.varyKey)
     ) {
-      return await this.#forward(conn, head, x, url, null, why);
+      return ranged
+        ? await this.#rangeMiss(conn, head, x, url, why)
+        : await this.#forward(conn, head, x, url, null, why);
     }
     x.hier = "HIER_NONE/-";
+    const ranges = ranged ? rangesOf(h, shared.head) : undefined;
     return await this.#pipeResponse(
       conn,
       {
@@ -816,8 +850,59 @@ class ProxyServer implements Proxy {
         keepAlive: head.keepAlive && !conn.closing,
         fwd: why,
         collapsed: true,
+        ...(ranges !== undefined ? { ranges } : {}),
       },
     );
+  }
+
+  /**
+   * Answers a range request that missed (RFC 9111 §3.3–3.4): the whole
+   * representation is fetched without `Range` and `If-Range`, stored, and the
+   * ranges are cut from it as it streams, so the next range is a hit. When
+   * the origin says the whole is larger than the store keeps, that fetch is
+   * dropped and the request goes upstream as it came, its 206 relayed.
+   */
+  async #rangeMiss(
+    conn: ServerConnection,
+    head: RequestHead,
+    x: Exchange,
+    url: string,
+    why: "uri-miss" | "vary-miss" | "miss",
+    flight?: Flight,
+  ): Promise<boolean> {
+    const target = new URL(url);
+    const fields = forwardFields(head.headers, this.#via, target);
+    fields.delete("range");
+    fields.delete("if-range");
+    const requestTime = Date.now();
+    let res: ClientResponse;
+    try {
+      res = await this.#client.request(target, {
+        method: "GET",
+        headers: fields,
+        exactHeaders: true,
+      });
+    } catch (err) {
+      return await this.#upstreamFailed(conn, head, x, null, err, why);
+    }
+    x.hier = `HIER_DIRECT/${res.remoteAddress}`;
+    const responseTime = Date.now();
+    const up = res.head;
+    const size = up.body.type === "length" ? up.body.length : undefined;
+    if (up.status === 200 && size !== undefined && size > this.store.storableSize) {
+      await res.cancel();
+      return await this.#forward(conn, head, x, url, null, why);
+    }
+    const ranges = rangesOf(head.headers, up);
+    return await this.#pipeResponse(conn, res, head, x, {
+      url,
+      requestTime,
+      responseTime,
+      keepAlive: head.keepAlive && !conn.closing,
+      fwd: why,
+      ...(ranges !== undefined ? { ranges } : {}),
+      ...(flight !== undefined ? { flight } : {}),
+    });
   }
 
   /** Serves a stored response (fully or as 304 to a conditional request). */
@@ -866,51 +951,20 @@ class ProxyServer implements Proxy {
     let parts: Uint8Array[] | null = null;
     if (ranges === undefined || !ascending(ranges)) {
       headBytes = concat([memo.prefix, encoder.encode(extra + "\r\n")]);
-    } else if (ranges.length === 0) {
-      // RFC 9110 §15.5.17: no range overlaps the stored representation.
-      conn.status = 416;
-      const fields: Array<[string, string]> = [
-        ["Content-Range", `bytes */${entry.meta.bodyLength}`],
-        ["Content-Length", "0"],
-        ["Via", this.#via],
-      ];
-      await conn.write(concat([
-        encodeResponseHead({ status: 416, headers: fields }).subarray(0, -2),
-        encoder.encode(extra + "\r\n"),
-      ]));
-      return keepAlive;
     } else {
       // RFC 9111 §3.4 / RFC 9110 §14: a range of a stored complete response is a 206
-      // built here, with the stored fields, so the origin is not asked.
-      conn.status = 206;
-      const size = entry.meta.bodyLength;
-      const fields = new FieldList();
-      for (const [n, v] of memo.fields) {
-        if (n === "content-length" || (ranges.length > 1 && n === "content-type")) continue;
-        fields.append(n, v);
-      }
-      fields.append("Via", this.#via);
-      let length: number;
-      if (ranges.length === 1) {
-        const r = ranges[0]!;
-        fields.append("Content-Range", `bytes ${r.start}-${r.end}/${size}`);
-        length = r.end - r.start + 1;
-      } else {
-        const boundary = `netkit-byteranges-${crypto.randomUUID().replaceAll("-", "")}`;
-        const framing = byterangesFraming(ranges, {
-          size,
-          type: memo.fields.get("content-type") ?? "application/octet-stream",
-          boundary,
-        });
-        parts = framing.parts;
-        length = framing.length;
-        fields.append("Content-Type", `multipart/byteranges; boundary=${boundary}`);
-      }
-      fields.append("Content-Length", String(length));
+      // (or a 416) built here, with the stored fields, so the origin is not asked.
+      const answer = rangeAnswer(memo.fields, ranges, entry.meta.bodyLength, this.#via);
+      conn.status = answer.status;
+      parts = answer.parts;
       headBytes = concat([
-        encodeResponseHead({ status: 206, headers: fields }).subarray(0, -2),
+        encodeResponseHead({ status: answer.status, headers: answer.fields }).subarray(0, -2),
         encoder.encode(extra + "\r\n"),
       ]);
+      if (answer.status === 416) {
+        await conn.write(headBytes);
+        return keepAlive;
+      }
     }
     let body: Uint8Array | ReadableStream<Uint8Array> | undefined = entry.body ?? undefined;
     if (body === undefined && head.method === "GET") {
@@ -1145,6 +1199,7 @@ class ProxyServer implements Proxy {
       for (
         const u of invalidatedUris(head.method, url, { status: res.status, headers: res.headers })
       ) {
+        this.#parts.delete(u);
         await this.store.deleteUrl(u);
       }
     }
@@ -1225,6 +1280,11 @@ class ProxyServer implements Proxy {
       flight?: Flight;
       /** Relay a response another request is storing (a collapsed waiter). */
       collapsed?: boolean;
+      /**
+       * Send the client these ascending ranges of the 200 (with a known
+       * length) as a 206, or a 416 when empty, while the whole is stored.
+       */
+      ranges?: readonly ByteRange[];
     },
   ): Promise<boolean> {
     const { url, requestTime, responseTime } = ctx;
@@ -1232,7 +1292,14 @@ class ProxyServer implements Proxy {
     if (conn !== null) conn.status = up.status;
     x.type = up.headers.get("content-type");
     const policy = targetedFields(up.headers, this.#policy.targets);
-    const verdict = storability(req, { status: up.status, headers: policy });
+    let verdict = storability(req, { status: up.status, headers: policy });
+    if (
+      verdict.storable && up.body.type === "length" && up.body.length > this.store.storableSize
+    ) {
+      // Larger than the store keeps, as the origin says: not written at all, and
+      // collapsed waiters fetch on their own rather than share a body held whole.
+      verdict = { storable: false, reason: "size" };
+    }
     const stored = stripHopByHop(up.headers);
     let writer = null;
     let key = url;
@@ -1266,15 +1333,26 @@ class ProxyServer implements Proxy {
       flight?.publish(null);
       flight = undefined;
     }
+    let part = up.status === 206 && req.method === "GET" && !ctx.collapsed
+      ? this.#partOf(req, up, policy)
+      : undefined;
     const isHeadReq = req.method === "HEAD";
     const hasBody = up.body.type === "length" || up.body.type === "chunked" ||
       up.body.type === "close";
     let clientChunked = false;
     let pending: Uint8Array | null = null;
     let keep = ctx.keepAlive && up.body.type !== "tunnel";
+    let cutter: RangeCutter | undefined;
     if (conn !== null) {
-      const out = stored.clone();
+      let status = up.status;
+      let out = stored.clone();
       out.append("Via", this.#via);
+      if (ctx.ranges !== undefined && up.body.type === "length") {
+        const answer = rangeAnswer(stored, ctx.ranges, up.body.length, this.#via);
+        status = conn.status = answer.status;
+        out = answer.fields;
+        cutter = new RangeCutter(ctx.ranges, answer.parts);
+      }
       const ttl = verdict.storable
         ? freshnessLifetime(up.status, policy, { responseTime }).lifetime -
           currentAge(up.headers, { requestTime, responseTime, now: responseTime })
@@ -1286,7 +1364,9 @@ class ProxyServer implements Proxy {
       if (!verdict.storable && req.method === "GET") params.detail = verdict.reason;
       out.append("Cache-Status", formatCacheStatus(this.#name, params));
       if (up.body.type === "chunked" || up.body.type === "close") out.delete("content-length");
-      if (up.body.type === "length") out.set("Content-Length", String(up.body.length));
+      if (cutter !== undefined) {
+        // The range answer's own Content-Length stands.
+      } else if (up.body.type === "length") out.set("Content-Length", String(up.body.length));
       else if (hasBody && !isHeadReq) {
         if (req.version === "HTTP/1.0" || !keep) keep = false;
         else {
@@ -1300,32 +1380,54 @@ class ProxyServer implements Proxy {
       if (this.#delay > 0) await delay(this.#delay);
       // The head goes out with the first piece of body: one write, not two, for
       // the common small response (this is most of the miss path's added latency).
-      pending = encodeResponseHead({ status: up.status, reason: up.reason, headers: out });
+      pending = cutter === undefined
+        ? encodeResponseHead({ status, reason: up.reason, headers: out })
+        : encodeResponseHead({ status, headers: out });
     }
     let complete = false;
     // A client that goes away while others wait on this response (or while it
     // is being stored) does not stop the download: it ends only its own answer.
     let clientGone: unknown = undefined;
+    // Origin → client and origin → store through one reused buffer: each write
+    // completes before the next read into it. Only the pieces the flight keeps
+    // for waiters (and parts) are copied.
+    const buffer = bodyBuffers.pop() ?? new Uint8Array(BODY_BUFFER);
     try {
-      for await (const chunk of res.body()) {
-        flight?.push(chunk);
+      for await (const chunk of res.body({ buffer })) {
+        if (flight !== undefined) {
+          flight.push(flight.shared || flight.waiters > 0 ? chunk.slice() : chunk);
+        }
         if (this.#metrics !== undefined && !ctx.collapsed) {
           this.#metrics.upstreamBytes += chunk.length;
         }
         if (conn !== null && clientGone === undefined) {
-          const data = clientChunked ? encodeChunk(chunk) : chunk;
+          let data = clientChunked ? encodeChunk(chunk) : chunk;
+          let bodyBytes = chunk.length;
+          if (cutter !== undefined) {
+            const pieces = cutter.cut(chunk);
+            data = pieces.length === 1 ? pieces[0]! : concat(pieces);
+            bodyBytes = data.length;
+          }
           try {
-            await conn.write(pending === null ? data : concat([pending, data]));
+            if (pending !== null || data.length > 0) {
+              await conn.write(pending === null ? data : concat([pending, data]));
+            }
           } catch (err) {
-            if (flight === undefined) throw err;
+            // The store (or the waiters) still want the rest of the body.
+            if (flight === undefined && (cutter === undefined || writer === null)) throw err;
             clientGone = err;
           }
           pending = null;
-          conn.bodyBytes += chunk.length;
+          conn.bodyBytes += bodyBytes;
         }
         if (writer !== null && !(await writer.write(chunk))) {
           writer = null;
           flight?.unshare();
+        }
+        if (part !== undefined) {
+          part.pieces.push(chunk.slice());
+          part.got += chunk.length;
+          if (part.got > part.end - part.start + 1) part = undefined;
         }
       }
       if (pending !== null && conn !== null && clientGone === undefined) {
@@ -1335,6 +1437,7 @@ class ProxyServer implements Proxy {
       }
       complete = true;
     } finally {
+      if (bodyBuffers.length < 64) bodyBuffers.push(buffer);
       if (!complete) {
         // Truncated or reset upstream (or a client gone): never store, and make
         // the client see the failure by closing instead of ending the message.
@@ -1354,7 +1457,71 @@ class ProxyServer implements Proxy {
       return false;
     }
     if (writer !== null) await writer.commit();
+    if (part !== undefined && part.got === part.end - part.start + 1) {
+      await this.#combine(url, part, stored, { requestTime, responseTime });
+    }
     return keep;
+  }
+
+  /**
+   * A 206 that may be kept as a part (RFC 9111 §3.4): one range with a known
+   * complete length the store could hold, a strong validator, no `Vary`, and
+   * storable but for its status.
+   */
+  #partOf(
+    req: { method: string; headers: FieldList },
+    up: ResponseHead,
+    policy: FieldReader,
+  ): PendingPart | undefined {
+    const range = parseContentRange(up.headers.get("content-range"));
+    if (range === undefined || range.size > Math.min(this.store.storableSize, PARTS_BUDGET)) {
+      return undefined;
+    }
+    if (up.headers.has("vary") || !storability(req, { status: 200, headers: policy }).storable) {
+      return undefined;
+    }
+    const validator = strongValidator((name) => up.headers.get(name));
+    if (validator === undefined) return undefined;
+    return { ...range, validator, pieces: [], got: 0 };
+  }
+
+  /**
+   * Keeps a received part; when the parts held for the URI now cover the
+   * whole representation, stores it as a 200 with the newest part's fields.
+   */
+  async #combine(
+    url: string,
+    part: PendingPart,
+    fields: FieldList,
+    times: { requestTime: number; responseTime: number },
+  ): Promise<void> {
+    const own: Array<[string, string]> = [];
+    for (const [n, v] of fields) {
+      const lower = n.toLowerCase();
+      if (lower !== "content-length" && lower !== "content-range") own.push([lower, v]);
+    }
+    const whole = this.#parts.add({
+      url,
+      start: part.start,
+      bytes: concat(part.pieces),
+      size: part.size,
+      fields: own,
+      ...times,
+    }, part.validator);
+    if (whole === undefined) return;
+    if ((this.store.varyOf(url) ?? "") !== "") await this.store.deleteUrl(url);
+    const writer = this.store.beginWrite({
+      key: url,
+      url,
+      status: 200,
+      reason: "OK",
+      fields: whole.fields,
+      requestTime: whole.requestTime,
+      responseTime: whole.responseTime,
+      bodyLength: 0,
+    });
+    for (const piece of whole.pieces) if (!(await writer.write(piece))) return;
+    await writer.commit();
   }
 
   async #tunnel(conn: ServerConnection, head: RequestHead, x: Exchange): Promise<boolean> {
@@ -1456,23 +1623,115 @@ async function* rangedBody(
   ranges: readonly ByteRange[],
   parts: Uint8Array[] | null,
 ): AsyncGenerator<Uint8Array> {
-  let i = 0;
-  let pos = 0;
-  if (parts !== null) yield parts[0]!;
+  const cutter = new RangeCutter(ranges, parts);
   for await (const chunk of body) {
-    while (i < ranges.length) {
-      const r = ranges[i]!;
+    yield* cutter.cut(chunk);
+    if (cutter.done) return;
+  }
+}
+
+/**
+ * The ranges a request asks of a 200 with a known length, when they can be cut
+ * in one pass; the client's `If-Range` is evaluated against the validators the
+ * origin sent (RFC 9110 §13.1.5). `undefined`: answer the whole.
+ */
+function rangesOf(request: FieldList, up: ResponseHead): readonly ByteRange[] | undefined {
+  if (up.status !== 200 || up.body.type !== "length") return undefined;
+  const ranges = rangesToServe(request, {
+    size: up.body.length,
+    etag: up.headers.get("etag"),
+    lastModified: parseHttpDate(up.headers.get("last-modified")),
+  });
+  return ranges !== undefined && ascending(ranges) ? ranges : undefined;
+}
+
+/**
+ * Cuts ascending ranges out of a body that arrives in pieces, in one pass,
+ * each range preceded by its multipart head when `parts` is given (the
+ * closing delimiter comes after the last range).
+ */
+class RangeCutter {
+  #ranges: readonly ByteRange[];
+  #parts: Uint8Array[] | null;
+  #i = 0;
+  #pos = 0;
+
+  constructor(ranges: readonly ByteRange[], parts: Uint8Array[] | null) {
+    this.#ranges = ranges;
+    this.#parts = parts;
+  }
+
+  /** Whether every range has been cut. */
+  get done(): boolean {
+    return this.#i >= this.#ranges.length;
+  }
+
+  /** The pieces of the answer in `chunk`, the body's next bytes (views of it, or multipart heads). */
+  cut(chunk: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const ranges = this.#ranges;
+    const parts = this.#parts;
+    const pos = this.#pos;
+    if (pos === 0 && this.#i === 0 && parts !== null) out.push(parts[0]!);
+    while (this.#i < ranges.length) {
+      const r = ranges[this.#i]!;
       const from = Math.max(r.start - pos, 0);
       if (from >= chunk.length) break;
       const to = Math.min(r.end - pos + 1, chunk.length);
-      yield chunk.subarray(from, to);
+      out.push(chunk.subarray(from, to));
       if (r.end - pos + 1 > chunk.length) break;
-      i++;
-      if (parts !== null) yield parts[i]!;
+      this.#i++;
+      if (parts !== null) out.push(parts[this.#i]!);
     }
-    pos += chunk.length;
-    if (i >= ranges.length) return;
+    this.#pos += chunk.length;
+    return out;
   }
+}
+
+/**
+ * The head of the answer to ascending ranges of a representation of `size`
+ * bytes with `fields`: a 206 with `Content-Range`, or `multipart/byteranges`
+ * with its part heads, or, for no range at all, a 416 (RFC 9110 §14, §15.5.17).
+ */
+function rangeAnswer(
+  fields: Iterable<[string, string]>,
+  ranges: readonly ByteRange[],
+  size: number,
+  via: string,
+): { status: number; fields: FieldList; parts: Uint8Array[] | null; length: number } {
+  const out = new FieldList();
+  if (ranges.length === 0) {
+    out.append("Content-Range", `bytes */${size}`);
+    out.append("Content-Length", "0");
+    out.append("Via", via);
+    return { status: 416, fields: out, parts: null, length: 0 };
+  }
+  let type = "application/octet-stream";
+  for (const [n, v] of fields) {
+    const lower = n.toLowerCase();
+    if (lower === "content-type") type = v;
+    if (
+      lower === "content-length" || lower === "content-range" ||
+      (ranges.length > 1 && lower === "content-type")
+    ) continue;
+    out.append(n, v);
+  }
+  out.append("Via", via);
+  let parts: Uint8Array[] | null = null;
+  let length: number;
+  if (ranges.length === 1) {
+    const r = ranges[0]!;
+    out.append("Content-Range", `bytes ${r.start}-${r.end}/${size}`);
+    length = r.end - r.start + 1;
+  } else {
+    const boundary = `netkit-byteranges-${crypto.randomUUID().replaceAll("-", "")}`;
+    const framing = byterangesFraming(ranges, { size, type, boundary });
+    parts = framing.parts;
+    length = framing.length;
+    out.append("Content-Type", `multipart/byteranges; boundary=${boundary}`);
+  }
+  out.append("Content-Length", String(length));
+  return { status: 206, fields: out, parts, length };
 }
 
 /** The server-core settings a proxy passes through, without its own options. */

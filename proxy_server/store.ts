@@ -241,6 +241,11 @@ export class CacheStore {
     return this.#diskBytes;
   }
 
+  /** The largest body a write can store: `maxObjectSize`, or the memory tier's bound without a directory. */
+  get storableSize(): number {
+    return this.#dir === undefined ? this.#memoryObjectSize : this.#maxObjectSize;
+  }
+
   async #rebuild(dir: string): Promise<void> {
     await Deno.mkdir(dir, { recursive: true });
     const found: Array<{ record: DiskRecord; mtime: number }> = [];
