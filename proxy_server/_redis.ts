@@ -184,17 +184,22 @@ export class RedisLink {
   }
 
   #watch(conn: Connection, set: (up: boolean) => void): void {
-    conn.on("error", (err) => {
-      this.#lastError = err instanceof Error ? err.message : String(err);
+    const down = (err?: unknown) => {
+      if (err !== undefined) this.#lastError = err instanceof Error ? err.message : String(err);
       set(false);
-    });
-    conn.on("ready", () => set(true));
-    conn.on("end", () => set(false));
-    conn.on("reconnecting", () => set(false));
-    // A cluster client reports its nodes' errors as node-error.
-    conn.on("node-error", (err) => {
-      this.#lastError = err instanceof Error ? err.message : String(err);
-    });
+    };
+    conn.on("error", down);
+    if (this.#url.kind === "redis") {
+      conn.on("end", () => down());
+      conn.on("reconnecting", () => down());
+      conn.on("ready", () => set(true));
+      return;
+    }
+    // A cluster client reports each node's state: a master without a replica
+    // takes its slots down with it, and the cluster refuses until it is back.
+    conn.on("node-error", down);
+    conn.on("node-disconnect", () => down());
+    conn.on("node-ready", () => set(true));
   }
 
   /** Connects (a cluster client gives up on a failed first connect: retry it here). */

@@ -121,3 +121,55 @@ export async function until(what: string, check: () => Promise<boolean>): Promis
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** What {@linkcode loadWithOutage} saw. */
+export interface LoadReport {
+  /** Requests answered 200 with the right body. */
+  ok: number;
+  /** Every other outcome, described. */
+  failures: string[];
+}
+
+/**
+ * Sends GETs for `paths` round-robin through `ports` from `concurrency`
+ * clients for `seconds`, calling `kill` a quarter of the way through and
+ * `restart` halfway, and checks every answer against `bodyOf`.
+ *
+ * @returns What the clients saw.
+ */
+export async function loadWithOutage(options: {
+  ports: number[];
+  paths: string[];
+  bodyOf: (path: string) => string;
+  seconds: number;
+  concurrency: number;
+  kill: () => Promise<void>;
+  restart: () => Promise<void>;
+}): Promise<LoadReport> {
+  const { get, rawRequest } = await import("./_test_util.ts");
+  const report: LoadReport = { ok: 0, failures: [] };
+  const end = Date.now() + options.seconds * 1000;
+  let turn = 0;
+  const client = async () => {
+    while (Date.now() < end) {
+      const i = turn++;
+      const port = options.ports[i % options.ports.length]!;
+      const path = options.paths[(i * 7919) % options.paths.length]!;
+      try {
+        const r = await rawRequest(port, get(path));
+        if (r?.status === 200 && r.body === options.bodyOf(path)) report.ok++;
+        else report.failures.push(`${path} via ${port}: ${r?.status ?? "no answer"}`);
+      } catch (err) {
+        report.failures.push(`${path} via ${port}: ${(err as Error).message}`);
+      }
+    }
+  };
+  const outage = (async () => {
+    await new Promise((r) => setTimeout(r, options.seconds * 250));
+    await options.kill();
+    await new Promise((r) => setTimeout(r, options.seconds * 250));
+    await options.restart();
+  })();
+  await Promise.all([...Array.from({ length: options.concurrency }, client), outage]);
+  return report;
+}
