@@ -8,6 +8,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 
 type Client = typeof import("@redis/client");
 let client: Promise<Client> | undefined;
@@ -86,6 +87,9 @@ export type Reply = Uint8Array | number | null | Reply[];
 
 /** The commands the shared tier sends; a standalone client and a cluster client both have them. */
 interface Commands {
+  evalSha(sha: string, options: { keys: string[]; arguments: Array<string | Uint8Array> }): Promise<
+    unknown
+  >;
   eval(script: string, options: { keys: string[]; arguments: Array<string | Uint8Array> }): Promise<
     unknown
   >;
@@ -134,6 +138,7 @@ export class RedisLink {
   #lastError = "";
   #retry: ReturnType<typeof setTimeout> | undefined;
   #attempt = 0;
+  #shas = new Map<string, string>();
   /** Operations that failed (error or deadline). */
   errors = 0;
 
@@ -279,8 +284,20 @@ export class RedisLink {
     const wrapped = args.map((a) =>
       typeof a === "string" ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)
     );
+    const options = { keys, arguments: wrapped };
+    let sha = this.#shas.get(script);
+    if (sha === undefined) {
+      this.#shas.set(script, sha = createHash("sha1").update(script).digest("hex"));
+    }
+    // By digest: Redis keeps every script it has run, so the text goes over
+    // the wire only the first time (and after a restart: NOSCRIPT).
     return await this.#run(
-      () => this.#commands!.eval(script, { keys, arguments: wrapped }),
+      () =>
+        this.#commands!.evalSha(sha, options).catch((err) =>
+          /NOSCRIPT/.test(String(err?.message ?? err))
+            ? this.#commands!.eval(script, options)
+            : Promise.reject(err)
+        ),
       timeout,
     );
   }

@@ -807,8 +807,8 @@ class ProxyServer implements Proxy {
       this.#flights.set(collapseKey, lead);
       let lease: { release(): Promise<void> } | undefined;
       try {
-        // Another node may have it, or be fetching it (RFC 9111 does not
-        // forbid a cache from sharing storage; this is how Souin does it).
+        // Before the origin: another node may have stored it, or be fetching
+        // it under a lease, which this waits on.
         const claim = await this.#shared?.claim(url, collapseKey, h);
         if (claim?.entry !== undefined) {
           const entry = await copyToStore(this.store, claim.entry);

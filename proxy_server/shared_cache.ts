@@ -26,6 +26,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { concat } from "../lib/bytes.ts";
 import {
   currentAge,
   deltaSeconds,
@@ -642,21 +643,8 @@ function verify(reply: Reply[], key: string): SharedEntry | null {
   if (typeof meta !== "object" || meta === null || meta.key !== key) return null;
   const pieces = reply.slice(2).filter((r): r is Uint8Array => r instanceof Uint8Array);
   if (pieces.length !== reply.length - 2) return null;
-  const body = concat(pieces);
+  const body = pieces.length === 1 ? pieces[0]! : concat(pieces);
   if (body.length !== meta.bodyLength || sha256(body) !== meta.sha256) return null;
   const { sha256: _, ...plain } = meta;
   return { meta: plain, body };
-}
-
-function concat(pieces: Uint8Array[]): Uint8Array {
-  if (pieces.length === 1) return pieces[0]!;
-  let n = 0;
-  for (const p of pieces) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of pieces) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }

@@ -156,3 +156,26 @@ Deno.test("SharedCache authenticates with the URL's password or REDIS_PASSWORD's
     await wrong.close();
   }
 });
+
+Deno.test("proxy --shared-cache with a bad URL exits 2 with a message, not a trace", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./main.ts", import.meta.url).pathname,
+      "-p",
+      "0",
+      "--shared-cache",
+      "memcached://h:1",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assertEquals(out.code, 2);
+  const err = new TextDecoder().decode(out.stderr).trim();
+  assert(
+    err.startsWith('proxy: invalid --shared-cache: Cannot use shared cache "memcached://h:1"'),
+    err,
+  );
+  assert(!err.includes("    at "), err);
+});
