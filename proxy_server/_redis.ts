@@ -138,6 +138,7 @@ export class RedisLink {
   #lastError = "";
   #retry: ReturnType<typeof setTimeout> | undefined;
   #attempt = 0;
+  #connected = false;
   #shas = new Map<string, string>();
   /** Operations that failed (error or deadline). */
   errors = 0;
@@ -204,7 +205,10 @@ export class RedisLink {
     // takes its slots down with it, and the cluster refuses until it is back.
     conn.on("node-error", down);
     conn.on("node-disconnect", () => down());
-    conn.on("node-ready", () => set(true));
+    // The first node is ready before the others are known: up only once connect() has resolved.
+    conn.on("node-ready", () => {
+      if (this.#connected) set(true);
+    });
   }
 
   /** Connects (a cluster client gives up on a failed first connect: retry it here). */
@@ -234,6 +238,7 @@ export class RedisLink {
       return;
     }
     this.#attempt = 0;
+    this.#connected = true;
     this.#setUp(true);
     this.#subscribe(main);
   }

@@ -797,7 +797,9 @@ class ProxyServer implements Proxy {
     const plain = head.method === "GET" && !h.has("range") && !h.has("if-none-match") &&
       !h.has("if-modified-since") && !h.has("if-match") && !h.has("if-unmodified-since");
     if (collapseKey === null || !plain) {
-      const found = head.method === "GET" ? await this.#shared?.lookup(url, h) : undefined;
+      const found = head.method === "GET" || head.method === "HEAD"
+        ? await this.#shared?.lookup(url, h)
+        : undefined;
       if (found) return await this.#fromShared(conn, head, x, url, found);
       return await this.#forward(conn, head, x, url, null, why);
     }

@@ -485,7 +485,8 @@ export class SharedCache {
         await writer.commit();
         if (chunks === null) return;
         // In the background: the client need not wait for Redis.
-        const done = this.put({ ...meta, bodyLength: size }, concat(chunks), ttl);
+        const done = this.put({ ...meta, bodyLength: size }, concat(chunks), ttl)
+          .catch(() => false);
         this.#writing.set(meta.url, done);
         done.finally(() => {
           if (this.#writing.get(meta.url) === done) this.#writing.delete(meta.url);
