@@ -4,10 +4,10 @@
  * each of which runs our tool and its reference tool in the same process
  * tree and prints medians and ratios. With names, runs only those suites.
  *
- * Suites: micro, ping, startup, traceroute, traceroute_live, udp, web, client, proxy, cache_conformance, smtp.
+ * Suites: micro, ping, startup, traceroute, traceroute_live, udp, web, client, proxy, proxy_shared, cache_conformance, smtp.
  * The network ones need root (raw sockets, network namespaces) and the Debian
  * peers that `.ci/run` installs (iputils, traceroute, irtt, nginx, squid, wrk,
- * swaks; node and npm for the HTTP cache conformance suite, which is looked for
+ * swaks, redis-server; node and npm for the HTTP cache conformance suite, which is looked for
  * in `../shared/cache-tests`).
  *
  * @module
@@ -25,6 +25,7 @@ const SUITES: Record<string, string[]> = {
   web: ["run", "-A", `${here}web.ts`, "--duration", "4", "--rounds", "3"],
   client: ["run", "-A", `${here}client.ts`, "--rounds", "7"],
   proxy: ["run", "-A", `${here}proxy.ts`, "--duration", "5"],
+  proxy_shared: ["run", "-A", `${here}proxy_shared.ts`, "--duration", "5", "--rounds", "5"],
   cache_conformance: ["run", "-A", `${here}cache_conformance.ts`],
   smtp: ["run", "-A", `${here}smtp.ts`],
 };

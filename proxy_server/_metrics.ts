@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { SharedStats } from "./shared_cache.ts";
+
 /** Upper bounds (seconds) of the request latency histogram's buckets. */
 const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -28,6 +30,8 @@ export class Metrics {
   #upstreamErrors = new Map<string, number>([["timeout", 0], ["error", 0]]);
   /** Requests that waited on another request's upstream fetch. */
   collapsedWaiters = 0;
+  /** The shared tier's counters, when there is one. */
+  shared: (() => SharedStats) | undefined;
   #buckets = new Array<number>(BUCKETS.length).fill(0);
   #latencySum = 0;
   #latencyCount = 0;
@@ -92,6 +96,29 @@ export class Metrics {
       "Requests that waited on another request's upstream fetch (collapsed forwarding).",
     );
     out.push(`netkit_proxy_collapsed_waiters_total ${this.collapsedWaiters}`);
+    if (this.shared !== undefined) {
+      const s = this.shared();
+      family(
+        "netkit_proxy_shared_lookups_total",
+        "counter",
+        "Lookups in the shared tier (Redis) after a local miss, by result.",
+      );
+      out.push(`netkit_proxy_shared_lookups_total{result="hit"} ${s.hits}`);
+      out.push(`netkit_proxy_shared_lookups_total{result="miss"} ${s.misses}`);
+      out.push(`netkit_proxy_shared_lookups_total{result="corrupt"} ${s.corrupt}`);
+      family(
+        "netkit_proxy_shared_errors_total",
+        "counter",
+        "Shared-tier operations that failed or passed their deadline.",
+      );
+      out.push(`netkit_proxy_shared_errors_total ${s.errors}`);
+      family(
+        "netkit_proxy_shared_lease_waits_total",
+        "counter",
+        "Misses that waited on another node's lease (collapsed across nodes).",
+      );
+      out.push(`netkit_proxy_shared_lease_waits_total ${s.leaseWaits}`);
+    }
     family("netkit_proxy_cache_objects", "gauge", "Stored objects per tier.");
     out.push(`netkit_proxy_cache_objects{tier="memory"} ${tiers.memoryObjects}`);
     out.push(`netkit_proxy_cache_objects{tier="disk"} ${tiers.diskObjects}`);

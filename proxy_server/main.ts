@@ -17,6 +17,7 @@ import { LogWriter } from "../lib/http/access_log.ts";
 import { serverCliOptions, serverCliSettings, withUserFile } from "../lib/http/server_cli.ts";
 import { startProxy } from "./proxy.ts";
 import { CacheStore } from "./store.ts";
+import { SharedCache } from "./shared_cache.ts";
 
 /** The options `proxy` takes: the parser and `--help` both read this table. */
 export const OPTIONS = {
@@ -128,6 +129,25 @@ export const OPTIONS = {
     default: "random",
     description: "seed for --drop-rate (reproducible runs)",
   },
+  "shared-cache": {
+    type: "string",
+    arg: "URL",
+    default: "none: this node's cache only",
+    description: "share the cache with other proxies: redis://[user:pass@]host:port[/db], " +
+      "rediss://… (TLS), redis-cluster://host:port,host:port,…",
+  },
+  "shared-max-object-size": {
+    type: "string",
+    arg: "SIZE",
+    default: "8M",
+    description: "largest body written to the shared cache; larger ones stay local",
+  },
+  "shared-timeout": {
+    type: "string",
+    arg: "MS",
+    default: "50",
+    description: "deadline of each shared-cache operation; past it, go on without it",
+  },
   "access-log": {
     type: "string",
     arg: "PATH",
@@ -203,6 +223,24 @@ async function main(): Promise<number> {
     }
   }
   const core = serverCliSettings(values, "1G");
+  let sharedCache: SharedCache | undefined;
+  if (values["shared-cache"] !== undefined) {
+    const timeout = parseNumber("--shared-timeout", values["shared-timeout"] ?? "50", { min: 1 });
+    const maxObjectSize = parseSize(
+      "--shared-max-object-size",
+      values["shared-max-object-size"] ?? "8M",
+    );
+    try {
+      sharedCache = SharedCache.connect(values["shared-cache"], {
+        timeout,
+        maxObjectSize,
+        ...(Deno.env.get("REDIS_PASSWORD") ? { password: Deno.env.get("REDIS_PASSWORD")! } : {}),
+        log: (line) => console.error(`proxy: ${line}`),
+      });
+    } catch (err) {
+      throw new CliError(`invalid --shared-cache: ${(err as Error).message}`);
+    }
+  }
   let allow: string[] = values.allow ?? [];
   try {
     const proxy = await startProxy({
@@ -242,6 +280,7 @@ async function main(): Promise<number> {
         }
         : {}),
       ...core,
+      ...(sharedCache !== undefined ? { sharedCache } : {}),
       ...(upstreamCaCerts.length > 0 ? { upstreamCaCerts } : {}),
       ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),
     });
@@ -272,6 +311,7 @@ async function main(): Promise<number> {
     }
     throw err;
   } finally {
+    await sharedCache?.close();
     await log?.close();
     logFile?.close();
   }

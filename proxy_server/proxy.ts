@@ -57,6 +57,7 @@ import {
 import { CacheStore, type Entry, type EntryMeta, type StoreOptions } from "./store.ts";
 import { Flight } from "./_flight.ts";
 import { parseContentRange, PartStore, strongValidator } from "./_parts.ts";
+import { copyToStore, selectsVariant, type SharedCache, type SharedEntry } from "./shared_cache.ts";
 import { Metrics } from "./_metrics.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
@@ -200,6 +201,13 @@ export interface ProxyOptions extends
    * @default {undefined}
    */
   adminPort?: number;
+  /**
+   * The tier shared with other proxies (Redis): looked up after a local miss,
+   * written after every store, and told of every purge. Unset: this node's
+   * cache only.
+   * @default {undefined}
+   */
+  sharedCache?: SharedCache;
 }
 
 /** A running proxy; {@linkcode startProxy} returns it. */
@@ -391,6 +399,9 @@ class ProxyServer implements Proxy {
   #flights = new Map<string, Flight>();
   /** 206 parts waiting for the rest of their representation (RFC 9111 §3.4). */
   #parts = new PartStore(PARTS_BUDGET);
+  #shared: SharedCache | undefined;
+  /** Flights whose leader found the response in the shared tier: their waiters serve it. */
+  #sharedHits = new WeakMap<Flight, Entry>();
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
@@ -475,6 +486,15 @@ class ProxyServer implements Proxy {
     this.#staleIfError = options.staleIfError !== undefined
       ? { fallback: options.staleIfError }
       : {};
+    this.#shared = options.sharedCache;
+    this.#shared?.onInvalidate(async ({ urls, tags }) => {
+      for (const url of urls) await this.store.deleteUrl(url);
+      await this.store.deleteTags(tags);
+    });
+    if (metrics !== undefined && this.#shared !== undefined) {
+      const shared = this.#shared;
+      metrics.shared = () => shared.stats;
+    }
   }
 
   /** Answers the admin port: `/metrics` and `/healthz`. */
@@ -755,13 +775,13 @@ class ProxyServer implements Proxy {
     let what: string;
     if (tags !== null) {
       const list = tags.split(/\s+/).filter((t) => t !== "");
-      n = await this.store.deleteTags(list);
+      n = Math.max(await this.store.deleteTags(list), await this.#shared?.purgeTags(list) ?? 0);
       what = `surrogate key ${list.join(" ")}`;
     } else {
       const url = this.#targetUrl(head);
       x.url = url;
       this.#parts.delete(url);
-      n = await this.store.deleteUrl(url);
+      n = Math.max(await this.store.deleteUrl(url), await this.#shared?.purgeUrls([url]) ?? 0);
       what = url;
     }
     if (n === 0) {
@@ -803,6 +823,10 @@ class ProxyServer implements Proxy {
     const unconditional = head.method === "GET" && !h.has("if-none-match") &&
       !h.has("if-modified-since") && !h.has("if-match") && !h.has("if-unmodified-since");
     if (collapseKey === null || !unconditional) {
+      const found = head.method === "GET" || head.method === "HEAD"
+        ? await this.#shared?.lookup(url, h)
+        : undefined;
+      if (found) return await this.#fromShared(conn, head, x, url, found);
       return await this.#forward(conn, head, x, url, null, why);
     }
     const ranged = h.has("range");
@@ -810,18 +834,34 @@ class ProxyServer implements Proxy {
     if (flight === undefined || !flight.shared) {
       const lead = new Flight();
       this.#flights.set(collapseKey, lead);
+      let lease: { release(): Promise<void> } | undefined;
       try {
+        // Before the origin: another node may have stored it, or be fetching
+        // it under a lease, which this waits on.
+        const claim = await this.#shared?.claim(url, collapseKey, h);
+        if (claim?.entry !== undefined) {
+          const entry = await copyToStore(this.store, claim.entry);
+          this.#sharedHits.set(lead, entry);
+          lead.end(false);
+          return await this.#fromShared(conn, head, x, url, entry);
+        }
+        lease = claim?.lease;
         return ranged
           ? await this.#rangeMiss(conn, head, x, url, why, lead)
           : await this.#forward(conn, head, x, url, null, why, lead);
       } finally {
         lead.end(false);
         if (this.#flights.get(collapseKey) === lead) this.#flights.delete(collapseKey);
+        await lease?.release();
       }
     }
     flight.waiters++;
     if (this.#metrics !== undefined) this.#metrics.collapsedWaiters++;
     const shared = await flight.head;
+    const fromShared = this.#sharedHits.get(flight);
+    if (fromShared !== undefined && selectsVariant(fromShared, h)) {
+      return await this.#fromShared(conn, head, x, url, fromShared);
+    }
     // Not storable, or stored under another Vary key than this request's:
     // fetch on our own (RFC 9111 §4.1), without joining another flight.
     if (
@@ -902,6 +942,39 @@ class ProxyServer implements Proxy {
       fwd: why,
       ...(ranges !== undefined ? { ranges } : {}),
       ...(flight !== undefined ? { flight } : {}),
+    });
+  }
+
+  /**
+   * Answers from an entry the shared tier had (now in the node's own store
+   * too): a hit when it is fresh, else a revalidation as for a local entry.
+   */
+  async #fromShared(
+    conn: ServerConnection,
+    head: RequestHead,
+    x: Exchange,
+    url: string,
+    found: Entry | SharedEntry,
+  ): Promise<boolean> {
+    const entry = "memo" in found ? found : await copyToStore(this.store, found);
+    const { status, requestTime, responseTime } = entry.meta;
+    const policy = memoOf(entry, this.#policy).policy;
+    const action = selectAction(head.headers, {
+      status,
+      headers: policy,
+      requestTime,
+      responseTime,
+    });
+    if (action.kind !== "hit" && action.kind !== "stale-hit") {
+      const validate = { key: entry.meta.key, entry, reason: action.reason };
+      return await this.#forward(conn, head, x, url, validate);
+    }
+    if (action.kind === "stale-hit") this.#backgroundRevalidate(url, entry.meta.key, entry, head);
+    x.code = "TCP_SHARED_HIT";
+    return await this.#serveStored(conn, head, x, entry, action.age, {
+      hit: true,
+      ttl: action.ttl,
+      detail: "shared",
     });
   }
 
@@ -1202,6 +1275,9 @@ class ProxyServer implements Proxy {
         this.#parts.delete(u);
         await this.store.deleteUrl(u);
       }
+      await this.#shared?.purgeUrls(
+        invalidatedUris(head.method, url, { status: res.status, headers: res.headers }),
+      );
     }
     return keep;
   }
@@ -1318,7 +1394,7 @@ class ProxyServer implements Proxy {
         // A new response without Vary replaces every variant stored before.
         if ((this.store.varyOf(url) ?? "") !== "") await this.store.deleteUrl(url);
       }
-      writer = this.store.beginWrite({
+      const meta: EntryMeta = {
         key,
         url,
         status: up.status,
@@ -1327,7 +1403,11 @@ class ProxyServer implements Proxy {
         requestTime,
         responseTime,
         bodyLength: 0,
-      });
+      };
+      writer = this.store.beginWrite(meta);
+      if (this.#shared !== undefined) {
+        writer = this.#shared.tee(writer, meta, { fields: policy, ...this.#staleIfError });
+      }
       flight?.publish({ head: up, varyKey: vk ?? "", requestTime, responseTime });
     } else {
       flight?.publish(null);

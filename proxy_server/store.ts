@@ -661,8 +661,18 @@ export class CacheStore {
 /**
  * The surrogate keys of a stored response: the space-separated members of
  * its `Surrogate-Key` (Fastly) and `xkey` (Varnish; commas allowed) fields.
+ *
+ * @param fields The stored fields (lower-case names).
+ * @returns The keys, each once.
+ *
+ * @example
+ * ```ts
+ * import { surrogateKeys } from "./store.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(surrogateKeys([["xkey", "a, b"], ["surrogate-key", "b c"]]), ["a", "b", "c"]);
+ * ```
  */
-function surrogateKeys(fields: ReadonlyArray<readonly [string, string]>): string[] {
+export function surrogateKeys(fields: ReadonlyArray<readonly [string, string]>): string[] {
   const tags = new Set<string>();
   for (const [name, value] of fields) {
     if (name !== "surrogate-key" && name !== "xkey") continue;

@@ -1,0 +1,651 @@
+/**
+ * The shared cache tier (L2) that several proxies use through Redis or Redis
+ * Cluster: a miss in a node's own store (L1) looks here before the origin,
+ * and every response a node stores is written here too.
+ *
+ * Layout: all the variants of one URI live in one Redis hash,
+ * `nk:{<sha256(uri)>}`, so they share a hash slot and are written and purged
+ * atomically, also on a cluster. Its field `v` holds the `Vary` value of the
+ * latest response; each variant has its metadata (`m:<id>`, JSON with the
+ * body's length and SHA-256), its chunk count (`n:<id>`) and its body in
+ * chunks of at most 256 KiB (`c:<id>:<i>`). The hash expires when the
+ * longest-lived variant's freshness plus stale window ends. A body read back
+ * is checked against the length and digest in its metadata, and the metadata
+ * against the key asked for: a truncated or foreign value is a miss.
+ *
+ * Misses for one key on several nodes are collapsed with a lease
+ * (`SET NX PX`): its owner fetches from the origin, writes here, releases the
+ * lease and publishes on `nk:fill`; the others wait for that message (or the
+ * lease's expiry, when the owner died) and read from here. Purges and
+ * invalidations delete here and publish on `nk:inv`, so that every node drops
+ * its own copy.
+ *
+ * Redis being down or slow is never a client's failure: every operation has
+ * a deadline (50 ms by default), and a failed one counts as a miss.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { concat } from "../lib/bytes.ts";
+import {
+  currentAge,
+  deltaSeconds,
+  type FieldReader,
+  freshnessLifetime,
+  parseCacheControl,
+  varyKey,
+} from "./cache.ts";
+import {
+  type CacheStore,
+  type Entry,
+  type EntryMeta,
+  type EntryWriter,
+  surrogateKeys,
+} from "./store.ts";
+import { parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
+
+/** Options of {@linkcode SharedCache.connect}. */
+export interface SharedCacheOptions {
+  /**
+   * Milliseconds each Redis operation may take before it counts as failed
+   * (and the request goes on without the shared tier).
+   * @default {50}
+   */
+  timeout?: number;
+  /**
+   * The largest body written to the shared tier; larger ones stay node-local.
+   * @default {8388608}
+   */
+  maxObjectSize?: number;
+  /**
+   * The size of the chunks a body is stored in.
+   * @default {262144}
+   */
+  chunkSize?: number;
+  /**
+   * Milliseconds a node may hold the lease on a missing key while it fetches
+   * from the origin; a waiter takes over once it expires.
+   * @default {5000}
+   */
+  leaseTime?: number;
+  /**
+   * The password when the URL has none (as `REDIS_PASSWORD`).
+   * @default {undefined}
+   */
+  password?: string;
+  /**
+   * Receives a line at each change of the link's state (up, down).
+   * @default {() => {}}
+   */
+  log?: (line: string) => void;
+}
+
+/** A response read back from the shared tier, checked. */
+export interface SharedEntry {
+  /** Its metadata, as the node-local store keeps it. */
+  meta: EntryMeta;
+  /** The whole body. */
+  body: Uint8Array;
+}
+
+/** What another node asked every node to drop from its own store. */
+export interface Invalidation {
+  /** Absolute URIs (all their variants). */
+  urls: string[];
+  /** Surrogate keys. */
+  tags: string[];
+}
+
+/** Counters of the shared tier, for `/metrics`. */
+export interface SharedStats {
+  /** Lookups answered from the shared tier. */
+  hits: number;
+  /** Lookups that found nothing usable (a corrupt value included). */
+  misses: number;
+  /** Values that failed their check (length, digest or key). */
+  corrupt: number;
+  /** Misses that waited on another node's lease. */
+  leaseWaits: number;
+  /** Redis operations that failed or passed their deadline. */
+  errors: number;
+}
+
+/** The outcome of {@linkcode SharedCache.claim}. */
+export interface Claim {
+  /** The response, when the shared tier has it (maybe after waiting on another node). */
+  entry?: SharedEntry;
+  /** Held when this node must fetch: release it once the response is stored. */
+  lease?: { release(): Promise<void> };
+}
+
+const FILL = "nk:fill";
+const INVALIDATE = "nk:inv";
+const decoder = new TextDecoder();
+
+const READ = `local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return {} end
+if v ~= ARGV[2] then return {v} end
+local n = tonumber(redis.call('HGET', KEYS[1], 'n:' .. ARGV[1]) or '-1')
+local out = {v, redis.call('HGET', KEYS[1], 'm:' .. ARGV[1]) or ''}
+for i = 0, n - 1 do out[#out + 1] = redis.call('HGET', KEYS[1], 'c:' .. ARGV[1] .. ':' .. i) or '' end
+return out`;
+
+// A response with another Vary (or none) replaces every variant (RFC 9111 §4.1).
+const WRITE = `local k, vid = KEYS[1], ARGV[3]
+if redis.call('HGET', k, 'v') ~= ARGV[2] then redis.call('DEL', k) end
+local old = tonumber(redis.call('HGET', k, 'n:' .. vid) or '0')
+local n = #ARGV - 4
+for i = n, old - 1 do redis.call('HDEL', k, 'c:' .. vid .. ':' .. i) end
+redis.call('HSET', k, 'v', ARGV[2], 'n:' .. vid, n, 'm:' .. vid, ARGV[4])
+for i = 0, n - 1 do redis.call('HSET', k, 'c:' .. vid .. ':' .. i, ARGV[5 + i]) end
+if redis.call('PTTL', k) < tonumber(ARGV[1]) then redis.call('PEXPIRE', k, ARGV[1]) end
+return n`;
+
+const TAG = `redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`;
+
+const TAKE_TAG = `local m = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return m`;
+
+const DEL = `return redis.call('DEL', KEYS[1])`;
+
+const ACQUIRE = `return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0`;
+
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+function sha256(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/**
+ * The Redis key of a URI's hash; its `{…}` hash tag keeps the URI's
+ * variants, lease and chunks on one cluster slot.
+ *
+ * @param url The absolute URI.
+ * @returns The key.
+ *
+ * @example
+ * ```ts
+ * import { sharedKey } from "./shared_cache.ts";
+ * import { assertMatch } from "../lib/testing/assert.ts";
+ * assertMatch(sharedKey("http://a.test/"), /^nk:\{[0-9a-f]{32}\}$/);
+ * ```
+ */
+export function sharedKey(url: string): string {
+  return `nk:{${sha256(url).slice(0, 32)}}`;
+}
+
+function variantId(vk: string): string {
+  return vk === "" ? "" : sha256(vk).slice(0, 16);
+}
+
+/**
+ * Seconds a stored response stays useful to other nodes: its remaining
+ * freshness plus the longest stale window that may serve it
+ * (`stale-while-revalidate`, `stale-if-error`, or the operator's default).
+ *
+ * @param status The response status.
+ * @param policy The response fields as the caching policy reads them.
+ * @param options When it was requested and received, and the operator's stale-if-error window.
+ * @returns The seconds (0 or less: not worth sharing).
+ *
+ * @example
+ * ```ts
+ * import { sharedTtl } from "./shared_cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const now = Date.now();
+ * const h = new Headers({ "cache-control": "max-age=60, stale-while-revalidate=30" });
+ * assertEquals(sharedTtl(200, h, { requestTime: now, responseTime: now }), 90);
+ * ```
+ */
+export function sharedTtl(
+  status: number,
+  policy: FieldReader,
+  options: {
+    /** When the request was sent (ms). */
+    requestTime: number;
+    /** When the response arrived (ms). */
+    responseTime: number;
+    /**
+     * The operator's stale-if-error window in seconds.
+     * @default {0}
+     */
+    staleIfError?: number;
+  },
+): number {
+  const { lifetime } = freshnessLifetime(status, policy, { responseTime: options.responseTime });
+  const age = currentAge(policy, { ...options, now: Date.now() });
+  const cc = parseCacheControl(policy.get("cache-control"));
+  const window = Math.max(
+    deltaSeconds(cc.get("stale-while-revalidate")) ?? 0,
+    deltaSeconds(cc.get("stale-if-error")) ?? 0,
+    options.staleIfError ?? 0,
+  );
+  return lifetime - age + window;
+}
+
+/**
+ * The shared tier of several proxies, on Redis or Redis Cluster.
+ *
+ * @example Connecting (the link comes up in the background; until then every lookup misses)
+ * ```ts
+ * import { SharedCache } from "./shared_cache.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const shared = SharedCache.connect("redis://127.0.0.1:1", { log() {} });
+ * assertEquals(await shared.lookup("http://a.test/", new Headers()), undefined);
+ * await shared.close();
+ * ```
+ */
+export class SharedCache {
+  #link: RedisLink;
+  #maxObjectSize: number;
+  #chunkSize: number;
+  #leaseTime: number;
+  #timeout: number;
+  #node = crypto.randomUUID();
+  #waiters = new Map<string, Set<(why: "fill" | "down") => void>>();
+  #onInvalidate: ((inv: Invalidation) => void | Promise<void>) | undefined;
+  #stats = { hits: 0, misses: 0, corrupt: 0, leaseWaits: 0 };
+  /** Writes in flight, by URI: a lease on the URI is released once they end. */
+  #writing = new Map<string, Promise<unknown>>();
+
+  private constructor(url: string, options: SharedCacheOptions) {
+    const parsed = parseSharedCacheUrl(url, options.password);
+    this.#timeout = options.timeout ?? 50;
+    this.#maxObjectSize = options.maxObjectSize ?? 8 << 20;
+    this.#chunkSize = options.chunkSize ?? 256 << 10;
+    this.#leaseTime = options.leaseTime ?? 5000;
+    this.#link = new RedisLink(parsed, {
+      timeout: this.#timeout,
+      log: options.log ?? (() => {}),
+      channels: [FILL, INVALIDATE],
+      onState: (up) => {
+        // Nobody will publish while the link is down: release every waiter at once.
+        if (!up) { for (const set of this.#waiters.values()) for (const w of set) w("down"); }
+      },
+      onMessage: (channel, message) => this.#message(channel, message),
+    });
+  }
+
+  /**
+   * Connects to a Redis (`redis://[user:pass@]host:port[/db]`, `rediss://`
+   * for TLS) or a Redis Cluster (`redis-cluster://host:port,host:port,…`).
+   * It returns at once; the link comes up in the background and reconnects
+   * with back-off whenever it is lost.
+   *
+   * @param url The `--shared-cache` URL.
+   * @param options Deadlines, sizes and the log.
+   * @returns The shared tier.
+   * @throws {TypeError} When the URL is not one of those forms.
+   */
+  static connect(url: string, options: SharedCacheOptions = {}): SharedCache {
+    return new SharedCache(url, options);
+  }
+
+  /** Whether the link to Redis is up. */
+  get up(): boolean {
+    return this.#link.up;
+  }
+
+  /** Whether this node receives fill and invalidation messages. */
+  get subscribed(): boolean {
+    return this.#link.subscribed;
+  }
+
+  /** The counters, for `/metrics`. */
+  get stats(): SharedStats {
+    return { ...this.#stats, errors: this.#link.errors };
+  }
+
+  /**
+   * Sets what to do when another node invalidates: drop those objects from
+   * this node's own store.
+   *
+   * @param fn The handler.
+   */
+  onInvalidate(fn: (inv: Invalidation) => void | Promise<void>): void {
+    this.#onInvalidate = fn;
+  }
+
+  #message(channel: string, message: string): void {
+    if (channel === FILL) {
+      for (const w of this.#waiters.get(message) ?? []) w("fill");
+      return;
+    }
+    let inv: Invalidation & { from?: string };
+    try {
+      inv = JSON.parse(message);
+    } catch {
+      return;
+    }
+    if (inv.from === this.#node || this.#onInvalidate === undefined) return;
+    Promise.resolve(this.#onInvalidate({ urls: inv.urls ?? [], tags: inv.tags ?? [] }))
+      .catch(() => {});
+  }
+
+  /**
+   * Reads the variant of a URI that a request selects, checked.
+   *
+   * @param url The absolute URI.
+   * @param request The request fields (for `Vary`).
+   * @returns The entry; `null` when there is none (or it failed its check);
+   *   `undefined` when Redis is down, failed or was too slow.
+   */
+  async lookup(url: string, request: FieldReader): Promise<SharedEntry | null | undefined> {
+    const found = await this.#read(url, request);
+    if (found) this.#stats.hits++;
+    else this.#stats.misses++;
+    return found;
+  }
+
+  async #read(
+    url: string,
+    request: FieldReader,
+    recheck = false,
+  ): Promise<SharedEntry | null | undefined> {
+    const key = sharedKey(url);
+    let reply = await this.#link.eval(READ, [key], ["", ""]);
+    if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
+    if (reply.length === 0) return null;
+    const vary = text(reply[0]);
+    const vk = varyKey(vary === "" ? null : vary, request);
+    if (vk === null) return null;
+    if (vary !== "") {
+      reply = await this.#link.eval(READ, [key], [variantId(vk), vary]);
+      if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
+    }
+    if (reply.length < 2) return null;
+    const entry = verify(reply, vk === "" ? url : `${url}\n${vk}`);
+    if (entry === null && !recheck) this.#stats.corrupt++;
+    return entry;
+  }
+
+  /**
+   * Looks a miss up in the shared tier and, when it is not there, takes the
+   * lease on it or waits for the node that holds the lease to store it.
+   *
+   * @param url The absolute URI.
+   * @param key The key misses are collapsed on (the URI, or the full key with the Vary part).
+   * @param request The request fields (for `Vary`).
+   * @returns The entry, or the lease to fetch under, or neither (fetch without a lease).
+   */
+  async claim(url: string, key: string, request: FieldReader): Promise<Claim> {
+    const lk = `${sharedKey(url)}:l:${sha256(key).slice(0, 16)}`;
+    const until = Date.now() + 2 * this.#leaseTime;
+    for (;;) {
+      // Listen before looking, so that a fill published meanwhile is not missed.
+      const woken = this.#listen(lk);
+      try {
+        const found = await this.#read(url, request);
+        if (found) return this.#hit(found);
+        if (found === undefined) return this.#miss({});
+        const token = `${this.#node}:${crypto.randomUUID()}`;
+        const got = await this.#link.eval(ACQUIRE, [lk], [token, String(this.#leaseTime)]);
+        if (got === undefined) return this.#miss({});
+        if (got === 1) {
+          const lease = { release: () => this.#release(url, lk, token) };
+          // The previous owner may have stored it between the read and the lease.
+          const again = await this.#read(url, request, true);
+          if (!again) return this.#miss({ lease });
+          await lease.release();
+          return this.#hit(again);
+        }
+        this.#stats.leaseWaits++;
+        const left = until - Date.now();
+        if (left <= 0) return this.#miss({});
+        const why = await woken.wait(Math.min(this.#leaseTime, left));
+        if (why === "down") return this.#miss({});
+        if (why === "fill") {
+          // Not there after the owner's fill: it was not storable; fetch without a lease.
+          const filled = await this.#read(url, request);
+          return filled ? this.#hit(filled) : this.#miss({});
+        }
+        // The lease expired (its owner died) or is slow: try to take it over.
+      } finally {
+        woken.cancel();
+      }
+    }
+  }
+
+  #hit(entry: SharedEntry): Claim {
+    this.#stats.hits++;
+    return { entry };
+  }
+
+  #miss(claim: Claim): Claim {
+    this.#stats.misses++;
+    return claim;
+  }
+
+  #listen(lk: string): {
+    wait(ms: number): Promise<"fill" | "down" | "timeout">;
+    cancel(): void;
+  } {
+    let resolve!: (why: "fill" | "down" | "timeout") => void;
+    const woken = new Promise<"fill" | "down" | "timeout">((r) => resolve = r);
+    let set = this.#waiters.get(lk);
+    if (set === undefined) this.#waiters.set(lk, set = new Set());
+    set.add(resolve);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return {
+      wait: (ms) => {
+        timer = setTimeout(() => resolve("timeout"), ms);
+        return woken;
+      },
+      cancel: () => {
+        clearTimeout(timer);
+        set.delete(resolve);
+        if (set.size === 0 && this.#waiters.get(lk) === set) this.#waiters.delete(lk);
+      },
+    };
+  }
+
+  async #release(url: string, lk: string, token: string): Promise<void> {
+    // Waiters read the shared tier when woken: the write must be done first.
+    await this.#writing.get(url);
+    await this.#link.eval(RELEASE, [lk], [token]);
+    await this.#link.publish(FILL, lk);
+  }
+
+  /**
+   * Wraps a node-local store writer so that the response also goes to the
+   * shared tier when it is committed (unless its body is over the shared
+   * object size, or it is not worth sharing).
+   *
+   * @param writer The node-local writer.
+   * @param meta The entry's metadata (its `bodyLength` is filled in on commit).
+   * @param policy The response fields as the caching policy reads them, and the
+   *   operator's stale-if-error window (`fallback`, seconds).
+   * @returns The writer to use instead.
+   */
+  tee(
+    writer: EntryWriter,
+    meta: EntryMeta,
+    policy: { fields: FieldReader; fallback?: number },
+  ): EntryWriter {
+    const ttl = sharedTtl(meta.status, policy.fields, {
+      requestTime: meta.requestTime,
+      responseTime: meta.responseTime,
+      ...(policy.fallback !== undefined ? { staleIfError: policy.fallback } : {}),
+    });
+    if (ttl <= 0 || !this.#link.up) return writer;
+    let chunks: Uint8Array[] | null = [];
+    let size = 0;
+    return {
+      write: async (chunk) => {
+        size += chunk.length;
+        if (size > this.#maxObjectSize) chunks = null;
+        else chunks?.push(chunk.slice());
+        return await writer.write(chunk);
+      },
+      commit: async () => {
+        await writer.commit();
+        if (chunks === null) return;
+        // In the background: the client need not wait for Redis.
+        const done = this.put({ ...meta, bodyLength: size }, concat(chunks), ttl)
+          .catch(() => false);
+        this.#writing.set(meta.url, done);
+        done.finally(() => {
+          if (this.#writing.get(meta.url) === done) this.#writing.delete(meta.url);
+        });
+      },
+      abort: () => writer.abort(),
+    };
+  }
+
+  /**
+   * Writes one response to the shared tier.
+   *
+   * @param meta Its metadata.
+   * @param body Its whole body.
+   * @param ttl Seconds it stays there.
+   * @returns Whether it was written.
+   */
+  async put(meta: EntryMeta, body: Uint8Array, ttl: number): Promise<boolean> {
+    if (body.length > this.#maxObjectSize || ttl <= 0) return false;
+    const vary = meta.fields.find(([n]) => n === "vary")?.[1] ?? "";
+    const vk = meta.key.startsWith(`${meta.url}\n`) ? meta.key.slice(meta.url.length + 1) : "";
+    const stored = { ...meta, bodyLength: body.length, sha256: sha256(body) };
+    const args: Array<string | Uint8Array> = [
+      String(Math.ceil(ttl * 1000)),
+      vary,
+      variantId(vk),
+      JSON.stringify(stored),
+    ];
+    for (let off = 0; off < body.length; off += this.#chunkSize) {
+      args.push(body.subarray(off, off + this.#chunkSize));
+    }
+    const pieces = args.length - 4;
+    const key = sharedKey(meta.url);
+    // A write runs in the background, so its deadline is per chunk and at least a second.
+    const deadline = Math.max(this.#timeout * (1 + pieces), 1000);
+    const ok = await this.#link.eval(WRITE, [key], args, deadline);
+    if (ok === undefined) return false;
+    const ms = String(Math.ceil(ttl * 1000));
+    for (const tag of surrogateKeys(meta.fields)) {
+      await this.#link.eval(TAG, [`nk:t:${tag}`], [meta.url, ms]);
+    }
+    return true;
+  }
+
+  /**
+   * Deletes every variant of these URIs from the shared tier and tells every
+   * node to drop them from its own store (a PURGE, or RFC 9111 §4.4).
+   *
+   * @param urls The absolute URIs.
+   * @returns How many URIs had something stored.
+   */
+  async purgeUrls(urls: readonly string[]): Promise<number> {
+    if (urls.length === 0 || !this.#link.up) return 0;
+    let n = 0;
+    for (const url of urls) {
+      const r = await this.#link.eval(DEL, [sharedKey(url)], []);
+      if (typeof r === "number") n += r;
+    }
+    await this.#announce({ urls: [...urls], tags: [] });
+    return n;
+  }
+
+  /**
+   * Deletes every object whose response carried one of these surrogate keys
+   * from the shared tier and tells every node to drop them too.
+   *
+   * @param tags The surrogate keys.
+   * @returns How many URIs were deleted.
+   */
+  async purgeTags(tags: readonly string[]): Promise<number> {
+    if (tags.length === 0 || !this.#link.up) return 0;
+    const urls = new Set<string>();
+    for (const tag of tags) {
+      const r = await this.#link.eval(TAKE_TAG, [`nk:t:${tag}`], []);
+      if (Array.isArray(r)) { for (const u of r) urls.add(text(u)); }
+    }
+    let n = 0;
+    for (const url of urls) {
+      const r = await this.#link.eval(DEL, [sharedKey(url)], []);
+      if (typeof r === "number") n += r;
+    }
+    await this.#announce({ urls: [], tags: [...tags] });
+    return n;
+  }
+
+  async #announce(inv: Invalidation): Promise<void> {
+    await this.#link.publish(INVALIDATE, JSON.stringify({ ...inv, from: this.#node }));
+  }
+
+  /** Closes the link. */
+  async close(): Promise<void> {
+    for (const set of this.#waiters.values()) for (const w of set) w("down");
+    await this.#link.close();
+  }
+}
+
+/**
+ * Copies an entry read from the shared tier into a node's own store, so the
+ * next request for it is a local hit.
+ *
+ * @param store The node-local store.
+ * @param found The entry.
+ * @returns The stored entry, as the store's `get` returns it.
+ */
+export async function copyToStore(store: CacheStore, found: SharedEntry): Promise<Entry> {
+  const { meta, body } = found;
+  // As for a response from the origin: one without Vary replaces every variant.
+  if (meta.key === meta.url && (store.varyOf(meta.url) ?? "") !== "") {
+    await store.deleteUrl(meta.url);
+  }
+  const w = store.beginWrite(meta);
+  if (await w.write(body)) await w.commit();
+  return store.get(meta.key) ?? { meta, body, memo: undefined };
+}
+
+/**
+ * Tells whether a request selects a stored entry's variant (RFC 9111 §4.1):
+ * the fields its `Vary` names have the same values.
+ *
+ * @param entry The entry (its key holds the secondary key).
+ * @param request The request fields.
+ * @returns Whether the entry answers this request.
+ *
+ * @example
+ * ```ts
+ * import { selectsVariant } from "./shared_cache.ts";
+ * import { assert } from "../lib/testing/assert.ts";
+ * const meta = {
+ *   key: "http://a.test/\naccept:text/html\n", url: "http://a.test/", status: 200, reason: "OK",
+ *   fields: [["vary", "Accept"]] as Array<[string, string]>, requestTime: 0, responseTime: 0,
+ *   bodyLength: 0,
+ * };
+ * assert(selectsVariant({ meta }, new Headers({ accept: "text/html" })));
+ * assert(!selectsVariant({ meta }, new Headers({ accept: "image/png" })));
+ * ```
+ */
+export function selectsVariant(entry: { meta: EntryMeta }, request: FieldReader): boolean {
+  const { meta } = entry;
+  const vk = varyKey(meta.fields.find(([n]) => n === "vary")?.[1] ?? null, request);
+  return vk !== null && meta.key === (vk === "" ? meta.url : `${meta.url}\n${vk}`);
+}
+
+function text(r: Reply | undefined): string {
+  return r instanceof Uint8Array ? decoder.decode(r) : "";
+}
+
+/** Checks a value read back: its metadata names `key`, and the body has its length and digest. */
+function verify(reply: Reply[], key: string): SharedEntry | null {
+  let meta: EntryMeta & { sha256?: string };
+  try {
+    meta = JSON.parse(text(reply[1]));
+  } catch {
+    return null;
+  }
+  if (typeof meta !== "object" || meta === null || meta.key !== key) return null;
+  const pieces = reply.slice(2).filter((r): r is Uint8Array => r instanceof Uint8Array);
+  if (pieces.length !== reply.length - 2) return null;
+  const body = pieces.length === 1 ? pieces[0]! : concat(pieces);
+  if (body.length !== meta.bodyLength || sha256(body) !== meta.sha256) return null;
+  const { sha256: _, ...plain } = meta;
+  return { meta: plain, body };
+}
