@@ -30,6 +30,8 @@ export interface ServerConfig {
   cache: boolean;
   /** The access log: a file path, `"-"` for stdout, or `null` for none. */
   log: string | null;
+  /** Accept HTTP/2 with prior knowledge on a plain port (h2c). */
+  h2c?: boolean;
   /** Set `SO_REUSEPORT` (needed when several loops share the port). */
   reusePort?: boolean;
   /** Deadlines and caps of the server core (plain numbers, so they can be posted). */
@@ -88,6 +90,7 @@ export async function startServer(config: ServerConfig): Promise<Running> {
     hostname: config.hostname,
     port: config.port,
     reusePort: config.reusePort ?? false,
+    h2c: config.h2c ?? false,
     ...(config.cert !== undefined && config.key !== undefined
       ? { cert: config.cert, key: config.key }
       : {}),

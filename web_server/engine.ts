@@ -26,13 +26,21 @@ import { formatHttpDate } from "../lib/http/dates.ts";
 import { encodeResponse, type FetchHandler, toRequest, writeResponse } from "../lib/http/fetch.ts";
 import type { RequestHead } from "../lib/http/heads.ts";
 import { HttpServer, type ServerConnection, type ServerOptions } from "../lib/http/server.ts";
+import { encodeFields } from "../lib/http/h2/hpack.ts";
+import type { H2Request, H2Stream } from "../lib/http/h2/session.ts";
 import { isCacheable, plainResponse } from "./serve.ts";
 
 export type { FetchHandler as Handler, RequestInfo } from "../lib/http/fetch.ts";
 export type { AccessLogEntry } from "../lib/http/server.ts";
 
 /** Options of {@linkcode serveHttp}: the server core's, and the response cache's. */
-export interface ServeHttpOptions extends ServerOptions {
+export interface ServeHttpOptions extends Omit<ServerOptions, "h2"> {
+  /**
+   * Serve HTTP/2 as well: over TLS by ALPN, and with prior knowledge on a
+   * plain port when `h2c` is set. The same handler and cache serve both.
+   * @default {true}
+   */
+  http2?: boolean;
   /**
    * Directory whose changes invalidate the response cache; no cache when unset.
    * @default {undefined}
@@ -64,6 +72,9 @@ interface CacheEntry {
   dateOffset: number;
   dateSecond: number;
   status: number;
+  /** The HTTP/2 field block, made on the first HTTP/2 hit; `date` is its last 29 bytes. */
+  h2: Uint8Array | undefined;
+  h2DateSecond: number;
 }
 
 const encoder = new TextEncoder();
@@ -127,9 +138,14 @@ class ResponseCache {
     };
   }
 
-  store(key: string, bytes: Uint8Array, headLength: number, status: number): void {
+  store(
+    key: string,
+    bytes: Uint8Array,
+    headLength: number,
+    status: number,
+  ): CacheEntry | undefined {
     const size = bytes.length;
-    if (size > CACHE_ENTRY_MAX) return;
+    if (size > CACHE_ENTRY_MAX) return undefined;
     while (this.#size + size > this.#limit && this.#entries.size > 0) {
       // Evict in insertion order: cheap, and good enough for a static tree.
       const [oldKey, old] = this.#entries.entries().next().value!;
@@ -137,14 +153,18 @@ class ResponseCache {
       this.#size -= old.bytes.length;
     }
     const dateOffset = bytes.indexOf(10) + 1 + "Date: ".length;
-    this.#entries.set(key, {
+    const entry: CacheEntry = {
       bytes,
       headLength,
       dateOffset,
       dateSecond: Math.floor(Date.now() / 1000),
       status,
-    });
+      h2: undefined,
+      h2DateSecond: 0,
+    };
+    this.#entries.set(key, entry);
     this.#size += size;
+    return entry;
   }
 
   close(): void {
@@ -184,11 +204,17 @@ export function serveHttp(handler: FetchHandler, options: ServeHttpOptions = {})
     ? ResponseCache.open(options.cacheRoot, options.cacheBytes ?? 64 * 1024 * 1024)
     : undefined;
   const scheme = options.cert !== undefined ? "https" : "http";
+  const http2 = options.http2 ?? true;
   let server: HttpServer;
   try {
     server = new HttpServer(
       (head, conn) => answer(handler, cache, scheme, server.addr.hostname, head, conn),
-      options,
+      {
+        ...options,
+        ...(http2
+          ? { h2: (req, stream) => answerH2(handler, cache, server.addr.hostname, req, stream) }
+          : {}),
+      },
     );
   } catch (err) {
     cache?.close();
@@ -290,4 +316,136 @@ async function replay(conn: ServerConnection, method: string, hit: CacheEntry): 
   }
   conn.status = hit.status;
   return true;
+}
+
+/** The value of a request field over HTTP/2, or `null`. */
+function field(req: H2Request, name: string): string | null {
+  for (const [n, v] of req.headers) if (n === name) return v;
+  return null;
+}
+
+/**
+ * Serves one HTTP/2 request through the same handler and response cache as
+ * HTTP/1.1: a cached response is replayed as its field block (made once per
+ * entry) and its body bytes, shared with the HTTP/1.1 form.
+ */
+async function answerH2(
+  handler: FetchHandler,
+  cache: ResponseCache | undefined,
+  hostname: string,
+  req: H2Request,
+  stream: H2Stream,
+): Promise<void> {
+  const method = req.method;
+  let key: string | undefined;
+  if (
+    cache !== undefined && (method === "GET" || method === "HEAD") &&
+    CONDITIONAL.every((n) => field(req, n) === null)
+  ) {
+    key = `${req.path}\n${field(req, "accept-encoding") ?? ""}\n${field(req, "accept") ?? ""}`;
+    let hit = cache.get(key);
+    if (hit === undefined) {
+      const pending = cache.pending(key);
+      if (pending !== undefined) {
+        await pending;
+        hit = cache.get(key);
+      }
+    }
+    if (hit !== undefined) return await replayH2(stream, method, hit);
+  }
+  const done = key !== undefined && cache!.pending(key) === undefined
+    ? cache!.begin(key)
+    : undefined;
+  try {
+    const generation = cache?.generation ?? 0;
+    let response: Response;
+    if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
+      response = plainResponse(405, { allow: "GET, HEAD" });
+    } else {
+      const request = h2ToRequest(req, hostname);
+      if (request === undefined) response = plainResponse(400);
+      else {
+        try {
+          response = await handler(request, {
+            remoteAddr: req.remoteAddr ?? { transport: "tcp", hostname: "", port: 0 },
+          });
+        } catch {
+          response = plainResponse(500);
+        }
+      }
+    }
+    const store = key !== undefined && method === "GET" && response.status === 200 &&
+      isCacheable(response) && generation === cache!.generation;
+    const encoded = await encodeResponse(response, {
+      method,
+      bufferUpTo: CACHE_ENTRY_MAX,
+      ...(store ? { joinUpTo: CACHE_ENTRY_MAX } : {}),
+    });
+    if (store && encoded.wire !== null) {
+      const entry = cache!.store(key!, encoded.wire, encoded.head.length, encoded.status);
+      done?.();
+      if (entry !== undefined) return await replayH2(stream, method, entry);
+    }
+    done?.();
+    const block = encodeFields(h2Fields(encoded.head, null));
+    await stream.respond(encoded.status, block, encoded.body ?? encoded.stream);
+  } finally {
+    done?.();
+  }
+}
+
+/** A Fetch `Request` from an HTTP/2 request; `undefined` when it cannot be expressed. */
+function h2ToRequest(req: H2Request, hostname: string): Request | undefined {
+  if (!req.path.startsWith("/")) return undefined;
+  try {
+    return new Request(`${req.scheme}://${req.authority || hostname}${req.path}`, {
+      method: req.method,
+      headers: req.headers,
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+const DROPPED = new Set(["connection", "keep-alive", "transfer-encoding", "date"]);
+
+/**
+ * The HTTP/2 fields of an encoded HTTP/1.1 head: `:status` first, the
+ * connection-specific fields dropped, `date` last (so a cached block can
+ * have its date patched in place).
+ */
+function h2Fields(head: Uint8Array, date: string | null): [string, string][] {
+  const text = new TextDecoder("latin1").decode(head);
+  const lines = text.split("\r\n");
+  const fields: [string, string][] = [[":status", lines[0]!.slice(9, 12)]];
+  let headDate = "";
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === "date") headDate = value;
+    if (DROPPED.has(name)) continue;
+    fields.push([name, value]);
+  }
+  fields.push(["date", date ?? headDate]);
+  return fields;
+}
+
+/** Writes a cached response over HTTP/2 (the hot path). */
+async function replayH2(stream: H2Stream, method: string, hit: CacheEntry): Promise<void> {
+  const second = Math.floor(Date.now() / 1000);
+  if (hit.h2 === undefined) {
+    hit.h2 = encodeFields(h2Fields(hit.bytes.subarray(0, hit.headLength), formatHttpDate()));
+    hit.h2DateSecond = second;
+  } else if (second !== hit.h2DateSecond) {
+    encoder.encodeInto(formatHttpDate(second * 1000), hit.h2.subarray(hit.h2.length - 29));
+    hit.h2DateSecond = second;
+  }
+  await stream.respond(
+    hit.status,
+    hit.h2,
+    method === "HEAD" ? null : hit.bytes.subarray(hit.headLength),
+  );
 }

@@ -77,6 +77,10 @@ export const OPTIONS = {
   },
   "no-log": { type: "boolean", description: "no access log" },
   "no-cache": { type: "boolean", description: "do not keep small responses in memory" },
+  h2c: {
+    type: "boolean",
+    description: "accept HTTP/2 with prior knowledge on a plain port (HTTPS offers h2 by ALPN)",
+  },
   workers: {
     type: "string",
     short: "w",
@@ -160,6 +164,7 @@ async function main(): Promise<number> {
       port,
       ...tls,
       cache: !values["no-cache"],
+      h2c: values.h2c ?? false,
       log: log === null || log === "-" ? log : userPath(log),
       core,
     }, workers);
