@@ -900,8 +900,9 @@ export class H2Session {
     if (this.#closed) return;
     if (code !== H2_ERROR.NO_ERROR) this.error = message;
     this.#goaway = true;
-    this.#shutdownStreams();
+    // GOAWAY first: ending the last stream starts the close once the output is drained.
     this.#sendGoaway(code);
+    this.#shutdownStreams();
     await this.#drainOutput();
     this.close();
   }
