@@ -113,6 +113,11 @@ export interface Cluster {
   addr: Deno.NetAddr;
   /** Shuts every loop down gracefully. */
   stop(): Promise<void>;
+  /**
+   * Serves new connections of every loop with another certificate and key;
+   * open connections are not disturbed.
+   */
+  reloadTls(cert: string, key: string): Promise<void>;
 }
 
 /**
@@ -158,6 +163,10 @@ export async function startCluster(config: ServerConfig, workers: number): Promi
   }
   return {
     addr,
+    async reloadTls(cert, key) {
+      main.server.reloadTls(cert, key);
+      for (const w of threads) await request(w, { type: "reload", cert, key });
+    },
     async stop() {
       await Promise.all([
         main.stop(),

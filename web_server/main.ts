@@ -183,10 +183,26 @@ async function main(): Promise<number> {
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   Deno.addSignalListener("SIGINT", resolve);
   Deno.addSignalListener("SIGTERM", resolve);
+  // SIGHUP: read --cert and --key again; new connections get them, open ones keep theirs.
+  const reload = values.cert === undefined ? undefined : async () => {
+    try {
+      const cert = await withUserFile("--cert", values.cert!, Deno.readTextFile);
+      const key = await withUserFile("--key", values.key!, Deno.readTextFile);
+      await cluster.reloadTls(cert, key);
+      console.error("webserver: reloaded --cert and --key");
+    } catch (err) {
+      console.error(
+        `webserver: kept the old certificate: ${err instanceof Error ? err.message : err}`,
+      );
+    }
+  };
+  const onHangup = () => void reload?.();
+  if (reload !== undefined) Deno.addSignalListener("SIGHUP", onHangup);
   console.log(`Listening on ${scheme}://${name}:${cluster.addr.port}/ (serving ${root})`);
   await stopped;
   Deno.removeSignalListener("SIGINT", resolve);
   Deno.removeSignalListener("SIGTERM", resolve);
+  if (reload !== undefined) Deno.removeSignalListener("SIGHUP", onHangup);
   await cluster.stop();
   return 0;
 }

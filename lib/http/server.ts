@@ -591,6 +591,7 @@ export class HttpServer implements AsyncDisposable {
   #warn: (message: string) => void;
   #h2: H2Handler | undefined;
   #h2c: boolean;
+  #listenOptions: Deno.TcpListenOptions;
   #h2MaxStreams: number;
 
   /**
@@ -624,18 +625,18 @@ export class HttpServer implements AsyncDisposable {
     this.#errorResponse = options.errorResponse ?? plainErrorResponse;
     this.#onLog = options.onLog;
     this.#warn = options.onWarning ?? ((m) => console.error(m));
-    this.#listener = options.cert !== undefined
-      ? Deno.listenTls({
-        hostname,
-        port,
-        cert: options.cert,
-        key: options.key!,
-        alpnProtocols: options.h2 !== undefined ? ["h2", "http/1.1"] : ["http/1.1"],
-        reusePort: options.reusePort ?? false,
-      })
-      : Deno.listen({ hostname, port, reusePort: options.reusePort ?? false });
     this.#secure = options.cert !== undefined;
     this.#h2 = options.h2;
+    // A TLS listener always shares its port, so reloadTls can open the next
+    // one beside it before closing it.
+    this.#listenOptions = {
+      hostname,
+      port,
+      reusePort: this.#secure || (options.reusePort ?? false),
+    };
+    this.#listener = this.#secure
+      ? this.#listenTls(options.cert!, options.key!)
+      : Deno.listen(this.#listenOptions);
     this.#h2c = options.h2c ?? false;
     this.#h2MaxStreams = options.h2MaxStreams ?? 100;
     this.addr = this.#listener.addr as Deno.NetAddr;
@@ -655,6 +656,37 @@ export class HttpServer implements AsyncDisposable {
     this.#sweeper = setInterval(() => this.#sweep(), every);
     options.signal?.addEventListener("abort", () => void this.shutdown(), { once: true });
     this.finished = this.#acceptLoop();
+  }
+
+  #listenTls(cert: string, key: string): Deno.TlsListener {
+    return Deno.listenTls({
+      ...this.#listenOptions,
+      cert,
+      key,
+      alpnProtocols: this.#h2 !== undefined ? ["h2", "http/1.1"] : ["http/1.1"],
+    });
+  }
+
+  /**
+   * Serves new TLS connections with another certificate and key; the
+   * connections already open keep theirs and are not disturbed. A new
+   * listener opens on the same port, then the old one closes.
+   *
+   * @param cert PEM certificate chain.
+   * @param key PEM private key.
+   * @throws {Error} A certificate or key Deno refuses; the old one stays in use.
+   */
+  reloadTls(cert: string, key: string): void {
+    if (!this.#secure) throw new TypeError("Cannot reload TLS: the server speaks plain HTTP");
+    if (this.#closing) return;
+    const next = this.#listenTls(cert, key);
+    const old = this.#listener;
+    this.#listener = next;
+    try {
+      old.close();
+    } catch {
+      // Already closed.
+    }
   }
 
   /** Whether {@linkcode shutdown} has begun. */
@@ -718,9 +750,12 @@ export class HttpServer implements AsyncDisposable {
     let backoff = 10;
     for (;;) {
       let raw: Deno.Conn;
+      const listener = this.#listener;
       try {
-        raw = await this.#listener.accept();
+        raw = await listener.accept();
       } catch (err) {
+        // A reload closed this listener: go on with the new one.
+        if (listener !== this.#listener && !this.#closing) continue;
         if (this.#closing || err instanceof Deno.errors.BadResource) break;
         // EMFILE, ENFILE, ENOBUFS, ECONNABORTED: never fatal. Free what can be
         // freed, back off, try again; say so once per burst (over every loop).
