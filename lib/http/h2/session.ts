@@ -57,6 +57,8 @@ const OUR_FRAME_SIZE = 16384;
 const MAX_CONTINUATIONS = 32;
 /** Output batched per socket write before the scheduler waits for the write. */
 const HIGH_WATER = 256 * 1024;
+/** The reusable write buffer: a batch, and the frame that crossed the mark. */
+const BATCH_MAX = HIGH_WATER + 64 * 1024;
 const CONNECTION_SPECIFIC = new Set([
   "connection",
   "keep-alive",
@@ -348,6 +350,7 @@ export class H2Session {
   #blockSince = 0;
   // Output.
   #out: Uint8Array[] = [];
+  #batch: Uint8Array | undefined;
   #outBytes = 0;
   #writing = false;
   #flushed: (() => void)[] = [];
@@ -930,9 +933,10 @@ export class H2Session {
       try {
         while (this.#out.length > 0 && !this.#closed) {
           const parts = this.#out;
+          const size = this.#outBytes;
           this.#out = [];
           this.#outBytes = 0;
-          await this.#transport.write(parts.length === 1 ? parts[0]! : concat(parts));
+          await this.#transport.write(parts.length === 1 ? parts[0]! : this.#join(parts, size));
           this.#pump();
         }
       } catch {
@@ -942,6 +946,24 @@ export class H2Session {
         this.#settle();
       }
     })();
+  }
+
+  /**
+   * Joins a batch into the session's write buffer, reused from write to
+   * write (a write is awaited before the next batch): no allocation per batch.
+   */
+  #join(parts: Uint8Array[], size: number): Uint8Array {
+    if (size > BATCH_MAX) return concat(parts);
+    // Grown to the largest batch seen, so a connection of small answers keeps a small buffer.
+    if (this.#batch === undefined || this.#batch.length < size) {
+      this.#batch = new Uint8Array(Math.min(BATCH_MAX, Math.ceil(size / 16384) * 16384));
+    }
+    let at = 0;
+    for (const p of parts) {
+      this.#batch.set(p, at);
+      at += p.length;
+    }
+    return this.#batch.subarray(0, at);
   }
 
   /** Resolves when everything queued has been written (or the connection is gone). */
