@@ -59,6 +59,7 @@ const MAX_CONTINUATIONS = 32;
 const HIGH_WATER = 256 * 1024;
 /** The reusable write buffer: a batch, and the frame that crossed the mark. */
 const BATCH_MAX = HIGH_WATER + 64 * 1024;
+const PSEUDO = new Set([":method", ":path", ":authority", ":scheme"]);
 const CONNECTION_SPECIFIC = new Set([
   "connection",
   "keep-alive",
@@ -307,7 +308,7 @@ export class H2Stream {
  * import { H2Session } from "./session.ts";
  * import { BufferedReader } from "../reader.ts";
  * import { assertEquals } from "../../testing/assert.ts";
- * const input = new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+ * const input = new ReadableStream<Uint8Array>({ start: (c) => c.close() }).getReader();
  * const sent: Uint8Array[] = [];
  * const session = new H2Session(
  *   { write: async (b) => void sent.push(b), close() {} },
@@ -978,33 +979,15 @@ export class H2Session {
 
 /** Checks a request's fields (RFC 9113 §8.2, §8.3); `null` when malformed. */
 function parseRequest(fields: [string, string][]): H2Request | null {
-  let method = "", path = "", authority = "", scheme = "";
+  const pseudo = new Map<string, string>();
   const headers: [string, string][] = [];
   let regular = false;
   let cookies: string[] | null = null;
   for (const [name, value] of fields) {
     if (name.startsWith(":")) {
-      if (regular) return null;
-      switch (name) {
-        case ":method":
-          if (method !== "") return null;
-          method = value;
-          break;
-        case ":path":
-          if (path !== "") return null;
-          path = value;
-          break;
-        case ":authority":
-          if (authority !== "") return null;
-          authority = value;
-          break;
-        case ":scheme":
-          if (scheme !== "") return null;
-          scheme = value;
-          break;
-        default:
-          return null;
-      }
+      // Known, once each, and before every regular field (§8.3).
+      if (regular || !PSEUDO.has(name) || pseudo.has(name)) return null;
+      pseudo.set(name, value);
       continue;
     }
     regular = true;
@@ -1018,6 +1001,10 @@ function parseRequest(fields: [string, string][]): H2Request | null {
     headers.push([name, value]);
   }
   if (cookies !== null) headers.push(["cookie", cookies.join("; ")]);
+  const method = pseudo.get(":method") ?? "";
+  const path = pseudo.get(":path") ?? "";
+  const scheme = pseudo.get(":scheme") ?? "";
+  let authority = pseudo.get(":authority") ?? "";
   if (method === "") return null;
   if (method !== "CONNECT" && (path === "" || scheme === "")) return null;
   if (authority === "") {
