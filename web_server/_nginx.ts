@@ -60,8 +60,7 @@ export async function startNginx(
     ssl_certificate ${options.tls.certPath};
     ssl_certificate_key ${options.tls.keyPath};
     ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_prefer_server_ciphers off;
-    http2_max_requests 1000000;`;
+    ssl_prefer_server_ciphers off;`;
   const log = options.logFormat === undefined
     ? "access_log off;"
     : `log_format test '${options.logFormat}';\n  access_log ${dir}/access.log test;`;
