@@ -23,7 +23,14 @@
  * @module
  */
 import { formatHttpDate } from "../lib/http/dates.ts";
-import { encodeResponse, type FetchHandler, toRequest, writeResponse } from "../lib/http/fetch.ts";
+import {
+  type EncodedResponse,
+  encodeResponse,
+  type EncodeResponseOptions,
+  type FetchHandler,
+  toRequest,
+  writeResponse,
+} from "../lib/http/fetch.ts";
 import type { RequestHead } from "../lib/http/heads.ts";
 import { HttpServer, type ServerConnection, type ServerOptions } from "../lib/http/server.ts";
 import { encodeFields } from "../lib/http/h2/hpack.ts";
@@ -245,15 +252,7 @@ async function answer(
     head.version === "HTTP/1.1" && CONDITIONAL.every((n) => !h.has(n))
   ) {
     key = `${head.target}\n${h.get("accept-encoding") ?? ""}\n${h.get("accept") ?? ""}`;
-    let hit = cache.get(key);
-    if (hit === undefined) {
-      // Single flight: when the same response is being produced, wait and replay it.
-      const pending = cache.pending(key);
-      if (pending !== undefined) {
-        await pending;
-        hit = cache.get(key);
-      }
-    }
+    const hit = cache.get(key) ?? await produced(cache, key);
     if (hit !== undefined) return await replay(conn, method, hit);
   }
   const done = key !== undefined && cache!.pending(key) === undefined
@@ -261,35 +260,14 @@ async function answer(
     : undefined;
   try {
     const generation = cache?.generation ?? 0;
-    let response: Response;
-    if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
-      response = plainResponse(405, { allow: "GET, HEAD" });
-    } else {
-      const request = toRequest(head, { scheme, host: hostname });
-      if (request === undefined) {
-        response = plainResponse(400);
-        keepAlive = false;
-      } else {
-        try {
-          response = await handler(request, { remoteAddr: conn.remoteAddr });
-        } catch {
-          response = plainResponse(500);
-        }
-      }
-    }
-    // Only a response built from files unchanged since the request started.
-    const store = key !== undefined && keepAlive && method === "GET" &&
-      response.status === 200 && isCacheable(response) && generation === cache!.generation;
-    const encoded = await encodeResponse(response, {
+    const request = toRequest(head, { scheme, host: hostname });
+    if (request === undefined && !FORBIDDEN_METHODS.has(method.toUpperCase())) keepAlive = false;
+    const response = await run(handler, method, request, conn.remoteAddr);
+    const { encoded } = await encodeAndStore(response, cache, key, generation, {
       method,
       version: head.version,
       keepAlive,
-      bufferUpTo: CACHE_ENTRY_MAX,
-      ...(store ? { joinUpTo: CACHE_ENTRY_MAX } : {}),
     });
-    if (store && encoded.wire !== null) {
-      cache!.store(key!, encoded.wire, encoded.head.length, encoded.status);
-    }
     // Requests waiting for this response may go on before we write to a possibly slow client.
     done?.();
     conn.status = encoded.status;
@@ -299,6 +277,60 @@ async function answer(
   } finally {
     done?.();
   }
+}
+
+/**
+ * The response for `key` once the production under way (if any) is done:
+ * single flight. A hit does not come here, so the hot path never awaits.
+ */
+async function produced(cache: ResponseCache, key: string): Promise<CacheEntry | undefined> {
+  const pending = cache.pending(key);
+  if (pending === undefined) return undefined;
+  await pending;
+  return cache.get(key);
+}
+
+/** Runs the handler; 405 for methods Fetch cannot express, 400 without a request, 500 on a throw. */
+async function run(
+  handler: FetchHandler,
+  method: string,
+  request: Request | undefined,
+  remoteAddr: Deno.NetAddr,
+): Promise<Response> {
+  if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
+    return plainResponse(405, { allow: "GET, HEAD" });
+  }
+  if (request === undefined) return plainResponse(400);
+  try {
+    return await handler(request, { remoteAddr });
+  } catch {
+    return plainResponse(500);
+  }
+}
+
+/**
+ * Encodes a response for the wire, and stores it in the cache when it may
+ * be replayed: a whole file (200, GET, kept connection) built from files
+ * unchanged since the request began.
+ */
+async function encodeAndStore(
+  response: Response,
+  cache: ResponseCache | undefined,
+  key: string | undefined,
+  generation: number,
+  options: EncodeResponseOptions,
+): Promise<{ encoded: EncodedResponse; entry: CacheEntry | undefined }> {
+  const store = key !== undefined && options.keepAlive !== false && options.method === "GET" &&
+    response.status === 200 && isCacheable(response) && generation === cache!.generation;
+  const encoded = await encodeResponse(response, {
+    ...options,
+    bufferUpTo: CACHE_ENTRY_MAX,
+    ...(store ? { joinUpTo: CACHE_ENTRY_MAX } : {}),
+  });
+  const entry = store && encoded.wire !== null
+    ? cache!.store(key!, encoded.wire, encoded.head.length, encoded.status)
+    : undefined;
+  return { encoded, entry };
 }
 
 /** Writes a cached response (the hot path). */
@@ -343,14 +375,7 @@ async function answerH2(
     CONDITIONAL.every((n) => field(req, n) === null)
   ) {
     key = `${req.path}\n${field(req, "accept-encoding") ?? ""}\n${field(req, "accept") ?? ""}`;
-    let hit = cache.get(key);
-    if (hit === undefined) {
-      const pending = cache.pending(key);
-      if (pending !== undefined) {
-        await pending;
-        hit = cache.get(key);
-      }
-    }
+    const hit = cache.get(key) ?? await produced(cache, key);
     if (hit !== undefined) return await replayH2(stream, method, hit);
   }
   const done = key !== undefined && cache!.pending(key) === undefined
@@ -358,35 +383,11 @@ async function answerH2(
     : undefined;
   try {
     const generation = cache?.generation ?? 0;
-    let response: Response;
-    if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
-      response = plainResponse(405, { allow: "GET, HEAD" });
-    } else {
-      const request = h2ToRequest(req, hostname);
-      if (request === undefined) response = plainResponse(400);
-      else {
-        try {
-          response = await handler(request, {
-            remoteAddr: req.remoteAddr ?? { transport: "tcp", hostname: "", port: 0 },
-          });
-        } catch {
-          response = plainResponse(500);
-        }
-      }
-    }
-    const store = key !== undefined && method === "GET" && response.status === 200 &&
-      isCacheable(response) && generation === cache!.generation;
-    const encoded = await encodeResponse(response, {
-      method,
-      bufferUpTo: CACHE_ENTRY_MAX,
-      ...(store ? { joinUpTo: CACHE_ENTRY_MAX } : {}),
-    });
-    if (store && encoded.wire !== null) {
-      const entry = cache!.store(key!, encoded.wire, encoded.head.length, encoded.status);
-      done?.();
-      if (entry !== undefined) return await replayH2(stream, method, entry);
-    }
+    const remoteAddr = req.remoteAddr ?? { transport: "tcp" as const, hostname: "", port: 0 };
+    const response = await run(handler, method, h2ToRequest(req, hostname), remoteAddr);
+    const { encoded, entry } = await encodeAndStore(response, cache, key, generation, { method });
     done?.();
+    if (entry !== undefined) return await replayH2(stream, method, entry);
     const block = encodeFields(h2Fields(encoded.head, null));
     await stream.respond(encoded.status, block, encoded.body ?? encoded.stream);
   } finally {
