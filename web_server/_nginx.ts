@@ -13,6 +13,8 @@ export interface Nginx extends AsyncDisposable {
   url: string;
   /** The master's process id (the workers are its children). */
   pid: number;
+  /** The HTTPS port (h2 and HTTP/1.1 by ALPN), when started with `tls`. */
+  tlsPort: number | undefined;
   /**
    * The access-log lines, once there are at least `count` of them: nginx
    * writes a line after its response, so a client can be done before it.
@@ -31,6 +33,12 @@ export interface NginxOptions {
   logFormat?: string;
   /** More directives for the `server` block (locations). */
   server?: string;
+  /**
+   * PEM files of a certificate and key: also listen with TLS 1.2 and 1.3,
+   * `http2` and `http/1.1` by ALPN, on {@linkcode Nginx.tlsPort}. The client's
+   * cipher order decides, as with rustls under Deno.
+   */
+  tls?: { certPath: string; keyPath: string };
 }
 
 /**
@@ -46,6 +54,13 @@ export async function startNginx(
 ): Promise<Nginx> {
   const dir = await Deno.makeTempDir({ prefix: "netkit_nginx_" });
   const port = freePort();
+  const tlsPort = options.tls === undefined ? undefined : freePort();
+  // nginx 1.22 spells HTTP/2 on the listen line (`http2 on` came in 1.25.1).
+  const tls = options.tls === undefined ? "" : `listen 127.0.0.1:${tlsPort} ssl http2;
+    ssl_certificate ${options.tls.certPath};
+    ssl_certificate_key ${options.tls.keyPath};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers off;`;
   const log = options.logFormat === undefined
     ? "access_log off;"
     : `log_format test '${options.logFormat}';\n  access_log ${dir}/access.log test;`;
@@ -68,7 +83,7 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  server { listen 127.0.0.1:${port}; root ${root}; ${options.server ?? ""} }
+  server { listen 127.0.0.1:${port}; ${tls} root ${root}; ${options.server ?? ""} }
 }
 `,
   );
@@ -93,6 +108,7 @@ http {
     port,
     url: `http://127.0.0.1:${port}`,
     pid: child.pid,
+    tlsPort,
     async log(count = 0) {
       // 10 s is a generous bound for a line that never comes.
       const deadline = Date.now() + 10_000;

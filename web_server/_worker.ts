@@ -5,7 +5,10 @@
  */
 import { type Running, type ServerConfig, startServer } from "./cluster.ts";
 
-type Message = { type: "start"; config: ServerConfig } | { type: "stop" };
+type Message =
+  | { type: "start"; config: ServerConfig }
+  | { type: "reload"; cert: string; key: string }
+  | { type: "stop" };
 
 // The default lib types `self` as a Window; inside a worker it is the worker scope.
 const scope = self as unknown as {
@@ -18,6 +21,7 @@ let running: Running | undefined;
 scope.onmessage = async (e) => {
   try {
     if (e.data.type === "start") running = await startServer(e.data.config);
+    else if (e.data.type === "reload") running?.server.reloadTls(e.data.cert, e.data.key);
     else await running?.stop();
     scope.postMessage({ ok: true });
   } catch (err) {

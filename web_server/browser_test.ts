@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { artifactPath, launchChromium } from "../lib/testing/browser.ts";
+import { makeTestCa } from "../lib/testing/tls.ts";
 import { serveHttp } from "./engine.ts";
 import { serveDir } from "./serve.ts";
 
@@ -88,6 +89,79 @@ Deno.test({
         assert.deepEqual(descending.names, ["d/", "a.txt", "c.txt", "b.txt"]);
         assert.deepEqual(descending.sizes.slice(1), [3000, 200, 10]);
       });
+    } finally {
+      await browser.close();
+      await server.shutdown();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a real browser loads the index and a page of 50 images over h2",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const root = await Deno.makeTempDir({ prefix: "netkit_browser_h2_" });
+    await using ca = await makeTestCa({ prefix: "netkit_browser_tls_" });
+    for await (const e of Deno.readDir(PUBLIC)) {
+      if (e.isFile) await Deno.copyFile(`${PUBLIC}/${e.name}`, `${root}/${e.name}`);
+    }
+    await Deno.mkdir(`${root}/img`);
+    const images = Array.from({ length: 50 }, (_, i) => `img/${i}.svg`);
+    for (const [i, name] of images.entries()) {
+      await Deno.writeTextFile(
+        `${root}/${name}`,
+        `<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="#${
+          (i * 5).toString(16).padStart(2, "0")
+        }8040"/></svg>`,
+      );
+    }
+    await Deno.writeTextFile(
+      `${root}/gallery.html`,
+      `<title>gallery</title>${images.map((src) => `<img src="/${src}">`).join("")}`,
+    );
+    const server = serveHttp((req) => serveDir(req, { fsRoot: root }), {
+      hostname: "127.0.0.1",
+      port: 0,
+      cacheRoot: root,
+      cert: ca.cert,
+      key: ca.key,
+    });
+    const base = `https://localhost:${server.addr.port}`;
+    const browser = await launchChromium();
+    try {
+      // The test CA is not in Chromium's store; the certificate itself is checked by curl elsewhere.
+      const context = await browser.newContext({ ignoreHTTPSErrors: true });
+      const page = await context.newPage();
+      // Evaluated in the page (strings: the DOM types are not this program's).
+      const protocols = () =>
+        page.evaluate(
+          "performance.getEntries().map((e) => e.nextHopProtocol).filter((p) => p !== undefined)",
+        ) as Promise<string[]>;
+      await t.step("the index page comes over h2", async () => {
+        const res = await page.goto(base + "/");
+        assert.equal(res?.status(), 200);
+        assert.match(await page.title(), /netkit/);
+        const seen = await protocols();
+        assert.ok(seen.length > 0);
+        assert.deepEqual(new Set(seen), new Set(["h2"]));
+      });
+      await t.step("50 images load over h2", async () => {
+        await page.goto(base + "/gallery.html");
+        await page.waitForFunction(
+          "[...document.images].every((img) => img.complete && img.naturalWidth === 8)",
+        );
+        const entries = await page.evaluate(
+          `performance.getEntriesByType("resource")
+            .map((e) => [new URL(e.name).pathname, e.nextHopProtocol])`,
+        ) as [string, string][];
+        assert.equal(entries.filter(([path]) => path!.startsWith("/img/")).length, 50);
+        assert.deepEqual(new Set(entries.map(([, p]) => p)), new Set(["h2"]));
+        assert.equal((await protocols())[0], "h2"); // the page itself
+        await page.screenshot({ path: await artifactPath("web_server_h2_gallery.png") });
+      });
+      await context.close();
     } finally {
       await browser.close();
       await server.shutdown();

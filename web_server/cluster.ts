@@ -32,6 +32,8 @@ export interface ServerConfig {
   cacheBytes?: number;
   /** The access log: a file path, `"-"` for stdout, or `null` for none. */
   log: string | null;
+  /** Accept HTTP/2 with prior knowledge on a plain port (h2c). */
+  h2c?: boolean;
   /** Set `SO_REUSEPORT` (needed when several loops share the port). */
   reusePort?: boolean;
   /** Deadlines and caps of the server core (plain numbers, so they can be posted). */
@@ -90,6 +92,7 @@ export async function startServer(config: ServerConfig): Promise<Running> {
     hostname: config.hostname,
     port: config.port,
     reusePort: config.reusePort ?? false,
+    h2c: config.h2c ?? false,
     ...(config.cert !== undefined && config.key !== undefined
       ? { cert: config.cert, key: config.key }
       : {}),
@@ -113,6 +116,11 @@ export interface Cluster {
   addr: Deno.NetAddr;
   /** Shuts every loop down gracefully. */
   stop(): Promise<void>;
+  /**
+   * Serves new connections of every loop with another certificate and key;
+   * open connections are not disturbed.
+   */
+  reloadTls(cert: string, key: string): Promise<void>;
 }
 
 /**
@@ -160,6 +168,10 @@ export async function startCluster(config: ServerConfig, workers: number): Promi
   }
   return {
     addr,
+    async reloadTls(cert, key) {
+      main.server.reloadTls(cert, key);
+      for (const w of threads) await request(w, { type: "reload", cert, key });
+    },
     async stop() {
       await Promise.all([
         main.stop(),

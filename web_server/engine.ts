@@ -23,16 +23,31 @@
  * @module
  */
 import { formatHttpDate } from "../lib/http/dates.ts";
-import { encodeResponse, type FetchHandler, toRequest, writeResponse } from "../lib/http/fetch.ts";
+import {
+  type EncodedResponse,
+  encodeResponse,
+  type EncodeResponseOptions,
+  type FetchHandler,
+  toRequest,
+  writeResponse,
+} from "../lib/http/fetch.ts";
 import type { RequestHead } from "../lib/http/heads.ts";
 import { HttpServer, type ServerConnection, type ServerOptions } from "../lib/http/server.ts";
+import { encodeFields } from "../lib/http/h2/hpack.ts";
+import type { H2Request, H2Stream } from "../lib/http/h2/session.ts";
 import { isCacheable, plainResponse } from "./serve.ts";
 
 export type { FetchHandler as Handler, RequestInfo } from "../lib/http/fetch.ts";
 export type { AccessLogEntry } from "../lib/http/server.ts";
 
 /** Options of {@linkcode serveHttp}: the server core's, and the response cache's. */
-export interface ServeHttpOptions extends ServerOptions {
+export interface ServeHttpOptions extends Omit<ServerOptions, "h2"> {
+  /**
+   * Serve HTTP/2 as well: over TLS by ALPN, and with prior knowledge on a
+   * plain port when `h2c` is set. The same handler and cache serve both.
+   * @default {true}
+   */
+  http2?: boolean;
   /**
    * Directory whose changes invalidate the response cache; no cache when unset.
    * @default {undefined}
@@ -64,6 +79,9 @@ interface CacheEntry {
   dateOffset: number;
   dateSecond: number;
   status: number;
+  /** The HTTP/2 field block, made on the first HTTP/2 hit; `date` is its last 29 bytes. */
+  h2: Uint8Array | undefined;
+  h2DateSecond: number;
 }
 
 const encoder = new TextEncoder();
@@ -127,9 +145,14 @@ class ResponseCache {
     };
   }
 
-  store(key: string, bytes: Uint8Array, headLength: number, status: number): void {
+  store(
+    key: string,
+    bytes: Uint8Array,
+    headLength: number,
+    status: number,
+  ): CacheEntry | undefined {
     const size = bytes.length;
-    if (size > CACHE_ENTRY_MAX) return;
+    if (size > CACHE_ENTRY_MAX) return undefined;
     while (this.#size + size > this.#limit && this.#entries.size > 0) {
       // Evict in insertion order: cheap, and good enough for a static tree.
       const [oldKey, old] = this.#entries.entries().next().value!;
@@ -137,14 +160,18 @@ class ResponseCache {
       this.#size -= old.bytes.length;
     }
     const dateOffset = bytes.indexOf(10) + 1 + "Date: ".length;
-    this.#entries.set(key, {
+    const entry: CacheEntry = {
       bytes,
       headLength,
       dateOffset,
       dateSecond: Math.floor(Date.now() / 1000),
       status,
-    });
+      h2: undefined,
+      h2DateSecond: 0,
+    };
+    this.#entries.set(key, entry);
     this.#size += size;
+    return entry;
   }
 
   close(): void {
@@ -184,11 +211,17 @@ export function serveHttp(handler: FetchHandler, options: ServeHttpOptions = {})
     ? ResponseCache.open(options.cacheRoot, options.cacheBytes ?? 64 * 1024 * 1024)
     : undefined;
   const scheme = options.cert !== undefined ? "https" : "http";
+  const http2 = options.http2 ?? true;
   let server: HttpServer;
   try {
     server = new HttpServer(
       (head, conn) => answer(handler, cache, scheme, server.addr.hostname, head, conn),
-      options,
+      {
+        ...options,
+        ...(http2
+          ? { h2: (req, stream) => answerH2(handler, cache, server.addr.hostname, req, stream) }
+          : {}),
+      },
     );
   } catch (err) {
     cache?.close();
@@ -219,15 +252,7 @@ async function answer(
     head.version === "HTTP/1.1" && CONDITIONAL.every((n) => !h.has(n))
   ) {
     key = `${head.target}\n${h.get("accept-encoding") ?? ""}\n${h.get("accept") ?? ""}`;
-    let hit = cache.get(key);
-    if (hit === undefined) {
-      // Single flight: when the same response is being produced, wait and replay it.
-      const pending = cache.pending(key);
-      if (pending !== undefined) {
-        await pending;
-        hit = cache.get(key);
-      }
-    }
+    const hit = cache.get(key) ?? await produced(cache, key);
     if (hit !== undefined) return await replay(conn, method, hit);
   }
   const done = key !== undefined && cache!.pending(key) === undefined
@@ -235,35 +260,14 @@ async function answer(
     : undefined;
   try {
     const generation = cache?.generation ?? 0;
-    let response: Response;
-    if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
-      response = plainResponse(405, { allow: "GET, HEAD" });
-    } else {
-      const request = toRequest(head, { scheme, host: hostname });
-      if (request === undefined) {
-        response = plainResponse(400);
-        keepAlive = false;
-      } else {
-        try {
-          response = await handler(request, { remoteAddr: conn.remoteAddr });
-        } catch {
-          response = plainResponse(500);
-        }
-      }
-    }
-    // Only a response built from files unchanged since the request started.
-    const store = key !== undefined && keepAlive && method === "GET" &&
-      response.status === 200 && isCacheable(response) && generation === cache!.generation;
-    const encoded = await encodeResponse(response, {
+    const request = toRequest(head, { scheme, host: hostname });
+    if (request === undefined && !FORBIDDEN_METHODS.has(method.toUpperCase())) keepAlive = false;
+    const response = await run(handler, method, request, conn.remoteAddr);
+    const { encoded } = await encodeAndStore(response, cache, key, generation, {
       method,
       version: head.version,
       keepAlive,
-      bufferUpTo: CACHE_ENTRY_MAX,
-      ...(store ? { joinUpTo: CACHE_ENTRY_MAX } : {}),
     });
-    if (store && encoded.wire !== null) {
-      cache!.store(key!, encoded.wire, encoded.head.length, encoded.status);
-    }
     // Requests waiting for this response may go on before we write to a possibly slow client.
     done?.();
     conn.status = encoded.status;
@@ -273,6 +277,60 @@ async function answer(
   } finally {
     done?.();
   }
+}
+
+/**
+ * The response for `key` once the production under way (if any) is done:
+ * single flight. A hit does not come here, so the hot path never awaits.
+ */
+async function produced(cache: ResponseCache, key: string): Promise<CacheEntry | undefined> {
+  const pending = cache.pending(key);
+  if (pending === undefined) return undefined;
+  await pending;
+  return cache.get(key);
+}
+
+/** Runs the handler; 405 for methods Fetch cannot express, 400 without a request, 500 on a throw. */
+async function run(
+  handler: FetchHandler,
+  method: string,
+  request: Request | undefined,
+  remoteAddr: Deno.NetAddr,
+): Promise<Response> {
+  if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
+    return plainResponse(405, { allow: "GET, HEAD" });
+  }
+  if (request === undefined) return plainResponse(400);
+  try {
+    return await handler(request, { remoteAddr });
+  } catch {
+    return plainResponse(500);
+  }
+}
+
+/**
+ * Encodes a response for the wire, and stores it in the cache when it may
+ * be replayed: a whole file (200, GET, kept connection) built from files
+ * unchanged since the request began.
+ */
+async function encodeAndStore(
+  response: Response,
+  cache: ResponseCache | undefined,
+  key: string | undefined,
+  generation: number,
+  options: EncodeResponseOptions,
+): Promise<{ encoded: EncodedResponse; entry: CacheEntry | undefined }> {
+  const store = key !== undefined && options.keepAlive !== false && options.method === "GET" &&
+    response.status === 200 && isCacheable(response) && generation === cache!.generation;
+  const encoded = await encodeResponse(response, {
+    ...options,
+    bufferUpTo: CACHE_ENTRY_MAX,
+    ...(store ? { joinUpTo: CACHE_ENTRY_MAX } : {}),
+  });
+  const entry = store && encoded.wire !== null
+    ? cache!.store(key!, encoded.wire, encoded.head.length, encoded.status)
+    : undefined;
+  return { encoded, entry };
 }
 
 /** Writes a cached response (the hot path). */
@@ -290,4 +348,105 @@ async function replay(conn: ServerConnection, method: string, hit: CacheEntry): 
   }
   conn.status = hit.status;
   return true;
+}
+
+/** The value of a request field over HTTP/2, or `null`. */
+function field(req: H2Request, name: string): string | null {
+  for (const [n, v] of req.headers) if (n === name) return v;
+  return null;
+}
+
+/**
+ * Serves one HTTP/2 request through the same handler and response cache as
+ * HTTP/1.1: a cached response is replayed as its field block (made once per
+ * entry) and its body bytes, shared with the HTTP/1.1 form.
+ */
+async function answerH2(
+  handler: FetchHandler,
+  cache: ResponseCache | undefined,
+  hostname: string,
+  req: H2Request,
+  stream: H2Stream,
+): Promise<void> {
+  const method = req.method;
+  let key: string | undefined;
+  if (
+    cache !== undefined && (method === "GET" || method === "HEAD") &&
+    CONDITIONAL.every((n) => field(req, n) === null)
+  ) {
+    key = `${req.path}\n${field(req, "accept-encoding") ?? ""}\n${field(req, "accept") ?? ""}`;
+    const hit = cache.get(key) ?? await produced(cache, key);
+    if (hit !== undefined) return await replayH2(stream, method, hit);
+  }
+  const done = key !== undefined && cache!.pending(key) === undefined
+    ? cache!.begin(key)
+    : undefined;
+  try {
+    const generation = cache?.generation ?? 0;
+    const remoteAddr = req.remoteAddr ?? { transport: "tcp" as const, hostname: "", port: 0 };
+    const response = await run(handler, method, h2ToRequest(req, hostname), remoteAddr);
+    const { encoded, entry } = await encodeAndStore(response, cache, key, generation, { method });
+    done?.();
+    if (entry !== undefined) return await replayH2(stream, method, entry);
+    const block = encodeFields(h2Fields(encoded.head, null));
+    await stream.respond(encoded.status, block, encoded.body ?? encoded.stream);
+  } finally {
+    done?.();
+  }
+}
+
+/** A Fetch `Request` from an HTTP/2 request; `undefined` when it cannot be expressed. */
+function h2ToRequest(req: H2Request, hostname: string): Request | undefined {
+  if (!req.path.startsWith("/")) return undefined;
+  try {
+    return new Request(`${req.scheme}://${req.authority || hostname}${req.path}`, {
+      method: req.method,
+      headers: req.headers,
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+const DROPPED = new Set(["connection", "keep-alive", "transfer-encoding", "date"]);
+
+/**
+ * The HTTP/2 fields of an encoded HTTP/1.1 head: `:status` first, the
+ * connection-specific fields dropped, `date` last (so a cached block can
+ * have its date patched in place).
+ */
+function h2Fields(head: Uint8Array, date: string | null): [string, string][] {
+  const text = new TextDecoder("latin1").decode(head);
+  const lines = text.split("\r\n");
+  const fields: [string, string][] = [[":status", lines[0]!.slice(9, 12)]];
+  let headDate = "";
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === "date") headDate = value;
+    if (DROPPED.has(name)) continue;
+    fields.push([name, value]);
+  }
+  fields.push(["date", date ?? headDate]);
+  return fields;
+}
+
+/** Writes a cached response over HTTP/2 (the hot path). */
+async function replayH2(stream: H2Stream, method: string, hit: CacheEntry): Promise<void> {
+  const second = Math.floor(Date.now() / 1000);
+  if (hit.h2 === undefined) {
+    hit.h2 = encodeFields(h2Fields(hit.bytes.subarray(0, hit.headLength), formatHttpDate()));
+    hit.h2DateSecond = second;
+  } else if (second !== hit.h2DateSecond) {
+    encoder.encodeInto(formatHttpDate(second * 1000), hit.h2.subarray(hit.h2.length - 29));
+    hit.h2DateSecond = second;
+  }
+  await stream.respond(
+    hit.status,
+    hit.h2,
+    method === "HEAD" ? null : hit.bytes.subarray(hit.headLength),
+  );
 }

@@ -84,6 +84,10 @@ export const OPTIONS = {
     default: "64M",
     description: "memory for kept responses, shared among the loops",
   },
+  h2c: {
+    type: "boolean",
+    description: "accept HTTP/2 with prior knowledge on a plain port (HTTPS offers h2 by ALPN)",
+  },
   workers: {
     type: "string",
     short: "w",
@@ -169,6 +173,7 @@ async function main(): Promise<number> {
       ...tls,
       cache: !values["no-cache"],
       cacheBytes,
+      h2c: values.h2c ?? false,
       log: log === null || log === "-" ? log : userPath(log),
       core,
     }, workers);
@@ -187,10 +192,26 @@ async function main(): Promise<number> {
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   Deno.addSignalListener("SIGINT", resolve);
   Deno.addSignalListener("SIGTERM", resolve);
+  // SIGHUP: read --cert and --key again; new connections get them, open ones keep theirs.
+  const reload = values.cert === undefined ? undefined : async () => {
+    try {
+      const cert = await withUserFile("--cert", values.cert!, Deno.readTextFile);
+      const key = await withUserFile("--key", values.key!, Deno.readTextFile);
+      await cluster.reloadTls(cert, key);
+      console.error("webserver: reloaded --cert and --key");
+    } catch (err) {
+      console.error(
+        `webserver: kept the old certificate: ${err instanceof Error ? err.message : err}`,
+      );
+    }
+  };
+  const onHangup = () => void reload?.();
+  if (reload !== undefined) Deno.addSignalListener("SIGHUP", onHangup);
   console.log(`Listening on ${scheme}://${name}:${cluster.addr.port}/ (serving ${root})`);
   await stopped;
   Deno.removeSignalListener("SIGINT", resolve);
   Deno.removeSignalListener("SIGTERM", resolve);
+  if (reload !== undefined) Deno.removeSignalListener("SIGHUP", onHangup);
   await cluster.stop();
   return 0;
 }

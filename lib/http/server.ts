@@ -59,6 +59,7 @@ import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
 import { reasonPhrase } from "./status.ts";
 import { positive } from "../validate.ts";
+import { H2_PREFACE, type H2Handler, type H2LogEntry, H2Session } from "./h2/session.ts";
 
 /** One access-log record: what was asked, what was answered, by whom, how long it took. */
 export interface AccessLogEntry {
@@ -201,6 +202,24 @@ export interface ServerOptions {
   onWarning?: (message: string) => void;
   /** Aborting it shuts the server down gracefully. */
   signal?: AbortSignal;
+  /**
+   * Serves HTTP/2 with this handler: over TLS when the client picks `h2` by
+   * ALPN (offered before `http/1.1`), and on a plain port with prior
+   * knowledge when `h2c` is set.
+   * @default {undefined}
+   */
+  h2?: H2Handler;
+  /**
+   * Accept HTTP/2 with prior knowledge (the client's first bytes are the
+   * HTTP/2 preface) on a plain port; needs `h2`.
+   * @default {false}
+   */
+  h2c?: boolean;
+  /**
+   * `SETTINGS_MAX_CONCURRENT_STREAMS` of each HTTP/2 connection.
+   * @default {100}
+   */
+  h2MaxStreams?: number;
 }
 
 const IDLE = 0;
@@ -208,6 +227,7 @@ const HEAD = 1;
 const BUSY = 2;
 const TUNNEL = 3;
 const LINGER = 4;
+const H2 = 5;
 
 const encoder = new TextEncoder();
 /** Refusals (503 and close) in flight at once; more are closed without an answer. */
@@ -282,6 +302,8 @@ export class ServerConnection {
   writing = false;
   /** @internal Counted in the limits (uncounted once). */
   counted = true;
+  /** @internal The HTTP/2 session, once the connection speaks it. */
+  h2: H2Session | null = null;
 
   readonly #raw: Deno.Conn;
   readonly #server: HttpServer;
@@ -482,6 +504,12 @@ export class ServerConnection {
     };
   }
 
+  /** @internal Completes the TLS handshake; returns the ALPN protocol chosen, if any. */
+  async handshake(): Promise<string | null> {
+    const info = await (this.#raw as Deno.TlsConn).handshake();
+    return info.alpnProtocol;
+  }
+
   /** @internal Shuts the write side (lingering close). */
   closeWrite(): Promise<void> {
     return this.#raw.closeWrite();
@@ -561,6 +589,10 @@ export class HttpServer implements AsyncDisposable {
   #errorResponse: (status: number, message: string) => Uint8Array;
   #onLog: ((entry: AccessLogEntry) => void) | undefined;
   #warn: (message: string) => void;
+  #h2: H2Handler | undefined;
+  #h2c: boolean;
+  #listenOptions: Deno.TcpListenOptions;
+  #h2MaxStreams: number;
 
   /**
    * Starts listening and serving.
@@ -593,17 +625,20 @@ export class HttpServer implements AsyncDisposable {
     this.#errorResponse = options.errorResponse ?? plainErrorResponse;
     this.#onLog = options.onLog;
     this.#warn = options.onWarning ?? ((m) => console.error(m));
-    this.#listener = options.cert !== undefined
-      ? Deno.listenTls({
-        hostname,
-        port,
-        cert: options.cert,
-        key: options.key!,
-        alpnProtocols: ["http/1.1"],
-        reusePort: options.reusePort ?? false,
-      })
-      : Deno.listen({ hostname, port, reusePort: options.reusePort ?? false });
     this.#secure = options.cert !== undefined;
+    this.#h2 = options.h2;
+    // A TLS listener always shares its port, so reloadTls can open the next
+    // one beside it before closing it.
+    this.#listenOptions = {
+      hostname,
+      port,
+      reusePort: this.#secure || (options.reusePort ?? false),
+    };
+    this.#listener = this.#secure
+      ? this.#listenTls(options.cert!, options.key!)
+      : Deno.listen(this.#listenOptions);
+    this.#h2c = options.h2c ?? false;
+    this.#h2MaxStreams = options.h2MaxStreams ?? 100;
     this.addr = this.#listener.addr as Deno.NetAddr;
     // Sweep often enough for the shortest deadline, at most twice a second.
     // Every deadline counts: progress is only seen at a sweep, so a deadline
@@ -621,6 +656,37 @@ export class HttpServer implements AsyncDisposable {
     this.#sweeper = setInterval(() => this.#sweep(), every);
     options.signal?.addEventListener("abort", () => void this.shutdown(), { once: true });
     this.finished = this.#acceptLoop();
+  }
+
+  #listenTls(cert: string, key: string): Deno.TlsListener {
+    return Deno.listenTls({
+      ...this.#listenOptions,
+      cert,
+      key,
+      alpnProtocols: this.#h2 !== undefined ? ["h2", "http/1.1"] : ["http/1.1"],
+    });
+  }
+
+  /**
+   * Serves new TLS connections with another certificate and key; the
+   * connections already open keep theirs and are not disturbed. A new
+   * listener opens on the same port, then the old one closes.
+   *
+   * @param cert PEM certificate chain.
+   * @param key PEM private key.
+   * @throws {Error} A certificate or key Deno refuses; the old one stays in use.
+   */
+  reloadTls(cert: string, key: string): void {
+    if (!this.#secure) throw new TypeError("Cannot reload TLS: the server speaks plain HTTP");
+    if (this.#closing) return;
+    const next = this.#listenTls(cert, key);
+    const old = this.#listener;
+    this.#listener = next;
+    try {
+      old.close();
+    } catch {
+      // Already closed.
+    }
   }
 
   /** Whether {@linkcode shutdown} has begun. */
@@ -651,6 +717,7 @@ export class HttpServer implements AsyncDisposable {
       }
       for (const c of this.#conns) {
         if (c.phase === IDLE || (c.phase === HEAD && c.reader.buffered === 0)) c.close();
+        else if (c.phase === H2) c.h2?.goaway();
       }
       // Past the grace period, cut what is left; the tasks then end.
       using grace = new Deadline(graceMs);
@@ -683,9 +750,12 @@ export class HttpServer implements AsyncDisposable {
     let backoff = 10;
     for (;;) {
       let raw: Deno.Conn;
+      const listener = this.#listener;
       try {
-        raw = await this.#listener.accept();
+        raw = await listener.accept();
       } catch (err) {
+        // A reload closed this listener: go on with the new one.
+        if (listener !== this.#listener && !this.#closing) continue;
         if (this.#closing || err instanceof Deno.errors.BadResource) break;
         // EMFILE, ENFILE, ENOBUFS, ECONNABORTED: never fatal. Free what can be
         // freed, back off, try again; say so once per burst (over every loop).
@@ -785,7 +855,63 @@ export class HttpServer implements AsyncDisposable {
     this.#logError(remote, 503, polite ? reply.length : 0);
   }
 
+  /** Whether the client speaks HTTP/2: chose it by ALPN, or (h2c) sent the preface. */
+  async #speaksH2(c: ServerConnection): Promise<boolean> {
+    if (this.#h2 === undefined) return false;
+    if (this.#secure) return (await c.handshake()) === "h2";
+    if (!this.#h2c) return false;
+    const r = c.reader;
+    for (;;) {
+      const got = r.peek();
+      const n = Math.min(got.length, H2_PREFACE.length);
+      for (let i = 0; i < n; i++) if (got[i] !== H2_PREFACE[i]) return false;
+      if (n === H2_PREFACE.length) return true;
+      if ((await r.fill()) === 0) return false;
+    }
+  }
+
+  async #serveH2(c: ServerConnection): Promise<void> {
+    c.phase = H2;
+    const onLog = this.#onLog;
+    const session = new H2Session(
+      { write: (b) => c.write(b), close: () => c.close() },
+      c.reader,
+      this.#h2!,
+      {
+        maxConcurrentStreams: this.#h2MaxStreams,
+        idleTimeout: this.#keepAliveTimeout,
+        headerTimeout: this.#headerTimeout,
+        stallTimeout: this.#sendTimeout,
+        remoteAddr: c.remoteAddr,
+        ...(onLog !== undefined ? { onLog: (e: H2LogEntry) => onLog(this.#h2Entry(c, e)) } : {}),
+      },
+    );
+    c.h2 = session;
+    if (this.#closing) session.goaway();
+    await session.run();
+  }
+
+  #h2Entry(c: ServerConnection, e: H2LogEntry): AccessLogEntry {
+    const r = e.request;
+    const field = (name: string) => r.headers.find(([n]) => n === name)?.[1] ?? null;
+    return {
+      remoteAddr: c.remoteAddr.hostname,
+      time: new Date(e.time),
+      duration: Date.now() - e.time,
+      method: r.method,
+      target: r.path,
+      requestLine: `${r.method} ${r.path} HTTP/2.0`,
+      status: e.status,
+      bytes: e.bytes,
+      sent: e.bytes,
+      referer: field("referer"),
+      userAgent: field("user-agent"),
+      extra: undefined,
+    };
+  }
+
   async #serve(c: ServerConnection): Promise<void> {
+    if (await this.#speaksH2(c)) return await this.#serveH2(c);
     const headOptions = { maxHeadBytes: this.#maxHeadBytes };
     for (;;) {
       if (c.requests > 0) {
@@ -904,6 +1030,11 @@ export class HttpServer implements AsyncDisposable {
           if (now - c.since > this.#lingerTime || readStill > this.#lingerTimeout) {
             c.close();
           }
+          break;
+        case H2:
+          // A client that stops reading; the session times the rest itself.
+          if (c.writing && writeStill > this.#sendTimeout) c.close();
+          else c.h2?.sweep(now);
           break;
       }
     }

@@ -28,6 +28,8 @@ export interface ServerProcess extends AsyncDisposable {
   stderr(): string;
   /** Sends a signal and waits for the exit code. */
   stop(signal?: Deno.Signal): Promise<number>;
+  /** Sends a signal that does not stop it (SIGHUP, say). */
+  signal(signal: Deno.Signal): void;
 }
 
 /** Starts the tool under test with extra CLI options, optionally under an open-file limit. */
@@ -149,6 +151,7 @@ export async function startTask(
     port,
     stderr: () => err,
     stop,
+    signal: (signal) => child.kill(signal),
     async [Symbol.asyncDispose]() {
       await stop("SIGKILL");
     },
