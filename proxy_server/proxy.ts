@@ -54,7 +54,13 @@ import {
   validatorFields,
   varyKey,
 } from "./cache.ts";
-import { CacheStore, type Entry, type EntryMeta, type StoreOptions } from "./store.ts";
+import {
+  CacheStore,
+  type Entry,
+  type EntryMeta,
+  type EntryWriter,
+  type StoreOptions,
+} from "./store.ts";
 import { Flight } from "./_flight.ts";
 import { parseContentRange, PartStore, strongValidator } from "./_parts.ts";
 import { copyToStore, selectsVariant, type SharedCache, type SharedEntry } from "./shared_cache.ts";
@@ -257,6 +263,13 @@ const BODY_BUFFER = 65536;
 
 /** Free body buffers; a miss takes one and gives it back, so pieces cost no allocation. */
 const bodyBuffers: Uint8Array[] = [];
+
+/** The node's own store for a body only the shared tier keeps: takes nothing. */
+const DISCARD: EntryWriter = {
+  write: () => Promise.resolve(true),
+  commit: () => Promise.resolve(),
+  abort: () => Promise.resolve(),
+};
 
 /** A 206 being received whose bytes may complete a stored representation. */
 interface PendingPart {
@@ -1369,13 +1382,14 @@ class ProxyServer implements Proxy {
     x.type = up.headers.get("content-type");
     const policy = targetedFields(up.headers, this.#policy.targets);
     let verdict = storability(req, { status: up.status, headers: policy });
-    if (
-      verdict.storable && up.body.type === "length" && up.body.length > this.store.storableSize
-    ) {
-      // Larger than the store keeps, as the origin says: not written at all, and
-      // collapsed waiters fetch on their own rather than share a body held whole.
-      verdict = { storable: false, reason: "size" };
-    }
+    // Larger than this node's store keeps, as the origin says: not written
+    // here, and collapsed waiters fetch on their own rather than share a body
+    // held whole. The shared tier may still take it (its own size limit).
+    const tooBig = verdict.storable && up.body.type === "length" &&
+      up.body.length > this.store.storableSize;
+    const sharedOnly = tooBig && this.#shared !== undefined &&
+      (up.body.type === "length" && up.body.length <= this.#shared.maxObjectSize);
+    if (tooBig && !sharedOnly) verdict = { storable: false, reason: "size" };
     const stored = stripHopByHop(up.headers);
     let writer = null;
     let key = url;
@@ -1404,11 +1418,14 @@ class ProxyServer implements Proxy {
         responseTime,
         bodyLength: 0,
       };
-      writer = this.store.beginWrite(meta);
+      writer = sharedOnly ? DISCARD : this.store.beginWrite(meta);
       if (this.#shared !== undefined) {
         writer = this.#shared.tee(writer, meta, { fields: policy, ...this.#staleIfError });
       }
-      flight?.publish({ head: up, varyKey: vk ?? "", requestTime, responseTime });
+      if (sharedOnly) {
+        flight?.publish(null);
+        flight = undefined;
+      } else flight?.publish({ head: up, varyKey: vk ?? "", requestTime, responseTime });
     } else {
       flight?.publish(null);
       flight = undefined;

@@ -290,6 +290,11 @@ export class SharedCache {
     return this.#link.up;
   }
 
+  /** The largest body written to the shared tier, in bytes (`--shared-max-object-size`). */
+  get maxObjectSize(): number {
+    return this.#maxObjectSize;
+  }
+
   /** Whether this node receives fill and invalidation messages. */
   get subscribed(): boolean {
     return this.#link.subscribed;
