@@ -3,7 +3,7 @@
  *
  * 1. RTT: 3 × 200 pings at 10 ms, `udp-ping` against `udp-server` and
  *    `irtt client` against `irtt server`, alternating; median and p99 of each,
- *    their differences, and issue #20's targets (within 15 µs and 50 µs).
+ *    their differences, and the targets (within 15 µs and 50 µs).
  * 2. Client precision: `udp-ping -c 10000 -i 1ms` against our server, next to
  *    `irtt client -i 1ms -d 10s` against `irtt server`. Reported: packets sent
  *    out of the ticks scheduled (no self-inflicted loss), and the send-time
@@ -537,7 +537,7 @@ if (import.meta.main) {
         `(rounds: ours ${ourRounds.map((r) => r.rps.toFixed(0)).join(" ")}, ` +
         `irtt ${irttRounds.map((r) => r.toFixed(0)).join(" ")})`,
     );
-    console.log("issue #20's figures, udp-ping vs irtt in this run (µs):");
+    console.log("the target figures, udp-ping vs irtt in this run (µs):");
     console.log("  figure            udp-ping irtt     difference target");
     const rows: [string, number, number, string, boolean][] = [
       ["median RTT", rtt.ours.median, rtt.irtt.median, "within 15", rtt.medianTargetMet],
