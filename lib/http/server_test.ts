@@ -153,21 +153,22 @@ Deno.test(
         failures.push(err);
         throw err;
       }
-    }, { bodyTimeout: 300 });
+    }, { bodyTimeout: 1000 });
     const port = server.addr.port;
 
-    await t.step("4 of 10 bytes, then silence: closed after about 300 ms, unanswered", async () => {
+    await t.step("4 of 10 bytes, then silence: closed after about 1 s, unanswered", async () => {
       using c = await RawClient.connect(port);
       await c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcd");
       const sent = Date.now();
-      const end = await c.untilClose(2000);
+      const end = await c.untilClose(4000);
       assertEquals(end.text, "");
       // The read's start is stamped with the sweeper's clock, up to a quarter of the deadline early.
-      assert(end.at - sent >= 200, `closed after ${end.at - sent} ms`);
-      assert(end.at - sent < 1500, `closed after ${end.at - sent} ms`);
+      assert(end.at - sent >= 700, `closed after ${end.at - sent} ms`);
+      assert(end.at - sent < 3000, `closed after ${end.at - sent} ms`);
       await waitFor(() => failures.length === 1, "the handler's body read to fail");
     });
 
+    // Gaps of a tenth of the deadline: a loaded machine does not stretch them past it.
     await t.step("10 bytes at one per 100 ms (1 s in all) are read whole", async () => {
       using c = await RawClient.connect(port);
       await c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n");
