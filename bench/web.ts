@@ -22,6 +22,7 @@
 import { parseArgs } from "node:util";
 import { startNginx } from "../web_server/_nginx.ts";
 import { median } from "../lib/stats.ts";
+import { freePort } from "../lib/testing/ports.ts";
 import { taskCommand } from "../lib/testing/tasks.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 
@@ -143,9 +144,7 @@ await Deno.writeFile(`${root}/1m.bin`, mib);
 
 /** Starts our server on a free port; resolves once it listens. */
 async function startOurs(extra: string[]): Promise<{ port: number; child: Deno.ChildProcess }> {
-  const portProbe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (portProbe.addr as Deno.NetAddr).port;
-  portProbe.close();
+  const port = freePort();
   // Run as `deno task webserver` does, with the task's V8 flags (they bound the heaps).
   const [deno, ...args] = taskCommand("webserver", [
     "--no-log",

@@ -11,7 +11,7 @@ import { formatCombinedLog, LogWriter } from "../lib/http/access_log.ts";
 import { ConnectionLimits } from "../lib/http/limits.ts";
 import type { AccessLogEntry, HttpServer } from "../lib/http/server.ts";
 import type { ServerCliSettings } from "../lib/http/server_cli.ts";
-import { serveHttp } from "./engine.ts";
+import { DEFAULT_CACHE_BYTES, serveHttp } from "./engine.ts";
 import { serveDir, type ServeDirOptions } from "./serve.ts";
 
 /** Everything needed to start one server loop; plain data, so it can be posted to a worker. */
@@ -150,7 +150,7 @@ export async function startCluster(config: ServerConfig, workers: number): Promi
   // One set of counters for every loop: the caps hold for the server as a whole.
   const counters = new ConnectionLimits(config.core ?? {}).buffer;
   // Each loop keeps its own responses: the budget is split so that it bounds the whole.
-  const cacheBytes = Math.floor((config.cacheBytes ?? 64 * 1024 * 1024) / workers);
+  const cacheBytes = Math.floor((config.cacheBytes ?? DEFAULT_CACHE_BYTES) / workers);
   const shared = { ...config, reusePort: workers > 1, counters, cacheBytes };
   const main = await startServer(shared);
   const addr = main.server.addr;

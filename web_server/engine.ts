@@ -34,7 +34,7 @@ import {
 import type { RequestHead } from "../lib/http/heads.ts";
 import { HttpServer, type ServerConnection, type ServerOptions } from "../lib/http/server.ts";
 import { encodeFields } from "../lib/http/h2/hpack.ts";
-import type { H2Request, H2Stream } from "../lib/http/h2/session.ts";
+import { h2Field, type H2Request, type H2Stream } from "../lib/http/h2/session.ts";
 import { isCacheable, plainResponse } from "./serve.ts";
 
 export type { FetchHandler as Handler, RequestInfo } from "../lib/http/fetch.ts";
@@ -184,6 +184,18 @@ class ResponseCache {
 }
 
 /**
+ * Bytes the response cache keeps when no size is given (64 MiB).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_CACHE_BYTES } from "./engine.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(DEFAULT_CACHE_BYTES, 64 * 1024 * 1024);
+ * ```
+ */
+export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
+
+/**
  * Starts an HTTP/1.1 (or HTTPS) server that answers every request with the
  * handler, on the project's server core, with the response cache when
  * `cacheRoot` is set.
@@ -208,7 +220,7 @@ class ResponseCache {
  */
 export function serveHttp(handler: FetchHandler, options: ServeHttpOptions = {}): HttpServer {
   const cache = options.cacheRoot !== undefined
-    ? ResponseCache.open(options.cacheRoot, options.cacheBytes ?? 64 * 1024 * 1024)
+    ? ResponseCache.open(options.cacheRoot, options.cacheBytes ?? DEFAULT_CACHE_BYTES)
     : undefined;
   const scheme = options.cert !== undefined ? "https" : "http";
   const http2 = options.http2 ?? true;
@@ -350,12 +362,6 @@ async function replay(conn: ServerConnection, method: string, hit: CacheEntry): 
   return true;
 }
 
-/** The value of a request field over HTTP/2, or `null`. */
-function field(req: H2Request, name: string): string | null {
-  for (const [n, v] of req.headers) if (n === name) return v;
-  return null;
-}
-
 /**
  * Serves one HTTP/2 request through the same handler and response cache as
  * HTTP/1.1: a cached response is replayed as its field block (made once per
@@ -372,9 +378,9 @@ async function answerH2(
   let key: string | undefined;
   if (
     cache !== undefined && (method === "GET" || method === "HEAD") &&
-    CONDITIONAL.every((n) => field(req, n) === null)
+    CONDITIONAL.every((n) => h2Field(req, n) === null)
   ) {
-    key = `${req.path}\n${field(req, "accept-encoding") ?? ""}\n${field(req, "accept") ?? ""}`;
+    key = `${req.path}\n${h2Field(req, "accept-encoding") ?? ""}\n${h2Field(req, "accept") ?? ""}`;
     const hit = cache.get(key) ?? await produced(cache, key);
     if (hit !== undefined) return await replayH2(stream, method, hit);
   }
@@ -409,6 +415,7 @@ function h2ToRequest(req: H2Request, hostname: string): Request | undefined {
 }
 
 const DROPPED = new Set(["connection", "keep-alive", "transfer-encoding", "date"]);
+const LATIN1 = new TextDecoder("latin1");
 
 /**
  * The HTTP/2 fields of an encoded HTTP/1.1 head: `:status` first, the
@@ -416,7 +423,7 @@ const DROPPED = new Set(["connection", "keep-alive", "transfer-encoding", "date"
  * have its date patched in place).
  */
 function h2Fields(head: Uint8Array, date: string | null): [string, string][] {
-  const text = new TextDecoder("latin1").decode(head);
+  const text = LATIN1.decode(head);
   const lines = text.split("\r\n");
   const fields: [string, string][] = [[":status", lines[0]!.slice(9, 12)]];
   let headDate = "";

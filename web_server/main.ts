@@ -151,12 +151,12 @@ async function main(): Promise<number> {
   const workers = values.workers === undefined
     ? navigator.hardwareConcurrency
     : parseNumber("--workers", values.workers, { min: 1, max: 256, integer: true });
-  const tls = values.cert !== undefined
-    ? {
-      cert: await withUserFile("--cert", values.cert, Deno.readTextFile),
-      key: await withUserFile("--key", values.key!, Deno.readTextFile),
-    }
-    : {};
+  // Read at start and again on SIGHUP.
+  const readTls = async () => ({
+    cert: await withUserFile("--cert", values.cert!, Deno.readTextFile),
+    key: await withUserFile("--key", values.key!, Deno.readTextFile),
+  });
+  const tls = values.cert !== undefined ? await readTls() : {};
   const log = values["no-log"] ? null : values.log ?? "-";
   // Opened here too, so a log that cannot be written is named as the user typed it.
   if (log !== null && log !== "-") {
@@ -195,8 +195,7 @@ async function main(): Promise<number> {
   // SIGHUP: read --cert and --key again; new connections get them, open ones keep theirs.
   const reload = values.cert === undefined ? undefined : async () => {
     try {
-      const cert = await withUserFile("--cert", values.cert!, Deno.readTextFile);
-      const key = await withUserFile("--key", values.key!, Deno.readTextFile);
+      const { cert, key } = await readTls();
       await cluster.reloadTls(cert, key);
       console.error("webserver: reloaded --cert and --key");
     } catch (err) {

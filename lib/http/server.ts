@@ -59,7 +59,7 @@ import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
 import { reasonPhrase } from "./status.ts";
 import { positive } from "../validate.ts";
-import { H2_PREFACE, type H2Handler, type H2LogEntry, H2Session } from "./h2/session.ts";
+import { H2_PREFACE, h2Field, type H2Handler, type H2LogEntry, H2Session } from "./h2/session.ts";
 
 /** One access-log record: what was asked, what was answered, by whom, how long it took. */
 export interface AccessLogEntry {
@@ -893,7 +893,6 @@ export class HttpServer implements AsyncDisposable {
 
   #h2Entry(c: ServerConnection, e: H2LogEntry): AccessLogEntry {
     const r = e.request;
-    const field = (name: string) => r.headers.find(([n]) => n === name)?.[1] ?? null;
     return {
       remoteAddr: c.remoteAddr.hostname,
       time: new Date(e.time),
@@ -904,8 +903,8 @@ export class HttpServer implements AsyncDisposable {
       status: e.status,
       bytes: e.bytes,
       sent: e.bytes,
-      referer: field("referer"),
-      userAgent: field("user-agent"),
+      referer: h2Field(r, "referer"),
+      userAgent: h2Field(r, "user-agent"),
       extra: undefined,
     };
   }

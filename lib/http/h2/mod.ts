@@ -19,6 +19,7 @@ export { encodeFields, HpackDecoder, type HpackDecoderOptions, HpackError } from
 export {
   H2_ERROR,
   H2_PREFACE,
+  h2Field,
   type H2Handler,
   type H2LogEntry,
   type H2Request,

@@ -136,8 +136,6 @@ export interface H2SessionOptions {
   stallTimeout?: number;
   /** Called when a stream ends, for the access log. */
   onLog?: (entry: H2LogEntry) => void;
-  /** Whether the 24-byte preface was already checked (and consumed). */
-  prefaceRead?: boolean;
   /** The client's address, passed on with each request. */
   remoteAddr?: Deno.NetAddr;
 }
@@ -334,7 +332,6 @@ export class H2Session {
   #headerTimeout: number;
   #stallTimeout: number;
   #onLog: ((entry: H2LogEntry) => void) | undefined;
-  #prefaceRead: boolean;
   #remoteAddr: Deno.NetAddr | undefined;
   // The peer's settings and our send windows.
   #peerWindow = DEFAULT_WINDOW;
@@ -387,7 +384,6 @@ export class H2Session {
     this.#headerTimeout = options.headerTimeout ?? 10_000;
     this.#stallTimeout = options.stallTimeout ?? 60_000;
     this.#onLog = options.onLog;
-    this.#prefaceRead = options.prefaceRead ?? false;
     this.#remoteAddr = options.remoteAddr;
     this.#decoder = new HpackDecoder({ tableSize: 4096, maxListSize: this.#maxList });
   }
@@ -415,7 +411,7 @@ export class H2Session {
     this.#queue(frame(SETTINGS, 0, 0, settings));
     this.#blockSince = Date.now();
     try {
-      if (!this.#prefaceRead) await this.#readPreface();
+      await this.#readPreface();
       this.#blockSince = 0;
       await this.#readLoop();
     } catch (err) {
@@ -668,7 +664,7 @@ export class H2Session {
     try {
       await this.#handler(request, s);
     } catch {
-      if (!s.done) this.#reset(s, H2_ERROR.INTERNAL_ERROR);
+      // A handler that failed is reset below, as one that returned unfinished.
     }
     if (!s.done) this.#reset(s, H2_ERROR.INTERNAL_ERROR);
   }
@@ -1008,7 +1004,27 @@ function parseRequest(fields: [string, string][]): H2Request | null {
   if (method === "") return null;
   if (method !== "CONNECT" && (path === "" || scheme === "")) return null;
   if (authority === "") {
-    authority = headers.find(([n]) => n === "host")?.[1] ?? "";
+    authority = h2Field({ headers }, "host") ?? "";
   }
   return { method, path, authority, scheme, headers };
+}
+
+/**
+ * The value of a request field over HTTP/2 (names arrive in lower case).
+ *
+ * @param request The request, or just its fields.
+ * @param name The field name, in lower case.
+ * @returns The first value, or `null` when the field is absent.
+ *
+ * @example
+ * ```ts
+ * import { h2Field } from "./session.ts";
+ * import { assertEquals } from "../../testing/assert.ts";
+ * assertEquals(h2Field({ headers: [["accept", "text/html"]] }, "accept"), "text/html");
+ * assertEquals(h2Field({ headers: [] }, "accept"), null);
+ * ```
+ */
+export function h2Field(request: Pick<H2Request, "headers">, name: string): string | null {
+  for (const [n, v] of request.headers) if (n === name) return v;
+  return null;
 }
