@@ -38,7 +38,7 @@ import {
 import "../lib/rawsock/ffi.ts";
 import "../lib/rawsock/constants.ts";
 import "../lib/rawsock/netns.ts";
-import "../lib/privilege.ts";
+import { perror, privilegeFix } from "../lib/privilege.ts";
 import "../lib/rawsock/socket.ts";
 import "../lib/rawsock/clock.ts";
 import "../lib/rawsock/echo.ts";
@@ -554,8 +554,6 @@ async function cliError(err: unknown, iface: string | undefined): Promise<unknow
     if (err instanceof ResolveError) return new CliError(gaiMessage(err));
   }
   if (err instanceof SocketError) {
-    // The error path alone loads the wording helpers.
-    const { perror, privilegeFix } = await import("../lib/privilege.ts");
     if (err.syscall === "socket" && (err.code === "EPERM" || err.code === "EACCES")) {
       // iputils' three lines, then how to fix it.
       return new CliError(

@@ -166,8 +166,7 @@ export class RedisLink {
     const socket = {
       connectTimeout: 1000,
       ...(u.tls ? { tls: true as const } : {}),
-      // Back off from 50 ms to 2 s, so a dead Redis costs little.
-      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000),
+      reconnectStrategy: backoff,
     };
     const auth = {
       ...(u.username !== undefined ? { username: u.username } : {}),
@@ -232,8 +231,7 @@ export class RedisLink {
         // Never connected.
       }
       if (!this.#closed) {
-        const wait = Math.min(50 * 2 ** this.#attempt++, 2000);
-        this.#retry = setTimeout(() => this.#start(), wait);
+        this.#retry = setTimeout(() => this.#start(), backoff(this.#attempt++));
       }
       return;
     }
@@ -360,4 +358,9 @@ export class RedisLink {
       }
     }
   }
+}
+
+/** Milliseconds before reconnect attempt `n`: from 50 ms up to 2 s, so a dead Redis costs little. */
+function backoff(n: number): number {
+  return Math.min(50 * 2 ** n, 2000);
 }

@@ -1282,15 +1282,15 @@ class ProxyServer implements Proxy {
 
     // RFC 9111 §4.4: a successful unsafe request invalidates what it names.
     if (!isSafe) {
-      for (
-        const u of invalidatedUris(head.method, url, { status: res.status, headers: res.headers })
-      ) {
+      const uris = invalidatedUris(head.method, url, {
+        status: res.status,
+        headers: res.headers,
+      });
+      for (const u of uris) {
         this.#parts.delete(u);
         await this.store.deleteUrl(u);
       }
-      await this.#shared?.purgeUrls(
-        invalidatedUris(head.method, url, { status: res.status, headers: res.headers }),
-      );
+      await this.#shared?.purgeUrls(uris);
     }
     return keep;
   }
@@ -1606,8 +1606,7 @@ class ProxyServer implements Proxy {
       ...times,
     }, part.validator);
     if (whole === undefined) return;
-    if ((this.store.varyOf(url) ?? "") !== "") await this.store.deleteUrl(url);
-    const writer = this.store.beginWrite({
+    await this.store.putWhole({
       key: url,
       url,
       status: 200,
@@ -1616,9 +1615,7 @@ class ProxyServer implements Proxy {
       requestTime: whole.requestTime,
       responseTime: whole.responseTime,
       bodyLength: 0,
-    });
-    for (const piece of whole.pieces) if (!(await writer.write(piece))) return;
-    await writer.commit();
+    }, whole.pieces);
   }
 
   async #tunnel(conn: ServerConnection, head: RequestHead, x: Exchange): Promise<boolean> {
@@ -1795,13 +1792,13 @@ function rangeAnswer(
   ranges: readonly ByteRange[],
   size: number,
   via: string,
-): { status: number; fields: FieldList; parts: Uint8Array[] | null; length: number } {
+): { status: number; fields: FieldList; parts: Uint8Array[] | null } {
   const out = new FieldList();
   if (ranges.length === 0) {
     out.append("Content-Range", `bytes */${size}`);
     out.append("Content-Length", "0");
     out.append("Via", via);
-    return { status: 416, fields: out, parts: null, length: 0 };
+    return { status: 416, fields: out, parts: null };
   }
   let type = "application/octet-stream";
   for (const [n, v] of fields) {
@@ -1828,7 +1825,7 @@ function rangeAnswer(
     out.append("Content-Type", `multipart/byteranges; boundary=${boundary}`);
   }
   out.append("Content-Length", String(length));
-  return { status: 206, fields: out, parts, length };
+  return { status: 206, fields: out, parts };
 }
 
 /** The server-core settings a proxy passes through, without its own options. */

@@ -490,7 +490,11 @@ export class SharedCache {
         await writer.commit();
         if (chunks === null) return;
         // In the background: the client need not wait for Redis.
-        const done = this.put({ ...meta, bodyLength: size }, concat(chunks), ttl)
+        const done = this.put(
+          { ...meta, bodyLength: size },
+          chunks.length === 1 ? chunks[0]! : concat(chunks),
+          ttl,
+        )
           .catch(() => false);
         this.#writing.set(meta.url, done);
         done.finally(() => {
@@ -545,11 +549,7 @@ export class SharedCache {
    */
   async purgeUrls(urls: readonly string[]): Promise<number> {
     if (urls.length === 0 || !this.#link.up) return 0;
-    let n = 0;
-    for (const url of urls) {
-      const r = await this.#link.eval(DEL, [sharedKey(url)], []);
-      if (typeof r === "number") n += r;
-    }
+    const n = await this.#deleteAll(urls);
     await this.#announce({ urls: [...urls], tags: [] });
     return n;
   }
@@ -568,12 +568,18 @@ export class SharedCache {
       const r = await this.#link.eval(TAKE_TAG, [`nk:t:${tag}`], []);
       if (Array.isArray(r)) { for (const u of r) urls.add(text(u)); }
     }
+    const n = await this.#deleteAll(urls);
+    await this.#announce({ urls: [], tags: [...tags] });
+    return n;
+  }
+
+  /** Deletes these URIs' objects (every variant); returns how many existed. */
+  async #deleteAll(urls: Iterable<string>): Promise<number> {
     let n = 0;
     for (const url of urls) {
       const r = await this.#link.eval(DEL, [sharedKey(url)], []);
       if (typeof r === "number") n += r;
     }
-    await this.#announce({ urls: [], tags: [...tags] });
     return n;
   }
 
@@ -598,12 +604,7 @@ export class SharedCache {
  */
 export async function copyToStore(store: CacheStore, found: SharedEntry): Promise<Entry> {
   const { meta, body } = found;
-  // As for a response from the origin: one without Vary replaces every variant.
-  if (meta.key === meta.url && (store.varyOf(meta.url) ?? "") !== "") {
-    await store.deleteUrl(meta.url);
-  }
-  const w = store.beginWrite(meta);
-  if (await w.write(body)) await w.commit();
+  await store.putWhole(meta, [body]);
   return store.get(meta.key) ?? { meta, body, memo: undefined };
 }
 

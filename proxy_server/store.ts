@@ -468,6 +468,38 @@ export class CacheStore {
   }
 
   /**
+   * Stores a whole response at once. One without `Vary` (its key is its URI)
+   * replaces every variant stored for that URI, as a new response does (RFC 9111 §4.1).
+   *
+   * @param meta The entry's metadata.
+   * @param pieces The body, in order.
+   * @returns Whether it was stored (not when larger than the store keeps).
+   *
+   * @example
+   * ```ts
+   * import { CacheStore } from "./store.ts";
+   * import { assert, assertEquals } from "../lib/testing/assert.ts";
+   * const store = await CacheStore.open();
+   * const meta = {
+   *   key: "http://a.test/", url: "http://a.test/", status: 200, reason: "OK",
+   *   fields: [] as Array<[string, string]>, requestTime: 0, responseTime: 0, bodyLength: 0,
+   * };
+   * const te = new TextEncoder();
+   * assert(await store.putWhole(meta, [te.encode("he"), te.encode("llo")]));
+   * assertEquals(store.get("http://a.test/")?.meta.bodyLength, 5);
+   * ```
+   */
+  async putWhole(meta: EntryMeta, pieces: readonly Uint8Array[]): Promise<boolean> {
+    if (meta.key === meta.url && (this.varyOf(meta.url) ?? "") !== "") {
+      await this.deleteUrl(meta.url);
+    }
+    const writer = this.beginWrite(meta);
+    for (const piece of pieces) if (!(await writer.write(piece))) return false;
+    await writer.commit();
+    return true;
+  }
+
+  /**
    * Starts storing a response body. The metadata's `bodyLength` is filled
    * in on commit. Nothing is visible to readers until {@linkcode EntryWriter.commit}.
    *

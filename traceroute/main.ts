@@ -23,12 +23,12 @@ import { type Method, trace, type TraceOptions, type WaitTimes } from "./trace.t
 import "../lib/rawsock/ffi.ts";
 import "../lib/rawsock/constants.ts";
 import "../lib/rawsock/netns.ts";
-import "../lib/privilege.ts";
+import { perror, privilegeFix } from "../lib/privilege.ts";
 import "../lib/rawsock/socket.ts";
 import "../lib/rawsock/clock.ts";
 import "../lib/sockaddr.ts";
 import "./udp.ts";
-import "../lib/resolve.ts";
+import { gaiMessage, ResolveError } from "../lib/resolve.ts";
 import "../lib/rawsock/lookup.ts";
 
 /** Traceroute's options: the parser reads them and `--help` lists them. */
@@ -310,7 +310,7 @@ async function main(args: string[]): Promise<number> {
     if (json) out(JSON.stringify(summaryJson(target, t.summary())));
     return 0;
   } catch (err) {
-    throw await cliError(err, { method, hostArg: args.indexOf(host) + 1 });
+    throw cliError(err, { method, hostArg: args.indexOf(host) + 1 });
   }
 }
 
@@ -319,25 +319,21 @@ async function main(args: string[]): Promise<number> {
  * An unknown host and missing privilege print Butskoy's lines as they are;
  * missing privilege then says how to fix it.
  */
-async function cliError(
+function cliError(
   err: unknown,
   at: { method: Method; hostArg: number },
-): Promise<unknown> {
-  if (err instanceof Error && err.name === "ResolveError") {
-    const { gaiMessage, ResolveError } = await import("../lib/resolve.ts");
-    if (err instanceof ResolveError) {
-      return new CliError(
-        `${
-          gaiMessage(err)
-        }\nCannot handle "host" cmdline arg \`${err.host}' on position 1 (argc ${at.hostArg})`,
-        2,
-        { bare: true },
-      );
-    }
+): unknown {
+  if (err instanceof ResolveError) {
+    return new CliError(
+      `${
+        gaiMessage(err)
+      }\nCannot handle "host" cmdline arg \`${err.host}' on position 1 (argc ${at.hostArg})`,
+      2,
+      { bare: true },
+    );
   }
   if (err instanceof RangeError || err instanceof TypeError) return new CliError(err.message, 2);
   if (err instanceof Deno.errors.PermissionDenied && err.message === PRIVILEGE_MESSAGE) {
-    const { perror, privilegeFix } = await import("../lib/privilege.ts");
     const cause = err.cause instanceof SocketError
       ? perror(err.cause)
       : "socket: permission denied";

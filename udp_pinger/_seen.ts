@@ -38,13 +38,12 @@ export class SeenWindows {
   }
 
   /**
-   * Empties window `i`.
+   * Empties window `i` (its bits are cleared by the next {@linkcode mark}).
    *
    * @param i The window.
    */
   reset(i: number): void {
     this.#highest[i] = -1;
-    this.#bits.fill(0, i * WORDS, (i + 1) * WORDS);
   }
 
   /**

@@ -422,10 +422,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       // tells of a ping only at its next wake-up): late, as the timer would
       // have made it.
       expire();
-      if (outstanding.delete(seq)) {
-        timedOut.add(seq);
-        emit({ type: "timeout", seq });
-      }
+      if (outstanding.has(seq)) timeOut(seq, now);
       pending = undefined;
     }
     lastEvent = now;
@@ -600,11 +597,15 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     const now = performance.now();
     for (const [seq, { sentAt }] of outstanding) {
       if (sentAt + timeout > now) break;
-      outstanding.delete(seq);
-      timedOut.add(seq);
-      lastEvent = now;
-      emit({ type: "timeout", seq });
+      timeOut(seq, now);
     }
+  }
+
+  function timeOut(seq: number, now: number): void {
+    outstanding.delete(seq);
+    timedOut.add(seq);
+    lastEvent = now;
+    emit({ type: "timeout", seq });
   }
 
   const plan: SendPlan = { heartbeat, interval, size, stamps: oneWay, key, session: nonce };
