@@ -16,7 +16,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { readFull, writeAll } from "../lib/bytes.ts";
 
 /** What the cache keeps about a stored response besides its body. */
@@ -113,8 +112,14 @@ export function crc32(crc: number, bytes: Uint8Array): number {
   return ~c >>> 0;
 }
 
+/**
+ * SHA-256 in hex, loaded by {@linkcode CacheStore.open} for a disk tier only:
+ * a memory-only store does without node:crypto, about 5 MiB of resident memory.
+ */
+let sha256Hex: ((text: string) => string) | undefined;
+
 function fileName(key: string): string {
-  return createHash("sha256").update(key).digest("hex").slice(0, 40);
+  return sha256Hex!(key).slice(0, 40);
 }
 
 /**
@@ -126,6 +131,56 @@ function metaCost(meta: EntryMeta): number {
   let n = 1024 + meta.key.length * 4 + meta.bodyLength;
   for (const [a, b] of meta.fields) n += (a.length + b.length) * 4 + 96;
   return n;
+}
+
+/**
+ * The keys stored under one URI: most URIs have one (no Vary), kept as a
+ * plain string, since a `Set` per URI costs about 150 bytes.
+ */
+interface UrlKeys {
+  /** The field names the latest stored response varies on ("" for none). */
+  vary: string;
+  /** The full keys. */
+  keys: string | Set<string>;
+}
+
+/** Canonical copies of stored field names and values (see {@linkcode intern}). */
+const interned = new Map<string, string>();
+const INTERN_MAX = 4096;
+
+/**
+ * One copy of each name and value that many entries share (`content-type`,
+ * `cache-control: public, max-age=3600`), detached from the response head it
+ * was parsed from: a parsed value of 13 or more characters is a V8 sliced
+ * string, which keeps the whole head alive for as long as the entry lives.
+ */
+function intern(s: string): string {
+  let c = interned.get(s);
+  if (c !== undefined) return c;
+  // A fresh flat string: it shares no memory with the head.
+  c = s.length < 13 ? s : JSON.parse(JSON.stringify(s)) as string;
+  if (s.length > 1024) return c;
+  if (interned.size >= INTERN_MAX) interned.clear();
+  interned.set(c, c);
+  return c;
+}
+
+/**
+ * The metadata as the store keeps it: names, values and reason interned, and
+ * arrays of exactly their length (a field list built by pushing has room for
+ * 17 pairs), so that 10,000 small objects cost the heap as little as they can.
+ */
+function compactMeta(meta: EntryMeta, bodyLength: number): EntryMeta {
+  return {
+    key: meta.key,
+    url: meta.url,
+    status: meta.status,
+    reason: intern(meta.reason),
+    fields: meta.fields.map(([n, v]) => [intern(n), intern(v)]),
+    requestTime: meta.requestTime,
+    responseTime: meta.responseTime,
+    bodyLength,
+  };
 }
 
 interface DiskRecord {
@@ -175,10 +230,8 @@ export class CacheStore {
   #memoryBytes = 0;
   #disk = new Map<string, DiskRecord>();
   #diskBytes = 0;
-  /** URI → the field names its latest stored response varies on ("" for none). */
-  #vary = new Map<string, string>();
-  /** URI → the full keys stored under it. */
-  #byUrl = new Map<string, Set<string>>();
+  /** URI → what is stored under it. */
+  #byUrl = new Map<string, UrlKeys>();
   /** Full key → its surrogate keys (from `Surrogate-Key` and `xkey`). */
   #tagsOf = new Map<string, string[]>();
   /** Surrogate key → the full keys whose response carried it. */
@@ -211,7 +264,13 @@ export class CacheStore {
    */
   static async open(options: StoreOptions = {}): Promise<CacheStore> {
     const store = new CacheStore(options);
-    if (store.#dir !== undefined) await store.#rebuild(store.#dir);
+    if (store.#dir !== undefined) {
+      if (sha256Hex === undefined) {
+        const { createHash } = await import("node:crypto");
+        sha256Hex = (text) => createHash("sha256").update(text).digest("hex");
+      }
+      await store.#rebuild(store.#dir);
+    }
     return store;
   }
 
@@ -264,6 +323,7 @@ export class CacheStore {
         continue;
       }
       const stat = await Deno.stat(path);
+      record.meta = compactMeta(record.meta, record.meta.bodyLength);
       found.push({ record, mtime: stat.mtime?.getTime() ?? 0 });
     }
     found.sort((a, b) => a.mtime - b.mtime);
@@ -281,11 +341,15 @@ export class CacheStore {
   }
 
   #noteKey(meta: EntryMeta): void {
-    const varyField = meta.fields.find(([n]) => n === "vary")?.[1] ?? "";
-    this.#vary.set(meta.url, varyField);
-    let keys = this.#byUrl.get(meta.url);
-    if (keys === undefined) this.#byUrl.set(meta.url, keys = new Set());
-    keys.add(meta.key);
+    const vary = meta.fields.find(([n]) => n === "vary")?.[1] ?? "";
+    const known = this.#byUrl.get(meta.url);
+    if (known === undefined) this.#byUrl.set(meta.url, { vary, keys: meta.key });
+    else {
+      known.vary = vary;
+      if (typeof known.keys === "string") {
+        if (known.keys !== meta.key) known.keys = new Set([known.keys, meta.key]);
+      } else known.keys.add(meta.key);
+    }
     this.#forgetTags(meta.key);
     const tags = surrogateKeys(meta.fields);
     if (tags.length === 0) return;
@@ -308,13 +372,14 @@ export class CacheStore {
 
   #forgetKey(key: string, url: string): void {
     this.#forgetTags(key);
-    const keys = this.#byUrl.get(url);
-    if (keys === undefined) return;
-    keys.delete(key);
-    if (keys.size === 0) {
-      this.#byUrl.delete(url);
-      this.#vary.delete(url);
+    const known = this.#byUrl.get(url);
+    if (known === undefined) return;
+    if (typeof known.keys === "string") {
+      if (known.keys === key) this.#byUrl.delete(url);
+      return;
     }
+    known.keys.delete(key);
+    if (known.keys.size === 0) this.#byUrl.delete(url);
   }
 
   /**
@@ -324,7 +389,7 @@ export class CacheStore {
    * @returns The Vary value (`""` for none), or `undefined` when nothing is stored.
    */
   varyOf(url: string): string | undefined {
-    return this.#vary.get(url);
+    return this.#byUrl.get(url)?.vary;
   }
 
   /**
@@ -554,7 +619,7 @@ export class CacheStore {
       commit: async (): Promise<void> => {
         if (done || tooBig) return;
         done = true;
-        const finalMeta: EntryMeta = { ...meta, bodyLength: length };
+        const finalMeta = compactMeta(meta, length);
         let body: Uint8Array | null = null;
         if (length <= this.#memoryObjectSize) {
           // A body that came in one piece is kept as that copy: one allocation
@@ -654,9 +719,9 @@ export class CacheStore {
    * @returns How many entries were deleted.
    */
   async deleteUrl(url: string): Promise<number> {
-    const keys = this.#byUrl.get(url);
+    const keys = this.#byUrl.get(url)?.keys;
     if (keys === undefined) return 0;
-    const victims = [...keys];
+    const victims = typeof keys === "string" ? [keys] : [...keys];
     for (const key of victims) await this.delete(key);
     return victims.length;
   }

@@ -41,6 +41,31 @@ Deno.test("CacheStore memory tier evicts least recently used entries by bytes", 
   assert(store.memoryBytes <= 20000);
 });
 
+Deno.test("CacheStore keeps every Vary variant of a URI until the last one goes", async () => {
+  const store = await CacheStore.open();
+  const url = "http://a/v";
+  const variant = (lang: string): EntryMeta => ({
+    ...meta(url, `accept-language:${lang}\n`),
+    fields: [["vary", "Accept-Language"], ["content-type", "text/plain"]],
+  });
+  await put(store, variant("en"), enc.encode("en"));
+  await put(store, variant("fr"), enc.encode("fr"));
+  await put(store, variant("fr"), enc.encode("fr2")); // the same key again
+  assertEquals(store.varyOf(url), "Accept-Language");
+  assertEquals(store.size, 2);
+  await store.delete(`${url}\naccept-language:en\n`);
+  assertEquals(store.varyOf(url), "Accept-Language"); // fr is still stored
+  assertEquals(await bodyOf(store, `${url}\naccept-language:fr\n`), enc.encode("fr2"));
+  await put(store, variant("de"), enc.encode("de"));
+  assertEquals(await store.deleteUrl(url), 2);
+  assertEquals(store.varyOf(url), undefined);
+  assertEquals(store.size, 0);
+  // A URI stored again after its variants went starts afresh.
+  await put(store, meta(url), enc.encode("plain"));
+  assertEquals(store.varyOf(url), "");
+  assertEquals(await store.deleteUrl(url), 1);
+});
+
 Deno.test("CacheStore refuses objects over maxObjectSize", async () => {
   const store = await CacheStore.open({ maxObjectSize: 100 });
   const w = store.beginWrite(meta("http://a/big"));
