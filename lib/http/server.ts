@@ -53,7 +53,7 @@ import { type BodyOptions, bodyReader } from "./bodies.ts";
 import { formatHttpDate } from "./dates.ts";
 import { encodeResponseHead } from "./encoder.ts";
 import { HttpError } from "./errors.ts";
-import { readRequestHead, type RequestHead } from "./heads.ts";
+import { type RequestHead, RequestHeadParser } from "./heads.ts";
 import { ConnectionLimits, defaultMaxConnections } from "./limits.ts";
 import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
@@ -312,6 +312,7 @@ export class ServerConnection {
   #expect = false;
   #closed = false;
   #tunnel = false;
+  #last: Uint8Array | null = null;
 
   /** @internal Made by {@linkcode HttpServer}. */
   constructor(server: HttpServer, raw: Deno.Conn, secure: boolean, now: number) {
@@ -413,6 +414,26 @@ export class ServerConnection {
   }
 
   /**
+   * Writes `data` as the whole rest of the response, without waiting: the
+   * core finishes the write (watched by the send deadline) before it reads
+   * the next request or closes. A handler that answers from memory can so
+   * return synchronously. Nothing may be written after it.
+   *
+   * @param data The bytes.
+   */
+  end(data: Uint8Array): void {
+    if (this.#last !== null) throw new TypeError("Cannot end a response twice");
+    this.#last = data;
+  }
+
+  /** @internal The bytes {@linkcode end} left to write, taken once. */
+  takeLast(): Uint8Array | null {
+    const last = this.#last;
+    this.#last = null;
+    return last;
+  }
+
+  /**
    * Sends `100 Continue` if the client asked for it (`Expect: 100-continue`)
    * and nothing has been sent for this request yet. {@linkcode body} calls it
    * before its first read.
@@ -508,6 +529,16 @@ export class ServerConnection {
   async handshake(): Promise<string | null> {
     const info = await (this.#raw as Deno.TlsConn).handshake();
     return info.alpnProtocol;
+  }
+
+  /** @internal One read straight from the socket, untracked (request heads). */
+  readSome(p: Uint8Array): Promise<number | null> {
+    return this.#raw.read(p);
+  }
+
+  /** @internal One write straight to the socket; the caller tracks it. */
+  writeSome(p: Uint8Array): Promise<number> {
+    return this.#raw.write(p);
   }
 
   /** @internal Shuts the write side (lingering close). */
@@ -911,21 +942,29 @@ export class HttpServer implements AsyncDisposable {
 
   async #serve(c: ServerConnection): Promise<void> {
     if (await this.#speaksH2(c)) return await this.#serveH2(c);
-    const headOptions = { maxHeadBytes: this.#maxHeadBytes };
+    // The head is parsed synchronously and the handler may answer
+    // synchronously (ServerConnection.end): on the keep-alive path the only
+    // awaits are this loop's own read and write, so a request allocates no
+    // async frames of its own.
+    const parser = new RequestHeadParser({ maxHeadBytes: this.#maxHeadBytes });
+    const reader = c.reader;
     for (;;) {
       if (c.requests > 0) {
-        c.phase = c.reader.buffered > 0 ? HEAD : IDLE;
+        c.phase = reader.buffered > 0 ? HEAD : IDLE;
         c.since = Date.now();
-        if (this.#closing && c.reader.buffered === 0) return;
+        if (this.#closing && reader.buffered === 0) return;
       }
       let head: RequestHead | null;
       try {
-        head = await readRequestHead(c.reader, headOptions);
+        while ((head = parser.take(reader)) === null) {
+          // Heads are read untracked (the sweeper times them by phase).
+          const n = reader.eof ? 0 : reader.added(await c.readSome(reader.room()));
+          if (n === 0 && parser.ended(reader)) return;
+        }
       } catch (err) {
         if (err instanceof HttpError) await this.#fail(c, err.status, err.message, null);
         return;
       }
-      if (head === null) return;
       c.phase = BUSY;
       c.begin(head);
       const time = this.#onLog !== undefined ? Date.now() : 0;
@@ -941,9 +980,25 @@ export class HttpServer implements AsyncDisposable {
       }
       let keep: boolean;
       try {
-        keep = await this.#handler(head, c);
+        const answered = this.#handler(head, c);
+        keep = typeof answered === "boolean" ? answered : await answered;
+        const last = c.takeLast();
+        if (last !== null) {
+          // ServerConnection.write's steps, in this loop's frame.
+          c.writing = true;
+          c.writes.step();
+          let off = await c.writeSome(last);
+          while (off < last.length) {
+            c.writes.step();
+            off += await c.writeSome(last.subarray(off));
+          }
+          c.writes.step();
+          c.writing = false;
+          c.sent += last.length;
+        }
       } catch (err) {
         if (err instanceof HttpError && c.sent === 0 && !c.tunnelled) {
+          c.takeLast();
           await this.#fail(c, err.status, err.message, head, time);
         } else if (time !== 0) {
           this.#log(c, head, time);
