@@ -270,7 +270,7 @@ function replayable(head: RequestHead): boolean {
   const method = head.method;
   if ((method !== "GET" && method !== "HEAD") || head.version !== "HTTP/1.1") return false;
   const h = head.headers;
-  for (const name of CONDITIONAL) if (h.has(name)) return false;
+  for (let i = 0; i < CONDITIONAL.length; i++) if (h.has(CONDITIONAL[i]!)) return false;
   return true;
 }
 
