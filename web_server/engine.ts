@@ -222,12 +222,17 @@ export function serveHttp(handler: FetchHandler, options: ServeHttpOptions = {})
   const cache = options.cacheRoot !== undefined
     ? ResponseCache.open(options.cacheRoot, options.cacheBytes ?? DEFAULT_CACHE_BYTES)
     : undefined;
-  const scheme = options.cert !== undefined ? "https" : "http";
+  const site: Site = {
+    handler,
+    cache,
+    scheme: options.cert !== undefined ? "https" : "http",
+    hostname: "",
+  };
   const http2 = options.http2 ?? true;
   let server: HttpServer;
   try {
     server = new HttpServer(
-      (head, conn) => answer(handler, cache, scheme, server.addr.hostname, head, conn),
+      (head, conn) => answer(site, head, conn),
       {
         ...options,
         ...(http2
@@ -239,8 +244,18 @@ export function serveHttp(handler: FetchHandler, options: ServeHttpOptions = {})
     cache?.close();
     throw err;
   }
+  site.hostname = server.addr.hostname;
   void server.finished.then(() => cache?.close());
   return server;
+}
+
+/** What every HTTP/1.1 request of one server shares. */
+interface Site {
+  handler: FetchHandler;
+  cache: ResponseCache | undefined;
+  scheme: string;
+  /** The listening address: the host of requests that name none. */
+  hostname: string;
 }
 
 /**
@@ -248,21 +263,15 @@ export function serveHttp(handler: FetchHandler, options: ServeHttpOptions = {})
  * writes the bytes with no async frame of ours), anything else through
  * the handler.
  */
-function answer(
-  handler: FetchHandler,
-  cache: ResponseCache | undefined,
-  scheme: string,
-  hostname: string,
-  head: RequestHead,
-  conn: ServerConnection,
-): boolean | Promise<boolean> {
+function answer(site: Site, head: RequestHead, conn: ServerConnection): boolean | Promise<boolean> {
+  const cache = site.cache;
   if (
     cache !== undefined && conn.bodyDone && head.keepAlive && !conn.closing && replayable(head)
   ) {
     const hit = cache.get(cacheKey(head));
     if (hit !== undefined) return replay(conn, head.method, hit);
   }
-  return produce(handler, cache, scheme, hostname, head, conn);
+  return produce(site, head, conn);
 }
 
 /** Whether a response cached for this request's key may answer it: a plain HTTP/1.1 GET or HEAD. */
@@ -281,14 +290,8 @@ function cacheKey(head: RequestHead): string {
 }
 
 /** Serves a request the cache could not answer at once: waits for its production, or runs the handler. */
-async function produce(
-  handler: FetchHandler,
-  cache: ResponseCache | undefined,
-  scheme: string,
-  hostname: string,
-  head: RequestHead,
-  conn: ServerConnection,
-): Promise<boolean> {
+async function produce(site: Site, head: RequestHead, conn: ServerConnection): Promise<boolean> {
+  const cache = site.cache;
   let keepAlive = head.keepAlive && !conn.closing;
   if (!conn.bodyDone && !(await conn.drainBody(head, DRAIN_MAX))) keepAlive = false;
   const method = head.method;
@@ -304,9 +307,9 @@ async function produce(
     : undefined;
   try {
     const generation = cache?.generation ?? 0;
-    const request = toRequest(head, { scheme, host: hostname });
+    const request = toRequest(head, { scheme: site.scheme, host: site.hostname });
     if (request === undefined && !FORBIDDEN_METHODS.has(method.toUpperCase())) keepAlive = false;
-    const response = await run(handler, method, request, conn.remoteAddr);
+    const response = await run(site.handler, method, request, conn.remoteAddr);
     const { encoded } = await encodeAndStore(response, cache, key, generation, {
       method,
       version: head.version,
