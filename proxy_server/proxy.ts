@@ -556,11 +556,42 @@ class ProxyServer implements Proxy {
     return st;
   }
 
-  /** Answers one client request; returns whether the connection may be kept. */
-  async #handle(head: RequestHead, conn: ServerConnection): Promise<boolean> {
+  /**
+   * Answers one client request; returns whether the connection may be kept.
+   * A fresh hit in memory is answered synchronously (no async frame per
+   * request); everything else takes {@linkcode #answer}.
+   */
+  #handle(head: RequestHead, conn: ServerConnection): boolean | Promise<boolean> {
     const st = this.#clientState(conn);
     const x: Exchange = { code: "TCP_MISS", hier: "HIER_NONE/-", type: null, url: head.target };
     if (this.#logging) conn.logExtra = x;
+    if (st.allowed && !st.drop && this.#quickHit(conn, head, x)) return true;
+    return this.#answer(head, conn, st, x);
+  }
+
+  /**
+   * Serves a plain GET or HEAD of a URI already resolved, stored without
+   * Vary, from memory when it is fresh ({@linkcode #leanHit}); `false` when
+   * the request needs the full path.
+   */
+  #quickHit(conn: ServerConnection, head: RequestHead, x: Exchange): boolean {
+    const method = head.method;
+    if ((method !== "GET" && method !== "HEAD") || head.body.type !== "none") return false;
+    const url = this.#urlMemo.get(head.target);
+    if (url === undefined || this.store.varyOf(url) !== "" || head.headers.has("via")) return false;
+    const entry = this.store.get(url);
+    if (entry === undefined) return false;
+    x.url = url;
+    return this.#leanHit(conn, head, x, entry, Date.now());
+  }
+
+  /** The rest of {@linkcode #handle}: access control, then {@linkcode #dispatch}. */
+  async #answer(
+    head: RequestHead,
+    conn: ServerConnection,
+    st: ClientState,
+    x: Exchange,
+  ): Promise<boolean> {
     // A purging client need not be allowed to use the proxy otherwise.
     if (!st.allowed && !(head.method === "PURGE" && st.purge)) {
       x.code = "TCP_DENIED";
@@ -678,7 +709,6 @@ class ProxyServer implements Proxy {
 
   async #dispatch(conn: ServerConnection, head: RequestHead, x: Exchange): Promise<boolean> {
     if (head.method === "CONNECT") return await this.#tunnel(conn, head, x);
-    const keepAlive = head.keepAlive && !conn.closing;
     const via = head.headers.get("via");
     if (via !== null && splitList(via).includes(this.#via)) {
       x.code = "TCP_DENIED";
@@ -710,28 +740,10 @@ class ProxyServer implements Proxy {
     if (entry === undefined) {
       return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss", key);
     }
-    const memo = memoOf(entry, this.#policy);
     const h = head.headers;
     const now = Date.now();
-    // The lean path: a plain request for a fresh, unconditional entry in memory.
-    if (
-      memo.simple && entry.body !== null && this.#delay === 0 && keepAlive &&
-      head.version === "HTTP/1.1" &&
-      !h.has("cache-control") && !h.has("pragma") && !h.has("if-none-match") &&
-      !h.has("if-modified-since") && !h.has("range")
-    ) {
-      const age = Math.floor(memo.initialAge + (now - entry.meta.responseTime) / 1000);
-      if (age < memo.lifetime) {
-        const bytes = isGet
-          ? fullBytes(memo, entry, age, this.#name)
-          : headBytes(memo, entry, age, this.#name);
-        await conn.write(bytes);
-        x.code = "TCP_MEM_HIT";
-        conn.status = entry.meta.status;
-        if (this.#logging) x.type = memo.fields.get("content-type");
-        return true;
-      }
-    }
+    if (this.#leanHit(conn, head, x, entry, now)) return true;
+    const memo = memoOf(entry, this.#policy);
     const action = selectAction(h, {
       status: entry.meta.status,
       headers: memo.policy,
@@ -752,6 +764,41 @@ class ProxyServer implements Proxy {
       return await this.#onlyIfCached(conn, head);
     }
     return await this.#forward(conn, head, x, url, { key, entry, reason: action.reason });
+  }
+
+  /**
+   * The lean path: a plain request for a fresh, unconditional entry in
+   * memory, answered with its stored bytes through
+   * {@linkcode ServerConnection.end}; `false` when it does not apply.
+   */
+  #leanHit(
+    conn: ServerConnection,
+    head: RequestHead,
+    x: Exchange,
+    entry: Entry,
+    now: number,
+  ): boolean {
+    const memo = memoOf(entry, this.#policy);
+    const h = head.headers;
+    if (
+      !memo.simple || entry.body === null || this.#delay !== 0 || !head.keepAlive ||
+      conn.closing || head.version !== "HTTP/1.1" ||
+      h.has("cache-control") || h.has("pragma") || h.has("if-none-match") ||
+      h.has("if-modified-since") || h.has("range")
+    ) {
+      return false;
+    }
+    const age = Math.floor(memo.initialAge + (now - entry.meta.responseTime) / 1000);
+    if (age >= memo.lifetime) return false;
+    conn.end(
+      head.method === "GET"
+        ? fullBytes(memo, entry, age, this.#name)
+        : headBytes(memo, entry, age, this.#name),
+    );
+    x.code = "TCP_MEM_HIT";
+    conn.status = entry.meta.status;
+    if (this.#logging) x.type = memo.fields.get("content-type");
+    return true;
   }
 
   /**

@@ -222,12 +222,17 @@ export function serveHttp(handler: FetchHandler, options: ServeHttpOptions = {})
   const cache = options.cacheRoot !== undefined
     ? ResponseCache.open(options.cacheRoot, options.cacheBytes ?? DEFAULT_CACHE_BYTES)
     : undefined;
-  const scheme = options.cert !== undefined ? "https" : "http";
+  const site: Site = {
+    handler,
+    cache,
+    scheme: options.cert !== undefined ? "https" : "http",
+    hostname: "",
+  };
   const http2 = options.http2 ?? true;
   let server: HttpServer;
   try {
     server = new HttpServer(
-      (head, conn) => answer(handler, cache, scheme, server.addr.hostname, head, conn),
+      (head, conn) => answer(site, head, conn),
       {
         ...options,
         ...(http2
@@ -239,42 +244,72 @@ export function serveHttp(handler: FetchHandler, options: ServeHttpOptions = {})
     cache?.close();
     throw err;
   }
+  site.hostname = server.addr.hostname;
   void server.finished.then(() => cache?.close());
   return server;
 }
 
-/** Serves one request: from the response cache, or through the handler. */
-async function answer(
-  handler: FetchHandler,
-  cache: ResponseCache | undefined,
-  scheme: string,
-  hostname: string,
-  head: RequestHead,
-  conn: ServerConnection,
-): Promise<boolean> {
+/** What every HTTP/1.1 request of one server shares. */
+interface Site {
+  handler: FetchHandler;
+  cache: ResponseCache | undefined;
+  scheme: string;
+  /** The listening address: the host of requests that name none. */
+  hostname: string;
+}
+
+/**
+ * Serves one request: a cache hit synchronously (the hot path: the core
+ * writes the bytes with no async frame of ours), anything else through
+ * the handler.
+ */
+function answer(site: Site, head: RequestHead, conn: ServerConnection): boolean | Promise<boolean> {
+  const cache = site.cache;
+  if (
+    cache !== undefined && conn.bodyDone && head.keepAlive && !conn.closing && replayable(head)
+  ) {
+    const hit = cache.get(cacheKey(head));
+    if (hit !== undefined) return replay(conn, head.method, hit);
+  }
+  return produce(site, head, conn);
+}
+
+/** Whether a response cached for this request's key may answer it: a plain HTTP/1.1 GET or HEAD. */
+function replayable(head: RequestHead): boolean {
+  const method = head.method;
+  if ((method !== "GET" && method !== "HEAD") || head.version !== "HTTP/1.1") return false;
+  const h = head.headers;
+  for (let i = 0; i < CONDITIONAL.length; i++) if (h.has(CONDITIONAL[i]!)) return false;
+  return true;
+}
+
+/** The cache key of a request: its target and the fields the response is negotiated on. */
+function cacheKey(head: RequestHead): string {
+  const h = head.headers;
+  return `${head.target}\n${h.get("accept-encoding") ?? ""}\n${h.get("accept") ?? ""}`;
+}
+
+/** Serves a request the cache could not answer at once: waits for its production, or runs the handler. */
+async function produce(site: Site, head: RequestHead, conn: ServerConnection): Promise<boolean> {
+  const cache = site.cache;
   let keepAlive = head.keepAlive && !conn.closing;
   if (!conn.bodyDone && !(await conn.drainBody(head, DRAIN_MAX))) keepAlive = false;
   const method = head.method;
-  const h = head.headers;
 
-  // Hot path: a replayable response for the same target and negotiation.
   let key: string | undefined;
-  if (
-    cache !== undefined && (method === "GET" || method === "HEAD") && keepAlive &&
-    head.version === "HTTP/1.1" && CONDITIONAL.every((n) => !h.has(n))
-  ) {
-    key = `${head.target}\n${h.get("accept-encoding") ?? ""}\n${h.get("accept") ?? ""}`;
+  if (cache !== undefined && keepAlive && replayable(head)) {
+    key = cacheKey(head);
     const hit = cache.get(key) ?? await produced(cache, key);
-    if (hit !== undefined) return await replay(conn, method, hit);
+    if (hit !== undefined) return replay(conn, method, hit);
   }
   const done = key !== undefined && cache!.pending(key) === undefined
     ? cache!.begin(key)
     : undefined;
   try {
     const generation = cache?.generation ?? 0;
-    const request = toRequest(head, { scheme, host: hostname });
+    const request = toRequest(head, { scheme: site.scheme, host: site.hostname });
     if (request === undefined && !FORBIDDEN_METHODS.has(method.toUpperCase())) keepAlive = false;
-    const response = await run(handler, method, request, conn.remoteAddr);
+    const response = await run(site.handler, method, request, conn.remoteAddr);
     const { encoded } = await encodeAndStore(response, cache, key, generation, {
       method,
       version: head.version,
@@ -345,17 +380,17 @@ async function encodeAndStore(
   return { encoded, entry };
 }
 
-/** Writes a cached response (the hot path). */
-async function replay(conn: ServerConnection, method: string, hit: CacheEntry): Promise<boolean> {
+/** Writes a cached response (the hot path), through {@linkcode ServerConnection.end}. */
+function replay(conn: ServerConnection, method: string, hit: CacheEntry): boolean {
   const second = Math.floor(Date.now() / 1000);
   if (second !== hit.dateSecond) {
     encoder.encodeInto(formatHttpDate(second * 1000), hit.bytes.subarray(hit.dateOffset));
     hit.dateSecond = second;
   }
   if (method === "HEAD") {
-    await conn.write(hit.bytes.subarray(0, hit.headLength));
+    conn.end(hit.bytes.subarray(0, hit.headLength));
   } else {
-    await conn.write(hit.bytes);
+    conn.end(hit.bytes);
     conn.bodyBytes = hit.bytes.length - hit.headLength;
   }
   conn.status = hit.status;

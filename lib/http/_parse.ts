@@ -214,8 +214,10 @@ export function transferCodings(values: string[], status: number, what: string):
   return codings;
 }
 
-export function connectionTokens(values: string[] | null): string[] {
-  if (values === null) return [];
+const NO_TOKENS: readonly string[] = Object.freeze([]);
+
+export function connectionTokens(values: string[] | null): readonly string[] {
+  if (values === null) return NO_TOKENS;
   const out: string[] = [];
   for (const v of values) out.push(...listTokens(v));
   return out;

@@ -5,6 +5,30 @@
  * @module
  */
 
+// Field names are matched ignoring ASCII case without lower-casing either
+// side per lookup: toLowerCase allocates a string even when nothing changes,
+// and the hot paths look fields up by lower-case literals.
+
+/** `name` in lower case; `name` itself when it has no upper-case letter. */
+function lowerName(name: string): string {
+  for (let k = 0; k < name.length; k++) {
+    const c = name.charCodeAt(k);
+    if ((c >= 65 && c <= 90) || c > 127) return name.toLowerCase();
+  }
+  return name;
+}
+
+/** Whether `name` equals `lower` (lower case, same length), ignoring case. */
+function sameName(name: string, lower: string): boolean {
+  for (let k = 0; k < lower.length; k++) {
+    let c = name.charCodeAt(k);
+    if (c >= 65 && c <= 90) c += 32;
+    else if (c > 127) return name.toLowerCase() === lower;
+    if (c !== lower.charCodeAt(k)) return false;
+  }
+  return true;
+}
+
 /** Something {@linkcode FieldList} can be built from. */
 export type FieldsInit =
   | FieldList
@@ -30,7 +54,6 @@ export type FieldsInit =
 export class FieldList implements Iterable<[string, string]> {
   #names: string[];
   #values: string[];
-  #lower: (string | undefined)[] = [];
 
   /**
    * Creates a field list.
@@ -40,11 +63,15 @@ export class FieldList implements Iterable<[string, string]> {
   constructor(init?: FieldsInit) {
     this.#names = [];
     this.#values = [];
-    if (init === undefined) return;
+    // The copying stays out of line: a small constructor is inlined where
+    // the parser makes a list per request.
+    if (init !== undefined) this.#init(init);
+  }
+
+  #init(init: FieldsInit): void {
     if (init instanceof FieldList) {
       this.#names = init.#names.slice();
       this.#values = init.#values.slice();
-      this.#lower = init.#lower.slice();
     } else if (Symbol.iterator in init) {
       for (const [name, value] of init as Iterable<readonly [string, string]>) {
         this.#names.push(name);
@@ -105,17 +132,11 @@ export class FieldList implements Iterable<[string, string]> {
     return this.#values[i];
   }
 
-  #lowerAt(i: number): string {
-    let l = this.#lower[i];
-    if (l === undefined) l = this.#lower[i] = this.#names[i]!.toLowerCase();
-    return l;
-  }
-
   #indexOf(lower: string, from: number): number {
     const names = this.#names;
     const len = lower.length;
     for (let i = from; i < names.length; i++) {
-      if (names[i]!.length === len && this.#lowerAt(i) === lower) return i;
+      if (names[i]!.length === len && sameName(names[i]!, lower)) return i;
     }
     return -1;
   }
@@ -128,7 +149,7 @@ export class FieldList implements Iterable<[string, string]> {
    * @returns The combined value or `null`.
    */
   get(name: string): string | null {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     let i = this.#indexOf(lower, 0);
     if (i < 0) return null;
     let value = this.#values[i]!;
@@ -144,7 +165,7 @@ export class FieldList implements Iterable<[string, string]> {
    * @returns The values, possibly empty.
    */
   getAll(name: string): string[] {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     const out: string[] = [];
     for (let i = this.#indexOf(lower, 0); i >= 0; i = this.#indexOf(lower, i + 1)) {
       out.push(this.#values[i]!);
@@ -159,7 +180,7 @@ export class FieldList implements Iterable<[string, string]> {
    * @returns `true` when at least one line has that name.
    */
   has(name: string): boolean {
-    return this.#indexOf(name.toLowerCase(), 0) >= 0;
+    return this.#indexOf(lowerName(name), 0) >= 0;
   }
 
   /**
@@ -194,14 +215,13 @@ export class FieldList implements Iterable<[string, string]> {
    * @param value The value.
    */
   set(name: string, value: string): void {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     const i = this.#indexOf(lower, 0);
     if (i < 0) {
       this.append(name, value);
       return;
     }
     this.#names[i] = name;
-    this.#lower[i] = lower;
     this.#values[i] = value;
     for (let j = this.#indexOf(lower, i + 1); j >= 0; j = this.#indexOf(lower, j)) {
       this.#removeAt(j);
@@ -226,7 +246,7 @@ export class FieldList implements Iterable<[string, string]> {
    * @returns How many lines were removed.
    */
   delete(name: string): number {
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     let removed = 0;
     for (let i = this.#indexOf(lower, 0); i >= 0; i = this.#indexOf(lower, i)) {
       this.#removeAt(i);
@@ -238,7 +258,6 @@ export class FieldList implements Iterable<[string, string]> {
   #removeAt(i: number): void {
     this.#names.splice(i, 1);
     this.#values.splice(i, 1);
-    if (this.#lower.length > i) this.#lower.splice(i, 1);
   }
 
   /**

@@ -86,6 +86,7 @@ export {
   readResponseHead,
   type RequestHead,
   type RequestHeadOptions,
+  RequestHeadParser,
   type ResponseHead,
   type ResponseHeadOptions,
   type TargetForm,

@@ -147,9 +147,31 @@ export class BufferedReader implements ByteReader {
         return value.length;
       }
     }
+    return this.added(await this.#conn!.read(this.room()));
+  }
+
+  /**
+   * The free space after the buffered bytes, for a caller that reads from
+   * the source itself (the server core's loop, which so keeps an async
+   * frame of the reader's off each request); report the read with
+   * {@linkcode added}. When nothing is buffered this is the whole buffer,
+   * so a keep-alive loop allocates no view per read.
+   *
+   * @returns Where the next bytes go; at least 2048 bytes long.
+   */
+  room(): Uint8Array {
     // Keep a useful amount of room so a slow trickle is not read byte by byte.
     this.#reserve(2048);
-    const n = await this.#conn!.read(this.#buf.subarray(this.#end));
+    return this.#end === 0 ? this.#buf : this.#buf.subarray(this.#end);
+  }
+
+  /**
+   * Accounts for a read into {@linkcode room}.
+   *
+   * @param n What the source's read returned: a count, or `null` at end of stream.
+   * @returns The number of bytes added; 0 at end of stream.
+   */
+  added(n: number | null): number {
     if (n === null) {
       this.#eof = true;
       return 0;

@@ -53,7 +53,7 @@ import { type BodyOptions, bodyReader } from "./bodies.ts";
 import { formatHttpDate } from "./dates.ts";
 import { encodeResponseHead } from "./encoder.ts";
 import { HttpError } from "./errors.ts";
-import { readRequestHead, type RequestHead } from "./heads.ts";
+import { type RequestHead, RequestHeadParser } from "./heads.ts";
 import { ConnectionLimits, defaultMaxConnections } from "./limits.ts";
 import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
@@ -230,6 +230,8 @@ const LINGER = 4;
 const H2 = 5;
 
 const encoder = new TextEncoder();
+/** Pipelined answers held for one write, at most. */
+const MAX_QUEUED = 16;
 /** Refusals (503 and close) in flight at once; more are closed without an answer. */
 const MAX_POLITE_REFUSALS = 16;
 // Lingering reads are discarded, so every lingering connection may share one buffer.
@@ -312,6 +314,8 @@ export class ServerConnection {
   #expect = false;
   #closed = false;
   #tunnel = false;
+  #last: Uint8Array | null = null;
+  #queued: Uint8Array[] | null = null;
 
   /** @internal Made by {@linkcode HttpServer}. */
   constructor(server: HttpServer, raw: Deno.Conn, secure: boolean, now: number) {
@@ -397,6 +401,8 @@ export class ServerConnection {
    * @returns Resolves when the kernel has taken every byte.
    */
   async write(data: Uint8Array): Promise<void> {
+    // Answers of earlier pipelined requests go first, in the same write.
+    if (this.#queued !== null) data = this.withQueued(data);
     const raw = this.#raw;
     this.writing = true;
     try {
@@ -410,6 +416,45 @@ export class ServerConnection {
       this.writing = false;
     }
     this.sent += data.length;
+  }
+
+  /**
+   * Writes `data` as the whole rest of the response, without waiting: the
+   * core finishes the write (watched by the send deadline) before it reads
+   * the next request or closes. A handler that answers from memory can so
+   * return synchronously. Nothing may be written after it.
+   *
+   * @param data The bytes.
+   */
+  end(data: Uint8Array): void {
+    if (this.#last !== null) throw new TypeError("Cannot end a response twice");
+    this.#last = data;
+  }
+
+  /** @internal Holds a pipelined request's answer to go out with the next write. */
+  queue(data: Uint8Array): void {
+    (this.#queued ??= []).push(data);
+  }
+
+  /** @internal How many answers are held by {@linkcode queue}. */
+  get queued(): number {
+    return this.#queued?.length ?? 0;
+  }
+
+  /** @internal `data` after the held answers, which are released. */
+  withQueued(data: Uint8Array): Uint8Array {
+    const queued = this.#queued;
+    if (queued === null) return data;
+    this.#queued = null;
+    queued.push(data);
+    return concat(queued);
+  }
+
+  /** @internal The bytes {@linkcode end} left to write, taken once. */
+  takeLast(): Uint8Array | null {
+    const last = this.#last;
+    this.#last = null;
+    return last;
   }
 
   /**
@@ -508,6 +553,16 @@ export class ServerConnection {
   async handshake(): Promise<string | null> {
     const info = await (this.#raw as Deno.TlsConn).handshake();
     return info.alpnProtocol;
+  }
+
+  /** @internal One read straight from the socket, untracked (request heads). */
+  readSome(p: Uint8Array): Promise<number | null> {
+    return this.#raw.read(p);
+  }
+
+  /** @internal One write straight to the socket; the caller tracks it. */
+  writeSome(p: Uint8Array): Promise<number> {
+    return this.#raw.write(p);
   }
 
   /** @internal Shuts the write side (lingering close). */
@@ -911,21 +966,35 @@ export class HttpServer implements AsyncDisposable {
 
   async #serve(c: ServerConnection): Promise<void> {
     if (await this.#speaksH2(c)) return await this.#serveH2(c);
-    const headOptions = { maxHeadBytes: this.#maxHeadBytes };
+    // The head is parsed synchronously and the handler may answer
+    // synchronously (ServerConnection.end): on the keep-alive path the only
+    // awaits are this loop's own read and write, so a request allocates no
+    // async frames of its own.
+    const parser = new RequestHeadParser({ maxHeadBytes: this.#maxHeadBytes });
+    const reader = c.reader;
+    // A pipelined head already parsed (its predecessor's answer is queued),
+    // or the error its parse raised.
+    let next: RequestHead | null = null;
+    let nextError: unknown = null;
     for (;;) {
+      let head: RequestHead | null = next;
+      next = null;
       if (c.requests > 0) {
-        c.phase = c.reader.buffered > 0 ? HEAD : IDLE;
+        c.phase = reader.buffered > 0 ? HEAD : IDLE;
         c.since = Date.now();
-        if (this.#closing && c.reader.buffered === 0) return;
+        if (this.#closing && reader.buffered === 0 && head === null) return;
       }
-      let head: RequestHead | null;
       try {
-        head = await readRequestHead(c.reader, headOptions);
+        if (nextError !== null) throw nextError;
+        while (head === null && (head = parser.take(reader)) === null) {
+          // Heads are read untracked (the sweeper times them by phase).
+          const n = reader.eof ? 0 : reader.added(await c.readSome(reader.room()));
+          if (n === 0 && parser.ended(reader)) return;
+        }
       } catch (err) {
         if (err instanceof HttpError) await this.#fail(c, err.status, err.message, null);
         return;
       }
-      if (head === null) return;
       c.phase = BUSY;
       c.begin(head);
       const time = this.#onLog !== undefined ? Date.now() : 0;
@@ -941,12 +1010,46 @@ export class HttpServer implements AsyncDisposable {
       }
       let keep: boolean;
       try {
-        keep = await this.#handler(head, c);
+        const answered = this.#handler(head, c);
+        keep = typeof answered === "boolean" ? answered : await answered;
+        const last = c.takeLast();
+        if (last !== null) {
+          // When the next request is already buffered, its answer joins this
+          // one: pipelined answers go out in one write, as nginx's do.
+          if (
+            keep && head.keepAlive && c.bodyDone && reader.buffered > 0 && !this.#closing &&
+            !c.lingering && !c.tunnelled && c.queued < MAX_QUEUED
+          ) {
+            try {
+              next = parser.take(reader);
+            } catch (err) {
+              nextError = err;
+            }
+          }
+          if (next !== null) c.queue(last);
+          else {
+            // ServerConnection.write's steps, in this loop's frame.
+            const out = c.withQueued(last);
+            c.writing = true;
+            c.writes.step();
+            let off = await c.writeSome(out);
+            while (off < out.length) {
+              c.writes.step();
+              off += await c.writeSome(out.subarray(off));
+            }
+            c.writes.step();
+            c.writing = false;
+          }
+          c.sent += last.length;
+        }
       } catch (err) {
         if (err instanceof HttpError && c.sent === 0 && !c.tunnelled) {
+          c.takeLast();
           await this.#fail(c, err.status, err.message, head, time);
-        } else if (time !== 0) {
-          this.#log(c, head, time);
+        } else {
+          if (time !== 0) this.#log(c, head, time);
+          // Answers queued for earlier pipelined requests are still due.
+          if (c.queued > 0) await c.write(new Uint8Array(0));
         }
         return;
       }

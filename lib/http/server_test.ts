@@ -117,6 +117,37 @@ Deno.test(
 );
 
 Deno.test(
+  "HttpServer answers pipelined requests in order, whether a handler ends its answer synchronously or writes it later",
+  sanitized,
+  async () => {
+    const logged: number[] = [];
+    await using server = start((head, conn) => {
+      if (head.target === "/later") return echo(head, conn);
+      // Answered synchronously: the core writes it, with the answers of any
+      // requests already buffered behind it.
+      const body = enc.encode(head.target);
+      conn.status = 200;
+      conn.end(
+        enc.encode(`HTTP/1.1 200 X\r\nContent-Length: ${body.length}\r\n\r\n${head.target}`),
+      );
+      return true;
+    }, { onLog: (e) => logged.push(e.status) });
+    using c = await RawClient.connect(server.addr.port);
+    // The last head has no Host: the answers before it are still delivered, then its 400.
+    await c.send(
+      get("/a") + get("/later") + get("/b") + get("/c") + "GET /d HTTP/1.1\r\n\r\n",
+    );
+    const bodies: string[] = [];
+    for (let i = 0; i < 4; i++) bodies.push((await c.response()).body);
+    assertEquals(bodies, ["/a", "/later", "/b", "/c"]);
+    assertEquals((await c.response()).status, 400);
+    assertEquals((await c.untilClose(2000)).text, "");
+    await waitFor(() => logged.length === 5, "five log records");
+    assertEquals(logged, [200, 200, 200, 200, 400]);
+  },
+);
+
+Deno.test(
   "HttpServer closes an idle keep-alive connection at keepAliveTimeout after answering a pipelined request",
   sanitized,
   async () => {
