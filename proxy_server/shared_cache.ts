@@ -315,7 +315,7 @@ export class SharedCache {
 
   /**
    * Runs a script unless Redis is silent; a run of missed deadlines, with no
-   * answer between them for ten deadlines (at least half a second), makes it
+   * answer between them for five deadlines (at least half a second), makes it
    * silent, so that requests stop paying a deadline each while it is stopped.
    */
   async #eval(
@@ -342,7 +342,7 @@ export class SharedCache {
   }
 
   get #silentAfter(): number {
-    return Math.max(10 * this.#timeout, 500);
+    return Math.max(5 * this.#timeout, 500);
   }
 
   async #publish(channel: string, message: string): Promise<boolean> {
