@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertThrows } from "../lib/testing/assert.ts";
 import { parseSharedCacheUrl } from "./_redis.ts";
 import { startRedis } from "./_redis_server.ts";
-import { until } from "./_shared_test_util.ts";
+import { redisPid, until } from "./_shared_test_util.ts";
 import { SharedCache, type SharedCache as Shared, sharedKey } from "./shared_cache.ts";
 import type { EntryMeta } from "./store.ts";
 
@@ -173,6 +173,37 @@ Deno.test("SharedCache.refresh() takes a 304's metadata and TTL only onto the co
     assert(ttl > 590_000, `TTL ${ttl}`);
     // It was refreshed once: the old metadata no longer matches.
     assert(!(await shared.refresh(old, updated, policy)));
+  } finally {
+    await shared.close();
+  }
+});
+
+Deno.test("SharedCache takes a Redis that answers nothing as down, and up again once it answers", async () => {
+  await using redis = await startRedis();
+  const lines: string[] = [];
+  const shared = await connected(redis.url, { timeout: 50, log: (l: string) => lines.push(l) });
+  const pid = await redisPid(redis.nodes[0]!.port);
+  try {
+    Deno.kill(pid, "SIGSTOP");
+    await until("it is taken as down", async () => {
+      await shared.lookup("http://a.test/s", new Headers());
+      return !shared.up;
+    });
+    // Skipped, not sent: counted as errors, and answered without waiting for a deadline.
+    const errors = shared.stats.errors;
+    assertEquals(await shared.lookup("http://a.test/s", new Headers()), undefined);
+    assertEquals(shared.stats.errors, errors + 1);
+  } finally {
+    Deno.kill(pid, "SIGCONT");
+  }
+  try {
+    await until("it is up again", () => Promise.resolve(shared.up));
+    await until(
+      "a lookup is answered (a miss)",
+      async () => (await shared.lookup("http://a.test/s", new Headers())) === null,
+    );
+    assertEquals(lines.map((l) => / is (up|down)/.exec(l)?.[1]), ["up", "down", "up"]);
+    assert(lines[1]!.includes("(no answer within 50 ms)"), lines[1]);
   } finally {
     await shared.close();
   }
