@@ -128,12 +128,30 @@ export interface LoadReport {
   ok: number;
   /** Every other outcome, described. */
   failures: string[];
+  /** The longest time one request took, in ms. */
+  slowest: number;
+}
+
+/**
+ * The process id of the `redis-server` on a loopback port, from its `INFO`,
+ * so that a test can stop (SIGSTOP) and continue it.
+ */
+export async function redisPid(port: number): Promise<number> {
+  const out = await new Deno.Command("redis-cli", {
+    args: ["-p", String(port), "info", "server"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const m = /^process_id:(\d+)/m.exec(new TextDecoder().decode(out.stdout));
+  if (m === null) throw new Error(`No redis-server answers on port ${port}`);
+  return Number(m[1]);
 }
 
 /**
  * Sends GETs for `paths` round-robin through `ports` from `concurrency`
  * clients for `seconds`, calling `kill` a quarter of the way through and
- * `restart` halfway, and checks every answer against `bodyOf`.
+ * `restart` halfway (a crash and a restart, or a stop and a continue), and
+ * checks every answer against `bodyOf`.
  *
  * @returns What the clients saw.
  */
@@ -147,7 +165,7 @@ export async function loadWithOutage(options: {
   restart: () => Promise<void>;
 }): Promise<LoadReport> {
   const { get, rawRequest } = await import("./_test_util.ts");
-  const report: LoadReport = { ok: 0, failures: [] };
+  const report: LoadReport = { ok: 0, failures: [], slowest: 0 };
   const end = Date.now() + options.seconds * 1000;
   let turn = 0;
   const client = async () => {
@@ -155,8 +173,10 @@ export async function loadWithOutage(options: {
       const i = turn++;
       const port = options.ports[i % options.ports.length]!;
       const path = options.paths[(i * 7919) % options.paths.length]!;
+      const start = Date.now();
       try {
         const r = await rawRequest(port, get(path));
+        report.slowest = Math.max(report.slowest, Date.now() - start);
         if (r?.status === 200 && r.body === options.bodyOf(path)) report.ok++;
         else report.failures.push(`${path} via ${port}: ${r?.status ?? "no answer"}`);
       } catch (err) {

@@ -63,7 +63,7 @@ import {
 } from "./store.ts";
 import { Flight } from "./_flight.ts";
 import { parseContentRange, PartStore, strongValidator } from "./_parts.ts";
-import { copyToStore, selectsVariant, type SharedCache, type SharedEntry } from "./shared_cache.ts";
+import { copyToStore, selectsVariant, type SharedCache } from "./shared_cache.ts";
 import { Metrics } from "./_metrics.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
@@ -415,6 +415,8 @@ class ProxyServer implements Proxy {
   #shared: SharedCache | undefined;
   /** Flights whose leader found the response in the shared tier: their waiters serve it. */
   #sharedHits = new WeakMap<Flight, Entry>();
+  /** The shared-tier leases that flights' leaders fetch under. */
+  #leases = new WeakMap<Flight, { release(): Promise<void> }>();
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
@@ -740,30 +742,9 @@ class ProxyServer implements Proxy {
     if (entry === undefined) {
       return await this.#miss(conn, head, x, url, vary === "" ? "miss" : "vary-miss", key);
     }
-    const h = head.headers;
     const now = Date.now();
     if (this.#leanHit(conn, head, x, entry, now)) return true;
-    const memo = memoOf(entry, this.#policy);
-    const action = selectAction(h, {
-      status: entry.meta.status,
-      headers: memo.policy,
-      requestTime: entry.meta.requestTime,
-      responseTime: entry.meta.responseTime,
-    }, { now });
-    if (action.kind === "hit" || action.kind === "stale-hit") {
-      if (action.kind === "stale-hit") this.#backgroundRevalidate(url, key, entry, head);
-      x.code = entry.body !== null ? "TCP_MEM_HIT" : "TCP_HIT";
-      if (action.kind === "stale-hit") x.code = "TCP_STALE_HIT";
-      return await this.#serveStored(conn, head, x, entry, action.age, {
-        hit: true,
-        ttl: action.ttl,
-        ...(action.kind === "stale-hit" ? { detail: "stale-while-revalidate" } : {}),
-      });
-    }
-    if (parseCacheControl(h.get("cache-control")).has("only-if-cached")) {
-      return await this.#onlyIfCached(conn, head);
-    }
-    return await this.#forward(conn, head, x, url, { key, entry, reason: action.reason });
+    return await this.#fromStore(conn, head, x, url, { entry, now });
   }
 
   /**
@@ -886,7 +867,10 @@ class ProxyServer implements Proxy {
       const found = head.method === "GET" || head.method === "HEAD"
         ? await this.#shared?.lookup(url, h)
         : undefined;
-      if (found) return await this.#fromShared(conn, head, x, url, found);
+      if (found) {
+        const entry = await copyToStore(this.store, found);
+        return await this.#fromStore(conn, head, x, url, { entry, shared: true });
+      }
       return await this.#forward(conn, head, x, url, null, why);
     }
     const ranged = h.has("range");
@@ -903,9 +887,10 @@ class ProxyServer implements Proxy {
           const entry = await copyToStore(this.store, claim.entry);
           this.#sharedHits.set(lead, entry);
           lead.end(false);
-          return await this.#fromShared(conn, head, x, url, entry);
+          return await this.#fromStore(conn, head, x, url, { entry, shared: true });
         }
         lease = claim?.lease;
+        if (lease !== undefined) this.#leases.set(lead, lease);
         return ranged
           ? await this.#rangeMiss(conn, head, x, url, why, lead)
           : await this.#forward(conn, head, x, url, null, why, lead);
@@ -920,7 +905,7 @@ class ProxyServer implements Proxy {
     const shared = await flight.head;
     const fromShared = this.#sharedHits.get(flight);
     if (fromShared !== undefined && selectsVariant(fromShared, h)) {
-      return await this.#fromShared(conn, head, x, url, fromShared);
+      return await this.#fromStore(conn, head, x, url, { entry: fromShared, shared: true });
     }
     // Not storable, or stored under another Vary key than this request's:
     // fetch on our own (RFC 9111 §4.1), without joining another flight.
@@ -1006,35 +991,47 @@ class ProxyServer implements Proxy {
   }
 
   /**
-   * Answers from an entry the shared tier had (now in the node's own store
-   * too): a hit when it is fresh, else a revalidation as for a local entry.
+   * Answers from a stored entry, the node's own or one the shared tier had
+   * (then copied into the node's own store): a hit when it is fresh or within
+   * stale-while-revalidate, else a revalidation.
    */
-  async #fromShared(
+  async #fromStore(
     conn: ServerConnection,
     head: RequestHead,
     x: Exchange,
     url: string,
-    found: Entry | SharedEntry,
+    found: { entry: Entry; shared?: boolean; now?: number },
   ): Promise<boolean> {
-    const entry = "memo" in found ? found : await copyToStore(this.store, found);
-    const { status, requestTime, responseTime } = entry.meta;
-    const policy = memoOf(entry, this.#policy).policy;
-    const action = selectAction(head.headers, {
-      status,
-      headers: policy,
-      requestTime,
-      responseTime,
-    });
-    if (action.kind !== "hit" && action.kind !== "stale-hit") {
+    const { entry, shared = false } = found;
+    const h = head.headers;
+    const action = selectAction(h, {
+      status: entry.meta.status,
+      headers: memoOf(entry, this.#policy).policy,
+      requestTime: entry.meta.requestTime,
+      responseTime: entry.meta.responseTime,
+    }, found.now !== undefined ? { now: found.now } : {});
+    if (action.kind === "validate") {
+      if (parseCacheControl(h.get("cache-control")).has("only-if-cached")) {
+        return await this.#onlyIfCached(conn, head);
+      }
       const validate = { key: entry.meta.key, entry, reason: action.reason };
       return await this.#forward(conn, head, x, url, validate);
     }
-    if (action.kind === "stale-hit") this.#backgroundRevalidate(url, entry.meta.key, entry, head);
-    x.code = "TCP_SHARED_HIT";
+    const stale = action.kind === "stale-hit";
+    if (stale) this.#backgroundRevalidate(url, entry.meta.key, entry, head);
+    // Which tier answered wins over staleness: the shared tier's code and detail.
+    x.code = shared
+      ? "TCP_SHARED_HIT"
+      : stale
+      ? "TCP_STALE_HIT"
+      : entry.body !== null
+      ? "TCP_MEM_HIT"
+      : "TCP_HIT";
+    const detail = shared ? "shared" : stale ? "stale-while-revalidate" : undefined;
     return await this.#serveStored(conn, head, x, entry, action.age, {
       hit: true,
       ttl: action.ttl,
-      detail: "shared",
+      ...(detail !== undefined ? { detail } : {}),
     });
   }
 
@@ -1196,7 +1193,13 @@ class ProxyServer implements Proxy {
       responseTime,
     };
     await this.store.updateMeta(entry.meta.key, meta);
-    return this.store.get(entry.meta.key) ?? { meta, body: entry.body, memo: undefined };
+    const updated = this.store.get(entry.meta.key) ?? { meta, body: entry.body, memo: undefined };
+    if (this.#shared !== undefined) {
+      // Other nodes would otherwise find the shared copy stale and revalidate it too.
+      const policy = { fields: memoOf(updated, this.#policy).policy, ...this.#staleIfError };
+      this.#server.track(this.#shared.refresh(entry.meta, meta, policy).then(() => {}, () => {}));
+    }
+    return updated;
   }
 
   /**
@@ -1475,6 +1478,8 @@ class ProxyServer implements Proxy {
       } else flight?.publish({ head: up, varyKey: vk ?? "", requestTime, responseTime });
     } else {
       flight?.publish(null);
+      // Other nodes wait for this fill: nothing will be stored, so release them now, not at its end.
+      if (flight !== undefined) void this.#leases.get(flight)?.release();
       flight = undefined;
     }
     let part = up.status === 206 && req.method === "GET" && !ctx.collapsed

@@ -16,12 +16,15 @@
  * Misses for one key on several nodes are collapsed with a lease
  * (`SET NX PX`): its owner fetches from the origin, writes here, releases the
  * lease and publishes on `nk:fill`; the others wait for that message (or the
- * lease's expiry, when the owner died) and read from here. Purges and
+ * lease's expiry, when the owner died) and read from here. The owner renews
+ * the lease while it streams, so a long fill is not fetched twice. Purges and
  * invalidations delete here and publish on `nk:inv`, so that every node drops
- * its own copy.
+ * its own copy. A 304 that refreshes a node's copy refreshes the one here too.
  *
  * Redis being down or slow is never a client's failure: every operation has
- * a deadline (50 ms by default), and a failed one counts as a miss.
+ * a deadline (50 ms by default), and a failed one counts as a miss. A Redis
+ * that stops answering (stopped, or a network that drops everything) is
+ * treated as down after a run of missed deadlines, until a probe is answered.
  *
  * @module
  */
@@ -63,8 +66,9 @@ export interface SharedCacheOptions {
    */
   chunkSize?: number;
   /**
-   * Milliseconds a node may hold the lease on a missing key while it fetches
-   * from the origin; a waiter takes over once it expires.
+   * Milliseconds the lease on a missing key lasts; its owner renews it every
+   * third of that while it fetches, and a waiter takes over once it expires
+   * (the owner died).
    * @default {5000}
    */
   leaseTime?: number;
@@ -155,6 +159,21 @@ const ACQUIRE = `return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
+
+const RENEW =
+  `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
+const META = `return redis.call('HGET', KEYS[1], 'm:' .. ARGV[1])`;
+
+// Only if the metadata is still what the caller read: another node may have stored a newer response.
+const REFRESH = `local f = 'm:' .. ARGV[1]
+if redis.call('HGET', KEYS[1], f) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], f, ARGV[3])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return 1`;
+
+const PROBE = `return 1`;
 
 function sha256(data: string | Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
@@ -248,9 +267,20 @@ export class SharedCache {
   #node = crypto.randomUUID();
   #waiters = new Map<string, Set<(why: "fill" | "down") => void>>();
   #onInvalidate: ((inv: Invalidation) => void | Promise<void>) | undefined;
-  #stats = { hits: 0, misses: 0, corrupt: 0, leaseWaits: 0 };
+  #stats = { hits: 0, misses: 0, corrupt: 0, leaseWaits: 0, skipped: 0 };
   /** Writes in flight, by URI: a lease on the URI is released once they end. */
   #writing = new Map<string, Promise<unknown>>();
+  /** The timers renewing the leases this node holds. */
+  #renewing = new Set<ReturnType<typeof setInterval>>();
+  #log: (line: string) => void;
+  /** The state the log last reported, so that the link's line and ours are not both said. */
+  #said: "up" | "down" | undefined;
+  /** When the current run of missed deadlines began (no answer since), and its length. */
+  #silentSince = 0;
+  #silentOps = 0;
+  /** Redis is connected but answers nothing: operations are skipped until a probe is answered. */
+  #silent = false;
+  #probe: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(url: string, options: SharedCacheOptions) {
     const parsed = parseSharedCacheUrl(url, options.password);
@@ -258,16 +288,95 @@ export class SharedCache {
     this.#maxObjectSize = options.maxObjectSize ?? 8 << 20;
     this.#chunkSize = options.chunkSize ?? 256 << 10;
     this.#leaseTime = options.leaseTime ?? 5000;
+    this.#log = options.log ?? (() => {});
     this.#link = new RedisLink(parsed, {
       timeout: this.#timeout,
-      log: options.log ?? (() => {}),
+      log: (line) => this.#say(line.includes(" is down") ? "down" : "up", line),
       channels: [FILL, INVALIDATE],
       onState: (up) => {
-        // Nobody will publish while the link is down: release every waiter at once.
-        if (!up) { for (const set of this.#waiters.values()) for (const w of set) w("down"); }
+        // The link's own state supersedes silence: it reconnects on its own.
+        this.#setSilent(false);
+        if (!up) this.#wakeAll();
       },
       onMessage: (channel, message) => this.#message(channel, message),
     });
+  }
+
+  #say(state: "up" | "down", line: string): void {
+    if (state === this.#said) return;
+    this.#said = state;
+    this.#log(line);
+  }
+
+  /** Nobody will publish while Redis is down or silent: releases every waiter at once. */
+  #wakeAll(): void {
+    for (const set of this.#waiters.values()) for (const w of set) w("down");
+  }
+
+  /**
+   * Runs a script unless Redis is silent; a run of missed deadlines, with no
+   * answer between them for five deadlines (at least half a second), makes it
+   * silent, so that requests stop paying a deadline each while it is stopped.
+   */
+  async #eval(
+    script: string,
+    keys: string[],
+    args: Array<string | Uint8Array>,
+    timeout = this.#timeout,
+  ): Promise<Reply | undefined> {
+    if (this.#silent) {
+      this.#stats.skipped++;
+      return undefined;
+    }
+    const start = Date.now();
+    const reply = await this.#link.eval(script, keys, args, timeout);
+    if (reply !== undefined) this.#silentOps = 0;
+    else if (this.#link.up && Date.now() - start >= timeout) {
+      // Late, not refused: a failure that comes at once is an error, not silence.
+      if (this.#silentOps++ === 0) this.#silentSince = start;
+      if (this.#silentOps >= 3 && Date.now() - this.#silentSince >= this.#silentAfter) {
+        this.#setSilent(true);
+      }
+    }
+    return reply;
+  }
+
+  get #silentAfter(): number {
+    return Math.max(5 * this.#timeout, 500);
+  }
+
+  async #publish(channel: string, message: string): Promise<boolean> {
+    if (this.#silent) {
+      this.#stats.skipped++;
+      return false;
+    }
+    return await this.#link.publish(channel, message);
+  }
+
+  #setSilent(silent: boolean): void {
+    if (silent === this.#silent) return;
+    this.#silent = silent;
+    this.#silentOps = 0;
+    clearTimeout(this.#probe);
+    if (!silent) return;
+    this.#say(
+      "down",
+      `shared cache ${this.#link.name} is down (no answer within ${this.#timeout} ms); ` +
+        "serving from the local cache and the origin",
+    );
+    this.#wakeAll();
+    // Probe with back-off as the link reconnects: 50 ms doubling to 2 s.
+    const probe = async (attempt: number) => {
+      const reply = await this.#link.eval(PROBE, [], [], this.#timeout);
+      if (!this.#silent) return;
+      if (reply === undefined) {
+        this.#probe = setTimeout(() => probe(attempt + 1), Math.min(50 * 2 ** attempt, 2000));
+        return;
+      }
+      this.#setSilent(false);
+      this.#say("up", `shared cache ${this.#link.name} is up`);
+    };
+    this.#probe = setTimeout(() => probe(0), 50);
   }
 
   /**
@@ -285,9 +394,9 @@ export class SharedCache {
     return new SharedCache(url, options);
   }
 
-  /** Whether the link to Redis is up. */
+  /** Whether the link to Redis is up (connected, and answering). */
   get up(): boolean {
-    return this.#link.up;
+    return this.#link.up && !this.#silent;
   }
 
   /** The largest body written to the shared tier, in bytes (`--shared-max-object-size`). */
@@ -302,7 +411,8 @@ export class SharedCache {
 
   /** The counters, for `/metrics`. */
   get stats(): SharedStats {
-    return { ...this.#stats, errors: this.#link.errors };
+    const { skipped, ...stats } = this.#stats;
+    return { ...stats, errors: this.#link.errors + skipped };
   }
 
   /**
@@ -352,14 +462,14 @@ export class SharedCache {
     recheck = false,
   ): Promise<SharedEntry | null | undefined> {
     const key = sharedKey(url);
-    let reply = await this.#link.eval(READ, [key], ["", ""]);
+    let reply = await this.#eval(READ, [key], ["", ""]);
     if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
     if (reply.length === 0) return null;
     const vary = text(reply[0]);
     const vk = varyKey(vary === "" ? null : vary, request);
     if (vk === null) return null;
     if (vary !== "") {
-      reply = await this.#link.eval(READ, [key], [variantId(vk), vary]);
+      reply = await this.#eval(READ, [key], [variantId(vk), vary]);
       if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
     }
     if (reply.length < 2) return null;
@@ -379,7 +489,7 @@ export class SharedCache {
    */
   async claim(url: string, key: string, request: FieldReader): Promise<Claim> {
     const lk = `${sharedKey(url)}:l:${sha256(key).slice(0, 16)}`;
-    const until = Date.now() + 2 * this.#leaseTime;
+    let waited = false;
     for (;;) {
       // Listen before looking, so that a fill published meanwhile is not missed.
       const woken = this.#listen(lk);
@@ -388,31 +498,53 @@ export class SharedCache {
         if (found) return this.#hit(found);
         if (found === undefined) return this.#miss({});
         const token = `${this.#node}:${crypto.randomUUID()}`;
-        const got = await this.#link.eval(ACQUIRE, [lk], [token, String(this.#leaseTime)]);
+        const got = await this.#eval(ACQUIRE, [lk], [token, String(this.#leaseTime)]);
         if (got === undefined) return this.#miss({});
         if (got === 1) {
-          const lease = { release: () => this.#release(url, lk, token) };
+          const lease = this.#lease(url, lk, token);
           // The previous owner may have stored it between the read and the lease.
           const again = await this.#read(url, request, true);
           if (!again) return this.#miss({ lease });
           await lease.release();
           return this.#hit(again);
         }
-        this.#stats.leaseWaits++;
-        const left = until - Date.now();
-        if (left <= 0) return this.#miss({});
-        const why = await woken.wait(Math.min(this.#leaseTime, left));
+        if (!waited) this.#stats.leaseWaits++;
+        waited = true;
+        // No bound on the whole wait: a live owner renews its lease until its
+        // fill ends, however long; a dead one's expires within a lease time.
+        const why = await woken.wait(this.#leaseTime);
         if (why === "down") return this.#miss({});
         if (why === "fill") {
           // Not there after the owner's fill: it was not storable; fetch without a lease.
           const filled = await this.#read(url, request);
           return filled ? this.#hit(filled) : this.#miss({});
         }
-        // The lease expired (its owner died) or is slow: try to take it over.
+        // The lease may have expired (its owner died): try to take it over.
       } finally {
         woken.cancel();
       }
     }
+  }
+
+  /** A lease this node holds: renewed every third of its time until released (at most once). */
+  #lease(url: string, lk: string, token: string): { release(): Promise<void> } {
+    const ms = String(this.#leaseTime);
+    const timer = setInterval(async () => {
+      // 0: no longer ours (it expired while Redis was unreachable, and another node took it).
+      if (await this.#eval(RENEW, [lk], [token, ms]) === 0) stop();
+    }, this.#leaseTime / 3);
+    this.#renewing.add(timer);
+    const stop = () => {
+      clearInterval(timer);
+      this.#renewing.delete(timer);
+    };
+    let released: Promise<void> | undefined;
+    return {
+      release: () => {
+        stop();
+        return released ??= this.#release(url, lk, token);
+      },
+    };
   }
 
   #hit(entry: SharedEntry): Claim {
@@ -451,8 +583,8 @@ export class SharedCache {
   async #release(url: string, lk: string, token: string): Promise<void> {
     // Waiters read the shared tier when woken: the write must be done first.
     await this.#writing.get(url);
-    await this.#link.eval(RELEASE, [lk], [token]);
-    await this.#link.publish(FILL, lk);
+    await this.#eval(RELEASE, [lk], [token]);
+    await this.#publish(FILL, lk);
   }
 
   /**
@@ -471,12 +603,8 @@ export class SharedCache {
     meta: EntryMeta,
     policy: { fields: FieldReader; fallback?: number },
   ): EntryWriter {
-    const ttl = sharedTtl(meta.status, policy.fields, {
-      requestTime: meta.requestTime,
-      responseTime: meta.responseTime,
-      ...(policy.fallback !== undefined ? { staleIfError: policy.fallback } : {}),
-    });
-    if (ttl <= 0 || !this.#link.up) return writer;
+    const ttl = ttlOf(meta, policy);
+    if (ttl <= 0 || !this.up) return writer;
     let chunks: Uint8Array[] | null = [];
     let size = 0;
     return {
@@ -516,12 +644,11 @@ export class SharedCache {
   async put(meta: EntryMeta, body: Uint8Array, ttl: number): Promise<boolean> {
     if (body.length > this.#maxObjectSize || ttl <= 0) return false;
     const vary = meta.fields.find(([n]) => n === "vary")?.[1] ?? "";
-    const vk = meta.key.startsWith(`${meta.url}\n`) ? meta.key.slice(meta.url.length + 1) : "";
     const stored = { ...meta, bodyLength: body.length, sha256: sha256(body) };
     const args: Array<string | Uint8Array> = [
       String(Math.ceil(ttl * 1000)),
       vary,
-      variantId(vk),
+      variantId(secondaryKey(meta)),
       JSON.stringify(stored),
     ];
     for (let off = 0; off < body.length; off += this.#chunkSize) {
@@ -531,13 +658,51 @@ export class SharedCache {
     const key = sharedKey(meta.url);
     // A write runs in the background, so its deadline is per chunk and at least a second.
     const deadline = Math.max(this.#timeout * (1 + pieces), 1000);
-    const ok = await this.#link.eval(WRITE, [key], args, deadline);
+    const ok = await this.#eval(WRITE, [key], args, deadline);
     if (ok === undefined) return false;
     const ms = String(Math.ceil(ttl * 1000));
     for (const tag of surrogateKeys(meta.fields)) {
-      await this.#link.eval(TAG, [`nk:t:${tag}`], [meta.url, ms]);
+      await this.#eval(TAG, [`nk:t:${tag}`], [meta.url, ms]);
     }
     return true;
+  }
+
+  /**
+   * Refreshes the shared copy of a response that a 304 revalidated (RFC 9111
+   * §4.3.4): its metadata and TTL, so that other nodes find it fresh too. It
+   * is left alone when it is no longer the copy that was revalidated (another
+   * node stored a newer response, or it expired).
+   *
+   * @param previous The metadata of the revalidated copy, before the 304.
+   * @param updated Its metadata with the 304's fields and times.
+   * @param policy The updated fields as the caching policy reads them, and
+   *   the operator's stale-if-error window (`fallback`, seconds).
+   * @returns Whether the shared copy was refreshed.
+   */
+  async refresh(
+    previous: EntryMeta,
+    updated: EntryMeta,
+    policy: { fields: FieldReader; fallback?: number },
+  ): Promise<boolean> {
+    const ttl = ttlOf(updated, policy);
+    if (ttl <= 0 || !this.up) return false;
+    const key = sharedKey(updated.url);
+    const vid = variantId(secondaryKey(updated));
+    const old = await this.#eval(META, [key], [vid]);
+    if (!(old instanceof Uint8Array)) return false;
+    let stored: EntryMeta & { sha256?: string };
+    try {
+      stored = JSON.parse(decoder.decode(old));
+    } catch {
+      return false;
+    }
+    if (
+      stored?.key !== previous.key || stored.responseTime !== previous.responseTime ||
+      stored.requestTime !== previous.requestTime
+    ) return false;
+    const meta = { ...updated, bodyLength: stored.bodyLength, sha256: stored.sha256 };
+    const ms = String(Math.ceil(ttl * 1000));
+    return await this.#eval(REFRESH, [key], [vid, old, JSON.stringify(meta), ms]) === 1;
   }
 
   /**
@@ -548,7 +713,7 @@ export class SharedCache {
    * @returns How many URIs had something stored.
    */
   async purgeUrls(urls: readonly string[]): Promise<number> {
-    if (urls.length === 0 || !this.#link.up) return 0;
+    if (urls.length === 0 || !this.up) return 0;
     const n = await this.#deleteAll(urls);
     await this.#announce({ urls: [...urls], tags: [] });
     return n;
@@ -562,10 +727,10 @@ export class SharedCache {
    * @returns How many URIs were deleted.
    */
   async purgeTags(tags: readonly string[]): Promise<number> {
-    if (tags.length === 0 || !this.#link.up) return 0;
+    if (tags.length === 0 || !this.up) return 0;
     const urls = new Set<string>();
     for (const tag of tags) {
-      const r = await this.#link.eval(TAKE_TAG, [`nk:t:${tag}`], []);
+      const r = await this.#eval(TAKE_TAG, [`nk:t:${tag}`], []);
       if (Array.isArray(r)) { for (const u of r) urls.add(text(u)); }
     }
     const n = await this.#deleteAll(urls);
@@ -577,19 +742,23 @@ export class SharedCache {
   async #deleteAll(urls: Iterable<string>): Promise<number> {
     let n = 0;
     for (const url of urls) {
-      const r = await this.#link.eval(DEL, [sharedKey(url)], []);
+      const r = await this.#eval(DEL, [sharedKey(url)], []);
       if (typeof r === "number") n += r;
     }
     return n;
   }
 
   async #announce(inv: Invalidation): Promise<void> {
-    await this.#link.publish(INVALIDATE, JSON.stringify({ ...inv, from: this.#node }));
+    await this.#publish(INVALIDATE, JSON.stringify({ ...inv, from: this.#node }));
   }
 
-  /** Closes the link. */
+  /** Closes the link; the leases this node holds are no longer renewed. */
   async close(): Promise<void> {
-    for (const set of this.#waiters.values()) for (const w of set) w("down");
+    for (const timer of this.#renewing) clearInterval(timer);
+    this.#renewing.clear();
+    clearTimeout(this.#probe);
+    this.#silent = false;
+    this.#wakeAll();
     await this.#link.close();
   }
 }
@@ -633,6 +802,20 @@ export function selectsVariant(entry: { meta: EntryMeta }, request: FieldReader)
   const { meta } = entry;
   const vk = varyKey(meta.fields.find(([n]) => n === "vary")?.[1] ?? null, request);
   return vk !== null && meta.key === (vk === "" ? meta.url : `${meta.url}\n${vk}`);
+}
+
+/** The seconds a response stays in the shared tier (see {@linkcode sharedTtl}). */
+function ttlOf(meta: EntryMeta, policy: { fields: FieldReader; fallback?: number }): number {
+  return sharedTtl(meta.status, policy.fields, {
+    requestTime: meta.requestTime,
+    responseTime: meta.responseTime,
+    ...(policy.fallback !== undefined ? { staleIfError: policy.fallback } : {}),
+  });
+}
+
+/** The secondary (Vary) part of an entry's key; "" without Vary. */
+function secondaryKey(meta: EntryMeta): string {
+  return meta.key.startsWith(`${meta.url}\n`) ? meta.key.slice(meta.url.length + 1) : "";
 }
 
 function text(r: Reply | undefined): string {

@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertThrows } from "../lib/testing/assert.ts";
 import { parseSharedCacheUrl } from "./_redis.ts";
 import { startRedis } from "./_redis_server.ts";
-import { until } from "./_shared_test_util.ts";
+import { redisPid, until } from "./_shared_test_util.ts";
 import { SharedCache, type SharedCache as Shared, sharedKey } from "./shared_cache.ts";
 import type { EntryMeta } from "./store.ts";
 
@@ -97,10 +97,11 @@ Deno.test("SharedCache keeps Vary variants, replaces them with a response withou
   }
 });
 
-Deno.test("SharedCache leases collapse misses; a dead owner's lease expires and is taken over", async (t) => {
+Deno.test("SharedCache leases collapse misses, are renewed while held, and are taken over from a dead owner", async (t) => {
   await using redis = await startRedis();
-  const owner = await connected(redis.url, { leaseTime: 10_000 });
-  const waiter = await connected(redis.url, { leaseTime: 300 });
+  // A lease time long enough that a busy machine's stall does not skip a renewal.
+  const owner = await connected(redis.url, { leaseTime: 1000 });
+  const waiter = await connected(redis.url, { leaseTime: 1000 });
   try {
     await t.step("a waiter gets what the owner stores, when it publishes", async () => {
       const url = "http://a.test/fill";
@@ -113,22 +114,98 @@ Deno.test("SharedCache leases collapse misses; a dead owner's lease expires and 
       assertEquals(text((await waiting).entry?.body), "filled");
     });
     await t.step(
-      "an owner that never releases: the waiter takes the lease once it expires",
+      "a fill longer than the lease time: the owner renews it, nobody takes over",
       async () => {
-        const url = "http://a.test/dead";
-        const held = await waiter.claim(url, url, new Headers());
-        assert(held.lease !== undefined);
-        // The holder "dies": nobody releases; a second claim waits, then takes over.
-        const before = waiter.stats.leaseWaits;
-        const next = await waiter.claim(url, url, new Headers());
-        assert(next.lease !== undefined, "the lease was not taken over");
-        assert(waiter.stats.leaseWaits > before);
-        await next.lease.release();
+        const url = "http://a.test/long";
+        const mine = await owner.claim(url, url, new Headers());
+        assert(mine.lease !== undefined);
+        let settled = false;
+        const waiting = waiter.claim(url, url, new Headers()).finally(() => settled = true);
+        // Three lease times: without renewal the lease would have expired and been taken over.
+        const lk = `${sharedKey(url)}:l:*`;
+        const held = async () => (await redis.cli("--scan", "--pattern", lk)).trim() !== "";
+        await new Promise((r) => setTimeout(r, 3000));
+        assert(await held(), "the lease is gone");
+        assert(!settled, "the waiter stopped waiting while the owner was alive");
+        assertEquals(waiter.stats.leaseWaits, 2);
+        await owner.put(meta(url, []), bytes("long"), 60);
+        await mine.lease.release();
+        assertEquals(text((await waiting).entry?.body), "long");
+        assert(!(await held()), "the lease was not released");
       },
     );
+    await t.step("an owner that dies: the waiter takes the lease once it expires", async () => {
+      const url = "http://a.test/dead";
+      const dying = await connected(redis.url, { leaseTime: 300 });
+      const held = await dying.claim(url, url, new Headers());
+      assert(held.lease !== undefined);
+      // It "dies": no renewal, no release.
+      await dying.close();
+      const before = waiter.stats.leaseWaits;
+      const next = await waiter.claim(url, url, new Headers());
+      assert(next.lease !== undefined, "the lease was not taken over");
+      assert(waiter.stats.leaseWaits > before);
+      await next.lease.release();
+    });
   } finally {
     await owner.close();
     await waiter.close();
+  }
+});
+
+Deno.test("SharedCache.refresh() takes a 304's metadata and TTL only onto the copy that was revalidated", async () => {
+  await using redis = await startRedis();
+  const shared = await connected(redis.url);
+  try {
+    const url = "http://a.test/r";
+    const old = meta(url, [["etag", '"1"'], ["cache-control", "max-age=0, stale-if-error=60"]]);
+    assert(await shared.put(old, bytes("body"), 60));
+    const fields: Array<[string, string]> = [["etag", '"1"'], ["cache-control", "max-age=600"]];
+    const updated = { ...meta(url, fields), responseTime: old.responseTime + 1 };
+    const policy = { fields: new Headers(fields) };
+    // Not the copy stored: another node's newer response stays as it is.
+    assert(!(await shared.refresh({ ...old, responseTime: 1 }, updated, policy)));
+    assert(await shared.refresh(old, updated, policy));
+    const found = await shared.lookup(url, new Headers());
+    assertEquals(found?.meta.fields, fields);
+    assertEquals(text(found?.body), "body");
+    const ttl = Number(await redis.cli("pttl", sharedKey(url)));
+    assert(ttl > 590_000, `TTL ${ttl}`);
+    // It was refreshed once: the old metadata no longer matches.
+    assert(!(await shared.refresh(old, updated, policy)));
+  } finally {
+    await shared.close();
+  }
+});
+
+Deno.test("SharedCache takes a Redis that answers nothing as down, and up again once it answers", async () => {
+  await using redis = await startRedis();
+  const lines: string[] = [];
+  const shared = await connected(redis.url, { timeout: 50, log: (l: string) => lines.push(l) });
+  const pid = await redisPid(redis.nodes[0]!.port);
+  try {
+    Deno.kill(pid, "SIGSTOP");
+    await until("it is taken as down", async () => {
+      await shared.lookup("http://a.test/s", new Headers());
+      return !shared.up;
+    });
+    // Skipped, not sent: counted as errors, and answered without waiting for a deadline.
+    const errors = shared.stats.errors;
+    assertEquals(await shared.lookup("http://a.test/s", new Headers()), undefined);
+    assertEquals(shared.stats.errors, errors + 1);
+  } finally {
+    Deno.kill(pid, "SIGCONT");
+  }
+  try {
+    await until("it is up again", () => Promise.resolve(shared.up));
+    await until(
+      "a lookup is answered (a miss)",
+      async () => (await shared.lookup("http://a.test/s", new Headers())) === null,
+    );
+    assertEquals(lines.map((l) => / is (up|down)/.exec(l)?.[1]), ["up", "down", "up"]);
+    assert(lines[1]!.includes("(no answer within 50 ms)"), lines[1]);
+  } finally {
+    await shared.close();
   }
 });
 

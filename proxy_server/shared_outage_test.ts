@@ -1,17 +1,32 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { startNginx } from "../web_server/_nginx.ts";
 import { get, rawRequest } from "./_test_util.ts";
-import { type Redis, startRedis, startRedisCluster } from "./_redis_server.ts";
-import { linesOf, loadWithOutage, spawnProxy, until } from "./_shared_test_util.ts";
+import { type Redis, type RedisNode, startRedis, startRedisCluster } from "./_redis_server.ts";
+import { linesOf, loadWithOutage, redisPid, spawnProxy, until } from "./_shared_test_util.ts";
 import { sharedKey } from "./shared_cache.ts";
 
+/** What happens to one Redis server during the load, and what the proxies must show. */
+interface Fault {
+  /** The step's name. */
+  step: string;
+  /** Seconds of load; the fault starts a quarter of the way through and ends halfway. */
+  seconds: number;
+  /** Starts the fault on a server; returns how to end it. */
+  start(node: RedisNode): Promise<() => Promise<void>>;
+  /** `--shared-timeout`. */
+  timeout: string;
+  /** The longest a request may take (a stopped Redis must cost no more than the deadlines). */
+  slowest?: number;
+  /** Whether each proxy must log exactly one "down" (else at least one). */
+  downOnce: boolean;
+}
+
 /**
- * Three proxies on `redis`: a hit through B of what A fetched, then a 30 s
- * load through all three during which one Redis server is killed with
- * SIGKILL and started again; no client request may fail, and the shared
- * tier must be in use again afterwards.
+ * Three proxies on `redis`: a hit through B of what A fetched, then a load
+ * through all three during which one Redis server fails and comes back; no
+ * client request may fail, and the shared tier must be in use again afterwards.
  */
-async function outage(t: Deno.TestContext, redis: Redis): Promise<void> {
+async function outage(t: Deno.TestContext, redis: Redis, fault: Fault): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "netkit_shared_outage_" });
   const paths: string[] = [];
   const bodies = new Map<string, string>();
@@ -31,15 +46,13 @@ async function outage(t: Deno.TestContext, redis: Redis): Promise<void> {
     server: `location / { add_header Cache-Control "max-age=2"; }
       location ~ ^/(before|after) { add_header Cache-Control "max-age=600"; }`,
   });
-  // A dead Redis fails at once whatever the deadline; a generous one keeps a
-  // busy machine (the whole suite runs beside this) from looking like a slow Redis.
   const args = [
     "--upstream",
     nginx.url,
     "--shared-cache",
     redis.url,
     "--shared-timeout",
-    "1000",
+    fault.timeout,
     "--timeout",
     "20",
     // A tiny own store: most requests miss it and go to Redis, also during the outage.
@@ -70,19 +83,25 @@ async function outage(t: Deno.TestContext, redis: Redis): Promise<void> {
 
   await t.step("fetched through A is a hit through B", () => sharedHit("/before.txt"));
 
-  await t.step("kill -9 of Redis during a 30 s load: no client request fails", async () => {
+  await t.step(fault.step, async () => {
     const node = redis.nodes[redis.nodes.length - 1]!;
+    let end = () => Promise.resolve();
     const report = await loadWithOutage({
       ports: proxies.map((p) => p.port),
       paths,
       bodyOf: (path) => bodies.get(path)!,
-      seconds: 30,
+      seconds: fault.seconds,
       concurrency: 12,
-      kill: () => node.kill(),
-      restart: () => node.restart(),
+      kill: async () => {
+        end = await fault.start(node);
+      },
+      restart: () => end(),
     });
     assertEquals(report.failures.slice(0, 10), []);
     assert(report.ok > 100, `only ${report.ok} requests were answered`);
+    if (fault.slowest !== undefined) {
+      assert(report.slowest < fault.slowest, `a request took ${report.slowest} ms`);
+    }
     let errors = 0;
     for (const p of proxies) errors += await p.metric("netkit_proxy_shared_errors_total");
     assert(errors > 0, "no proxy noticed the outage");
@@ -92,19 +111,64 @@ async function outage(t: Deno.TestContext, redis: Redis): Promise<void> {
     await until("every proxy's link to Redis is up again", ups(2));
     await sharedHit("/after.txt");
     for (const p of proxies) {
-      const downs = p.stderr.filter((l) => l.includes(" is down"));
-      assert(downs.length >= 1, p.stderr.join("\n"));
+      const downs = p.stderr.filter((l) => l.includes(" is down")).length;
+      if (fault.downOnce) {
+        assertEquals(downs, 1, p.stderr.join("\n"));
+        assertEquals(p.stderr.filter((l) => l.includes(" is up")).length, 2, p.stderr.join("\n"));
+      } else assert(downs >= 1, p.stderr.join("\n"));
     }
   });
   await Deno.remove(root, { recursive: true });
 }
 
-Deno.test("three proxies on one Redis survive its kill -9 and use it again when it is back", async (t) => {
-  await using redis = await startRedis();
-  await outage(t, redis);
-});
+// A dead Redis fails at once whatever the deadline; a generous one keeps a
+// busy machine (the whole suite runs beside this) from looking like a slow Redis.
+const kill: Omit<Fault, "step"> = {
+  seconds: 30,
+  timeout: "1000",
+  downOnce: false,
+  async start(node) {
+    await node.kill();
+    return () => node.restart();
+  },
+};
 
-Deno.test("three proxies on a 3-master Redis Cluster survive a master's kill -9", async (t) => {
-  await using redis = await startRedisCluster(3);
-  await outage(t, redis);
-});
+for (
+  const { name, start, fault } of [
+    {
+      name: "three proxies on one Redis survive its kill -9 and use it again when it is back",
+      start: () => startRedis(),
+      fault: { ...kill, step: "kill -9 of Redis during a 30 s load: no client request fails" },
+    },
+    {
+      name: "three proxies on a 3-master Redis Cluster survive a master's kill -9",
+      start: () => startRedisCluster(3),
+      fault: { ...kill, step: "kill -9 of a master during a 30 s load: no client request fails" },
+    },
+    {
+      name:
+        "three proxies on a stopped Redis (SIGSTOP) keep to the deadline and use it after SIGCONT",
+      start: () => startRedis(),
+      // The deadline is what bounds a request while Redis answers nothing;
+      // 200 ms, not the default 50, so that a busy machine does not miss it.
+      fault: {
+        step: "Redis stopped for 4 s of a 16 s load: no request fails or waits long",
+        seconds: 16,
+        timeout: "200",
+        // Generous: a request pays at most a few deadlines before the proxy stops asking.
+        slowest: 2000,
+        downOnce: true,
+        async start(node: RedisNode) {
+          const pid = await redisPid(node.port);
+          Deno.kill(pid, "SIGSTOP");
+          return () => Promise.resolve(Deno.kill(pid, "SIGCONT"));
+        },
+      } satisfies Fault,
+    },
+  ]
+) {
+  Deno.test(name, async (t) => {
+    await using redis = await start();
+    await outage(t, redis, fault);
+  });
+}

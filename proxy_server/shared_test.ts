@@ -1,29 +1,39 @@
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
 import { startNginx } from "../web_server/_nginx.ts";
 import { get, rawRequest } from "./_test_util.ts";
-import { startRedis } from "./_redis_server.ts";
+import { type Redis, startRedis, startRedisCluster } from "./_redis_server.ts";
 import { linesOf, spawnProxy, until } from "./_shared_test_util.ts";
 import { sharedKey } from "./shared_cache.ts";
 
-Deno.test("three proxies on one Redis share their cache, collapse misses and purges", async (t) => {
+/** Three proxies on `redis`, with nginx as their origin: every "Done when" case of the shared tier. */
+async function sharedTier(t: Deno.TestContext, redis: Redis): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "netkit_shared_" });
   // 600 KiB: three 256 KiB chunks in Redis.
   const files: Record<string, string> = {};
-  for (const name of ["a", "b", "c", "d", "e", "p", "s"]) {
+  for (const name of ["a", "b", "c", "d", "e", "p", "s", "r", "t"]) {
     files[name] = linesOf(600 * 1024, name);
     await Deno.writeTextFile(`${root}/${name}.txt`, files[name]!);
   }
   await Deno.mkdir(`${root}/inv`);
   await Deno.writeTextFile(`${root}/inv/x.txt`, "invalidate me\n");
-  await using redis = await startRedis();
-  // limit_rate makes /slow/ take about half a second, so 300 requests all arrive while it streams.
-  await Deno.mkdir(`${root}/slow`);
-  await Deno.writeTextFile(`${root}/slow/big.txt`, files.a!);
+  // limit_rate makes /slow/ take about half a second, so 300 requests all arrive while it streams,
+  // and /trickle/ about eight seconds, longer than a lease (5 s).
+  for (const [path, file] of [["slow/big", "a"], ["trickle/t", "t"], ["re/r", "r"]] as const) {
+    await Deno.mkdir(`${root}/${path.split("/")[0]}`);
+    await Deno.writeTextFile(`${root}/${path}.txt`, files[file]!);
+  }
   await using nginx = await startNginx(root, {
     workers: 1,
     logFormat: "$request_method $uri $status",
+    // /re/ is stale at once but kept for stale-if-error; a revalidation makes it fresh.
     server: `location / { add_header Cache-Control "max-age=600"; }
       location /slow/ { limit_rate 1m; add_header Cache-Control "max-age=600"; }
+      location /trickle/ { limit_rate 70k; add_header Cache-Control "max-age=600"; }
+      location /re/ {
+        set $cc "max-age=0, stale-if-error=600";
+        if ($http_if_none_match) { set $cc "max-age=600"; }
+        add_header Cache-Control $cc;
+      }
       location /s.txt { add_header Cache-Control "max-age=600"; add_header Surrogate-Key "news front"; }
       location /inv/ { add_header Cache-Control "max-age=600"; if ($request_method = POST) { return 204; } }`,
   });
@@ -40,8 +50,8 @@ Deno.test("three proxies on one Redis share their cache, collapse misses and pur
   );
   const inRedis = (path: string) => async () =>
     (await redis.cli("exists", sharedKey(`${nginx.url}${path}`))).trim() === "1";
-  const originCount = async (path: string) =>
-    (await nginx.log()).filter((l) => l === `GET ${path} 200`).length;
+  const originCount = async (path: string, status = 200) =>
+    (await nginx.log()).filter((l) => l === `GET ${path} ${status}`).length;
 
   await t.step(
     "fetched through A is a hit through B, byte-identical, said to be shared",
@@ -136,6 +146,46 @@ Deno.test("three proxies on one Redis share their cache, collapse misses and pur
     }
   });
 
+  await t.step(
+    "a 304 that refreshes A's copy refreshes the shared one: B finds it fresh",
+    async () => {
+      const path = "/re/r.txt";
+      const first = await rawRequest(a.port, get(path));
+      assertMatch(first!.headers.get("cache-status")!, /fwd=uri-miss; fwd-status=200; stored/);
+      await until(`A wrote ${path} to Redis`, inRedis(path));
+      const stored = await redis.cli("hget", sharedKey(`${nginx.url}${path}`), "m:");
+      const revalidated = await rawRequest(a.port, get(path));
+      assertEquals(revalidated?.body, files.r);
+      assertMatch(revalidated!.headers.get("cache-status")!, /fwd=stale; fwd-status=304/);
+      await until(
+        "A refreshed the copy in Redis",
+        async () => (await redis.cli("hget", sharedKey(`${nginx.url}${path}`), "m:")) !== stored,
+      );
+      const reply = await rawRequest(b.port, get(path));
+      assert(reply?.body === files.r, "the body through B differs");
+      assertMatch(reply!.headers.get("cache-status")!, /^netkit; hit; ttl=\d+; detail=shared$/);
+      assertEquals(await originCount(path, 304), 1);
+    },
+  );
+
+  await t.step(
+    "a fill longer than the lease is fetched once: its owner renews the lease",
+    async () => {
+      const path = "/trickle/t.txt";
+      const misses = 'netkit_proxy_shared_lookups_total{result="miss"}';
+      const before = await a.metric(misses);
+      const waits = await b.metric("netkit_proxy_shared_lease_waits_total");
+      const owner = rawRequest(a.port, get(path));
+      await until("A holds the lease", async () => await a.metric(misses) > before);
+      const waiter = await rawRequest(b.port, get(path));
+      assert((await owner)?.body === files.t, "the body through A differs");
+      assert(waiter?.body === files.t, "the body through B differs");
+      assertMatch(waiter!.headers.get("cache-status")!, /^netkit; hit; ttl=\d+; detail=shared$/);
+      assertEquals(await b.metric("netkit_proxy_shared_lease_waits_total"), waits + 1);
+      assertEquals(await originCount(path), 1);
+    },
+  );
+
   await t.step("a POST through A invalidates the URI on B (RFC 9111 §4.4)", async () => {
     await rawRequest(a.port, get("/inv/x.txt"));
     await until("A wrote /inv/x.txt to Redis", inRedis("/inv/x.txt"));
@@ -151,4 +201,16 @@ Deno.test("three proxies on one Redis share their cache, collapse misses and pur
     assertEquals(await inRedis("/inv/x.txt")(), true); // B stored it again
   });
   await Deno.remove(root, { recursive: true });
-});
+}
+
+for (
+  const [name, start] of [
+    ["one Redis", () => startRedis()],
+    ["a 3-master Redis Cluster", () => startRedisCluster(3)],
+  ] as const
+) {
+  Deno.test(`three proxies on ${name} share their cache, collapse misses and purges`, async (t) => {
+    await using redis = await start();
+    await sharedTier(t, redis);
+  });
+}
