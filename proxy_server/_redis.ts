@@ -298,6 +298,8 @@ export class RedisLink {
     }
     let rc: RespConnection | undefined;
     try {
+      // Commands are batched already: Nagle's delay would only add latency.
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
       if ("handshake" in conn) await deadline.race((conn as Deno.TlsConn).handshake(), late);
       rc = new RespConnection(conn, events);
       const u = this.#url;
@@ -405,9 +407,14 @@ export class RedisLink {
   }
 
   /** Sends a command to the server that holds `key` (following a cluster's redirections). */
-  async #command(key: string | undefined, args: Array<string | Uint8Array>): Promise<RespValue> {
+  #command(key: string | undefined, args: Array<string | Uint8Array>): Promise<RespValue> {
+    // The standalone case is every hit's path: no async frame of its own.
     const single = this.#single;
-    if (single !== undefined) return single.conn?.send(args) ?? DOWN;
+    if (single !== undefined) return single.conn?.send(args) ?? Promise.resolve(DOWN);
+    return this.#route(key, args);
+  }
+
+  async #route(key: string | undefined, args: Array<string | Uint8Array>): Promise<RespValue> {
     const slot = key === undefined ? -1 : keySlot(key);
     let server = slot < 0 ? this.#anyConn() : this.#servers.get(this.#slots[slot] ?? "");
     let asking = false;
@@ -486,13 +493,16 @@ export class RedisLink {
     // By digest: Redis keeps every script it has run, so the text goes over
     // the wire only the first time (and after a restart: NOSCRIPT).
     const command = ["EVALSHA", sha, String(keys.length), ...keys, ...args];
-    return await this.#run(async () => {
-      const reply = await this.#command(keys[0], command);
-      if (!(reply instanceof RespError) || !reply.message.startsWith("NOSCRIPT")) return reply;
-      command[0] = "EVAL";
-      command[1] = script;
-      return await this.#command(keys[0], command);
-    }, timeout);
+    return await this.#run(
+      () =>
+        this.#command(keys[0], command).then((reply) => {
+          if (!(reply instanceof RespError) || !reply.message.startsWith("NOSCRIPT")) return reply;
+          command[0] = "EVAL";
+          command[1] = script;
+          return this.#command(keys[0], command);
+        }),
+      timeout,
+    );
   }
 
   /**
