@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { assert, assertEquals, assertThrows } from "../lib/testing/assert.ts";
 import { parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
 import { keySlot } from "./_resp.ts";
 import { startRedis, startRedisCluster } from "./_redis_server.ts";
@@ -25,6 +25,21 @@ async function cli(port: number, ...args: string[]): Promise<string> {
   }).output();
   return new TextDecoder().decode(out.stdout).trim();
 }
+
+Deno.test("parseSharedCacheUrl() takes a TLS CA file from ?ca= and nothing else after the path", () => {
+  assertEquals(parseSharedCacheUrl("rediss://127.0.0.1:6380?ca=%2Fetc%2Fredis%2Fca.pem"), {
+    kind: "redis",
+    nodes: [{ host: "127.0.0.1", port: 6380 }],
+    tls: true,
+    db: 0,
+    ca: "/etc/redis/ca.pem",
+  });
+  assertEquals(parseSharedCacheUrl("rediss://h:1/2?ca=/x.pem").ca, "/x.pem");
+  assertEquals(parseSharedCacheUrl("rediss-cluster://a:1,b:2?ca=/x.pem").nodes.length, 2);
+  for (const bad of ["rediss://h:1?cafile=/x", "rediss://h:1?ca=/x&y=1", "redis://h:1?"]) {
+    assertThrows(() => parseSharedCacheUrl(bad), TypeError);
+  }
+});
 
 Deno.test("RedisLink authenticates as an ACL user and selects the URL's database", async () => {
   await using redis = await startRedis();
