@@ -1,23 +1,16 @@
 /**
  * The shared tier's link to Redis: the `--shared-cache` URL, one command
- * connection (or a cluster client) and one subscriber, every operation under
- * a short deadline, reconnection with back-off, and one log line per change
- * of state. Redis being down or slow must never fail a client request, so
- * every operation here resolves to `undefined` instead of throwing.
+ * connection (one per master on a cluster, routed by key slot) and one
+ * subscriber, every operation under a short deadline, reconnection with
+ * back-off, and one log line per change of state. Redis being down or slow
+ * must never fail a client request, so every operation here resolves to
+ * `undefined` instead of throwing. It speaks RESP itself (`_resp.ts`).
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-
-type Client = typeof import("@redis/client");
-let client: Promise<Client> | undefined;
-
-/** Loads the Redis client when a link is first made: only a proxy with a shared tier needs it. */
-function loadClient(): Promise<Client> {
-  return client ??= import("@redis/client");
-}
 import { Deadline } from "../lib/deadline.ts";
+import { keySlot, RespConnection, RespError, type RespValue } from "./_resp.ts";
 
 /** Where the shared tier lives, from `--shared-cache`. */
 export interface SharedCacheUrl {
@@ -33,11 +26,16 @@ export interface SharedCacheUrl {
   password?: string;
   /** Database number (`/db`); always 0 for a cluster. */
   db: number;
+  /**
+   * A PEM file of CA certificates to trust for TLS besides the system roots
+   * (`?ca=FILE`); when absent, the link reads `REDIS_CA`.
+   */
+  ca?: string;
 }
 
 /**
  * Parses a `--shared-cache` URL: `redis://[user:pass@]host:port[/db]`,
- * `rediss://…` for TLS, or `redis-cluster://host:port,host:port,…`
+ * `rediss://…[?ca=FILE]` for TLS, or `redis-cluster://host:port,host:port,…`
  * (`rediss-cluster://` for TLS).
  *
  * @param text The URL.
@@ -46,15 +44,16 @@ export interface SharedCacheUrl {
  * @throws {TypeError} When the URL is not one of those forms.
  */
 export function parseSharedCacheUrl(text: string, env?: string): SharedCacheUrl {
-  const m = /^(rediss?)(-cluster)?:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/]+?)(?:\/(\d+))?\/?$/
-    .exec(text);
+  const m =
+    /^(rediss?)(-cluster)?:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+?)(?:\/(\d+))?\/?(?:\?ca=([^&]+))?$/
+      .exec(text);
   if (m === null) {
     throw new TypeError(
       `Cannot use shared cache "${text}": expected redis://[user:pass@]host:port[/db] or ` +
         "redis-cluster://host:port,host:port,…",
     );
   }
-  const [, scheme, cluster, user, pass, hosts, db] = m;
+  const [, scheme, cluster, user, pass, hosts, db, ca] = m;
   const nodes = hosts!.split(",").map((hp) => {
     const n = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+):(\d{1,5})$/.exec(hp);
     const port = Number(n?.[2]);
@@ -79,32 +78,12 @@ export function parseSharedCacheUrl(text: string, env?: string): SharedCacheUrl 
     ...(user ? { username: decodeURIComponent(user) } : {}),
     ...(password !== undefined && password !== "" ? { password } : {}),
     db: Number(db ?? 0),
+    ...(ca !== undefined ? { ca: decodeURIComponent(ca) } : {}),
   };
 }
 
 /** A value Redis returns through the link: bytes for strings, arrays, integers or nil. */
 export type Reply = Uint8Array | number | null | Reply[];
-
-/** The commands the shared tier sends; a standalone client and a cluster client both have them. */
-interface Commands {
-  evalSha(sha: string, options: { keys: string[]; arguments: Array<string | Uint8Array> }): Promise<
-    unknown
-  >;
-  eval(script: string, options: { keys: string[]; arguments: Array<string | Uint8Array> }): Promise<
-    unknown
-  >;
-  publish(channel: string, message: string): Promise<unknown>;
-}
-
-interface Connection extends Commands {
-  on(event: string, fn: (arg: unknown) => void): unknown;
-  connect(): Promise<unknown>;
-  destroy?(): void;
-  close?(): Promise<void>;
-  duplicate(): Connection;
-  subscribe(channel: string, fn: (message: string) => void): Promise<void>;
-  withTypeMapping(mapping: Record<number, unknown>): Commands;
-}
 
 /** Options of {@linkcode RedisLink}. */
 export interface RedisLinkOptions {
@@ -120,25 +99,52 @@ export interface RedisLinkOptions {
   channels: string[];
 }
 
+/** One server: the standalone Redis, or a cluster master. */
+interface Server {
+  host: string;
+  port: number;
+  /** The command connection, while it is up. */
+  conn: RespConnection | undefined;
+  opening: Promise<void> | undefined;
+  attempt: number;
+  retry: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** Milliseconds a connection (TCP, TLS handshake, AUTH and SELECT) may take. */
+const CONNECT_TIMEOUT = 1000;
+const SLOTS = 16384;
+const LATE = new RespError("deadline");
+
 /**
- * One command connection and one subscriber to a Redis or a Redis Cluster.
- * Commands are never queued while the link is down (they fail at once), and
- * the client reconnects with exponential back-off (50 ms doubling to 2 s).
+ * One command connection (one per master on a cluster) and one subscriber
+ * to a Redis or a Redis Cluster. Commands are never queued while a server
+ * is down (they fail at once); each server reconnects with exponential
+ * back-off (50 ms doubling to 2 s). On a cluster, commands go to the master
+ * of their key's slot (following MOVED and ASK), so a master that is down
+ * takes only its own slots down.
  */
 export class RedisLink {
   #url: SharedCacheUrl;
   #options: RedisLinkOptions;
-  #main: Connection | undefined;
-  #commands: Commands | undefined;
-  #sub: Connection | undefined;
+  #servers = new Map<string, Server>();
+  /** The standalone server; undefined on a cluster. */
+  #single: Server | undefined;
+  /** On a cluster: the master of each slot, as `host:port`. */
+  #slots: Array<string | undefined> = new Array(SLOTS);
+  #mapped = false;
+  #mapping: Promise<boolean> | undefined;
+  #mappedAt = 0;
+  #mapAttempt = 0;
+  #sub: RespConnection | undefined;
+  #subOpening = false;
+  #subUp = false;
+  #subAttempt = 0;
   /** Unknown until the first connect succeeds or fails, so that both are logged. */
   #up: boolean | undefined;
-  #subUp = false;
   #closed = false;
   #lastError = "";
-  #retry: ReturnType<typeof setTimeout> | undefined;
-  #attempt = 0;
-  #connected = false;
+  #timers = new Set<ReturnType<typeof setTimeout>>();
+  #ca: Promise<string[] | undefined> | undefined;
   #shas = new Map<string, string>();
   /** Operations that failed (error or deadline). */
   errors = 0;
@@ -146,12 +152,19 @@ export class RedisLink {
   constructor(url: SharedCacheUrl, options: RedisLinkOptions) {
     this.#url = url;
     this.#options = options;
-    void this.#start();
+    if (url.kind === "redis") {
+      const n = url.nodes[0]!;
+      this.#single = this.#server(n.host, n.port);
+    } else {
+      void this.#map();
+    }
   }
 
-  /** Whether commands can be sent now. */
+  /** Whether commands can be sent now (on a cluster: to at least one master). */
   get up(): boolean {
-    return this.#up === true && !this.#closed;
+    if (this.#closed) return false;
+    if (this.#single !== undefined) return this.#single.conn !== undefined;
+    return this.#up === true || (this.#mapped && this.#anyConn() !== undefined);
   }
 
   /** A description for log lines: the URL without its password. */
@@ -161,99 +174,73 @@ export class RedisLink {
     return `${scheme}://${this.#url.nodes.map((n) => `${n.host}:${n.port}`).join(",")}`;
   }
 
-  #create(lib: Client): Connection {
-    const u = this.#url;
-    const socket = {
-      connectTimeout: 1000,
-      ...(u.tls ? { tls: true as const } : {}),
-      reconnectStrategy: backoff,
-    };
-    const auth = {
-      ...(u.username !== undefined ? { username: u.username } : {}),
-      ...(u.password !== undefined ? { password: u.password } : {}),
-    };
-    if (u.kind === "redis") {
-      const n = u.nodes[0]!;
-      return lib.createClient({
-        socket: { host: n.host, port: n.port, ...socket } as never,
-        ...auth,
-        database: u.db,
-        // A command sent while disconnected fails at once instead of waiting.
-        disableOfflineQueue: true,
-      }) as unknown as Connection;
-    }
-    return lib.createCluster({
-      rootNodes: u.nodes.map((n) => ({ socket: { host: n.host, port: n.port } })),
-      defaults: { socket: socket as never, ...auth, disableOfflineQueue: true },
-    }) as unknown as Connection;
+  /** Whether the subscriber is connected (so publishes reach this node). */
+  get subscribed(): boolean {
+    return this.#subUp;
   }
 
-  #watch(conn: Connection, set: (up: boolean) => void): void {
-    const down = (err?: unknown) => {
-      if (err !== undefined) this.#lastError = err instanceof Error ? err.message : String(err);
-      set(false);
-    };
-    conn.on("error", down);
-    if (this.#url.kind === "redis") {
-      conn.on("end", () => down());
-      conn.on("reconnecting", () => down());
-      conn.on("ready", () => set(true));
-      return;
+  #later(fn: () => void, ms: number): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      fn();
+    }, ms);
+    this.#timers.add(timer);
+    return timer;
+  }
+
+  /** The server at `host:port`, connecting (and reconnecting) to it. */
+  #server(host: string, port: number): Server {
+    const addr = `${host}:${port}`;
+    let s = this.#servers.get(addr);
+    if (s === undefined) {
+      s = { host, port, conn: undefined, opening: undefined, attempt: 0, retry: undefined };
+      this.#servers.set(addr, s);
+      this.#connect(s);
     }
-    // A cluster client reports each node's state: a master without a replica
-    // takes its slots down with it, and the cluster refuses until it is back.
-    conn.on("node-error", down);
-    conn.on("node-disconnect", () => down());
-    // The first node is ready before the others are known: up only once connect() has resolved.
-    conn.on("node-ready", () => {
-      if (this.#connected) set(true);
+    return s;
+  }
+
+  #connect(s: Server): void {
+    if (this.#closed || s.opening !== undefined || s.conn !== undefined) return;
+    const addr = `${s.host}:${s.port}`;
+    s.opening = this.#open(s.host, s.port, {}).then((conn) => {
+      s.opening = undefined;
+      if (this.#closed || this.#servers.get(addr) !== s) return conn.close();
+      s.attempt = 0;
+      s.conn = conn;
+      conn.onClose = (reason) => {
+        s.conn = undefined;
+        this.#lastError = this.#where(addr, reason.message);
+        this.#state();
+        this.#retry(s);
+      };
+      this.#state();
+      this.#subscribe();
+    }, (err) => {
+      s.opening = undefined;
+      this.#lastError = this.#where(addr, message(err));
+      this.#state();
+      this.#retry(s);
     });
   }
 
-  /** Connects (a cluster client gives up on a failed first connect: retry it here). */
-  async #start(): Promise<void> {
-    const lib = await loadClient();
-    if (this.#closed) return;
-    const main = this.#create(lib);
-    this.#main = main;
-    this.#commands = main.withTypeMapping({ [lib.RESP_TYPES.BLOB_STRING]: Buffer });
-    this.#watch(main, (up) => this.#setUp(up));
-    try {
-      await main.connect();
-    } catch (err) {
-      this.#lastError = err instanceof Error ? err.message : String(err);
-      this.#setUp(false);
-      // A client whose first connect failed (refused AUTH, no cluster yet)
-      // does not retry on its own: start again with a new one, backing off.
-      try {
-        main.destroy?.();
-      } catch {
-        // Never connected.
-      }
-      if (!this.#closed) {
-        this.#retry = setTimeout(() => this.#start(), backoff(this.#attempt++));
-      }
-      return;
-    }
-    this.#attempt = 0;
-    this.#connected = true;
-    this.#setUp(true);
-    this.#subscribe(main);
+  #where(addr: string, why: string): string {
+    return this.#single === undefined ? `${addr}: ${why}` : why;
   }
 
-  #subscribe(main: Connection): void {
-    if (this.#closed || this.#sub !== undefined) return;
-    const sub = main.duplicate();
-    this.#sub = sub;
-    this.#watch(sub, (up) => {
-      this.#subUp = up;
-    });
-    sub.connect().then(async () => {
-      for (const channel of this.#options.channels) {
-        await sub.subscribe(channel, (message) => this.#options.onMessage(channel, message));
-      }
-      this.#subUp = true;
-    }, () => {});
+  #retry(s: Server): void {
+    if (this.#closed || this.#servers.get(`${s.host}:${s.port}`) !== s) return;
+    // A master that stays away may have been replaced: look at the slot map again.
+    if (this.#single === undefined && s.attempt > 0) void this.#map();
+    s.retry = this.#later(() => this.#connect(s), backoff(s.attempt++));
+  }
+
+  /** Logs and reports a change of state: up when every server is connected. */
+  #state(): void {
+    const up = this.#single !== undefined
+      ? this.#single.conn !== undefined
+      : this.#mapped && [...this.#servers.values()].every((s) => s.conn !== undefined);
+    this.#setUp(up);
   }
 
   #setUp(up: boolean): void {
@@ -266,6 +253,222 @@ export class RedisLink {
           "serving from the local cache and the origin",
     );
     this.#options.onState(up);
+  }
+
+  /** Reads the CA certificates to trust besides the system roots (`?ca=`, else `REDIS_CA`). */
+  #caCerts(): Promise<string[] | undefined> {
+    return this.#ca ??= (async () => {
+      let file = this.#url.ca;
+      if (file === undefined) {
+        try {
+          file = Deno.env.get("REDIS_CA") || undefined;
+        } catch {
+          // No permission to read the environment: no extra CA.
+        }
+      }
+      if (file === undefined) return undefined;
+      try {
+        return [await Deno.readTextFile(file)];
+      } catch (err) {
+        this.#ca = undefined;
+        throw new Error(`cannot read the CA file ${file}: ${message(err)}`);
+      }
+    })();
+  }
+
+  /** Connects, shakes hands (TLS), authenticates and selects the database. */
+  async #open(
+    host: string,
+    port: number,
+    events: { onPush?: (channel: string, message: string) => void },
+  ): Promise<RespConnection> {
+    using deadline = new Deadline(CONNECT_TIMEOUT);
+    const late = () => new Error("connect timed out");
+    const connecting: Promise<Deno.Conn> = this.#url.tls
+      ? this.#caCerts().then((caCerts) =>
+        Deno.connectTls({ hostname: host, port, ...(caCerts ? { caCerts } : {}) })
+      )
+      : Deno.connect({ hostname: host, port });
+    let conn: Deno.Conn;
+    try {
+      conn = await deadline.race(connecting, late);
+    } catch (err) {
+      connecting.then((c) => c.close(), () => {});
+      throw err;
+    }
+    let rc: RespConnection | undefined;
+    try {
+      // Commands are batched already: Nagle's delay would only add latency.
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+      if ("handshake" in conn) await deadline.race((conn as Deno.TlsConn).handshake(), late);
+      rc = new RespConnection(conn, events);
+      const u = this.#url;
+      const hello: Array<Promise<RespValue>> = [];
+      if (u.password !== undefined) {
+        hello.push(
+          rc.send(
+            u.username !== undefined ? ["AUTH", u.username, u.password] : [
+              "AUTH",
+              u.password,
+            ],
+          ),
+        );
+      }
+      if (u.db !== 0) hello.push(rc.send(["SELECT", String(u.db)]));
+      for (const r of await deadline.race(Promise.all(hello), late)) {
+        if (r instanceof RespError) throw r;
+      }
+    } catch (err) {
+      if (rc !== undefined) rc.close();
+      else conn.close();
+      throw err;
+    }
+    return rc;
+  }
+
+  /** Any connected server (for PUBLISH and the subscriber). */
+  #anyConn(): Server | undefined {
+    for (const s of this.#servers.values()) if (s.conn !== undefined) return s;
+    return undefined;
+  }
+
+  /**
+   * Learns a cluster's slot map (CLUSTER SLOTS) from a connected master or,
+   * failing that, from a seed, and connects to every master in it.
+   */
+  #map(): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    if (this.#mapping !== undefined) return this.#mapping;
+    // After a MOVED storm or a lost master: at most one look per 200 ms.
+    if (this.#mapped && Date.now() - this.#mappedAt < 200) return Promise.resolve(true);
+    const done = this.#mapping = (async () => {
+      const known = this.#anyConn();
+      const sources: Array<{ host: string; port: number; conn?: RespConnection | undefined }> = [
+        ...(known !== undefined ? [known] : []),
+        ...this.#url.nodes,
+        ...this.#servers.values(),
+      ];
+      for (const src of sources) {
+        if (this.#closed) return false;
+        let reply: RespValue;
+        let conn: RespConnection | undefined;
+        try {
+          conn = src.conn ?? (await this.#open(src.host, src.port, {}));
+          reply = await conn.send(["CLUSTER", "SLOTS"]);
+        } catch (err) {
+          this.#lastError = `${src.host}:${src.port}: ${message(err)}`;
+          continue;
+        } finally {
+          if (conn !== undefined && conn !== src.conn) conn.close();
+        }
+        const map = slotMap(reply, src.host);
+        if (map === undefined) {
+          this.#lastError = `${src.host}:${src.port}: ${
+            reply instanceof RespError ? reply.message : "no slot map"
+          }`;
+          continue;
+        }
+        this.#apply(map);
+        return true;
+      }
+      return false;
+    })().then((ok) => {
+      this.#mapping = undefined;
+      if (ok) {
+        this.#mappedAt = Date.now();
+        this.#mapAttempt = 0;
+      } else if (!this.#mapped) {
+        this.#setUp(false);
+        this.#later(() => void this.#map(), backoff(this.#mapAttempt++));
+      }
+      return ok;
+    });
+    return done;
+  }
+
+  #apply(map: Array<{ from: number; to: number; host: string; port: number }>): void {
+    const masters = new Set<string>();
+    for (const r of map) {
+      const addr = `${r.host}:${r.port}`;
+      masters.add(addr);
+      this.#server(r.host, r.port);
+      this.#slots.fill(addr, r.from, r.to + 1);
+    }
+    // Servers that are no longer masters (failed over, removed) are dropped.
+    for (const [addr, s] of this.#servers) {
+      if (masters.has(addr)) continue;
+      this.#servers.delete(addr);
+      clearTimeout(s.retry);
+      s.conn?.close();
+    }
+    this.#mapped = true;
+    this.#state();
+    this.#subscribe();
+  }
+
+  /** Sends a command to the server that holds `key` (following a cluster's redirections). */
+  #command(key: string | undefined, args: Array<string | Uint8Array>): Promise<RespValue> {
+    // The standalone case is every hit's path: no async frame of its own.
+    const single = this.#single;
+    if (single !== undefined) return single.conn?.send(args) ?? Promise.resolve(DOWN);
+    return this.#route(key, args);
+  }
+
+  async #route(key: string | undefined, args: Array<string | Uint8Array>): Promise<RespValue> {
+    const slot = key === undefined ? -1 : keySlot(key);
+    let server = slot < 0 ? this.#anyConn() : this.#servers.get(this.#slots[slot] ?? "");
+    let asking = false;
+    for (let hop = 0;; hop++) {
+      const conn = server?.conn;
+      if (conn === undefined) return DOWN;
+      let reply: RespValue;
+      if (asking) {
+        void conn.send(["ASKING"]);
+        reply = await conn.send(args);
+      } else {
+        reply = await conn.send(args);
+      }
+      if (!(reply instanceof RespError) || hop >= 3) return reply;
+      // MOVED: the slot has a new master for good; ASK: for this command only (RFC: cluster spec).
+      const m = /^(MOVED|ASK) (\d+) (.*):(\d+)$/.exec(reply.message);
+      if (m === null) return reply;
+      const host = m[3] === "" || m[3] === "?" ? server!.host : m[3]!;
+      const addr = `${host}:${m[4]}`;
+      asking = m[1] === "ASK";
+      if (!asking) {
+        this.#slots[Number(m[2])] = addr;
+        void this.#map();
+      }
+      server = this.#servers.get(addr) ?? this.#server(host, Number(m[4]));
+      await server.opening;
+    }
+  }
+
+  /** Opens the subscriber (on any master of a cluster: PUBLISH reaches every node). */
+  #subscribe(): void {
+    if (this.#closed || this.#sub !== undefined || this.#subOpening) return;
+    const at = this.#single ?? this.#anyConn();
+    if (at === undefined) return;
+    this.#subOpening = true;
+    const again = () => {
+      this.#subOpening = false;
+      this.#subUp = false;
+      this.#sub = undefined;
+      if (!this.#closed) this.#later(() => this.#subscribe(), backoff(this.#subAttempt++));
+    };
+    const onPush = (channel: string, text: string) => this.#options.onMessage(channel, text);
+    this.#open(at.host, at.port, { onPush }).then(async (sub) => {
+      if (this.#closed) return sub.close();
+      this.#sub = sub;
+      this.#subOpening = false;
+      sub.onClose = again;
+      const replies = await Promise.all(
+        this.#options.channels.map((channel) => sub.send(["SUBSCRIBE", channel])),
+      );
+      if (replies.some((r) => r instanceof RespError)) return sub.close();
+      this.#subAttempt = 0;
+      this.#subUp = !sub.closed;
+    }, again);
   }
 
   /**
@@ -283,24 +486,21 @@ export class RedisLink {
     args: Array<string | Uint8Array>,
     timeout = this.#options.timeout,
   ): Promise<Reply | undefined> {
-    // The client takes strings and Buffers only: wrap bytes without copying them.
-    const wrapped = args.map((a) =>
-      typeof a === "string" ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)
-    );
-    const options = { keys, arguments: wrapped };
     let sha = this.#shas.get(script);
     if (sha === undefined) {
       this.#shas.set(script, sha = createHash("sha1").update(script).digest("hex"));
     }
     // By digest: Redis keeps every script it has run, so the text goes over
     // the wire only the first time (and after a restart: NOSCRIPT).
+    const command = ["EVALSHA", sha, String(keys.length), ...keys, ...args];
     return await this.#run(
       () =>
-        this.#commands!.evalSha(sha, options).catch((err) =>
-          /NOSCRIPT/.test(String(err?.message ?? err))
-            ? this.#commands!.eval(script, options)
-            : Promise.reject(err)
-        ),
+        this.#command(keys[0], command).then((reply) => {
+          if (!(reply instanceof RespError) || !reply.message.startsWith("NOSCRIPT")) return reply;
+          command[0] = "EVAL";
+          command[1] = script;
+          return this.#command(keys[0], command);
+        }),
       timeout,
     );
   }
@@ -313,51 +513,69 @@ export class RedisLink {
    * @returns Whether it was sent.
    */
   async publish(channel: string, message: string): Promise<boolean> {
-    return (await this.#run(() => this.#commands!.publish(channel, message))) !== undefined;
+    return (await this.#run(() => this.#command(undefined, ["PUBLISH", channel, message]))) !==
+      undefined;
   }
 
-  async #run(fn: () => Promise<unknown>, timeout = this.#options.timeout) {
-    if (!this.up || this.#commands === undefined) {
+  async #run(fn: () => Promise<RespValue>, timeout = this.#options.timeout) {
+    if (!this.up) {
       this.errors++;
       return undefined;
     }
     using deadline = new Deadline(timeout);
-    try {
-      const p = fn();
-      // A reply that comes after the deadline is dropped, its error too.
-      p.catch(() => {});
-      // Timers run before the event loop reads sockets: when the deadline
-      // fires on a busy loop, give a reply that has already arrived one turn
-      // of the loop (setImmediate runs after the reads) before giving up.
-      const late = new Promise<never>((_, reject) => {
-        deadline.on(() => setImmediate(() => reject(new Error("deadline"))));
-      });
-      late.catch(() => {});
-      return await Promise.race([p, late]) as Reply;
-    } catch {
+    // Timers run before the event loop reads sockets: when the deadline
+    // fires on a busy loop, give a reply that has already arrived one turn
+    // of the loop (setImmediate runs after the reads) before giving up. A
+    // reply that comes later is dropped.
+    const late = new Promise<RespValue>((resolve) => {
+      deadline.on(() => setImmediate(() => resolve(LATE)));
+    });
+    const reply = await Promise.race([fn(), late]);
+    if (reply instanceof RespError) {
       this.errors++;
       return undefined;
     }
+    return reply as Reply;
   }
 
-  /** Whether the subscriber is connected (so publishes reach this node). */
-  get subscribed(): boolean {
-    return this.#subUp;
-  }
-
-  /** Closes both connections. */
-  async close(): Promise<void> {
+  /** Closes every connection. */
+  close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#retry);
-    for (const c of [this.#sub, this.#main]) {
-      try {
-        if (c?.close !== undefined) await c.close();
-        else c?.destroy?.();
-      } catch {
-        // Already closed.
-      }
-    }
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    this.#sub?.close();
+    for (const s of this.#servers.values()) s.conn?.close();
+    return Promise.resolve();
   }
+}
+
+const DOWN = new RespError("down");
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Reads a CLUSTER SLOTS reply: each range's first and last slot and its master. */
+function slotMap(
+  reply: RespValue,
+  asked: string,
+): Array<{ from: number; to: number; host: string; port: number }> | undefined {
+  if (!Array.isArray(reply) || reply.length === 0) return undefined;
+  const out = [];
+  const decoder = new TextDecoder();
+  for (const range of reply) {
+    if (!Array.isArray(range)) return undefined;
+    const [from, to, master] = range;
+    if (typeof from !== "number" || typeof to !== "number" || !Array.isArray(master)) {
+      return undefined;
+    }
+    const [h, port] = master;
+    if (!(h instanceof Uint8Array) || typeof port !== "number") return undefined;
+    // An empty or unknown endpoint means "the address you reached me at".
+    const host = decoder.decode(h);
+    out.push({ from, to, host: host === "" || host === "?" ? asked : host, port });
+  }
+  return out;
 }
 
 /** Milliseconds before reconnect attempt `n`: from 50 ms up to 2 s, so a dead Redis costs little. */

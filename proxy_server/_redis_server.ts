@@ -28,10 +28,25 @@ export interface Redis extends AsyncDisposable {
   cli(...args: string[]): Promise<string>;
 }
 
-async function waitReady(port: number): Promise<void> {
+/** The files `redis-server --tls-port` needs: its certificate and key, and the CA that signed it. */
+export interface RedisTls {
+  /** The server certificate's file (PEM). */
+  certPath: string;
+  /** Its private key's file (PEM). */
+  keyPath: string;
+  /** The CA certificate's file (PEM), which clients must trust. */
+  caPath: string;
+}
+
+/** redis-cli's options to reach a server that speaks TLS only. */
+function tlsCli(tls: RedisTls | undefined): string[] {
+  return tls === undefined ? [] : ["--tls", "--cacert", tls.caPath];
+}
+
+async function waitReady(port: number, tls?: RedisTls): Promise<void> {
   for (let i = 0;; i++) {
     const out = await new Deno.Command("redis-cli", {
-      args: ["-p", String(port), "ping"],
+      args: [...tlsCli(tls), "-p", String(port), "ping"],
       stdout: "piped",
       stderr: "null",
     }).output();
@@ -48,14 +63,28 @@ interface Managed extends RedisNode {
   stop(): Promise<void>;
 }
 
-function node(dir: string, extra: string[]): Managed {
+function node(dir: string, extra: string[], tls?: RedisTls): Managed {
   const port = freePort();
   let child: Deno.ChildProcess | undefined;
+  // With TLS, the port speaks TLS only (no plain-text port at all).
+  const listen = tls === undefined ? ["--port", String(port)] : [
+    "--port",
+    "0",
+    "--tls-port",
+    String(port),
+    "--tls-cert-file",
+    tls.certPath,
+    "--tls-key-file",
+    tls.keyPath,
+    "--tls-ca-cert-file",
+    tls.caPath,
+    "--tls-auth-clients",
+    "no",
+  ];
   const start = async () => {
     child = new Deno.Command("redis-server", {
       args: [
-        "--port",
-        String(port),
+        ...listen,
         "--bind",
         "127.0.0.1",
         "--save",
@@ -69,7 +98,7 @@ function node(dir: string, extra: string[]): Managed {
       stdout: "null",
       stderr: "null",
     }).spawn();
-    await waitReady(port);
+    await waitReady(port, tls);
   };
   const kill = async () => {
     const c = child;
@@ -88,17 +117,20 @@ function node(dir: string, extra: string[]): Managed {
 /**
  * Starts one `redis-server` on a free loopback port.
  *
- * @param options Extra `redis-server` arguments (such as `--requirepass`).
+ * @param options Extra `redis-server` arguments (such as `--requirepass`),
+ *   and TLS files to serve TLS only (the URL is then `rediss://`).
  * @returns The server; dispose of it to stop it.
  */
-export async function startRedis(options: { args?: string[] } = {}): Promise<Redis> {
+export async function startRedis(
+  options: { args?: string[]; tls?: RedisTls } = {},
+): Promise<Redis> {
   const dir = await Deno.makeTempDir({ prefix: "netkit_redis_" });
-  const n = node(dir, options.args ?? []);
+  const n = node(dir, options.args ?? [], options.tls);
   await n.start();
   return {
-    url: `redis://127.0.0.1:${n.port}`,
+    url: `${options.tls === undefined ? "redis" : "rediss"}://127.0.0.1:${n.port}`,
     nodes: [n],
-    cli: (...args) => cli(["-p", String(n.port), ...args]),
+    cli: (...args) => cli([...tlsCli(options.tls), "-p", String(n.port), ...args]),
     async [Symbol.asyncDispose]() {
       await n.stop();
       await Deno.remove(dir, { recursive: true });
