@@ -12,6 +12,7 @@ import { parseHttpDate } from "../lib/http/dates.ts";
 import { matchETagList } from "../lib/http/etag.ts";
 import { splitList } from "../lib/http/fields.ts";
 import { parseDictionary } from "../lib/http/structured.ts";
+import type { EntryMeta } from "./store.ts";
 
 /** Anything that reads header fields by name, such as the Web `Headers` class. */
 export interface FieldReader {
@@ -839,4 +840,31 @@ export function formatCacheStatus(cacheName: string, params: CacheStatusParams):
   if (params.ttl !== undefined) s += `; ttl=${params.ttl}`;
   if (params.detail !== undefined) s += `; detail=${params.detail}`;
   return s;
+}
+
+/**
+ * Tells whether a request selects a stored entry's variant (RFC 9111 §4.1):
+ * the fields its `Vary` names have the same values.
+ *
+ * @param entry The entry (its key holds the secondary key).
+ * @param request The request fields.
+ * @returns Whether the entry answers this request.
+ *
+ * @example
+ * ```ts
+ * import { selectsVariant } from "./cache.ts";
+ * import { assert } from "../lib/testing/assert.ts";
+ * const meta = {
+ *   key: "http://a.test/\naccept:text/html\n", url: "http://a.test/", status: 200, reason: "OK",
+ *   fields: [["vary", "Accept"]] as Array<[string, string]>, requestTime: 0, responseTime: 0,
+ *   bodyLength: 0,
+ * };
+ * assert(selectsVariant({ meta }, new Headers({ accept: "text/html" })));
+ * assert(!selectsVariant({ meta }, new Headers({ accept: "image/png" })));
+ * ```
+ */
+export function selectsVariant(entry: { meta: EntryMeta }, request: FieldReader): boolean {
+  const { meta } = entry;
+  const vk = varyKey(meta.fields.find(([n]) => n === "vary")?.[1] ?? null, request);
+  return vk !== null && meta.key === (vk === "" ? meta.url : `${meta.url}\n${vk}`);
 }

@@ -17,7 +17,7 @@ import { LogWriter } from "../lib/http/access_log.ts";
 import { serverCliOptions, serverCliSettings, withUserFile } from "../lib/http/server_cli.ts";
 import { startProxy } from "./proxy.ts";
 import { CacheStore } from "./store.ts";
-import { SharedCache } from "./shared_cache.ts";
+import type { SharedCache } from "./shared_cache.ts";
 
 /** The options `proxy` takes: the parser and `--help` both read this table. */
 export const OPTIONS = {
@@ -229,6 +229,11 @@ async function main(): Promise<number> {
     const maxObjectSize = parseSize(
       "--shared-max-object-size",
       values["shared-max-object-size"] ?? "8M",
+    );
+    // Loaded only when asked for (by URL, so that a plain run does not even
+    // read it): the tier and node:crypto cost about 5 MiB of resident memory.
+    const { SharedCache }: typeof import("./shared_cache.ts") = await import(
+      new URL("./shared_cache.ts", import.meta.url).href
     );
     try {
       sharedCache = SharedCache.connect(values["shared-cache"], {

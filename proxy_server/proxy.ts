@@ -48,6 +48,7 @@ import {
   mayServeStaleOnError,
   parseCacheControl,
   selectAction,
+  selectsVariant,
   storability,
   targetedFields,
   updateStoredFields,
@@ -63,7 +64,7 @@ import {
 } from "./store.ts";
 import { Flight } from "./_flight.ts";
 import { parseContentRange, PartStore, strongValidator } from "./_parts.ts";
-import { copyToStore, selectsVariant, type SharedCache } from "./shared_cache.ts";
+import type { SharedCache, SharedEntry } from "./shared_cache.ts";
 import { Metrics } from "./_metrics.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
@@ -1989,4 +1990,18 @@ function fullBytes(memo: Memo, entry: Entry, age: number, name: string): Uint8Ar
 function headBytes(memo: Memo, entry: Entry, age: number, name: string): Uint8Array {
   refreshMemo(memo, entry, age, name);
   return memo.head!;
+}
+
+/**
+ * Copies an entry read from the shared tier into a node's own store, so the
+ * next request for it is a local hit.
+ *
+ * @param store The node-local store.
+ * @param found The entry.
+ * @returns The stored entry, as the store's `get` returns it.
+ */
+async function copyToStore(store: CacheStore, found: SharedEntry): Promise<Entry> {
+  const { meta, body } = found;
+  await store.putWhole(meta, [body]);
+  return store.get(meta.key) ?? { meta, body, memo: undefined };
 }

@@ -38,13 +38,7 @@ import {
   parseCacheControl,
   varyKey,
 } from "./cache.ts";
-import {
-  type CacheStore,
-  type Entry,
-  type EntryMeta,
-  type EntryWriter,
-  surrogateKeys,
-} from "./store.ts";
+import { type EntryMeta, type EntryWriter, surrogateKeys } from "./store.ts";
 import { parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
 
 /** Options of {@linkcode SharedCache.connect}. */
@@ -761,47 +755,6 @@ export class SharedCache {
     this.#wakeAll();
     await this.#link.close();
   }
-}
-
-/**
- * Copies an entry read from the shared tier into a node's own store, so the
- * next request for it is a local hit.
- *
- * @param store The node-local store.
- * @param found The entry.
- * @returns The stored entry, as the store's `get` returns it.
- */
-export async function copyToStore(store: CacheStore, found: SharedEntry): Promise<Entry> {
-  const { meta, body } = found;
-  await store.putWhole(meta, [body]);
-  return store.get(meta.key) ?? { meta, body, memo: undefined };
-}
-
-/**
- * Tells whether a request selects a stored entry's variant (RFC 9111 §4.1):
- * the fields its `Vary` names have the same values.
- *
- * @param entry The entry (its key holds the secondary key).
- * @param request The request fields.
- * @returns Whether the entry answers this request.
- *
- * @example
- * ```ts
- * import { selectsVariant } from "./shared_cache.ts";
- * import { assert } from "../lib/testing/assert.ts";
- * const meta = {
- *   key: "http://a.test/\naccept:text/html\n", url: "http://a.test/", status: 200, reason: "OK",
- *   fields: [["vary", "Accept"]] as Array<[string, string]>, requestTime: 0, responseTime: 0,
- *   bodyLength: 0,
- * };
- * assert(selectsVariant({ meta }, new Headers({ accept: "text/html" })));
- * assert(!selectsVariant({ meta }, new Headers({ accept: "image/png" })));
- * ```
- */
-export function selectsVariant(entry: { meta: EntryMeta }, request: FieldReader): boolean {
-  const { meta } = entry;
-  const vk = varyKey(meta.fields.find(([n]) => n === "vary")?.[1] ?? null, request);
-  return vk !== null && meta.key === (vk === "" ? meta.url : `${meta.url}\n${vk}`);
 }
 
 /** The seconds a response stays in the shared tier (see {@linkcode sharedTtl}). */

@@ -100,8 +100,8 @@ Deno.test("SharedCache keeps Vary variants, replaces them with a response withou
 Deno.test("SharedCache leases collapse misses, are renewed while held, and are taken over from a dead owner", async (t) => {
   await using redis = await startRedis();
   // A lease time long enough that a busy machine's stall does not skip a renewal.
-  const owner = await connected(redis.url, { leaseTime: 1000 });
-  const waiter = await connected(redis.url, { leaseTime: 1000 });
+  const owner = await connected(redis.url, { leaseTime: 2000 });
+  const waiter = await connected(redis.url, { leaseTime: 2000 });
   try {
     await t.step("a waiter gets what the owner stores, when it publishes", async () => {
       const url = "http://a.test/fill";
@@ -121,10 +121,10 @@ Deno.test("SharedCache leases collapse misses, are renewed while held, and are t
         assert(mine.lease !== undefined);
         let settled = false;
         const waiting = waiter.claim(url, url, new Headers()).finally(() => settled = true);
-        // Three lease times: without renewal the lease would have expired and been taken over.
+        // Two and a half lease times: without renewal the lease would have expired and been taken over.
         const lk = `${sharedKey(url)}:l:*`;
         const held = async () => (await redis.cli("--scan", "--pattern", lk)).trim() !== "";
-        await new Promise((r) => setTimeout(r, 3000));
+        await new Promise((r) => setTimeout(r, 5000));
         assert(await held(), "the lease is gone");
         assert(!settled, "the waiter stopped waiting while the owner was alive");
         assertEquals(waiter.stats.leaseWaits, 2);
