@@ -554,12 +554,37 @@ function mac(data: Uint8Array, key: Uint8Array): string {
 /** Bytes of "ping " with the ASCII case bit (0x20) set. */
 const PING = [0x70, 0x69, 0x6e, 0x67];
 
+/** A ping's fields, as {@linkcode readPing} fills them in. */
+export interface PingFields {
+  /** The sequence number. */
+  seq: number;
+  /** The send time in seconds since the epoch; NaN when absent or not a number. */
+  time: number;
+}
+
 /**
- * Parses a ping straight from the bytes, without decoding text: the server's
- * hot path. Returns `null` when the datagram does not start with `ping `
- * (any case), so that the text parser handles the other verbs.
+ * Reads a ping straight from the bytes into `into`, without decoding text
+ * or allocating: the server's per-datagram path. A datagram that does not
+ * start with `ping ` (any case) is left to {@linkcode parseMessage}.
+ *
+ * @param data The datagram.
+ * @param into Where the sequence number and time go (NaN for a time that
+ *   is absent or not a decimal number, e.g. `time.ctime()` text).
+ * @returns `true` for a ping, `false` for a malformed one, `null` when the
+ *   datagram is not a ping at all.
+ *
+ * @example
+ * ```ts
+ * import { readPing } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const fields = { seq: 0, time: NaN };
+ * assertEquals(readPing(new TextEncoder().encode("Ping 7 1700000000.5"), fields), true);
+ * assertEquals(fields, { seq: 7, time: 1700000000.5 });
+ * assertEquals(readPing(new TextEncoder().encode("Ping x"), fields), false);
+ * assertEquals(readPing(new TextEncoder().encode("Stats n"), fields), null);
+ * ```
  */
-function parsePingBytes(data: Uint8Array): Message | undefined | null {
+export function readPing(data: Uint8Array, into: PingFields): boolean | null {
   if (data.length < 5 || data[4] !== 0x20) return null;
   for (let i = 0; i < 4; i++) if ((data[i]! | 0x20) !== PING[i]) return null;
   let i = 5, seq = 0;
@@ -569,16 +594,29 @@ function parsePingBytes(data: Uint8Array): Message | undefined | null {
     seq = seq * 10 + d;
   }
   const digits = i - 5;
-  if (digits === 0 || digits > 15 || (i < data.length && data[i] !== 0x20)) return undefined;
-  return { kind: "ping", seq, time: i < data.length ? parseTimeBytes(data, i + 1) : undefined };
+  if (digits === 0 || digits > 15 || (i < data.length && data[i] !== 0x20)) return false;
+  into.seq = seq;
+  into.time = i < data.length ? parseTimeBytes(data, i + 1) : NaN;
+  return true;
+}
+
+/** {@linkcode readPing}'s fields for {@linkcode parseMessage}, which copies them out. */
+const scratch: PingFields = { seq: 0, time: NaN };
+
+/** A ping as a {@linkcode Message}: `null` when the datagram is no ping (see {@linkcode readPing}). */
+function parsePingBytes(data: Uint8Array): Message | undefined | null {
+  const ping = readPing(data, scratch);
+  if (ping !== true) return ping === null ? null : undefined;
+  const time = scratch.time;
+  return { kind: "ping", seq: scratch.seq, time: Number.isNaN(time) ? undefined : time };
 }
 
 /**
  * Reads `<digits>[.<digits>]` at `start` up to a space or the end, without
- * decoding text; anything else (e.g. a `time.ctime()` string) is `undefined`.
+ * decoding text; anything else (e.g. a `time.ctime()` string) is NaN.
  * `int + frac / 10^n` equals `Number(text)` for the 6-decimal times sent.
  */
-function parseTimeBytes(data: Uint8Array, start: number): number | undefined {
+function parseTimeBytes(data: Uint8Array, start: number): number {
   let int = 0, frac = 0, scale = 1, dot = false, digits = 0, i = start;
   for (; i < data.length && data[i] !== 0x20; i++) {
     const c = data[i]!;
@@ -589,9 +627,9 @@ function parseTimeBytes(data: Uint8Array, start: number): number | undefined {
         frac = frac * 10 + (c - 0x30);
         scale *= 10;
       } else int = int * 10 + (c - 0x30);
-    } else return undefined;
+    } else return NaN;
   }
-  return digits === 0 ? undefined : int + frac / scale;
+  return digits === 0 ? NaN : int + frac / scale;
 }
 
 function checkSeq(seq: number): void {
