@@ -48,7 +48,7 @@
  * @module
  */
 
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { ReusedHmac } from "./_hmac.ts";
 
 /** The course's server port. */
 export const DEFAULT_PORT = 12000;
@@ -524,7 +524,11 @@ export function signDatagram(data: Uint8Array, key: Uint8Array, sessionId: strin
   const at = data.length - AUTH_BYTES;
   encoder.encodeInto(`${AUTH}${sessionId}.`, data.subarray(at));
   data.fill(0x30, at + MAC_AT);
-  encoder.encodeInto(mac(data, key), data.subarray(at + MAC_AT));
+  const digest = mac(data, key);
+  for (let i = 0; i < 32; i++) {
+    data[at + MAC_AT + 2 * i] = HEX[digest[i]! >> 4]!;
+    data[at + MAC_AT + 2 * i + 1] = HEX[digest[i]! & 15]!;
+  }
 }
 
 /**
@@ -537,18 +541,75 @@ export function signDatagram(data: Uint8Array, key: Uint8Array, sessionId: strin
 export function verifyDatagram(data: Uint8Array, key: Uint8Array): string | undefined {
   if (data.length < AUTH_BYTES) return undefined;
   const at = data.length - AUTH_BYTES;
-  const tail = decoder.decode(data.subarray(at));
-  const m = /^ auth=([0-9a-f]{12})\.([0-9a-f]{64})$/.exec(tail);
-  if (!m) return undefined;
-  const copy = data.slice();
-  copy.fill(0x30, at + MAC_AT);
-  const want = encoder.encode(mac(copy, key));
-  const got = encoder.encode(m[2]!);
-  return timingSafeEqual(want, got) ? m[1] : undefined;
+  // " auth=", 12 lower-case hex digits, ".", 64 of them: read in place.
+  for (let i = 0; i < AUTH.length; i++) {
+    if (data[at + i] !== AUTH.charCodeAt(i)) return undefined;
+  }
+  if (data[at + MAC_AT - 1] !== 0x2e) return undefined;
+  for (let i = AUTH.length; i < AUTH_BYTES; i++) {
+    if (i !== MAC_AT - 1 && hexValue(data[at + i]!) < 0) return undefined;
+  }
+  // The MAC covers the datagram with its digits zeroed: a copy, in a
+  // buffer kept from call to call.
+  if (checked.length !== data.length) {
+    if (checkBuffer.length < data.length) checkBuffer = new Uint8Array(data.length);
+    checked = checkBuffer.subarray(0, data.length);
+  }
+  checked.set(data);
+  checked.fill(0x30, at + MAC_AT);
+  const digest = mac(checked, key);
+  // Every digit compared, whatever the first difference: constant time.
+  let diff = 0;
+  for (let i = 0; i < 32; i++) {
+    diff |= (hexValue(data[at + MAC_AT + 2 * i]!) << 4 | hexValue(data[at + MAC_AT + 2 * i + 1]!)) ^
+      digest[i]!;
+  }
+  if (diff !== 0) return undefined;
+  // The same sender's id, as the same string: nothing allocated per datagram.
+  const id = at + AUTH.length;
+  let same = lastSession !== undefined;
+  for (let i = 0; same && i < 12; i++) same = data[id + i] === lastSessionBytes[i];
+  if (!same) {
+    lastSessionBytes.set(data.subarray(id, id + 12));
+    lastSession = decoder.decode(lastSessionBytes);
+  }
+  return lastSession;
 }
 
-function mac(data: Uint8Array, key: Uint8Array): string {
-  return createHmac("sha256", key).update(data).digest("hex");
+/** Lower-case hex digits, as bytes. */
+const HEX = new TextEncoder().encode("0123456789abcdef");
+/** `verifyDatagram()`'s copy of the datagram, and its view of the datagram's length. */
+let checkBuffer = new Uint8Array(2048);
+let checked = checkBuffer.subarray(0, 0);
+/** The session id `verifyDatagram()` last returned, and its digits. */
+let lastSession: string | undefined;
+const lastSessionBytes = new Uint8Array(12);
+/** The last key's HMAC state: a run uses one key. */
+let macKey: Uint8Array | undefined;
+let macKeyCopy = new Uint8Array(0);
+let macState: ReusedHmac | undefined;
+const digestBuffer = new Uint8Array(32);
+
+/** A lower-case hex digit's value, or -1. */
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/** HMAC-SHA256 of `data` under `key`, in a buffer that the next call overwrites. */
+function mac(data: Uint8Array, key: Uint8Array): Uint8Array {
+  // The state is kept for the same key (the same bytes: a caller may
+  // change a key's array in place).
+  let same = key === macKey && key.length === macKeyCopy.length;
+  for (let i = 0; same && i < key.length; i++) same = key[i] === macKeyCopy[i];
+  if (!same) {
+    macKey = key;
+    macKeyCopy = key.slice();
+    macState = new ReusedHmac(key);
+  }
+  macState!.sign(data, digestBuffer);
+  return digestBuffer;
 }
 
 /** Bytes of "ping " with the ASCII case bit (0x20) set. */
