@@ -81,10 +81,6 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
   await child.status;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function freePort(): number {
   const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const port = (conn.addr as Deno.NetAddr).port;
@@ -177,11 +173,32 @@ async function ourPrecision(): Promise<Precision> {
   }
 }
 
-/** Starts `irtt server` on a free loopback port, with no minimum interval, and gives it time to start. */
+/**
+ * Starts `irtt server` on a free loopback port, with no minimum interval,
+ * and waits until it says it listens (a fixed wait of 0.5 s was too short
+ * at a load average of 15: its client was refused).
+ */
 async function irttServer() {
   const port = freePort();
-  const server = start([...irtt(), "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
-  await sleep(500);
+  const cmd = [...irtt(), "server", "-b", `127.0.0.1:${port}`, "-i", "0"];
+  const server = new Deno.Command(cmd[0]!, {
+    args: cmd.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("starting IPv4 listener")) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`irtt server did not start: ${text}`);
+    text += value;
+  }
+  // The rest of its log is read and dropped: Go exits on a write to a
+  // closed pipe.
+  void (async () => {
+    while (!(await lines.read().catch(() => ({ done: true }))).done);
+  })();
   return { port, server };
 }
 
