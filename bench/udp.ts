@@ -96,22 +96,36 @@ function freePort(): number {
 async function ourServer(extra: string[] = []) {
   const port = freePort();
   const cmd = [...deno(), ...SERVER, "--host", "127.0.0.1", "-p", String(port), ...extra];
-  const server = new Deno.Command(cmd[0]!, {
+  return { port, server: await startReady(cmd, { stream: "stderr", ready: "listening on" }) };
+}
+
+/**
+ * Starts `cmd` and resolves once its `stream` has shown the `ready` text;
+ * the rest of that stream is read and dropped (Go exits on a write to a
+ * closed pipe).
+ */
+async function startReady(
+  cmd: string[],
+  options: { stream: "stdout" | "stderr"; ready: string },
+): Promise<Deno.ChildProcess> {
+  const { stream, ready } = options;
+  const child = new Deno.Command(cmd[0]!, {
     args: cmd.slice(1),
     stdin: "null",
-    stdout: "null",
-    stderr: "piped",
+    stdout: stream === "stdout" ? "piped" : "null",
+    stderr: stream === "stderr" ? "piped" : "null",
   }).spawn();
-  const lines = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const lines = child[stream].pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
-  while (!text.includes("listening on")) {
+  while (!text.includes(ready)) {
     const { value, done } = await lines.read();
-    if (done) throw new Error(`udp-server did not start: ${text}`);
+    if (done) throw new Error(`${cmd.join(" ")} did not start: ${text}`);
     text += value;
   }
-  // Its session log lines are not read; the pipe is closed.
-  await lines.cancel();
-  return { port, server };
+  void (async () => {
+    while (!(await lines.read().catch(() => ({ done: true }))).done);
+  })();
+  return child;
 }
 
 /**
@@ -181,25 +195,10 @@ async function ourPrecision(): Promise<Precision> {
 async function irttServer() {
   const port = freePort();
   const cmd = [...irtt(), "server", "-b", `127.0.0.1:${port}`, "-i", "0"];
-  const server = new Deno.Command(cmd[0]!, {
-    args: cmd.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const lines = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("starting IPv4 listener")) {
-    const { value, done } = await lines.read();
-    if (done) throw new Error(`irtt server did not start: ${text}`);
-    text += value;
-  }
-  // The rest of its log is read and dropped: Go exits on a write to a
-  // closed pipe.
-  void (async () => {
-    while (!(await lines.read().catch(() => ({ done: true }))).done);
-  })();
-  return { port, server };
+  return {
+    port,
+    server: await startReady(cmd, { stream: "stdout", ready: "starting IPv4 listener" }),
+  };
 }
 
 /**
