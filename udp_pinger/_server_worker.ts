@@ -41,24 +41,6 @@ const WARM_FOR_MS = 1000;
  * cores, it runs at once rather than after one of their slices.
  */
 const SLICE_US = 100;
-/**
- * A client that pings at a steady pace (the same gap, within a tenth, twice
- * in a row) of {@linkcode SPIN_MIN_GAP_MS} to {@linkcode SPIN_MAX_GAP_MS}
- * finds this loop awake: it wakes {@linkcode SPIN_LEAD_MS} before the next
- * datagram is due and spins on the socket until it comes (or
- * {@linkcode SPIN_LATE_MS} after it was due). A thread asleep in `ppoll()`
- * took a median 39 µs after the kernel queued a datagram to run again
- * (measured under SCHED_FIFO: the wake-up of an idle core), which is most
- * of a reply's time in this process, and much more on a loaded machine. It
- * costs about 3% of a core per client pinging every 10 ms.
- */
-const SPIN_LEAD_MS = 0.2;
-/** See {@linkcode SPIN_LEAD_MS}. */
-const SPIN_LATE_MS = 0.3;
-/** Shorter gaps would cost more than a tenth of a core to spin for; the loop is warm there anyway ({@linkcode WARM_TICK_MS}). */
-const SPIN_MIN_GAP_MS = 5;
-/** Longer gaps are not worth predicting. */
-const SPIN_MAX_GAP_MS = 1000;
 /** How often idle sessions are swept, as the single-threaded server did. */
 const SWEEP_MS = 100;
 /**
@@ -197,10 +179,6 @@ class ReceiveLoop {
   #peer: Peer = { hostname: "", port: 0 };
   #lastSweep = performance.now();
   #lastDatagram = -Infinity;
-  // The gap between the last two datagrams, and when the next one is due
-  // if they come at a steady pace (see SPIN_LEAD_MS).
-  #gap = 0;
-  #due = Infinity;
   #hmac: Uint8Array | undefined;
 
   constructor(
@@ -227,29 +205,12 @@ class ReceiveLoop {
     let now = performance.now();
     const next = Math.min(this.#lastSweep + SWEEP_MS, delayed[0]?.due ?? Infinity);
     const tick = now - this.#lastDatagram < WARM_FOR_MS ? Math.min(tickMs, WARM_TICK_MS) : tickMs;
-    const wait = Math.min(tick, Math.max(0, next - now));
-    // Spin from just before a steady client's next datagram is due.
-    let spinUntil = -Infinity;
-    const spinFrom = this.#due - SPIN_LEAD_MS;
-    if (spinFrom - now < wait && now < this.#due + SPIN_LATE_MS) {
-      if (spinFrom > now) sock.waitSync(spinFrom - now);
-      spinUntil = this.#due + SPIN_LATE_MS;
-    } else sock.waitSync(wait);
+    sock.waitSync(Math.min(tick, Math.max(0, next - now)));
     for (;;) {
       const n = sock.receiveInto(buf, info);
-      if (n < 0) {
-        if (spinUntil > performance.now()) continue;
-        break;
-      }
-      spinUntil = -Infinity;
+      if (n < 0) break;
       counters[0]!++;
       now = performance.now();
-      const gap = now - this.#lastDatagram;
-      this.#due = gap >= SPIN_MIN_GAP_MS && gap <= SPIN_MAX_GAP_MS &&
-          Math.abs(gap - this.#gap) <= gap / 10
-        ? now + gap
-        : Infinity;
-      this.#gap = gap;
       this.#lastDatagram = now;
       const from = sock.lastSender();
       if (from === undefined) continue;
