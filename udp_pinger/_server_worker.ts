@@ -1,12 +1,12 @@
 /**
  * One receive loop of the UDP ping server (see `serve()` in `server.ts`),
- * on a worker thread of its own: it blocks in `poll()` on its socket (one
+ * on a worker thread of its own: it blocks in `ppoll()` on its socket (one
  * of the server's `SO_REUSEPORT` sockets, opened by the main thread), reads
  * each datagram with its kernel receive time, answers through its own
  * {@linkcode PingService}, and keeps its counters in shared memory.
  *
  * Blocking is what this thread is for: a datagram wakes it straight from
- * `poll()`, where a wait on the main thread's event loop would hop threads
+ * `ppoll()`, where a wait on the main thread's event loop would hop threads
  * (about 70 µs on loopback, DESIGN.md). It looks at the stop flag at least
  * every {@linkcode TICK_MS}, and sends its log lines to the main thread as
  * messages (a worker's `postMessage` does not wait for its event loop).

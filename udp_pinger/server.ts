@@ -7,7 +7,7 @@
  * The serving logic is {@linkcode PingService}, a function from a datagram to
  * the replies, tested without a socket; {@linkcode serve} runs it in
  * receive loops on worker threads, each on a `SO_REUSEPORT` socket of
- * `lib/rawsock` that it waits on in `poll()` (`_server_worker.ts`). The
+ * `lib/rawsock` that it waits on in `ppoll()` (`_server_worker.ts`). The
  * command line (`deno task udp-server`) is `main.ts server`.
  *
  * @example Serving on an ephemeral loopback port

@@ -951,7 +951,7 @@ export class Socket implements Disposable {
   }
 
   /**
-   * Blocks the calling thread in `poll()` until a datagram or an error is
+   * Blocks the calling thread in `ppoll()` until a datagram or an error is
    * queued or the timeout passes. Only for a worker thread whose whole job
    * is this socket (a server's receive loop): on any other thread, use
    * {@linkcode Socket.wait}, which never blocks the event loop. The worker
