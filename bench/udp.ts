@@ -81,10 +81,6 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
   await child.status;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function freePort(): number {
   const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const port = (conn.addr as Deno.NetAddr).port;
@@ -100,22 +96,36 @@ function freePort(): number {
 async function ourServer(extra: string[] = []) {
   const port = freePort();
   const cmd = [...deno(), ...SERVER, "--host", "127.0.0.1", "-p", String(port), ...extra];
-  const server = new Deno.Command(cmd[0]!, {
+  return { port, server: await startReady(cmd, { stream: "stderr", ready: "listening on" }) };
+}
+
+/**
+ * Starts `cmd` and resolves once its `stream` has shown the `ready` text;
+ * the rest of that stream is read and dropped (Go exits on a write to a
+ * closed pipe).
+ */
+async function startReady(
+  cmd: string[],
+  options: { stream: "stdout" | "stderr"; ready: string },
+): Promise<Deno.ChildProcess> {
+  const { stream, ready } = options;
+  const child = new Deno.Command(cmd[0]!, {
     args: cmd.slice(1),
     stdin: "null",
-    stdout: "null",
-    stderr: "piped",
+    stdout: stream === "stdout" ? "piped" : "null",
+    stderr: stream === "stderr" ? "piped" : "null",
   }).spawn();
-  const lines = server.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const lines = child[stream].pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
-  while (!text.includes("listening on")) {
+  while (!text.includes(ready)) {
     const { value, done } = await lines.read();
-    if (done) throw new Error(`udp-server did not start: ${text}`);
+    if (done) throw new Error(`${cmd.join(" ")} did not start: ${text}`);
     text += value;
   }
-  // Its session log lines are not read; the pipe is closed.
-  await lines.cancel();
-  return { port, server };
+  void (async () => {
+    while (!(await lines.read().catch(() => ({ done: true }))).done);
+  })();
+  return child;
 }
 
 /**
@@ -177,12 +187,18 @@ async function ourPrecision(): Promise<Precision> {
   }
 }
 
-/** Starts `irtt server` on a free loopback port, with no minimum interval, and gives it time to start. */
+/**
+ * Starts `irtt server` on a free loopback port, with no minimum interval,
+ * and waits until it says it listens (a fixed wait of 0.5 s was too short
+ * at a load average of 15: its client was refused).
+ */
 async function irttServer() {
   const port = freePort();
-  const server = start([...irtt(), "server", "-b", `127.0.0.1:${port}`, "-i", "0"]);
-  await sleep(500);
-  return { port, server };
+  const cmd = [...irtt(), "server", "-b", `127.0.0.1:${port}`, "-i", "0"];
+  return {
+    port,
+    server: await startReady(cmd, { stream: "stdout", ready: "starting IPv4 listener" }),
+  };
 }
 
 /**

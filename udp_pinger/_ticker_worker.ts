@@ -11,6 +11,7 @@
 import { Socket } from "../lib/rawsock/socket.ts";
 import { bindFastCalls } from "../lib/rawsock/ffi.ts";
 import { realtimeInto } from "../lib/rawsock/clock.ts";
+import { encodeStatsRequest } from "./protocol.ts";
 import {
   COLLECTED,
   DONE,
@@ -19,6 +20,7 @@ import {
   RING,
   type SenderStart,
   SENT,
+  signFor,
   STOP,
 } from "./_ticker.ts";
 
@@ -60,6 +62,20 @@ function send(start: SenderStart, flags: Int32Array): void {
   // answers, and the reply's round trip would include its wait for a core.
   // The main thread also collects whenever it reads a reply.
   let told = 0;
+  if (!plan.heartbeat) {
+    // Before the first ping, as irtt's handshake does: a stats request with
+    // a nonce of its own, so that the send path has run once (its first
+    // call builds what later calls reuse: 0.29 ms of the first ping's
+    // upstream time on loopback) and the server has set up this client's
+    // session and woken, by the time the first ping is timed. Its answer
+    // (an empty session's counters, or the course's server's echo) carries
+    // the other nonce, which the client ignores.
+    try {
+      sock.send(signFor(encodeStatsRequest(`w${plan.session}`), plan), target);
+    } catch {
+      // Lost: the first pings are timed as before.
+    }
+  }
   for (let k = 0; k < count; k++) {
     // Absolute schedule, t0 + k·interval, so the send times never drift.
     const due = origin + k * interval;

@@ -48,7 +48,7 @@
  * @module
  */
 
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { ReusedHmac } from "./_hmac.ts";
 
 /** The course's server port. */
 export const DEFAULT_PORT = 12000;
@@ -524,7 +524,11 @@ export function signDatagram(data: Uint8Array, key: Uint8Array, sessionId: strin
   const at = data.length - AUTH_BYTES;
   encoder.encodeInto(`${AUTH}${sessionId}.`, data.subarray(at));
   data.fill(0x30, at + MAC_AT);
-  encoder.encodeInto(mac(data, key), data.subarray(at + MAC_AT));
+  const digest = mac(data, key);
+  for (let i = 0; i < 32; i++) {
+    data[at + MAC_AT + 2 * i] = HEX[digest[i]! >> 4]!;
+    data[at + MAC_AT + 2 * i + 1] = HEX[digest[i]! & 15]!;
+  }
 }
 
 /**
@@ -537,29 +541,111 @@ export function signDatagram(data: Uint8Array, key: Uint8Array, sessionId: strin
 export function verifyDatagram(data: Uint8Array, key: Uint8Array): string | undefined {
   if (data.length < AUTH_BYTES) return undefined;
   const at = data.length - AUTH_BYTES;
-  const tail = decoder.decode(data.subarray(at));
-  const m = /^ auth=([0-9a-f]{12})\.([0-9a-f]{64})$/.exec(tail);
-  if (!m) return undefined;
-  const copy = data.slice();
-  copy.fill(0x30, at + MAC_AT);
-  const want = encoder.encode(mac(copy, key));
-  const got = encoder.encode(m[2]!);
-  return timingSafeEqual(want, got) ? m[1] : undefined;
+  // " auth=", 12 lower-case hex digits, ".", 64 of them: read in place.
+  for (let i = 0; i < AUTH.length; i++) {
+    if (data[at + i] !== AUTH.charCodeAt(i)) return undefined;
+  }
+  if (data[at + MAC_AT - 1] !== 0x2e) return undefined;
+  for (let i = AUTH.length; i < AUTH_BYTES; i++) {
+    if (i !== MAC_AT - 1 && hexValue(data[at + i]!) < 0) return undefined;
+  }
+  // The MAC covers the datagram with its digits zeroed: a copy, in a
+  // buffer kept from call to call.
+  if (checked.length !== data.length) {
+    if (checkBuffer.length < data.length) checkBuffer = new Uint8Array(data.length);
+    checked = checkBuffer.subarray(0, data.length);
+  }
+  checked.set(data);
+  checked.fill(0x30, at + MAC_AT);
+  const digest = mac(checked, key);
+  // Every digit compared, whatever the first difference: constant time.
+  let diff = 0;
+  for (let i = 0; i < 32; i++) {
+    diff |= (hexValue(data[at + MAC_AT + 2 * i]!) << 4 | hexValue(data[at + MAC_AT + 2 * i + 1]!)) ^
+      digest[i]!;
+  }
+  if (diff !== 0) return undefined;
+  // The same sender's id, as the same string: nothing allocated per datagram.
+  const id = at + AUTH.length;
+  let same = lastSession !== undefined;
+  for (let i = 0; same && i < 12; i++) same = data[id + i] === lastSessionBytes[i];
+  if (!same) {
+    lastSessionBytes.set(data.subarray(id, id + 12));
+    lastSession = decoder.decode(lastSessionBytes);
+  }
+  return lastSession;
 }
 
-function mac(data: Uint8Array, key: Uint8Array): string {
-  return createHmac("sha256", key).update(data).digest("hex");
+/** Lower-case hex digits, as bytes. */
+const HEX = new TextEncoder().encode("0123456789abcdef");
+/** `verifyDatagram()`'s copy of the datagram, and its view of the datagram's length. */
+let checkBuffer = new Uint8Array(2048);
+let checked = checkBuffer.subarray(0, 0);
+/** The session id `verifyDatagram()` last returned, and its digits. */
+let lastSession: string | undefined;
+const lastSessionBytes = new Uint8Array(12);
+/** The last key's HMAC state: a run uses one key. */
+let macKey: Uint8Array | undefined;
+let macKeyCopy = new Uint8Array(0);
+let macState: ReusedHmac | undefined;
+const digestBuffer = new Uint8Array(32);
+
+/** A lower-case hex digit's value, or -1. */
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/** HMAC-SHA256 of `data` under `key`, in a buffer that the next call overwrites. */
+function mac(data: Uint8Array, key: Uint8Array): Uint8Array {
+  // The state is kept for the same key (the same bytes: a caller may
+  // change a key's array in place).
+  let same = key === macKey && key.length === macKeyCopy.length;
+  for (let i = 0; same && i < key.length; i++) same = key[i] === macKeyCopy[i];
+  if (!same) {
+    macKey = key;
+    macKeyCopy = key.slice();
+    macState = new ReusedHmac(key);
+  }
+  macState!.sign(data, digestBuffer);
+  return digestBuffer;
 }
 
 /** Bytes of "ping " with the ASCII case bit (0x20) set. */
 const PING = [0x70, 0x69, 0x6e, 0x67];
 
+/** A ping's fields, as {@linkcode readPing} fills them in. */
+export interface PingFields {
+  /** The sequence number. */
+  seq: number;
+  /** The send time in seconds since the epoch; NaN when absent or not a number. */
+  time: number;
+}
+
 /**
- * Parses a ping straight from the bytes, without decoding text: the server's
- * hot path. Returns `null` when the datagram does not start with `ping `
- * (any case), so that the text parser handles the other verbs.
+ * Reads a ping straight from the bytes into `into`, without decoding text
+ * or allocating: the server's per-datagram path. A datagram that does not
+ * start with `ping ` (any case) is left to {@linkcode parseMessage}.
+ *
+ * @param data The datagram.
+ * @param into Where the sequence number and time go (NaN for a time that
+ *   is absent or not a decimal number, e.g. `time.ctime()` text).
+ * @returns `true` for a ping, `false` for a malformed one, `null` when the
+ *   datagram is not a ping at all.
+ *
+ * @example
+ * ```ts
+ * import { readPing } from "./protocol.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * const fields = { seq: 0, time: NaN };
+ * assertEquals(readPing(new TextEncoder().encode("Ping 7 1700000000.5"), fields), true);
+ * assertEquals(fields, { seq: 7, time: 1700000000.5 });
+ * assertEquals(readPing(new TextEncoder().encode("Ping x"), fields), false);
+ * assertEquals(readPing(new TextEncoder().encode("Stats n"), fields), null);
+ * ```
  */
-function parsePingBytes(data: Uint8Array): Message | undefined | null {
+export function readPing(data: Uint8Array, into: PingFields): boolean | null {
   if (data.length < 5 || data[4] !== 0x20) return null;
   for (let i = 0; i < 4; i++) if ((data[i]! | 0x20) !== PING[i]) return null;
   let i = 5, seq = 0;
@@ -569,16 +655,29 @@ function parsePingBytes(data: Uint8Array): Message | undefined | null {
     seq = seq * 10 + d;
   }
   const digits = i - 5;
-  if (digits === 0 || digits > 15 || (i < data.length && data[i] !== 0x20)) return undefined;
-  return { kind: "ping", seq, time: i < data.length ? parseTimeBytes(data, i + 1) : undefined };
+  if (digits === 0 || digits > 15 || (i < data.length && data[i] !== 0x20)) return false;
+  into.seq = seq;
+  into.time = i < data.length ? parseTimeBytes(data, i + 1) : NaN;
+  return true;
+}
+
+/** {@linkcode readPing}'s fields for {@linkcode parseMessage}, which copies them out. */
+const scratch: PingFields = { seq: 0, time: NaN };
+
+/** A ping as a {@linkcode Message}: `null` when the datagram is no ping (see {@linkcode readPing}). */
+function parsePingBytes(data: Uint8Array): Message | undefined | null {
+  const ping = readPing(data, scratch);
+  if (ping !== true) return ping === null ? null : undefined;
+  const time = scratch.time;
+  return { kind: "ping", seq: scratch.seq, time: Number.isNaN(time) ? undefined : time };
 }
 
 /**
  * Reads `<digits>[.<digits>]` at `start` up to a space or the end, without
- * decoding text; anything else (e.g. a `time.ctime()` string) is `undefined`.
+ * decoding text; anything else (e.g. a `time.ctime()` string) is NaN.
  * `int + frac / 10^n` equals `Number(text)` for the 6-decimal times sent.
  */
-function parseTimeBytes(data: Uint8Array, start: number): number | undefined {
+function parseTimeBytes(data: Uint8Array, start: number): number {
   let int = 0, frac = 0, scale = 1, dot = false, digits = 0, i = start;
   for (; i < data.length && data[i] !== 0x20; i++) {
     const c = data[i]!;
@@ -589,9 +688,9 @@ function parseTimeBytes(data: Uint8Array, start: number): number | undefined {
         frac = frac * 10 + (c - 0x30);
         scale *= 10;
       } else int = int * 10 + (c - 0x30);
-    } else return undefined;
+    } else return NaN;
   }
-  return digits === 0 ? undefined : int + frac / scale;
+  return digits === 0 ? NaN : int + frac / scale;
 }
 
 function checkSeq(seq: number): void {

@@ -42,9 +42,12 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
-  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (timeout 0, never blocking;
-  // or, by Socket.waitSync() only, on a worker thread that serves nothing but its socket)
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (timeout 0, never blocking)
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  // int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+  //           const sigset_t *sigmask);  (by Socket.waitSync() only, on a worker thread
+  // that serves nothing but its socket: it blocks that thread)
+  ppoll: { parameters: ["buffer", "u64", "buffer", "pointer"], result: "i32" },
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },
   // int *__errno_location(void);
@@ -63,6 +66,10 @@ const SYMBOLS = {
   setns: { parameters: ["i32", "i32"], result: "i32" },
   // int clock_gettime(clockid_t clk, struct timespec *tp);
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  // long syscall(long number, ...);  (declared with the integer arguments
+  // of sched_getattr() and sched_setattr(): variadic integers pass as fixed
+  // ones on x86-64 and aarch64)
+  syscall: { parameters: ["i64", "i64", "buffer", "i64", "i64"], result: "i64" },
   // void *dlsym(void *handle, const char *symbol);
   dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
   // int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
@@ -188,7 +195,8 @@ function loadCore(): void {
 }
 loadCore();
 
-let fastBound = false;
+/** The symbols bound for fast calls so far. */
+const fastBound = new Set<string>();
 
 /**
  * Binds the libc calls made per datagram (`sendto`, `recvmsg`,
@@ -201,18 +209,27 @@ let fastBound = false;
  * nothing; without bindings (off Linux, no FFI permission) neither does
  * this, and the first call says why.
  *
+ * @param options With `poll`, also `ppoll()` (for a thread that blocks
+ *   in it per datagram, as a server's receive loop does in
+ *   `Socket.waitSync()`: `poll()` called through the pointer allocated 72
+ *   bytes, so that a scavenge came every few thousand datagrams).
+ *
  * @example Before a hot loop
  * ```ts
  * import { bindFastCalls } from "./mod.ts";
  * bindFastCalls();
  * ```
  */
-export function bindFastCalls(): void {
-  if (fastBound || !libc) return;
-  fastBound = true;
-  const wanted = Object.fromEntries(FAST.map((name) => [name, SYMBOLS[name]]));
-  const fast = Deno.dlopen("libc.so.6", wanted).symbols;
-  for (const name of FAST) {
+export function bindFastCalls(options: { poll?: boolean } = {}): void {
+  if (!libc) return;
+  const names: (keyof typeof SYMBOLS)[] = options.poll ? [...FAST, "ppoll"] : [...FAST];
+  const wanted = Object.fromEntries(
+    names.filter((name) => !fastBound.has(name)).map((name) => [name, SYMBOLS[name]]),
+  );
+  if (Object.keys(wanted).length === 0) return;
+  const fast = Deno.dlopen("libc.so.6", wanted).symbols as Record<string, unknown>;
+  for (const name of Object.keys(wanted)) {
+    fastBound.add(name);
     Object.defineProperty(libc, name, { value: fast[name], enumerable: true });
   }
 }

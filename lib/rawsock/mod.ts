@@ -11,6 +11,7 @@
  *   and the kernel filter on an echo identifier;
  * - `netns.ts`: sockets in other network namespaces (internal);
  * - `clock.ts`: CLOCK_REALTIME, the clock of the kernel's receive times;
+ * - `sched.ts`: a short time slice for a thread that answers datagrams;
  * - `lookup.ts`: `getaddrinfo` / `getnameinfo`.
  *
  * Linux with glibc only; elsewhere the first use throws a clear error.
@@ -49,4 +50,5 @@ export {
   echoIdFilter,
 } from "./echo.ts";
 export { realtimeInto, realtimeNs, timespecUs } from "./clock.ts";
+export { requestSlice } from "./sched.ts";
 export { LookupError, lookupHost, lookupName } from "./lookup.ts";

@@ -302,6 +302,9 @@ export class Socket implements Disposable {
   #pollView = new DataView(this.#pollFds.buffer);
   #readyFds = new Uint8Array(8);
   #readyView = new DataView(this.#readyFds.buffer);
+  // waitSync()'s timeout, a struct timespec.
+  #waitTimeout = new Uint8Array(16);
+  #waitView = new DataView(this.#waitTimeout.buffer);
   #wakeBuf = new Uint8Array(8);
   #closedFd = -1;
   // The length last passed to sendto() as a BigInt: a usize parameter takes
@@ -948,13 +951,15 @@ export class Socket implements Disposable {
   }
 
   /**
-   * Blocks the calling thread in `poll()` until a datagram or an error is
+   * Blocks the calling thread in `ppoll()` until a datagram or an error is
    * queued or the timeout passes. Only for a worker thread whose whole job
    * is this socket (a server's receive loop): on any other thread, use
    * {@linkcode Socket.wait}, which never blocks the event loop. The worker
    * sees messages only between calls, so keep the timeout short.
    *
-   * @param timeoutMs How long to wait at most, in milliseconds (rounded up).
+   * @param timeoutMs How long to wait at most, in milliseconds, to the
+   *   nanosecond (`ppoll()`; the kernel's timer slack, 50 µs by default,
+   *   may add to it).
    * @returns `true` when something is queued.
    *
    * @example
@@ -973,8 +978,15 @@ export class Socket implements Disposable {
     const v = this.#readyView;
     v.setInt32(0, fd, true);
     v.setInt16(6, 0, true);
-    const ms = Math.min(Math.max(Math.ceil(timeoutMs), 0), 2 ** 31 - 1);
-    const n = lib().poll(this.#readyFds, 1n, ms);
+    // No BigInt: seconds below 2^31 fit the low half of the 64-bit field.
+    const ms = Math.min(Math.max(timeoutMs, 0), 2 ** 31 - 1);
+    const seconds = Math.floor(ms / 1000);
+    const t = this.#waitView;
+    t.setUint32(0, seconds, true);
+    t.setUint32(4, 0, true);
+    t.setUint32(8, Math.min(Math.round((ms - seconds * 1000) * 1e6), 999_999_999), true);
+    t.setUint32(12, 0, true);
+    const n = lib().ppoll(this.#readyFds, 1n, this.#waitTimeout, null);
     if (n < 0) {
       const e = errnoCell[0]!;
       if (e === EINTR) return false;

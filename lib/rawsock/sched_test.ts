@@ -1,0 +1,20 @@
+import { requestSlice } from "./sched.ts";
+import { assert, assertEquals, assertThrows } from "../testing/assert.ts";
+
+Deno.test("requestSlice() sets the calling thread's slice and refuses one out of the kernel's bounds", async (t) => {
+  await t.step("the kernel reports the slice asked for (Linux 6.12 and later)", () => {
+    assertEquals(requestSlice(250), true);
+    const sched = Deno.readTextFileSync("/proc/thread-self/sched");
+    const slice = /^se\.slice\s+:\s+(\d+)/m.exec(sched);
+    // Kernels before EEVDF's custom slices take the call and show no slice.
+    if (slice) assertEquals(Number(slice[1]), 250_000);
+    else assert(!/se\.slice/.test(sched));
+    requestSlice(3000);
+  });
+  for (const bad of [0, 99, 100_001, NaN]) {
+    await t.step(`${bad} µs is refused`, () => {
+      const err = assertThrows(() => requestSlice(bad), RangeError);
+      assert(err.message.includes("it must be 100 to 100000"), err.message);
+    });
+  }
+});
