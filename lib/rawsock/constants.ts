@@ -12,6 +12,7 @@ export const SOCK_CLOEXEC = 0o2000000;
 export const IPPROTO_IP = 0;
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_IPV6 = 41;
 export const IPPROTO_ICMPV6 = 58;
