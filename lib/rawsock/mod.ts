@@ -11,7 +11,10 @@
  *   and the kernel filter on an echo identifier;
  * - `netns.ts`: sockets in other network namespaces (internal);
  * - `clock.ts`: CLOCK_REALTIME, the clock of the kernel's receive times;
- * - `lookup.ts`: `getaddrinfo` / `getnameinfo`.
+ * - `lookup.ts`: `getaddrinfo` / `getnameinfo`;
+ * - `tcp_listener.ts`: TCP_NODELAY on listeners Deno gives no handle to
+ *   ({@linkcode setListenerNoDelay}); it loads libc only when called, so a
+ *   server imports it directly rather than through this module.
  *
  * Linux with glibc only; elsewhere the first use throws a clear error.
  *
@@ -50,3 +53,4 @@ export {
 } from "./echo.ts";
 export { realtimeInto, realtimeNs, timespecUs } from "./clock.ts";
 export { LookupError, lookupHost, lookupName } from "./lookup.ts";
+export { setListenerNoDelay } from "./tcp_listener.ts";
