@@ -53,4 +53,4 @@ export {
 } from "./echo.ts";
 export { realtimeInto, realtimeNs, timespecUs } from "./clock.ts";
 export { LookupError, lookupHost, lookupName } from "./lookup.ts";
-export { setListenerNoDelay } from "./tcp_listener.ts";
+export { connectionNoDelay, setListenerNoDelay } from "./tcp_listener.ts";

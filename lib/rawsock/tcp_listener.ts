@@ -19,6 +19,8 @@ import { IPPROTO_TCP, TCP_NODELAY } from "./constants.ts";
 
 /** `st` of a listening socket in `/proc/net/tcp` (`TCP_LISTEN`). */
 const LISTEN = "0A";
+/** `st` of a connected socket (`TCP_ESTABLISHED`). */
+const ESTABLISHED = "01";
 
 /**
  * Sets TCP_NODELAY on this process's TCP listeners bound to `port`, so that
@@ -64,8 +66,52 @@ export async function setListenerNoDelay(port: number): Promise<number> {
   }
 }
 
+/**
+ * Whether this process's side of a TCP connection has TCP_NODELAY set: a
+ * check for tests and diagnostics of {@linkcode setListenerNoDelay}.
+ *
+ * @param localPort The connection's port on this side (a server's listening port).
+ * @param remotePort The peer's port.
+ * @returns `true` or `false`, or `undefined` when no such connection of this
+ * process is found (or FFI is not permitted).
+ *
+ * @example
+ * ```ts
+ * import { connectionNoDelay } from "./tcp_listener.ts";
+ * import { assertEquals } from "../testing/assert.ts";
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * using server = await listener.accept();
+ * server.setNoDelay(true);
+ * const port = (client.localAddr as Deno.NetAddr).port;
+ * assertEquals(await connectionNoDelay(listener.addr.port, port), true);
+ * client.close();
+ * ```
+ */
+export async function connectionNoDelay(
+  localPort: number,
+  remotePort: number,
+): Promise<boolean | undefined> {
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+  const inodes = tcpInodes((state, local, remote) =>
+    state === ESTABLISHED && local === localPort && remote === remotePort
+  );
+  const fd = socketFds(inodes)[0];
+  if (fd === undefined) return undefined;
+  const { lib } = await import("./ffi.ts");
+  const value = new Uint8Array(4);
+  const length = new Uint8Array(new Uint32Array([4]).buffer);
+  if (lib().getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, value, length) !== 0) return undefined;
+  return new DataView(value.buffer).getInt32(0, true) !== 0;
+}
+
 /** The socket inodes of the listeners on `port`, IPv4 and IPv6. */
 function listeningInodes(port: number): Set<string> {
+  return tcpInodes((state, local) => state === LISTEN && local === port);
+}
+
+/** The inodes of the TCP sockets (IPv4 and IPv6) whose state and ports pass `match`. */
+function tcpInodes(match: (state: string, local: number, remote: number) => boolean): Set<string> {
   const inodes = new Set<string>();
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     let text: string;
@@ -74,12 +120,11 @@ function listeningInodes(port: number): Set<string> {
     } catch {
       continue; // No IPv6 in this kernel.
     }
-    // "sl local_address rem_address st ... inode": the local port is the hex after the colon.
+    // "sl local_address rem_address st ... inode": a port is the hex after an address's colon.
+    const port = (address: string) => parseInt(address.slice(address.indexOf(":") + 1), 16);
     for (const line of text.split("\n").slice(1)) {
       const f = line.trim().split(/\s+/);
-      if (f.length < 10 || f[3] !== LISTEN) continue;
-      const local = f[1]!;
-      if (parseInt(local.slice(local.indexOf(":") + 1), 16) === port) inodes.add(f[9]!);
+      if (f.length >= 10 && match(f[3]!, port(f[1]!), port(f[2]!))) inodes.add(f[9]!);
     }
   }
   return inodes;
