@@ -15,26 +15,30 @@
  *
  * @module
  */
-import { IPPROTO_TCP, TCP_NODELAY } from "./constants.ts";
+import { AF_INET, AF_INET6 } from "../sockaddr.ts";
+import { EBADF, IPPROTO_TCP, SO_ACCEPTCONN, SOL_SOCKET, TCP_NODELAY } from "./constants.ts";
 
-/** `st` of a listening socket in `/proc/net/tcp` (`TCP_LISTEN`). */
-const LISTEN = "0A";
 /** `st` of a connected socket (`TCP_ESTABLISHED`). */
 const ESTABLISHED = "01";
+
+/** Free descriptor numbers in a row after which the scan stops (Linux hands out the lowest free one). */
+const FD_GAP = 1024;
 
 /**
  * Sets TCP_NODELAY on this process's TCP listeners bound to `port`, so that
  * the connections they accept from then on send each write at once.
  *
- * The listeners are found through `/proc/net/tcp`, `/proc/net/tcp6` and
- * `/proc/self/fd`; every loop of the process sharing the port (Web Workers
- * included) is covered by one call. Without FFI or read permission, or off
- * Linux, nothing changes and the result is 0.
+ * The listeners are found by asking each descriptor of the process whether
+ * it is a listening socket and on which port (`SO_ACCEPTCONN`,
+ * `getsockname`; Deno opens `/proc/self/fd` only under `--allow-all`), so
+ * every loop sharing the port (Web Workers included) is covered by one
+ * call. Without FFI permission, or off Linux, nothing changes and the
+ * result is 0.
  *
  * @param port The listening port.
  * @returns How many listening sockets now have the option.
  *
- * @example A TLS-less listener: the call finds it by its port
+ * @example A plain listener: the call finds it by its port
  * ```ts
  * import { setListenerNoDelay } from "./tcp_listener.ts";
  * import { assertEquals } from "../testing/assert.ts";
@@ -44,26 +48,39 @@ const ESTABLISHED = "01";
  */
 export async function setListenerNoDelay(port: number): Promise<number> {
   if (Deno.build.os !== "linux") return 0;
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return 0;
+  // Loaded here, not at import: loading binds libc, which needs the permission checked above.
+  const ffi = await import("./ffi.ts");
+  let libc: ReturnType<typeof ffi.lib>;
   try {
-    if (
-      Deno.permissions.querySync({ name: "ffi" }).state !== "granted" ||
-      Deno.permissions.querySync({ name: "read", path: "/proc" }).state !== "granted"
-    ) return 0;
-    const inodes = listeningInodes(port);
-    if (inodes.size === 0) return 0;
-    // Loaded here, not at import: loading binds libc, which needs the permission checked above.
-    const { int32, lib } = await import("./ffi.ts");
-    const setsockopt = lib().setsockopt;
-    const one = int32(1);
-    let set = 0;
-    for (const fd of socketFds(inodes)) {
-      if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, one, one.length) === 0) set++;
-    }
-    return set;
+    libc = ffi.lib();
   } catch {
-    // No C library, or /proc unreadable: Nagle stays on, which is only slower.
-    return 0;
+    return 0; // No glibc: Nagle stays on, which is only slower.
   }
+  const one = ffi.int32(1);
+  const value = new Uint8Array(4);
+  const address = new Uint8Array(128);
+  const length = new Uint8Array(4);
+  const lengthView = new DataView(length.buffer);
+  let set = 0;
+  for (let fd = 0, free = 0; free < FD_GAP; fd++) {
+    lengthView.setUint32(0, value.length, true);
+    if (libc.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, value, length) !== 0) {
+      // EBADF: a free number; anything else (ENOTSOCK): a file or pipe.
+      free = ffi.errnoCell[0] === EBADF ? free + 1 : 0;
+      continue;
+    }
+    free = 0;
+    if (value[0] === 0) continue; // A socket, but not a listening one.
+    lengthView.setUint32(0, address.length, true);
+    if (libc.getsockname(fd, address, length) !== 0) continue;
+    const family = address[0]! | (address[1]! << 8);
+    // sockaddr_in and sockaddr_in6 both keep the port, big-endian, at offset 2.
+    if (family !== AF_INET && family !== AF_INET6) continue;
+    if (((address[2]! << 8) | address[3]!) !== port) continue;
+    if (libc.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, one, one.length) === 0) set++;
+  }
+  return set;
 }
 
 /**
@@ -73,7 +90,8 @@ export async function setListenerNoDelay(port: number): Promise<number> {
  * @param localPort The connection's port on this side (a server's listening port).
  * @param remotePort The peer's port.
  * @returns `true` or `false`, or `undefined` when no such connection of this
- * process is found (or FFI is not permitted).
+ * process is found, or without FFI permission and `--allow-all` (it reads
+ * `/proc/net/tcp` and `/proc/self/fd`, which Deno opens only then).
  *
  * @example
  * ```ts
@@ -93,21 +111,21 @@ export async function connectionNoDelay(
   remotePort: number,
 ): Promise<boolean | undefined> {
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-  const inodes = tcpInodes((state, local, remote) =>
-    state === ESTABLISHED && local === localPort && remote === remotePort
-  );
-  const fd = socketFds(inodes)[0];
+  let fd: number | undefined;
+  try {
+    const inodes = tcpInodes((state, local, remote) =>
+      state === ESTABLISHED && local === localPort && remote === remotePort
+    );
+    fd = socketFds(inodes)[0];
+  } catch {
+    return undefined; // /proc is closed to this process.
+  }
   if (fd === undefined) return undefined;
   const { lib } = await import("./ffi.ts");
   const value = new Uint8Array(4);
   const length = new Uint8Array(new Uint32Array([4]).buffer);
   if (lib().getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, value, length) !== 0) return undefined;
   return new DataView(value.buffer).getInt32(0, true) !== 0;
-}
-
-/** The socket inodes of the listeners on `port`, IPv4 and IPv6. */
-function listeningInodes(port: number): Set<string> {
-  return tcpInodes((state, local) => state === LISTEN && local === port);
 }
 
 /** The inodes of the TCP sockets (IPv4 and IPv6) whose state and ports pass `match`. */
