@@ -21,7 +21,7 @@ let running: Running | undefined;
 scope.onmessage = async (e) => {
   try {
     if (e.data.type === "start") running = await startServer(e.data.config);
-    else if (e.data.type === "reload") running?.server.reloadTls(e.data.cert, e.data.key);
+    else if (e.data.type === "reload") await running?.reloadTls(e.data.cert, e.data.key);
     else await running?.stop();
     scope.postMessage({ ok: true });
   } catch (err) {

@@ -9,6 +9,7 @@
  */
 import { formatCombinedLog, LogWriter } from "../lib/http/access_log.ts";
 import { ConnectionLimits } from "../lib/http/limits.ts";
+import { setListenerNoDelay } from "../lib/rawsock/tcp_listener.ts";
 import type { AccessLogEntry, HttpServer } from "../lib/http/server.ts";
 import type { ServerCliSettings } from "../lib/http/server_cli.ts";
 import { DEFAULT_CACHE_BYTES, serveHttp } from "./engine.ts";
@@ -48,6 +49,8 @@ export interface Running {
   server: HttpServer;
   /** Stops the server and flushes the log. */
   stop(): Promise<void>;
+  /** Serves new connections with another certificate and key (see {@linkcode HttpServer.reloadTls}). */
+  reloadTls(cert: string, key: string): Promise<void>;
 }
 
 /**
@@ -100,12 +103,18 @@ export async function startServer(config: ServerConfig): Promise<Running> {
     ...(config.cacheBytes !== undefined ? { cacheBytes: config.cacheBytes } : {}),
     ...(log ? { onLog: (e: AccessLogEntry) => log.write(formatCombinedLog(e)) } : {}),
   });
+  // Deno's TLS connections have no setNoDelay: their listener passes TCP_NODELAY on.
+  if (config.cert !== undefined) await setListenerNoDelay(server.addr.port);
   return {
     server,
     async stop() {
       await server.shutdown();
       await log?.close();
       file?.close();
+    },
+    async reloadTls(cert, key) {
+      server.reloadTls(cert, key);
+      await setListenerNoDelay(server.addr.port);
     },
   };
 }
@@ -169,7 +178,7 @@ export async function startCluster(config: ServerConfig, workers: number): Promi
   return {
     addr,
     async reloadTls(cert, key) {
-      main.server.reloadTls(cert, key);
+      await main.reloadTls(cert, key);
       for (const w of threads) await request(w, { type: "reload", cert, key });
     },
     async stop() {

@@ -9,8 +9,10 @@ import assert from "node:assert/strict";
 import { encodeFields } from "../lib/http/h2/hpack.ts";
 import { H2_ERROR, H2_PREFACE } from "../lib/http/h2/session.ts";
 import type { AccessLogEntry } from "../lib/http/server.ts";
+import { connectionNoDelay } from "../lib/rawsock/tcp_listener.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { type CorpusRequest, makeCorpus } from "./_corpus.ts";
+import { startCluster } from "./cluster.ts";
 import { serveHttp, type ServeHttpOptions } from "./engine.ts";
 import { serveDir, type ServeDirOptions } from "./serve.ts";
 
@@ -445,4 +447,64 @@ Deno.test("h2 streams: the concurrency limit, a client's reset, and GOAWAY on gr
     await stopped;
     c.close();
   });
+});
+
+/**
+ * A TLS connection, handshake done. A reset is retried: a connection the
+ * kernel queues on a listener that a reload is closing is reset (the limit
+ * SERVER.md documents), and that is not what this test is about.
+ */
+async function handshaken(port: number, caCert: string): Promise<Deno.TlsConn> {
+  for (let attempt = 1;; attempt++) {
+    const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [caCert] });
+    try {
+      await conn.handshake();
+      return conn;
+    } catch (err) {
+      conn.close();
+      if (!(err instanceof Deno.errors.ConnectionReset) || attempt === 5) throw err;
+    }
+  }
+}
+
+Deno.test("every TLS connection of every loop skips Nagle, before and after a certificate reload", async () => {
+  await using ca = await makeTestCa({ prefix: "netkit_h2_nodelay_" });
+  const root = await Deno.makeTempDir({ prefix: "netkit_h2_nodelay_" });
+  const cluster = await startCluster({
+    serve: { fsRoot: root },
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: ca.cert,
+    key: ca.key,
+    cache: false,
+    log: null,
+  }, 2);
+  try {
+    // Twelve connections land on both loops (the kernel spreads them by port);
+    // each is checked on the server's side while it is open.
+    const check = async () => {
+      for (let i = 0; i < 12; i++) {
+        const conn = await handshaken(cluster.addr.port, ca.caCert);
+        try {
+          const port = (conn.localAddr as Deno.NetAddr).port;
+          let noDelay = await connectionNoDelay(cluster.addr.port, port);
+          // Accepted a moment after the client's handshake returns: look again until it is.
+          for (let tries = 0; noDelay === undefined && tries < 100; tries++) {
+            await new Promise((r) => setTimeout(r, 10));
+            noDelay = await connectionNoDelay(cluster.addr.port, port);
+          }
+          assert.equal(noDelay, true, `connection ${i} from port ${port}`);
+        } finally {
+          conn.close();
+        }
+      }
+    };
+    await check();
+    const next = await ca.issue(["127.0.0.1"]);
+    await cluster.reloadTls(next.cert, next.key);
+    await check();
+  } finally {
+    await cluster.stop();
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -12,7 +12,10 @@
  * - `netns.ts`: sockets in other network namespaces (internal);
  * - `clock.ts`: CLOCK_REALTIME, the clock of the kernel's receive times;
  * - `sched.ts`: a short time slice for a thread that answers datagrams;
- * - `lookup.ts`: `getaddrinfo` / `getnameinfo`.
+ * - `lookup.ts`: `getaddrinfo` / `getnameinfo`;
+ * - `tcp_listener.ts`: TCP_NODELAY on listeners Deno gives no handle to
+ *   ({@linkcode setListenerNoDelay}); it loads libc only when called, so a
+ *   server imports it directly rather than through this module.
  *
  * Linux with glibc only; elsewhere the first use throws a clear error.
  *
@@ -52,3 +55,4 @@ export {
 export { realtimeInto, realtimeNs, timespecUs } from "./clock.ts";
 export { requestSlice } from "./sched.ts";
 export { LookupError, lookupHost, lookupName } from "./lookup.ts";
+export { connectionNoDelay, setListenerNoDelay } from "./tcp_listener.ts";
