@@ -853,21 +853,18 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
  */
 function bindAll(hostname: string, family: 4 | 6, port: number, threads: number): Socket[] {
   const address = { family, address: hostname, port };
-  using probe = openSocket({ kind: "udp", family, receiveTtl: false, receiveErrors: false });
-  probe.bind(address);
-  address.port = probe.localAddress().port;
-  if (threads === 1) {
-    // One socket needs no sharing: keep the probe's binding, no race.
-    const sock = openSocket({ kind: "udp", family, receiveTtl: false, receiveErrors: false });
+  const probe = openSocket({ kind: "udp", family, receiveTtl: false, receiveErrors: false });
+  try {
+    probe.bind(address);
+    address.port = probe.localAddress().port;
+  } catch (err) {
     probe.close();
-    try {
-      sock.bind(address);
-    } catch (err) {
-      sock.close();
-      throw err;
-    }
-    return [sock];
+    throw err;
   }
+  // One socket needs no sharing: the probe is that socket. Closing it and
+  // binding another would leave a moment in which another program (or a
+  // parallel test) can take a port chosen for port 0.
+  if (threads === 1) return [probe];
   probe.close();
   const sockets: Socket[] = [];
   try {
