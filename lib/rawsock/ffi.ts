@@ -29,6 +29,8 @@ const SYMBOLS = {
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   // int getsockname(int fd, struct sockaddr *addr, socklen_t *len);
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int getpeername(int fd, struct sockaddr *addr, socklen_t *len);
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t len);
   // The result is read as its low 32 bits (a datagram is at most 65,535
   // bytes, and -1 stays -1), so no BigInt is allocated per call.

@@ -15,14 +15,54 @@
  *
  * @module
  */
-import { AF_INET, AF_INET6 } from "../sockaddr.ts";
+import { decodeSockaddr } from "../sockaddr.ts";
 import { EBADF, IPPROTO_TCP, SO_ACCEPTCONN, SOL_SOCKET, TCP_NODELAY } from "./constants.ts";
-
-/** `st` of a connected socket (`TCP_ESTABLISHED`). */
-const ESTABLISHED = "01";
 
 /** Free descriptor numbers in a row after which the scan stops (Linux hands out the lowest free one). */
 const FD_GAP = 1024;
+
+type Libc = ReturnType<typeof import("./ffi.ts").lib>;
+
+/** The C library, or `undefined` off Linux, without FFI permission or without glibc. */
+async function loadLibc(): Promise<{ libc: Libc; errno: Int32Array } | undefined> {
+  if (Deno.build.os !== "linux") return undefined;
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
+  // Loaded here, not at import: loading binds libc, which needs the permission checked above.
+  const ffi = await import("./ffi.ts");
+  try {
+    return { libc: ffi.lib(), errno: ffi.errnoCell };
+  } catch {
+    return undefined; // No glibc.
+  }
+}
+
+/**
+ * This process's TCP sockets (IPv4 or IPv6) bound to local `port`, found by
+ * asking each descriptor, since Deno hands out no descriptors (and opens
+ * `/proc/self/fd` only under `--allow-all`).
+ */
+function* socketsOn(
+  { libc, errno }: { libc: Libc; errno: Int32Array },
+  port: number,
+): Generator<{ fd: number; listening: boolean }> {
+  const value = new Uint8Array(4);
+  const address = new Uint8Array(128);
+  const length = new Uint8Array(4);
+  const lengthView = new DataView(length.buffer);
+  for (let fd = 0, free = 0; free < FD_GAP; fd++) {
+    lengthView.setUint32(0, value.length, true);
+    if (libc.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, value, length) !== 0) {
+      // EBADF: a free number; anything else (ENOTSOCK): a file or pipe.
+      free = errno[0] === EBADF ? free + 1 : 0;
+      continue;
+    }
+    free = 0;
+    lengthView.setUint32(0, address.length, true);
+    if (libc.getsockname(fd, address, length) !== 0) continue;
+    if (decodeSockaddr(address, lengthView.getUint32(0, true))?.port !== port) continue;
+    yield { fd, listening: value[0] !== 0 };
+  }
+}
 
 /**
  * Sets TCP_NODELAY on this process's TCP listeners bound to `port`, so that
@@ -47,38 +87,12 @@ const FD_GAP = 1024;
  * ```
  */
 export async function setListenerNoDelay(port: number): Promise<number> {
-  if (Deno.build.os !== "linux") return 0;
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return 0;
-  // Loaded here, not at import: loading binds libc, which needs the permission checked above.
-  const ffi = await import("./ffi.ts");
-  let libc: ReturnType<typeof ffi.lib>;
-  try {
-    libc = ffi.lib();
-  } catch {
-    return 0; // No glibc: Nagle stays on, which is only slower.
-  }
-  const one = ffi.int32(1);
-  const value = new Uint8Array(4);
-  const address = new Uint8Array(128);
-  const length = new Uint8Array(4);
-  const lengthView = new DataView(length.buffer);
+  const c = await loadLibc();
+  if (c === undefined) return 0; // Nagle stays on, which is only slower.
+  const one = new Uint8Array(new Int32Array([1]).buffer);
   let set = 0;
-  for (let fd = 0, free = 0; free < FD_GAP; fd++) {
-    lengthView.setUint32(0, value.length, true);
-    if (libc.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, value, length) !== 0) {
-      // EBADF: a free number; anything else (ENOTSOCK): a file or pipe.
-      free = ffi.errnoCell[0] === EBADF ? free + 1 : 0;
-      continue;
-    }
-    free = 0;
-    if (value[0] === 0) continue; // A socket, but not a listening one.
-    lengthView.setUint32(0, address.length, true);
-    if (libc.getsockname(fd, address, length) !== 0) continue;
-    const family = address[0]! | (address[1]! << 8);
-    // sockaddr_in and sockaddr_in6 both keep the port, big-endian, at offset 2.
-    if (family !== AF_INET && family !== AF_INET6) continue;
-    if (((address[2]! << 8) | address[3]!) !== port) continue;
-    if (libc.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, one, one.length) === 0) set++;
+  for (const { fd, listening } of socketsOn(c, port)) {
+    if (listening && c.libc.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, one, one.length) === 0) set++;
   }
   return set;
 }
@@ -90,8 +104,7 @@ export async function setListenerNoDelay(port: number): Promise<number> {
  * @param localPort The connection's port on this side (a server's listening port).
  * @param remotePort The peer's port.
  * @returns `true` or `false`, or `undefined` when no such connection of this
- * process is found, or without FFI permission and `--allow-all` (it reads
- * `/proc/net/tcp` and `/proc/self/fd`, which Deno opens only then).
+ * process is found, or without FFI permission.
  *
  * @example
  * ```ts
@@ -110,56 +123,20 @@ export async function connectionNoDelay(
   localPort: number,
   remotePort: number,
 ): Promise<boolean | undefined> {
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
-  let fd: number | undefined;
-  try {
-    const inodes = tcpInodes((state, local, remote) =>
-      state === ESTABLISHED && local === localPort && remote === remotePort
-    );
-    fd = socketFds(inodes)[0];
-  } catch {
-    return undefined; // /proc is closed to this process.
-  }
-  if (fd === undefined) return undefined;
-  const { lib } = await import("./ffi.ts");
+  const c = await loadLibc();
+  if (c === undefined) return undefined;
+  const address = new Uint8Array(128);
   const value = new Uint8Array(4);
-  const length = new Uint8Array(new Uint32Array([4]).buffer);
-  if (lib().getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, value, length) !== 0) return undefined;
-  return new DataView(value.buffer).getInt32(0, true) !== 0;
-}
-
-/** The inodes of the TCP sockets (IPv4 and IPv6) whose state and ports pass `match`. */
-function tcpInodes(match: (state: string, local: number, remote: number) => boolean): Set<string> {
-  const inodes = new Set<string>();
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(table);
-    } catch {
-      continue; // No IPv6 in this kernel.
-    }
-    // "sl local_address rem_address st ... inode": a port is the hex after an address's colon.
-    const port = (address: string) => parseInt(address.slice(address.indexOf(":") + 1), 16);
-    for (const line of text.split("\n").slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length >= 10 && match(f[3]!, port(f[1]!), port(f[2]!))) inodes.add(f[9]!);
-    }
+  const length = new Uint8Array(4);
+  const lengthView = new DataView(length.buffer);
+  for (const { fd, listening } of socketsOn(c, localPort)) {
+    if (listening) continue;
+    lengthView.setUint32(0, address.length, true);
+    if (c.libc.getpeername(fd, address, length) !== 0) continue;
+    if (decodeSockaddr(address, lengthView.getUint32(0, true))?.port !== remotePort) continue;
+    lengthView.setUint32(0, value.length, true);
+    if (c.libc.getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, value, length) !== 0) return undefined;
+    return new DataView(value.buffer).getInt32(0, true) !== 0;
   }
-  return inodes;
-}
-
-/** This process's descriptors of the sockets with those inodes. */
-function socketFds(inodes: Set<string>): number[] {
-  const fds: number[] = [];
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    let target: string;
-    try {
-      target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-    } catch {
-      continue; // Closed since the listing.
-    }
-    const m = /^socket:\[(\d+)\]$/.exec(target);
-    if (m !== null && inodes.has(m[1]!)) fds.push(Number(entry.name));
-  }
-  return fds;
+  return undefined;
 }
