@@ -578,7 +578,19 @@ function slotMap(
   return out;
 }
 
-/** Milliseconds before reconnect attempt `n`: from 50 ms up to 2 s, so a dead Redis costs little. */
-function backoff(n: number): number {
+/**
+ * Milliseconds before reconnect attempt `n`: from 50 ms up to 2 s, so a dead Redis costs little.
+ *
+ * @param n The attempt, from 0.
+ * @returns The wait in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { backoff } from "./_redis.ts";
+ * import { assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals([0, 1, 2, 10].map(backoff), [50, 100, 200, 2000]);
+ * ```
+ */
+export function backoff(n: number): number {
   return Math.min(50 * 2 ** n, 2000);
 }

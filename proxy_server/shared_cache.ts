@@ -39,7 +39,7 @@ import {
   varyKey,
 } from "./cache.ts";
 import { type EntryMeta, type EntryWriter, surrogateKeys } from "./store.ts";
-import { parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
+import { backoff, parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
 
 /** Options of {@linkcode SharedCache.connect}. */
 export interface SharedCacheOptions {
@@ -364,7 +364,7 @@ export class SharedCache {
       const reply = await this.#link.eval(PROBE, [], [], this.#timeout);
       if (!this.#silent) return;
       if (reply === undefined) {
-        this.#probe = setTimeout(() => probe(attempt + 1), Math.min(50 * 2 ** attempt, 2000));
+        this.#probe = setTimeout(() => probe(attempt + 1), backoff(attempt));
         return;
       }
       this.#setSilent(false);
