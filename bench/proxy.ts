@@ -6,7 +6,8 @@
  *
  * Measures:
  * 1. cache-hit requests/s for a 1 KiB object (wrk -t2 -c64, three rounds), all three in
- *    reverse (accelerator) mode in front of the same loopback origin;
+ *    reverse (accelerator) mode in front of the same loopback origin, ours with one event
+ *    loop and with `--workers 2`;
  * 2. the miss path's added median latency over going direct (wrk -t1 -c1, a
  *    `no-store` object, so every request goes to the origin);
  * 3. peak memory (VmHWM) of the proxy in the hit and collapsed cases; with 10,000
@@ -203,20 +204,23 @@ async function currentRss(pid: number): Promise<number> {
 const results: Record<string, unknown> = {};
 try {
   const oursPort = freePort();
+  const ours2Port = freePort();
   const nginx1Port = freePort();
   const nginx2Port = freePort();
   const squidPort = freePort();
   const oursProc = startOurs(oursPort);
+  const ours2Proc = startOurs(ours2Port, ["--workers", "2"]);
   await startNginx(nginx1Port, "1");
   await startNginx(nginx2Port, "auto");
   // Squid returns once it accepts connections; it stops with the run.
   squid = await startSquid({ port: squidPort, originPort, accessLog: false });
-  await Promise.all([oursPort, nginx1Port, nginx2Port].map(waitPort));
+  await Promise.all([oursPort, ours2Port, nginx1Port, nginx2Port].map(waitPort));
 
   // 1. cache hits: three rounds, the servers in turn within each round, so that load
   // from other processes on this shared machine falls on all alike; the median round counts.
   const servers = [
     ["netkit proxy", oursPort],
+    ["netkit proxy --workers 2", ours2Port],
     ["nginx proxy_cache (1 worker)", nginx1Port],
     ["nginx proxy_cache (auto = 2 workers)", nginx2Port],
     ["squid 5.7", squidPort],
@@ -240,6 +244,14 @@ try {
   results.hitSamples = samples;
   results.hitPeakRss = await peakRss(oursProc.pid);
   console.error(`hits: proxy peak RSS ${(results.hitPeakRss as number / 2 ** 20).toFixed(1)} MiB`);
+  results.hitPeakRssWorkers2 = await peakRss(ours2Proc.pid);
+  console.error(
+    `hits: proxy --workers 2 peak RSS ${
+      (results.hitPeakRssWorkers2 as number / 2 ** 20).toFixed(1)
+    } MiB`,
+  );
+  ours2Proc.kill("SIGTERM");
+  await ours2Proc.status;
 
   // 2. miss path latency: alternate direct and proxied runs, five rounds, so that
   // load from other processes hits both alike; report the median round.
@@ -499,7 +511,10 @@ const ours = (results.hitReqPerSec as Record<string, number>)["netkit proxy"]!;
 const n1 = (results.hitReqPerSec as Record<string, number>)["nginx proxy_cache (1 worker)"]!;
 const n2 =
   (results.hitReqPerSec as Record<string, number>)["nginx proxy_cache (auto = 2 workers)"]!;
+const ours2 = (results.hitReqPerSec as Record<string, number>)["netkit proxy --workers 2"]!;
 results.ratioVsNginx1 = ours / n1;
 results.ratioVsNginxAuto = ours / n2;
+results.ratioWorkers2VsNginx1 = ours2 / n1;
+results.ratioWorkers2VsNginxAuto = ours2 / n2;
 console.log(values.json ? JSON.stringify(results) : JSON.stringify(results, null, 2));
 Deno.exit(0);

@@ -18,6 +18,20 @@ export interface TierSizes {
   diskBytes: number;
 }
 
+/** The request counters of one event loop, as plain data (posted between loops). */
+export interface LoopCounts {
+  /** Requests by result. */
+  requests: Array<[string, number]>;
+  /** Bytes written to clients. */
+  sentBytes: number;
+  /** Latency histogram counts, one per bucket. */
+  buckets: number[];
+  /** Sum of latencies, seconds. */
+  latencySum: number;
+  /** Requests timed. */
+  latencyCount: number;
+}
+
 /** Counters of one proxy; the proxy updates them, `/metrics` renders them. */
 export class Metrics {
   /** Requests by result (the access log's Squid code, e.g. `TCP_MEM_HIT`). */
@@ -52,6 +66,21 @@ export class Metrics {
   }
 
   /**
+   * The request counters, to post to the loop that renders them.
+   *
+   * @returns A copy.
+   */
+  counts(): LoopCounts {
+    return {
+      requests: [...this.#requests],
+      sentBytes: this.sentBytes,
+      buckets: [...this.#buckets],
+      latencySum: this.#latencySum,
+      latencyCount: this.#latencyCount,
+    };
+  }
+
+  /**
    * Counts one upstream failure.
    *
    * @param kind `timeout` or `error`.
@@ -64,18 +93,44 @@ export class Metrics {
    * Renders every metric.
    *
    * @param tiers The store's current sizes.
+   * @param loops The request counters of the other event loops (`--workers`),
+   *   added to this one's; each loop's total is shown too.
    * @returns The Prometheus text.
    */
-  render(tiers: TierSizes): string {
+  render(tiers: TierSizes, loops: readonly LoopCounts[] = []): string {
+    const all = [this.counts(), ...loops];
+    const requests = new Map<string, number>();
+    const buckets = new Array<number>(BUCKETS.length).fill(0);
+    let sentBytes = 0;
+    let latencySum = 0;
+    let latencyCount = 0;
+    for (const c of all) {
+      for (const [k, n] of c.requests) requests.set(k, (requests.get(k) ?? 0) + n);
+      for (let i = 0; i < BUCKETS.length; i++) buckets[i]! += c.buckets[i] ?? 0;
+      sentBytes += c.sentBytes;
+      latencySum += c.latencySum;
+      latencyCount += c.latencyCount;
+    }
     const out: string[] = [];
     const family = (name: string, type: string, help: string) =>
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     family("netkit_proxy_requests_total", "counter", "Requests by cache result (Squid code).");
-    for (const [result, n] of [...this.#requests].sort()) {
+    for (const [result, n] of [...requests].sort()) {
       out.push(`netkit_proxy_requests_total{result="${result}"} ${n}`);
     }
+    if (loops.length > 0) {
+      family(
+        "netkit_proxy_loop_requests_total",
+        "counter",
+        "Requests answered by each event loop (0: the main loop; others: --workers).",
+      );
+      all.forEach((c, i) => {
+        const n = c.requests.reduce((sum, [, k]) => sum + k, 0);
+        out.push(`netkit_proxy_loop_requests_total{loop="${i}"} ${n}`);
+      });
+    }
     family("netkit_proxy_sent_bytes_total", "counter", "Bytes sent to clients, heads included.");
-    out.push(`netkit_proxy_sent_bytes_total ${this.sentBytes}`);
+    out.push(`netkit_proxy_sent_bytes_total ${sentBytes}`);
     family(
       "netkit_proxy_upstream_received_bytes_total",
       "counter",
@@ -132,12 +187,12 @@ export class Metrics {
     );
     for (let i = 0; i < BUCKETS.length; i++) {
       out.push(
-        `netkit_proxy_request_duration_seconds_bucket{le="${BUCKETS[i]}"} ${this.#buckets[i]}`,
+        `netkit_proxy_request_duration_seconds_bucket{le="${BUCKETS[i]}"} ${buckets[i]}`,
       );
     }
-    out.push(`netkit_proxy_request_duration_seconds_bucket{le="+Inf"} ${this.#latencyCount}`);
-    out.push(`netkit_proxy_request_duration_seconds_sum ${this.#latencySum}`);
-    out.push(`netkit_proxy_request_duration_seconds_count ${this.#latencyCount}`);
+    out.push(`netkit_proxy_request_duration_seconds_bucket{le="+Inf"} ${latencyCount}`);
+    out.push(`netkit_proxy_request_duration_seconds_sum ${latencySum}`);
+    out.push(`netkit_proxy_request_duration_seconds_count ${latencyCount}`);
     return out.join("\n") + "\n";
   }
 }

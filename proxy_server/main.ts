@@ -148,6 +148,12 @@ export const OPTIONS = {
     default: "50",
     description: "deadline of each shared-cache operation; past it, go on without it",
   },
+  workers: {
+    type: "string",
+    arg: "N",
+    default: "1",
+    description: "event loops: N-1 more answer fresh hits from copies and relay the rest",
+  },
   "access-log": {
     type: "string",
     arg: "PATH",
@@ -285,6 +291,9 @@ async function main(): Promise<number> {
         }
         : {}),
       ...core,
+      workers: values.workers === undefined
+        ? 1
+        : parseNumber("--workers", values.workers, { min: 1, max: 64, integer: true }),
       ...(sharedCache !== undefined ? { sharedCache } : {}),
       ...(upstreamCaCerts.length > 0 ? { upstreamCaCerts } : {}),
       ...(log !== undefined ? { log: (line: string) => log.write(line) } : {}),

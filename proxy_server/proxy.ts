@@ -16,7 +16,6 @@
  * @module
  */
 import { concat, writeAll } from "../lib/bytes.ts";
-import { escapeHtml } from "../lib/html.ts";
 import { delay } from "../lib/deadline.ts";
 import { type ClientResponse, HttpClient, HttpClientError } from "../lib/http/client.ts";
 import { encodeChunk, encodeResponseHead, LAST_CHUNK } from "../lib/http/encoder.ts";
@@ -31,10 +30,9 @@ import {
   HttpServer,
   type ServerConnection,
   type ServerOptions,
+  splice,
 } from "../lib/http/server.ts";
-import { reasonPhrase } from "../lib/http/status.ts";
 import { createRandom } from "../lib/random.ts";
-import { ipFamily, parseIP, unmapIPv4 } from "../lib/sockaddr.ts";
 import {
   type CacheStatusParams,
   currentAge,
@@ -66,6 +64,22 @@ import { Flight } from "./_flight.ts";
 import { parseContentRange, PartStore, strongValidator } from "./_parts.ts";
 import type { SharedCache, SharedEntry } from "./shared_cache.ts";
 import { Metrics } from "./_metrics.ts";
+import type { Loops } from "./_loops.ts";
+import {
+  ageOf,
+  type Cidr,
+  errorPage,
+  type Exchange,
+  listed,
+  plainRequest,
+  type Ready,
+  readyBytes,
+  resolveTarget,
+  squidLine,
+  withLoopback,
+} from "./_hits.ts";
+
+export { parseCidr } from "./_hits.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
 export interface ProxyOptions extends
@@ -215,6 +229,15 @@ export interface ProxyOptions extends
    * @default {undefined}
    */
   sharedCache?: SharedCache;
+  /**
+   * Event loops in all: the main loop plus `workers - 1` hit loops (Web
+   * Workers on the same port, `SO_REUSEPORT`) that answer plain requests for
+   * fresh objects of up to 256 KiB from copies, each keeping up to the
+   * memory tier's size of them, and relay every
+   * other connection to the main loop. Off (1) with `delay` or `dropRate`.
+   * @default {1}
+   */
+  workers?: number;
 }
 
 /** A running proxy; {@linkcode startProxy} returns it. */
@@ -240,18 +263,11 @@ interface Policy {
   targets: readonly string[];
 }
 
-interface Memo {
+interface Memo extends Ready {
   fields: FieldList;
   /** The fields as the caching policy reads them (RFC 9213 targeted field applied). */
   policy: FieldReader;
-  lifetime: number;
-  initialAge: number;
   simple: boolean;
-  prefix: Uint8Array;
-  ageSecond: number;
-  ttl: number;
-  full: Uint8Array | null;
-  head: Uint8Array | null;
 }
 
 const encoder = new TextEncoder();
@@ -282,82 +298,6 @@ interface PendingPart {
   got: number;
 }
 
-/** Parsed CIDR. */
-interface Cidr {
-  bytes: Uint8Array;
-  prefix: number;
-}
-
-/**
- * Parses a CIDR such as `10.0.0.0/8` or `fd00::/8` (a bare address means one host).
- *
- * @param text The CIDR text.
- * @returns The network bytes and prefix length.
- * @throws {TypeError} When the text is not a CIDR.
- *
- * @example
- * ```ts
- * import { parseCidr } from "./proxy.ts";
- * import { assertEquals } from "../lib/testing/assert.ts";
- * assertEquals(parseCidr("10.0.0.0/8").prefix, 8);
- * ```
- */
-export function parseCidr(text: string): { bytes: Uint8Array; prefix: number } {
-  const [addr = "", len] = text.split("/");
-  if (ipFamily(addr) === undefined) throw new TypeError(`Cannot parse CIDR "${text}": bad address`);
-  const { bytes } = parseIP(addr);
-  const max = bytes.length * 8;
-  const prefix = len === undefined ? max : Number(len);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (len ?? "0").trim() === "") {
-    throw new TypeError(`Cannot parse CIDR "${text}": bad prefix length`);
-  }
-  return { bytes, prefix };
-}
-
-function inCidr(ip: Uint8Array, cidr: Cidr): boolean {
-  if (ip.length !== cidr.bytes.length) return false;
-  let bits = cidr.prefix;
-  for (let i = 0; bits > 0; i++, bits -= 8) {
-    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
-    if ((ip[i]! & mask) !== (cidr.bytes[i]! & mask)) return false;
-  }
-  return true;
-}
-
-function normaliseClientIp(host: string): Uint8Array | undefined {
-  if (ipFamily(host) === undefined) return undefined;
-  const { bytes } = parseIP(host);
-  // IPv4-mapped IPv6 (::ffff:a.b.c.d) is checked as IPv4.
-  return unmapIPv4(bytes) ?? bytes;
-}
-
-/** What the proxy attaches to each access-log record: Squid's result code, hierarchy, type and URL. */
-interface Exchange {
-  code: string;
-  hier: string;
-  type: string | null;
-  url: string;
-}
-
-/**
- * Squid's native access log line (`logformat squid`): time, elapsed ms,
- * client, code/status, bytes, method, URL, user, hierarchy, type.
- */
-function squidLine(e: AccessLogEntry): string {
-  const x = e.extra as Exchange | undefined;
-  // Squid stamps the line when the transaction ends, so start = time - elapsed.
-  const end = e.time.getTime() + e.duration;
-  const elapsed = String(e.duration).padStart(6);
-  const code = x?.code ?? "NONE_NONE";
-  const url = x?.url ?? e.target ?? "error:invalid-request";
-  // Squid logs the media type without parameters (up to ";", tab or space),
-  // which also keeps the line at ten space-separated fields.
-  const type = x?.type?.split(/[;\t ]/, 1)[0] || "-";
-  return `${(end / 1000).toFixed(3)} ${elapsed} ${e.remoteAddr} ${code}/${
-    String(e.status).padStart(3, "0")
-  } ${e.sent} ${e.method ?? "NONE"} ${url} - ${x?.hier ?? "HIER_NONE/-"} ${type}`;
-}
-
 /**
  * Starts the proxy.
  *
@@ -372,8 +312,21 @@ function squidLine(e: AccessLogEntry): string {
  * ```
  */
 export async function startProxy(options: ProxyOptions = {}): Promise<Proxy> {
+  const workers = options.workers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+    throw new RangeError(`Cannot run ${workers} event loops: the number must be 1 to 64`);
+  }
   const store = options.store ?? (await CacheStore.open(options.storeOptions ?? {}));
-  return new ProxyServer(options, store);
+  const proxy = new ProxyServer(options, store);
+  if (workers > 1) {
+    try {
+      await proxy.startLoops(workers - 1, options);
+    } catch (err) {
+      await proxy.close();
+      throw err;
+    }
+  }
+  return proxy;
 }
 
 /** Per-connection verdicts, taken once at the first request. */
@@ -419,6 +372,10 @@ class ProxyServer implements Proxy {
   /** The shared-tier leases that flights' leaders fetch under. */
   #leases = new WeakMap<Flight, { release(): Promise<void> }>();
   #closed: Promise<void> | undefined;
+  /** With `workers`: the hit loops, and the listener they relay connections to. */
+  #loops: Loops | undefined;
+  #relay: HttpServer | undefined;
+  #onLog: ((entry: AccessLogEntry) => void) | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
     this.store = store;
@@ -431,16 +388,8 @@ class ProxyServer implements Proxy {
       }
       this.#upstream = u;
     }
-    this.#allow = [
-      parseCidr("127.0.0.0/8"),
-      parseCidr("::1/128"),
-      ...(options.allow ?? []).map(parseCidr),
-    ];
-    this.#purgeAllow = [
-      parseCidr("127.0.0.0/8"),
-      parseCidr("::1/128"),
-      ...(options.purgeAllow ?? []).map(parseCidr),
-    ];
+    this.#allow = withLoopback(options.allow ?? []);
+    this.#purgeAllow = withLoopback(options.purgeAllow ?? []);
     this.#connectPorts = new Set(options.connectPorts ?? [443]);
     this.#random = createRandom(options.seed ?? Date.now());
     this.#dropRate = options.dropRate ?? 0;
@@ -470,6 +419,8 @@ class ProxyServer implements Proxy {
       ...(options.upstreamCaCerts !== undefined ? { caCerts: options.upstreamCaCerts } : {}),
     });
     const { log: _log, ...rest } = options;
+    this.#onLog = this.#logging ? onLog : undefined;
+    const several = (options.workers ?? 1) > 1;
     this.#server = new HttpServer((head, conn) => this.#handle(head, conn), {
       ...pick(rest),
       hostname: options.hostname ?? "127.0.0.1",
@@ -478,6 +429,8 @@ class ProxyServer implements Proxy {
       maxConnections: options.maxConnections ?? defaultMaxConnections(2),
       errorResponse: (status, message) => this.#errorPage(status, message, "bypass", false),
       ...(this.#logging ? { onLog } : {}),
+      // Several loops share the port, and the caps count for all of them together.
+      ...(several ? { reusePort: true } : {}),
     });
     const addr = this.#server.addr;
     this.hostname = addr.hostname;
@@ -513,21 +466,103 @@ class ProxyServer implements Proxy {
     }
   }
 
+  /**
+   * Starts the hit loops of {@linkcode ProxyOptions.workers} and the relay
+   * listener they hand connections to.
+   *
+   * @param count How many hit loops.
+   * @param options The proxy's options.
+   */
+  async startLoops(count: number, options: ProxyOptions): Promise<void> {
+    const { log: _log, ...rest } = options;
+    // Connections relayed by the hit loops were counted there: no caps here.
+    this.#relay = new HttpServer((head, conn) => this.#handle(head, conn), {
+      ...pick(rest),
+      hostname: "127.0.0.1",
+      port: 0,
+      proxyProtocol: true,
+      maxConnections: 0,
+      maxConnectionsPerIp: 0,
+      maxBodySize: options.maxBodySize ?? 1 << 30,
+      errorResponse: (status, message) => this.#errorPage(status, message, "bypass", false),
+      ...(this.#onLog !== undefined ? { onLog: this.#onLog } : {}),
+    });
+    const limits = this.#server.limits;
+    const log = options.log;
+    // Loaded only when there are hit loops.
+    const { Loops }: typeof import("./_loops.ts") = await import(
+      new URL("./_loops.ts", import.meta.url).href
+    );
+    this.#loops = await Loops.start(count, {
+      hostname: options.hostname ?? "127.0.0.1",
+      port: this.port,
+      relayPort: this.#relay.addr.port,
+      upstream: this.#upstream?.href ?? null,
+      allow: options.allow ?? [],
+      name: this.#name,
+      via: this.#via,
+      serveHits: this.#delay === 0 && this.#dropRate === 0,
+      core: {
+        ...pick(rest),
+        maxBodySize: options.maxBodySize ?? 1 << 30,
+      },
+      counters: limits.buffer,
+      maxConnections: limits.maxConnections,
+      maxConnectionsPerIp: limits.maxConnectionsPerIp,
+      budget: this.store.memorySize,
+      logging: log !== undefined,
+      metrics: this.#metrics !== undefined,
+    }, (lines) => {
+      if (log !== undefined) { for (const line of lines) log(line); }
+    });
+    const loops = this.#loops;
+    this.store.onChange = (url) => {
+      loops.changed(url);
+      // The entry now visible under the URI (the old one while a write is
+      // under way, the new one once it commits) is posted again.
+      if (this.store.varyOf(url) !== "") return;
+      const entry = this.store.get(url);
+      if (entry !== undefined) this.#offer(entry, memoOf(entry, this.#policy));
+    };
+  }
+
+  /** Posts a copy of a fresh entry stored without Vary to the hit loops. */
+  #offer(entry: Entry, memo: Memo): void {
+    const loops = this.#loops;
+    if (loops === undefined) return;
+    const { url, key, status } = entry.meta;
+    const body = entry.body;
+    if (key !== url || body === null || !memo.simple) return;
+    loops.offer(url, (slot, version) => ({
+      url,
+      slot,
+      version,
+      prefix: memo.prefix,
+      body,
+      lifetime: memo.lifetime,
+      initialAge: memo.initialAge,
+      responseTime: memo.responseTime,
+      status,
+      type: memo.fields.get("content-type"),
+    }));
+  }
+
   /** Answers the admin port: `/metrics` and `/healthz`. */
-  #adminAnswer(req: Request, metrics: Metrics): Response {
+  async #adminAnswer(req: Request, metrics: Metrics): Promise<Response> {
     const path = new URL(req.url).pathname;
     if (path === "/healthz") {
       return new Response("ok\n", { headers: { "content-type": "text/plain" } });
     }
     if (path !== "/metrics") return new Response("not found\n", { status: 404 });
     const s = this.store;
+    const loops = await this.#loops?.counts() ?? [];
     return new Response(
       metrics.render({
         memoryObjects: s.memoryObjects,
         memoryBytes: s.memoryBytes,
         diskObjects: s.diskObjects,
         diskBytes: s.diskBytes,
-      }),
+      }, loops),
       { headers: { "content-type": "text/plain; version=0.0.4" } },
     );
   }
@@ -535,7 +570,9 @@ class ProxyServer implements Proxy {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       await this.#admin?.shutdown();
-      await this.#server.shutdown();
+      if (this.#loops !== undefined) this.store.onChange = undefined;
+      // The hit loops' relayed connections end as the relay listener closes them.
+      await Promise.all([this.#server.shutdown(), this.#relay?.shutdown(), this.#loops?.stop()]);
       this.#client.close();
     })();
     return this.#closed;
@@ -548,10 +585,10 @@ class ProxyServer implements Proxy {
   #clientState(conn: ServerConnection): ClientState {
     let st = this.#clients.get(conn);
     if (st === undefined) {
-      const ip = normaliseClientIp(conn.remoteAddr.hostname);
+      const ip = conn.remoteAddr.hostname;
       st = {
-        allowed: ip !== undefined && this.#allow.some((c) => inCidr(ip, c)),
-        purge: ip !== undefined && this.#purgeAllow.some((c) => inCidr(ip, c)),
+        allowed: listed(ip, this.#allow),
+        purge: listed(ip, this.#purgeAllow),
         drop: this.#dropRate > 0 && this.#random() < this.#dropRate,
       };
       this.#clients.set(conn, st);
@@ -634,19 +671,7 @@ class ProxyServer implements Proxy {
     keepAlive: boolean,
     detail?: string,
   ): Uint8Array {
-    const title = `${status} ${reasonPhrase(status)}`;
-    const body = encoder.encode(
-      `<!DOCTYPE html>\n<html><head><title>${title}</title></head><body><h1>${title}</h1>` +
-        `<p>${escapeHtml(message)}</p><hr><address>${this.#name} proxy</address></body></html>\n`,
-    );
-    const fields: Array<[string, string]> = [
-      ["Content-Type", "text/html; charset=utf-8"],
-      ["Content-Length", String(body.length)],
-      ["Cache-Status", formatCacheStatus(this.#name, detail ? { fwd, detail } : { fwd })],
-      ["Via", this.#via],
-    ];
-    if (!keepAlive) fields.push(["Connection", "close"]);
-    return concat([encodeResponseHead({ status, headers: fields }), body]);
+    return errorPage(this.#name, this.#via, status, message, fwd, keepAlive, detail);
   }
 
   /** Sends an error page. */
@@ -669,42 +694,7 @@ class ProxyServer implements Proxy {
     const raw = head.target;
     const memo = this.#urlMemo.get(raw);
     if (memo !== undefined) return memo;
-    let url: URL;
-    if (this.#upstream !== undefined) {
-      if (head.targetForm === "absolute") {
-        let u: URL;
-        try {
-          u = new URL(head.target);
-        } catch {
-          throw new HttpError(400, `Cannot proxy "${head.target}": invalid URI`);
-        }
-        url = new URL(u.pathname + u.search, this.#upstream);
-      } else if (head.targetForm === "origin") {
-        url = new URL(head.target, this.#upstream);
-      } else {
-        throw new HttpError(400, `Cannot proxy "${head.target}": not an origin-form target`);
-      }
-    } else {
-      if (head.targetForm !== "absolute") {
-        throw new HttpError(
-          400,
-          `Cannot proxy "${head.target}": a forward proxy needs an absolute URI (is the client configured for a proxy?)`,
-        );
-      }
-      try {
-        url = new URL(head.target);
-      } catch {
-        throw new HttpError(400, `Cannot proxy "${head.target}": invalid URI`);
-      }
-      if (url.protocol !== "http:") {
-        throw new HttpError(
-          400,
-          `Cannot proxy "${head.target}": only http: URIs (use CONNECT for https)`,
-        );
-      }
-    }
-    url.hash = "";
-    const href = url.href;
+    const href = resolveTarget(head, this.#upstream);
     if (this.#urlMemo.size > 10000) this.#urlMemo.clear();
     this.#urlMemo.set(raw, href);
     return href;
@@ -761,22 +751,14 @@ class ProxyServer implements Proxy {
     now: number,
   ): boolean {
     const memo = memoOf(entry, this.#policy);
-    const h = head.headers;
-    if (
-      !memo.simple || entry.body === null || this.#delay !== 0 || !head.keepAlive ||
-      conn.closing || head.version !== "HTTP/1.1" ||
-      h.has("cache-control") || h.has("pragma") || h.has("if-none-match") ||
-      h.has("if-modified-since") || h.has("range")
-    ) {
+    const body = entry.body;
+    if (!memo.simple || body === null || this.#delay !== 0 || !plainRequest(head, conn)) {
       return false;
     }
-    const age = Math.floor(memo.initialAge + (now - entry.meta.responseTime) / 1000);
+    const age = ageOf(memo, now);
     if (age >= memo.lifetime) return false;
-    conn.end(
-      head.method === "GET"
-        ? fullBytes(memo, entry, age, this.#name)
-        : headBytes(memo, entry, age, this.#name),
-    );
+    conn.end(readyBytes(memo, body, age, this.#name, head.method !== "GET"));
+    if (this.#loops !== undefined) this.#offer(entry, memo);
     x.code = "TCP_MEM_HIT";
     conn.status = entry.meta.status;
     if (this.#logging) x.type = memo.fields.get("content-type");
@@ -1711,34 +1693,7 @@ class ProxyServer implements Proxy {
         headers: [["Via", this.#via]],
       }));
       if (client.buffered.length > 0) await writeAll(upstream, client.buffered);
-      const toUp = (async () => {
-        const buf = new Uint8Array(65536);
-        try {
-          for (;;) {
-            const n = await client.read(buf);
-            if (n === null) break;
-            await writeAll(upstream, buf.subarray(0, n));
-          }
-          await upstream.closeWrite();
-        } catch {
-          // Either side gone: the other loop ends too when the sockets close.
-          upstream.close();
-        }
-      })();
-      const toDown = (async () => {
-        const buf = new Uint8Array(65536);
-        try {
-          for (;;) {
-            const n = await upstream.read(buf);
-            if (n === null) break;
-            await client.write(buf.subarray(0, n));
-          }
-          await client.closeWrite();
-        } catch {
-          // See above.
-        }
-      })();
-      await Promise.all([toUp, toDown]);
+      await splice(client, upstream);
     } finally {
       try {
         upstream.close();
@@ -1956,40 +1911,13 @@ function memoOf(entry: Entry, { via, targets }: Policy): Memo {
     initialAge,
     simple: !cc.has("no-cache"),
     prefix: prefix.subarray(0, prefix.length - 2),
+    responseTime: entry.meta.responseTime,
     ageSecond: -1,
-    ttl: 0,
     full: null,
     head: null,
   };
   entry.memo = memo;
   return memo;
-}
-
-function refreshMemo(memo: Memo, entry: Entry, age: number, name: string): void {
-  if (memo.ageSecond === age && memo.full !== null) return;
-  const tail = encoder.encode(
-    `Age: ${age}\r\nCache-Status: ${
-      formatCacheStatus(name, { hit: true, ttl: memo.lifetime - age })
-    }\r\n\r\n`,
-  );
-  const body = entry.body ?? new Uint8Array(0);
-  const full = new Uint8Array(memo.prefix.length + tail.length + body.length);
-  full.set(memo.prefix, 0);
-  full.set(tail, memo.prefix.length);
-  full.set(body, memo.prefix.length + tail.length);
-  memo.full = full;
-  memo.head = full.subarray(0, memo.prefix.length + tail.length);
-  memo.ageSecond = age;
-}
-
-function fullBytes(memo: Memo, entry: Entry, age: number, name: string): Uint8Array {
-  refreshMemo(memo, entry, age, name);
-  return memo.full!;
-}
-
-function headBytes(memo: Memo, entry: Entry, age: number, name: string): Uint8Array {
-  refreshMemo(memo, entry, age, name);
-  return memo.head!;
 }
 
 /**

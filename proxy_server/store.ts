@@ -236,6 +236,12 @@ export class CacheStore {
   #tagsOf = new Map<string, string[]>();
   /** Surrogate key → the full keys whose response carried it. */
   #byTag = new Map<string, Set<string>>();
+  /**
+   * Called with a URI whenever what is stored under it may change: when a
+   * write begins, when it commits (the new entry is visible), and after a
+   * delete. Eviction does not call it: an evicted response is still correct.
+   */
+  onChange: ((url: string) => void) | undefined = undefined;
 
   private constructor(options: StoreOptions) {
     this.#dir = options.dir;
@@ -288,6 +294,11 @@ export class CacheStore {
   /** Entries in the disk tier (0 without a directory). */
   get diskObjects(): number {
     return this.#disk.size;
+  }
+
+  /** The memory tier's size (bytes). */
+  get memorySize(): number {
+    return this.#memorySize;
   }
 
   /** Bytes used by the memory tier. */
@@ -572,6 +583,7 @@ export class CacheStore {
    * @returns The writer.
    */
   beginWrite(meta: EntryMeta): EntryWriter {
+    this.onChange?.(meta.url);
     const chunks: Uint8Array[] = [];
     let length = 0;
     let tooBig = false;
@@ -669,6 +681,7 @@ export class CacheStore {
           if (old !== undefined) this.#putMemory({ ...old, body: null });
         }
         this.#noteKey(finalMeta);
+        this.onChange?.(finalMeta.url);
       },
       abort: drop,
     };
@@ -708,7 +721,10 @@ export class CacheStore {
       this.#diskBytes -= rec.size;
       await Deno.remove(`${this.#dir}/${rec.file}`).catch(() => {});
     }
-    if (url !== undefined) this.#forgetKey(key, url);
+    if (url !== undefined) {
+      this.#forgetKey(key, url);
+      this.onChange?.(url);
+    }
   }
 
   /**

@@ -48,7 +48,7 @@
  * @module
  */
 import { Deadline, delay } from "../deadline.ts";
-import { concat } from "../bytes.ts";
+import { concat, writeAll } from "../bytes.ts";
 import { type BodyOptions, bodyReader } from "./bodies.ts";
 import { formatHttpDate } from "./dates.ts";
 import { encodeResponseHead } from "./encoder.ts";
@@ -59,6 +59,7 @@ import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
 import { reasonPhrase } from "./status.ts";
 import { positive } from "../validate.ts";
+import { ipFamily } from "../sockaddr.ts";
 import { H2_PREFACE, h2Field, type H2Handler, type H2LogEntry, H2Session } from "./h2/session.ts";
 
 /** One access-log record: what was asked, what was answered, by whom, how long it took. */
@@ -220,6 +221,14 @@ export interface ServerOptions {
    * @default {100}
    */
   h2MaxStreams?: number;
+  /**
+   * Expect each connection to begin with a PROXY protocol v1 line (HAProxy's
+   * `PROXY TCP4 client server cport sport`) and take the client's address
+   * from it. For a listener only a trusted relay can reach: the line is
+   * believed. A connection without a valid line is closed.
+   * @default {false}
+   */
+  proxyProtocol?: boolean;
 }
 
 const IDLE = 0;
@@ -273,8 +282,8 @@ export function plainErrorResponse(status: number, _message: string): Uint8Array
  * write for the deadlines.
  */
 export class ServerConnection {
-  /** The client's address. */
-  readonly remoteAddr: Deno.NetAddr;
+  /** The client's address (from the PROXY line when the server expects one). */
+  remoteAddr: Deno.NetAddr;
   /** Whether the connection is TLS. */
   readonly secure: boolean;
   /** The read buffer the request heads are parsed from; the body follows in it. */
@@ -304,6 +313,8 @@ export class ServerConnection {
   writing = false;
   /** @internal Counted in the limits (uncounted once). */
   counted = true;
+  /** @internal The address the limits counted (the socket's, before any PROXY line). */
+  readonly admittedAs: string;
   /** @internal The HTTP/2 session, once the connection speaks it. */
   h2: H2Session | null = null;
 
@@ -323,6 +334,7 @@ export class ServerConnection {
     this.#raw = raw;
     this.secure = secure;
     this.remoteAddr = raw.remoteAddr as Deno.NetAddr;
+    this.admittedAs = this.remoteAddr.hostname;
     this.since = now;
     this.reads = new Progress(now);
     this.writes = new Progress(now);
@@ -599,7 +611,88 @@ export interface Tunnel {
   closeWrite(): Promise<void>;
 }
 
+/**
+ * Moves bytes both ways between a tunnelled client and another connection
+ * until both directions have ended, passing each end on as a half-close;
+ * then closes the other connection.
+ *
+ * @param client The client's side ({@linkcode ServerConnection.tunnel}).
+ * @param other The far side.
+ */
+export async function splice(client: Tunnel, other: Deno.Conn): Promise<void> {
+  const toFar = (async () => {
+    const buf = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await client.read(buf);
+        if (n === null) break;
+        await writeAll(other, buf.subarray(0, n));
+      }
+      await other.closeWrite();
+    } catch {
+      // Either side gone: the other direction ends too when the sockets close.
+      other.close();
+    }
+  })();
+  const toClient = (async () => {
+    const buf = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await other.read(buf);
+        if (n === null) break;
+        await client.write(buf.subarray(0, n));
+      }
+      await client.closeWrite();
+    } catch {
+      // See above.
+    }
+  })();
+  try {
+    await Promise.all([toFar, toClient]);
+  } finally {
+    try {
+      other.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+/** The longest PROXY v1 line, CRLF included (HAProxy's specification). */
+const PROXY_LINE_MAX = 107;
+
+/**
+ * Reads a PROXY protocol v1 line from the start of a connection and sets
+ * the connection's client address from it (`UNKNOWN` keeps the socket's).
+ * The head deadline covers it.
+ *
+ * @returns Whether a valid line was read.
+ */
+async function readProxyLine(c: ServerConnection): Promise<boolean> {
+  const r = c.reader;
+  for (;;) {
+    const got = r.peek();
+    const cr = got.indexOf(0x0d);
+    if (cr >= 0 && cr + 1 < got.length) {
+      if (got[cr + 1] !== 0x0a || cr + 2 > PROXY_LINE_MAX) return false;
+      const line = String.fromCharCode(...got.subarray(0, cr));
+      r.consume(cr + 2);
+      const f = line.split(" ");
+      if (f[0] !== "PROXY") return false;
+      if (f[1] === "UNKNOWN") return true;
+      if (f.length !== 6 || (f[1] !== "TCP4" && f[1] !== "TCP6")) return false;
+      const port = Number(f[4]);
+      if (ipFamily(f[2]!) === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
+        return false;
+      }
+      c.remoteAddr = { transport: "tcp", hostname: f[2]!, port };
+      return true;
+    }
+    if (got.length >= PROXY_LINE_MAX || (await r.fill()) === 0) return false;
+  }
+}
 
 /**
  * A running server: its address, the caps it enforces, a promise that
@@ -648,6 +741,7 @@ export class HttpServer implements AsyncDisposable {
   #h2c: boolean;
   #listenOptions: Deno.TcpListenOptions;
   #h2MaxStreams: number;
+  #proxyProtocol: boolean;
 
   /**
    * Starts listening and serving.
@@ -694,6 +788,7 @@ export class HttpServer implements AsyncDisposable {
       : Deno.listen(this.#listenOptions);
     this.#h2c = options.h2c ?? false;
     this.#h2MaxStreams = options.h2MaxStreams ?? 100;
+    this.#proxyProtocol = options.proxyProtocol ?? false;
     this.addr = this.#listener.addr as Deno.NetAddr;
     // Sweep often enough for the shortest deadline, at most twice a second.
     // Every deadline counts: progress is only seen at a sweep, so a deadline
@@ -855,7 +950,7 @@ export class HttpServer implements AsyncDisposable {
   #uncount(c: ServerConnection): void {
     if (!c.counted) return;
     c.counted = false;
-    this.limits.release(c.remoteAddr.hostname);
+    this.limits.release(c.admittedAs);
   }
 
   async #run(raw: Deno.Conn): Promise<void> {
@@ -872,6 +967,7 @@ export class HttpServer implements AsyncDisposable {
     this.#conns.add(c);
     try {
       if ("setNoDelay" in raw) (raw as Deno.TcpConn).setNoDelay(true);
+      if (this.#proxyProtocol && !(await readProxyLine(c))) return;
       await this.#serve(c);
       if (c.lingering) await this.#lingerClose(c);
     } catch {

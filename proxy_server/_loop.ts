@@ -1,0 +1,377 @@
+/**
+ * A hit loop of `--workers`: a Web Worker listening on the proxy's port
+ * (`SO_REUSEPORT`) that answers plain requests for fresh objects from the
+ * copies the main loop posts it, and relays every other connection, from
+ * its first request it cannot answer, to the main loop: over loopback, with
+ * a PROXY protocol line naming the client, so that the main loop's access
+ * control, log and limits see the real client.
+ *
+ * A copy is served only while the main loop's version counter of its URI is
+ * unchanged: the main loop bumps it before anything stored under the URI
+ * changes (a new response, a 304's update, a purge, an invalidation), so a
+ * worker never answers with what the main loop no longer would.
+ *
+ * @module
+ */
+import { concat, writeAll } from "../lib/bytes.ts";
+import { encodeRequestHead } from "../lib/http/encoder.ts";
+import type { RequestHead } from "../lib/http/heads.ts";
+import { ConnectionLimits } from "../lib/http/limits.ts";
+import {
+  type AccessLogEntry,
+  HttpServer,
+  type ServerConnection,
+  type ServerOptions,
+  splice,
+} from "../lib/http/server.ts";
+import {
+  ageOf,
+  errorPage,
+  type Exchange,
+  listed,
+  plainRequest,
+  type Ready,
+  readyBytes,
+  resolveTarget,
+  squidLine,
+  withLoopback,
+} from "./_hits.ts";
+import { type LoopCounts, Metrics } from "./_metrics.ts";
+
+/** Slots of the version table the loops share (a power of two). */
+export const VERSION_SLOTS = 1 << 16;
+
+/**
+ * The version slot of a URI: FNV-1a of its UTF-16 code units.
+ *
+ * @param url The absolute URI.
+ * @returns A slot below {@linkcode VERSION_SLOTS}.
+ *
+ * @example
+ * ```ts
+ * import { slotOf, VERSION_SLOTS } from "./_loop.ts";
+ * import { assert, assertEquals } from "../lib/testing/assert.ts";
+ * assertEquals(slotOf("http://a/"), slotOf("http://a/"));
+ * assert(slotOf("http://a/") < VERSION_SLOTS);
+ * ```
+ */
+export function slotOf(url: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < url.length; i++) {
+    h ^= url.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) & (VERSION_SLOTS - 1);
+}
+
+/** Everything a hit loop needs to start; plain data, so it can be posted. */
+export interface LoopConfig {
+  /** The loop's number (1 and up; the main loop is 0). */
+  index: number;
+  /** The address every loop listens on. */
+  hostname: string;
+  /** The port every loop listens on. */
+  port: number;
+  /** The main loop's relay listener on 127.0.0.1. */
+  relayPort: number;
+  /** Reverse mode's origin, or `null` in forward mode. */
+  upstream: string | null;
+  /** Client blocks besides loopback. */
+  allow: string[];
+  /** The proxy's name (`Cache-Status`, error pages). */
+  name: string;
+  /** This proxy's `Via` member. */
+  via: string;
+  /** Whether to answer hits at all (not with `--delay` or `--drop-rate`). */
+  serveHits: boolean;
+  /** Deadlines and caps of the server core. */
+  core: Pick<
+    ServerOptions,
+    | "headerTimeout"
+    | "keepAliveTimeout"
+    | "bodyTimeout"
+    | "sendTimeout"
+    | "tunnelTimeout"
+    | "lingerTime"
+    | "lingerTimeout"
+    | "maxBodySize"
+  >;
+  /** The connection counters every loop shares. */
+  counters: SharedArrayBuffer;
+  /** The global connection cap. */
+  maxConnections: number;
+  /** The per-address cap, when set. */
+  maxConnectionsPerIp?: number;
+  /** The version table every loop shares ({@linkcode VERSION_SLOTS} words). */
+  versions: SharedArrayBuffer;
+  /** Bytes of copies this loop may hold. */
+  budget: number;
+  /** Whether to post access-log lines. */
+  logging: boolean;
+  /** Whether to keep request counters for `/metrics`. */
+  metrics: boolean;
+}
+
+/** A fresh response the main loop posts to the hit loops. */
+export interface CopyData {
+  /** Its URI (stored without Vary). */
+  url: string;
+  /** {@linkcode slotOf} the URI. */
+  slot: number;
+  /** The slot's version when the copy was made. */
+  version: number;
+  /** The head up to `Age` ({@linkcode Ready.prefix}). */
+  prefix: Uint8Array;
+  /** The body. */
+  body: Uint8Array;
+  /** Freshness lifetime, seconds. */
+  lifetime: number;
+  /** Corrected initial age, seconds. */
+  initialAge: number;
+  /** When it was received (ms since the epoch). */
+  responseTime: number;
+  /** Its status, for the log. */
+  status: number;
+  /** Its media type, for the log. */
+  type: string | null;
+}
+
+/** Messages from the main loop to a hit loop. */
+export type ToLoop =
+  | { id: number; type: "start"; config: LoopConfig }
+  | { id: number; type: "stop" }
+  | { id: number; type: "counts" }
+  | { type: "copy"; copy: CopyData };
+
+/** Messages from a hit loop to the main loop. */
+export type FromLoop =
+  | { id: number; ok: true; counts?: LoopCounts }
+  | { id: number; ok: false; error: string }
+  | { type: "log"; lines: string[] };
+
+interface Copy extends Ready {
+  body: Uint8Array;
+  slot: number;
+  version: number;
+  status: number;
+  type: string | null;
+}
+
+/** The `logExtra` of a relayed connection: the main loop logs its requests. */
+const RELAYED: Exchange = { code: "RELAYED", hier: "", type: null, url: "" };
+
+const encoder = new TextEncoder();
+
+/** One hit loop; see the module documentation. */
+export class HitLoop {
+  readonly #config: LoopConfig;
+  readonly #server: HttpServer;
+  readonly #versions: Int32Array;
+  readonly #allow;
+  readonly #upstream: URL | undefined;
+  readonly #copies = new Map<string, Copy>();
+  readonly #urls = new Map<string, string>();
+  readonly #allowed = new WeakMap<ServerConnection, boolean>();
+  readonly #metrics: Metrics | undefined;
+  readonly #post: (message: FromLoop) => void;
+  #bytes = 0;
+  #lines: string[] = [];
+  #flush: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Starts listening.
+   *
+   * @param config The loop's settings.
+   * @param post Sends a message to the main loop.
+   */
+  constructor(config: LoopConfig, post: (message: FromLoop) => void) {
+    this.#config = config;
+    this.#post = post;
+    this.#versions = new Int32Array(config.versions);
+    this.#allow = withLoopback(config.allow);
+    this.#upstream = config.upstream === null ? undefined : new URL(config.upstream);
+    this.#metrics = config.metrics ? new Metrics() : undefined;
+    const limits = new ConnectionLimits({
+      buffer: config.counters,
+      maxConnections: config.maxConnections,
+      ...(config.maxConnectionsPerIp !== undefined
+        ? { maxConnectionsPerIp: config.maxConnectionsPerIp }
+        : {}),
+    });
+    const onLog = (entry: AccessLogEntry) => this.#log(entry);
+    this.#server = new HttpServer((head, conn) => this.#handle(head, conn), {
+      ...config.core,
+      hostname: config.hostname,
+      port: config.port,
+      reusePort: true,
+      limits,
+      errorResponse: (status, message) =>
+        errorPage(config.name, config.via, status, message, "bypass", false),
+      ...(config.logging || config.metrics ? { onLog } : {}),
+    });
+  }
+
+  /** This loop's request counters. */
+  counts(): LoopCounts | undefined {
+    return this.#metrics?.counts();
+  }
+
+  /**
+   * Keeps a copy, dropping the oldest ones past the budget.
+   *
+   * @param data The copy the main loop posted.
+   */
+  put(data: CopyData): void {
+    const size = data.prefix.length + data.body.length;
+    if (size > this.#config.budget) return;
+    this.#drop(data.url);
+    this.#copies.set(data.url, { ...data, ageSecond: -1, full: null, head: null });
+    this.#bytes += size;
+    for (const [url] of this.#copies) {
+      if (this.#bytes <= this.#config.budget) break;
+      this.#drop(url);
+    }
+  }
+
+  /** Stops accepting, lets connections finish, and flushes the log. */
+  async stop(): Promise<void> {
+    await this.#server.shutdown();
+    this.#flushLines();
+  }
+
+  #drop(url: string): void {
+    const c = this.#copies.get(url);
+    if (c === undefined) return;
+    this.#copies.delete(url);
+    this.#bytes -= c.prefix.length + c.body.length;
+  }
+
+  #handle(head: RequestHead, conn: ServerConnection): boolean | Promise<boolean> {
+    const x: Exchange = { code: "TCP_MEM_HIT", hier: "HIER_NONE/-", type: null, url: head.target };
+    conn.logExtra = x;
+    if (this.#config.serveHits && plainRequest(head, conn) && !head.headers.has("via")) {
+      let allowed = this.#allowed.get(conn);
+      if (allowed === undefined) {
+        allowed = listed(conn.remoteAddr.hostname, this.#allow);
+        this.#allowed.set(conn, allowed);
+      }
+      const url = allowed ? this.#urlOf(head) : undefined;
+      const copy = url === undefined ? undefined : this.#copies.get(url);
+      if (copy !== undefined) {
+        const age = ageOf(copy, Date.now());
+        if (Atomics.load(this.#versions, copy.slot) === copy.version && age < copy.lifetime) {
+          conn.end(readyBytes(copy, copy.body, age, this.#config.name, head.method !== "GET"));
+          conn.status = copy.status;
+          x.url = url!;
+          x.type = copy.type;
+          return true;
+        }
+        this.#drop(url!);
+      }
+    }
+    return this.#relay(head, conn);
+  }
+
+  /** The cache key of a request target, remembered; `undefined` when it cannot be proxied. */
+  #urlOf(head: RequestHead): string | undefined {
+    const raw = head.target;
+    let url = this.#urls.get(raw);
+    if (url !== undefined) return url;
+    try {
+      url = resolveTarget(head, this.#upstream);
+    } catch {
+      return undefined;
+    }
+    if (this.#urls.size > 10000) this.#urls.clear();
+    this.#urls.set(raw, url);
+    return url;
+  }
+
+  /** Hands the connection to the main loop, this request first, for the rest of its life. */
+  async #relay(head: RequestHead, conn: ServerConnection): Promise<boolean> {
+    conn.logExtra = RELAYED;
+    const client = conn.tunnel();
+    let main: Deno.TcpConn;
+    try {
+      main = await Deno.connect({ hostname: "127.0.0.1", port: this.#config.relayPort });
+    } catch {
+      // The main loop is gone (shutting down): close, as it would.
+      return false;
+    }
+    main.setNoDelay(true);
+    const r = conn.remoteAddr;
+    const v6 = r.hostname.includes(":");
+    const line = `PROXY ${v6 ? "TCP6" : "TCP4"} ${r.hostname} ${
+      v6 ? "::1" : "127.0.0.1"
+    } ${r.port} ${this.#config.port}\r\n`;
+    try {
+      await writeAll(
+        main,
+        concat([
+          encoder.encode(line),
+          encodeRequestHead({
+            method: head.method,
+            target: head.target,
+            headers: head.headers,
+            version: head.version,
+          }),
+          client.buffered,
+        ]),
+      );
+    } catch {
+      main.close();
+      return false;
+    }
+    await splice(client, main);
+    return false;
+  }
+
+  #log(entry: AccessLogEntry): void {
+    if (entry.extra === RELAYED) return;
+    const x = entry.extra as Exchange | undefined;
+    this.#metrics?.request(x?.code ?? "NONE_NONE", { sent: entry.sent, ms: entry.duration });
+    if (!this.#config.logging) return;
+    this.#lines.push(squidLine(entry));
+    if (this.#lines.length >= 256) this.#flushLines();
+    else this.#flush ??= setTimeout(() => this.#flushLines(), 50);
+  }
+
+  #flushLines(): void {
+    if (this.#flush !== undefined) clearTimeout(this.#flush);
+    this.#flush = undefined;
+    if (this.#lines.length === 0) return;
+    this.#post({ type: "log", lines: this.#lines });
+    this.#lines = [];
+  }
+}
+
+// The worker's side: when this module is a Web Worker's entry.
+// The default lib types `self` as a Window; inside a worker it is the worker scope.
+const scope = self as unknown as {
+  onmessage: ((e: MessageEvent<ToLoop>) => void) | null;
+  postMessage(message: FromLoop): void;
+};
+if (typeof (self as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined") {
+  let loop: HitLoop | undefined;
+  scope.onmessage = async (e) => {
+    const m = e.data;
+    if (m.type === "copy") {
+      loop?.put(m.copy);
+      return;
+    }
+    try {
+      if (m.type === "start") {
+        loop = new HitLoop(m.config, (msg) => scope.postMessage(msg));
+        scope.postMessage({ id: m.id, ok: true });
+      } else if (m.type === "counts") {
+        const counts = loop?.counts();
+        scope.postMessage(counts ? { id: m.id, ok: true, counts } : { id: m.id, ok: true });
+      } else {
+        await loop?.stop();
+        scope.postMessage({ id: m.id, ok: true });
+      }
+    } catch (err) {
+      scope.postMessage({ id: m.id, ok: false, error: (err as Error).message });
+    }
+  };
+}

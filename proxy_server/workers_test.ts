@@ -1,0 +1,126 @@
+import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { curl, rawRequest, type Reply, startOrigin } from "./_test_util.ts";
+import { startProxy } from "./proxy.ts";
+
+/** A keep-alive request on a fresh connection: a hit loop may answer it. */
+function fresh(port: number, path: string, extra = "", method = "GET"): Promise<Reply | null> {
+  return rawRequest(port, `${method} ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`, method);
+}
+
+/** The value of one series in a Prometheus text. */
+function series(text: string, name: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line === undefined ? NaN : Number(line.slice(name.length + 1));
+}
+
+async function until(check: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+}
+
+Deno.test("--workers 2: hit loops answer fresh hits, relay the rest, and see every change at once", async (t) => {
+  let version = 1;
+  await using origin = await startOrigin((req) => {
+    const path = new URL(req.url).pathname;
+    if (req.method === "POST") {
+      version++;
+      return new Response("changed\n");
+    }
+    return new Response(`${path} v${version}\n`, {
+      headers: {
+        "cache-control": "max-age=600",
+        "content-type": "text/plain",
+        etag: `"v${version}"`,
+      },
+    });
+  });
+  const lines: string[] = [];
+  await using proxy = await startProxy({
+    port: 0,
+    upstream: origin.url,
+    workers: 2,
+    adminPort: 0,
+    log: (line) => lines.push(line),
+  });
+  const port = proxy.port;
+  const metrics = async () =>
+    await (await fetch(`http://127.0.0.1:${proxy.adminPort}/metrics`)).text();
+
+  await t.step(
+    "40 connections: every answer a hit, both loops answer, one origin request",
+    async () => {
+      assertEquals((await fresh(port, "/a"))?.body, "/a v1\n");
+      for (let i = 0; i < 40; i++) {
+        const r = await fresh(port, "/a");
+        assertEquals(r?.status, 200);
+        assertEquals(r?.body, "/a v1\n");
+        assert(r?.headers.get("cache-status")?.includes("hit"), r?.headers.get("cache-status")!);
+      }
+      assertEquals(origin.hits.get("/a"), 1);
+      const text = await metrics();
+      // SO_REUSEPORT spreads connections by their addresses: over 40, each loop gets some.
+      assert(series(text, 'netkit_proxy_loop_requests_total{loop="1"}') > 0, text);
+      assert(series(text, 'netkit_proxy_loop_requests_total{loop="0"}') > 0, text);
+      assertEquals(series(text, 'netkit_proxy_requests_total{result="TCP_MEM_HIT"}'), 40);
+      // The hit loop's access-log lines reach the log.
+      await until(() => lines.filter((l) => l.includes("TCP_MEM_HIT/200")).length === 40);
+      assertEquals(lines.filter((l) => l.includes("TCP_MEM_HIT/200")).length, 40);
+    },
+  );
+
+  await t.step(
+    "after an invalidating POST or a PURGE, no loop answers with the old copy",
+    async () => {
+      for (let round = 0; round < 10; round++) {
+        if (round % 2 === 0) {
+          // RFC 9111 §4.4: a successful POST invalidates the target URI.
+          assertEquals((await fresh(port, "/a", "Content-Length: 0\r\n", "POST"))?.status, 200);
+        } else {
+          assertEquals(
+            (await curl(["-X", "PURGE", `http://127.0.0.1:${port}/a`])).replies[0]?.status,
+            200,
+          );
+          version++;
+        }
+        for (let i = 0; i < 10; i++) {
+          assertEquals((await fresh(port, "/a"))?.body, `/a v${version}\n`, `round ${round}`);
+        }
+      }
+    },
+  );
+
+  await t.step("conditional, range and HEAD requests through either loop", async () => {
+    for (let i = 0; i < 20; i++) {
+      const etag = `"v${version}"`;
+      assertEquals((await fresh(port, "/a", `If-None-Match: ${etag}\r\n`))?.status, 304);
+      const part = await fresh(port, "/a", "Range: bytes=0-1\r\n");
+      assertEquals([part?.status, part?.body], [206, "/a"]);
+      const head = await fresh(port, "/a", "", "HEAD");
+      assertEquals([head?.status, head?.body], [200, ""]);
+      assertEquals(head?.headers.get("content-length"), String(`/a v${version}\n`.length));
+    }
+  });
+
+  await t.step("a relayed connection keeps the client's address in the log", async () => {
+    // curl from 127.0.0.2: misses, so every connection a hit loop accepted is relayed.
+    for (let i = 0; i < 20; i++) {
+      const r = await curl(["--interface", "127.0.0.2", `http://127.0.0.1:${port}/m${i}`]);
+      assertEquals(r.replies[0]?.body, `/m${i} v${version}\n`);
+    }
+    const misses = lines.filter((l) => / GET http:\/\/127\.0\.0\.1:\d+\/m\d+ /.test(l));
+    assertEquals(misses.length, 20);
+    for (const l of misses) assertEquals(l.split(/ +/)[2], "127.0.0.2", l);
+  });
+});
+
+Deno.test("--workers 2: close() stops every loop and frees the port", async () => {
+  await using origin = await startOrigin(() =>
+    new Response("x", { headers: { "cache-control": "max-age=60" } })
+  );
+  const proxy = await startProxy({ port: 0, upstream: origin.url, workers: 2 });
+  for (let i = 0; i < 10; i++) assertEquals((await fresh(proxy.port, "/"))?.body, "x");
+  await proxy.close();
+  // A loop still bound would hold the port (without SO_REUSEPORT this listen fails then).
+  const l = Deno.listen({ hostname: "127.0.0.1", port: proxy.port });
+  l.close();
+});
