@@ -42,6 +42,7 @@ Deno.test("proxy CLI rejects bad options with exit code 2 and a one-line message
     [["--max-stale", "-1"], /^proxy: invalid argument for --max-stale/],
     [["--stale-if-error", "soon"], /^proxy: invalid argument for --stale-if-error/],
     [["--admin-port", "70000"], /^proxy: invalid argument for --admin-port/],
+    [["--workers", "0"], /^proxy: invalid argument for --workers/],
     [
       ["--purge-allow", "10.0.0.0/99"],
       /^proxy: Cannot parse CIDR "10\.0\.0\.0\/99": bad prefix length\n$/,

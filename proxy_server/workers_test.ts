@@ -1,4 +1,5 @@
 import { assert, assertEquals } from "../lib/testing/assert.ts";
+import { startTask } from "../lib/testing/http_server.ts";
 import { curl, rawRequest, type Reply, startOrigin } from "./_test_util.ts";
 import { startProxy } from "./proxy.ts";
 
@@ -123,4 +124,33 @@ Deno.test("--workers 2: close() stops every loop and frees the port", async () =
   // A loop still bound would hold the port (without SO_REUSEPORT this listen fails then).
   const l = Deno.listen({ hostname: "127.0.0.1", port: proxy.port });
   l.close();
+});
+
+Deno.test("deno task proxy --workers 2 logs every loop's requests, up to SIGTERM", async () => {
+  await using origin = await startOrigin(() =>
+    new Response("page", {
+      headers: { "cache-control": "max-age=60", "content-type": "text/plain" },
+    })
+  );
+  const dir = await Deno.makeTempDir({ prefix: "netkit_proxy_workers_" });
+  try {
+    await using proxy = await startTask("proxy", [
+      "-p",
+      "0",
+      "-u",
+      origin.url,
+      "--workers",
+      "2",
+      "--access-log",
+      `${dir}/access.log`,
+    ]);
+    for (let i = 0; i < 30; i++) assertEquals((await fresh(proxy.port, "/p"))?.body, "page");
+    assertEquals(await proxy.stop("SIGTERM"), 0);
+    const lines = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n");
+    assertEquals(lines.filter((l) => l.includes(" TCP_MISS/200 ")).length, 1);
+    assertEquals(lines.filter((l) => l.includes(" TCP_MEM_HIT/200 ")).length, 29);
+    assertEquals(origin.hits.get("/p"), 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

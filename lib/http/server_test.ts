@@ -739,3 +739,68 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  "HttpServer with proxyProtocol takes the client's address from a PROXY v1 line and closes without one",
+  sanitized,
+  async (t) => {
+    const seen: string[] = [];
+    await using server = start((head, conn) => {
+      seen.push(`${conn.remoteAddr.hostname}:${conn.remoteAddr.port}`);
+      return echo(head, conn);
+    }, { proxyProtocol: true, maxConnectionsPerIp: 1 });
+    const port = server.addr.port;
+
+    await t.step("TCP4 and TCP6 lines name the client; the request follows", async () => {
+      for (
+        const [line, who] of [
+          ["PROXY TCP4 192.0.2.7 127.0.0.1 40000 80\r\n", "192.0.2.7:40000"],
+          ["PROXY TCP6 2001:db8::9 ::1 40001 80\r\n", "2001:db8::9:40001"],
+        ]
+      ) {
+        using c = await RawClient.connect(port);
+        await c.send(line + get("/p", "Connection: close\r\n"));
+        const res = await c.response();
+        assertEquals([res.status, res.body], [200, "/p"]);
+        assertEquals(seen.at(-1), who);
+      }
+    });
+
+    await t.step("UNKNOWN keeps the socket's address", async () => {
+      using c = await RawClient.connect(port);
+      await c.send("PROXY UNKNOWN\r\n" + get("/u", "Connection: close\r\n"));
+      assertEquals((await c.response()).body, "/u");
+      assertMatch(seen.at(-1)!, /^127\.0\.0\.1:/);
+    });
+
+    await t.step("no line, a bad address or a line past 107 bytes: closed unanswered", async () => {
+      const before = seen.length;
+      for (
+        const wire of [
+          get("/none"),
+          "PROXY TCP4 999.0.0.1 127.0.0.1 1 2\r\n" + get("/bad"),
+          "PROXY TCP4 " + "1".repeat(120) + "\r\n" + get("/long"),
+        ]
+      ) {
+        using c = await RawClient.connect(port);
+        await c.send(wire);
+        assertEquals((await c.untilClose(2000)).text, "");
+      }
+      assertEquals(seen.length, before);
+    });
+
+    await t.step("the caps count the socket's address, and release it", async () => {
+      // maxConnectionsPerIp is 1: each connection is released when it closes,
+      // whatever address its PROXY line named.
+      for (let i = 0; i < 3; i++) {
+        using c = await RawClient.connect(port);
+        await c.send(
+          `PROXY TCP4 192.0.2.${i} 127.0.0.1 1 2\r\n` + get("/c", "Connection: close\r\n"),
+        );
+        assertEquals((await c.response()).status, 200);
+        await c.untilClose(2000);
+      }
+      await waitFor(() => server.connections === 0, "every connection released");
+    });
+  },
+);
