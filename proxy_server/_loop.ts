@@ -21,21 +21,12 @@ import {
   type AccessLogEntry,
   HttpServer,
   type ServerConnection,
+  type ServerDeadlines,
   type ServerOptions,
   splice,
 } from "../lib/http/server.ts";
-import {
-  ageOf,
-  errorPage,
-  type Exchange,
-  listed,
-  plainRequest,
-  type Ready,
-  readyBytes,
-  resolveTarget,
-  squidLine,
-  withLoopback,
-} from "./_hits.ts";
+import * as hits from "./_hits.ts";
+import type { Exchange, Ready } from "./_hits.ts";
 import { type LoopCounts, Metrics } from "./_metrics.ts";
 
 /** Slots of the version table the loops share (a power of two). */
@@ -85,17 +76,7 @@ export interface LoopConfig {
   /** Whether to answer hits at all (not with `--delay` or `--drop-rate`). */
   serveHits: boolean;
   /** Deadlines and caps of the server core. */
-  core: Pick<
-    ServerOptions,
-    | "headerTimeout"
-    | "keepAliveTimeout"
-    | "bodyTimeout"
-    | "sendTimeout"
-    | "tunnelTimeout"
-    | "lingerTime"
-    | "lingerTimeout"
-    | "maxBodySize"
-  >;
+  core: ServerDeadlines & Pick<ServerOptions, "maxBodySize">;
   /** The connection counters every loop shares. */
   counters: SharedArrayBuffer;
   /** The global connection cap. */
@@ -188,7 +169,7 @@ export class HitLoop {
     this.#config = config;
     this.#post = post;
     this.#versions = new Int32Array(config.versions);
-    this.#allow = withLoopback(config.allow);
+    this.#allow = hits.withLoopback(config.allow);
     this.#upstream = config.upstream === null ? undefined : new URL(config.upstream);
     this.#metrics = config.metrics ? new Metrics() : undefined;
     const limits = new ConnectionLimits({
@@ -206,7 +187,7 @@ export class HitLoop {
       reusePort: true,
       limits,
       errorResponse: (status, message) =>
-        errorPage(config.name, config.via, status, message, "bypass", false),
+        hits.errorPage(config.name, config.via, status, message, "bypass", false),
       ...(config.logging || config.metrics ? { onLog } : {}),
     });
   }
@@ -249,18 +230,18 @@ export class HitLoop {
   #handle(head: RequestHead, conn: ServerConnection): boolean | Promise<boolean> {
     const x: Exchange = { code: "TCP_MEM_HIT", hier: "HIER_NONE/-", type: null, url: head.target };
     conn.logExtra = x;
-    if (this.#config.serveHits && plainRequest(head, conn) && !head.headers.has("via")) {
+    if (this.#config.serveHits && hits.plainRequest(head, conn) && !head.headers.has("via")) {
       let allowed = this.#allowed.get(conn);
       if (allowed === undefined) {
-        allowed = listed(conn.remoteAddr.hostname, this.#allow);
+        allowed = hits.listed(conn.remoteAddr.hostname, this.#allow);
         this.#allowed.set(conn, allowed);
       }
       const url = allowed ? this.#urlOf(head) : undefined;
       const copy = url === undefined ? undefined : this.#copies.get(url);
       if (copy !== undefined) {
-        const age = ageOf(copy, Date.now());
+        const age = hits.ageOf(copy, Date.now());
         if (Atomics.load(this.#versions, copy.slot) === copy.version && age < copy.lifetime) {
-          conn.end(readyBytes(copy, copy.body, age, this.#config.name, head.method !== "GET"));
+          conn.end(hits.readyBytes(copy, copy.body, age, this.#config.name, head.method !== "GET"));
           conn.status = copy.status;
           x.url = url!;
           x.type = copy.type;
@@ -278,7 +259,7 @@ export class HitLoop {
     let url = this.#urls.get(raw);
     if (url !== undefined) return url;
     try {
-      url = resolveTarget(head, this.#upstream);
+      url = hits.resolveTarget(head, this.#upstream);
     } catch {
       return undefined;
     }
@@ -331,7 +312,7 @@ export class HitLoop {
     const x = entry.extra as Exchange | undefined;
     this.#metrics?.request(x?.code ?? "NONE_NONE", { sent: entry.sent, ms: entry.duration });
     if (!this.#config.logging) return;
-    this.#lines.push(squidLine(entry));
+    this.#lines.push(hits.squidLine(entry));
     if (this.#lines.length >= 256) this.#flushLines();
     else this.#flush ??= setTimeout(() => this.#flushLines(), 50);
   }

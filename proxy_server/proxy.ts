@@ -28,7 +28,9 @@ import { defaultMaxConnections } from "../lib/http/limits.ts";
 import {
   type AccessLogEntry,
   HttpServer,
+  SERVER_DEADLINES,
   type ServerConnection,
+  type ServerDeadlines,
   type ServerOptions,
   splice,
 } from "../lib/http/server.ts";
@@ -82,19 +84,8 @@ import {
 export { parseCidr } from "./_hits.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
-export interface ProxyOptions extends
-  Pick<
-    ServerOptions,
-    | "headerTimeout"
-    | "keepAliveTimeout"
-    | "bodyTimeout"
-    | "sendTimeout"
-    | "tunnelTimeout"
-    | "lingerTime"
-    | "lingerTimeout"
-    | "maxConnectionsPerIp"
-    | "onWarning"
-  > {
+export interface ProxyOptions
+  extends ServerDeadlines, Pick<ServerOptions, "maxConnectionsPerIp" | "onWarning"> {
   /**
    * Address to listen on.
    * @default {"127.0.0.1"}
@@ -427,7 +418,8 @@ class ProxyServer implements Proxy {
       port: options.port ?? 8888,
       maxBodySize: options.maxBodySize ?? 1 << 30,
       maxConnections: options.maxConnections ?? defaultMaxConnections(2),
-      errorResponse: (status, message) => this.#errorPage(status, message, "bypass", false),
+      errorResponse: (status, message) =>
+        errorPage(this.#name, this.#via, status, message, "bypass", false),
       ...(this.#logging ? { onLog } : {}),
       // Several loops share the port, and the caps count for all of them together.
       ...(several ? { reusePort: true } : {}),
@@ -484,7 +476,8 @@ class ProxyServer implements Proxy {
       maxConnections: 0,
       maxConnectionsPerIp: 0,
       maxBodySize: options.maxBodySize ?? 1 << 30,
-      errorResponse: (status, message) => this.#errorPage(status, message, "bypass", false),
+      errorResponse: (status, message) =>
+        errorPage(this.#name, this.#via, status, message, "bypass", false),
       ...(this.#onLog !== undefined ? { onLog: this.#onLog } : {}),
     });
     const limits = this.#server.limits;
@@ -502,8 +495,9 @@ class ProxyServer implements Proxy {
       name: this.#name,
       via: this.#via,
       serveHits: this.#delay === 0 && this.#dropRate === 0,
+      // Posted to the workers: the deadlines only (onWarning is a function).
       core: {
-        ...pick(rest),
+        ...pick(rest, SERVER_DEADLINES),
         maxBodySize: options.maxBodySize ?? 1 << 30,
       },
       counters: limits.buffer,
@@ -663,17 +657,6 @@ class ProxyServer implements Proxy {
     }
   }
 
-  /** Builds a short HTML error page (head and body). */
-  #errorPage(
-    status: number,
-    message: string,
-    fwd: NonNullable<CacheStatusParams["fwd"]>,
-    keepAlive: boolean,
-    detail?: string,
-  ): Uint8Array {
-    return errorPage(this.#name, this.#via, status, message, fwd, keepAlive, detail);
-  }
-
   /** Sends an error page. */
   async #sendError(
     conn: ServerConnection,
@@ -686,7 +669,7 @@ class ProxyServer implements Proxy {
     conn.status = status;
     // Logged as Squid logs its own error pages.
     if (conn.logExtra !== undefined) (conn.logExtra as Exchange).type = "text/html";
-    await conn.write(this.#errorPage(status, message, fwd, keepAlive, detail));
+    await conn.write(errorPage(this.#name, this.#via, status, message, fwd, keepAlive, detail));
   }
 
   /** Resolves the absolute URI (cache key) of a request, or throws a 400. */
@@ -1837,21 +1820,16 @@ function rangeAnswer(
 }
 
 /** The server-core settings a proxy passes through, without its own options. */
-function pick(options: Omit<ProxyOptions, "log">): Partial<ServerOptions> {
+function pick(
+  options: Omit<ProxyOptions, "log">,
+  names: readonly (keyof ServerOptions & keyof ProxyOptions)[] = [
+    ...SERVER_DEADLINES,
+    "maxConnectionsPerIp",
+    "onWarning",
+  ],
+): Partial<ServerOptions> {
   const out: Partial<ServerOptions> = {};
-  for (
-    const name of [
-      "headerTimeout",
-      "keepAliveTimeout",
-      "bodyTimeout",
-      "sendTimeout",
-      "tunnelTimeout",
-      "lingerTime",
-      "lingerTimeout",
-      "maxConnectionsPerIp",
-      "onWarning",
-    ] as const
-  ) {
+  for (const name of names) {
     if (options[name] !== undefined) (out as Record<string, unknown>)[name] = options[name];
   }
   return out;

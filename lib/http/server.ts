@@ -231,6 +231,20 @@ export interface ServerOptions {
   proxyProtocol?: boolean;
 }
 
+/** The names of the server's deadline options, for code that passes them on. */
+export const SERVER_DEADLINES = [
+  "headerTimeout",
+  "keepAliveTimeout",
+  "bodyTimeout",
+  "sendTimeout",
+  "tunnelTimeout",
+  "lingerTime",
+  "lingerTimeout",
+] as const;
+
+/** The server's deadline options (plain numbers: they can be posted to a worker). */
+export type ServerDeadlines = Pick<ServerOptions, typeof SERVER_DEADLINES[number]>;
+
 const IDLE = 0;
 const HEAD = 1;
 const BUSY = 2;
@@ -620,42 +634,36 @@ export interface Tunnel {
  * @param other The far side.
  */
 export async function splice(client: Tunnel, other: Deno.Conn): Promise<void> {
-  const toFar = (async () => {
-    const buf = new Uint8Array(65536);
-    try {
-      for (;;) {
-        const n = await client.read(buf);
-        if (n === null) break;
-        await writeAll(other, buf.subarray(0, n));
-      }
-      await other.closeWrite();
-    } catch {
-      // Either side gone: the other direction ends too when the sockets close.
-      other.close();
-    }
-  })();
-  const toClient = (async () => {
-    const buf = new Uint8Array(65536);
-    try {
-      for (;;) {
-        const n = await other.read(buf);
-        if (n === null) break;
-        await client.write(buf.subarray(0, n));
-      }
-      await client.closeWrite();
-    } catch {
-      // See above.
-    }
-  })();
-  try {
-    await Promise.all([toFar, toClient]);
-  } finally {
+  const close = () => {
     try {
       other.close();
     } catch {
       // Already closed.
     }
+  };
+  await Promise.all([
+    // Either side gone: the other direction ends too when the sockets close.
+    pump((p) => client.read(p), (p) => writeAll(other, p), () => other.closeWrite())
+      .catch(close),
+    pump((p) => other.read(p), (p) => client.write(p), () => client.closeWrite())
+      .catch(() => {}),
+  ]);
+  close();
+}
+
+/** Copies one direction of a {@linkcode splice} until its end, then passes the end on. */
+async function pump(
+  read: (p: Uint8Array) => Promise<number | null>,
+  write: (p: Uint8Array) => Promise<void>,
+  end: () => Promise<void>,
+): Promise<void> {
+  const buf = new Uint8Array(65536);
+  for (;;) {
+    const n = await read(buf);
+    if (n === null) break;
+    await write(buf.subarray(0, n));
   }
+  await end();
 }
 
 const CONTINUE = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n");
