@@ -13,7 +13,7 @@
  * `setTimeout()` (millisecond granularity, about 2 ms for a `setTimeout(0)`
  * here) nor `Atomics.wait` (a condition variable with the default 50 µs
  * slack). The short slice matters on a busy machine: a thread woken with
- * the default slice waits for the running one's slice to end (up to 3 ms),
+ * the default slice waits for the running one's slice to end (1.4 ms here),
  * one with a 100 µs slice preempts it (see `requestSlice()`).
  *
  * @module
@@ -170,14 +170,14 @@ function send(setup: SenderSetup, flags: Int32Array): void {
   const before = performance.now();
   const mono = monotonicMs();
   const toMono = mono - (before + performance.now()) / 2;
-  // Sends the main thread has been told of. It is told while this thread
-  // waits for the next send (half the interval before it, at most 1 ms),
-  // not right after a send: a main thread woken then would run (and, on 2
-  // cores, take the core) while the server answers, and the reply's round
-  // trip would include its wait for a core. It is told of every send when
-  // the interval is TELL_GAP or more, else of the sends of each TELL_GAP ms.
+  // Sends the main thread has been told of. It is told on the wake-up
+  // before a send (half the interval before it, at most 1 ms), not right
+  // after a send: a main thread woken then would run (and, on 2 cores,
+  // take the core) while the server answers, and the reply's round trip
+  // would include its wait for a core. It is told of every send when the
+  // interval is TELL_GAP or more, else of the sends of each TELL_GAP ms.
   let told = 0;
-  const tellLead = Math.min(interval / 2, 1);
+  const lead = Math.min(interval / 2, 1);
   const tellEvery = Math.max(1, Math.ceil(TELL_GAP / interval));
   if (!plan.heartbeat) {
     // Before the first ping, as irtt's handshake does: a stats request with
@@ -199,15 +199,19 @@ function send(setup: SenderSetup, flags: Int32Array): void {
     // Absolute schedule, t0 + slot·interval, so the send times never drift.
     const due = origin + (k + skipped) * interval;
     const dueMono = due + toMono;
-    // Prepared while waiting, with the due time: on waking only the time
-    // is written over it (and the datagram signed), so that nothing is
-    // allocated between the wake-up and sendto().
+    // First a wake-up `lead` before the send (when there is time), to
+    // prepare the datagram and tell the main thread: not right after the
+    // previous send, while the server answers it, which a thread busy here
+    // then would delay (on 2 cores it may hold the core the reply needs).
+    let now = monotonicMs();
+    if (dueMono - now > lead) now = sleepTo(dueMono - lead, flags);
+    // Prepared with the due time: on waking only the time is written over
+    // it (and the datagram signed), so that nothing is allocated between
+    // the wake-up and sendto().
     const data = encodeFor(k + 1, (performance.timeOrigin + due) / 1000, plan);
     const at = timeField(data);
     if (Atomics.load(flags, STOP) !== 0) return;
-    let now = monotonicMs();
-    if (k - told >= tellEvery && dueMono - now > tellLead) {
-      now = sleepTo(dueMono - tellLead, flags);
+    if (k - told >= tellEvery && dueMono - now > 0) {
       scope.postMessage(k);
       told = k;
     } else if (k - told >= 2 * tellEvery) {
