@@ -1,12 +1,14 @@
 /**
  * The client's sender: a worker thread that sends each ping itself at
- * `t0 + k·interval` exactly (no drift), sleeping with `Atomics.wait` and
- * spinning the last stretch (see `_ticker_worker.ts`). Sending on that
- * thread keeps the main thread's event loop (reading replies, printing
- * events, timers) out of the send times: when the worker only woke the main
- * thread, which then sent, the send-time p99 at `-i 1ms` was about twice
- * irtt's (bench/udp.ts). What the worker sent comes back through shared
- * memory: each send's times, read by {@linkcode Sender.collect}.
+ * `t0 + k·interval` exactly (no drift), sleeping in `clock_nanosleep()`
+ * between sends (see `_ticker_worker.ts`). Sending on that thread keeps the
+ * main thread's event loop (reading replies, printing events, timers, its
+ * garbage collections) out of the send times: when the worker only woke the
+ * main thread, which then sent, the send-time p99 at `-i 1ms` was about
+ * twice irtt's (bench/udp.ts). The schedule starts through shared memory
+ * (`Atomics.notify`, not a message, which waits for the worker's event
+ * loop), and what the worker sent comes back the same way: each send's
+ * times, read by {@linkcode Sender.collect}.
  *
  * @module
  */
@@ -70,15 +72,17 @@ export function encodeFor(seq: number, epochSeconds: number, plan: SendPlan): Ui
   );
 }
 
-/** Doubles per send in the shared ring: send time (ms after the first's due time), CLOCK_REALTIME seconds and nanoseconds, bytes. */
-export const RECORD = 4;
+/** Doubles per send in the shared ring: send time (ms after the first's due time), CLOCK_REALTIME seconds and nanoseconds, bytes, due time (ms after the first's). */
+export const RECORD = 5;
 /** Sends the ring holds before the worker waits for the main thread to collect them. */
 export const RING = 16384;
-/** Int32 cells of the control array: stop asked, sends made, sends collected, worker done. */
-export const STOP = 0, SENT = 1, COLLECTED = 2, DONE = 3;
+/** Int32 cells of the control array: stop asked, sends made, sends collected, worker done, schedule given. */
+export const STOP = 0, SENT = 1, COLLECTED = 2, DONE = 3, GO = 4;
+/** Float64 cells of the schedule array, written before `GO`: the first send's time (as `performance.timeOrigin + performance.now()`), the interval in ms, the count (`Infinity`: until stopped). */
+export const START = 0, INTERVAL = 1, COUNT = 2;
 
-/** What the main thread sends to start the schedule. */
-export interface SenderStart {
+/** What the main thread gives the worker when it loads it. */
+export interface SenderSetup {
   /** The socket's descriptor (the main thread owns it). */
   fd: number;
   /** Its IP version. */
@@ -87,16 +91,12 @@ export interface SenderStart {
   target: SocketAddress;
   /** What to send. */
   plan: SendPlan;
-  /** The first send's time, as `performance.timeOrigin + performance.now()`. */
-  start: number;
-  /** Milliseconds between sends. */
-  interval: number;
-  /** Sends in all (`Infinity`: until stopped). */
-  count: number;
   /** Milliseconds of each wait that are spun rather than slept. */
   spin: number;
-  /** Int32 [stop, sent, collected, done]. */
+  /** Int32 [stop, sent, collected, done, go]. */
   control: SharedArrayBuffer;
+  /** Float64 [start, interval, count], read once `go` is set. */
+  schedule: SharedArrayBuffer;
   /** Float64 records, {@linkcode RECORD} per send, {@linkcode RING} of them. */
   ring: SharedArrayBuffer;
 }
@@ -107,7 +107,7 @@ export interface SendRecord {
   seq: number;
   /** When it was due, on this thread's `performance.now()` clock. */
   scheduled: number;
-  /** When it went, on the same clock (read before encoding it). */
+  /** When it went, on the same clock (read right before `sendto()`). */
   sentAt: number;
   /** CLOCK_REALTIME right before `sendto()`: whole seconds. */
   realtimeSec: number;
@@ -163,8 +163,10 @@ export async function loadSender(
   socket: { fd: number; family: Family; target: SocketAddress },
   options: { plan: SendPlan; spin: number },
 ): Promise<IdleSender> {
-  const control = new SharedArrayBuffer(16);
+  const control = new SharedArrayBuffer(20);
   const flags = new Int32Array(control);
+  const schedule = new SharedArrayBuffer(24);
+  const times = new Float64Array(schedule);
   const ring = new SharedArrayBuffer(RING * RECORD * 8);
   const records = new Float64Array(ring);
   const worker = new Worker(new URL("./_ticker_worker.ts", import.meta.url), { type: "module" });
@@ -186,14 +188,24 @@ export async function loadSender(
     stopped = true;
     Atomics.store(flags, STOP, 1);
     Atomics.notify(flags, STOP);
-    // Wait (it takes microseconds) until the worker is out of its loop, so
-    // that it never sends on the descriptor after the caller closes it (and
-    // perhaps reuses the number).
+    Atomics.notify(flags, GO);
+    // Wait until the worker is out of its loop (microseconds, or the rest
+    // of a sleep of at most 10 ms), so that it never sends on the
+    // descriptor after the caller closes it (and perhaps reuses the number).
     for (let i = 0; running && i < 100 && Atomics.load(flags, DONE) === 0; i++) {
       Atomics.wait(flags, DONE, 0, 1);
     }
     worker.terminate();
   }
+  const setup: SenderSetup = {
+    ...socket,
+    plan: options.plan,
+    spin: options.spin,
+    control,
+    schedule,
+    ring,
+  };
+  worker.postMessage(setup);
   try {
     await ready.promise;
   } catch (err) {
@@ -210,7 +222,7 @@ export async function loadSender(
           const at = (collected % RING) * RECORD;
           onSent({
             seq: collected + 1,
-            scheduled: t0 + collected * interval,
+            scheduled: t0 + records[at + 4]!,
             sentAt: t0 + records[at]!,
             realtimeSec: records[at + 1]!,
             realtimeNsec: records[at + 2]!,
@@ -220,18 +232,12 @@ export async function loadSender(
         Atomics.store(flags, COLLECTED, collected);
         Atomics.notify(flags, COLLECTED);
       };
-      const start: SenderStart = {
-        ...socket,
-        plan: options.plan,
-        start: performance.timeOrigin + t0,
-        interval,
-        count,
-        spin: options.spin,
-        control,
-        ring,
-      };
+      times[START] = performance.timeOrigin + t0;
+      times[INTERVAL] = interval;
+      times[COUNT] = count;
       running = true;
-      worker.postMessage(start);
+      Atomics.store(flags, GO, 1);
+      Atomics.notify(flags, GO);
       return { collect: () => collect(), stop, [Symbol.dispose]: stop };
     },
     stop,

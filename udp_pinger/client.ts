@@ -86,9 +86,12 @@ export interface UdpPingOptions {
   heartbeat?: boolean;
   /**
    * Milliseconds before each send that the sending thread stops sleeping
-   * and busy-waits to the exact time (capped at a quarter of the interval):
-   * its wake-up from the sleep is what is late. 0 sends on the wake-up.
-   * @default {0.3}
+   * and busy-waits to the exact time (capped at a quarter of the interval).
+   * 0 sends on the wake-up from `clock_nanosleep()`, which is within tens
+   * of microseconds on an idle core; a spin only helps there, and on a
+   * busy machine makes the tail worse (a spinning thread waits for its turn
+   * like any other, where one woken from sleep preempts).
+   * @default {0}
    */
   spin?: number;
   /**
@@ -245,10 +248,19 @@ export interface UdpPingSummary {
     max: number;
     /**
      * Sends whose scheduled time had already passed when the previous send
-     * went out: the catch-up after a stall. irtt skips such ticks (its
-     * "timer misses"); this client sends them late instead.
+     * went out: a burst catching up after a stall. The sender skips the
+     * slots instead (see `skipped`), so this stays 0; kept for readers of
+     * the JSON.
      */
     catchUp: number;
+    /**
+     * Schedule slots left empty after stalls: a send more than an interval
+     * late moves the rest of the schedule on by whole intervals, as irtt
+     * skips the ticks it missed ("timer misses"), but without skipping a
+     * sequence number, so that a stall never turns into a burst of late
+     * sends. Each send's error is against its own slot.
+     */
+    skipped: number;
     /** 99th percentile over the other sends: the figure comparable to irtt's timer error. */
     p99OnTime: number;
   };
@@ -327,7 +339,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
   const heartbeat = options.heartbeat ?? false;
   // At most a quarter of the interval is spun, so replies are still read
   // between sends.
-  const spin = Math.min(Math.max(0, options.spin ?? 0.3), interval / 4);
+  const spin = Math.min(Math.max(0, options.spin ?? 0), interval / 4);
   const emit = options.onEvent ?? (() => {});
   if (!(count >= 1)) throw new RangeError(`Cannot send ${count} pings: the count must be >= 1`);
   if (!(interval > 0)) throw new RangeError(`Cannot use interval ${interval} ms: it must be > 0`);
@@ -348,6 +360,9 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     receiveTtl: false,
     receiveErrors: false,
     timestamps: options.kernelStamps ?? true,
+    // Replies queue here while this process is stalled: as the server's
+    // loops, room for about 10,000 (the kernel caps it at rmem_max).
+    receiveBufferSize: 4 * 1024 * 1024,
   });
   const target = { family, address, port };
   const clock = new RealtimeClock();
@@ -361,7 +376,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
   const stats = new RttStats();
   const sendErrors: number[] = [];
   const onTimeErrors: number[] = [];
-  let catchUp = 0, lastSend = -Infinity;
+  let catchUp = 0, lastSend = -Infinity, skipped = 0;
   // Pings awaiting a reply, seq → send time (performance.now() for the
   // timeout, CLOCK_REALTIME for the RTT), in send order: with one timeout
   // for all, the first entry always expires first, so a single timer armed
@@ -549,6 +564,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
     sendErrors.push(now - scheduled);
     if (scheduled < lastSend) catchUp++;
     else onTimeErrors.push(now - scheduled);
+    skipped = Math.round((scheduled - t0) / interval) - (seq - 1);
     lastSend = now;
     sent++;
     for (const [old, at] of sentTimes) {
@@ -712,6 +728,7 @@ export async function udpPing(host: string, options: UdpPingOptions = {}): Promi
       p99: percentile(sortedErrors, 99),
       max: sortedErrors.at(-1) ?? NaN,
       catchUp,
+      skipped,
       p99OnTime: percentile(onTimeErrors.sort((a, b) => a - b), 99),
     },
     elapsedMs: Math.max(lastEvent, performance.now()) - t0,

@@ -181,3 +181,50 @@ Deno.test("parseDuration() reads bare seconds and us, ms, s", () => {
   ]];
   for (const [input, want] of table) assertEquals(parseDuration("-i", input), want);
 });
+
+Deno.test("a client stopped mid-run sends every ping after it, in the slots still ahead, not in a burst", async () => {
+  await using server = serve({ hostname: "127.0.0.1", port: 0, quiet: true });
+  await server.ready;
+  const count = 500;
+  const [cmd, ...rest] = taskCommand("udp-ping", [
+    "--json",
+    "--no-stats",
+    "-c",
+    String(count),
+    "-i",
+    "2ms",
+    "-W",
+    "2s",
+    `127.0.0.1:${server.addr.port}`,
+  ]);
+  const child = new Deno.Command(cmd!, { args: rest, stdin: "null", stdout: "piped" }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let stopped = false;
+  for (;;) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    text += value;
+    // Stopped for 100 ms once the 20th reply is printed: 50 slots of 2 ms
+    // pass while no thread of it runs.
+    if (!stopped && /"seq":20,/.test(text)) {
+      stopped = true;
+      child.kill("SIGSTOP");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      child.kill("SIGCONT");
+    }
+  }
+  const { code } = await child.status;
+  const summary = JSON.parse(text.trim().split("\n").at(-1)!);
+  const context = JSON.stringify(summary.sendError);
+  assertEquals(code, 0);
+  assert(stopped, "the client ended before its 20th reply");
+  assertEquals(summary.sent, count);
+  assertEquals(summary.received + summary.late, count, context);
+  // The slots the stop took are skipped, the pings are not; none went in a
+  // catch-up burst, and the run lasted as long as all the slots used.
+  assert(summary.sendError.skipped >= 45, context);
+  assertEquals(summary.sendError.catchUp, 0, context);
+  assert(summary.elapsedMs >= (count + summary.sendError.skipped - 1) * 2, context);
+  assert(summary.sendError.max >= 50, context);
+});

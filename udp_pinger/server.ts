@@ -37,6 +37,7 @@ import {
 } from "./protocol.ts";
 import { nonNegative, positive, probability } from "../lib/validate.ts";
 import { openSocket, type Socket } from "../lib/rawsock/socket.ts";
+import { sharePort } from "../lib/rawsock/share.ts";
 import { COUNTERS, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
 import { replayMemory, ReplayTable, SeenWindows } from "./_seen.ts";
 
@@ -846,6 +847,16 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
 }
 
 /**
+ * The receive buffer each loop's socket asks for (`SO_RCVBUF`; the kernel
+ * caps it at `net.core.rmem_max`, 208 KiB by default, 4 MiB on the
+ * development machine): at the default, a loop stalled for 0.3 s while a
+ * client pings every millisecond (a busy machine's stalls are longer)
+ * overflowed it, and the pings lost in it counted as upstream loss (a 2 s
+ * stop lost 1346 of the 2000). 4 MiB holds about 10,000 pings.
+ */
+const RECEIVE_BUFFER = 4 * 1024 * 1024;
+
+/**
  * Opens `threads` UDP sockets on one address and port with `SO_REUSEPORT`.
  * The port is first bound alone, without the option: that fails if anyone
  * holds it, even another server with `SO_REUSEPORT`, which would otherwise
@@ -853,7 +864,13 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
  */
 function bindAll(hostname: string, family: 4 | 6, port: number, threads: number): Socket[] {
   const address = { family, address: hostname, port };
-  const probe = openSocket({ kind: "udp", family, receiveTtl: false, receiveErrors: false });
+  const probe = openSocket({
+    kind: "udp",
+    family,
+    receiveTtl: false,
+    receiveErrors: false,
+    receiveBufferSize: RECEIVE_BUFFER,
+  });
   try {
     probe.bind(address);
     address.port = probe.localAddress().port;
@@ -861,19 +878,21 @@ function bindAll(hostname: string, family: 4 | 6, port: number, threads: number)
     probe.close();
     throw err;
   }
-  // One socket needs no sharing: the probe is that socket. Closing it and
-  // binding another would leave a moment in which another program (or a
-  // parallel test) can take a port chosen for port 0.
+  // The probe is the first loop's socket: closing it and binding another
+  // would leave a moment in which another program (or a parallel test) can
+  // take the port. Bound without SO_REUSEPORT, it checked that nothing
+  // holds the port; set now, the option lets the other loops' sockets join.
   if (threads === 1) return [probe];
-  probe.close();
-  const sockets: Socket[] = [];
+  const sockets: Socket[] = [probe];
   try {
-    for (let i = 0; i < threads; i++) {
+    sharePort(probe);
+    for (let i = 1; i < threads; i++) {
       const sock = openSocket({
         kind: "udp",
         family,
         receiveTtl: false,
         receiveErrors: false,
+        receiveBufferSize: RECEIVE_BUFFER,
         reusePort: true,
       });
       sockets.push(sock);

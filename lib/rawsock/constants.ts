@@ -45,3 +45,7 @@ export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
 export const CLONE_NEWNET = 0x40000000;
 export const CLOCK_REALTIME = 0;
+export const CLOCK_MONOTONIC = 1;
+export const TIMER_ABSTIME = 1;
+export const PR_SET_TIMERSLACK = 29;
+export const PR_GET_TIMERSLACK = 30;

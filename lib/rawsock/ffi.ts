@@ -68,6 +68,14 @@ const SYMBOLS = {
   setns: { parameters: ["i32", "i32"], result: "i32" },
   // int clock_gettime(clockid_t clk, struct timespec *tp);
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  // int clock_nanosleep(clockid_t clk, int flags, const struct timespec *t,
+  //                     struct timespec *remain);  (blocks the calling thread: by
+  // sleepUntil() only, on a worker thread that does nothing else meanwhile)
+  clock_nanosleep: { parameters: ["i32", "i32", "buffer", "pointer"], result: "i32" },
+  // int prctl(int option, unsigned long arg2, ...);  (declared with the
+  // integer arguments of PR_SET_TIMERSLACK: variadic integers pass as fixed
+  // ones on x86-64 and aarch64)
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   // long syscall(long number, ...);  (declared with the integer arguments
   // of sched_getattr() and sched_setattr(): variadic integers pass as fixed
   // ones on x86-64 and aarch64)
@@ -215,6 +223,8 @@ const fastBound = new Set<string>();
  *   in it per datagram, as a server's receive loop does in
  *   `Socket.waitSync()`: `poll()` called through the pointer allocated 72
  *   bytes, so that a scavenge came every few thousand datagrams).
+ *   With `sleep`, also `clock_nanosleep()` (for a thread that sleeps in
+ *   it before each of its sends, as the UDP pinger's sender does).
  *
  * @example Before a hot loop
  * ```ts
@@ -222,9 +232,11 @@ const fastBound = new Set<string>();
  * bindFastCalls();
  * ```
  */
-export function bindFastCalls(options: { poll?: boolean } = {}): void {
+export function bindFastCalls(options: { poll?: boolean; sleep?: boolean } = {}): void {
   if (!libc) return;
-  const names: (keyof typeof SYMBOLS)[] = options.poll ? [...FAST, "ppoll"] : [...FAST];
+  const names: (keyof typeof SYMBOLS)[] = [...FAST];
+  if (options.poll) names.push("ppoll");
+  if (options.sleep) names.push("clock_nanosleep");
   const wanted = Object.fromEntries(
     names.filter((name) => !fastBound.has(name)).map((name) => [name, SYMBOLS[name]]),
   );

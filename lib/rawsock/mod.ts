@@ -12,6 +12,8 @@
  * - `netns.ts`: sockets in other network namespaces (internal);
  * - `clock.ts`: CLOCK_REALTIME, the clock of the kernel's receive times;
  * - `sched.ts`: a short time slice for a thread that answers datagrams;
+ * - `timer.ts`: sleeping a thread until an exact CLOCK_MONOTONIC time;
+ * - `share.ts`: opening a bound port to more `SO_REUSEPORT` sockets;
  * - `lookup.ts`: `getaddrinfo` / `getnameinfo`;
  * - `tcp_listener.ts`: TCP_NODELAY on listeners Deno gives no handle to
  *   ({@linkcode setListenerNoDelay}); it loads libc only when called, so a
@@ -54,5 +56,7 @@ export {
 } from "./echo.ts";
 export { realtimeInto, realtimeNs, timespecUs } from "./clock.ts";
 export { requestSlice } from "./sched.ts";
+export { monotonicMs, setTimerSlack, sleepUntil, timerSlack } from "./timer.ts";
+export { sharePort } from "./share.ts";
 export { LookupError, lookupHost, lookupName } from "./lookup.ts";
 export { connectionNoDelay, setListenerNoDelay } from "./tcp_listener.ts";
