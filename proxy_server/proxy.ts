@@ -240,6 +240,13 @@ interface Policy {
   targets: readonly string[];
 }
 
+/** A shared-tier entry's memo, and its `Age` and `Cache-Status` lines of one second. */
+interface SharedMemo {
+  memo: Memo;
+  age: number;
+  tail: Uint8Array;
+}
+
 interface Memo {
   fields: FieldList;
   /** The fields as the caching policy reads them (RFC 9213 targeted field applied). */
@@ -419,7 +426,7 @@ class ProxyServer implements Proxy {
   /** The shared-tier leases that flights' leaders fetch under. */
   #leases = new WeakMap<Flight, { release(): Promise<void> }>();
   /** Memos of the shared tier's entries that the node's own store cannot keep. */
-  #sharedMemos = new WeakMap<EntryMeta, Memo>();
+  #sharedMemos = new WeakMap<EntryMeta, SharedMemo>();
   #closed: Promise<void> | undefined;
 
   constructor(options: ProxyOptions, store: CacheStore) {
@@ -950,9 +957,12 @@ class ProxyServer implements Proxy {
   async #fromShared(found: SharedEntry): Promise<Entry> {
     const entry = await copyToStore(this.store, found);
     if (entry.meta === found.meta) {
-      let memo = this.#sharedMemos.get(found.meta);
-      if (memo === undefined) this.#sharedMemos.set(found.meta, memo = memoOf(entry, this.#policy));
-      entry.memo = memo;
+      let kept = this.#sharedMemos.get(found.meta);
+      if (kept === undefined) {
+        kept = { memo: memoOf(entry, this.#policy), age: -1, tail: new Uint8Array(0) };
+        this.#sharedMemos.set(found.meta, kept);
+      }
+      entry.memo = kept.memo;
     }
     return entry;
   }
@@ -983,11 +993,20 @@ class ProxyServer implements Proxy {
     if (age >= memo.lifetime) {
       return await this.#fromStore(conn, head, x, url, { entry, shared: true });
     }
-    const tail = encoder.encode(
-      `Age: ${age}\r\nCache-Status: ${
-        formatCacheStatus(this.#name, { hit: true, ttl: memo.lifetime - age, detail: "shared" })
-      }\r\n\r\n`,
-    );
+    // The fields that change each second, kept for that second.
+    const kept = this.#sharedMemos.get(entry.meta);
+    let tail = kept?.age === age ? kept.tail : undefined;
+    if (tail === undefined) {
+      tail = encoder.encode(
+        `Age: ${age}\r\nCache-Status: ${
+          formatCacheStatus(this.#name, { hit: true, ttl: memo.lifetime - age, detail: "shared" })
+        }\r\n\r\n`,
+      );
+      if (kept?.memo === memo) {
+        kept.age = age;
+        kept.tail = tail;
+      }
+    }
     const size = memo.prefix.length + tail.length;
     const out = new Uint8Array(size + (head.method === "GET" ? body.length : 0));
     out.set(memo.prefix, 0);

@@ -123,6 +123,7 @@ const EMPTY = new Uint8Array(0);
 /** Metadata texts kept parsed, and URIs kept with their key. */
 const META_CACHE = 4096;
 const keys = new Map<string, string>();
+const leases = new Map<string, string>();
 
 const READ = `local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return {} end
@@ -199,6 +200,17 @@ export function sharedKey(url: string): string {
     keys.set(url, key);
   }
   return key;
+}
+
+/** The key of the lease on a miss of `key` (the URI, or the full key with the Vary part). */
+function leaseKey(url: string, key: string): string {
+  let lk = leases.get(key);
+  if (lk === undefined) {
+    lk = `${sharedKey(url)}:l:${sha256(key).slice(0, 16)}`;
+    if (leases.size >= META_CACHE) leases.clear();
+    leases.set(key, lk);
+  }
+  return lk;
 }
 
 function variantId(vk: string): string {
@@ -561,7 +573,7 @@ export class SharedCache {
    * @returns The entry, or the lease to fetch under, or neither (fetch without a lease).
    */
   async claim(url: string, key: string, request: FieldReader): Promise<Claim> {
-    const lk = `${sharedKey(url)}:l:${sha256(key).slice(0, 16)}`;
+    const lk = leaseKey(url, key);
     let waited = false;
     for (;;) {
       // Listen before looking, so that a fill published meanwhile is not missed.
@@ -634,20 +646,28 @@ export class SharedCache {
     wait(ms: number): Promise<"fill" | "down" | "timeout">;
     cancel(): void;
   } {
-    let resolve!: (why: "fill" | "down" | "timeout") => void;
-    const woken = new Promise<"fill" | "down" | "timeout">((r) => resolve = r);
+    // Most claims find the entry and never wait: the promise is made only for a wait.
+    let why: "fill" | "down" | "timeout" | undefined;
+    let resolve: ((why: "fill" | "down" | "timeout") => void) | undefined;
+    const wake = (w: "fill" | "down" | "timeout") => {
+      if (resolve !== undefined) resolve(w);
+      else why ??= w;
+    };
     let set = this.#waiters.get(lk);
     if (set === undefined) this.#waiters.set(lk, set = new Set());
-    set.add(resolve);
+    set.add(wake);
     let timer: ReturnType<typeof setTimeout> | undefined;
     return {
       wait: (ms) => {
-        timer = setTimeout(() => resolve("timeout"), ms);
-        return woken;
+        if (why !== undefined) return Promise.resolve(why);
+        return new Promise((r) => {
+          resolve = r;
+          timer = setTimeout(() => r("timeout"), ms);
+        });
       },
       cancel: () => {
         clearTimeout(timer);
-        set.delete(resolve);
+        set.delete(wake);
         if (set.size === 0 && this.#waiters.get(lk) === set) this.#waiters.delete(lk);
       },
     };
