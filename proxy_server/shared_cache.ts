@@ -346,25 +346,27 @@ export class SharedCache {
    * answer between them for five deadlines (at least half a second), makes it
    * silent, so that requests stop paying a deadline each while it is stopped.
    */
-  async #guard(
+  #guard(
     op: (timeout: number) => Promise<Reply | undefined>,
     timeout: number,
   ): Promise<Reply | undefined> {
     if (this.#silent) {
       this.#stats.skipped++;
-      return undefined;
+      return Promise.resolve(undefined);
     }
     const start = Date.now();
-    const reply = await op(timeout);
-    if (reply !== undefined) this.#silentOps = 0;
-    else if (this.#link.up && Date.now() - start >= timeout) {
-      // Late, not refused: a failure that comes at once is an error, not silence.
-      if (this.#silentOps++ === 0) this.#silentSince = start;
-      if (this.#silentOps >= 3 && Date.now() - this.#silentSince >= this.#silentAfter) {
-        this.#setSilent(true);
+    // Every hit comes through here: a callback, not an async frame of its own.
+    return op(timeout).then((reply) => {
+      if (reply !== undefined) this.#silentOps = 0;
+      else if (this.#link.up && Date.now() - start >= timeout) {
+        // Late, not refused: a failure that comes at once is an error, not silence.
+        if (this.#silentOps++ === 0) this.#silentSince = start;
+        if (this.#silentOps >= 3 && Date.now() - this.#silentSince >= this.#silentAfter) {
+          this.#setSilent(true);
+        }
       }
-    }
-    return reply;
+      return reply;
+    });
   }
 
   get #silentAfter(): number {
