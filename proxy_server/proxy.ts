@@ -954,17 +954,19 @@ class ProxyServer implements Proxy {
    * which the shared tier hands out again for the same stored response, so a
    * hit does not parse and encode the head again.
    */
-  async #fromShared(found: SharedEntry): Promise<Entry> {
-    const entry = await copyToStore(this.store, found);
-    if (entry.meta === found.meta) {
-      let kept = this.#sharedMemos.get(found.meta);
-      if (kept === undefined) {
-        kept = { memo: memoOf(entry, this.#policy), age: -1, tail: new Uint8Array(0) };
-        this.#sharedMemos.set(found.meta, kept);
-      }
-      entry.memo = kept.memo;
+  #fromShared(found: SharedEntry): Entry | Promise<Entry> {
+    const { meta, body } = found;
+    // Nothing to copy into a store that cannot keep it (nor an older variant there to replace).
+    if (body.length <= this.store.storableSize || this.store.varyOf(meta.url) !== undefined) {
+      return copyToStore(this.store, found);
     }
-    return entry;
+    let kept = this.#sharedMemos.get(meta);
+    if (kept === undefined) {
+      const memo = memoOf({ meta, body, memo: undefined }, this.#policy);
+      kept = { memo, age: -1, tail: new Uint8Array(0) };
+      this.#sharedMemos.set(meta, kept);
+    }
+    return { meta, body, memo: kept.memo };
   }
 
   /**
@@ -972,13 +974,13 @@ class ProxyServer implements Proxy {
    * response in one write through {@linkcode ServerConnection.end}, as
    * {@linkcode #leanHit} does for memory; anything else through {@linkcode #fromStore}.
    */
-  async #sharedHit(
+  #sharedHit(
     conn: ServerConnection,
     head: RequestHead,
     x: Exchange,
     url: string,
     entry: Entry,
-  ): Promise<boolean> {
+  ): boolean | Promise<boolean> {
     const memo = memoOf(entry, this.#policy);
     const h = head.headers;
     const body = entry.body;
@@ -987,11 +989,11 @@ class ProxyServer implements Proxy {
       head.version !== "HTTP/1.1" || h.has("cache-control") || h.has("pragma") ||
       h.has("if-none-match") || h.has("if-modified-since") || h.has("range")
     ) {
-      return await this.#fromStore(conn, head, x, url, { entry, shared: true });
+      return this.#fromStore(conn, head, x, url, { entry, shared: true });
     }
     const age = Math.floor(memo.initialAge + (Date.now() - entry.meta.responseTime) / 1000);
     if (age >= memo.lifetime) {
-      return await this.#fromStore(conn, head, x, url, { entry, shared: true });
+      return this.#fromStore(conn, head, x, url, { entry, shared: true });
     }
     // The fields that change each second, kept for that second.
     const kept = this.#sharedMemos.get(entry.meta);
@@ -2080,10 +2082,6 @@ function headBytes(memo: Memo, entry: Entry, age: number, name: string): Uint8Ar
  */
 async function copyToStore(store: CacheStore, found: SharedEntry): Promise<Entry> {
   const { meta, body } = found;
-  // Nothing to copy into a store that cannot keep it (nor an older variant there to replace).
-  if (body.length > store.storableSize && store.varyOf(meta.url) === undefined) {
-    return { meta, body, memo: undefined };
-  }
   await store.putWhole(meta, [body]);
   return store.get(meta.key) ?? { meta, body, memo: undefined };
 }
