@@ -599,7 +599,10 @@ export class SharedCache {
         waited = true;
         // No bound on the whole wait: a live owner renews its lease until its
         // fill ends, however long; a dead one's expires within a lease time.
-        const why = await woken.wait(this.#leaseTime);
+        // It is waited on a second at most at a time, then looked at again:
+        // a Redis that stopped answering meanwhile is noticed by that look
+        // (within a deadline) even when this node sends nothing else.
+        const why = await woken.wait(Math.min(this.#leaseTime, 1000));
         if (why === "down") return this.#miss({});
         if (why === "fill") {
           // Not there after the owner's fill: it was not storable; fetch without a lease.
