@@ -77,14 +77,25 @@ const node = createClient({ socket: { host: "127.0.0.1", port } });
 await node.connect();
 const nodeBuffers = node.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
 
+const HIT = ["v", "m:", "n:", "c::0"];
 const cases: Array<[string, string, Send]> = [
   [
-    "EVALSHA (the hit's read script, 1 KiB)",
+    "HMGET (a one-chunk hit's read, 1 KiB)",
+    "node-redis",
+    (i) => nodeBuffers.hmGet(`nk:{${i}}`, HIT),
+  ],
+  [
+    "HMGET (a one-chunk hit's read, 1 KiB)",
+    "ours",
+    (i) => ours.send(["HMGET", `nk:{${i}}`, ...HIT]),
+  ],
+  [
+    "EVALSHA (the read script of several chunks, here 1 KiB)",
     "node-redis",
     (i) => nodeBuffers.evalSha(SHA, { keys: [`nk:{${i}}`], arguments: ["", ""] }),
   ],
   [
-    "EVALSHA (the hit's read script, 1 KiB)",
+    "EVALSHA (the read script of several chunks, here 1 KiB)",
     "ours",
     (i) => ours.send(["EVALSHA", SHA, "1", `nk:{${i}}`, "", ""]),
   ],

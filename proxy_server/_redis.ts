@@ -146,6 +146,10 @@ export class RedisLink {
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #ca: Promise<string[] | undefined> | undefined;
   #shas = new Map<string, string>();
+  /** Operations under the link's own deadline, in the order they were sent (so by due time). */
+  #due: Due[] = [];
+  #dueHead = 0;
+  #dueTimer: ReturnType<typeof setTimeout> | undefined;
   /** Operations that failed (error or deadline). */
   errors = 0;
 
@@ -506,6 +510,22 @@ export class RedisLink {
   }
 
   /**
+   * Sends one command about `key` to the node holding it, within the deadline.
+   *
+   * @param key The key (it chooses the cluster node).
+   * @param args The command and its arguments.
+   * @param timeout The deadline in ms, if not the link's.
+   * @returns The reply, or `undefined` when Redis is down, failed or was too slow.
+   */
+  command(
+    key: string,
+    args: Array<string | Uint8Array>,
+    timeout = this.#options.timeout,
+  ): Promise<Reply | undefined> {
+    return this.#run(() => this.#command(key, args), timeout);
+  }
+
+  /**
    * Publishes a message to every node's subscriber.
    *
    * @param channel The channel.
@@ -517,30 +537,93 @@ export class RedisLink {
       undefined;
   }
 
-  async #run(fn: () => Promise<RespValue>, timeout = this.#options.timeout) {
+  #run(fn: () => Promise<RespValue>, timeout = this.#options.timeout): Promise<Reply | undefined> {
     if (!this.up) {
       this.errors++;
-      return undefined;
+      return Promise.resolve(undefined);
     }
-    using deadline = new Deadline(timeout);
-    // Timers run before the event loop reads sockets: when the deadline
-    // fires on a busy loop, give a reply that has already arrived one turn
-    // of the loop (setImmediate runs after the reads) before giving up. A
-    // reply that comes later is dropped.
-    const late = new Promise<RespValue>((resolve) => {
-      deadline.on(() => setImmediate(() => resolve(LATE)));
+    return new Promise((resolve) => {
+      const op: Due = { at: performance.now() + timeout, late: null };
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settle = (reply: RespValue) => {
+        if (op.late === null) return;
+        op.late = null;
+        if (timer !== undefined) {
+          clearTimeout(timer);
+          this.#timers.delete(timer);
+        }
+        if (reply instanceof RespError) {
+          this.errors++;
+          resolve(undefined);
+        } else {
+          resolve(reply as Reply);
+        }
+      };
+      op.late = () => settle(LATE);
+      if (timeout === this.#options.timeout) {
+        // The link's own deadline: one timer for all of them, since they are
+        // due in the order they were sent.
+        this.#due.push(op);
+        this.#arm();
+      } else {
+        timer = this.#later(() => this.#expire([op]), timeout);
+      }
+      fn().then(settle, (err) => settle(new RespError(message(err))));
     });
-    const reply = await Promise.race([fn(), late]);
-    if (reply instanceof RespError) {
-      this.errors++;
-      return undefined;
+  }
+
+  /** Sets the timer for the first pending operation under the link's deadline. */
+  #arm(): void {
+    if (this.#dueTimer !== undefined) return;
+    const due = this.#due;
+    while (this.#dueHead < due.length && due[this.#dueHead]!.late === null) {
+      due[this.#dueHead++] = undefined as never;
     }
-    return reply as Reply;
+    if (this.#dueHead >= due.length) {
+      this.#due = [];
+      this.#dueHead = 0;
+      return;
+    }
+    if (this.#dueHead > 1024 && this.#dueHead * 2 > due.length) {
+      this.#due = due.slice(this.#dueHead);
+      this.#dueHead = 0;
+    }
+    const wait = Math.max(0, Math.ceil(this.#due[this.#dueHead]!.at - performance.now()));
+    this.#dueTimer = setTimeout(this.#sweep, wait);
+  }
+
+  #sweep = (): void => {
+    this.#dueTimer = undefined;
+    const now = performance.now();
+    const due = this.#due;
+    const expired: Due[] = [];
+    while (this.#dueHead < due.length && due[this.#dueHead]!.at <= now) {
+      const op = due[this.#dueHead]!;
+      due[this.#dueHead++] = undefined as never;
+      if (op.late !== null) expired.push(op);
+    }
+    this.#expire(expired);
+    if (!this.#closed) this.#arm();
+  };
+
+  /**
+   * Fails operations past their deadline. Timers run before the event loop
+   * reads sockets: when the deadline fires on a busy loop, a reply that has
+   * already arrived gets one turn of the loop (setImmediate runs after the
+   * reads) before the operation gives up. A reply that comes later is dropped.
+   */
+  #expire(ops: Due[]): void {
+    if (ops.length === 0) return;
+    setImmediate(() => {
+      for (const op of ops) op.late?.();
+    });
   }
 
   /** Closes every connection. */
   close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#dueTimer);
+    this.#dueTimer = undefined;
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
     this.#sub?.close();
@@ -550,6 +633,12 @@ export class RedisLink {
 }
 
 const DOWN = new RespError("down");
+
+/** An operation's deadline; `late` is null once it settled. */
+interface Due {
+  at: number;
+  late: (() => void) | null;
+}
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -325,9 +325,8 @@ export interface RespConnectionOptions {
   onClose?: (reason: Error) => void;
 }
 
-interface Waiter {
-  resolve(v: RespValue): void;
-}
+/** Takes the reply to one command. */
+type Waiter = (v: RespValue) => void;
 
 /**
  * One pipelined RESP connection: commands issued in one turn of the event
@@ -412,7 +411,7 @@ export class RespConnection {
       this.#scheduled = true;
       queueMicrotask(this.#flush);
     }
-    return new Promise((resolve) => this.#waiting.push({ resolve }));
+    return new Promise((resolve) => this.#waiting.push(resolve));
   }
 
   async #write(): Promise<void> {
@@ -468,7 +467,7 @@ export class RespConnection {
       this.#waiting = this.#waiting.slice(this.#head);
       this.#head = 0;
     }
-    w.resolve(v);
+    w(v);
   }
 
   #lose(reason?: unknown): void {
@@ -483,7 +482,7 @@ export class RespConnection {
     const waiting = this.#waiting.slice(this.#head);
     this.#waiting = [];
     this.#head = 0;
-    for (const w of waiting) w.resolve(this.#lost);
+    for (const w of waiting) w(this.#lost);
     this.onClose?.(this.#lost);
   }
 

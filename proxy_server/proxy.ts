@@ -254,6 +254,13 @@ interface Policy {
   targets: readonly string[];
 }
 
+/** A shared-tier entry's memo, and its `Age` and `Cache-Status` lines of one second. */
+interface SharedMemo {
+  memo: Memo;
+  age: number;
+  tail: Uint8Array;
+}
+
 interface Memo extends Ready {
   fields: FieldList;
   /** The fields as the caching policy reads them (RFC 9213 targeted field applied). */
@@ -362,6 +369,8 @@ class ProxyServer implements Proxy {
   #sharedHits = new WeakMap<Flight, Entry>();
   /** The shared-tier leases that flights' leaders fetch under. */
   #leases = new WeakMap<Flight, { release(): Promise<void> }>();
+  /** Memos of the shared tier's entries that the node's own store cannot keep. */
+  #sharedMemos = new WeakMap<EntryMeta, SharedMemo>();
   #closed: Promise<void> | undefined;
   /** With `workers`: the hit loops, and the listener they relay connections to. */
   #loops: Loops | undefined;
@@ -833,10 +842,7 @@ class ProxyServer implements Proxy {
       const found = head.method === "GET" || head.method === "HEAD"
         ? await this.#shared?.lookup(url, h)
         : undefined;
-      if (found) {
-        const entry = await copyToStore(this.store, found);
-        return await this.#fromStore(conn, head, x, url, { entry, shared: true });
-      }
+      if (found) return await this.#sharedHit(conn, head, x, url, await this.#fromShared(found));
       return await this.#forward(conn, head, x, url, null, why);
     }
     const ranged = h.has("range");
@@ -850,10 +856,10 @@ class ProxyServer implements Proxy {
         // it under a lease, which this waits on.
         const claim = await this.#shared?.claim(url, collapseKey, h);
         if (claim?.entry !== undefined) {
-          const entry = await copyToStore(this.store, claim.entry);
+          const entry = await this.#fromShared(claim.entry);
           this.#sharedHits.set(lead, entry);
           lead.end(false);
-          return await this.#fromStore(conn, head, x, url, { entry, shared: true });
+          return await this.#sharedHit(conn, head, x, url, entry);
         }
         lease = claim?.lease;
         if (lease !== undefined) this.#leases.set(lead, lease);
@@ -871,7 +877,7 @@ class ProxyServer implements Proxy {
     const shared = await flight.head;
     const fromShared = this.#sharedHits.get(flight);
     if (fromShared !== undefined && selectsVariant(fromShared, h)) {
-      return await this.#fromStore(conn, head, x, url, { entry: fromShared, shared: true });
+      return await this.#sharedHit(conn, head, x, url, fromShared);
     }
     // Not storable, or stored under another Vary key than this request's:
     // fetch on our own (RFC 9111 §4.1), without joining another flight.
@@ -904,6 +910,80 @@ class ProxyServer implements Proxy {
         ...(ranges !== undefined ? { ranges } : {}),
       },
     );
+  }
+
+  /**
+   * Takes an entry the shared tier had into the node's own store. When the
+   * store cannot keep it (its memory is off, or the body is over its object
+   * size), the entry's memo (fields, encoded head) is kept with its metadata,
+   * which the shared tier hands out again for the same stored response, so a
+   * hit does not parse and encode the head again.
+   */
+  #fromShared(found: SharedEntry): Entry | Promise<Entry> {
+    const { meta, body } = found;
+    // Nothing to copy into a store that cannot keep it (nor an older variant there to replace).
+    if (body.length <= this.store.storableSize || this.store.varyOf(meta.url) !== undefined) {
+      return copyToStore(this.store, found);
+    }
+    let kept = this.#sharedMemos.get(meta);
+    if (kept === undefined) {
+      const memo = memoOf({ meta, body, memo: undefined }, this.#policy);
+      kept = { memo, age: -1, tail: new Uint8Array(0) };
+      this.#sharedMemos.set(meta, kept);
+    }
+    return { meta, body, memo: kept.memo };
+  }
+
+  /**
+   * Answers with an entry the shared tier had: a plain request for a fresh
+   * response in one write through {@linkcode ServerConnection.end}, as
+   * {@linkcode #leanHit} does for memory; anything else through {@linkcode #fromStore}.
+   */
+  #sharedHit(
+    conn: ServerConnection,
+    head: RequestHead,
+    x: Exchange,
+    url: string,
+    entry: Entry,
+  ): boolean | Promise<boolean> {
+    const memo = memoOf(entry, this.#policy);
+    const h = head.headers;
+    const body = entry.body;
+    if (
+      !memo.simple || body === null || this.#delay !== 0 || !head.keepAlive || conn.closing ||
+      head.version !== "HTTP/1.1" || h.has("cache-control") || h.has("pragma") ||
+      h.has("if-none-match") || h.has("if-modified-since") || h.has("range")
+    ) {
+      return this.#fromStore(conn, head, x, url, { entry, shared: true });
+    }
+    const age = Math.floor(memo.initialAge + (Date.now() - entry.meta.responseTime) / 1000);
+    if (age >= memo.lifetime) {
+      return this.#fromStore(conn, head, x, url, { entry, shared: true });
+    }
+    // The fields that change each second, kept for that second.
+    const kept = this.#sharedMemos.get(entry.meta);
+    let tail = kept?.age === age ? kept.tail : undefined;
+    if (tail === undefined) {
+      tail = encoder.encode(
+        `Age: ${age}\r\nCache-Status: ${
+          formatCacheStatus(this.#name, { hit: true, ttl: memo.lifetime - age, detail: "shared" })
+        }\r\n\r\n`,
+      );
+      if (kept?.memo === memo) {
+        kept.age = age;
+        kept.tail = tail;
+      }
+    }
+    const size = memo.prefix.length + tail.length;
+    const out = new Uint8Array(size + (head.method === "GET" ? body.length : 0));
+    out.set(memo.prefix, 0);
+    out.set(tail, memo.prefix.length);
+    if (head.method === "GET") out.set(body, size);
+    conn.end(out);
+    x.code = "TCP_SHARED_HIT";
+    conn.status = entry.meta.status;
+    if (this.#logging) x.type = memo.fields.get("content-type");
+    return true;
   }
 
   /**

@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { concat } from "../lib/bytes.ts";
 import {
   currentAge,
@@ -119,6 +119,11 @@ export interface Claim {
 const FILL = "nk:fill";
 const INVALIDATE = "nk:inv";
 const decoder = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+/** Metadata texts kept parsed, and URIs kept with their key. */
+const META_CACHE = 4096;
+const keys = new Map<string, string>();
+const leases = new Map<string, string>();
 
 const READ = `local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return {} end
@@ -170,7 +175,7 @@ return 1`;
 const PROBE = `return 1`;
 
 function sha256(data: string | Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
+  return hash("sha256", data, "hex");
 }
 
 /**
@@ -188,7 +193,24 @@ function sha256(data: string | Uint8Array): string {
  * ```
  */
 export function sharedKey(url: string): string {
-  return `nk:{${sha256(url).slice(0, 32)}}`;
+  let key = keys.get(url);
+  if (key === undefined) {
+    key = `nk:{${sha256(url).slice(0, 32)}}`;
+    if (keys.size >= META_CACHE) keys.clear();
+    keys.set(url, key);
+  }
+  return key;
+}
+
+/** The key of the lease on a miss of `key` (the URI, or the full key with the Vary part). */
+function leaseKey(url: string, key: string): string {
+  let lk = leases.get(key);
+  if (lk === undefined) {
+    lk = `${sharedKey(url)}:l:${sha256(key).slice(0, 16)}`;
+    if (leases.size >= META_CACHE) leases.clear();
+    leases.set(key, lk);
+  }
+  return lk;
 }
 
 function variantId(vk: string): string {
@@ -275,6 +297,8 @@ export class SharedCache {
   /** Redis is connected but answers nothing: operations are skipped until a probe is answered. */
   #silent = false;
   #probe: ReturnType<typeof setTimeout> | undefined;
+  /** Metadata read back, parsed, by its text (most hits read the same few again). */
+  #metas = new Map<string, { meta: EntryMeta; digest: string }>();
 
   private constructor(url: string, options: SharedCacheOptions) {
     const parsed = parseSharedCacheUrl(url, options.password);
@@ -307,32 +331,42 @@ export class SharedCache {
     for (const set of this.#waiters.values()) for (const w of set) w("down");
   }
 
-  /**
-   * Runs a script unless Redis is silent; a run of missed deadlines, with no
-   * answer between them for five deadlines (at least half a second), makes it
-   * silent, so that requests stop paying a deadline each while it is stopped.
-   */
-  async #eval(
+  /** Runs a script (see {@linkcode #guard}). */
+  #eval(
     script: string,
     keys: string[],
     args: Array<string | Uint8Array>,
     timeout = this.#timeout,
   ): Promise<Reply | undefined> {
+    return this.#guard((t) => this.#link.eval(script, keys, args, t), timeout);
+  }
+
+  /**
+   * Runs an operation unless Redis is silent; a run of missed deadlines, with no
+   * answer between them for five deadlines (at least half a second), makes it
+   * silent, so that requests stop paying a deadline each while it is stopped.
+   */
+  #guard(
+    op: (timeout: number) => Promise<Reply | undefined>,
+    timeout: number,
+  ): Promise<Reply | undefined> {
     if (this.#silent) {
       this.#stats.skipped++;
-      return undefined;
+      return Promise.resolve(undefined);
     }
     const start = Date.now();
-    const reply = await this.#link.eval(script, keys, args, timeout);
-    if (reply !== undefined) this.#silentOps = 0;
-    else if (this.#link.up && Date.now() - start >= timeout) {
-      // Late, not refused: a failure that comes at once is an error, not silence.
-      if (this.#silentOps++ === 0) this.#silentSince = start;
-      if (this.#silentOps >= 3 && Date.now() - this.#silentSince >= this.#silentAfter) {
-        this.#setSilent(true);
+    // Every hit comes through here: a callback, not an async frame of its own.
+    return op(timeout).then((reply) => {
+      if (reply !== undefined) this.#silentOps = 0;
+      else if (this.#link.up && Date.now() - start >= timeout) {
+        // Late, not refused: a failure that comes at once is an error, not silence.
+        if (this.#silentOps++ === 0) this.#silentSince = start;
+        if (this.#silentOps >= 3 && Date.now() - this.#silentSince >= this.#silentAfter) {
+          this.#setSilent(true);
+        }
       }
-    }
-    return reply;
+      return reply;
+    });
   }
 
   get #silentAfter(): number {
@@ -456,20 +490,79 @@ export class SharedCache {
     recheck = false,
   ): Promise<SharedEntry | null | undefined> {
     const key = sharedKey(url);
-    let reply = await this.#eval(READ, [key], ["", ""]);
+    // Most URIs have no Vary: guess the variant without one, so that a hit
+    // of one chunk costs one HMGET (no script) and one round trip.
+    let reply = await this.#fields(key, "");
     if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
-    if (reply.length === 0) return null;
+    if (reply[0] === null) return null;
     const vary = text(reply[0]);
     const vk = varyKey(vary === "" ? null : vary, request);
     if (vk === null) return null;
+    const vid = variantId(vk);
     if (vary !== "") {
-      reply = await this.#eval(READ, [key], [variantId(vk), vary]);
+      reply = await this.#fields(key, vid);
       if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
+      // Replaced by a response with another Vary meanwhile: not this variant.
+      if (text(reply[0]) !== vary) return null;
+    }
+    const pieces = pieceCount(reply[2]);
+    if (pieces > 1) {
+      // Several chunks: read them all in one script, so that they belong together.
+      const all = await this.#eval(READ, [key], [vid, vary]);
+      if (!Array.isArray(all)) return all === undefined ? undefined : null;
+      reply = all;
+    } else if (pieces === 1) {
+      reply = [reply[0]!, reply[1]!, reply[3]!];
+    } else if (pieces === 0) {
+      reply = [reply[0]!, reply[1]!, EMPTY];
+    } else {
+      return null;
     }
     if (reply.length < 2) return null;
-    const entry = verify(reply, vk === "" ? url : `${url}\n${vk}`);
+    const entry = this.#verify(reply, vk === "" ? url : `${url}\n${vk}`);
     if (entry === null && !recheck) this.#stats.corrupt++;
     return entry;
+  }
+
+  /** A variant's `v`, `m:`, `n:` and first chunk, in one HMGET. */
+  #fields(key: string, vid: string): Promise<Reply | undefined> {
+    return this.#guard(
+      (timeout) =>
+        this.#link.command(key, ["HMGET", key, "v", `m:${vid}`, `n:${vid}`, `c:${vid}:0`], timeout),
+      this.#timeout,
+    );
+  }
+
+  /**
+   * Checks a value read back (`[v, meta, ...chunks]`): its metadata names
+   * `key`, and the body has its length and digest. The metadata parsed is
+   * kept by its text, so that a hit parses it once.
+   */
+  #verify(reply: Reply[], key: string): SharedEntry | null {
+    const raw = reply[1];
+    if (!(raw instanceof Uint8Array)) return null;
+    const json = decoder.decode(raw);
+    let known = this.#metas.get(json);
+    if (known === undefined) {
+      let meta: EntryMeta & { sha256?: string };
+      try {
+        meta = JSON.parse(json);
+      } catch {
+        return null;
+      }
+      if (typeof meta !== "object" || meta === null || typeof meta.sha256 !== "string") return null;
+      const { sha256: digest, ...plain } = meta;
+      known = { meta: plain, digest };
+      if (this.#metas.size >= META_CACHE) this.#metas.clear();
+      this.#metas.set(json, known);
+    }
+    const { meta, digest } = known;
+    if (meta.key !== key) return null;
+    const pieces = reply.slice(2).filter((r): r is Uint8Array => r instanceof Uint8Array);
+    if (pieces.length !== reply.length - 2) return null;
+    const body = pieces.length === 1 ? pieces[0]! : concat(pieces);
+    if (body.length !== meta.bodyLength || sha256(body) !== digest) return null;
+    return { meta, body };
   }
 
   /**
@@ -482,7 +575,7 @@ export class SharedCache {
    * @returns The entry, or the lease to fetch under, or neither (fetch without a lease).
    */
   async claim(url: string, key: string, request: FieldReader): Promise<Claim> {
-    const lk = `${sharedKey(url)}:l:${sha256(key).slice(0, 16)}`;
+    const lk = leaseKey(url, key);
     let waited = false;
     for (;;) {
       // Listen before looking, so that a fill published meanwhile is not missed.
@@ -506,7 +599,10 @@ export class SharedCache {
         waited = true;
         // No bound on the whole wait: a live owner renews its lease until its
         // fill ends, however long; a dead one's expires within a lease time.
-        const why = await woken.wait(this.#leaseTime);
+        // It is waited on a second at most at a time, then looked at again:
+        // a Redis that stopped answering meanwhile is noticed by that look
+        // (within a deadline) even when this node sends nothing else.
+        const why = await woken.wait(Math.min(this.#leaseTime, 1000));
         if (why === "down") return this.#miss({});
         if (why === "fill") {
           // Not there after the owner's fill: it was not storable; fetch without a lease.
@@ -555,20 +651,28 @@ export class SharedCache {
     wait(ms: number): Promise<"fill" | "down" | "timeout">;
     cancel(): void;
   } {
-    let resolve!: (why: "fill" | "down" | "timeout") => void;
-    const woken = new Promise<"fill" | "down" | "timeout">((r) => resolve = r);
+    // Most claims find the entry and never wait: the promise is made only for a wait.
+    let why: "fill" | "down" | "timeout" | undefined;
+    let resolve: ((why: "fill" | "down" | "timeout") => void) | undefined;
+    const wake = (w: "fill" | "down" | "timeout") => {
+      if (resolve !== undefined) resolve(w);
+      else why ??= w;
+    };
     let set = this.#waiters.get(lk);
     if (set === undefined) this.#waiters.set(lk, set = new Set());
-    set.add(resolve);
+    set.add(wake);
     let timer: ReturnType<typeof setTimeout> | undefined;
     return {
       wait: (ms) => {
-        timer = setTimeout(() => resolve("timeout"), ms);
-        return woken;
+        if (why !== undefined) return Promise.resolve(why);
+        return new Promise((r) => {
+          resolve = r;
+          timer = setTimeout(() => r("timeout"), ms);
+        });
       },
       cancel: () => {
         clearTimeout(timer);
-        set.delete(resolve);
+        set.delete(wake);
         if (set.size === 0 && this.#waiters.get(lk) === set) this.#waiters.delete(lk);
       },
     };
@@ -775,19 +879,13 @@ function text(r: Reply | undefined): string {
   return r instanceof Uint8Array ? decoder.decode(r) : "";
 }
 
-/** Checks a value read back: its metadata names `key`, and the body has its length and digest. */
-function verify(reply: Reply[], key: string): SharedEntry | null {
-  let meta: EntryMeta & { sha256?: string };
-  try {
-    meta = JSON.parse(text(reply[1]));
-  } catch {
-    return null;
+/** The chunk count stored in `n:` (-1 when missing or malformed). */
+function pieceCount(r: Reply | undefined): number {
+  if (!(r instanceof Uint8Array) || r.length === 0 || r.length > 9) return -1;
+  let n = 0;
+  for (const b of r) {
+    if (b < 48 || b > 57) return -1;
+    n = n * 10 + b - 48;
   }
-  if (typeof meta !== "object" || meta === null || meta.key !== key) return null;
-  const pieces = reply.slice(2).filter((r): r is Uint8Array => r instanceof Uint8Array);
-  if (pieces.length !== reply.length - 2) return null;
-  const body = pieces.length === 1 ? pieces[0]! : concat(pieces);
-  if (body.length !== meta.bodyLength || sha256(body) !== meta.sha256) return null;
-  const { sha256: _, ...plain } = meta;
-  return { meta: plain, body };
+  return n;
 }

@@ -97,6 +97,28 @@ Deno.test("SharedCache keeps Vary variants, replaces them with a response withou
   }
 });
 
+Deno.test("SharedCache reads back an empty body, and takes a body missing a chunk as corrupt", async () => {
+  await using redis = await startRedis();
+  const shared = await connected(redis.url, { chunkSize: 4 });
+  try {
+    const empty = "http://a.test/empty";
+    assert(await shared.put(meta(empty, []), new Uint8Array(0), 60));
+    const got = await shared.lookup(empty, new Headers());
+    assertEquals([got?.meta.key, got?.body.length], [empty, 0]);
+    // One chunk, then three (4-byte chunks): both read back whole.
+    const url = "http://a.test/chunks";
+    assert(await shared.put(meta(url, []), bytes("abc"), 60));
+    assertEquals(text((await shared.lookup(url, new Headers()))?.body), "abc");
+    assert(await shared.put(meta(url, []), bytes("abcdefghij"), 60));
+    assertEquals(text((await shared.lookup(url, new Headers()))?.body), "abcdefghij");
+    await redis.cli("hdel", sharedKey(url), "c::1");
+    assertEquals(await shared.lookup(url, new Headers()), null);
+    assertEquals(shared.stats.corrupt, 1);
+  } finally {
+    await shared.close();
+  }
+});
+
 Deno.test("SharedCache leases collapse misses, are renewed while held, and are taken over from a dead owner", async (t) => {
   await using redis = await startRedis();
   // A lease time long enough that a busy machine's stall does not skip a renewal.
