@@ -66,6 +66,51 @@ Deno.test("CacheStore keeps every Vary variant of a URI until the last one goes"
   assertEquals(await store.deleteUrl(url), 1);
 });
 
+Deno.test("CacheStore indexes a URI stored without Vary, then with it, under both keys", async () => {
+  const store = await CacheStore.open();
+  const url = "http://a/later-vary";
+  await put(store, meta(url), enc.encode("plain"));
+  assertEquals(store.varyOf(url), "");
+  const varied: EntryMeta = {
+    ...meta(url, "accept-encoding:gzip\n"),
+    fields: [["vary", "Accept-Encoding"]],
+  };
+  await put(store, varied, enc.encode("gzip"));
+  assertEquals(store.varyOf(url), "Accept-Encoding");
+  assertEquals(await store.deleteUrl(url), 2);
+  assertEquals(store.varyOf(url), undefined);
+  assertEquals(store.size, 0);
+  // Deleting the one key of a URI without Vary forgets the URI.
+  await put(store, meta(url), enc.encode("again"));
+  await store.delete(`${url}\n`);
+  assertEquals(store.varyOf(url), undefined);
+  assertEquals(await store.deleteUrl(url), 0);
+});
+
+Deno.test("CacheStore shares equal stored field pairs between entries, read-only", async () => {
+  const store = await CacheStore.open();
+  const fields: Array<[string, string]> = [["cache-control", "public, max-age=60"]];
+  await put(store, { ...meta("http://a/p1"), fields }, enc.encode("1"));
+  await put(store, {
+    ...meta("http://a/p2"),
+    fields: [["cache-control", "public, max-age=" + 60]],
+  }, enc.encode("2"));
+  const a = store.get("http://a/p1\n")!.meta.fields;
+  const b = store.get("http://a/p2\n")!.meta.fields;
+  assertEquals(a, [["cache-control", "public, max-age=60"]]);
+  assert(a[0] === b[0], "one pair for both entries");
+  assert(a[0] !== fields[0], "the caller's pair is not kept");
+  // A pair shared by many entries cannot be changed through one of them.
+  let threw = false;
+  try {
+    a[0]![1] = "no-store";
+  } catch (err) {
+    threw = err instanceof TypeError;
+  }
+  assert(threw);
+  assertEquals(store.get("http://a/p2\n")!.meta.fields[0], ["cache-control", "public, max-age=60"]);
+});
+
 Deno.test("CacheStore refuses objects over maxObjectSize", async () => {
   const store = await CacheStore.open({ maxObjectSize: 100 });
   const w = store.beginWrite(meta("http://a/big"));
