@@ -125,6 +125,12 @@ export async function startServer(config: ServerConfig): Promise<Running> {
 const GC_STEP = 4 * 1024 * 1024;
 /** How often a loop looks at its heap (ms). */
 const GC_CHECK_MS = 100;
+/**
+ * The shortest time between two of its collections (ms). The collection is
+ * atomic (10–17 ms with a 5 MB live heap): where the heap grows faster, as
+ * with HTTP/2's many streams, V8's own incremental collections cost less.
+ */
+const GC_MIN_INTERVAL_MS = 750;
 
 /** V8's `gc()`, present when the process runs with `--expose-gc` (as `deno task webserver` does). */
 type ExposedGc = (options: { type: "major"; execution: "async" }) => Promise<void>;
@@ -146,8 +152,9 @@ function boundHeap(): () => void {
   if (typeof gc !== "function") return () => {};
   let floor = Deno.memoryUsage().heapUsed;
   let collecting = false;
+  let last = -Infinity;
   const id = setInterval(async () => {
-    if (collecting) return;
+    if (collecting || performance.now() - last < GC_MIN_INTERVAL_MS) return;
     const used = Deno.memoryUsage().heapUsed;
     if (used < floor + GC_STEP) {
       // V8 collected on its own meanwhile.
@@ -159,6 +166,7 @@ function boundHeap(): () => void {
       // In a task of its own, with no JavaScript frame on the stack.
       await gc({ type: "major", execution: "async" });
     } finally {
+      last = performance.now();
       floor = Deno.memoryUsage().heapUsed;
       collecting = false;
     }
