@@ -33,8 +33,7 @@ import {
 } from "../lib/http/fetch.ts";
 import type { RequestHead } from "../lib/http/heads.ts";
 import { HttpServer, type ServerConnection, type ServerOptions } from "../lib/http/server.ts";
-import { encodeFields } from "../lib/http/h2/hpack.ts";
-import { h2Field, type H2Request, type H2Stream } from "../lib/http/h2/session.ts";
+import type { H2Request, H2Stream } from "../lib/http/h2/session.ts";
 import { isCacheable, plainResponse } from "./serve.ts";
 
 export type { FetchHandler as Handler, RequestInfo } from "../lib/http/fetch.ts";
@@ -397,6 +396,11 @@ function replay(conn: ServerConnection, method: string, hit: CacheEntry): boolea
   return true;
 }
 
+// The HTTP/2 codec, loaded with the first HTTP/2 request (the server core
+// loads it for the connection first): HTTP/1.1 alone never pays for it.
+type H2Codec = typeof import("../lib/http/h2/mod.ts");
+let h2Codec: H2Codec | undefined;
+
 /**
  * Serves one HTTP/2 request through the same handler and response cache as
  * HTTP/1.1: a cached response is replayed as its field block (made once per
@@ -409,6 +413,8 @@ async function answerH2(
   req: H2Request,
   stream: H2Stream,
 ): Promise<void> {
+  const codec = h2Codec ??= await import("../lib/http/h2/mod.ts");
+  const { encodeFields, h2Field } = codec;
   const method = req.method;
   let key: string | undefined;
   if (
@@ -417,7 +423,7 @@ async function answerH2(
   ) {
     key = `${req.path}\n${h2Field(req, "accept-encoding") ?? ""}\n${h2Field(req, "accept") ?? ""}`;
     const hit = cache.get(key) ?? await produced(cache, key);
-    if (hit !== undefined) return await replayH2(stream, method, hit);
+    if (hit !== undefined) return await replayH2(codec, stream, method, hit);
   }
   const done = key !== undefined && cache!.pending(key) === undefined
     ? cache!.begin(key)
@@ -428,7 +434,7 @@ async function answerH2(
     const response = await run(handler, method, h2ToRequest(req, hostname), remoteAddr);
     const { encoded, entry } = await encodeAndStore(response, cache, key, generation, { method });
     done?.();
-    if (entry !== undefined) return await replayH2(stream, method, entry);
+    if (entry !== undefined) return await replayH2(codec, stream, method, entry);
     const block = encodeFields(h2Fields(encoded.head, null));
     await stream.respond(encoded.status, block, encoded.body ?? encoded.stream);
   } finally {
@@ -477,10 +483,15 @@ function h2Fields(head: Uint8Array, date: string | null): [string, string][] {
 }
 
 /** Writes a cached response over HTTP/2 (the hot path). */
-async function replayH2(stream: H2Stream, method: string, hit: CacheEntry): Promise<void> {
+async function replayH2(
+  codec: H2Codec,
+  stream: H2Stream,
+  method: string,
+  hit: CacheEntry,
+): Promise<void> {
   const second = Math.floor(Date.now() / 1000);
   if (hit.h2 === undefined) {
-    hit.h2 = encodeFields(h2Fields(hit.bytes.subarray(0, hit.headLength), formatHttpDate()));
+    hit.h2 = codec.encodeFields(h2Fields(hit.bytes.subarray(0, hit.headLength), formatHttpDate()));
     hit.h2DateSecond = second;
   } else if (second !== hit.h2DateSecond) {
     encoder.encodeInto(formatHttpDate(second * 1000), hit.h2.subarray(hit.h2.length - 29));

@@ -23,17 +23,12 @@
  *
  * @module
  */
-import zlib from "node:zlib";
-import { promisify } from "node:util";
 import { concat, readFull } from "../lib/bytes.ts";
 import { escapeHtml } from "../lib/html.ts";
-import {
-  formatHttpDate,
-  matchETagList,
-  parseHttpDate,
-  reasonPhrase,
-  splitList,
-} from "../lib/http/mod.ts";
+import { formatHttpDate, parseHttpDate } from "../lib/http/dates.ts";
+import { matchETagList } from "../lib/http/etag.ts";
+import { splitList } from "../lib/http/fields.ts";
+import { reasonPhrase } from "../lib/http/status.ts";
 import { type ByteRange, byterangesFraming, rangesToServe } from "../lib/http/ranges.ts";
 import { contentType, isCompressible } from "./mime_types.ts";
 
@@ -395,15 +390,27 @@ function acceptedCodings(header: string | null): Coding[] {
     .map(({ c }) => c);
 }
 
-const compressors: Record<Coding, (data: Uint8Array) => Promise<Uint8Array<ArrayBuffer>>> = {
-  br: async (data) =>
-    await promisify(zlib.brotliCompress)(data, {
+// node:zlib is imported on the first compression: loading it costs each loop
+// about 1 MB of live JavaScript heap, which a server that never compresses
+// (or only serves precompressed files) does not need.
+let zlibModule: Promise<typeof import("node:zlib")> | undefined;
+
+/** Compresses with node:zlib's callback API (loaded once, on first use). */
+async function compress(coding: Coding, data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+  zlibModule ??= import("node:zlib");
+  const zlib = await zlibModule;
+  return await new Promise((resolve, reject) => {
+    const done = (err: Error | null, out: Uint8Array) =>
+      err ? reject(err) : resolve(out as Uint8Array<ArrayBuffer>);
+    if (coding === "br") {
       // Quality 5 compresses close to 11 at a fraction of the CPU.
-      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 },
-    }) as Uint8Array<ArrayBuffer>,
-  gzip: async (data) => await promisify(zlib.gzip)(data) as Uint8Array<ArrayBuffer>,
-  deflate: async (data) => await promisify(zlib.deflate)(data) as Uint8Array<ArrayBuffer>,
-};
+      zlib.brotliCompress(data, {
+        params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 },
+      }, done);
+    } else if (coding === "gzip") zlib.gzip(data, done);
+    else zlib.deflate(data, done);
+  });
+}
 
 async function sibling(path: string, suffix: string): Promise<Deno.FileInfo | undefined> {
   try {
@@ -562,7 +569,7 @@ async function serveFile(
       });
     }
     if (size <= (options.inMemoryLimit ?? 1048576)) {
-      const bytes = await compressors[coding](await Deno.readFile(path));
+      const bytes = await compress(coding, await Deno.readFile(path));
       headers.set("content-length", String(bytes.length));
       const res = new Response(head ? null : bytes, { headers });
       if (!head) cacheable.set(res, bytes);

@@ -60,7 +60,14 @@ import { Progress } from "./_progress.ts";
 import { reasonPhrase } from "./status.ts";
 import { positive } from "../validate.ts";
 import { ipFamily } from "../sockaddr.ts";
-import { H2_PREFACE, h2Field, type H2Handler, type H2LogEntry, H2Session } from "./h2/session.ts";
+import type { H2Handler, H2LogEntry, H2Session } from "./h2/session.ts";
+
+// The HTTP/2 codec is loaded when a connection may speak it (ALPN chose h2,
+// or h2c is on): a server that only speaks HTTP/1.1 keeps it out of its heap.
+let h2Codec: Promise<typeof import("./h2/session.ts")> | undefined;
+function loadH2(): Promise<typeof import("./h2/session.ts")> {
+  return h2Codec ??= import("./h2/session.ts");
+}
 
 /** One access-log record: what was asked, what was answered, by whom, how long it took. */
 export interface AccessLogEntry {
@@ -1017,8 +1024,13 @@ export class HttpServer implements AsyncDisposable {
   /** Whether the client speaks HTTP/2: chose it by ALPN, or (h2c) sent the preface. */
   async #speaksH2(c: ServerConnection): Promise<boolean> {
     if (this.#h2 === undefined) return false;
-    if (this.#secure) return (await c.handshake()) === "h2";
+    if (this.#secure) {
+      if ((await c.handshake()) !== "h2") return false;
+      await loadH2();
+      return true;
+    }
     if (!this.#h2c) return false;
+    const { H2_PREFACE } = await loadH2();
     const r = c.reader;
     for (;;) {
       const got = r.peek();
@@ -1032,6 +1044,8 @@ export class HttpServer implements AsyncDisposable {
   async #serveH2(c: ServerConnection): Promise<void> {
     c.phase = H2;
     const onLog = this.#onLog;
+    // Loaded already: #speaksH2 said yes.
+    const { h2Field, H2Session } = await loadH2();
     const session = new H2Session(
       { write: (b) => c.write(b), close: () => c.close() },
       c.reader,
@@ -1042,7 +1056,9 @@ export class HttpServer implements AsyncDisposable {
         headerTimeout: this.#headerTimeout,
         stallTimeout: this.#sendTimeout,
         remoteAddr: c.remoteAddr,
-        ...(onLog !== undefined ? { onLog: (e: H2LogEntry) => onLog(this.#h2Entry(c, e)) } : {}),
+        ...(onLog !== undefined
+          ? { onLog: (e: H2LogEntry) => onLog(this.#h2Entry(c, e, h2Field)) }
+          : {}),
       },
     );
     c.h2 = session;
@@ -1050,7 +1066,11 @@ export class HttpServer implements AsyncDisposable {
     await session.run();
   }
 
-  #h2Entry(c: ServerConnection, e: H2LogEntry): AccessLogEntry {
+  #h2Entry(
+    c: ServerConnection,
+    e: H2LogEntry,
+    h2Field: (r: H2LogEntry["request"], name: string) => string | null,
+  ): AccessLogEntry {
     const r = e.request;
     return {
       remoteAddr: c.remoteAddr.hostname,
