@@ -37,6 +37,13 @@ export class Loops {
         if ("type" in m) onLines(m.lines);
         else this.#pending.get(m.id)?.(m);
       };
+      // A loop that fails fails every request waiting on the loops.
+      w.onerror = (e) => {
+        e.preventDefault();
+        for (const [id, settle] of this.#pending) {
+          settle({ id, ok: false, error: `hit loop failed: ${e.message}` });
+        }
+      };
     }
   }
 
@@ -130,11 +137,6 @@ export class Loops {
         if ("ok" in m && m.ok) resolve(m);
         else reject(new Error("error" in m ? m.error : "hit loop failed"));
       });
-      w.onerror = (e) => {
-        e.preventDefault();
-        this.#pending.delete(id);
-        reject(new Error(`hit loop failed: ${e.message}`));
-      };
       w.postMessage({ ...message, id });
     });
   }
