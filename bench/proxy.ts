@@ -7,7 +7,9 @@
  * Measures:
  * 1. cache-hit requests/s for a 1 KiB object (wrk -t2 -c64, three rounds), all three in
  *    reverse (accelerator) mode in front of the same loopback origin, ours with one event
- *    loop and with `--workers 2`;
+ *    loop and with `--workers 2`; with the CPU time each server and wrk spent per
+ *    request (user + system, from `/proc`), which load from other processes changes
+ *    far less than requests/s, and which shows how much of the cores wrk takes;
  * 2. the miss path's added median latency over going direct (wrk -t1 -c1, a
  *    `no-store` object, so every request goes to the origin);
  * 3. peak memory (VmHWM) of the proxy in the hit and collapsed cases; with 10,000
@@ -165,6 +167,46 @@ async function wrk(url: string, args: string[], seconds = DURATION): Promise<str
   return new TextDecoder().decode(out.stdout);
 }
 
+/**
+ * CPU seconds (user + system) a process and its direct children (nginx's workers)
+ * have used so far, from `/proc/PID/stat` (clock ticks of 1/100 s).
+ */
+async function cpuSeconds(pid: number): Promise<number> {
+  const pids = [pid];
+  const kids = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`).catch(() => "");
+  for (const k of kids.trim().split(/\s+/)) if (k !== "") pids.push(Number(k));
+  let ticks = 0;
+  for (const p of pids) {
+    const stat = await Deno.readTextFile(`/proc/${p}/stat`).catch(() => "");
+    // Fields after the command name, which may hold spaces: utime and stime are 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    ticks += Number(f[11] ?? 0) + Number(f[12] ?? 0);
+  }
+  return ticks / 100;
+}
+
+/**
+ * Runs wrk under a shell that prints its own `/proc` stat after wrk exits: the
+ * children's CPU time there (cutime + cstime) is wrk's.
+ */
+async function wrkWithCpu(
+  url: string,
+  args: string[],
+): Promise<{ text: string; wrkCpu: number }> {
+  const out = await new Deno.Command("sh", {
+    args: ["-c", 'wrk "$@"; echo; cat /proc/$$/stat', "sh", ...args, "-d", `${DURATION}s`, url],
+    stdout: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const stat = text.trimEnd().split("\n").at(-1) ?? "";
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { text, wrkCpu: (Number(f[13] ?? NaN) + Number(f[14] ?? NaN)) / 100 };
+}
+
+function requestCount(text: string): number {
+  return Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
+}
+
 function reqPerSec(text: string): number {
   return Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
 }
@@ -210,38 +252,68 @@ try {
   const squidPort = freePort();
   const oursProc = startOurs(oursPort);
   const ours2Proc = startOurs(ours2Port, ["--workers", "2"]);
-  await startNginx(nginx1Port, "1");
-  await startNginx(nginx2Port, "auto");
+  const nginx1Proc = await startNginx(nginx1Port, "1");
+  const nginx2Proc = await startNginx(nginx2Port, "auto");
   // Squid returns once it accepts connections; it stops with the run.
-  squid = await startSquid({ port: squidPort, originPort, accessLog: false });
+  const squidServer = await startSquid({ port: squidPort, originPort, accessLog: false });
+  squid = squidServer;
   await Promise.all([oursPort, ours2Port, nginx1Port, nginx2Port].map(waitPort));
 
   // 1. cache hits: three rounds, the servers in turn within each round, so that load
   // from other processes on this shared machine falls on all alike; the median round counts.
   const servers = [
-    ["netkit proxy", oursPort],
-    ["netkit proxy --workers 2", ours2Port],
-    ["nginx proxy_cache (1 worker)", nginx1Port],
-    ["nginx proxy_cache (auto = 2 workers)", nginx2Port],
-    ["squid 5.7", squidPort],
+    ["netkit proxy", oursPort, oursProc.pid],
+    ["netkit proxy --workers 2", ours2Port, ours2Proc.pid],
+    ["nginx proxy_cache (1 worker)", nginx1Port, nginx1Proc.pid],
+    ["nginx proxy_cache (auto = 2 workers)", nginx2Port, nginx2Proc.pid],
+    ["squid 5.7", squidPort, squidServer.pid],
   ] as const;
   const samples: Record<string, number[]> = {};
+  // Microseconds of CPU per request: the server's (all its threads and worker
+  // processes) and wrk's, per round.
+  const cpuSamples: Record<string, Array<{ server: number; wrk: number }>> = {};
   for (const [name, port] of servers) {
     const cs = await warm(`http://127.0.0.1:${port}/hit`);
     console.error(`warm ${name}: ${cs}`);
     samples[name] = [];
+    cpuSamples[name] = [];
   }
   for (let round = 0; round < 3; round++) {
-    for (const [name, port] of servers) {
-      const rps = reqPerSec(await wrk(`http://127.0.0.1:${port}/hit`, ["-t2", "-c64"]));
+    for (const [name, port, pid] of servers) {
+      const before = await cpuSeconds(pid);
+      const { text, wrkCpu } = await wrkWithCpu(`http://127.0.0.1:${port}/hit`, ["-t2", "-c64"]);
+      const server = await cpuSeconds(pid) - before;
+      const rps = reqPerSec(text);
+      const n = requestCount(text);
+      const cpu = { server: server / n * 1e6, wrk: wrkCpu / n * 1e6 };
       samples[name]!.push(rps);
-      console.error(`hit round ${round + 1} ${name}: ${rps.toFixed(0)} req/s`);
+      cpuSamples[name]!.push(cpu);
+      console.error(
+        `hit round ${round + 1} ${name}: ${rps.toFixed(0)} req/s; CPU per request: server ${
+          cpu.server.toFixed(2)
+        } µs, wrk ${cpu.wrk.toFixed(2)} µs`,
+      );
     }
   }
   const hit: Record<string, number> = {};
-  for (const [name] of servers) hit[name] = [...samples[name]!].sort((a, b) => a - b)[1]!;
+  const hitCpu: Record<string, { server: number; wrk: number }> = {};
+  for (const [name] of servers) {
+    hit[name] = [...samples[name]!].sort((a, b) => a - b)[1]!;
+    const c = cpuSamples[name]!;
+    hitCpu[name] = {
+      server: c.map((x) => x.server).sort((a, b) => a - b)[1]!,
+      wrk: c.map((x) => x.wrk).sort((a, b) => a - b)[1]!,
+    };
+    console.error(
+      `hits (median of 3) ${name}: ${hit[name]!.toFixed(0)} req/s; CPU per request: server ${
+        hitCpu[name].server.toFixed(2)
+      } µs, wrk ${hitCpu[name].wrk.toFixed(2)} µs`,
+    );
+  }
   results.hitReqPerSec = hit;
   results.hitSamples = samples;
+  results.hitCpuUsPerRequest = hitCpu;
+  results.hitCpuSamples = cpuSamples;
   results.hitPeakRss = await peakRss(oursProc.pid);
   console.error(`hits: proxy peak RSS ${(results.hitPeakRss as number / 2 ** 20).toFixed(1)} MiB`);
   results.hitPeakRssWorkers2 = await peakRss(ours2Proc.pid);
