@@ -1,10 +1,14 @@
 /**
  * A hit loop of `--workers`: a Web Worker listening on the proxy's port
  * (`SO_REUSEPORT`) that answers plain requests for fresh objects from the
- * copies the main loop posts it, and relays every other connection, from
- * its first request it cannot answer, to the main loop: over loopback, with
- * a PROXY protocol line naming the client, so that the main loop's access
- * control, log and limits see the real client.
+ * copies the main loop posts it, and has the main loop answer every other
+ * request: over loopback, with a PROXY protocol line naming the client, so
+ * that the main loop's access control, log and limits see the real client.
+ * A keep-alive request without a body goes alone, over a connection kept
+ * for the client's next such request, and the client's connection stays
+ * here (its later hits are answered here); any other request, and an answer
+ * whose end only the main loop's connection can tell (chunked, delimited by
+ * close), hands the client's connection over to the main loop for good.
  *
  * A copy is served only while the main loop's version counter of its URI is
  * unchanged: the main loop bumps it before anything stored under the URI
@@ -14,8 +18,10 @@
  * @module
  */
 import { concat, writeAll } from "../lib/bytes.ts";
-import { encodeRequestHead } from "../lib/http/encoder.ts";
-import type { RequestHead } from "../lib/http/heads.ts";
+import { readFixed } from "../lib/http/bodies.ts";
+import { encodeRequestHead, encodeResponseHead } from "../lib/http/encoder.ts";
+import { readResponseHead, type RequestHead, type ResponseHead } from "../lib/http/heads.ts";
+import { BufferedReader } from "../lib/http/reader.ts";
 import { ConnectionLimits } from "../lib/http/limits.ts";
 import {
   type AccessLogEntry,
@@ -143,6 +149,37 @@ const RELAYED: Exchange = { code: "RELAYED", hier: "", type: null, url: "" };
 
 const encoder = new TextEncoder();
 
+/**
+ * Whether a request the loop cannot answer may go to the main loop on its
+ * own, the connection staying here: a keep-alive HTTP/1.1 request without a
+ * body that asks for no tunnel or switch of protocols.
+ */
+function alone(head: RequestHead, conn: ServerConnection): boolean {
+  return head.body.type === "none" && head.method !== "CONNECT" && head.keepAlive &&
+    head.version === "HTTP/1.1" && !conn.closing && !head.headers.has("upgrade");
+}
+
+/** Methods a request of which may be sent again (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** A connection to the main loop kept for one client connection's requests. */
+interface MainLink {
+  main: Deno.TcpConn;
+  reader: BufferedReader;
+  /** Nothing was sent on it yet: the PROXY line goes first. */
+  fresh: boolean;
+}
+
+/** A request head on the wire, as the main loop's relay listener reads it. */
+function requestBytes(head: RequestHead): Uint8Array {
+  return encodeRequestHead({
+    method: head.method,
+    target: head.target,
+    headers: head.headers,
+    version: head.version,
+  });
+}
+
 /** One hit loop; see the module documentation. */
 export class HitLoop {
   readonly #config: LoopConfig;
@@ -155,6 +192,9 @@ export class HitLoop {
   readonly #allowed = new WeakMap<ServerConnection, boolean>();
   readonly #metrics: Metrics | undefined;
   readonly #post: (message: FromLoop) => void;
+  /** Kept connections to the main loop, by client connection. */
+  readonly #links = new Map<ServerConnection, MainLink>();
+  #sweep: ReturnType<typeof setInterval> | undefined;
   #bytes = 0;
   #lines: string[] = [];
   #flush: ReturnType<typeof setTimeout> | undefined;
@@ -217,6 +257,8 @@ export class HitLoop {
   /** Stops accepting, lets connections finish, and flushes the log. */
   async stop(): Promise<void> {
     await this.#server.shutdown();
+    for (const conn of [...this.#links.keys()]) this.#unlink(conn);
+    this.#sweepLinks();
     this.#flushLines();
   }
 
@@ -250,7 +292,7 @@ export class HitLoop {
         this.#drop(url!);
       }
     }
-    return this.#relay(head, conn);
+    return alone(head, conn) ? this.#forward(head, conn) : this.#relay(head, conn);
   }
 
   /** The cache key of a request target, remembered; `undefined` when it cannot be proxied. */
@@ -268,36 +310,158 @@ export class HitLoop {
     return url;
   }
 
+  /** A connection to the main loop's relay listener, or `undefined` when it is gone. */
+  async #connectMain(): Promise<Deno.TcpConn | undefined> {
+    try {
+      const main = await Deno.connect({ hostname: "127.0.0.1", port: this.#config.relayPort });
+      main.setNoDelay(true);
+      return main;
+    } catch {
+      // The main loop is gone (shutting down).
+      return undefined;
+    }
+  }
+
+  /** The PROXY protocol line that names the client to the main loop. */
+  #proxyLine(conn: ServerConnection): Uint8Array {
+    const r = conn.remoteAddr;
+    const v6 = r.hostname.includes(":");
+    return encoder.encode(
+      `PROXY ${v6 ? "TCP6" : "TCP4"} ${r.hostname} ${
+        v6 ? "::1" : "127.0.0.1"
+      } ${r.port} ${this.#config.port}\r\n`,
+    );
+  }
+
+  /**
+   * Has the main loop answer this one request and passes the answer on; the
+   * client's connection stays with this loop, so its later hits are answered
+   * here. The connection to the main loop is kept for the client's next such
+   * request (closed with the client's, by {@linkcode #sweepLinks}). An answer
+   * whose end only that connection can tell (chunked, delimited by close, a
+   * switch of protocols) hands the client's connection over for good, as
+   * {@linkcode #relay} does.
+   */
+  async #forward(head: RequestHead, conn: ServerConnection): Promise<boolean> {
+    conn.logExtra = RELAYED;
+    const request = requestBytes(head);
+    // A kept connection the main loop closed meanwhile (its keep-alive timeout)
+    // answers nothing: an idempotent request is sent again on a new one
+    // (RFC 9112 §9.3.1); any other always goes on a new one.
+    let link = this.#links.get(conn);
+    if (link !== undefined && !IDEMPOTENT.has(head.method)) {
+      this.#unlink(conn);
+      link = undefined;
+    }
+    for (let attempt = 0;; attempt++) {
+      const reused = link !== undefined;
+      if (link === undefined) {
+        const main = await this.#connectMain();
+        // The main loop is gone (shutting down): close, as it would.
+        if (main === undefined) return false;
+        link = { main, reader: new BufferedReader(main), fresh: true };
+        this.#links.set(conn, link);
+        if (this.#sweep === undefined) {
+          this.#sweep = setInterval(() => this.#sweepLinks(), 1000);
+          Deno.unrefTimer(this.#sweep);
+        }
+      }
+      let answered = false;
+      try {
+        const bytes = link.fresh ? concat([this.#proxyLine(conn), request]) : request;
+        link.fresh = false;
+        await writeAll(link.main, bytes);
+        const res = await readResponseHead(link.reader, { requestMethod: head.method });
+        if (res === null) throw new Deno.errors.UnexpectedEof("no answer");
+        answered = true;
+        return await this.#answerWith(conn, head, link, res);
+      } catch {
+        this.#unlink(conn);
+        if (!answered && reused && attempt === 0) {
+          link = undefined;
+          continue;
+        }
+        return false;
+      }
+    }
+  }
+
+  /** Passes the main loop's answer to the client; whether the connection is kept. */
+  async #answerWith(
+    conn: ServerConnection,
+    head: RequestHead,
+    link: MainLink,
+    first: ResponseHead,
+  ): Promise<boolean> {
+    let res = first;
+    for (;;) {
+      const bytes = encodeResponseHead({
+        status: res.status,
+        reason: res.reason,
+        headers: res.headers,
+      });
+      if (res.status < 200 && res.status !== 101) {
+        // Interim (1xx): passed on, the final answer follows.
+        await conn.write(bytes);
+        const next = await readResponseHead(link.reader, { requestMethod: head.method });
+        if (next === null) throw new Error("the main loop closed after an interim answer");
+        res = next;
+        continue;
+      }
+      const body = res.body;
+      if (body.type === "none" || body.type === "length") {
+        await conn.write(bytes);
+        if (body.type === "length") {
+          for await (const piece of readFixed(link.reader, body.length)) await conn.write(piece);
+        }
+        if (!res.keepAlive) this.#unlink(conn);
+        return res.keepAlive;
+      }
+      // Its end is the main loop's to tell: the connection goes over for good.
+      this.#links.delete(conn);
+      const client = conn.tunnel();
+      const reader = link.reader;
+      await client.write(concat([bytes, reader.peek()]));
+      reader.consume(reader.buffered);
+      if (client.buffered.length > 0) await writeAll(link.main, client.buffered);
+      await splice(client, link.main);
+      return false;
+    }
+  }
+
+  /** Closes the kept connection to the main loop of a client's connection. */
+  #unlink(conn: ServerConnection): void {
+    const link = this.#links.get(conn);
+    if (link === undefined) return;
+    this.#links.delete(conn);
+    try {
+      link.main.close();
+    } catch {
+      // Closed already.
+    }
+  }
+
+  /** Closes the kept connections to the main loop whose clients have gone. */
+  #sweepLinks(): void {
+    for (const conn of this.#links.keys()) if (conn.closed) this.#unlink(conn);
+    if (this.#links.size === 0 && this.#sweep !== undefined) {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
+  }
+
   /** Hands the connection to the main loop, this request first, for the rest of its life. */
   async #relay(head: RequestHead, conn: ServerConnection): Promise<boolean> {
     conn.logExtra = RELAYED;
+    this.#unlink(conn);
     const client = conn.tunnel();
-    let main: Deno.TcpConn;
-    try {
-      main = await Deno.connect({ hostname: "127.0.0.1", port: this.#config.relayPort });
-    } catch {
-      // The main loop is gone (shutting down): close, as it would.
-      return false;
-    }
-    main.setNoDelay(true);
-    const r = conn.remoteAddr;
-    const v6 = r.hostname.includes(":");
-    const line = `PROXY ${v6 ? "TCP6" : "TCP4"} ${r.hostname} ${
-      v6 ? "::1" : "127.0.0.1"
-    } ${r.port} ${this.#config.port}\r\n`;
+    const main = await this.#connectMain();
+    // The main loop is gone (shutting down): close, as it would.
+    if (main === undefined) return false;
     try {
       await writeAll(
         main,
-        concat([
-          encoder.encode(line),
-          encodeRequestHead({
-            method: head.method,
-            target: head.target,
-            headers: head.headers,
-            version: head.version,
-          }),
-          client.buffered,
-        ]),
+        concat([this.#proxyLine(conn), requestBytes(head), client.buffered]),
       );
     } catch {
       main.close();

@@ -224,8 +224,8 @@ export interface ProxyOptions
    * Event loops in all: the main loop plus `workers - 1` hit loops (Web
    * Workers on the same port, `SO_REUSEPORT`) that answer plain requests for
    * fresh objects of up to 256 KiB from copies, each keeping up to the
-   * memory tier's size of them, and relay every
-   * other connection to the main loop. Off (1) with `delay` or `dropRate`.
+   * memory tier's size of them, and pass every other request to the main
+   * loop (see `_loop.ts`). Off (1) with `delay` or `dropRate`.
    * @default {1}
    */
   workers?: number;

@@ -1,6 +1,13 @@
+import { readBody } from "../lib/http/bodies.ts";
+import { readResponseHead } from "../lib/http/heads.ts";
+import { ConnectionLimits } from "../lib/http/limits.ts";
+import { BufferedReader } from "../lib/http/reader.ts";
+import { HttpServer } from "../lib/http/server.ts";
+import { freePort } from "../lib/testing/ports.ts";
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { startTask } from "../lib/testing/http_server.ts";
 import { curl, rawRequest, type Reply, startOrigin } from "./_test_util.ts";
+import { HitLoop, VERSION_SLOTS } from "./_loop.ts";
 import { startProxy } from "./proxy.ts";
 
 /** A keep-alive request on a fresh connection: a hit loop may answer it. */
@@ -14,6 +21,20 @@ function series(text: string, name: string): number {
   return line === undefined ? NaN : Number(line.slice(name.length + 1));
 }
 
+/** Several requests, one after another, on one keep-alive connection: status and body of each. */
+async function sequence(port: number, paths: string[]): Promise<Array<[number, string]>> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reader = new BufferedReader(conn);
+  const out: Array<[number, string]> = [];
+  for (const path of paths) {
+    await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    const head = await readResponseHead(reader);
+    assert(head !== null, `no answer to ${path}`);
+    out.push([head.status, new TextDecoder().decode(await readBody(reader, head.body))]);
+  }
+  return out;
+}
+
 async function until(check: () => boolean, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
   while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
@@ -23,6 +44,11 @@ Deno.test("--workers 2: hit loops answer fresh hits, relay the rest, and see eve
   let version = 1;
   await using origin = await startOrigin((req) => {
     const path = new URL(req.url).pathname;
+    if (path === "/stream") {
+      return new Response(ReadableStream.from([new TextEncoder().encode("streamed\n")]), {
+        headers: { "cache-control": "no-store" },
+      });
+    }
     if (req.method === "POST") {
       version++;
       return new Response("changed\n");
@@ -102,6 +128,31 @@ Deno.test("--workers 2: hit loops answer fresh hits, relay the rest, and see eve
     }
   });
 
+  await t.step(
+    "after a request the main loop answers, a hit loop answers the connection's hits again",
+    async () => {
+      const before = series(await metrics(), 'netkit_proxy_loop_requests_total{loop="1"}');
+      // Each connection starts with a miss; over 12, the kernel gives the hit loop some.
+      for (let i = 0; i < 12; i++) {
+        const path = `/s${i}`;
+        const replies = await sequence(port, [path, path, path, "/stream", path]);
+        const body = `${path} v${version}\n`;
+        assertEquals(replies, [
+          [200, body],
+          [200, body],
+          [200, body],
+          // Chunked (no length from the origin): that connection goes over for good.
+          [200, "streamed\n"],
+          [200, body],
+        ]);
+      }
+      const after = series(await metrics(), 'netkit_proxy_loop_requests_total{loop="1"}');
+      // Without the hand-back, every connection the hit loop accepted would have been
+      // relayed from its first request on, and the hit loop would answer nothing here.
+      assert(after > before, `hit loop answered ${after - before} requests`);
+    },
+  );
+
   await t.step("a relayed connection keeps the client's address in the log", async () => {
     // curl from 127.0.0.2: misses, so every connection a hit loop accepted is relayed.
     for (let i = 0; i < 20; i++) {
@@ -152,5 +203,51 @@ Deno.test("deno task proxy --workers 2 logs every loop's requests, up to SIGTERM
     assertEquals(origin.hits.get("/p"), 1);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a hit loop sends a GET again when the main loop closed the connection it kept", async () => {
+  // A stand-in for the main loop's relay listener that closes idle connections after 200 ms.
+  const answer = new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+  const clients: string[] = [];
+  await using relay = new HttpServer((_head, conn) => {
+    clients.push(conn.remoteAddr.hostname);
+    conn.end(answer);
+    return true;
+  }, { hostname: "127.0.0.1", port: 0, proxyProtocol: true, keepAliveTimeout: 200 });
+  const port = freePort();
+  const loop = new HitLoop({
+    index: 1,
+    hostname: "127.0.0.1",
+    port,
+    relayPort: relay.addr.port,
+    upstream: "http://127.0.0.1:1/",
+    allow: [],
+    name: "netkit",
+    via: "1.1 netkit",
+    serveHits: true,
+    core: {},
+    counters: new ConnectionLimits().buffer,
+    maxConnections: 0,
+    versions: new SharedArrayBuffer(VERSION_SLOTS * 4),
+    budget: 0,
+    logging: false,
+    metrics: false,
+  }, () => {});
+  try {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const reader = new BufferedReader(conn);
+    for (let i = 0; i < 2; i++) {
+      // The second request finds the kept connection closed by the stand-in.
+      if (i === 1) await new Promise((r) => setTimeout(r, 500));
+      await conn.write(new TextEncoder().encode("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+      const head = await readResponseHead(reader);
+      assertEquals(head?.status, 200);
+      assertEquals(new TextDecoder().decode(await readBody(reader, head!.body)), "ok\n");
+    }
+    // Both reached the stand-in, named as the client (the PROXY line) on both connections.
+    assertEquals(clients, ["127.0.0.1", "127.0.0.1"]);
+  } finally {
+    await loop.stop();
   }
 });

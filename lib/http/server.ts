@@ -608,6 +608,11 @@ export class ServerConnection {
     return this.#read(p);
   }
 
+  /** Whether the connection was closed (by the core, a deadline, or {@linkcode close}). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Closes the connection now (idempotent). */
   close(): void {
     if (this.#closed) return;
