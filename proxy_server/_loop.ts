@@ -292,7 +292,11 @@ export class HitLoop {
         this.#drop(url!);
       }
     }
-    return alone(head, conn) ? this.#forward(head, conn) : this.#relay(head, conn);
+    // With --delay or --drop-rate (no hits here), the main loop sees whole connections:
+    // its simulated loss is drawn once per connection.
+    return this.#config.serveHits && alone(head, conn)
+      ? this.#forward(head, conn)
+      : this.#relay(head, conn);
   }
 
   /** The cache key of a request target, remembered; `undefined` when it cannot be proxied. */
