@@ -153,6 +153,18 @@ Deno.test("--workers 2: hit loops answer fresh hits, relay the rest, and see eve
     },
   );
 
+  await t.step(
+    "a connection of misses only goes over to the main loop, answers intact",
+    async () => {
+      for (let c = 0; c < 4; c++) {
+        const paths = Array.from({ length: 40 }, (_, i) => `/q${c}-${i}`);
+        paths.push(paths[0]!, paths[1]!);
+        const replies = await sequence(port, paths);
+        assertEquals(replies, paths.map((p) => [200, `${p} v${version}\n`]));
+      }
+    },
+  );
+
   await t.step("a relayed connection keeps the client's address in the log", async () => {
     // curl from 127.0.0.2: misses, so every connection a hit loop accepted is relayed.
     for (let i = 0; i < 20; i++) {
