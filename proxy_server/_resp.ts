@@ -406,12 +406,25 @@ export class RespConnection {
    */
   send(args: ReadonlyArray<string | Uint8Array>): Promise<RespValue> {
     if (this.#lost !== undefined) return Promise.resolve(this.#lost);
+    return new Promise((resolve) => this.call(args, resolve));
+  }
+
+  /**
+   * Sends one command, its reply going to a callback rather than a promise
+   * (one allocation less on a path that every cache hit takes).
+   *
+   * @param args The command and its arguments.
+   * @param onReply Receives its reply (an error reply as a {@linkcode RespError} value),
+   *   at once when the connection is lost already.
+   */
+  call(args: ReadonlyArray<string | Uint8Array>, onReply: (reply: RespValue) => void): void {
+    if (this.#lost !== undefined) return onReply(this.#lost);
     this.#writer.command(args);
     if (!this.#writing && !this.#scheduled) {
       this.#scheduled = true;
       queueMicrotask(this.#flush);
     }
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    this.#waiting.push(onReply);
   }
 
   async #write(): Promise<void> {

@@ -39,7 +39,7 @@ import {
   varyKey,
 } from "./cache.ts";
 import { type EntryMeta, type EntryWriter, surrogateKeys } from "./store.ts";
-import { backoff, parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
+import { parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
 
 /** Options of {@linkcode SharedCache.connect}. */
 export interface SharedCacheOptions {
@@ -122,6 +122,9 @@ const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 /** Metadata texts kept parsed, and URIs kept with their key. */
 const META_CACHE = 4096;
+/** The largest body, and the most bytes in all, of the values kept to compare hits with. */
+const SEEN_BODY = 16 << 10;
+const SEEN_BYTES = 4 << 20;
 const keys = new Map<string, string>();
 const leases = new Map<string, string>();
 
@@ -171,8 +174,6 @@ if redis.call('HGET', KEYS[1], f) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], f, ARGV[3])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return 1`;
-
-const PROBE = `return 1`;
 
 function sha256(data: string | Uint8Array): string {
   return hash("sha256", data, "hex");
@@ -283,22 +284,20 @@ export class SharedCache {
   #node = crypto.randomUUID();
   #waiters = new Map<string, Set<(why: "fill" | "down") => void>>();
   #onInvalidate: ((inv: Invalidation) => void | Promise<void>) | undefined;
-  #stats = { hits: 0, misses: 0, corrupt: 0, leaseWaits: 0, skipped: 0 };
+  #stats = { hits: 0, misses: 0, corrupt: 0, leaseWaits: 0 };
   /** Writes in flight, by URI: a lease on the URI is released once they end. */
   #writing = new Map<string, Promise<unknown>>();
   /** The timers renewing the leases this node holds. */
   #renewing = new Set<ReturnType<typeof setInterval>>();
-  #log: (line: string) => void;
-  /** The state the log last reported, so that the link's line and ours are not both said. */
-  #said: "up" | "down" | undefined;
-  /** When the current run of missed deadlines began (no answer since), and its length. */
-  #silentSince = 0;
-  #silentOps = 0;
-  /** Redis is connected but answers nothing: operations are skipped until a probe is answered. */
-  #silent = false;
-  #probe: ReturnType<typeof setTimeout> | undefined;
   /** Metadata read back, parsed, by its text (most hits read the same few again). */
   #metas = new Map<string, { meta: EntryMeta; digest: string }>();
+  /**
+   * The last value of one chunk that passed its check, by key, with its
+   * entry: a value read back byte for byte the same is that entry again,
+   * compared rather than hashed (a hit's largest cost after the round trip).
+   */
+  #seen = new Map<string, { raw: Uint8Array; entry: SharedEntry }>();
+  #seenBytes = 0;
 
   private constructor(url: string, options: SharedCacheOptions) {
     const parsed = parseSharedCacheUrl(url, options.password);
@@ -306,24 +305,15 @@ export class SharedCache {
     this.#maxObjectSize = options.maxObjectSize ?? 8 << 20;
     this.#chunkSize = options.chunkSize ?? 256 << 10;
     this.#leaseTime = options.leaseTime ?? 5000;
-    this.#log = options.log ?? (() => {});
     this.#link = new RedisLink(parsed, {
       timeout: this.#timeout,
-      log: (line) => this.#say(line.includes(" is down") ? "down" : "up", line),
+      log: options.log ?? (() => {}),
       channels: [FILL, INVALIDATE],
       onState: (up) => {
-        // The link's own state supersedes silence: it reconnects on its own.
-        this.#setSilent(false);
         if (!up) this.#wakeAll();
       },
       onMessage: (channel, message) => this.#message(channel, message),
     });
-  }
-
-  #say(state: "up" | "down", line: string): void {
-    if (state === this.#said) return;
-    this.#said = state;
-    this.#log(line);
   }
 
   /** Nobody will publish while Redis is down or silent: releases every waiter at once. */
@@ -331,80 +321,14 @@ export class SharedCache {
     for (const set of this.#waiters.values()) for (const w of set) w("down");
   }
 
-  /** Runs a script (see {@linkcode #guard}). */
+  /** Runs a script under the deadline: its reply, or `undefined` when it failed. */
   #eval(
     script: string,
     keys: string[],
     args: Array<string | Uint8Array>,
     timeout = this.#timeout,
   ): Promise<Reply | undefined> {
-    return this.#guard((t) => this.#link.eval(script, keys, args, t), timeout);
-  }
-
-  /**
-   * Runs an operation unless Redis is silent; a run of missed deadlines, with no
-   * answer between them for five deadlines (at least half a second), makes it
-   * silent, so that requests stop paying a deadline each while it is stopped.
-   */
-  #guard(
-    op: (timeout: number) => Promise<Reply | undefined>,
-    timeout: number,
-  ): Promise<Reply | undefined> {
-    if (this.#silent) {
-      this.#stats.skipped++;
-      return Promise.resolve(undefined);
-    }
-    const start = Date.now();
-    // Every hit comes through here: a callback, not an async frame of its own.
-    return op(timeout).then((reply) => {
-      if (reply !== undefined) this.#silentOps = 0;
-      else if (this.#link.up && Date.now() - start >= timeout) {
-        // Late, not refused: a failure that comes at once is an error, not silence.
-        if (this.#silentOps++ === 0) this.#silentSince = start;
-        if (this.#silentOps >= 3 && Date.now() - this.#silentSince >= this.#silentAfter) {
-          this.#setSilent(true);
-        }
-      }
-      return reply;
-    });
-  }
-
-  get #silentAfter(): number {
-    return Math.max(5 * this.#timeout, 500);
-  }
-
-  async #publish(channel: string, message: string): Promise<boolean> {
-    if (this.#silent) {
-      this.#stats.skipped++;
-      return false;
-    }
-    return await this.#link.publish(channel, message);
-  }
-
-  #setSilent(silent: boolean): void {
-    if (silent === this.#silent) return;
-    this.#silent = silent;
-    this.#silentOps = 0;
-    clearTimeout(this.#probe);
-    if (!silent) return;
-    this.#say(
-      "down",
-      `shared cache ${this.#link.name} is down (no answer within ${this.#timeout} ms); ` +
-        "serving from the local cache and the origin",
-    );
-    this.#wakeAll();
-    // Probe with back-off as the link reconnects: 50 ms doubling to 2 s.
-    const probe = async (attempt: number) => {
-      const reply = await this.#link.eval(PROBE, [], [], this.#timeout);
-      if (!this.#silent) return;
-      if (reply === undefined) {
-        this.#probe = setTimeout(() => probe(attempt + 1), backoff(attempt));
-        return;
-      }
-      this.#setSilent(false);
-      this.#say("up", `shared cache ${this.#link.name} is up`);
-    };
-    this.#probe = setTimeout(() => probe(0), 50);
+    return this.#link.eval(script, keys, args, timeout);
   }
 
   /**
@@ -424,7 +348,7 @@ export class SharedCache {
 
   /** Whether the link to Redis is up (connected, and answering). */
   get up(): boolean {
-    return this.#link.up && !this.#silent;
+    return this.#link.up;
   }
 
   /** The largest body written to the shared tier, in bytes (`--shared-max-object-size`). */
@@ -439,8 +363,7 @@ export class SharedCache {
 
   /** The counters, for `/metrics`. */
   get stats(): SharedStats {
-    const { skipped, ...stats } = this.#stats;
-    return { ...stats, errors: this.#link.errors + skipped };
+    return { ...this.#stats, errors: this.#link.errors };
   }
 
   /**
@@ -526,11 +449,10 @@ export class SharedCache {
 
   /** A variant's `v`, `m:`, `n:` and first chunk, in one HMGET. */
   #fields(key: string, vid: string): Promise<Reply | undefined> {
-    return this.#guard(
-      (timeout) =>
-        this.#link.command(key, ["HMGET", key, "v", `m:${vid}`, `n:${vid}`, `c:${vid}:0`], timeout),
-      this.#timeout,
-    );
+    const args = vid === ""
+      ? ["HMGET", key, "v", "m:", "n:", "c::0"]
+      : ["HMGET", key, "v", `m:${vid}`, `n:${vid}`, `c:${vid}:0`];
+    return this.#link.command(key, args, this.#timeout);
   }
 
   /**
@@ -541,6 +463,14 @@ export class SharedCache {
   #verify(reply: Reply[], key: string): SharedEntry | null {
     const raw = reply[1];
     if (!(raw instanceof Uint8Array)) return null;
+    const seen = this.#seen.get(key);
+    if (
+      seen !== undefined && reply.length === 3 && sameBytes(raw, seen.raw) &&
+      reply[2] instanceof Uint8Array && sameBytes(reply[2], seen.entry.body)
+    ) {
+      // The very bytes checked last time: the same entry, and no digest to compute.
+      return seen.entry;
+    }
     const json = decoder.decode(raw);
     let known = this.#metas.get(json);
     if (known === undefined) {
@@ -562,7 +492,19 @@ export class SharedCache {
     if (pieces.length !== reply.length - 2) return null;
     const body = pieces.length === 1 ? pieces[0]! : concat(pieces);
     if (body.length !== meta.bodyLength || sha256(body) !== digest) return null;
-    return { meta, body };
+    if (body.length > SEEN_BODY) return { meta, body };
+    // Copies, so that the memo holds no view into the link's read buffers.
+    const entry = { meta, body: body.slice() };
+    const size = raw.length + body.length;
+    if (this.#seenBytes + size > SEEN_BYTES || this.#seen.size >= META_CACHE) {
+      this.#seen.clear();
+      this.#seenBytes = 0;
+    }
+    const old = this.#seen.get(key);
+    if (old !== undefined) this.#seenBytes -= old.raw.length + old.entry.body.length;
+    this.#seen.set(key, { raw: raw.slice(), entry });
+    this.#seenBytes += size;
+    return entry;
   }
 
   /**
@@ -682,7 +624,7 @@ export class SharedCache {
     // Waiters read the shared tier when woken: the write must be done first.
     await this.#writing.get(url);
     await this.#eval(RELEASE, [lk], [token]);
-    await this.#publish(FILL, lk);
+    await this.#link.publish(FILL, lk);
   }
 
   /**
@@ -847,15 +789,13 @@ export class SharedCache {
   }
 
   async #announce(inv: Invalidation): Promise<void> {
-    await this.#publish(INVALIDATE, JSON.stringify({ ...inv, from: this.#node }));
+    await this.#link.publish(INVALIDATE, JSON.stringify({ ...inv, from: this.#node }));
   }
 
   /** Closes the link; the leases this node holds are no longer renewed. */
   async close(): Promise<void> {
     for (const timer of this.#renewing) clearInterval(timer);
     this.#renewing.clear();
-    clearTimeout(this.#probe);
-    this.#silent = false;
     this.#wakeAll();
     await this.#link.close();
   }
@@ -876,7 +816,15 @@ function secondaryKey(meta: EntryMeta): string {
 }
 
 function text(r: Reply | undefined): string {
-  return r instanceof Uint8Array ? decoder.decode(r) : "";
+  return r instanceof Uint8Array && r.length > 0 ? decoder.decode(r) : "";
+}
+
+/** Whether two byte strings are equal. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The chunk count stored in `n:` (-1 when missing or malformed). */
