@@ -283,6 +283,8 @@ export class SharedCache {
   #timeout: number;
   #node = crypto.randomUUID();
   #waiters = new Map<string, Set<(why: "fill" | "down") => void>>();
+  /** Fills heard and times Redis went down, counted (see {@linkcode claim}). */
+  #wakes = 0;
   #onInvalidate: ((inv: Invalidation) => void | Promise<void>) | undefined;
   #stats = { hits: 0, misses: 0, corrupt: 0, leaseWaits: 0 };
   /** Writes in flight, by URI: a lease on the URI is released once they end. */
@@ -318,6 +320,7 @@ export class SharedCache {
 
   /** Nobody will publish while Redis is down or silent: releases every waiter at once. */
   #wakeAll(): void {
+    this.#wakes++;
     for (const set of this.#waiters.values()) for (const w of set) w("down");
   }
 
@@ -378,6 +381,7 @@ export class SharedCache {
 
   #message(channel: string, message: string): void {
     if (channel === FILL) {
+      this.#wakes++;
       for (const w of this.#waiters.get(message) ?? []) w("fill");
       return;
     }
@@ -517,28 +521,33 @@ export class SharedCache {
    * @returns The entry, or the lease to fetch under, or neither (fetch without a lease).
    */
   async claim(url: string, key: string, request: FieldReader): Promise<Claim> {
-    const lk = leaseKey(url, key);
+    let lk: string | undefined;
     let waited = false;
     for (;;) {
-      // Listen before looking, so that a fill published meanwhile is not missed.
+      // Most claims find the entry: they listen for nothing. One that waits
+      // looks again instead when a fill (or Redis going down) was heard
+      // since it looked, which may have been this key's.
+      const wakes = this.#wakes;
+      const found = await this.#read(url, request);
+      if (found) return this.#hit(found);
+      if (found === undefined) return this.#miss({});
+      lk ??= leaseKey(url, key);
+      const token = `${this.#node}:${crypto.randomUUID()}`;
+      const got = await this.#eval(ACQUIRE, [lk], [token, String(this.#leaseTime)]);
+      if (got === undefined) return this.#miss({});
+      if (got === 1) {
+        const lease = this.#lease(url, lk, token);
+        // The previous owner may have stored it between the read and the lease.
+        const again = await this.#read(url, request, true);
+        if (!again) return this.#miss({ lease });
+        await lease.release();
+        return this.#hit(again);
+      }
+      if (!waited) this.#stats.leaseWaits++;
+      waited = true;
       const woken = this.#listen(lk);
       try {
-        const found = await this.#read(url, request);
-        if (found) return this.#hit(found);
-        if (found === undefined) return this.#miss({});
-        const token = `${this.#node}:${crypto.randomUUID()}`;
-        const got = await this.#eval(ACQUIRE, [lk], [token, String(this.#leaseTime)]);
-        if (got === undefined) return this.#miss({});
-        if (got === 1) {
-          const lease = this.#lease(url, lk, token);
-          // The previous owner may have stored it between the read and the lease.
-          const again = await this.#read(url, request, true);
-          if (!again) return this.#miss({ lease });
-          await lease.release();
-          return this.#hit(again);
-        }
-        if (!waited) this.#stats.leaseWaits++;
-        waited = true;
+        if (this.#wakes !== wakes) continue;
         // No bound on the whole wait: a live owner renews its lease until its
         // fill ends, however long; a dead one's expires within a lease time.
         // It is waited on a second at most at a time, then looked at again:
@@ -593,7 +602,7 @@ export class SharedCache {
     wait(ms: number): Promise<"fill" | "down" | "timeout">;
     cancel(): void;
   } {
-    // Most claims find the entry and never wait: the promise is made only for a wait.
+    // A claim may listen and then find it need not wait: the promise is made only for a wait.
     let why: "fill" | "down" | "timeout" | undefined;
     let resolve: ((why: "fill" | "down" | "timeout") => void) | undefined;
     const wake = (w: "fill" | "down" | "timeout") => {
