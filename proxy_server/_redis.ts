@@ -3,9 +3,9 @@
  * connection (one per master on a cluster, routed by key slot) and one
  * subscriber, every operation under a short deadline, detection of a Redis
  * that stops answering, reconnection with back-off, and one log line per
- * change of state. Redis being down or slow
- * must never fail a client request, so every operation here resolves to
- * `undefined` instead of throwing. It speaks RESP itself (`_resp.ts`).
+ * change of state. Redis being down or slow must never fail a client
+ * request, so every operation here resolves to `undefined` instead of
+ * throwing. It speaks RESP itself (`_resp.ts`).
  *
  * @module
  */
@@ -123,9 +123,9 @@ const LATE = new RespError("deadline");
  * back-off (50 ms doubling to 2 s). A Redis that is connected but stops
  * answering (stopped, or a network that drops everything) is taken as down
  * after a run of missed deadlines, until a probe is answered, so its users
- * only ever see an operation answered or failed. On a cluster, commands go to the master
- * of their key's slot (following MOVED and ASK), so a master that is down
- * takes only its own slots down.
+ * only ever see an operation answered or failed. On a cluster, commands go
+ * to the master of their key's slot (following MOVED and ASK), so a master
+ * that is down takes only its own slots down.
  */
 export class RedisLink {
   #url: SharedCacheUrl;
