@@ -412,22 +412,58 @@ export class SharedCache {
     return found;
   }
 
-  async #read(
+  #read(
     url: string,
     request: FieldReader,
     recheck = false,
   ): Promise<SharedEntry | null | undefined> {
     const key = sharedKey(url);
     // Most URIs have no Vary: guess the variant without one, so that a hit
-    // of one chunk costs one HMGET (no script) and one round trip.
-    let reply = await this.#fields(key, "");
+    // of one chunk costs one HMGET (no script) and one round trip, and no
+    // async frame of its own.
+    return this.#fields(key, "").then((reply) =>
+      this.#readFields(url, key, request, reply, recheck)
+    );
+  }
+
+  /** The rest of {@linkcode #read}, once the fields of the variant without `Vary` came back. */
+  #readFields(
+    url: string,
+    key: string,
+    request: FieldReader,
+    reply: Reply | undefined,
+    recheck: boolean,
+  ): SharedEntry | null | undefined | Promise<SharedEntry | null | undefined> {
     if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
     if (reply[0] === null) return null;
     const vary = text(reply[0]);
     const vk = varyKey(vary === "" ? null : vary, request);
     if (vk === null) return null;
+    if (vary !== "" || pieceCount(reply[2]) > 1) {
+      return this.#readVariant(url, key, vary, vk, vary === "" ? reply : undefined, recheck);
+    }
+    const pieces = pieceCount(reply[2]);
+    if (pieces < 0) return null;
+    return this.#checked(
+      [reply[0]!, reply[1]!, pieces === 1 ? reply[3]! : EMPTY],
+      url,
+      vk,
+      recheck,
+    );
+  }
+
+  /** Reads a variant under `Vary`, or a body of several chunks. */
+  async #readVariant(
+    url: string,
+    key: string,
+    vary: string,
+    vk: string,
+    fields: Reply[] | undefined,
+    recheck: boolean,
+  ): Promise<SharedEntry | null | undefined> {
     const vid = variantId(vk);
-    if (vary !== "") {
+    let reply: Reply | undefined = fields;
+    if (reply === undefined) {
       reply = await this.#fields(key, vid);
       if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
       // Replaced by a response with another Vary meanwhile: not this variant.
@@ -446,6 +482,11 @@ export class SharedCache {
     } else {
       return null;
     }
+    return this.#checked(reply, url, vk, recheck);
+  }
+
+  /** Checks a value read (`[v, meta, ...chunks]`) against the key it was read for. */
+  #checked(reply: Reply[], url: string, vk: string, recheck: boolean): SharedEntry | null {
     if (reply.length < 2) return null;
     const entry = this.#verify(reply, vk === "" ? url : `${url}\n${vk}`);
     if (entry === null && !recheck) this.#stats.corrupt++;
@@ -524,18 +565,27 @@ export class SharedCache {
    * @param request The request fields (for `Vary`).
    * @returns The entry, or the lease to fetch under, or neither (fetch without a lease).
    */
-  async claim(url: string, key: string, request: FieldReader): Promise<Claim> {
-    let lk: string | undefined;
-    let waited = false;
-    for (;;) {
-      // Most claims find the entry: they listen for nothing. One that waits
-      // looks again instead when a fill (or Redis going down) was heard
-      // since it looked, which may have been this key's.
-      const wakes = this.#wakes;
-      const found = await this.#read(url, request);
+  claim(url: string, key: string, request: FieldReader): Promise<Claim> {
+    // Most claims find the entry: no async frame of their own, and no
+    // listener for fills (see #contend).
+    const wakes = this.#wakes;
+    return this.#read(url, request).then((found) => {
       if (found) return this.#hit(found);
       if (found === undefined) return this.#miss({});
-      lk ??= leaseKey(url, key);
+      return this.#contend(url, key, request, wakes);
+    });
+  }
+
+  /**
+   * The rest of {@linkcode claim} after a look that found nothing: takes the
+   * lease, or waits for its owner's fill. One that waits looks again instead
+   * when a fill (or Redis going down) was heard since it looked (`wakes`
+   * changed), which may have been this key's.
+   */
+  async #contend(url: string, key: string, request: FieldReader, wakes: number): Promise<Claim> {
+    const lk = leaseKey(url, key);
+    let waited = false;
+    for (;;) {
       const token = `${this.#node}:${crypto.randomUUID()}`;
       const got = await this.#eval(ACQUIRE, [lk], [token, String(this.#leaseTime)]);
       if (got === undefined) return this.#miss({});
@@ -551,23 +601,28 @@ export class SharedCache {
       waited = true;
       const woken = this.#listen(lk);
       try {
-        if (this.#wakes !== wakes) continue;
-        // No bound on the whole wait: a live owner renews its lease until its
-        // fill ends, however long; a dead one's expires within a lease time.
-        // It is waited on a second at most at a time, then looked at again:
-        // a Redis that stopped answering meanwhile is noticed by that look
-        // (within a deadline) even when this node sends nothing else.
-        const why = await woken.wait(Math.min(this.#leaseTime, 1000));
-        if (why === "down") return this.#miss({});
-        if (why === "fill") {
-          // Not there after the owner's fill: it was not storable; fetch without a lease.
-          const filled = await this.#read(url, request);
-          return filled ? this.#hit(filled) : this.#miss({});
+        if (this.#wakes === wakes) {
+          // No bound on the whole wait: a live owner renews its lease until its
+          // fill ends, however long; a dead one's expires within a lease time.
+          // It is waited on a second at most at a time, then looked at again:
+          // a Redis that stopped answering meanwhile is noticed by that look
+          // (within a deadline) even when this node sends nothing else.
+          const why = await woken.wait(Math.min(this.#leaseTime, 1000));
+          if (why === "down") return this.#miss({});
+          if (why === "fill") {
+            // Not there after the owner's fill: it was not storable; fetch without a lease.
+            const filled = await this.#read(url, request);
+            return filled ? this.#hit(filled) : this.#miss({});
+          }
         }
-        // The lease may have expired (its owner died): try to take it over.
       } finally {
         woken.cancel();
       }
+      // The lease may have expired (its owner died), or a fill was heard: look again.
+      wakes = this.#wakes;
+      const found = await this.#read(url, request);
+      if (found) return this.#hit(found);
+      if (found === undefined) return this.#miss({});
     }
   }
 
