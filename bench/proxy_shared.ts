@@ -7,8 +7,12 @@
  * Measures:
  * 1. hits served from Redis with the node's own store empty (`--memory-size 0`)
  *    against nginx `proxy_cache` hits (1 worker and 2), 1 KiB objects over
- *    1,000 URLs, wrk -t2 -c64, interleaved rounds (the median counts);
- *    the proxy's own memory hits are measured alongside;
+ *    1,000 URLs, wrk -t2 -c64, interleaved rounds (the median counts) after
+ *    one unmeasured warm-up run of each server (the proxies' JIT, the
+ *    shared tier's memos); the proxy's own memory hits are measured
+ *    alongside, and the CPU time (user + system, from `/proc`) per request
+ *    of the proxies and of `redis-server`, a steadier measure than the rate
+ *    on a busy machine;
  * 2. the aggregate hit rate of three proxies behind a round-robin client, with
  *    and without `--shared-cache`, over a Zipf-distributed (s = 1) mix of
  *    10,000 URLs (the same seeded sequence for both), and the origin requests
@@ -20,7 +24,7 @@ import { parseArgs } from "node:util";
 import { createRandom } from "../lib/random.ts";
 import { freePort } from "../lib/testing/ports.ts";
 import { startRedis } from "../proxy_server/_redis_server.ts";
-import { type ProxyProcess, spawnProxy } from "../proxy_server/_shared_test_util.ts";
+import { type ProxyProcess, redisPid, spawnProxy } from "../proxy_server/_shared_test_util.ts";
 import { startNginxCache, waitPort } from "./_peers.ts";
 
 const { values } = parseArgs({
@@ -59,13 +63,27 @@ const origin = Deno.serve({ hostname: "127.0.0.1", port: originPort, onListen() 
 });
 const upstream = `http://127.0.0.1:${originPort}`;
 
-async function wrk(port: number, script: string): Promise<number> {
+async function wrk(
+  port: number,
+  script: string,
+  seconds = DURATION,
+): Promise<{ rps: number; requests: number }> {
   const out = await new Deno.Command("wrk", {
-    args: ["-t2", "-c64", "-d", `${DURATION}s`, "-s", script, `http://127.0.0.1:${port}/`],
+    args: ["-t2", "-c64", "-d", `${seconds}s`, "-s", script, `http://127.0.0.1:${port}/`],
     stdout: "piped",
   }).output();
   const text = new TextDecoder().decode(out.stdout);
-  return Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN),
+    requests: Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN),
+  };
+}
+
+/** Seconds of CPU (user + system) a process has used. */
+function cpuSeconds(pid: number): number {
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+  // utime and stime, in clock ticks (100 a second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /**
@@ -128,6 +146,7 @@ const proxies: ProxyProcess[] = [];
 const results: Record<string, unknown> = {};
 try {
   await using redis = await startRedis();
+  const redisProcess = await redisPid(redis.nodes[0]!.port);
   const script = `${tmp}/paths.lua`;
   await Deno.writeTextFile(
     script,
@@ -185,22 +204,41 @@ end
   }
   await fetchAll(writer.port, hitPaths);
   const servers = [
-    ["netkit, shared tier (Redis), own store empty", l2.port],
-    ["netkit, own memory store", writer.port],
-    ["nginx proxy_cache, 1 worker", nginx1Port],
-    ["nginx proxy_cache, 2 workers", nginx2Port],
+    ["netkit, shared tier (Redis), own store empty", l2.port, [l2.pid, redisProcess]],
+    ["netkit, own memory store", writer.port, [writer.pid]],
+    ["nginx proxy_cache, 1 worker", nginx1Port, []],
+    ["nginx proxy_cache, 2 workers", nginx2Port, []],
   ] as const;
+  // Unmeasured: the first seconds of load run the proxies' code before it is optimized.
+  for (const [, port] of servers) await wrk(port, script, 2);
   const samples: Record<string, number[]> = {};
+  const cpu: Record<string, number[][]> = {};
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, port] of servers) {
-      const rps = await wrk(port, script);
+    for (const [name, port, pids] of servers) {
+      const before = pids.map(cpuSeconds);
+      const { rps, requests } = await wrk(port, script);
+      const perRequest = pids.map((pid, i) => (cpuSeconds(pid) - before[i]!) * 1e6 / requests);
       (samples[name] ??= []).push(rps);
-      console.error(`round ${round + 1} ${name}: ${rps.toFixed(0)} req/s`);
+      pids.forEach((_, i) => ((cpu[name] ??= [])[i] ??= []).push(perRequest[i]!));
+      const load = Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
+      console.error(
+        `round ${round + 1} ${name}: ${rps.toFixed(0)} req/s` +
+          (perRequest.length > 0
+            ? `, CPU ${perRequest.map((us) => us.toFixed(1)).join(" + ")} µs/request`
+            : "") +
+          ` (load ${load})`,
+      );
     }
   }
   const hits: Record<string, number> = {};
   for (const [name] of servers) hits[name] = Math.round(median(samples[name]!));
   results.hitReqPerSec = hits;
+  const cpuOf = (name: string, i: number) => Number(median(cpu[name]![i]!).toFixed(1));
+  results.cpuMicrosPerRequest = {
+    sharedProxy: cpuOf(servers[0][0], 0),
+    sharedRedis: cpuOf(servers[0][0], 1),
+    ownStoreProxy: cpuOf(servers[1][0], 0),
+  };
   const sharedHits = hits[servers[0][0]]!;
   results.sharedVsNginx1 = sharedHits / hits[servers[2][0]]!;
   results.sharedVsNginx2 = sharedHits / hits[servers[3][0]]!;

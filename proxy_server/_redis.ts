@@ -1,10 +1,11 @@
 /**
  * The shared tier's link to Redis: the `--shared-cache` URL, one command
  * connection (one per master on a cluster, routed by key slot) and one
- * subscriber, every operation under a short deadline, reconnection with
- * back-off, and one log line per change of state. Redis being down or slow
- * must never fail a client request, so every operation here resolves to
- * `undefined` instead of throwing. It speaks RESP itself (`_resp.ts`).
+ * subscriber, every operation under a short deadline, detection of a Redis
+ * that stops answering, reconnection with back-off, and one log line per
+ * change of state. Redis being down or slow must never fail a client
+ * request, so every operation here resolves to `undefined` instead of
+ * throwing. It speaks RESP itself (`_resp.ts`).
  *
  * @module
  */
@@ -91,7 +92,7 @@ export interface RedisLinkOptions {
   timeout: number;
   /** Receives one line per change of state (up, down). */
   log: (line: string) => void;
-  /** Called when the link goes down or comes back. */
+  /** Called when the link goes down (lost, or silent) or comes back. */
   onState: (up: boolean) => void;
   /** Receives every message on the subscribed channels. */
   onMessage: (channel: string, message: string) => void;
@@ -119,9 +120,12 @@ const LATE = new RespError("deadline");
  * One command connection (one per master on a cluster) and one subscriber
  * to a Redis or a Redis Cluster. Commands are never queued while a server
  * is down (they fail at once); each server reconnects with exponential
- * back-off (50 ms doubling to 2 s). On a cluster, commands go to the master
- * of their key's slot (following MOVED and ASK), so a master that is down
- * takes only its own slots down.
+ * back-off (50 ms doubling to 2 s). A Redis that is connected but stops
+ * answering (stopped, or a network that drops everything) is taken as down
+ * after a run of missed deadlines, until a probe is answered, so its users
+ * only ever see an operation answered or failed. On a cluster, commands go
+ * to the master of their key's slot (following MOVED and ASK), so a master
+ * that is down takes only its own slots down.
  */
 export class RedisLink {
   #url: SharedCacheUrl;
@@ -147,10 +151,18 @@ export class RedisLink {
   #ca: Promise<string[] | undefined> | undefined;
   #shas = new Map<string, string>();
   /** Operations under the link's own deadline, in the order they were sent (so by due time). */
-  #due: Due[] = [];
+  #due: Op[] = [];
   #dueHead = 0;
   #dueTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Operations that failed (error or deadline). */
+  /** The state the log last reported. */
+  #said: boolean | undefined;
+  /** Connected, but Redis answers nothing: operations fail at once until a probe is answered. */
+  #silent = false;
+  /** The length of the current run of missed deadlines (no answer since), and when it began. */
+  #silentOps = 0;
+  #silentSince = 0;
+  #probe: ReturnType<typeof setTimeout> | undefined;
+  /** Operations that failed (error or deadline), or were not sent (down or silent). */
   errors = 0;
 
   constructor(url: SharedCacheUrl, options: RedisLinkOptions) {
@@ -164,9 +176,16 @@ export class RedisLink {
     }
   }
 
-  /** Whether commands can be sent now (on a cluster: to at least one master). */
+  /**
+   * Whether commands can be sent now (on a cluster: to at least one master),
+   * and Redis answers them.
+   */
   get up(): boolean {
-    if (this.#closed) return false;
+    return !this.#closed && !this.#silent && this.#connected();
+  }
+
+  /** Whether a connection is up (on a cluster: to at least one master). */
+  #connected(): boolean {
     if (this.#single !== undefined) return this.#single.conn !== undefined;
     return this.#up === true || (this.#mapped && this.#anyConn() !== undefined);
   }
@@ -250,13 +269,23 @@ export class RedisLink {
   #setUp(up: boolean): void {
     if (up === this.#up || this.#closed) return;
     this.#up = up;
-    this.#options.log(
+    // The connections' state supersedes silence: the link reconnects on its own.
+    this.#setSilent(false);
+    this.#say(
+      up,
       up
         ? `shared cache ${this.name} is up`
         : `shared cache ${this.name} is down (${this.#lastError || "connection lost"}); ` +
           "serving from the local cache and the origin",
     );
     this.#options.onState(up);
+  }
+
+  /** Logs a state unless it is the one last logged (a silent link that then loses its connection). */
+  #say(up: boolean, line: string): void {
+    if (up === this.#said) return;
+    this.#said = up;
+    this.#options.log(line);
   }
 
   /** Reads the CA certificates to trust besides the system roots (`?ca=`, else `REDIS_CA`). */
@@ -410,12 +439,20 @@ export class RedisLink {
     this.#subscribe();
   }
 
-  /** Sends a command to the server that holds `key` (following a cluster's redirections). */
-  #command(key: string | undefined, args: Array<string | Uint8Array>): Promise<RespValue> {
-    // The standalone case is every hit's path: no async frame of its own.
+  /**
+   * Sends an operation's command to the server that holds its key (following
+   * a cluster's redirections); the reply goes to the operation.
+   */
+  #send(op: Op): void {
+    // The standalone case is every hit's path: no promise of its own.
     const single = this.#single;
-    if (single !== undefined) return single.conn?.send(args) ?? Promise.resolve(DOWN);
-    return this.#route(key, args);
+    if (single !== undefined) {
+      const conn = single.conn;
+      if (conn === undefined) op.reply(DOWN);
+      else conn.call(op.args, op.reply);
+      return;
+    }
+    this.#route(op.key, op.args).then(op.reply, (err) => op.reply(new RespError(message(err))));
   }
 
   async #route(key: string | undefined, args: Array<string | Uint8Array>): Promise<RespValue> {
@@ -484,7 +521,7 @@ export class RedisLink {
    * @param timeout The deadline in ms, if not the link's.
    * @returns The reply, or `undefined` when Redis is down, failed or was too slow.
    */
-  async eval(
+  eval(
     script: string,
     keys: string[],
     args: Array<string | Uint8Array>,
@@ -497,16 +534,7 @@ export class RedisLink {
     // By digest: Redis keeps every script it has run, so the text goes over
     // the wire only the first time (and after a restart: NOSCRIPT).
     const command = ["EVALSHA", sha, String(keys.length), ...keys, ...args];
-    return await this.#run(
-      () =>
-        this.#command(keys[0], command).then((reply) => {
-          if (!(reply instanceof RespError) || !reply.message.startsWith("NOSCRIPT")) return reply;
-          command[0] = "EVAL";
-          command[1] = script;
-          return this.#command(keys[0], command);
-        }),
-      timeout,
-    );
+    return this.#run(keys[0], command, timeout, WATCHED, script);
   }
 
   /**
@@ -522,7 +550,7 @@ export class RedisLink {
     args: Array<string | Uint8Array>,
     timeout = this.#options.timeout,
   ): Promise<Reply | undefined> {
-    return this.#run(() => this.#command(key, args), timeout);
+    return this.#run(key, args, timeout, WATCHED);
   }
 
   /**
@@ -533,50 +561,137 @@ export class RedisLink {
    * @returns Whether it was sent.
    */
   async publish(channel: string, message: string): Promise<boolean> {
-    return (await this.#run(() => this.#command(undefined, ["PUBLISH", channel, message]))) !==
-      undefined;
+    const reply = await this.#run(
+      undefined,
+      ["PUBLISH", channel, message],
+      this.#options.timeout,
+      UNWATCHED,
+    );
+    return reply !== undefined;
   }
 
-  #run(fn: () => Promise<RespValue>, timeout = this.#options.timeout): Promise<Reply | undefined> {
-    if (!this.up) {
+  /**
+   * Sends an operation under a deadline. It fails at once while the link is
+   * down or silent (a probe excepted); a watched one that misses its
+   * deadline counts toward silence, and one that is answered ends it.
+   */
+  #run(
+    key: string | undefined,
+    args: Array<string | Uint8Array>,
+    timeout: number,
+    mode: Mode,
+    script?: string,
+  ): Promise<Reply | undefined> {
+    if (this.#closed || !this.#connected() || (this.#silent && mode !== PROBE)) {
       this.errors++;
       return Promise.resolve(undefined);
     }
     return new Promise((resolve) => {
-      const op: Due = { at: performance.now() + timeout, late: null };
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const settle = (reply: RespValue) => {
-        if (op.late === null) return;
-        op.late = null;
-        if (timer !== undefined) {
-          clearTimeout(timer);
-          this.#timers.delete(timer);
-        }
-        if (reply instanceof RespError) {
-          this.errors++;
-          resolve(undefined);
-        } else {
-          resolve(reply as Reply);
-        }
+      const start = performance.now();
+      const op: Op = {
+        at: start + timeout,
+        start,
+        mode,
+        key,
+        args,
+        script,
+        timer: undefined,
+        resolve,
+        reply: (reply) => this.#settle(op, reply),
       };
-      op.late = () => settle(LATE);
       if (timeout === this.#options.timeout) {
         // The link's own deadline: one timer for all of them, since they are
         // due in the order they were sent.
         this.#due.push(op);
         this.#arm();
       } else {
-        timer = this.#later(() => this.#expire([op]), timeout);
+        op.timer = this.#later(() => this.#expire([op]), timeout);
       }
-      fn().then(settle, (err) => settle(new RespError(message(err))));
+      this.#send(op);
     });
+  }
+
+  #settle(op: Op, reply: RespValue): void {
+    const resolve = op.resolve;
+    if (resolve === null) return;
+    if (
+      op.script !== undefined && reply instanceof RespError && reply.message.startsWith("NOSCRIPT")
+    ) {
+      // Once, with the script's text (Redis was restarted or flushed its scripts).
+      op.args[0] = "EVAL";
+      op.args[1] = op.script;
+      op.script = undefined;
+      return this.#send(op);
+    }
+    op.resolve = null;
+    if (op.timer !== undefined) {
+      clearTimeout(op.timer);
+      this.#timers.delete(op.timer);
+    }
+    if (reply instanceof RespError) {
+      this.errors++;
+      if (reply === LATE && op.mode === WATCHED) this.#late(op.start);
+      resolve(undefined);
+    } else {
+      if (op.mode === WATCHED) this.#silentOps = 0;
+      resolve(reply as Reply);
+    }
+  }
+
+  /**
+   * Counts a watched operation that missed its deadline on a connected link:
+   * a run of them, with no answer between them for five deadlines (at least
+   * half a second), makes the link silent, so that requests stop paying a
+   * deadline each while Redis is stopped or unreachable.
+   */
+  #late(start: number): void {
+    if (this.#silent || this.#closed || !this.#connected()) return;
+    if (this.#silentOps++ === 0) this.#silentSince = start;
+    const after = Math.max(5 * this.#options.timeout, 500);
+    if (this.#silentOps >= 3 && performance.now() - this.#silentSince >= after) {
+      this.#setSilent(true);
+    }
+  }
+
+  /** Enters or leaves silence; while silent, a probe with back-off looks for an answer. */
+  #setSilent(silent: boolean): void {
+    if (silent === this.#silent) return;
+    this.#silent = silent;
+    this.#silentOps = 0;
+    if (this.#probe !== undefined) {
+      clearTimeout(this.#probe);
+      this.#timers.delete(this.#probe);
+      this.#probe = undefined;
+    }
+    if (!silent) return;
+    this.#say(
+      false,
+      `shared cache ${this.name} is down (no answer within ${this.#options.timeout} ms); ` +
+        "serving from the local cache and the origin",
+    );
+    this.#options.onState(false);
+    // Probe with back-off as the link reconnects: 50 ms doubling to 2 s.
+    const probe = (attempt: number) => {
+      this.#probe = undefined;
+      void this.#run(undefined, ["PING"], this.#options.timeout, PROBE).then((reply) => {
+        if (!this.#silent || this.#closed) return;
+        if (reply === undefined) {
+          this.#probe = this.#later(() => probe(attempt + 1), backoff(attempt));
+          return;
+        }
+        this.#setSilent(false);
+        this.#say(true, `shared cache ${this.name} is up`);
+        this.#options.onState(true);
+      });
+    };
+    this.#probe = this.#later(() => probe(0), 50);
   }
 
   /** Sets the timer for the first pending operation under the link's deadline. */
   #arm(): void {
     if (this.#dueTimer !== undefined) return;
     const due = this.#due;
-    while (this.#dueHead < due.length && due[this.#dueHead]!.late === null) {
+    while (this.#dueHead < due.length && due[this.#dueHead]!.resolve === null) {
       due[this.#dueHead++] = undefined as never;
     }
     if (this.#dueHead >= due.length) {
@@ -596,11 +711,11 @@ export class RedisLink {
     this.#dueTimer = undefined;
     const now = performance.now();
     const due = this.#due;
-    const expired: Due[] = [];
+    const expired: Op[] = [];
     while (this.#dueHead < due.length && due[this.#dueHead]!.at <= now) {
       const op = due[this.#dueHead]!;
       due[this.#dueHead++] = undefined as never;
-      if (op.late !== null) expired.push(op);
+      if (op.resolve !== null) expired.push(op);
     }
     this.#expire(expired);
     if (!this.#closed) this.#arm();
@@ -612,16 +727,18 @@ export class RedisLink {
    * already arrived gets one turn of the loop (setImmediate runs after the
    * reads) before the operation gives up. A reply that comes later is dropped.
    */
-  #expire(ops: Due[]): void {
+  #expire(ops: Op[]): void {
     if (ops.length === 0) return;
     setImmediate(() => {
-      for (const op of ops) op.late?.();
+      for (const op of ops) this.#settle(op, LATE);
     });
   }
 
   /** Closes every connection. */
   close(): Promise<void> {
     this.#closed = true;
+    this.#silent = false;
+    this.#probe = undefined;
     clearTimeout(this.#dueTimer);
     this.#dueTimer = undefined;
     for (const t of this.#timers) clearTimeout(t);
@@ -634,10 +751,31 @@ export class RedisLink {
 
 const DOWN = new RespError("down");
 
-/** An operation's deadline; `late` is null once it settled. */
-interface Due {
+/** How an operation bears on silence (see {@linkcode RedisLink}). */
+type Mode = 0 | 1 | 2;
+/** Counts toward silence (a lookup, a write, a lease). */
+const WATCHED: Mode = 0;
+/** Skipped while silent, but does not count (a publish). */
+const UNWATCHED: Mode = 1;
+/** Sent even while silent: it looks for the answer that ends silence. */
+const PROBE: Mode = 2;
+
+/** One operation under a deadline; `resolve` is null once it settled. */
+interface Op {
+  /** When it is due (`performance.now()`). */
   at: number;
-  late: (() => void) | null;
+  /** When it was sent. */
+  start: number;
+  mode: Mode;
+  key: string | undefined;
+  args: Array<string | Uint8Array>;
+  /** An EVALSHA's script text, sent once when the server does not know its digest. */
+  script: string | undefined;
+  /** Its own timer, when its deadline is not the link's. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+  resolve: ((reply: Reply | undefined) => void) | null;
+  /** Takes the server's reply (or the failure). */
+  reply: (reply: RespValue) => void;
 }
 
 function message(err: unknown): string {

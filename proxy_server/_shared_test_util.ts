@@ -9,6 +9,8 @@
 export interface ProxyProcess extends AsyncDisposable {
   /** Its port on 127.0.0.1. */
   port: number;
+  /** Its process id. */
+  pid: number;
   /** Its admin port (`/metrics`). */
   adminPort: number;
   /** Every line it wrote to stderr so far. */
@@ -82,6 +84,7 @@ export async function spawnProxy(args: string[]): Promise<ProxyProcess> {
   })();
   return {
     port,
+    pid: child.pid,
     adminPort,
     stderr,
     async metric(name) {

@@ -254,11 +254,18 @@ interface Policy {
   targets: readonly string[];
 }
 
-/** A shared-tier entry's memo, and its `Age` and `Cache-Status` lines of one second. */
+/**
+ * A shared-tier entry's memo, its `Age` and `Cache-Status` lines of one
+ * second, and the whole response of that second for the body it was made
+ * with (the shared tier hands out the same body again while its value in
+ * Redis stays the same).
+ */
 interface SharedMemo {
   memo: Memo;
   age: number;
   tail: Uint8Array;
+  body: Uint8Array | null;
+  full: Uint8Array | null;
 }
 
 interface Memo extends Ready {
@@ -928,7 +935,7 @@ class ProxyServer implements Proxy {
     let kept = this.#sharedMemos.get(meta);
     if (kept === undefined) {
       const memo = memoOf({ meta, body, memo: undefined }, this.#policy);
-      kept = { memo, age: -1, tail: new Uint8Array(0) };
+      kept = { memo, age: -1, tail: new Uint8Array(0), body: null, full: null };
       this.#sharedMemos.set(meta, kept);
     }
     return { meta, body, memo: kept.memo };
@@ -962,6 +969,7 @@ class ProxyServer implements Proxy {
     }
     // The fields that change each second, kept for that second.
     const kept = this.#sharedMemos.get(entry.meta);
+    const mine = kept?.memo === memo ? kept : undefined;
     let tail = kept?.age === age ? kept.tail : undefined;
     if (tail === undefined) {
       tail = encoder.encode(
@@ -969,17 +977,26 @@ class ProxyServer implements Proxy {
           formatCacheStatus(this.#name, { hit: true, ttl: memo.lifetime - age, detail: "shared" })
         }\r\n\r\n`,
       );
-      if (kept?.memo === memo) {
-        kept.age = age;
-        kept.tail = tail;
+      if (mine !== undefined) {
+        mine.age = age;
+        mine.tail = tail;
+        mine.full = null;
       }
     }
     const size = memo.prefix.length + tail.length;
-    const out = new Uint8Array(size + (head.method === "GET" ? body.length : 0));
-    out.set(memo.prefix, 0);
-    out.set(tail, memo.prefix.length);
-    if (head.method === "GET") out.set(body, size);
-    conn.end(out);
+    let full = mine?.body === body ? mine.full : null;
+    if (full === null) {
+      full = new Uint8Array(size + body.length);
+      full.set(memo.prefix, 0);
+      full.set(tail, memo.prefix.length);
+      full.set(body, size);
+      if (mine !== undefined) {
+        mine.body = body;
+        mine.full = full;
+      }
+    }
+    // Written as it is, never changed: several connections may be writing it at once.
+    conn.end(head.method === "GET" ? full : full.subarray(0, size));
     x.code = "TCP_SHARED_HIT";
     conn.status = entry.meta.status;
     if (this.#logging) x.type = memo.fields.get("content-type");

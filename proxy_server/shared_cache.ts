@@ -28,6 +28,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { hash } from "node:crypto";
 import { concat } from "../lib/bytes.ts";
 import {
@@ -39,7 +40,7 @@ import {
   varyKey,
 } from "./cache.ts";
 import { type EntryMeta, type EntryWriter, surrogateKeys } from "./store.ts";
-import { backoff, parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
+import { parseSharedCacheUrl, RedisLink, type Reply } from "./_redis.ts";
 
 /** Options of {@linkcode SharedCache.connect}. */
 export interface SharedCacheOptions {
@@ -122,6 +123,9 @@ const decoder = new TextDecoder();
 const EMPTY = new Uint8Array(0);
 /** Metadata texts kept parsed, and URIs kept with their key. */
 const META_CACHE = 4096;
+/** The largest body, and the most bytes in all, of the values kept to compare hits with. */
+const SEEN_BODY = 16 << 10;
+const SEEN_BYTES = 4 << 20;
 const keys = new Map<string, string>();
 const leases = new Map<string, string>();
 
@@ -171,8 +175,6 @@ if redis.call('HGET', KEYS[1], f) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], f, ARGV[3])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return 1`;
-
-const PROBE = `return 1`;
 
 function sha256(data: string | Uint8Array): string {
   return hash("sha256", data, "hex");
@@ -282,23 +284,23 @@ export class SharedCache {
   #timeout: number;
   #node = crypto.randomUUID();
   #waiters = new Map<string, Set<(why: "fill" | "down") => void>>();
+  /** Fills heard and times Redis went down, counted (see {@linkcode claim}). */
+  #wakes = 0;
   #onInvalidate: ((inv: Invalidation) => void | Promise<void>) | undefined;
-  #stats = { hits: 0, misses: 0, corrupt: 0, leaseWaits: 0, skipped: 0 };
+  #stats = { hits: 0, misses: 0, corrupt: 0, leaseWaits: 0 };
   /** Writes in flight, by URI: a lease on the URI is released once they end. */
   #writing = new Map<string, Promise<unknown>>();
   /** The timers renewing the leases this node holds. */
   #renewing = new Set<ReturnType<typeof setInterval>>();
-  #log: (line: string) => void;
-  /** The state the log last reported, so that the link's line and ours are not both said. */
-  #said: "up" | "down" | undefined;
-  /** When the current run of missed deadlines began (no answer since), and its length. */
-  #silentSince = 0;
-  #silentOps = 0;
-  /** Redis is connected but answers nothing: operations are skipped until a probe is answered. */
-  #silent = false;
-  #probe: ReturnType<typeof setTimeout> | undefined;
   /** Metadata read back, parsed, by its text (most hits read the same few again). */
   #metas = new Map<string, { meta: EntryMeta; digest: string }>();
+  /**
+   * The last value of one chunk that passed its check, by key, with its
+   * entry: a value read back byte for byte the same is that entry again,
+   * compared rather than hashed (a hit's largest cost after the round trip).
+   */
+  #seen = new Map<string, { raw: Uint8Array; entry: SharedEntry }>();
+  #seenBytes = 0;
 
   private constructor(url: string, options: SharedCacheOptions) {
     const parsed = parseSharedCacheUrl(url, options.password);
@@ -306,105 +308,31 @@ export class SharedCache {
     this.#maxObjectSize = options.maxObjectSize ?? 8 << 20;
     this.#chunkSize = options.chunkSize ?? 256 << 10;
     this.#leaseTime = options.leaseTime ?? 5000;
-    this.#log = options.log ?? (() => {});
     this.#link = new RedisLink(parsed, {
       timeout: this.#timeout,
-      log: (line) => this.#say(line.includes(" is down") ? "down" : "up", line),
+      log: options.log ?? (() => {}),
       channels: [FILL, INVALIDATE],
       onState: (up) => {
-        // The link's own state supersedes silence: it reconnects on its own.
-        this.#setSilent(false);
         if (!up) this.#wakeAll();
       },
       onMessage: (channel, message) => this.#message(channel, message),
     });
   }
 
-  #say(state: "up" | "down", line: string): void {
-    if (state === this.#said) return;
-    this.#said = state;
-    this.#log(line);
-  }
-
   /** Nobody will publish while Redis is down or silent: releases every waiter at once. */
   #wakeAll(): void {
+    this.#wakes++;
     for (const set of this.#waiters.values()) for (const w of set) w("down");
   }
 
-  /** Runs a script (see {@linkcode #guard}). */
+  /** Runs a script under the deadline: its reply, or `undefined` when it failed. */
   #eval(
     script: string,
     keys: string[],
     args: Array<string | Uint8Array>,
     timeout = this.#timeout,
   ): Promise<Reply | undefined> {
-    return this.#guard((t) => this.#link.eval(script, keys, args, t), timeout);
-  }
-
-  /**
-   * Runs an operation unless Redis is silent; a run of missed deadlines, with no
-   * answer between them for five deadlines (at least half a second), makes it
-   * silent, so that requests stop paying a deadline each while it is stopped.
-   */
-  #guard(
-    op: (timeout: number) => Promise<Reply | undefined>,
-    timeout: number,
-  ): Promise<Reply | undefined> {
-    if (this.#silent) {
-      this.#stats.skipped++;
-      return Promise.resolve(undefined);
-    }
-    const start = Date.now();
-    // Every hit comes through here: a callback, not an async frame of its own.
-    return op(timeout).then((reply) => {
-      if (reply !== undefined) this.#silentOps = 0;
-      else if (this.#link.up && Date.now() - start >= timeout) {
-        // Late, not refused: a failure that comes at once is an error, not silence.
-        if (this.#silentOps++ === 0) this.#silentSince = start;
-        if (this.#silentOps >= 3 && Date.now() - this.#silentSince >= this.#silentAfter) {
-          this.#setSilent(true);
-        }
-      }
-      return reply;
-    });
-  }
-
-  get #silentAfter(): number {
-    return Math.max(5 * this.#timeout, 500);
-  }
-
-  async #publish(channel: string, message: string): Promise<boolean> {
-    if (this.#silent) {
-      this.#stats.skipped++;
-      return false;
-    }
-    return await this.#link.publish(channel, message);
-  }
-
-  #setSilent(silent: boolean): void {
-    if (silent === this.#silent) return;
-    this.#silent = silent;
-    this.#silentOps = 0;
-    clearTimeout(this.#probe);
-    if (!silent) return;
-    this.#say(
-      "down",
-      `shared cache ${this.#link.name} is down (no answer within ${this.#timeout} ms); ` +
-        "serving from the local cache and the origin",
-    );
-    this.#wakeAll();
-    // Probe with back-off as the link reconnects: 50 ms doubling to 2 s.
-    const probe = async (attempt: number) => {
-      const reply = await this.#link.eval(PROBE, [], [], this.#timeout);
-      if (!this.#silent) return;
-      if (reply === undefined) {
-        this.#probe = setTimeout(() => probe(attempt + 1), backoff(attempt));
-        return;
-      }
-      this.#setSilent(false);
-      this.#say("up", `shared cache ${this.#link.name} is up`);
-    };
-    this.#probe = setTimeout(() => probe(0), 50);
+    return this.#link.eval(script, keys, args, timeout);
   }
 
   /**
@@ -424,7 +352,7 @@ export class SharedCache {
 
   /** Whether the link to Redis is up (connected, and answering). */
   get up(): boolean {
-    return this.#link.up && !this.#silent;
+    return this.#link.up;
   }
 
   /** The largest body written to the shared tier, in bytes (`--shared-max-object-size`). */
@@ -439,8 +367,7 @@ export class SharedCache {
 
   /** The counters, for `/metrics`. */
   get stats(): SharedStats {
-    const { skipped, ...stats } = this.#stats;
-    return { ...stats, errors: this.#link.errors + skipped };
+    return { ...this.#stats, errors: this.#link.errors };
   }
 
   /**
@@ -455,6 +382,7 @@ export class SharedCache {
 
   #message(channel: string, message: string): void {
     if (channel === FILL) {
+      this.#wakes++;
       for (const w of this.#waiters.get(message) ?? []) w("fill");
       return;
     }
@@ -484,22 +412,58 @@ export class SharedCache {
     return found;
   }
 
-  async #read(
+  #read(
     url: string,
     request: FieldReader,
     recheck = false,
   ): Promise<SharedEntry | null | undefined> {
     const key = sharedKey(url);
     // Most URIs have no Vary: guess the variant without one, so that a hit
-    // of one chunk costs one HMGET (no script) and one round trip.
-    let reply = await this.#fields(key, "");
+    // of one chunk costs one HMGET (no script) and one round trip, and no
+    // async frame of its own.
+    return this.#fields(key, "").then((reply) =>
+      this.#readFields(url, key, request, reply, recheck)
+    );
+  }
+
+  /** The rest of {@linkcode #read}, once the fields of the variant without `Vary` came back. */
+  #readFields(
+    url: string,
+    key: string,
+    request: FieldReader,
+    reply: Reply | undefined,
+    recheck: boolean,
+  ): SharedEntry | null | undefined | Promise<SharedEntry | null | undefined> {
     if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
     if (reply[0] === null) return null;
     const vary = text(reply[0]);
     const vk = varyKey(vary === "" ? null : vary, request);
     if (vk === null) return null;
+    if (vary !== "" || pieceCount(reply[2]) > 1) {
+      return this.#readVariant(url, key, vary, vk, vary === "" ? reply : undefined, recheck);
+    }
+    const pieces = pieceCount(reply[2]);
+    if (pieces < 0) return null;
+    return this.#checked(
+      [reply[0]!, reply[1]!, pieces === 1 ? reply[3]! : EMPTY],
+      url,
+      vk,
+      recheck,
+    );
+  }
+
+  /** Reads a variant under `Vary`, or a body of several chunks. */
+  async #readVariant(
+    url: string,
+    key: string,
+    vary: string,
+    vk: string,
+    fields: Reply[] | undefined,
+    recheck: boolean,
+  ): Promise<SharedEntry | null | undefined> {
     const vid = variantId(vk);
-    if (vary !== "") {
+    let reply: Reply | undefined = fields;
+    if (reply === undefined) {
       reply = await this.#fields(key, vid);
       if (!Array.isArray(reply)) return reply === undefined ? undefined : null;
       // Replaced by a response with another Vary meanwhile: not this variant.
@@ -518,6 +482,11 @@ export class SharedCache {
     } else {
       return null;
     }
+    return this.#checked(reply, url, vk, recheck);
+  }
+
+  /** Checks a value read (`[v, meta, ...chunks]`) against the key it was read for. */
+  #checked(reply: Reply[], url: string, vk: string, recheck: boolean): SharedEntry | null {
     if (reply.length < 2) return null;
     const entry = this.#verify(reply, vk === "" ? url : `${url}\n${vk}`);
     if (entry === null && !recheck) this.#stats.corrupt++;
@@ -526,11 +495,10 @@ export class SharedCache {
 
   /** A variant's `v`, `m:`, `n:` and first chunk, in one HMGET. */
   #fields(key: string, vid: string): Promise<Reply | undefined> {
-    return this.#guard(
-      (timeout) =>
-        this.#link.command(key, ["HMGET", key, "v", `m:${vid}`, `n:${vid}`, `c:${vid}:0`], timeout),
-      this.#timeout,
-    );
+    const args = vid === ""
+      ? ["HMGET", key, "v", "m:", "n:", "c::0"]
+      : ["HMGET", key, "v", `m:${vid}`, `n:${vid}`, `c:${vid}:0`];
+    return this.#link.command(key, args, this.#timeout);
   }
 
   /**
@@ -541,6 +509,14 @@ export class SharedCache {
   #verify(reply: Reply[], key: string): SharedEntry | null {
     const raw = reply[1];
     if (!(raw instanceof Uint8Array)) return null;
+    const seen = this.#seen.get(key);
+    if (
+      seen !== undefined && reply.length === 3 && sameBytes(raw, seen.raw) &&
+      reply[2] instanceof Uint8Array && sameBytes(reply[2], seen.entry.body)
+    ) {
+      // The very bytes checked last time: the same entry, and no digest to compute.
+      return seen.entry;
+    }
     const json = decoder.decode(raw);
     let known = this.#metas.get(json);
     if (known === undefined) {
@@ -562,7 +538,22 @@ export class SharedCache {
     if (pieces.length !== reply.length - 2) return null;
     const body = pieces.length === 1 ? pieces[0]! : concat(pieces);
     if (body.length !== meta.bodyLength || sha256(body) !== digest) return null;
-    return { meta, body };
+    if (body.length > SEEN_BODY) {
+      // A view into a block of the bytes read, which it would keep alive: its own copy instead.
+      return { meta, body: body.buffer.byteLength > 2 * body.length ? body.slice() : body };
+    }
+    // Copies, so that the memo holds no view into the link's read buffers.
+    const entry = { meta, body: body.slice() };
+    const size = raw.length + body.length;
+    if (this.#seenBytes + size > SEEN_BYTES || this.#seen.size >= META_CACHE) {
+      this.#seen.clear();
+      this.#seenBytes = 0;
+    }
+    const old = this.#seen.get(key);
+    if (old !== undefined) this.#seenBytes -= old.raw.length + old.entry.body.length;
+    this.#seen.set(key, { raw: raw.slice(), entry });
+    this.#seenBytes += size;
+    return entry;
   }
 
   /**
@@ -574,45 +565,64 @@ export class SharedCache {
    * @param request The request fields (for `Vary`).
    * @returns The entry, or the lease to fetch under, or neither (fetch without a lease).
    */
-  async claim(url: string, key: string, request: FieldReader): Promise<Claim> {
+  claim(url: string, key: string, request: FieldReader): Promise<Claim> {
+    // Most claims find the entry: no async frame of their own, and no
+    // listener for fills (see #contend).
+    const wakes = this.#wakes;
+    return this.#read(url, request).then((found) => {
+      if (found) return this.#hit(found);
+      if (found === undefined) return this.#miss({});
+      return this.#contend(url, key, request, wakes);
+    });
+  }
+
+  /**
+   * The rest of {@linkcode claim} after a look that found nothing: takes the
+   * lease, or waits for its owner's fill. One that waits looks again instead
+   * when a fill (or Redis going down) was heard since it looked (`wakes`
+   * changed), which may have been this key's.
+   */
+  async #contend(url: string, key: string, request: FieldReader, wakes: number): Promise<Claim> {
     const lk = leaseKey(url, key);
     let waited = false;
     for (;;) {
-      // Listen before looking, so that a fill published meanwhile is not missed.
+      const token = `${this.#node}:${crypto.randomUUID()}`;
+      const got = await this.#eval(ACQUIRE, [lk], [token, String(this.#leaseTime)]);
+      if (got === undefined) return this.#miss({});
+      if (got === 1) {
+        const lease = this.#lease(url, lk, token);
+        // The previous owner may have stored it between the read and the lease.
+        const again = await this.#read(url, request, true);
+        if (!again) return this.#miss({ lease });
+        await lease.release();
+        return this.#hit(again);
+      }
+      if (!waited) this.#stats.leaseWaits++;
+      waited = true;
       const woken = this.#listen(lk);
       try {
-        const found = await this.#read(url, request);
-        if (found) return this.#hit(found);
-        if (found === undefined) return this.#miss({});
-        const token = `${this.#node}:${crypto.randomUUID()}`;
-        const got = await this.#eval(ACQUIRE, [lk], [token, String(this.#leaseTime)]);
-        if (got === undefined) return this.#miss({});
-        if (got === 1) {
-          const lease = this.#lease(url, lk, token);
-          // The previous owner may have stored it between the read and the lease.
-          const again = await this.#read(url, request, true);
-          if (!again) return this.#miss({ lease });
-          await lease.release();
-          return this.#hit(again);
+        if (this.#wakes === wakes) {
+          // No bound on the whole wait: a live owner renews its lease until its
+          // fill ends, however long; a dead one's expires within a lease time.
+          // It is waited on a second at most at a time, then looked at again:
+          // a Redis that stopped answering meanwhile is noticed by that look
+          // (within a deadline) even when this node sends nothing else.
+          const why = await woken.wait(Math.min(this.#leaseTime, 1000));
+          if (why === "down") return this.#miss({});
+          if (why === "fill") {
+            // Not there after the owner's fill: it was not storable; fetch without a lease.
+            const filled = await this.#read(url, request);
+            return filled ? this.#hit(filled) : this.#miss({});
+          }
         }
-        if (!waited) this.#stats.leaseWaits++;
-        waited = true;
-        // No bound on the whole wait: a live owner renews its lease until its
-        // fill ends, however long; a dead one's expires within a lease time.
-        // It is waited on a second at most at a time, then looked at again:
-        // a Redis that stopped answering meanwhile is noticed by that look
-        // (within a deadline) even when this node sends nothing else.
-        const why = await woken.wait(Math.min(this.#leaseTime, 1000));
-        if (why === "down") return this.#miss({});
-        if (why === "fill") {
-          // Not there after the owner's fill: it was not storable; fetch without a lease.
-          const filled = await this.#read(url, request);
-          return filled ? this.#hit(filled) : this.#miss({});
-        }
-        // The lease may have expired (its owner died): try to take it over.
       } finally {
         woken.cancel();
       }
+      // The lease may have expired (its owner died), or a fill was heard: look again.
+      wakes = this.#wakes;
+      const found = await this.#read(url, request);
+      if (found) return this.#hit(found);
+      if (found === undefined) return this.#miss({});
     }
   }
 
@@ -651,7 +661,7 @@ export class SharedCache {
     wait(ms: number): Promise<"fill" | "down" | "timeout">;
     cancel(): void;
   } {
-    // Most claims find the entry and never wait: the promise is made only for a wait.
+    // A claim may listen and then find it need not wait: the promise is made only for a wait.
     let why: "fill" | "down" | "timeout" | undefined;
     let resolve: ((why: "fill" | "down" | "timeout") => void) | undefined;
     const wake = (w: "fill" | "down" | "timeout") => {
@@ -682,7 +692,7 @@ export class SharedCache {
     // Waiters read the shared tier when woken: the write must be done first.
     await this.#writing.get(url);
     await this.#eval(RELEASE, [lk], [token]);
-    await this.#publish(FILL, lk);
+    await this.#link.publish(FILL, lk);
   }
 
   /**
@@ -847,15 +857,13 @@ export class SharedCache {
   }
 
   async #announce(inv: Invalidation): Promise<void> {
-    await this.#publish(INVALIDATE, JSON.stringify({ ...inv, from: this.#node }));
+    await this.#link.publish(INVALIDATE, JSON.stringify({ ...inv, from: this.#node }));
   }
 
   /** Closes the link; the leases this node holds are no longer renewed. */
   async close(): Promise<void> {
     for (const timer of this.#renewing) clearInterval(timer);
     this.#renewing.clear();
-    clearTimeout(this.#probe);
-    this.#silent = false;
     this.#wakeAll();
     await this.#link.close();
   }
@@ -876,7 +884,12 @@ function secondaryKey(meta: EntryMeta): string {
 }
 
 function text(r: Reply | undefined): string {
-  return r instanceof Uint8Array ? decoder.decode(r) : "";
+  return r instanceof Uint8Array && r.length > 0 ? decoder.decode(r) : "";
+}
+
+/** Whether two byte strings are equal (natively: ten times a loop's speed on 1 KiB). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
 /** The chunk count stored in `n:` (-1 when missing or malformed). */
