@@ -317,6 +317,16 @@ labTest(
             .map((m) => Number(m[1]));
         const replies = r.stdout.trim().split("\n").map((l) => JSON.parse(l))
           .filter((e) => e.type === "reply");
+        // Every reply timed by the kernel, and no round trip shorter than
+        // the path's floor: the relay holds each datagram 25 ms one way.
+        assertEquals(summary.timestamps.receive, "kernel", r.stdout);
+        for (const e of replies) {
+          assertEquals(e.stamp, "kernel", JSON.stringify(e));
+          assert(
+            e.rttMs >= up + down,
+            `seq ${e.seq}: RTT ${e.rttMs} ms below the ${up + down} ms hold`,
+          );
+        }
         for (
           const [key, direction, hold] of [["upMs", "up", up], ["downMs", "down", down]] as const
         ) {
