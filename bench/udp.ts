@@ -3,7 +3,12 @@
  *
  * 1. RTT: 3 × 200 pings at 10 ms, `udp-ping` against `udp-server` and
  *    `irtt client` against `irtt server`, alternating; median and p99 of each,
- *    their differences, and the targets (within 15 µs and 50 µs).
+ *    their differences, and the targets (within 15 µs and 50 µs). Each tool
+ *    runs with its defaults: `udp-server`'s receive loops wait in
+ *    `SCHED_FIFO` while lightly loaded (`--realtime 1`, taken as root),
+ *    irtt's server has no such setting. A third client in each round,
+ *    against `udp-server --realtime 0` (the normal class, as irtt's), shows
+ *    what that setting is worth; it has no target.
  * 2. Client precision: `udp-ping -c 10000 -i 1ms` against our server, next to
  *    `irtt client -i 1ms -d 10s` against `irtt server`. Reported: packets sent
  *    out of the ticks scheduled (no self-inflicted loss), and the send-time
@@ -271,8 +276,12 @@ interface RttSample {
 }
 
 /** `udp-ping` against `udp-server`: the RTT of each reply, from its JSON events. */
-async function ourRtts(count: number, intervalMs: number): Promise<RttSample> {
-  const { port, server } = await ourServer();
+async function ourRtts(
+  count: number,
+  intervalMs: number,
+  serverArgs: string[] = [],
+): Promise<RttSample> {
+  const { port, server } = await ourServer(serverArgs);
   try {
     const events = await ourPings(port, { count, interval: `${intervalMs}ms` });
     const rtts = events.filter((e) => e.type === "reply" && !e.duplicate && !e.late)
@@ -307,17 +316,19 @@ function quantiles(values: number[]): { median: number; p99: number; count: numb
  * that load on the machine falls on both alike; samples are pooled.
  */
 async function rttComparison(rounds: number) {
-  const ours: number[] = [], irtt: number[] = [];
+  const ours: number[] = [], normal: number[] = [], irtt: number[] = [];
   let source = "";
   for (let round = 0; round < rounds; round++) {
     const a = await ourRtts(200, 10);
     ours.push(...a.rtts);
     source = a.source;
     irtt.push(...(await irttRtts(200, 10)).rtts);
+    normal.push(...(await ourRtts(200, 10, ["--realtime", "0"])).rtts);
   }
   const o = quantiles(ours), i = quantiles(irtt);
   return {
     ours: { ...o, source },
+    oursNormalClass: quantiles(normal),
     irtt: i,
     medianDiffUs: o.median - i.median,
     p99DiffUs: o.p99 - i.p99,
@@ -550,6 +561,12 @@ if (import.meta.main) {
       `  ${col("udp-ping", 9)} ${col(rtt.ours.count, 7)} ${col(f(rtt.ours.median), 6)} ${
         col(f(rtt.ours.p99), 6)
       } send user space, ${rtt.ours.source}`,
+    );
+    const n = rtt.oursNormalClass;
+    console.log(
+      `  ${col("udp-ping", 9)} ${col(n.count, 7)} ${col(f(n.median), 6)} ${
+        col(f(n.p99), 6)
+      } the same, udp-server --realtime 0 (not a target)`,
     );
     console.log(
       `  ${col("irtt", 9)} ${col(rtt.irtt.count, 7)} ${col(f(rtt.irtt.median), 6)} ${

@@ -16,6 +16,8 @@ export const COUNTERS = [
   "clients",
   "rejected",
   "replayed",
+  "realtime",
+  "realtimeExits",
 ] as const;
 
 /** What the main thread sends to start the loop. */
@@ -28,6 +30,8 @@ export interface WorkerStart {
   index: number;
   /** The service's options, without the log function. */
   service: Omit<PingServiceOptions, "log">;
+  /** `SCHED_FIFO` priority while lightly loaded, 0 for never (see `ServeOptions.realtime`). */
+  realtime: number;
   /** Whether to send session log lines. */
   log: boolean;
   /** Most delayed replies waiting at once. */

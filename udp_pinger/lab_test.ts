@@ -312,19 +312,35 @@ labTest(
         // What the relay did to each datagram, in order, from its kernel
         // receive time to the return of its sendto(): the hold, or longer
         // when the relay woke late or was preempted.
+        // By sequence number: the stats requests before and after the pings
+        // pass through the relay too.
         const forwarded = (direction: string) =>
-          [...relay.output().matchAll(new RegExp(`^${direction} ([\\d.]+)$`, "gm"))]
-            .map((m) => Number(m[1]));
+          new Map(
+            [...relay.output().matchAll(new RegExp(`^${direction} ([\\d.]+) ping (\\d+)$`, "gim"))]
+              .map((m) => [Number(m[2]), Number(m[1])]),
+          );
         const replies = r.stdout.trim().split("\n").map((l) => JSON.parse(l))
           .filter((e) => e.type === "reply");
+        // Every reply timed by the kernel, and no round trip shorter than
+        // the path's floor: the relay holds each datagram 25 ms one way.
+        assertEquals(summary.timestamps.receive, "kernel", r.stdout);
+        for (const e of replies) {
+          assertEquals(e.stamp, "kernel", JSON.stringify(e));
+          assert(
+            e.rttMs >= up + down,
+            `seq ${e.seq}: RTT ${e.rttMs} ms below the ${up + down} ms hold`,
+          );
+        }
         for (
           const [key, direction, hold] of [["upMs", "up", up], ["downMs", "down", down]] as const
         ) {
           const relayed = forwarded(direction);
-          // The first lines are the pings' (the stats request comes last):
-          // what the client measured minus what the relay took, ping by ping.
-          const extra = replies.map((e, i) => e[key] - relayed[i]!);
-          assert(relayed.slice(0, replies.length).every((ms) => ms >= hold), `${relayed}`);
+          // What the client measured minus what the relay took, ping by ping.
+          const extra = replies.map((e) => e[key] - relayed.get(e.seq)!);
+          assert(
+            replies.every((e) => relayed.get(e.seq)! >= hold),
+            `${[...relayed.values()]}`,
+          );
           // Within 1 ms (median): the rest of the path (three veth hops) is
           // tens of microseconds; a split that put any share of the 25 ms in
           // the other direction would be off by 12.5 ms or more. Checked

@@ -112,6 +112,12 @@ export const SERVER_OPTIONS = {
     default: "the number of cores",
     description: "receive loops, each on its own thread and SO_REUSEPORT socket",
   },
+  realtime: {
+    type: "string",
+    arg: "PRIO",
+    default: "1",
+    description: "SCHED_FIFO priority of the loops while lightly loaded (needs root); 0: never",
+  },
   quiet: { type: "boolean", short: "q", description: "no session log lines on stderr" },
   help: { type: "boolean", short: "h", description: "show this help" },
 } as const satisfies Options;
@@ -295,6 +301,7 @@ async function serverMain(args: string[]): Promise<number> {
     threads: values.threads === undefined
       ? navigator.hardwareConcurrency
       : parseNumber("--threads", values.threads, { min: 1, max: 1024, integer: true }),
+    realtime: parseNumber("--realtime", values.realtime ?? "1", { min: 0, max: 99, integer: true }),
   };
   if (values.seed !== undefined) {
     options.seed = parseNumber("--seed", values.seed, { integer: true });

@@ -694,6 +694,20 @@ export interface ServeOptions extends PingServiceOptions {
    * @default {1}
    */
   threads?: number;
+  /**
+   * `SCHED_FIFO` priority (1 to 99) for each receive loop's thread while it
+   * is lightly loaded; 0 keeps them in the normal class. A real-time loop
+   * runs as soon as a datagram wakes it, where a normal one on a busy
+   * machine may wait milliseconds for its share of a core, which would be
+   * counted in every round trip. A loop busy for more than a fifth of a core
+   * over 100 ms (a flood, a load test) returns to the normal class at once,
+   * and to the real-time class after a quiet second, so that it never holds
+   * a core from the rest of the machine. Needs `CAP_SYS_NICE` (root) or an
+   * `RLIMIT_RTPRIO` of at least the priority; without it the loops stay in
+   * the normal class. The command line's default is 1.
+   * @default {0}
+   */
+  realtime?: number;
 }
 
 /** One receive loop's counters, from {@linkcode UdpPingServer.threads}. */
@@ -710,6 +724,10 @@ export interface ThreadCounters {
   rejected: number;
   /** With `hmac`: signed pings refused as replays. */
   replayed: number;
+  /** Whether the loop's thread is in the real-time class now (see {@linkcode ServeOptions.realtime}). */
+  realtime: boolean;
+  /** Times the loop left the real-time class because it was busy. */
+  realtimeExits: number;
 }
 
 /** A running server; dispose of it (or call `close()`) to stop it. */
@@ -761,6 +779,10 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
   const hostname = options.hostname ?? "0.0.0.0";
   const family = hostname.includes(":") ? 6 : 4;
   const threads = positive("threads", options.threads ?? 1);
+  const realtime = options.realtime ?? 0;
+  if (!(Number.isInteger(realtime) && realtime >= 0 && realtime <= 99)) {
+    throw new RangeError(`Cannot use real-time priority ${realtime}: it must be 0 to 99`);
+  }
   if (!Number.isInteger(threads)) {
     throw new RangeError(`Cannot use threads ${threads}: it must be an integer >= 1`);
   }
@@ -810,6 +832,7 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
       service,
       log: log !== undefined,
       maxPending: options.maxPending ?? 10000,
+      realtime,
       control,
       counters,
     };
@@ -839,6 +862,8 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
           clients: values[at + 3]!,
           rejected: values[at + 4]!,
           replayed: values[at + 5]!,
+          realtime: values[at + 6] === 1,
+          realtimeExits: values[at + 7]!,
         };
       }),
     close,

@@ -5,6 +5,7 @@ import { replayMemory as sharedReplayMemory, ReplayTable, SeenWindows } from "./
 import { assertThrows } from "../lib/testing/assert.ts";
 import { delay } from "../lib/deadline.ts";
 import { SocketError } from "../lib/rawsock/errno.ts";
+import { openSocket } from "../lib/rawsock/socket.ts";
 import {
   encodeHeartbeat,
   encodePing,
@@ -420,5 +421,43 @@ Deno.test("serve() with 2 threads and hmac: a copy from another address is a rep
     assertEquals(verifyDatagram(reply, key), "00000000abcd");
   } finally {
     for (const conn of senders) conn.close();
+  }
+});
+
+Deno.test("serve() with realtime: its loops wait in SCHED_FIFO, leave it under a flood and come back", async () => {
+  const privileged = Deno.uid() === 0;
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    threads: 1,
+    realtime: 1,
+    quiet: true,
+  });
+  await server.ready;
+  // A loop sets its class once it runs; without privilege the kernel refuses it.
+  assertEquals(server.threads()[0]!.realtime, privileged);
+  if (!privileged) return;
+  // A flood far above a fifth of a core: synchronous sends in a tight loop.
+  using sock = openSocket({ kind: "udp", family: 4, receiveTtl: false, receiveErrors: false });
+  sock.bind({ family: 4, address: "127.0.0.1", port: 0 });
+  const to = { family: 4 as const, address: "127.0.0.1", port: server.addr.port };
+  const ping = encodePing(1, 0);
+  for (let i = 0; i < 200_000 && server.threads()[0]!.realtimeExits === 0; i++) {
+    try {
+      sock.send(ping, to);
+    } catch {
+      // A full send queue: the next tries again.
+    }
+  }
+  assert(server.threads()[0]!.realtimeExits >= 1, "the loop never left the real-time class");
+  // Quiet again: back in the class after a second, however long the
+  // replies queued meanwhile take to drain.
+  while (!server.threads()[0]!.realtime) await delay(50);
+  assertEquals(server.threads()[0]!.datagrams > 0, true);
+});
+
+Deno.test("serve() refuses a real-time priority outside 0 to 99", () => {
+  for (const bad of [-1, 100, 1.5]) {
+    assertThrows(() => serve({ hostname: "127.0.0.1", port: 0, realtime: bad }), RangeError);
   }
 });

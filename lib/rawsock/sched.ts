@@ -67,3 +67,46 @@ export function requestSlice(microseconds: number): boolean {
   }
   return true;
 }
+
+/** SCHED_OTHER and SCHED_FIFO, the policies {@linkcode setRealtime} moves between. */
+const SCHED_OTHER = 0, SCHED_FIFO = 1;
+
+/**
+ * Moves the calling thread (not the process) into the real-time class,
+ * `SCHED_FIFO` at `priority`, or back to `SCHED_OTHER` with `priority` 0
+ * and the default time slice (call {@linkcode requestSlice} again for a
+ * shorter one): `sched_setattr()`. A real-time thread that wakes
+ * runs at once, ahead of every normal thread and of the CPU share the
+ * scheduler gives its group (a session's autogroup or a cgroup), where a
+ * normal thread that sleeps most of the time has a small share and may
+ * wait tens of milliseconds on a busy machine. It needs `CAP_SYS_NICE`
+ * (root) or an `RLIMIT_RTPRIO` of at least `priority`.
+ *
+ * @param priority 1 to 99 for `SCHED_FIFO`; 0 for `SCHED_OTHER`.
+ * @returns `true` when the kernel took it; `false` when it refused
+ * (no privilege) or has no such call.
+ * @throws {RangeError} When `priority` is outside 0 to 99.
+ *
+ * @example Back to the normal class, which needs no privilege
+ * ```ts
+ * import { setRealtime } from "./sched.ts";
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(setRealtime(0), true);
+ * ```
+ */
+export function setRealtime(priority: number): boolean {
+  if (!(Number.isInteger(priority) && priority >= 0 && priority <= 99)) {
+    throw new RangeError(`Cannot use real-time priority ${priority}: it must be 0 to 99`);
+  }
+  const calls = SYSCALLS[Deno.build.arch];
+  if (calls === undefined) return false;
+  const c = lib();
+  const attr = new Uint8Array(56);
+  if (c.syscall(calls.get, 0n, attr, BigInt(attr.length), 0n) < 0n) return false;
+  const view = new DataView(attr.buffer);
+  view.setUint32(0, attr.length, true);
+  view.setUint32(4, priority === 0 ? SCHED_OTHER : SCHED_FIFO, true);
+  view.setBigUint64(8, 0n, true);
+  view.setUint32(20, priority, true);
+  return c.syscall(calls.set, 0n, attr, 0n, 0n) >= 0n;
+}

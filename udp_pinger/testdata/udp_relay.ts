@@ -6,7 +6,8 @@
  * Each datagram is held until its kernel receive time plus the delay
  * (spun, not slept: Deno's timers are millisecond grained), and its own
  * forwarding time, from the kernel's receive stamp to the return of
- * `sendto()`, is printed, in order, as `up MS` or `down MS`: under load
+ * `sendto()`, is printed, in order, as `up MS WORD SEQ` or `down MS WORD SEQ`
+ * (the datagram's first two words, e.g. `PING 3`): under load
  * the relay's wake-up can outlast a delay, and the test compares with what
  * it did.
  * It busy-polls both sockets, one datagram at a time, which suits pings
@@ -34,6 +35,7 @@ let client: SocketAddress | undefined;
 const buf = new Uint8Array(65536);
 const info = new DatagramInfo();
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 console.log("ready");
 for (;;) {
@@ -57,6 +59,11 @@ for (;;) {
     // After sendto(): on veth the datagram is usually through the next
     // hops by then; a preemption before it counts too.
     const sent = realtimeNs();
-    Deno.stdout.writeSync(encoder.encode(`${direction} ${Number(sent - received) / 1e6}\n`));
+    // Its first two words, so that the test matches each line with its
+    // ping (the client sends a stats request before the first).
+    const head = decoder.decode(buf.subarray(0, Math.min(n, 40))).split(" ", 2).join(" ");
+    Deno.stdout.writeSync(
+      encoder.encode(`${direction} ${Number(sent - received) / 1e6} ${head}\n`),
+    );
   }
 }
