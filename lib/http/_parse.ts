@@ -37,12 +37,15 @@ export interface FramingFields {
   host: number;
   hostValue: string;
   expect: string | null;
+  /** The index past the last field line written to `names`/`values`. */
+  count: number;
 }
 
 /**
  * Parses field lines in `buf[from..end)` (the block ends with the empty
- * line) into `names`/`values`, validating per RFC 9112 §5. Returns the
- * framing fields seen.
+ * line) into `names`/`values` from index `start` on, validating per RFC 9112
+ * §5. Returns the framing fields seen. `start` is `names.length` for a list
+ * that grows, or 0 for scratch lists that a caller reuses (they may be longer).
  */
 export function parseFields(
   buf: Uint8Array,
@@ -52,6 +55,7 @@ export function parseFields(
   end: number,
   names: string[],
   values: string[],
+  start: number,
   maxHeaders: number,
   allowBareLf: boolean,
   status: number,
@@ -65,7 +69,9 @@ export function parseFields(
     host: 0,
     hostValue: "",
     expect: null,
+    count: start,
   };
+  let n = start;
   let i = from;
   while (i < end) {
     const first = buf[i]!;
@@ -110,13 +116,14 @@ export function parseFields(
     }
     let ve = k;
     while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
-    if (names.length >= maxHeaders) {
+    if (n >= maxHeaders) {
       throw new HttpError(overStatus, `Cannot parse ${what}: more than ${maxHeaders} fields`);
     }
     const name = str.slice(i - base, j - base);
     const value = str.slice(vs - base, ve - base);
-    names.push(name);
-    values.push(value);
+    names[n] = name;
+    values[n] = value;
+    n++;
     // Framing fields are recognised from the bytes, without lower-casing
     // every name.
     switch (j - i) {
@@ -141,6 +148,7 @@ export function parseFields(
     }
     i = next;
   }
+  f.count = n;
   return f;
 }
 

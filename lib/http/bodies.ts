@@ -366,6 +366,7 @@ export async function* readChunked(
       s + lineLen,
       names,
       values,
+      names.length,
       maxTrailers,
       false,
       400,

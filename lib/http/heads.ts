@@ -147,6 +147,8 @@ interface ScanState {
   lineStart: number;
   emptyLines: number;
   firstLineEnd: number;
+  /** Lines ended so far, the start line included. */
+  lines: number;
 }
 
 /**
@@ -191,6 +193,7 @@ function scanHead(
       }
       if (st.lineStart === 0) st.firstLineEnd = rel;
       st.lineStart = rel + 1;
+      st.lines++;
       i = findLf(buf, i + 1, e);
     }
     if (restart) continue;
@@ -249,7 +252,7 @@ function endOfInput(reader: BufferedReader, what: string): -1 {
 export class RequestHeadParser {
   readonly #options: RequestHeadOptions;
   readonly #maxHeadBytes: number;
-  readonly #st: ScanState = { scanned: 0, lineStart: 0, emptyLines: 0, firstLineEnd: 0 };
+  readonly #st: ScanState = { scanned: 0, lineStart: 0, emptyLines: 0, firstLineEnd: 0, lines: 0 };
 
   /**
    * Makes a parser with the limits of every head it reads.
@@ -272,12 +275,14 @@ export class RequestHeadParser {
     const st = this.#st;
     const len = scanHead(reader, st, this.#maxHeadBytes, 414, REQUEST_HEAD, 431);
     if (len < 0) return null;
+    const lines = st.lines;
     st.scanned =
       st.lineStart =
       st.emptyLines =
       st.firstLineEnd =
+      st.lines =
         0;
-    return parseRequestHead(reader, len, this.#options);
+    return parseRequestHead(reader, len, this.#options, lines - 1);
   }
 
   /**
@@ -334,6 +339,7 @@ function parseRequestHead(
   reader: BufferedReader,
   len: number,
   options: RequestHeadOptions,
+  fieldLines: number,
 ): RequestHead {
   const maxTarget = options.maxTargetLength ?? 8192;
   const allowBareLf = options.allowBareLf ?? false;
@@ -378,8 +384,11 @@ function parseRequestHead(
     throw new HttpError(400, `Cannot parse ${what}: "*" is only valid with OPTIONS`);
   }
 
-  const names: string[] = [];
-  const values: string[] = [];
+  // Lists of the exact size (the scan counted the lines): pushing onto `[]`
+  // makes room for 17 lines per list.
+  const size = Math.min(fieldLines, options.maxHeaders ?? 100);
+  const names = new Array<string>(size);
+  const values = new Array<string>(size);
   const f = parseFields(
     buf,
     str,
@@ -388,6 +397,7 @@ function parseRequestHead(
     end,
     names,
     values,
+    0,
     options.maxHeaders ?? 100,
     allowBareLf,
     400,
@@ -395,6 +405,7 @@ function parseRequestHead(
     what,
   );
   reader.consume(len);
+  if (f.count !== size) names.length = values.length = f.count;
 
   if (minor >= 1 && (options.requireHost ?? true) && f.host !== 1) {
     throw new HttpError(
@@ -475,7 +486,7 @@ export async function readResponseHead(
   const maxHeadBytes = options.maxHeadBytes ?? 65536;
   const allowBareLf = options.allowBareLf ?? true;
   const what = "response head";
-  const st: ScanState = { scanned: 0, lineStart: 0, emptyLines: 0, firstLineEnd: 0 };
+  const st: ScanState = { scanned: 0, lineStart: 0, emptyLines: 0, firstLineEnd: 0, lines: 0 };
   let len = scanHead(reader, st, maxHeadBytes, 502, what, 502);
   if (len < 0) len = await scanHeadSlow(reader, st, maxHeadBytes, 502, what, 502);
   if (len < 0) return null;
@@ -519,6 +530,7 @@ export async function readResponseHead(
     end,
     names,
     values,
+    0,
     options.maxHeaders ?? 200,
     allowBareLf,
     502,
