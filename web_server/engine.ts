@@ -31,7 +31,7 @@ import {
   toRequest,
   writeResponse,
 } from "../lib/http/fetch.ts";
-import type { RequestHead } from "../lib/http/heads.ts";
+import { latin1, type RequestHead } from "../lib/http/heads.ts";
 import { HttpServer, type ServerConnection, type ServerOptions } from "../lib/http/server.ts";
 import type { H2Request, H2Stream } from "../lib/http/h2/session.ts";
 import { isCacheable, plainResponse } from "./serve.ts";
@@ -456,7 +456,6 @@ function h2ToRequest(req: H2Request, hostname: string): Request | undefined {
 }
 
 const DROPPED = new Set(["connection", "keep-alive", "transfer-encoding", "date"]);
-const LATIN1 = new TextDecoder("latin1");
 
 /**
  * The HTTP/2 fields of an encoded HTTP/1.1 head: `:status` first, the
@@ -464,7 +463,7 @@ const LATIN1 = new TextDecoder("latin1");
  * have its date patched in place).
  */
 function h2Fields(head: Uint8Array, date: string | null): [string, string][] {
-  const text = LATIN1.decode(head);
+  const text = latin1(head, 0, head.length);
   const lines = text.split("\r\n");
   const fields: [string, string][] = [[":status", lines[0]!.slice(9, 12)]];
   let headDate = "";

@@ -37,7 +37,22 @@ export const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // faster but costs about 1 MB of heap per event loop to load.
 const UTF8 = new TextDecoder();
 
-/** Decodes bytes as ISO-8859-1 (one char per byte). */
+/**
+ * Decodes bytes as ISO-8859-1, one char per byte, as field values are read
+ * (RFC 9110 §5.5: obs-text is kept, not mapped as windows-1252 would).
+ *
+ * @param buf The bytes.
+ * @param from The first byte.
+ * @param to The end (exclusive).
+ * @returns The string.
+ *
+ * @example A byte of 0x80 is U+0080, not the euro sign
+ * ```ts
+ * import { latin1 } from "./heads.ts";
+ * import { assertEquals } from "../testing/assert.ts";
+ * assertEquals(latin1(new Uint8Array([0x61, 0x80, 0xe9]), 0, 3), "a\u0080\u00e9");
+ * ```
+ */
 export function latin1(buf: Uint8Array, from: number, to: number): string {
   for (let i = from; i < to; i++) if (buf[i]! >= 0x80) return latin1Bytes(buf, from, to);
   return UTF8.decode(buf.subarray(from, to));

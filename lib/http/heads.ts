@@ -17,6 +17,8 @@ import {
 } from "./_parse.ts";
 import { CR, FIELD_VALUE, findLf, latin1, SP, TARGET, TCHAR } from "./_chars.ts";
 
+export { latin1 };
+
 /** The protocol versions this codec speaks; `HTTP/1.x` with x ≥ 1 is treated as 1.1 (RFC 9110 §6.2). */
 export type HttpVersion = "HTTP/1.0" | "HTTP/1.1";
 

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { latin1 } from "../_chars.ts";
 
 /** A decoding failure: the connection must be closed with `COMPRESSION_ERROR`. */
 export class HpackError extends Error {
@@ -384,7 +385,6 @@ const SYMBOLS: number[] = [];
 }
 
 const EOS = 256;
-const latin1 = new TextDecoder("latin1");
 
 /** Decodes a Huffman-coded string (RFC 7541 §5.2), rejecting bad padding and EOS. */
 function huffmanDecode(src: Uint8Array, start: number, end: number, max: number): string {
@@ -497,7 +497,7 @@ export class HpackDecoder {
       pos += len;
       if (huffman) return huffmanDecode(block, start, pos, room);
       if (len > room) throw new HpackError("Field section too large", true);
-      return latin1.decode(block.subarray(start, pos));
+      return latin1(block, start, pos);
     };
     while (pos < block.length) {
       const b = block[pos]!;

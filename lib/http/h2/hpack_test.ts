@@ -67,3 +67,9 @@ Deno.test("encodeFields output decodes back, with static indices where they matc
   const back = new HpackDecoder().decode(block);
   assert.deepEqual(back.slice(0, 3), fields.slice(0, 3));
 });
+
+Deno.test("HpackDecoder keeps obs-text bytes of a plain literal as Latin-1 (0x80 is U+0080, not €)", () => {
+  // Literal without indexing, new name "x-t", value bytes 61 80 9f e9 (RFC 7541 §6.2.2).
+  const block = new Uint8Array([0x00, 3, 0x78, 0x2d, 0x74, 4, 0x61, 0x80, 0x9f, 0xe9]);
+  assert.deepEqual(new HpackDecoder().decode(block), [["x-t", "a\u0080\u009f\u00e9"]]);
+});
