@@ -283,8 +283,17 @@ const PARTS_BUDGET = 16 << 20;
 /** Size of the buffers a response body moves through on the miss path (the client's read size). */
 const BODY_BUFFER = 65536;
 
+/**
+ * Size of the buffers a body of at most this length moves through: a small
+ * object's miss does not hold 64 KiB for 1 KiB (with 32 misses at once, about
+ * 2 MiB of resident memory less).
+ */
+const SMALL_BODY_BUFFER = 4096;
+
 /** Free body buffers; a miss takes one and gives it back, so pieces cost no allocation. */
 const bodyBuffers: Uint8Array[] = [];
+/** Free buffers of {@linkcode SMALL_BODY_BUFFER} bytes, for bodies that fit one. */
+const smallBodyBuffers: Uint8Array[] = [];
 
 /** The node's own store for a body only the shared tier keeps: takes nothing. */
 const DISCARD: EntryWriter = {
@@ -1603,7 +1612,9 @@ class ProxyServer implements Proxy {
     // Origin → client and origin → store through one reused buffer: each write
     // completes before the next read into it. Only the pieces the flight keeps
     // for waiters (and parts) are copied.
-    const buffer = bodyBuffers.pop() ?? new Uint8Array(BODY_BUFFER);
+    const small = up.body.type === "length" && up.body.length <= SMALL_BODY_BUFFER;
+    const pool = small ? smallBodyBuffers : bodyBuffers;
+    const buffer = pool.pop() ?? new Uint8Array(small ? SMALL_BODY_BUFFER : BODY_BUFFER);
     try {
       for await (const chunk of res.body({ buffer })) {
         if (flight !== undefined) {
@@ -1649,7 +1660,7 @@ class ProxyServer implements Proxy {
       }
       complete = true;
     } finally {
-      if (bodyBuffers.length < 64) bodyBuffers.push(buffer);
+      if (pool.length < 64) pool.push(buffer);
       if (!complete) {
         // Truncated or reset upstream (or a client gone): never store, and make
         // the client see the failure by closing instead of ending the message.
