@@ -739,6 +739,16 @@ export class CacheStore {
    * @param meta The new metadata (same key and body length).
    */
   async updateMeta(key: string, meta: EntryMeta): Promise<void> {
+    const mem = this.#memory.get(key);
+    if (this.#dir === undefined && mem !== undefined && mem.body !== null) {
+      // Memory only: the body stays where it is, and only the metadata is replaced
+      // (a 304 per request would otherwise copy the body each time).
+      this.onChange?.(meta.url);
+      const finalMeta = compactMeta(meta, mem.body.length);
+      this.#putMemory({ meta: finalMeta, body: mem.body, memo: undefined });
+      this.#noteKey(finalMeta);
+      return;
+    }
     const body = await this.openBody(key);
     if (body === undefined) return;
     const w = this.beginWrite(meta);

@@ -230,3 +230,48 @@ Deno.test("CacheStore never serves an entry half-written when its writer was kil
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("CacheStore updateMeta replaces the fields and keeps the body, in memory and on disk", async (t) => {
+  const body = enc.encode("the body of a revalidated response");
+  const refreshed = (m: EntryMeta): EntryMeta => ({
+    ...m,
+    fields: [...m.fields, ["etag", '"v2"']],
+    responseTime: 99,
+    bodyLength: body.length,
+  });
+  await t.step("memory only: the stored body is the same array, not a copy", async () => {
+    const store = await CacheStore.open();
+    const changed: string[] = [];
+    store.onChange = (url) => changed.push(url);
+    const m = meta("http://a/r");
+    await put(store, m, body);
+    const before = store.get(m.key)!;
+    const bytesBefore = store.memoryBytes;
+    changed.length = 0;
+    await store.updateMeta(m.key, refreshed(m));
+    const after = store.get(m.key)!;
+    assert(after.body === before.body);
+    assertEquals(after.meta.fields.at(-1), ["etag", '"v2"']);
+    assertEquals(after.meta.responseTime, 99);
+    assertEquals(after.meta.bodyLength, body.length);
+    assert(store.memoryBytes > bytesBefore); // the extra field is accounted for
+    assertEquals(changed, ["http://a/r"]); // hit loops drop their copies
+    assertEquals(store.size, 1);
+  });
+  await t.step("with a disk tier: the new fields survive a restart", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const m = meta("http://a/d");
+      {
+        const store = await CacheStore.open({ dir });
+        await put(store, m, body);
+        await store.updateMeta(m.key, refreshed(m));
+      }
+      const store = await CacheStore.open({ dir });
+      assertEquals(store.get(m.key)?.meta.fields.at(-1), ["etag", '"v2"']);
+      assertEquals(await bodyOf(store, m.key), body);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
