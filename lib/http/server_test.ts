@@ -573,13 +573,14 @@ Deno.test(
       using fresh = await RawClient.connect(port);
       await waitFor(() => server.connections === 2, "both connections to be accepted");
       const begin = Date.now();
-      await server.shutdown(5000);
+      await server.shutdown(10_000);
+      // At once, not after the grace (bounds are loose: a busy machine is slow).
       assert(
-        Date.now() - begin < 500,
+        Date.now() - begin < 5000,
         `shutdown took ${Date.now() - begin} ms with nothing in flight`,
       );
-      assertEquals((await idle.untilClose(500)).text, "");
-      assertEquals((await fresh.untilClose(500)).text, "");
+      assertEquals((await idle.untilClose(2000)).text, "");
+      assertEquals((await fresh.untilClose(2000)).text, "");
       await assertRejects(
         () => Deno.connect({ hostname: "127.0.0.1", port }),
         Deno.errors.ConnectionRefused,
@@ -597,7 +598,7 @@ Deno.test(
       await idle.response();
       await running;
       const begin = Date.now();
-      const stopped = server.shutdown(2000);
+      const stopped = server.shutdown(10_000);
       const idleEnd = await idle.untilClose(1000);
       const res = await slow.response();
       assertEquals([res.status, res.body], [200, "slow"]);
@@ -606,7 +607,8 @@ Deno.test(
       await stopped;
       const took = Date.now() - begin;
       assert(idleEnd.at < slowEnd.at, "the idle connection waited for the slow one");
-      assert(took >= 150 && took < 1500, `shutdown took ${took} ms for a 250 ms response`);
+      // When the response ended, not at the grace's end.
+      assert(took >= 150 && took < 5000, `shutdown took ${took} ms for a 250 ms response`);
     });
 
     await t.step("a request still running after graceMs is cut", async () => {
@@ -619,7 +621,7 @@ Deno.test(
       const begin = Date.now();
       await server.shutdown(200);
       const took = Date.now() - begin;
-      assert(took >= 195 && took < 1500, `shutdown(200) took ${took} ms`);
+      assert(took >= 195 && took < 5000, `shutdown(200) took ${took} ms`);
       const end = await stuck.untilClose(1000);
       assertMatch(end.text, /hello$/);
     });
