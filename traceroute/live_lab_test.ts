@@ -107,13 +107,21 @@ labTest(
       await t.step("p pauses: the counters stop; r resets them; p resumes from zero", async () => {
         await tmux(["send-keys", "-t", session, "p"]);
         const paused = await until(session, "[paused]", (s) => s.text.includes("[paused]"));
-        // The cycle under way may finish: read the counters once they settled.
-        await new Promise((r) => setTimeout(r, 500));
-        const a = await screen(session);
-        await new Promise((r) => setTimeout(r, 1000));
-        const b = await screen(session);
+        // The cycle under way may finish (late, on a busy machine): the counters must
+        // then stay still for a whole second, 5 cycles' time, within 10 s.
+        const settle = Date.now() + 10_000;
+        let a = await screen(session);
+        for (;;) {
+          await new Promise((r) => setTimeout(r, 1000));
+          const b = await screen(session);
+          const still = JSON.stringify(b.rows) === JSON.stringify(a.rows);
+          if (still || Date.now() > settle) {
+            assertEquals(b.rows, a.rows, "nothing sent while paused (5 cycles' time)");
+            break;
+          }
+          a = b;
+        }
         assert(paused.rows.length > 0);
-        assertEquals(b.rows, a.rows, "nothing sent while paused (5 cycles' time)");
         await tmux(["send-keys", "-t", session, "r"]);
         await until(session, "no rows after r", (s) => s.rows.length === 0);
         await tmux(["send-keys", "-t", session, "p"]);
