@@ -262,6 +262,7 @@ export class CacheStore {
   #maxObjectSize: number;
   #memory = new Map<string, Entry>();
   #memoryBytes = 0;
+  #memoryInserts = 0;
   #disk = new Map<string, DiskRecord>();
   #diskBytes = 0;
   /** URI → what is stored under it. */
@@ -338,6 +339,15 @@ export class CacheStore {
   /** Bytes used by the memory tier. */
   get memoryBytes(): number {
     return this.#memoryBytes;
+  }
+
+  /**
+   * Entries the memory tier has taken under a key it did not hold, since the
+   * store opened: filling the tier (and evicting to make room) is what leaves
+   * garbage in the heap, where refreshing a stored entry leaves little.
+   */
+  get memoryInserts(): number {
+    return this.#memoryInserts;
   }
 
   /** Bytes used by the disk tier. */
@@ -570,6 +580,7 @@ export class CacheStore {
       this.#memory.delete(entry.meta.key);
     }
     if (entry.body === null || entry.body.length > this.#memoryObjectSize) return;
+    if (old === undefined) this.#memoryInserts++;
     this.#memory.set(entry.meta.key, entry);
     this.#memoryBytes += entry.body.length + metaCost(entry.meta);
     for (const [k, e] of this.#memory) {

@@ -41,6 +41,20 @@ Deno.test("CacheStore memory tier evicts least recently used entries by bytes", 
   assert(store.memoryBytes <= 20000);
 });
 
+Deno.test("CacheStore counts entries the memory tier takes under new keys", async () => {
+  const store = await CacheStore.open({ memorySize: 20000, memoryObjectSize: 8000 });
+  const blob = new Uint8Array(3000);
+  await put(store, meta("http://a/1"), blob);
+  await put(store, meta("http://a/2"), blob);
+  assertEquals(store.memoryInserts, 2);
+  // A refresh of a stored key is no insert.
+  await put(store, meta("http://a/1"), blob);
+  assertEquals(store.memoryInserts, 2);
+  // Nor is a body over the tier's object size, which goes nowhere.
+  await put(store, meta("http://a/big"), new Uint8Array(9000));
+  assertEquals(store.memoryInserts, 2);
+});
+
 Deno.test("CacheStore keeps every Vary variant of a URI until the last one goes", async () => {
   const store = await CacheStore.open();
   const url = "http://a/v";

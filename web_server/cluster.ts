@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { boundHeap } from "../lib/heap.ts";
 import { formatCombinedLog, LogWriter } from "../lib/http/access_log.ts";
 import { ConnectionLimits } from "../lib/http/limits.ts";
 import type { AccessLogEntry, HttpServer } from "../lib/http/server.ts";
@@ -105,7 +106,9 @@ export async function startServer(config: ServerConfig): Promise<Running> {
   // Deno's TLS connections have no setNoDelay: their listener passes TCP_NODELAY on.
   // Imported here: the libc bindings are only needed with TLS.
   if (config.cert !== undefined) await listenerNoDelay(server.addr.port);
-  const stopHeapWatch = boundHeap();
+  // A full collection after each 3 MiB of heap growth keeps each loop's peak about
+  // 5 MB lower; see web_server/SERVER.md "Memory" for what it costs.
+  const stopHeapWatch = boundHeap({ step: 3 * 1024 * 1024, minIntervalMs: 500 });
   return {
     server,
     async stop() {
@@ -119,66 +122,6 @@ export async function startServer(config: ServerConfig): Promise<Running> {
       await listenerNoDelay(server.addr.port);
     },
   };
-}
-
-/** Old-generation growth (bytes) after which a loop collects its heap itself. */
-const GC_STEP = 3 * 1024 * 1024;
-/**
- * How often a loop looks at its heap (ms). A look costs about 9 µs; between
- * two, the heap may grow past the step.
- */
-const GC_CHECK_MS = 50;
-/**
- * The shortest time between two of its collections (ms). The collection is
- * atomic (10–17 ms with a 5 MB live heap): where the heap grows faster, as
- * with HTTP/2's many streams, V8's own incremental collections cost less.
- * Under HTTP/1.1 load the heap grows by about 5 MB a second, so a longer
- * floor would stretch the step.
- */
-const GC_MIN_INTERVAL_MS = 500;
-
-/** V8's `gc()`, present when the process runs with `--expose-gc` (as `deno task webserver` does). */
-type ExposedGc = (options: { type: "major"; execution: "async" }) => Promise<void>;
-
-/**
- * Bounds this loop's JavaScript heap more tightly than V8 does: V8 lets the
- * old generation grow by at least 8 MB past what survived the last full
- * collection (its minimum growing step, whatever `--heap-growing-percent`
- * says), and under load that growth is garbage: the objects of requests
- * in flight at each scavenge, promoted when they outlive it. A full collection once the heap has grown by
- * {@linkcode GC_STEP} keeps each loop's peak about 5 MB lower; see
- * web_server/SERVER.md "Memory" for what it costs. Without `--expose-gc`
- * this does nothing.
- *
- * @returns Stops the watch.
- */
-function boundHeap(): () => void {
-  const gc = (globalThis as { gc?: ExposedGc }).gc;
-  if (typeof gc !== "function") return () => {};
-  let floor = Deno.memoryUsage().heapUsed;
-  let collecting = false;
-  let last = -Infinity;
-  const id = setInterval(async () => {
-    if (collecting || performance.now() - last < GC_MIN_INTERVAL_MS) return;
-    const used = Deno.memoryUsage().heapUsed;
-    if (used < floor + GC_STEP) {
-      // V8 collected on its own meanwhile.
-      if (used < floor) floor = used;
-      return;
-    }
-    collecting = true;
-    try {
-      // In a task of its own, with no JavaScript frame on the stack.
-      await gc({ type: "major", execution: "async" });
-    } finally {
-      last = performance.now();
-      floor = Deno.memoryUsage().heapUsed;
-      collecting = false;
-    }
-  }, GC_CHECK_MS);
-  // An idle server's watch must not keep the process alive.
-  Deno.unrefTimer(id);
-  return () => clearInterval(id);
 }
 
 /** Sets TCP_NODELAY on the listener of `port`, loading the libc bindings on first use. */
