@@ -7,10 +7,18 @@ import { type Lab, labTest } from "../lib/testing/mod.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
 
+/**
+ * Runs tmux on a server of the session's own (`-L` with the session's name): when
+ * the last session of a shared server is killed the server exits, and a session
+ * started in that instant fails with "server exited unexpectedly".
+ */
 async function tmux(args: string[]): Promise<string> {
-  const out = await new Deno.Command("tmux", { args, stdout: "piped", stderr: "piped" }).output();
+  const at = args.findIndex((a) => a === "-t" || a === "-s");
+  const all = at >= 0 ? ["-L", args[at + 1]!, ...args] : args;
+  const out = await new Deno.Command("tmux", { args: all, stdout: "piped", stderr: "piped" })
+    .output();
   const dec = new TextDecoder();
-  assertEquals(out.code, 0, `tmux ${args.join(" ")}: ${dec.decode(out.stderr)}`);
+  assertEquals(out.code, 0, `tmux ${all.join(" ")}: ${dec.decode(out.stderr)}`);
   return dec.decode(out.stdout);
 }
 
