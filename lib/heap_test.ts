@@ -1,10 +1,13 @@
 import { assertEquals } from "./testing/assert.ts";
 import { boundHeap } from "./heap.ts";
 
-Deno.test("boundHeap without --expose-gc watches nothing", () => {
-  // A timer left running would fail this test.
-  const stop = boundHeap({ step: 1, checkMs: 1, activity: () => 0 });
+Deno.test("boundHeap without --expose-gc never reads its activity counter", async () => {
+  // A watch that ran without gc() would read the counter at start and at each look.
+  let reads = 0;
+  const stop = boundHeap({ step: 1, checkMs: 1, minIntervalMs: 0, activity: () => ++reads });
+  await new Promise((r) => setTimeout(r, 30));
   stop();
+  assertEquals(reads, 0);
 });
 
 Deno.test("boundHeap collects once the heap grows while its activity counter moves", async () => {
