@@ -2,7 +2,8 @@
  * End-to-end benchmark of the UDP pinger against irtt, on loopback, in one run:
  *
  * 1. RTT: 3 × 200 pings at 10 ms, `udp-ping` against `udp-server` and
- *    `irtt client` against `irtt server`, alternating; median and p99 of each,
+ *    `irtt client` against `irtt server`, at the same time (see `rttRound()`);
+ *    median and p99 of each,
  *    their differences, and the targets (within 15 µs and 50 µs). Each tool
  *    runs with its defaults: `udp-server`'s receive loops wait in
  *    `SCHED_FIFO` while lightly loaded (`--realtime 1`, taken as root),
@@ -217,12 +218,11 @@ async function irttServer() {
 }
 
 /**
- * `irtt client -i INTERVAL -d DURATION` against a fresh `irtt server` on
- * loopback: its JSON output, parsed.
+ * `irtt client -i INTERVAL -d DURATION` against the `irtt server` on `port`
+ * (loopback): its JSON output, parsed.
  */
 // deno-lint-ignore no-explicit-any
-async function irttRun(interval: string, duration: string): Promise<any> {
-  const { port, server } = await irttServer();
+async function irttClient(port: number, interval: string, duration: string): Promise<any> {
   const file = await Deno.makeTempFile({ suffix: ".json" });
   try {
     const r = await output([
@@ -240,8 +240,18 @@ async function irttRun(interval: string, duration: string): Promise<any> {
     if (r.code !== 0) throw new Error(`irtt client failed: ${r.stderr}`);
     return JSON.parse(await Deno.readTextFile(file));
   } finally {
-    await stop(server);
     await Deno.remove(file).catch(() => {});
+  }
+}
+
+/** {@linkcode irttClient} against a fresh `irtt server`. */
+// deno-lint-ignore no-explicit-any
+async function irttRun(interval: string, duration: string): Promise<any> {
+  const { port, server } = await irttServer();
+  try {
+    return await irttClient(port, interval, duration);
+  } finally {
+    await stop(server);
   }
 }
 
@@ -275,31 +285,98 @@ interface RttSample {
   source: string;
 }
 
-/** `udp-ping` against `udp-server`: the RTT of each reply, from its JSON events. */
-async function ourRtts(
-  count: number,
-  intervalMs: number,
-  serverArgs: string[] = [],
-): Promise<RttSample> {
-  const { port, server } = await ourServer(serverArgs);
-  try {
-    const events = await ourPings(port, { count, interval: `${intervalMs}ms` });
-    const rtts = events.filter((e) => e.type === "reply" && !e.duplicate && !e.late)
-      .map((e) => e.rttMs * 1000);
-    return { rtts, source: `receive ${events.at(-1).timestamps.receive}` };
-  } finally {
-    await stop(server);
-  }
+/**
+ * `udp-ping --json --no-stats -i INTERVAL` against our server on `port`,
+ * running until stopped: `firstReply` resolves on its first reply, `replies`
+ * holds the RTT (µs) and timestamp source of each reply so far, and
+ * `stop()` ends it.
+ */
+function pingStream(port: number, intervalMs: number) {
+  const child = new Deno.Command(deno()[0]!, {
+    args: [
+      ...deno().slice(1),
+      ...CLIENT,
+      "--json",
+      "--no-stats",
+      "-c",
+      "1000000",
+      "-i",
+      `${intervalMs}ms`,
+      `127.0.0.1:${port}`,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const replies: { rttUs: number; stamp: string }[] = [];
+  const { promise: firstReply, resolve: first } = Promise.withResolvers<void>();
+  const reading = (async () => {
+    let rest = "";
+    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + text).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) {
+        const e = JSON.parse(line);
+        if (e.type !== "reply" || e.duplicate || e.late) continue;
+        replies.push({ rttUs: e.rttMs * 1000, stamp: e.stamp });
+        first();
+      }
+    }
+  })();
+  return {
+    firstReply,
+    replies,
+    async stop() {
+      await stop(child);
+      await reading;
+    },
+  };
 }
 
-/** `irtt client` against `irtt server`: the RTT of each round trip, from its JSON output. */
-async function irttRtts(count: number, intervalMs: number): Promise<RttSample> {
-  const d = await irttRun(`${intervalMs}ms`, `${count * intervalMs}ms`);
-  const rtts = (d.round_trips as { lost: string; delay: { rtt?: number } }[])
+/** `irtt client` against `irtt server` on `port`: the RTT (µs) of each round trip. */
+async function irttRtts(port: number, count: number, intervalMs: number): Promise<number[]> {
+  const d = await irttClient(port, `${intervalMs}ms`, `${count * intervalMs}ms`);
+  // irtt 0.9 (Go) stamps in user space at both ends.
+  return (d.round_trips as { lost: string; delay: { rtt?: number } }[])
     .filter((t) => t.lost === "false" && t.delay.rtt !== undefined)
     .map((t) => t.delay.rtt! / 1000);
-  // irtt 0.9 (Go) stamps in user space at both ends.
-  return { rtts, source: "user space" };
+}
+
+/**
+ * One round of the RTT comparison, the three clients pinging at the same
+ * time, each against its own server: `udp-ping` against `udp-server`, the
+ * same against `udp-server --realtime 0`, and `irtt client` against
+ * `irtt server`. Ours start first (a Deno process takes longer to start);
+ * once both have a reply, irtt's runs `count` pings, and the replies ours
+ * received meanwhile are kept. At the same moment on the same machine,
+ * a stall of the machine (on this VM, a core that was idle can take
+ * milliseconds to resume now and then) falls on every tool alike; run one
+ * after the other, the tool that happened to run during a bad second
+ * lost, and the p99 of a few hundred pings, set by its few slowest,
+ * measured the machine's second rather than the tool. The clients' phases
+ * are whatever their start-up left, so their pings rarely coincide.
+ */
+async function rttRound(count: number, intervalMs: number) {
+  const ours = await ourServer();
+  const normal = await ourServer(["--realtime", "0"]);
+  const theirs = await irttServer();
+  const a = pingStream(ours.port, intervalMs);
+  const b = pingStream(normal.port, intervalMs);
+  try {
+    await Promise.all([a.firstReply, b.firstReply]);
+    const fromA = a.replies.length, fromB = b.replies.length;
+    const irtt = await irttRtts(theirs.port, count, intervalMs);
+    const window = (s: typeof a, from: number): RttSample => {
+      const kept = s.replies.slice(from, from + count);
+      const stamps = new Set(kept.map((r) => r.stamp));
+      return { rtts: kept.map((r) => r.rttUs), source: `receive ${[...stamps].join("+")}` };
+    };
+    return { ours: window(a, fromA), normal: window(b, fromB), irtt };
+  } finally {
+    await a.stop();
+    await b.stop();
+    for (const s of [ours, normal, theirs]) await stop(s.server);
+  }
 }
 
 /** Median and 99th percentile (nearest rank) of `values`. */
@@ -312,18 +389,18 @@ function quantiles(values: number[]): { median: number; p99: number; count: numb
 
 /**
  * RTT accuracy on loopback: 200 pings at 10 ms, ours against our server and
- * irtt against its own, alternating over `rounds` rounds in one run, so
- * that load on the machine falls on both alike; samples are pooled.
+ * irtt against its own, at the same time (see {@linkcode rttRound}), over
+ * `rounds` rounds; samples are pooled.
  */
 async function rttComparison(rounds: number) {
   const ours: number[] = [], normal: number[] = [], irtt: number[] = [];
   let source = "";
   for (let round = 0; round < rounds; round++) {
-    const a = await ourRtts(200, 10);
-    ours.push(...a.rtts);
-    source = a.source;
-    irtt.push(...(await irttRtts(200, 10)).rtts);
-    normal.push(...(await ourRtts(200, 10, ["--realtime", "0"])).rtts);
+    const r = await rttRound(200, 10);
+    ours.push(...r.ours.rtts);
+    normal.push(...r.normal.rtts);
+    irtt.push(...r.irtt);
+    source = r.ours.source;
   }
   const o = quantiles(ours), i = quantiles(irtt);
   return {
@@ -554,7 +631,7 @@ if (import.meta.main) {
       }`,
     );
     console.log(
-      "RTT on loopback, 3 × 200 pings at 10 ms, each client against its own server (µs):",
+      "RTT on loopback, 3 × 200 pings at 10 ms, the clients at the same time, each against its own server (µs):",
     );
     console.log("  tool      replies median p99    timestamps");
     console.log(
