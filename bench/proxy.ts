@@ -5,7 +5,7 @@
  *     deno run -A bench/proxy.ts [--duration 10] [--json]
  *
  * Measures:
- * 1. cache-hit requests/s for a 1 KiB object (wrk -t2 -c64, three rounds), all three in
+ * 1. cache-hit requests/s for a 1 KiB object (wrk -t2 -c64, `--rounds N` rounds, 5 by default), all three in
  *    reverse (accelerator) mode in front of the same loopback origin, ours with one event
  *    loop and with `--workers 2`; with the CPU time each server and wrk spent per
  *    request (user + system, from `/proc`), which load from other processes changes
@@ -40,9 +40,15 @@ import { startNetkitProxy, startNginxCache, waitPort } from "./_peers.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { duration: { type: "string", default: "10" }, json: { type: "boolean" } },
+  options: {
+    duration: { type: "string", default: "10" },
+    rounds: { type: "string", default: "5" },
+    json: { type: "boolean" },
+  },
 });
 const DURATION = Number(values.duration);
+/** Rounds of the cache-hit case (each server once per round); the median round counts. */
+const HIT_ROUNDS = Number(values.rounds);
 const enc = new TextEncoder();
 
 // ---- origin: a minimal keep-alive responder, so the origin is never the bottleneck ----
@@ -259,12 +265,15 @@ try {
   squid = squidServer;
   await Promise.all([oursPort, ours2Port, nginx1Port, nginx2Port].map(waitPort));
 
-  // 1. cache hits: three rounds, the servers in turn within each round, so that load
+  // 1. cache hits: HIT_ROUNDS rounds, the servers in turn within each round, so that load
   // from other processes on this shared machine falls on all alike; the median round counts.
+  // Each compared pair runs back to back (one loop then nginx with one worker, two
+  // then two), as the speed of this VM drifts over tens of seconds, and the ratio of
+  // each round is reported beside the ratio of the medians.
   const servers = [
     ["netkit proxy", oursPort, oursProc.pid],
-    ["netkit proxy --workers 2", ours2Port, ours2Proc.pid],
     ["nginx proxy_cache (1 worker)", nginx1Port, nginx1Proc.pid],
+    ["netkit proxy --workers 2", ours2Port, ours2Proc.pid],
     ["nginx proxy_cache (auto = 2 workers)", nginx2Port, nginx2Proc.pid],
     ["squid 5.7", squidPort, squidServer.pid],
   ] as const;
@@ -278,7 +287,7 @@ try {
     samples[name] = [];
     cpuSamples[name] = [];
   }
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < HIT_ROUNDS; round++) {
     for (const [name, port, pid] of servers) {
       const before = await cpuSeconds(pid);
       const { text, wrkCpu } = await wrkWithCpu(`http://127.0.0.1:${port}/hit`, ["-t2", "-c64"]);
@@ -298,16 +307,18 @@ try {
   const hit: Record<string, number> = {};
   const hitCpu: Record<string, { server: number; wrk: number }> = {};
   for (const [name] of servers) {
-    hit[name] = [...samples[name]!].sort((a, b) => a - b)[1]!;
+    hit[name] = median(samples[name]!);
     const c = cpuSamples[name]!;
     hitCpu[name] = {
-      server: c.map((x) => x.server).sort((a, b) => a - b)[1]!,
-      wrk: c.map((x) => x.wrk).sort((a, b) => a - b)[1]!,
+      server: median(c.map((x) => x.server)),
+      wrk: median(c.map((x) => x.wrk)),
     };
     console.error(
-      `hits (median of 3) ${name}: ${hit[name]!.toFixed(0)} req/s; CPU per request: server ${
-        hitCpu[name].server.toFixed(2)
-      } µs, wrk ${hitCpu[name].wrk.toFixed(2)} µs`,
+      `hits (median of ${HIT_ROUNDS}) ${name}: ${
+        hit[name]!.toFixed(0)
+      } req/s; CPU per request: server ${hitCpu[name].server.toFixed(2)} µs, wrk ${
+        hitCpu[name].wrk.toFixed(2)
+      } µs`,
     );
   }
   results.hitReqPerSec = hit;
@@ -584,6 +595,17 @@ const n2 =
   (results.hitReqPerSec as Record<string, number>)["nginx proxy_cache (auto = 2 workers)"]!;
 const ours2 = (results.hitReqPerSec as Record<string, number>)["netkit proxy --workers 2"]!;
 results.ratioVsNginx1 = ours / n1;
+{
+  const samples = results.hitSamples as Record<string, number[]>;
+  const a = samples["netkit proxy"]!, b = samples["nginx proxy_cache (1 worker)"]!;
+  const perRound = a.map((x, i) => x / b[i]!);
+  results.ratioVsNginx1Rounds = perRound;
+  console.error(
+    `hits: ratio to nginx (1 worker) by round ${
+      perRound.map((r) => r.toFixed(2)).join(", ")
+    }; of the medians ${(ours / n1).toFixed(2)}`,
+  );
+}
 results.ratioVsNginxAuto = ours / n2;
 results.ratioWorkers2VsNginx1 = ours2 / n1;
 results.ratioWorkers2VsNginxAuto = ours2 / n2;
