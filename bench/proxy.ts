@@ -283,6 +283,9 @@ try {
   const cpuSamples: Record<string, Array<{ server: number; wrk: number }>> = {};
   for (const [name, port] of servers) {
     const cs = await warm(`http://127.0.0.1:${port}/hit`);
+    // Two seconds of the same load before the rounds: a JIT-compiled server
+    // (ours) would otherwise spend the start of its first round compiling.
+    await wrk(`http://127.0.0.1:${port}/hit`, ["-t2", "-c64"], 2);
     console.error(`warm ${name}: ${cs}`);
     samples[name] = [];
     cpuSamples[name] = [];
