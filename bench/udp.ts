@@ -140,16 +140,15 @@ async function startReady(
 }
 
 /**
- * `udp-ping --json --no-stats -c COUNT -i INTERVAL` against our server on
- * `port`: every line, parsed (the events, then the summary).
+ * The command line of `udp-ping --json --no-stats -c COUNT -i INTERVAL`
+ * against our server on `port`.
  */
-async function ourPings(
+function pingCommand(
   port: number,
   options: { count: number; interval: string; extra?: string[] },
-  // deno-lint-ignore no-explicit-any
-): Promise<any[]> {
+): string[] {
   const { count, interval, extra = [] } = options;
-  const r = await output([
+  return [
     ...deno(),
     ...CLIENT,
     "--json",
@@ -160,7 +159,19 @@ async function ourPings(
     interval,
     ...extra,
     `127.0.0.1:${port}`,
-  ]);
+  ];
+}
+
+/**
+ * {@linkcode pingCommand}, run to its end: every line, parsed (the events,
+ * then the summary).
+ */
+async function ourPings(
+  port: number,
+  options: { count: number; interval: string; extra?: string[] },
+  // deno-lint-ignore no-explicit-any
+): Promise<any[]> {
+  const r = await output(pingCommand(port, options));
   return r.stdout.trim().split("\n").map((l) => JSON.parse(l));
 }
 
@@ -286,30 +297,17 @@ interface RttSample {
 }
 
 /**
- * `udp-ping --json --no-stats -i INTERVAL` against our server on `port`,
- * running until stopped: `firstReply` resolves on its first reply, `replies`
- * holds the RTT (µs) and timestamp source of each reply so far, and
- * `stop()` ends it.
+ * {@linkcode pingCommand} against our server on `port`, running until
+ * stopped: `firstReply` resolves on its first reply (and rejects if the
+ * client ends without one), `replies` holds the RTT (µs) and timestamp
+ * source of each reply so far, and `stop()` ends it.
  */
 function pingStream(port: number, intervalMs: number) {
-  const child = new Deno.Command(deno()[0]!, {
-    args: [
-      ...deno().slice(1),
-      ...CLIENT,
-      "--json",
-      "--no-stats",
-      "-c",
-      "1000000",
-      "-i",
-      `${intervalMs}ms`,
-      `127.0.0.1:${port}`,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  const [cmd, ...args] = pingCommand(port, { count: 1_000_000, interval: `${intervalMs}ms` });
+  const child = new Deno.Command(cmd!, { args, stdin: "null", stdout: "piped", stderr: "null" })
+    .spawn();
   const replies: { rttUs: number; stamp: string }[] = [];
-  const { promise: firstReply, resolve: first } = Promise.withResolvers<void>();
+  const { promise: firstReply, resolve, reject } = Promise.withResolvers<void>();
   const reading = (async () => {
     let rest = "";
     for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
@@ -319,9 +317,10 @@ function pingStream(port: number, intervalMs: number) {
         const e = JSON.parse(line);
         if (e.type !== "reply" || e.duplicate || e.late) continue;
         replies.push({ rttUs: e.rttMs * 1000, stamp: e.stamp });
-        first();
+        resolve();
       }
     }
+    reject(new Error(`udp-ping against port ${port} ended without a reply`));
   })();
   return {
     firstReply,
@@ -357,25 +356,30 @@ async function irttRtts(port: number, count: number, intervalMs: number): Promis
  * are whatever their start-up left, so their pings rarely coincide.
  */
 async function rttRound(count: number, intervalMs: number) {
-  const ours = await ourServer();
-  const normal = await ourServer(["--realtime", "0"]);
-  const theirs = await irttServer();
-  const a = pingStream(ours.port, intervalMs);
-  const b = pingStream(normal.port, intervalMs);
+  // Whatever started is stopped, the newest first, even when a later start fails.
+  const started: (() => Promise<void>)[] = [];
   try {
+    const ours = await ourServer();
+    started.push(() => stop(ours.server));
+    const normal = await ourServer(["--realtime", "0"]);
+    started.push(() => stop(normal.server));
+    const theirs = await irttServer();
+    started.push(() => stop(theirs.server));
+    const a = pingStream(ours.port, intervalMs);
+    started.push(a.stop);
+    const b = pingStream(normal.port, intervalMs);
+    started.push(b.stop);
     await Promise.all([a.firstReply, b.firstReply]);
     const fromA = a.replies.length, fromB = b.replies.length;
     const irtt = await irttRtts(theirs.port, count, intervalMs);
-    const window = (s: typeof a, from: number): RttSample => {
-      const kept = s.replies.slice(from, from + count);
-      const stamps = new Set(kept.map((r) => r.stamp));
-      return { rtts: kept.map((r) => r.rttUs), source: `receive ${[...stamps].join("+")}` };
+    const kept = (s: typeof a, from: number): RttSample => {
+      const replies = s.replies.slice(from, from + count);
+      const stamps = new Set(replies.map((r) => r.stamp));
+      return { rtts: replies.map((r) => r.rttUs), source: `receive ${[...stamps].join("+")}` };
     };
-    return { ours: window(a, fromA), normal: window(b, fromB), irtt };
+    return { ours: kept(a, fromA), normal: kept(b, fromB), irtt };
   } finally {
-    await a.stop();
-    await b.stop();
-    for (const s of [ours, normal, theirs]) await stop(s.server);
+    for (const end of started.reverse()) await end();
   }
 }
 
