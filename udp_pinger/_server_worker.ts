@@ -8,8 +8,9 @@
  * Blocking is what this thread is for: a datagram wakes it straight from
  * `ppoll()`, where a wait on the main thread's event loop would hop threads
  * (about 70 µs on loopback, DESIGN.md). It looks at the stop flag at least
- * every {@linkcode TICK_MS}, and sends its log lines to the main thread as
- * messages (a worker's `postMessage` does not wait for its event loop).
+ * every {@linkcode TICK_MS}, and sends its log lines to the main thread in
+ * batches, a bounded number in flight ({@linkcode LogRelay}; a worker's
+ * `postMessage` does not wait for its event loop).
  *
  * @module
  */
@@ -20,7 +21,7 @@ import { type Peer, PingService } from "./server.ts";
 import { encodePing, encodeStatsRequest, signDatagram, writeStamp } from "./protocol.ts";
 import { realtimeInto } from "../lib/rawsock/clock.ts";
 import { requestSlice, setRealtime } from "../lib/rawsock/sched.ts";
-import { COUNTERS, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
+import { COUNTERS, LogRelay, type WorkerMessage, type WorkerStart } from "./_server_thread.ts";
 
 /** The longest the loop blocks before it looks at the stop flag, sweeps and sends delayed replies. */
 const TICK_MS = 20;
@@ -98,23 +99,34 @@ scope.onmessage = (event: MessageEvent<WorkerStart>) => {
       // The default slice: slower wake-ups under load, nothing worse.
     }
     prime(start, counters);
+    const relay = start.log
+      ? new LogRelay(
+        new Int32Array(start.logBacklog),
+        start.index,
+        (lines) => scope.postMessage({ type: "log", lines }),
+      )
+      : undefined;
     const loop = new ReceiveLoop(
       new Socket(start.fd, start.family, "udp"),
       new PingService({
         ...start.service,
-        log: start.log ? (line) => scope.postMessage({ type: "log", line }) : () => {},
+        log: relay !== undefined ? (line) => relay.add(line) : () => {},
       }),
       {
         maxPending: start.maxPending,
         counters,
         hmac: start.service.hmac,
         realtime: start.realtime,
+        ...(relay !== undefined ? { relay } : {}),
       },
     );
     scope.postMessage({ type: "ready" });
     const stop = new Int32Array(start.control);
     while (Atomics.load(stop, 0) === 0) loop.step(TICK_MS);
+    // The open sessions' lines are the last: none is dropped.
+    relay?.unbound();
     loop.finish();
+    relay?.flush();
   } finally {
     scope.postMessage({ type: "stopped" });
   }
@@ -213,6 +225,7 @@ class ReceiveLoop {
   #lastSweep = performance.now();
   #lastDatagram = -Infinity;
   #hmac: Uint8Array | undefined;
+  #relay: LogRelay | undefined;
   // The real-time guard: the priority asked for (0: never), whether the
   // thread is in the class now, and this window's busy time.
   #realtime: number;
@@ -229,9 +242,11 @@ class ReceiveLoop {
       counters: Float64Array;
       hmac?: Uint8Array | undefined;
       realtime?: number;
+      relay?: LogRelay;
     },
   ) {
     this.#hmac = options.hmac;
+    this.#relay = options.relay;
     this.#realtime = options.realtime ?? 0;
     this.#sock = sock;
     this.#service = service;
@@ -315,6 +330,7 @@ class ReceiveLoop {
       service.sweep(now);
     }
     counters[3] = service.clients;
+    this.#relay?.flush();
     if (this.#realtime > 0) this.#guard(woke, performance.now());
   }
 

@@ -775,7 +775,13 @@ export interface UdpPingServer extends AsyncDisposable {
  * ```
  */
 export function serve(options: ServeOptions = {}): UdpPingServer {
-  const log = options.quiet ? undefined : options.log ?? ((line: string) => console.error(line));
+  const custom = options.log;
+  // A batch of lines from a loop: one write to stderr, or one call per line of a custom sink.
+  const log = options.quiet ? undefined : custom !== undefined
+    ? (lines: string[]) => {
+      for (const line of lines) custom(line);
+    }
+    : (lines: string[]) => console.error(lines.join("\n"));
   const hostname = options.hostname ?? "0.0.0.0";
   const family = hostname.includes(":") ? 6 : 4;
   const threads = positive("threads", options.threads ?? 1);
@@ -801,6 +807,8 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
   const port = sockets[0]!.localAddress().port;
   const control = new SharedArrayBuffer(4);
   const counters = new SharedArrayBuffer(threads * COUNTERS.length * 8);
+  const logBacklog = new SharedArrayBuffer(threads * 4);
+  const inFlight = new Int32Array(logBacklog);
   const values = new Float64Array(counters);
   const stopped: Promise<void>[] = [];
   const started: Promise<void>[] = [];
@@ -812,8 +820,13 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
     started.push(running.promise);
     worker.onmessage = (event: MessageEvent<WorkerMessage>) => {
       const m = event.data;
-      if (m.type === "log") log?.(m.line);
-      else if (m.type === "ready") running.resolve();
+      if (m.type === "log") {
+        try {
+          log?.(m.lines);
+        } finally {
+          Atomics.sub(inFlight, index, m.lines.length);
+        }
+      } else if (m.type === "ready") running.resolve();
       else {
         running.resolve();
         done.resolve();
@@ -831,6 +844,7 @@ export function serve(options: ServeOptions = {}): UdpPingServer {
       index,
       service,
       log: log !== undefined,
+      logBacklog,
       maxPending: options.maxPending ?? 10000,
       realtime,
       control,
