@@ -33,10 +33,10 @@ hardeningTests({
       "0",
       "--upstream",
       `http://127.0.0.1:${upstream.addr.port}`,
-      "--access-log",
-      "none",
+      // The access log goes to stdout by default.
+      ...(options?.logToHeldStdout ? [] : ["--access-log", "none"]),
       ...args,
-    ], options).catch(async (err) => {
+    ], { ...options, holdStdout: options?.logToHeldStdout ?? false }).catch(async (err) => {
       await upstream.shutdown(0);
       throw err;
     });

@@ -15,7 +15,15 @@ globalThis.addEventListener("unload", () => Deno.removeSync(root, { recursive: t
 hardeningTests({
   name: "webserver",
   launch: (args, options) =>
-    startTask("webserver", ["-p", "0", "--host", "127.0.0.1", "--no-log", ...args, root], options),
+    startTask("webserver", [
+      "-p",
+      "0",
+      "--host",
+      "127.0.0.1",
+      ...(options?.logToHeldStdout ? ["--workers", "1"] : ["--no-log"]),
+      ...args,
+      root,
+    ], { ...options, holdStdout: options?.logToHeldStdout ?? false }),
   small: "/hello.txt",
   big: "/big.bin",
 });

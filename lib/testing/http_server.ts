@@ -24,6 +24,10 @@ const decoder = new TextDecoder();
 export interface ServerProcess extends AsyncDisposable {
   /** The port it listens on. */
   port: number;
+  /** Its process id. */
+  pid: number;
+  /** Reads its stdout on, when it was started with `holdStdout`. */
+  resumeStdout(): void;
   /** Everything it wrote to stderr so far. */
   stderr(): string;
   /** Sends a signal and waits for the exit code. */
@@ -32,8 +36,15 @@ export interface ServerProcess extends AsyncDisposable {
   signal(signal: Deno.Signal): void;
 }
 
-/** Starts the tool under test with extra CLI options, optionally under an open-file limit. */
-export type Launcher = (args: string[], options?: { nofile?: number }) => Promise<ServerProcess>;
+/**
+ * Starts the tool under test with extra CLI options, optionally under an
+ * open-file limit, or with its access log on stdout, left unread
+ * ({@linkcode checkLogStall}).
+ */
+export type Launcher = (
+  args: string[],
+  options?: { nofile?: number; logToHeldStdout?: boolean },
+) => Promise<ServerProcess>;
 
 /** What {@linkcode hardeningTests} needs to know of a tool. */
 export interface HardeningTarget {
@@ -65,6 +76,8 @@ export function hardeningTests(target: HardeningTarget): void {
     checkCaps(launch, small));
   Deno.test(`${name}: SIGTERM lets a 100 MB download in flight finish`, () =>
     checkGracefulShutdown(launch, big));
+  Deno.test(`${name}: an access log nobody reads keeps memory flat and clients served`, () =>
+    checkLogStall(launch, small));
 }
 
 /**
@@ -75,7 +88,9 @@ export function hardeningTests(target: HardeningTarget): void {
  *
  * @param task The task name (`webserver`, `proxy`).
  * @param args The task's arguments.
- * @param options An open-file limit for the process; the user's directory.
+ * @param options An open-file limit for the process; the user's directory;
+ *   whether to stop reading its stdout once it listens (until
+ *   {@linkcode ServerProcess.resumeStdout}), so that the pipe fills.
  * @returns The running process.
  *
  * @example
@@ -86,7 +101,7 @@ export function hardeningTests(target: HardeningTarget): void {
 export async function startTask(
   task: string,
   args: string[],
-  options: { nofile?: number; cwd?: string } = {},
+  options: { nofile?: number; cwd?: string; holdStdout?: boolean } = {},
 ): Promise<ServerProcess> {
   let argv = options.cwd === undefined ? taskCommand(task, args) : taskViaConfig(task, args);
   if (options.nofile !== undefined) {
@@ -102,15 +117,25 @@ export async function startTask(
   let err = "";
   let out = "";
   const found = Promise.withResolvers<number>();
-  const pump = async (stream: ReadableStream<Uint8Array>, into: (s: string) => void) => {
+  let listening = false;
+  const held = options.holdStdout ? Promise.withResolvers<void>() : undefined;
+  const pump = async (
+    stream: ReadableStream<Uint8Array>,
+    into: (s: string) => void,
+    hold?: Promise<void>,
+  ) => {
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       into(chunk);
       const m = /listening on https?:\/\/[^\s]*:(\d+)/i.exec(out + err);
-      if (m) found.resolve(Number(m[1]));
+      if (m) {
+        listening = true;
+        found.resolve(Number(m[1]));
+      }
+      if (listening && hold !== undefined) await hold;
     }
   };
   const reading = Promise.all([
-    pump(child.stdout, (s) => out += s),
+    pump(child.stdout, (s) => out += s, held?.promise),
     pump(child.stderr, (s) => err += s),
   ]);
   const exited = child.status.then((s) => {
@@ -141,6 +166,7 @@ export async function startTask(
       } catch {
         // Already gone.
       }
+      held?.resolve();
       const code = await exited;
       await reading;
       return code;
@@ -149,6 +175,8 @@ export async function startTask(
   };
   return {
     port,
+    pid: child.pid,
+    resumeStdout: () => held?.resolve(),
     stderr: () => err,
     stop,
     signal: (signal) => child.kill(signal),
@@ -386,6 +414,74 @@ async function floodProcess(
       return summary;
     },
   };
+}
+
+/** The resident set of a process, in bytes. */
+async function residentBytes(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? NaN) * 1024;
+}
+
+/** Four seconds of wrk (one thread, 8 connections): requests made, and any that failed. */
+async function wrkRound(url: string): Promise<{ requests: number; failed: number }> {
+  const out = await new Deno.Command("wrk", {
+    args: ["-t1", "-c8", "-d4s", url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = decoder.decode(out.stdout);
+  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
+  const failed = non2xx + (errors ? errors.slice(1).reduce((n, v) => n + Number(v), 0) : 0);
+  return { requests, failed };
+}
+
+/**
+ * Access log on stdout, a pipe nobody reads: the pipe fills, the log's
+ * writes wait, and the lines waiting are capped (8 MiB, `LogWriter`), so
+ * the server's memory stays flat and every client is answered. Once the
+ * pipe is read again, the server says how many lines it dropped.
+ *
+ * @param launch Starts the tool.
+ * @param path A path it answers with a small 200.
+ */
+export async function checkLogStall(launch: Launcher, path: string): Promise<void> {
+  await using server = await launch([], { logToHeldStdout: true });
+  const url = `http://127.0.0.1:${server.port}${path}`;
+  // The first round fills the pipe and the cap (about 100,000 lines of 90
+  // bytes); the two after it would each queue some tens of megabytes
+  // uncapped.
+  const first = await wrkRound(url);
+  assertEquals(first.failed, 0, "requests failed while the log filled");
+  const sizes = [await residentBytes(server.pid)];
+  let requests = 0;
+  for (let round = 0; round < 2; round++) {
+    const r = await wrkRound(url);
+    assertEquals(r.failed, 0, "requests failed while the log was stalled");
+    requests += r.requests;
+    sizes.push(await residentBytes(server.pid));
+  }
+  assert(first.requests + requests > 200_000, `too few requests to fill the log: ${requests}`);
+  assertMatch(server.stderr(), /dropping lines until it catches up/);
+  // The smaller growth of the two rounds: a heap may step up once.
+  const grew = Math.min(sizes[1]! - sizes[0]!, sizes[2]! - sizes[1]!);
+  assert(
+    grew < 8e6,
+    `RSS grew ${(grew / 1e6).toFixed(1)} MB per round of ${requests / 2} requests: ${sizes}`,
+  );
+  // Read on: the waiting lines are written, and the next request's line says what was lost.
+  server.resumeStdout();
+  const deadline = Date.now() + 30_000;
+  let m: RegExpExecArray | null = null;
+  while ((m = /access log: (\d+) lines? dropped/.exec(server.stderr())) === null) {
+    assert(Date.now() < deadline, `no count of dropped lines:\n${server.stderr()}`);
+    const res = await fetch(url);
+    assertEquals(res.status, 200);
+    await res.arrayBuffer();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert(Number(m[1]) > 0);
 }
 
 /**
