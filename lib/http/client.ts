@@ -441,6 +441,8 @@ class Connection {
 
 /** Per-origin pool: idle connections (most recent last), open count, waiters for a slot. */
 interface Pool {
+  /** The origin's key in the client's pools. */
+  key: string;
   idle: Connection[];
   open: number;
   waiters: Array<() => void>;
@@ -746,6 +748,11 @@ export class HttpClient implements AsyncDisposable {
     return this.#opened;
   }
 
+  /** How many origins have a pool now: a connection open, idle or awaited. */
+  get origins(): number {
+    return this.#pools.size;
+  }
+
   /** How many connections sit idle in the pools now. */
   get idleConnections(): number {
     let n = 0;
@@ -832,7 +839,7 @@ export class HttpClient implements AsyncDisposable {
 
   #pool(key: string): Pool {
     let pool = this.#pools.get(key);
-    if (pool === undefined) this.#pools.set(key, pool = { idle: [], open: 0, waiters: [] });
+    if (pool === undefined) this.#pools.set(key, pool = { key, idle: [], open: 0, waiters: [] });
     return pool;
   }
 
@@ -893,7 +900,13 @@ export class HttpClient implements AsyncDisposable {
 
   #slotFreed(pool: Pool): void {
     pool.open--;
-    pool.waiters.shift()?.();
+    const next = pool.waiters.shift();
+    if (next !== undefined) next();
+    else if (pool.open === 0 && pool.idle.length === 0 && this.#pools.get(pool.key) === pool) {
+      // Nothing open, idle or awaited: forget the origin, or a client that
+      // meets many origins (a forward proxy) keeps one pool per origin ever tried.
+      this.#pools.delete(pool.key);
+    }
   }
 
   /** Returns a connection to its pool, or closes it. */

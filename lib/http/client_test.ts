@@ -1,6 +1,7 @@
 import { BufferedReader, readBody, readRequestHead, writeAll } from "./mod.ts";
 import { rawServer, scriptedServer } from "./testdata/peers.ts";
 import { makeTestCa } from "../testing/tls.ts";
+import { freePort } from "../testing/ports.ts";
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { HttpClient, HttpClientError } from "./client.ts";
 
@@ -439,6 +440,28 @@ Deno.test("HttpClient keeps at most maxIdlePerOrigin idle connections", async (t
       assertEquals(client.idleConnections, Math.min(maxIdle, 3));
     });
   }
+});
+
+Deno.test("HttpClient forgets an origin once nothing is open, idle or awaited there", async (t) => {
+  await t.step("200 refused origins leave no pool behind", async () => {
+    await using client = new HttpClient();
+    for (let i = 0; i < 200; i++) {
+      // A port nobody listens on: the connect is refused at once.
+      await assertFails(client.request(`http://127.0.0.1:${freePort()}/`), "connect", 7);
+    }
+    assertEquals(client.origins, 0);
+  });
+  await t.step("a pool lives while it holds an idle connection, and goes with it", async () => {
+    await using server = rawServer((req) => ok(req.head.target));
+    await using client = new HttpClient({ idleTimeout: 100 });
+    await (await client.request(`${server.url}/1`)).discard();
+    assertEquals([client.origins, client.idleConnections], [1, 1]);
+    await delay(250);
+    assertEquals([client.origins, client.idleConnections], [0, 0]);
+    // And comes back on the next request.
+    assertEquals(await (await client.request(`${server.url}/2`)).text(), "/2");
+    assertEquals(client.origins, 1);
+  });
 });
 
 Deno.test("HttpClient does not reuse a connection idle for longer than idleTimeout", async (t) => {
