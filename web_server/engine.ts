@@ -60,6 +60,12 @@ export interface ServeHttpOptions extends Omit<ServerOptions, "h2"> {
 }
 
 const CACHE_ENTRY_MAX = (1 << 20) + 4096;
+/**
+ * Bytes an entry costs beside its response and key, counted against the
+ * cache's size: the entry object, its slot in the map and the HTTP/2 field
+ * block made on its first HTTP/2 hit.
+ */
+const ENTRY_OVERHEAD = 512;
 const DRAIN_MAX = 64 * 1024;
 const CONDITIONAL = [
   "range",
@@ -74,6 +80,8 @@ const FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 interface CacheEntry {
   /** The head followed by the body: one write per hit. */
   bytes: Uint8Array;
+  /** What it counts against the cache's size: bytes, key and bookkeeping. */
+  charge: number;
   headLength: number;
   dateOffset: number;
   dateSecond: number;
@@ -150,17 +158,20 @@ class ResponseCache {
     headLength: number,
     status: number,
   ): CacheEntry | undefined {
-    const size = bytes.length;
-    if (size > CACHE_ENTRY_MAX) return undefined;
+    if (bytes.length > CACHE_ENTRY_MAX) return undefined;
+    // The key counts too: a target can be 8 KiB (64 KiB as an HTTP/2 :path),
+    // and every query string names another entry of the same file.
+    const size = bytes.length + key.length + ENTRY_OVERHEAD;
     while (this.#size + size > this.#limit && this.#entries.size > 0) {
       // Evict in insertion order: cheap, and good enough for a static tree.
       const [oldKey, old] = this.#entries.entries().next().value!;
       this.#entries.delete(oldKey);
-      this.#size -= old.bytes.length;
+      this.#size -= old.charge;
     }
     const dateOffset = bytes.indexOf(10) + 1 + "Date: ".length;
     const entry: CacheEntry = {
       bytes,
+      charge: size,
       headLength,
       dateOffset,
       dateSecond: Math.floor(Date.now() / 1000),

@@ -153,3 +153,47 @@ Deno.test("webserver reloads --cert and --key on SIGHUP: open connections stay, 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("webserver's response cache counts its keys: 4,000 long query strings stay within --cache-size", async () => {
+  const root = await Deno.makeTempDir({ prefix: "netkit_webserver_keys_" });
+  try {
+    await Deno.writeTextFile(`${root}/small.txt`, "hello\n");
+    await using server = await startTask("webserver", [
+      "-p",
+      "0",
+      "-w",
+      "1",
+      "--no-log",
+      "--cache-size",
+      "1M",
+      root,
+    ]);
+    // Every query string names another entry of the same 6-byte file, with a
+    // key of about 8 KB: 2,000 of them are 16 MB of keys.
+    let n = 0;
+    const round = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        const res = await fetch(
+          `http://127.0.0.1:${server.port}/small.txt?${n++}-${"k".repeat(8000)}`,
+        );
+        assertEquals(await res.text(), "hello\n");
+      }
+    };
+    const rss = async () =>
+      Number(
+        /^VmRSS:\s+(\d+) kB$/m.exec(await Deno.readTextFile(`/proc/${server.pid}/status`))![1],
+      ) *
+      1024;
+    await round(500); // Past the 1 MiB bound: the cache evicts from here on.
+    const sizes = [await rss()];
+    for (let r = 0; r < 2; r++) {
+      await round(2000);
+      sizes.push(await rss());
+    }
+    // Counting only the 6-byte responses, the cache kept every key: 16 MB a round.
+    const grew = Math.min(sizes[1]! - sizes[0]!, sizes[2]! - sizes[1]!);
+    assert(grew < 6e6, `RSS grew ${(grew / 1e6).toFixed(1)} MB per 2,000 requests: ${sizes}`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
