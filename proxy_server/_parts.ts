@@ -47,6 +47,17 @@ interface Assembly {
   /** Sorted by start, without overlap. */
   pieces: Array<{ start: number; bytes: Uint8Array }>;
   bytes: number;
+  /** What it costs beside its bytes: URI, validator, fields, bookkeeping. */
+  overhead: number;
+}
+
+/** Bytes an assembly costs beside its URI, validator, fields and pieces: objects and map slots. */
+const ASSEMBLY_OVERHEAD = 256;
+
+function overheadOf(url: string, validator: string, fields: Array<[string, string]>): number {
+  let n = ASSEMBLY_OVERHEAD + url.length + validator.length;
+  for (const [name, value] of fields) n += name.length + value.length + 32;
+  return n;
 }
 
 /**
@@ -98,7 +109,9 @@ export function parseContentRange(
 }
 
 /**
- * Parts per URI, bounded in bytes (the oldest assembly goes first). A part
+ * Parts per URI, bounded in bytes (the oldest assembly goes first), each
+ * counted with its URI, fields and bookkeeping as well as its bytes: a
+ * 1-byte part of a URI with an 8 KB query string costs about 9 KB. A part
  * whose validator differs from the parts held replaces them: it belongs to
  * another representation (RFC 9111 §3.4 forbids combining those).
  *
@@ -118,6 +131,7 @@ export function parseContentRange(
 export class PartStore {
   #byUrl = new Map<string, Assembly>();
   #bytes = 0;
+  #overhead = 0;
   #budget: number;
 
   /** @param budget Bytes the parts may hold in all. */
@@ -125,9 +139,14 @@ export class PartStore {
     this.#budget = budget;
   }
 
-  /** Bytes held. */
+  /** Body bytes held. */
   get bytes(): number {
     return this.#bytes;
+  }
+
+  /** URIs with parts held. */
+  get size(): number {
+    return this.#byUrl.size;
   }
 
   /**
@@ -145,12 +164,15 @@ export class PartStore {
       a = undefined;
     }
     if (a === undefined) {
-      a = { validator, size: part.size, fields: part.fields, pieces: [], bytes: 0 };
+      a = { validator, size: part.size, fields: part.fields, pieces: [], bytes: 0, overhead: 0 };
     } else {
       this.#byUrl.delete(part.url);
       // The newest fields win (RFC 9111 §3.4, as a 304 updates them, §3.2).
       a.fields = updateStoredFields(a.fields, part.fields);
     }
+    const overhead = overheadOf(part.url, validator, a.fields);
+    this.#overhead += overhead - a.overhead;
+    a.overhead = overhead;
     this.#byUrl.set(part.url, a);
     this.#insert(a, part.start, part.bytes);
     if (covered(a)) {
@@ -164,7 +186,7 @@ export class PartStore {
       };
     }
     for (const [url] of this.#byUrl) {
-      if (this.#bytes <= this.#budget) break;
+      if (this.#bytes + this.#overhead <= this.#budget) break;
       this.delete(url);
     }
     return undefined;
@@ -179,6 +201,7 @@ export class PartStore {
     const a = this.#byUrl.get(url);
     if (a === undefined) return;
     this.#bytes -= a.bytes;
+    this.#overhead -= a.overhead;
     this.#byUrl.delete(url);
   }
 

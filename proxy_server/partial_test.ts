@@ -43,6 +43,19 @@ Deno.test("PartStore combines parts with one validator and drops those of anothe
     assertEquals(parts.add(part(5, 9), "etag b"), undefined);
     assertEquals(parts.bytes, 5);
   });
+  await t.step(
+    "the budget counts URIs and fields: 1-byte parts of long URIs stay within it",
+    () => {
+      const parts = new PartStore(1 << 20);
+      const long = "q".repeat(8000);
+      for (let i = 0; i < 20_000; i++) {
+        parts.add({ ...part(0, 0), url: `http://a.test/x?${i}-${long}` }, "etag a");
+      }
+      // About 8.3 KB each: 126 fit in 1 MiB (counted by bytes alone, all 20,000 stayed).
+      assert(parts.size > 100 && parts.size <= 126, `${parts.size} URIs held`);
+      assertEquals(parts.bytes, parts.size);
+    },
+  );
   await t.step("validators: strong ETags, and Last-Modified a minute before Date", () => {
     const v = (fields: Record<string, string>) => strongValidator((n) => fields[n] ?? null);
     assertEquals(v({ etag: '"x"' }), 'etag "x"');
