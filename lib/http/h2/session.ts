@@ -59,6 +59,14 @@ const MAX_CONTINUATIONS = 32;
 const HIGH_WATER = 256 * 1024;
 /** The reusable write buffer: a batch, and the frame that crossed the mark. */
 const BATCH_MAX = HIGH_WATER + 64 * 1024;
+/**
+ * Output queued past which the session stops reading until it is written.
+ * Frames a peer sends can each cost an answer (a RST_STREAM for a malformed
+ * PRIORITY, a WINDOW_UPDATE for DATA) that no budget counts; a peer that
+ * sends them and reads nothing otherwise had them queued without end. TCP
+ * then holds the peer back, and the send deadline ends one that never reads.
+ */
+const READ_PAUSE = 2 * HIGH_WATER;
 const PSEUDO = new Set([":method", ":path", ":authority", ":scheme"]);
 const CONNECTION_SPECIFIC = new Set([
   "connection",
@@ -494,6 +502,10 @@ export class H2Session {
       }
       this.#flush();
       if (this.#goaway && this.#active === 0) return;
+      if (this.#outBytes >= READ_PAUSE) {
+        await this.#drainOutput();
+        if (this.#closed) return;
+      }
       if ((await r.fill()) === 0) return;
     }
   }
