@@ -1,5 +1,7 @@
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { startNginx } from "../web_server/_nginx.ts";
+import { serveFetch } from "../lib/http/fetch.ts";
+import { startTask } from "../lib/testing/http_server.ts";
 import { get, rawRequest } from "./_test_util.ts";
 import { startProxy } from "./proxy.ts";
 
@@ -97,4 +99,65 @@ Deno.test("proxy collapses concurrent misses for one key into one origin request
     assertEquals(lines.filter((l) => l.includes("/ranged.txt")), ["GET /ranged.txt 200"]);
   });
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("a collapsed waiter that reads nothing of a 1 GiB body does not make the proxy keep it", async () => {
+  const MIB = 1 << 20;
+  // 1 GiB, chunked (no length), after a pause at the first MiB in which the
+  // second request joins the flight.
+  const origin = serveFetch(() => {
+    let sent = 0;
+    const piece = new Uint8Array(MIB).fill(0x61);
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (sent === 1024) return controller.close();
+          if (sent === 1) await new Promise((r) => setTimeout(r, 500));
+          controller.enqueue(piece.slice());
+          sent++;
+        },
+      }),
+      { headers: { "cache-control": "max-age=60" } },
+    );
+  }, { hostname: "127.0.0.1", port: 0 });
+  try {
+    await using proxy = await startTask("proxy", [
+      "-p",
+      "0",
+      "--upstream",
+      `http://127.0.0.1:${origin.addr.port}`,
+      "--access-log",
+      "none",
+    ]);
+    const status = async () => await Deno.readTextFile(`/proc/${proxy.pid}/status`);
+    const kb = (text: string, field: string) =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(text)![1]) * 1024;
+    const before = kb(await status(), "VmRSS");
+    const url = `http://127.0.0.1:${proxy.port}/big`;
+    // The leader's client reads at full speed.
+    const leader = new Deno.Command("curl", {
+      args: ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url],
+      stdout: "piped",
+    }).output();
+    await new Promise((r) => setTimeout(r, 200));
+    // The waiter asks for the same URI and never reads a byte.
+    using waiter = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+    await waiter.write(new TextEncoder().encode(get("/big")));
+    const out = new TextDecoder().decode((await leader).stdout);
+    assertEquals(out, `200 ${1024 * MIB}`);
+    const peak = kb(await status(), "VmHWM");
+    // Kept for the waiter, it would be the whole body. The flight keeps 8
+    // MiB; the rest of the peak is the garbage of a 1 GiB stream (about 80
+    // MiB over the baseline, with or without a waiter).
+    assert(
+      peak - before < 256 * MIB,
+      `peak RSS ${(peak / MIB).toFixed(0)} MiB from ${(before / MIB).toFixed(0)} MiB`,
+    );
+    // And the proxy serves on.
+    const again = await fetch(`http://127.0.0.1:${proxy.port}/small`, { method: "HEAD" });
+    await again.body?.cancel();
+    assertEquals(again.status, 200);
+  } finally {
+    await origin.shutdown(0);
+  }
 });

@@ -888,11 +888,13 @@ class ProxyServer implements Proxy {
         await lease?.release();
       }
     }
-    flight.waiters++;
+    // Joined now, so that the body is kept for this request from its first piece.
+    const reader = flight.join();
     if (this.#metrics !== undefined) this.#metrics.collapsedWaiters++;
     const shared = await flight.head;
     const fromShared = this.#sharedHits.get(flight);
     if (fromShared !== undefined && selectsVariant(fromShared, h)) {
+      reader.leave();
       return await this.#sharedHit(conn, head, x, url, fromShared);
     }
     // Not storable, or stored under another Vary key than this request's:
@@ -901,31 +903,37 @@ class ProxyServer implements Proxy {
       shared === null ||
       (shared.varyKey !== "" && varyKey(shared.head.headers.get("vary"), h) !== shared.varyKey)
     ) {
+      reader.leave();
       return ranged
         ? await this.#rangeMiss(conn, head, x, url, why)
         : await this.#forward(conn, head, x, url, null, why);
     }
     x.hier = "HIER_NONE/-";
     const ranges = ranged ? rangesOf(h, shared.head) : undefined;
-    return await this.#pipeResponse(
-      conn,
-      {
-        head: shared.head,
-        body: () => flight.body(),
-        upload: Promise.resolve(),
-      },
-      head,
-      x,
-      {
-        url,
-        requestTime: shared.requestTime,
-        responseTime: shared.responseTime,
-        keepAlive: head.keepAlive && !conn.closing,
-        fwd: why,
-        collapsed: true,
-        ...(ranges !== undefined ? { ranges } : {}),
-      },
-    );
+    try {
+      return await this.#pipeResponse(
+        conn,
+        {
+          head: shared.head,
+          body: () => reader.body(),
+          upload: Promise.resolve(),
+        },
+        head,
+        x,
+        {
+          url,
+          requestTime: shared.requestTime,
+          responseTime: shared.responseTime,
+          keepAlive: head.keepAlive && !conn.closing,
+          fwd: why,
+          collapsed: true,
+          ...(ranges !== undefined ? { ranges } : {}),
+        },
+      );
+    } finally {
+      // A HEAD, a 304 or a failed answer reads no body: its pieces need not be kept.
+      reader.leave();
+    }
   }
 
   /**
@@ -1618,7 +1626,7 @@ class ProxyServer implements Proxy {
     try {
       for await (const chunk of res.body({ buffer })) {
         if (flight !== undefined) {
-          flight.push(flight.shared || flight.waiters > 0 ? chunk.slice() : chunk);
+          flight.push(flight.keeping ? chunk.slice() : chunk);
         }
         if (this.#metrics !== undefined && !ctx.collapsed) {
           this.#metrics.upstreamBytes += chunk.length;
