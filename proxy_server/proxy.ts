@@ -294,6 +294,13 @@ const SMALL_BODY_BUFFER = 4096;
 const bodyBuffers: Uint8Array[] = [];
 /** Free buffers of {@linkcode SMALL_BODY_BUFFER} bytes, for bodies that fit one. */
 const smallBodyBuffers: Uint8Array[] = [];
+/**
+ * Free buffers a body piece is framed in for a chunked answer (a piece plus
+ * its size line and CRLFs): each chunk is written before the next is framed,
+ * so a chunked stream makes no garbage per piece (with a fresh array per
+ * piece, a 1 GiB chunked download peaked 85 MiB over the baseline).
+ */
+const chunkBuffers: Uint8Array[] = [];
 
 /** The node's own store for a body only the shared tier keeps: takes nothing. */
 const DISCARD: EntryWriter = {
@@ -1623,6 +1630,7 @@ class ProxyServer implements Proxy {
     const small = up.body.type === "length" && up.body.length <= SMALL_BODY_BUFFER;
     const pool = small ? smallBodyBuffers : bodyBuffers;
     const buffer = pool.pop() ?? new Uint8Array(small ? SMALL_BODY_BUFFER : BODY_BUFFER);
+    let framing: Uint8Array | undefined;
     try {
       for await (const chunk of res.body({ buffer })) {
         if (flight !== undefined) {
@@ -1632,7 +1640,9 @@ class ProxyServer implements Proxy {
           this.#metrics.upstreamBytes += chunk.length;
         }
         if (conn !== null && clientGone === undefined) {
-          let data = clientChunked ? encodeChunk(chunk) : chunk;
+          let data = clientChunked
+            ? encodeChunk(chunk, framing ??= chunkBuffers.pop() ?? new Uint8Array(BODY_BUFFER + 32))
+            : chunk;
           let bodyBytes = chunk.length;
           if (cutter !== undefined) {
             const pieces = cutter.cut(chunk);
@@ -1669,6 +1679,7 @@ class ProxyServer implements Proxy {
       complete = true;
     } finally {
       if (pool.length < 64) pool.push(buffer);
+      if (framing !== undefined && chunkBuffers.length < 64) chunkBuffers.push(framing);
       if (!complete) {
         // Truncated or reset upstream (or a client gone): never store, and make
         // the client see the failure by closing instead of ending the message.

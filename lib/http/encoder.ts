@@ -21,6 +21,9 @@ const HEX_DIGITS = "0123456789abcdef";
  * `data` would end the body, so it encodes to an empty array instead.
  *
  * @param data The chunk data.
+ * @param into A buffer to encode into when it is large enough (a stream
+ *   that writes each chunk before encoding the next reuses one, and makes
+ *   no garbage per chunk); the result is then a view of it.
  * @returns The chunk bytes.
  *
  * @example
@@ -29,14 +32,19 @@ const HEX_DIGITS = "0123456789abcdef";
  * import { assertEquals } from "../testing/assert.ts";
  * const bytes = encodeChunk(new TextEncoder().encode("hello"));
  * assertEquals(new TextDecoder().decode(bytes), "5\r\nhello\r\n");
+ * const scratch = new Uint8Array(64);
+ * assertEquals(encodeChunk(new TextEncoder().encode("hi"), scratch).buffer, scratch.buffer);
  * ```
  */
-export function encodeChunk(data: Uint8Array): Uint8Array {
+export function encodeChunk(data: Uint8Array, into?: Uint8Array): Uint8Array {
   const n = data.length;
   if (n === 0) return new Uint8Array(0);
   let digits = 0;
   for (let v = n; v > 0; v = Math.floor(v / 16)) digits++;
-  const out = new Uint8Array(digits + 4 + n);
+  const size = digits + 4 + n;
+  const out = into !== undefined && into.length >= size
+    ? into.subarray(0, size)
+    : new Uint8Array(size);
   for (let v = n, k = digits - 1; k >= 0; k--, v = Math.floor(v / 16)) {
     out[k] = HEX_DIGITS.charCodeAt(v % 16);
   }
