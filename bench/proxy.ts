@@ -32,6 +32,7 @@
  */
 import { parseArgs } from "node:util";
 import { freePort } from "../lib/testing/ports.ts";
+import { peakResidentBytes, residentBytes } from "../lib/testing/memory.ts";
 import { writeAll } from "../lib/bytes.ts";
 import { median } from "../lib/stats.ts";
 import { startSquid } from "../proxy_server/_squid.ts";
@@ -234,19 +235,9 @@ async function warm(url: string): Promise<string> {
   return status;
 }
 
-async function peakRss(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
-}
-
 /** Restarts a process's VmHWM from its current RSS (`clear_refs` 5), for per-case peaks. */
 async function resetPeak(pid: number): Promise<void> {
   await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5").catch(() => {});
-}
-
-async function currentRss(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
 }
 
 const results: Record<string, unknown> = {};
@@ -328,9 +319,9 @@ try {
   results.hitSamples = samples;
   results.hitCpuUsPerRequest = hitCpu;
   results.hitCpuSamples = cpuSamples;
-  results.hitPeakRss = await peakRss(oursProc.pid);
+  results.hitPeakRss = await peakResidentBytes(oursProc.pid);
   console.error(`hits: proxy peak RSS ${(results.hitPeakRss as number / 2 ** 20).toFixed(1)} MiB`);
-  results.hitPeakRssWorkers2 = await peakRss(ours2Proc.pid);
+  results.hitPeakRssWorkers2 = await peakResidentBytes(ours2Proc.pid);
   console.error(
     `hits: proxy --workers 2 peak RSS ${
       (results.hitPeakRssWorkers2 as number / 2 ** 20).toFixed(1)
@@ -393,7 +384,7 @@ try {
     );
   }
   results.collapsedMisses = collapse;
-  results.collapsedPeakRss = await peakRss(oursProc.pid);
+  results.collapsedPeakRss = await peakResidentBytes(oursProc.pid);
   console.error(
     `collapsed misses: proxy peak RSS ${
       (results.collapsedPeakRss as number / 2 ** 20).toFixed(1)
@@ -450,7 +441,7 @@ try {
     const memPort = freePort();
     const mem = startOurs(memPort, ["--memory-size", tier]);
     await waitPort(memPort);
-    const baseline = await currentRss(mem.pid);
+    const baseline = await residentBytes(mem.pid);
     const N = 10000;
     let next = 0;
     await Promise.all(Array.from({ length: 32 }, async () => {
@@ -463,8 +454,8 @@ try {
     const check = await fetch(`http://127.0.0.1:${memPort}/obj/${N - 1}`);
     const checkStatus = check.headers.get("cache-status");
     await check.arrayBuffer();
-    const peak = await peakRss(mem.pid);
-    const after = await currentRss(mem.pid);
+    const peak = await peakResidentBytes(mem.pid);
+    const after = await residentBytes(mem.pid);
     // The bound the README promises: the memory tier plus 64 MiB.
     const bound = (Number(tier.slice(0, -1)) + 64) * 2 ** 20;
     results[`memory10k_${tier}`] = {
@@ -493,7 +484,7 @@ try {
   const bigPort = freePort();
   const big = startOurs(bigPort);
   await waitPort(bigPort);
-  const before = await peakRss(big.pid);
+  const before = await peakResidentBytes(big.pid);
   const t0 = performance.now();
   const dl = await new Deno.Command("curl", {
     args: ["-s", "-o", "/dev/null", "-w", "%{size_download}", `http://127.0.0.1:${bigPort}/big`],
@@ -505,12 +496,12 @@ try {
     bytes: size,
     seconds: secs,
     peakRssBefore: before,
-    peakRssAfter: await peakRss(big.pid),
+    peakRssAfter: await peakResidentBytes(big.pid),
   };
   console.error(
     `1 GiB download: ${size} bytes in ${secs.toFixed(1)} s, peak RSS ${
       (before / 2 ** 20).toFixed(1)
-    } → ${((await peakRss(big.pid)) / 2 ** 20).toFixed(1)} MiB`,
+    } → ${((await peakResidentBytes(big.pid)) / 2 ** 20).toFixed(1)} MiB`,
   );
 
   // 6. a 512 MiB miss: every request goes to the origin (the store keeps nothing
@@ -536,7 +527,7 @@ try {
       const missProxy = startNetkitProxy(missPort, ["--upstream", originNginx.url]);
       children.push(missProxy);
       await waitPort(missPort);
-      const baseline = await currentRss(missProxy.pid);
+      const baseline = await residentBytes(missProxy.pid);
       const clients = [
         ["netkit proxy", `http://127.0.0.1:${missPort}/big.bin`],
         ["nginx proxy_pass (auto = 2 workers)", `${passNginx.url}/pass/big.bin`],
@@ -557,7 +548,7 @@ try {
       }
       const ours = median(times["netkit proxy"]!);
       const nginx = median(times["nginx proxy_pass (auto = 2 workers)"]!);
-      const peak = await peakRss(missProxy.pid);
+      const peak = await peakResidentBytes(missProxy.pid);
       results.miss512MiB = {
         seconds: { ours, nginx },
         mibPerSec: { ours: MISS_MIB / ours, nginx: MISS_MIB / nginx },

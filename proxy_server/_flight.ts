@@ -85,8 +85,6 @@ export interface FlightReader {
  * ```
  */
 export class Flight {
-  /** How many requests wait on this flight. */
-  waiters = 0;
   readonly #keep: number;
   /** Bytes in `#pieces`. */
   #kept = 0;
@@ -119,7 +117,6 @@ export class Flight {
    */
   join(): FlightReader {
     if (!this.#keepAll) throw new Error("The shared upstream response is no longer kept whole");
-    this.waiters++;
     const cursor: Cursor = { next: 0, dropped: false };
     (this.#cursors ??= new Set()).add(cursor);
     return {

@@ -2,6 +2,7 @@ import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { startNginx } from "../web_server/_nginx.ts";
 import { serveFetch } from "../lib/http/fetch.ts";
 import { startTask } from "../lib/testing/http_server.ts";
+import { peakResidentBytes, residentBytes } from "../lib/testing/memory.ts";
 import { get, rawRequest } from "./_test_util.ts";
 import { startProxy } from "./proxy.ts";
 
@@ -129,10 +130,7 @@ Deno.test("a collapsed waiter that reads nothing of a 1 GiB body does not make t
       "--access-log",
       "none",
     ]);
-    const status = async () => await Deno.readTextFile(`/proc/${proxy.pid}/status`);
-    const kb = (text: string, field: string) =>
-      Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(text)![1]) * 1024;
-    const before = kb(await status(), "VmRSS");
+    const before = await residentBytes(proxy.pid);
     const url = `http://127.0.0.1:${proxy.port}/big`;
     // The leader's client reads at full speed.
     const leader = new Deno.Command("curl", {
@@ -145,7 +143,7 @@ Deno.test("a collapsed waiter that reads nothing of a 1 GiB body does not make t
     await waiter.write(new TextEncoder().encode(get("/big")));
     const out = new TextDecoder().decode((await leader).stdout);
     assertEquals(out, `200 ${1024 * MIB}`);
-    const peak = kb(await status(), "VmHWM");
+    const peak = await peakResidentBytes(proxy.pid);
     // Kept for the waiter, it would be the whole body (1,458 MiB at the
     // peak, measured). The flight keeps 8 MiB; the peak was 18 MiB over
     // the baseline.

@@ -1,15 +1,10 @@
 import { assert, assertEquals } from "../lib/testing/assert.ts";
 import { createRandom } from "../lib/random.ts";
+import { residentBytes } from "../lib/testing/memory.ts";
 import { udpPing } from "./client.ts";
 import { encodePing } from "./protocol.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;
-
-/** The resident set of a process, in bytes, from /proc. */
-async function rss(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) * 1024;
-}
 
 /**
  * Waits until the UDP socket bound to `port` on 127.0.0.1 has nothing left
@@ -112,11 +107,11 @@ async function floodServer(readLog: boolean): Promise<void> {
     // every time; V8 grows its heap in steps now and then (a step of 8.0 and
     // one of 8.4 MB were seen in about 10 runs), so the smaller of the two
     // growths is judged.
-    const sizes = [await rss(server.pid)];
+    const sizes = [await residentBytes(server.pid)];
     for (let round = 0; round < 2; round++) {
       await flood(100_000);
       await check();
-      sizes.push(await rss(server.pid));
+      sizes.push(await residentBytes(server.pid));
     }
     // Flat: the state per client is fixed (a 1 KiB duplicate window and
     // counters) and at most --max-clients of them are kept, so 100,000 more

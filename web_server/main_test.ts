@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "../lib/testing/assert.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { startTask } from "../lib/testing/http_server.ts";
+import { residentBytes } from "../lib/testing/memory.ts";
 import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import { OPTIONS } from "./main.ts";
 
@@ -179,11 +180,7 @@ Deno.test("webserver's response cache counts its keys: 4,000 long query strings 
         assertEquals(await res.text(), "hello\n");
       }
     };
-    const rss = async () =>
-      Number(
-        /^VmRSS:\s+(\d+) kB$/m.exec(await Deno.readTextFile(`/proc/${server.pid}/status`))![1],
-      ) *
-      1024;
+    const rss = () => residentBytes(server.pid);
     await round(500); // Past the 1 MiB bound: the cache evicts from here on.
     const sizes = [await rss()];
     for (let r = 0; r < 2; r++) {

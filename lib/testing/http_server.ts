@@ -15,6 +15,7 @@
  */
 import { concat } from "../bytes.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { residentBytes } from "./memory.ts";
 import { inUserDir, taskCommand, taskViaConfig } from "./tasks.ts";
 
 const encoder = new TextEncoder();
@@ -414,12 +415,6 @@ async function floodProcess(
       return summary;
     },
   };
-}
-
-/** The resident set of a process, in bytes. */
-async function residentBytes(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? NaN) * 1024;
 }
 
 /** Four seconds of wrk (one thread, 8 connections): requests made, and any that failed. */
