@@ -1,7 +1,7 @@
 import { rawServer, scriptedServer } from "../lib/http/testdata/peers.ts";
 import { makeTestCa } from "../lib/testing/tls.ts";
 import { assert, assertEquals, assertMatch } from "../lib/testing/assert.ts";
-import { freePort } from "../lib/testing/ports.ts";
+import { refusedPort } from "../lib/testing/ports.ts";
 import { assertHelpLists, runTaskIn } from "../lib/testing/tasks.ts";
 import {
   formatBytes,
@@ -309,7 +309,8 @@ Deno.test("webclient exits with curl's code for each failure, against the same s
     () => new Response("TLS"),
   );
   const https = `https://localhost:${tls.addr.port}/`;
-  const refused = `http://127.0.0.1:${freePort()}/`;
+  using reserved = await refusedPort();
+  const refused = `http://127.0.0.1:${reserved.port}/`;
   const dir = await Deno.makeTempDir({ prefix: "client_exit_" });
   try {
     // `says`: what webclient's message must tell the user.

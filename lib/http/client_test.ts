@@ -1,6 +1,7 @@
 import { BufferedReader, readBody, readRequestHead, writeAll } from "./mod.ts";
 import { rawServer, scriptedServer } from "./testdata/peers.ts";
 import { makeTestCa } from "../testing/tls.ts";
+import { refusedPort } from "../testing/ports.ts";
 import { assert, assertEquals, assertMatch } from "../testing/assert.ts";
 import { HttpClient, HttpClientError } from "./client.ts";
 
@@ -443,28 +444,19 @@ Deno.test("HttpClient keeps at most maxIdlePerOrigin idle connections", async (t
 
 Deno.test("HttpClient forgets an origin once nothing is open, idle or awaited there", async (t) => {
   await t.step("200 refused origins leave no pool behind", async () => {
-    // A port bound on every address and never listened on: connects are
-    // refused at once, and no other test can take it meanwhile (a port from
-    // freePort() could be, by a server of a test running in parallel).
-    const { lib } = await import("../rawsock/ffi.ts");
-    const libc = lib();
-    const fd = libc.socket(2, 1, 0);
-    const sa = new Uint8Array(16);
-    sa[0] = 2;
-    assertEquals(libc.bind(fd, sa, 16), 0);
-    const len = new Uint8Array(new Uint32Array([16]).buffer);
-    assertEquals(libc.getsockname(fd, sa, len), 0);
-    const port = (sa[2]! << 8) | sa[3]!;
-    try {
-      await using client = new HttpClient();
-      for (let i = 0; i < 200; i++) {
-        // 200 origins: 127.0.0.2 to 127.0.0.201, all on the reserved port.
-        await assertFails(client.request(`http://127.0.0.${i + 2}:${port}/`), "connect", 7);
-      }
-      assertEquals(client.origins, 0);
-    } finally {
-      libc.close(fd);
+    // A reserved port no test running in parallel can take (one from
+    // freePort() could be, by another test's server): connects are refused.
+    using reserved = await refusedPort();
+    await using client = new HttpClient();
+    for (let i = 0; i < 200; i++) {
+      // 200 origins: 127.0.0.2 to 127.0.0.201, all on the reserved port.
+      await assertFails(
+        client.request(`http://127.0.0.${i + 2}:${reserved.port}/`),
+        "connect",
+        7,
+      );
     }
+    assertEquals(client.origins, 0);
   });
   await t.step("a pool lives while it holds an idle connection, and goes with it", async () => {
     await using server = rawServer((req) => ok(req.head.target));
