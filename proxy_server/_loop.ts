@@ -83,7 +83,7 @@ export interface LoopConfig {
   /** Whether to answer hits at all (not with `--delay` or `--drop-rate`). */
   serveHits: boolean;
   /** Deadlines and caps of the server core. */
-  core: ServerDeadlines & Pick<ServerOptions, "maxBodySize">;
+  core: ServerDeadlines & Pick<ServerOptions, "maxBodySize" | "ioUring">;
   /** The connection counters every loop shares. */
   counters: SharedArrayBuffer;
   /** The global connection cap. */
@@ -518,35 +518,4 @@ export class HitLoop {
     this.#post({ type: "log", lines: this.#lines });
     this.#lines = [];
   }
-}
-
-// The worker's side: when this module is a Web Worker's entry.
-// The default lib types `self` as a Window; inside a worker it is the worker scope.
-const scope = self as unknown as {
-  onmessage: ((e: MessageEvent<ToLoop>) => void) | null;
-  postMessage(message: FromLoop): void;
-};
-if (typeof (self as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined") {
-  let loop: HitLoop | undefined;
-  scope.onmessage = async (e) => {
-    const m = e.data;
-    if (m.type === "copy") {
-      loop?.put(m.copy);
-      return;
-    }
-    try {
-      if (m.type === "start") {
-        loop = new HitLoop(m.config, (msg) => scope.postMessage(msg));
-        scope.postMessage({ id: m.id, ok: true });
-      } else if (m.type === "counts") {
-        const counts = loop?.counts();
-        scope.postMessage(counts ? { id: m.id, ok: true, counts } : { id: m.id, ok: true });
-      } else {
-        await loop?.stop();
-        scope.postMessage({ id: m.id, ok: true });
-      }
-    } catch (err) {
-      scope.postMessage({ id: m.id, ok: false, error: (err as Error).message });
-    }
-  };
 }

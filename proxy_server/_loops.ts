@@ -63,7 +63,7 @@ export class Loops {
     const buffer = new SharedArrayBuffer(VERSION_SLOTS * 4);
     const workers: Worker[] = [];
     for (let i = 0; i < count; i++) {
-      workers.push(new Worker(new URL("./_loop.ts", import.meta.url), { type: "module" }));
+      workers.push(new Worker(new URL("./_loop_worker.ts", import.meta.url), { type: "module" }));
     }
     const loops = new Loops(workers, new Int32Array(buffer), onLines);
     try {

@@ -44,6 +44,10 @@ Deno.test("proxy CLI rejects bad options with exit code 2 and a one-line message
     [["--admin-port", "70000"], /^proxy: invalid argument for --admin-port/],
     [["--workers", "0"], /^proxy: invalid argument for --workers/],
     [
+      ["--io-uring", "yes"],
+      /^proxy: invalid --io-uring 'yes': expected auto, on or off\n$/,
+    ],
+    [
       ["--purge-allow", "10.0.0.0/99"],
       /^proxy: Cannot parse CIDR "10\.0\.0\.0\/99": bad prefix length\n$/,
     ],

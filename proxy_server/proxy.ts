@@ -85,7 +85,7 @@ export { parseCidr } from "./_hits.ts";
 
 /** Options of {@linkcode startProxy}; the client-side deadlines and caps are the server core's. */
 export interface ProxyOptions
-  extends ServerDeadlines, Pick<ServerOptions, "maxConnectionsPerIp" | "onWarning"> {
+  extends ServerDeadlines, Pick<ServerOptions, "maxConnectionsPerIp" | "onWarning" | "ioUring"> {
   /**
    * Address to listen on.
    * @default {"127.0.0.1"}
@@ -529,7 +529,7 @@ class ProxyServer implements Proxy {
       serveHits: this.#delay === 0 && this.#dropRate === 0,
       // Posted to the workers: the deadlines only (onWarning is a function).
       core: {
-        ...pick(rest, SERVER_DEADLINES),
+        ...pick(rest, [...SERVER_DEADLINES, "ioUring"]),
         maxBodySize: options.maxBodySize ?? 1 << 30,
       },
       counters: limits.buffer,
@@ -1953,6 +1953,7 @@ function pick(
     ...SERVER_DEADLINES,
     "maxConnectionsPerIp",
     "onWarning",
+    "ioUring",
   ],
 ): Partial<ServerOptions> {
   const out: Partial<ServerOptions> = {};

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type Running, type ServerConfig, startServer } from "./cluster.ts";
+import type { Running, ServerConfig } from "./cluster.ts";
 
 type Message =
   | { type: "start"; config: ServerConfig }
@@ -18,10 +18,15 @@ const scope = self as unknown as {
 
 let running: Running | undefined;
 
+// Set before the server's modules load: they await I/O as they load (the
+// io_uring notify socket), and a worker drops messages that come while its
+// entry module is still loading.
 scope.onmessage = async (e) => {
   try {
-    if (e.data.type === "start") running = await startServer(e.data.config);
-    else if (e.data.type === "reload") await running?.reloadTls(e.data.cert, e.data.key);
+    if (e.data.type === "start") {
+      const { startServer } = await import("./cluster.ts");
+      running = await startServer(e.data.config);
+    } else if (e.data.type === "reload") await running?.reloadTls(e.data.cert, e.data.key);
     else await running?.stop();
     scope.postMessage({ ok: true });
   } catch (err) {

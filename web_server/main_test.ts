@@ -93,6 +93,12 @@ Deno.test("webserver rejects a --cache-size that is not a size with exit 2", asy
   assertMatch(r.stderr, /^webserver: invalid size for --cache-size: 'lots'/);
 });
 
+Deno.test("webserver rejects an --io-uring other than auto, on or off with exit 2", async () => {
+  const r = await runTaskIn(Deno.cwd(), "webserver", ["-p", "0", "--io-uring", "yes", "."]);
+  assertEquals(r.code, 2, r.stderr);
+  assertMatch(r.stderr, /^webserver: invalid --io-uring 'yes': expected auto, on or off\n$/);
+});
+
 Deno.test("webserver reloads --cert and --key on SIGHUP: open connections stay, new ones get the new certificate", async () => {
   await using first = await makeTestCa({ prefix: "netkit_reload_a_" });
   await using second = await makeTestCa({ prefix: "netkit_reload_b_" });

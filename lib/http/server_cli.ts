@@ -25,7 +25,8 @@ export type ServerCliOptionName =
   | "send-timeout"
   | "max-body-size"
   | "max-conns"
-  | "max-conns-per-ip";
+  | "max-conns-per-ip"
+  | "io-uring";
 
 /** The server core's option table: every option takes a value. */
 export type ServerCliOptions = {
@@ -92,6 +93,12 @@ export function serverCliOptions(maxBodySize: string): ServerCliOptions {
       default: "an eighth of --max-conns, 16 to 1024",
       description: "connections from one address; 0 for no limit [limit_conn]",
     },
+    "io-uring": {
+      type: "string",
+      arg: "WHEN",
+      default: "auto",
+      description: "plain TCP on an io_uring ring: auto (with one loop), on, off",
+    },
   };
 }
 
@@ -142,6 +149,7 @@ export type ServerCliSettings = Pick<
   | "maxBodySize"
   | "maxConnections"
   | "maxConnectionsPerIp"
+  | "ioUring"
 >;
 
 /**
@@ -158,6 +166,16 @@ export type ServerCliSettings = Pick<
  * import { assertEquals } from "../testing/assert.ts";
  * const s = serverCliSettings({ "header-timeout": "2.5", "max-conns-per-ip": "10" }, "1M");
  * assertEquals(s, { headerTimeout: 2500, maxBodySize: 1048576, maxConnectionsPerIp: 10 });
+ * ```
+ *
+ * @example `--io-uring`: `auto` leaves the core's default, `on` and `off` force it
+ * ```ts
+ * import { serverCliSettings } from "./server_cli.ts";
+ * import { assertEquals, assertThrows } from "../testing/assert.ts";
+ * assertEquals(serverCliSettings({ "io-uring": "auto" }, "1M").ioUring, undefined);
+ * assertEquals(serverCliSettings({ "io-uring": "on" }, "1M").ioUring, true);
+ * assertEquals(serverCliSettings({ "io-uring": "off" }, "1M").ioUring, false);
+ * assertThrows(() => serverCliSettings({ "io-uring": "yes" }, "1M"));
  * ```
  */
 export function serverCliSettings(
@@ -188,5 +206,11 @@ export function serverCliSettings(
   out.maxBodySize = parseSize("--max-body-size", values["max-body-size"] ?? defaultBodySize);
   if (maxConnections !== undefined) out.maxConnections = maxConnections;
   if (maxConnectionsPerIp !== undefined) out.maxConnectionsPerIp = maxConnectionsPerIp;
+  const ring = values["io-uring"];
+  if (ring === "on") out.ioUring = true;
+  else if (ring === "off") out.ioUring = false;
+  else if (ring !== undefined && ring !== "auto") {
+    throw new CliError(`invalid --io-uring '${ring}': expected auto, on or off`);
+  }
   return out;
 }

@@ -806,3 +806,27 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  "HttpServer serves plain TCP on the io_uring ring with one loop, on Deno's sockets when loops share the port or when told",
+  sanitized,
+  async () => {
+    const cases: [ServerOptions, "io_uring" | "deno"][] = [
+      [{}, "io_uring"],
+      [{ ioUring: "auto", reusePort: true }, "deno"],
+      [{ ioUring: true, reusePort: true }, "io_uring"],
+      [{ ioUring: false }, "deno"],
+      [{ hostname: "localhost" }, "io_uring"],
+    ];
+    for (const [options, transport] of cases) {
+      await using server = start(echo, options);
+      assertEquals(server.transport, transport, JSON.stringify(options));
+      // Each transport answers, keep-alive included.
+      using c = await RawClient.connect(server.addr.port);
+      await c.send(get("/one") + get("/two", "Connection: close\r\n"));
+      const first = await c.response();
+      const second = await c.response();
+      assertEquals([first.body, second.body], ["/one", "/two"]);
+    }
+  },
+);

@@ -80,6 +80,33 @@ const SYMBOLS = {
   // of sched_getattr() and sched_setattr(): variadic integers pass as fixed
   // ones on x86-64 and aarch64)
   syscall: { parameters: ["i64", "i64", "buffer", "i64", "i64"], result: "i64" },
+  // long syscall(SYS_io_uring_setup, u32 entries, struct io_uring_params *p);
+  // (the u32 passes in a 64-bit register; the kernel truncates it, as declared)
+  io_uring_setup: { name: "syscall", parameters: ["i64", "u32", "buffer"], result: "i32" },
+  // long syscall(SYS_io_uring_enter, unsigned fd, u32 to_submit, u32 min_complete,
+  //              u32 flags, const void *arg, size_t argsz);  (never waits: min_complete 0)
+  io_uring_enter: {
+    name: "syscall",
+    parameters: ["i64", "i32", "u32", "u32", "u32", "pointer", "usize"],
+    result: "i32",
+  },
+  // The same call waiting for a completion (min_complete 1): on a worker thread.
+  io_uring_wait: {
+    name: "syscall",
+    parameters: ["i64", "i32", "u32", "u32", "u32", "pointer", "usize"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  // int munmap(void *addr, size_t len);
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
+  // int listen(int fd, int backlog);
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  // int shutdown(int fd, int how);
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
   // void *dlsym(void *handle, const char *symbol);
   dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
   // int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
@@ -225,6 +252,8 @@ const fastBound = new Set<string>();
  *   bytes, so that a scavenge came every few thousand datagrams).
  *   With `sleep`, also `clock_nanosleep()` (for a thread that sleeps in
  *   it before each of its sends, as the UDP pinger's sender does).
+ *   With `uring`, also `io_uring_enter()` (for an event loop on an io_uring
+ *   ring, which submits through it after every batch).
  *
  * @example Before a hot loop
  * ```ts
@@ -232,11 +261,14 @@ const fastBound = new Set<string>();
  * bindFastCalls();
  * ```
  */
-export function bindFastCalls(options: { poll?: boolean; sleep?: boolean } = {}): void {
+export function bindFastCalls(
+  options: { poll?: boolean; sleep?: boolean; uring?: boolean } = {},
+): void {
   if (!libc) return;
   const names: (keyof typeof SYMBOLS)[] = [...FAST];
   if (options.poll) names.push("ppoll");
   if (options.sleep) names.push("clock_nanosleep");
+  if (options.uring) names.push("io_uring_enter");
   const wanted = Object.fromEntries(
     names.filter((name) => !fastBound.has(name)).map((name) => [name, SYMBOLS[name]]),
   );

@@ -17,7 +17,10 @@
  * - `lookup.ts`: `getaddrinfo` / `getnameinfo`;
  * - `tcp_listener.ts`: TCP_NODELAY on listeners Deno gives no handle to
  *   ({@linkcode setListenerNoDelay}); it loads libc only when called, so a
- *   server imports it directly rather than through this module.
+ *   server imports it directly rather than through this module;
+ * - `uring.ts`: TCP listeners and connections on an io_uring ring, the
+ *   server core's plain-TCP transport (`listenUring`); imported
+ *   directly by `lib/http/server.ts`, for the same reason.
  *
  * Linux with glibc only; elsewhere the first use throws a clear error.
  *
