@@ -58,7 +58,7 @@ import { ConnectionLimits, defaultMaxConnections } from "./limits.ts";
 import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
 import { reasonPhrase } from "./status.ts";
-import { listenUringSync, prepareUring, UringListener } from "../rawsock/uring.ts";
+import { listenUringSync, prepareUring, UringFailure, UringListener } from "../rawsock/uring.ts";
 
 /**
  * Whether this thread can serve plain TCP on an io_uring ring: the libc
@@ -769,11 +769,7 @@ async function readProxyLine(c: ServerConnection): Promise<boolean> {
 export class HttpServer implements AsyncDisposable {
   /** The address the server listens on. */
   readonly addr: Deno.NetAddr;
-  /**
-   * What carries plain TCP: `"io_uring"` (the ring of `lib/rawsock/uring.ts`)
-   * or `"deno"` (Deno's sockets, and always for TLS).
-   */
-  readonly transport: "io_uring" | "deno";
+  #transport: "io_uring" | "deno";
   /** Settles when the server has stopped and every connection is closed. */
   readonly finished: Promise<void>;
   /** The connection caps and counters. */
@@ -858,7 +854,7 @@ export class HttpServer implements AsyncDisposable {
     this.#h2MaxStreams = options.h2MaxStreams ?? 100;
     this.#proxyProtocol = options.proxyProtocol ?? false;
     this.addr = this.#listener.addr as Deno.NetAddr;
-    this.transport = this.#listener instanceof UringListener ? "io_uring" : "deno";
+    this.#transport = this.#listener instanceof UringListener ? "io_uring" : "deno";
     // Sweep often enough for the shortest deadline, at most twice a second.
     // Every deadline counts: progress is only seen at a sweep, so a deadline
     // shorter than the sweep interval would fire at the next sweep.
@@ -976,6 +972,18 @@ export class HttpServer implements AsyncDisposable {
         // A reload closed this listener: go on with the new one.
         if (listener !== this.#listener && !this.#closing) continue;
         if (this.#closing || err instanceof Deno.errors.BadResource) break;
+        if (err instanceof UringFailure) {
+          // The ring closed its listener and connections: serve on Deno's sockets.
+          try {
+            this.#listener = Deno.listen({ ...this.#listenOptions, port: this.addr.port });
+            this.#transport = "deno";
+            this.#warn(`${err.message}; serving on Deno's sockets from now on`);
+            continue;
+          } catch (listenErr) {
+            this.#warn(`${err.message}; cannot listen again: ${(listenErr as Error).message}`);
+            break;
+          }
+        }
         // EMFILE, ENFILE, ENOBUFS, ECONNABORTED: never fatal. Free what can be
         // freed, back off, try again; say so once per burst (over every loop).
         if (this.limits.claimWarning()) {
@@ -1001,6 +1009,15 @@ export class HttpServer implements AsyncDisposable {
       }
       this.track(this.#run(raw));
     }
+  }
+
+  /**
+   * What carries plain TCP: `"io_uring"` (the ring of `lib/rawsock/uring.ts`)
+   * or `"deno"` (Deno's sockets, always for TLS, and from the moment a ring
+   * fails: its connections are closed and the port is listened on again).
+   */
+  get transport(): "io_uring" | "deno" {
+    return this.#transport;
   }
 
   /** Closes up to `n` idle keep-alive connections, oldest first; returns how many. */

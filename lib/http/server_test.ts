@@ -830,3 +830,64 @@ Deno.test(
     }
   },
 );
+
+Deno.test("HttpServer goes on on Deno's sockets when its io_uring ring fails: the ring's connections close, new ones are served", async () => {
+  // In a process of its own: a failed ring is not used again in its thread.
+  const script = `
+    import { HttpServer } from ${JSON.stringify(new URL("./server.ts", import.meta.url).href)};
+    import { failUringForTesting } from ${
+    JSON.stringify(new URL("../rawsock/uring.ts", import.meta.url).href)
+  };
+    const body = new TextEncoder().encode("HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok");
+    const warnings = [];
+    const server = new HttpServer(async (_head, conn) => {
+      await conn.write(body);
+      return true;
+    }, { hostname: "127.0.0.1", port: 0, onWarning: (m) => warnings.push(m) });
+    const out = { before: server.transport };
+    const c = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const buf = new Uint8Array(256);
+    await c.write(new TextEncoder().encode("GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"));
+    out.first = new TextDecoder().decode(buf.subarray(0, (await c.read(buf)) ?? 0)).endsWith("ok");
+    out.failed = failUringForTesting("injected");
+    out.kept = await c.read(buf).then((n) => n, (e) => e.name);
+    c.close();
+    let answer = null;
+    for (let i = 0; i < 100 && answer === null; i++) {
+      answer = await fetch("http://127.0.0.1:" + server.addr.port + "/after")
+        .then((r) => r.text(), () => null);
+      if (answer === null) await new Promise((r) => setTimeout(r, 20));
+    }
+    out.after = answer;
+    out.transport = server.transport;
+    out.warnings = warnings;
+    await server.shutdown();
+    console.log(JSON.stringify(out));
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-net", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  const res = await child.output();
+  clearTimeout(timer);
+  const stderr = new TextDecoder().decode(res.stderr);
+  assertEquals(res.code, 0, stderr);
+  const out = JSON.parse(new TextDecoder().decode(res.stdout));
+  assertEquals(out.before, "io_uring");
+  assertEquals(out.first, true, "the ring served the first request");
+  assertEquals(out.failed, true);
+  // The keep-alive connection on the failed ring was closed, not left hanging.
+  assert(
+    out.kept === null || out.kept === "ConnectionReset",
+    `read after the failure: ${out.kept}`,
+  );
+  assertEquals(out.after, "ok", "a new connection was served");
+  assertEquals(out.transport, "deno");
+  assertEquals(out.warnings.length, 1);
+  assertMatch(
+    out.warnings[0],
+    /^io_uring failed: injected; serving on Deno's sockets from now on$/,
+  );
+});

@@ -31,6 +31,11 @@
  * and two ring loops served fewer requests than one. The server core
  * therefore uses the ring, by default, only where one loop serves a port.
  *
+ * If the ring fails (an error of `io_uring_enter()` it cannot go on from),
+ * every connection on it is closed, its operations and its listeners'
+ * `accept()` reject with a {@linkcode UringFailure}, and the thread's later
+ * listeners are Deno's; the server core then listens again on Deno's sockets.
+ *
  * {@linkcode listenUring} returns `undefined` where the ring cannot be had
  * (not Linux, no FFI permission, io_uring disabled or too old, a host name
  * rather than an address): the caller then uses `Deno.listen`.
@@ -100,7 +105,31 @@ const BACKLOG = 511;
 interface Owner {
   /** Called with the result and flags of each completion of this owner. */
   complete(kind: number, res: number, flags: number): void;
+  /** Called once if the ring fails: end every operation with `err`. */
+  fail?(err: UringFailure): void;
 }
+
+/**
+ * The ring of this thread failed (`io_uring_enter()` returned an error it
+ * cannot go on from): the connections on it were closed, its listeners'
+ * `accept()` rejects with this, and new listeners go to Deno's sockets.
+ */
+export class UringFailure extends Error {
+  /**
+   * @param message What failed.
+   * @param options The cause.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UringFailure";
+  }
+}
+
+/**
+ * Buffers of operations a failed ring may still hold in the kernel: kept
+ * alive for the life of the process, so the kernel never writes into freed memory.
+ */
+const retained: Uint8Array[] = [];
 
 /** The ring of this thread, or why there is none. */
 let shared: Ring | Error | undefined;
@@ -113,7 +142,7 @@ function ring(): Ring | undefined {
       shared = err instanceof Error ? err : new Error(String(err));
     }
   }
-  return shared instanceof Ring ? shared : undefined;
+  return shared instanceof Ring && shared.failed === null ? shared : undefined;
 }
 
 /**
@@ -164,6 +193,10 @@ class Ring {
   readonly #sink = new Uint8Array(256);
   readonly #owners: (Owner | undefined)[] = [];
   readonly #free: number[] = [];
+  /** Why the ring failed, once it has. */
+  #failed: UringFailure | null = null;
+  /** Woken when the ring fails (listeners waiting for a connection). */
+  readonly #onFail = new Set<() => void>();
 
   private constructor(libc: Libc, errno: Int32Array, fd: number, params: DataView) {
     this.libc = libc;
@@ -226,6 +259,30 @@ class Ring {
     }
     ffi.bindFastCalls({ uring: true });
     return new Ring(libc, ffi.errnoCell, fd, view);
+  }
+
+  /** Why the ring failed, or `null`. */
+  get failed(): UringFailure | null {
+    return this.#failed;
+  }
+
+  /** Calls `f` if the ring fails; returns the function that stops that. */
+  watchFailure(f: () => void): () => void {
+    this.#onFail.add(f);
+    return () => this.#onFail.delete(f);
+  }
+
+  /**
+   * @internal Ends the ring: every connection on it is closed and its
+   * operations reject with a {@linkcode UringFailure}; later listeners of
+   * this thread use Deno's sockets.
+   */
+  fail(cause: unknown): void {
+    if (this.#failed !== null) return;
+    const why = cause instanceof Error ? cause.message : String(cause);
+    this.#failed = new UringFailure(`io_uring failed: ${why}`, { cause });
+    for (const owner of this.#owners) owner?.fail?.(this.#failed);
+    for (const f of this.#onFail) f();
   }
 
   /** A slot for an owner's operations. */
@@ -322,7 +379,8 @@ class Ring {
     sqeFlags = 0,
     counted = true,
   ): void {
-    if (this.#pending >= SQ_ENTRIES) this.#submit();
+    if (this.#failed !== null) throw this.#failed;
+    if (this.#pending >= SQ_ENTRIES && !this.#submitOrFail()) throw this.#failed;
     const v = this.#sqes;
     const o = (this.#tail & this.#sqMask) * 64;
     for (let i = 0; i < 64; i += 8) v.setBigUint64(o + i, 0n);
@@ -378,7 +436,7 @@ class Ring {
     this.#quiet = 0;
     this.#seenPending = -1;
     this.#flushQueued = false;
-    this.#submit();
+    if (!this.#submitOrFail()) return;
     // A send to a socket with room completes within the submission: its
     // completion is taken now, so the writer goes on in this same batch.
     // Bounded, so that a busy ring never holds off timers and other I/O.
@@ -387,6 +445,18 @@ class Ring {
       this.#reap();
     }
   };
+
+  /** Submits the entries written so far, failing the ring on an error; returns whether it went in. */
+  #submitOrFail(): boolean {
+    if (this.#failed !== null) return false;
+    try {
+      this.#submit();
+      return true;
+    } catch (err) {
+      this.fail(err);
+      return false;
+    }
+  }
 
   /** Submits the entries written so far; never waits. */
   #submit(): void {
@@ -444,14 +514,14 @@ class Ring {
       // Made by prepareUring() or listenUring() before, as a rule.
       await this.connectNotify();
       // Entries are submitted by the flush; the driver only waits and reaps.
-      while (this.#outstanding > 0) {
+      while (this.#outstanding > 0 && this.#failed === null) {
         if (this.#notify !== null) {
           // The handlers the last reap woke run (and submit) meanwhile; the
           // read ends at the first completion after.
           this.#arm();
           await this.#notify.read(this.#sink);
         } else {
-          if (this.#pending > 0) this.#submit();
+          if (this.#pending > 0 && !this.#submitOrFail()) break;
           this.#waiting = true;
           await this.libc.io_uring_wait(
             SYS_IO_URING_ENTER,
@@ -467,6 +537,10 @@ class Ring {
         this.#flushReaps = 0;
         this.#reap();
       }
+    } catch (err) {
+      // The notify socket broke, or an entry could not be pushed: nothing
+      // would wake this ring again.
+      this.fail(err);
     } finally {
       this.#waiting = false;
       this.#driving = false;
@@ -579,6 +653,20 @@ export async function prepareUring(): Promise<boolean> {
 }
 
 /**
+ * Fails this thread's ring as an error of `io_uring_enter()` would: for
+ * tests of what the connections and listeners on it, and the server core
+ * above them, do then. The ring cannot be used again in this thread.
+ *
+ * @param reason The error's message.
+ * @returns Whether there was a ring to fail.
+ */
+export function failUringForTesting(reason: string): boolean {
+  if (!(shared instanceof Ring)) return false;
+  shared.fail(new Error(reason));
+  return true;
+}
+
+/**
  * How this thread's ring wakes the event loop, once {@linkcode prepareUring}
  * or {@linkcode listenUring} has set it up: `"socket"` through the notify
  * socket, `"thread"` through a wait on a worker thread (where a Unix socket
@@ -610,12 +698,17 @@ export class UringListener implements AsyncIterable<UringConn> {
   readonly #pollfds = new Uint8Array(16);
   #polling: Promise<number> | null = null;
   #closed = false;
+  /** Stops waking the poll when the ring fails. */
+  readonly #unwatch: () => void;
 
   private constructor(r: Ring, fd: number, wake: number, addr: Deno.NetAddr) {
     this.#ring = r;
     this.#fd = fd;
     this.#wake = wake;
     this.addr = addr;
+    this.#unwatch = r.watchFailure(() => {
+      if (this.#polling !== null) this.#signal();
+    });
     const v = new DataView(this.#pollfds.buffer);
     v.setInt32(0, fd, true);
     v.setInt16(4, POLLIN, true);
@@ -669,13 +762,21 @@ export class UringListener implements AsyncIterable<UringConn> {
    * The next connection.
    *
    * @returns The connection; rejects with `Deno.errors.BadResource` once
-   *   closed, or with the error of `accept4()` (EMFILE, say), after which the
-   *   next call accepts again.
+   *   closed, with the error of `accept4()` (EMFILE, say), after which the
+   *   next call accepts again, or with a {@linkcode UringFailure} once the
+   *   ring has failed (the listener is then closed, its port free to listen
+   *   on again).
    */
   async accept(): Promise<UringConn> {
     const { libc, errno } = this.#ring;
     for (;;) {
       if (this.#closed) throw new Deno.errors.BadResource("Listener has been closed");
+      const failed = this.#ring.failed;
+      if (failed !== null) {
+        this.#closed = true;
+        this.#release();
+        throw failed;
+      }
       const fd = libc.accept4(this.#fd, null, null, SOCK_CLOEXEC);
       if (fd >= 0) return new UringConn(this.#ring, fd, this.addr);
       const e = errno[0]!;
@@ -704,12 +805,17 @@ export class UringListener implements AsyncIterable<UringConn> {
     if (this.#closed) throw new Deno.errors.BadResource("Listener has been closed");
     this.#closed = true;
     // The descriptors are closed once the poll has returned (closing one does not end a poll).
-    if (this.#polling !== null) {
-      this.#ring.libc.write(this.#wake, new Uint8Array(new BigUint64Array([1n]).buffer), 8n);
-    } else this.#release();
+    if (this.#polling !== null) this.#signal();
+    else this.#release();
+  }
+
+  /** Ends the poll on the worker thread. */
+  #signal(): void {
+    this.#ring.libc.write(this.#wake, new Uint8Array(new BigUint64Array([1n]).buffer), 8n);
   }
 
   #release(): void {
+    this.#unwatch();
     this.#ring.libc.close(this.#fd);
     this.#ring.libc.close(this.#wake);
   }
@@ -754,6 +860,8 @@ export class UringConn implements Owner {
   /** Operations pushed whose completion has not come. */
   #inFlight = 0;
   #closed = false;
+  /** Whether the ring failed under this connection (its descriptor is closed). */
+  #failed = false;
   /** Off V8's heap: small reads go through the first half, small writes the second. */
   #small: Uint8Array | null = null;
 
@@ -788,7 +896,11 @@ export class UringConn implements Owner {
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#read = { buf, into: small ? p : null, resolve, reject };
     this.#inFlight++;
-    this.#ring.push(OP_RECV, this.#fd, address(buf), buf.length, 0, this.#slot * 4 + READ);
+    try {
+      this.#ring.push(OP_RECV, this.#fd, address(buf), buf.length, 0, this.#slot * 4 + READ);
+    } catch {
+      // The ring failed: fail() has rejected this read.
+    }
     return promise.then(eofAsNull);
   }
 
@@ -810,19 +922,24 @@ export class UringConn implements Owner {
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#write = { buf, into: null, resolve, reject };
     this.#inFlight++;
-    this.#ring.push(
-      OP_SEND,
-      this.#fd,
-      address(buf),
-      buf.length,
-      MSG_NOSIGNAL,
-      this.#slot * 4 + WRITE,
-    );
+    try {
+      this.#ring.push(
+        OP_SEND,
+        this.#fd,
+        address(buf),
+        buf.length,
+        MSG_NOSIGNAL,
+        this.#slot * 4 + WRITE,
+      );
+    } catch {
+      // The ring failed: fail() has rejected this write.
+    }
     return promise;
   }
 
   /** @internal A completion of this connection's read or write. */
   complete(kind: number, res: number): void {
+    if (this.#failed) return;
     this.#ring.done();
     this.#inFlight--;
     const op = kind === READ ? this.#read : kind === WRITE ? this.#write : null;
@@ -837,6 +954,25 @@ export class UringConn implements Owner {
       }
     }
     if (this.#closed && this.#inFlight === 0) this.#release();
+  }
+
+  /**
+   * @internal The ring failed: the operations in flight reject with `err`
+   * (their buffers kept alive, as the kernel may still hold them), and the
+   * connection is closed.
+   */
+  fail(err: UringFailure): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    for (const op of [this.#read, this.#write]) {
+      if (op === null) continue;
+      retained.push(op.buf);
+      op.reject(err);
+    }
+    this.#read = this.#write = null;
+    this.#closed = true;
+    this.#ring.libc.shutdown(this.#fd, SHUT_RDWR);
+    this.#ring.libc.close(this.#fd);
   }
 
   /** Shuts the write side: the peer reads the end of input. */

@@ -206,3 +206,42 @@ Deno.test("a process whose ring has nothing left in flight exits by itself", asy
   assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
   assertEquals(new TextDecoder().decode(out.stdout).trim(), "3");
 });
+
+Deno.test("when the ring fails, reads and a waiting accept reject with UringFailure, the port is free, and later listeners are Deno's", async () => {
+  // In a process of its own: a failed ring is not used again in its thread.
+  const script = `
+    import { failUringForTesting, listenUring } from ${
+    JSON.stringify(new URL("./uring.ts", import.meta.url).href)
+  };
+    const l = await listenUring({ hostname: "127.0.0.1", port: 0 });
+    const c = await Deno.connect({ hostname: "127.0.0.1", port: l.addr.port });
+    const s = await l.accept();
+    const read = s.read(new Uint8Array(64)).then(() => "resolved", (e) => e.name);
+    const accept = l.accept().then(() => "resolved", (e) => e.name);
+    await new Promise((r) => setTimeout(r, 50));
+    failUringForTesting("injected");
+    const out = { read: await read, accept: await accept };
+    out.peer = await c.read(new Uint8Array(8)).then((n) => n, (e) => e.name);
+    const again = Deno.listen({ hostname: "127.0.0.1", port: l.addr.port });
+    out.relisten = again.addr.port === l.addr.port;
+    again.close();
+    out.later = (await listenUring({ hostname: "127.0.0.1", port: 0 })) === undefined;
+    c.close();
+    console.log(JSON.stringify(out));
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-net", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const res = await child.output();
+  clearTimeout(timer);
+  assertEquals(res.code, 0, new TextDecoder().decode(res.stderr));
+  const out = JSON.parse(new TextDecoder().decode(res.stdout));
+  assertEquals(out.read, "UringFailure");
+  assertEquals(out.accept, "UringFailure");
+  assert(out.peer === null || out.peer === "ConnectionReset", `the peer saw ${out.peer}`);
+  assertEquals(out.relisten, true, "the port is free to listen on again");
+  assertEquals(out.later, true, "later listeners fall back to Deno.listen");
+});
