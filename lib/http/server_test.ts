@@ -18,6 +18,7 @@ import {
   type ServerOptions,
 } from "./server.ts";
 import { RawClient, waitFor } from "./testdata/raw_client.ts";
+import { evalScript } from "../testing/tasks.ts";
 
 /** Every test here checks that it leaves no timer, socket or pending op behind. */
 const sanitized = { sanitizeOps: true, sanitizeResources: true } as const;
@@ -864,17 +865,9 @@ Deno.test("HttpServer goes on on Deno's sockets when its io_uring ring fails: th
     await server.shutdown();
     console.log(JSON.stringify(out));
   `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--unstable-net", script],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  const res = await child.output();
-  clearTimeout(timer);
-  const stderr = new TextDecoder().decode(res.stderr);
-  assertEquals(res.code, 0, stderr);
-  const out = JSON.parse(new TextDecoder().decode(res.stdout));
+  const res = await evalScript(script, 30_000);
+  assertEquals(res.code, 0, res.stderr);
+  const out = JSON.parse(res.stdout);
   assertEquals(out.before, "io_uring");
   assertEquals(out.first, true, "the ring served the first request");
   assertEquals(out.failed, true);

@@ -283,6 +283,12 @@ class Ring {
     this.#failed = new UringFailure(`io_uring failed: ${why}`, { cause });
     for (const owner of this.#owners) owner?.fail?.(this.#failed);
     for (const f of this.#onFail) f();
+    // Ends the driver's wait: a read left pending would keep the process alive.
+    try {
+      this.#notify?.close();
+    } catch {
+      // Closed already.
+    }
   }
 
   /** A slot for an owner's operations. */

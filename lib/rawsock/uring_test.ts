@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertRejects } from "../testing/assert.ts";
+import { evalScript } from "../testing/tasks.ts";
 import { listenUring, type UringConn, type UringListener, uringWake } from "./uring.ts";
 
 /** A listener on the ring; the kernel has io_uring here, in CI as on this machine. */
@@ -195,16 +196,9 @@ Deno.test("a process whose ring has nothing left in flight exits by itself", asy
     console.log(await s.read(new Uint8Array(8)));
     s.close(); c.close(); l.close();
   `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--unstable-net", script],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const out = await child.output();
-  clearTimeout(timer);
-  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
-  assertEquals(new TextDecoder().decode(out.stdout).trim(), "3");
+  const out = await evalScript(script);
+  assertEquals(out.code, 0, out.stderr);
+  assertEquals(out.stdout.trim(), "3");
 });
 
 Deno.test("when the ring fails, reads and a waiting accept reject with UringFailure, the port is free, and later listeners are Deno's", async () => {
@@ -229,16 +223,9 @@ Deno.test("when the ring fails, reads and a waiting accept reject with UringFail
     c.close();
     console.log(JSON.stringify(out));
   `;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--unstable-net", script],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const res = await child.output();
-  clearTimeout(timer);
-  assertEquals(res.code, 0, new TextDecoder().decode(res.stderr));
-  const out = JSON.parse(new TextDecoder().decode(res.stdout));
+  const res = await evalScript(script);
+  assertEquals(res.code, 0, res.stderr);
+  const out = JSON.parse(res.stdout);
   assertEquals(out.read, "UringFailure");
   assertEquals(out.accept, "UringFailure");
   assert(out.peer === null || out.peer === "ConnectionReset", `the peer saw ${out.peer}`);

@@ -128,6 +128,47 @@ export async function runTaskIn(
   return await output(taskViaConfig(name, args), inUserDir(dir));
 }
 
+/**
+ * Runs a script in a Deno process of its own (`deno eval`, with this
+ * project's unstable `net` APIs), for tests of what would spoil the test
+ * process: a failed io_uring ring, an exit. Killed after `timeoutMs`.
+ *
+ * @param script The module's source.
+ * @param timeoutMs Longest run, in ms.
+ * @returns The exit code and the output.
+ *
+ * @example
+ * ```ts
+ * import { evalScript } from "./tasks.ts";
+ * import { assertEquals } from "./assert.ts";
+ * const r = await evalScript("console.log(6 * 7)");
+ * assertEquals([r.code, r.stdout], [0, "42\n"]);
+ * ```
+ */
+export async function evalScript(
+  script: string,
+  timeoutMs = 20_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-net", script],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  try {
+    const out = await child.output();
+    const decoder = new TextDecoder();
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Runs `argv` to its end with no stdin; its exit code and decoded output. */
 async function output(
   argv: readonly string[],
