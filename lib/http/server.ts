@@ -59,11 +59,15 @@ import { BufferedReader } from "./reader.ts";
 import { Progress } from "./_progress.ts";
 import { reasonPhrase } from "./status.ts";
 import { listenUringSync, prepareUring, UringFailure, UringListener } from "../rawsock/uring.ts";
+import { positive } from "../validate.ts";
+import { ipFamily } from "../sockaddr.ts";
+import type { H2Handler, H2LogEntry, H2Session } from "./h2/session.ts";
 
 /**
  * Whether this thread can serve plain TCP on an io_uring ring: the libc
- * bindings are loaded here, at import (under FFI permission only), because
- * the server's constructor opens its listener synchronously.
+ * bindings, the ring and its notify socket are set up here, at import
+ * (under FFI permission only), because the server's constructor opens its
+ * listener synchronously.
  */
 const uringReady = await prepareUring();
 
@@ -85,9 +89,6 @@ interface RawListener {
   accept(): Promise<RawConn>;
   close(): void;
 }
-import { positive } from "../validate.ts";
-import { ipFamily } from "../sockaddr.ts";
-import type { H2Handler, H2LogEntry, H2Session } from "./h2/session.ts";
 
 // The HTTP/2 codec is loaded when a connection may speak it (ALPN chose h2,
 // or h2c is on): a server that only speaks HTTP/1.1 keeps it out of its heap.

@@ -99,8 +99,6 @@ const SYMBOLS = {
   },
   // void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
-  // int munmap(void *addr, size_t len);
-  munmap: { parameters: ["pointer", "usize"], result: "i32" },
   // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
   accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
   // int listen(int fd, int backlog);

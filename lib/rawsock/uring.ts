@@ -14,9 +14,9 @@
  * {@linkcode prepareUring} or the first {@linkcode listenUring}: both await
  * the notify socket's connect, so a Web Worker that loads this module must
  * set its message handler first (a worker drops the messages that come
- * while its entry module is still loading). Entries go in together once the microtask queue has gone quiet, so every
- * handler that a batch of completions woke adds its reads and writes to one
- * `io_uring_enter()`. The event loop is woken through a Unix socket whose
+ * while its entry module is still loading). Entries go in together once the
+ * microtask queue has gone quiet, so every handler that a batch of
+ * completions woke adds its reads and writes to one `io_uring_enter()`. The event loop is woken through a Unix socket whose
  * one end is Deno's (watched by its poller like any socket) and whose other
  * end the ring writes: when there is nothing to reap, a poll of the ring's
  * own descriptor is armed, linked to a one-byte send there, so the first
@@ -189,7 +189,7 @@ class Ring {
   /** Whether a poll of the ring that writes to the notify socket is armed. */
   #armed = false;
   /** The byte the ring sends (off V8's heap), and where Deno reads them. */
-  readonly #byte = new Uint8Array(new ArrayBuffer(8));
+  readonly #byte = new Uint8Array(new ArrayBuffer(8)).fill(1);
   readonly #sink = new Uint8Array(256);
   readonly #owners: (Owner | undefined)[] = [];
   readonly #free: number[] = [];
@@ -339,7 +339,6 @@ class Ring {
       }
       this.#notify = conn;
       this.#notifyFd = fd;
-      this.#byte[0] = 1;
       this.#notifySlot = this.attach({ complete: () => this.#armed = false });
     } finally {
       libc.close(listener);
@@ -511,8 +510,9 @@ class Ring {
   }
 
   /**
-   * Reaps while operations are outstanding: at once after each batch, and
-   * through a wait on a worker thread when nothing is there yet.
+   * Reaps while operations are outstanding, each time the event loop is
+   * woken through the notify socket (or, without one, by the wait on a
+   * worker thread).
    */
   async #drive(): Promise<void> {
     this.#driving = true;

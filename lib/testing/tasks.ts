@@ -149,13 +149,29 @@ export async function evalScript(
   script: string,
   timeoutMs = 20_000,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--unstable-net", script],
+  return await output([Deno.execPath(), "eval", "--unstable-net", script], {}, timeoutMs);
+}
+
+/**
+ * Runs `argv` to its end with no stdin, killed after `timeoutMs` when given;
+ * its exit code and decoded output.
+ */
+async function output(
+  argv: readonly string[],
+  options: Deno.CommandOptions = {},
+  timeoutMs?: number,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, ...args] = argv;
+  const child = new Deno.Command(cmd!, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    ...options,
   }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const timer = timeoutMs === undefined
+    ? undefined
+    : setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   try {
     const out = await child.output();
     const decoder = new TextDecoder();
@@ -167,17 +183,6 @@ export async function evalScript(
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Runs `argv` to its end with no stdin; its exit code and decoded output. */
-async function output(
-  argv: readonly string[],
-  options: Deno.CommandOptions = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [cmd, ...args] = argv;
-  const out = await new Deno.Command(cmd!, { args, stdin: "null", ...options }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 /**
